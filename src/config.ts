@@ -1,0 +1,120 @@
+/**
+ * The environment, validated once at boot. This is the only module that reads process.env
+ * (an ESLint rule enforces it). Names are a public contract: see README "Configuration".
+ */
+import { z } from 'zod';
+import type { ProviderName } from './engine/models.ts';
+
+const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalString = z.preprocess(emptyToUndefined, z.string().trim().min(1).optional());
+const url = (def?: string) => {
+  const base = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+  return def === undefined ? z.preprocess(emptyToUndefined, base.optional()) : z.preprocess(emptyToUndefined, base.default(def));
+};
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(def));
+const list = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : (v ?? [])),
+  z.array(z.string()),
+);
+
+export const configSchema = z
+  .object({
+    DISCORD_TOKEN: optionalString,
+    DISCORD_APPLICATION_ID: optionalString,
+    DISCORD_PUBLIC_KEY: optionalString,
+    DISCORD_GUILD_ID: optionalString,
+    DISCORD_API_URL: url('https://discord.com/api'),
+
+    SLACK_BOT_TOKEN: optionalString,
+    SLACK_SIGNING_SECRET: optionalString,
+    SLACK_APP_TOKEN: optionalString,
+    SLACK_API_URL: url('https://slack.com/api/'),
+
+    RUNBASE_API_KEY: optionalString,
+    RUNBASE_API_URL: url('https://runbase.net/api/v1'),
+    RUNBLOB_API_KEY: optionalString,
+    RUNBLOB_API_URL: url('https://platform.runblob.io'),
+
+    DEFAULT_MODEL: optionalString,
+    STORE_URL: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .regex(/^(sqlite|redis|rediss):\/\//, 'must start with sqlite://, redis:// or rediss://')
+        .default('sqlite://data/imagine.sqlite'),
+    ),
+    DATA_DIR: z.preprocess(emptyToUndefined, z.string().default('data')),
+
+    QUOTA_DAILY_UNITS: int(20, 0),
+    QUOTA_COST_1K: int(1, 0),
+    QUOTA_COST_2K: int(2, 0),
+    QUOTA_COST_4K: int(4, 0),
+    QUOTA_EXEMPT_USERS: list,
+    SPEND_CAP_DAILY_USD: z.preprocess(emptyToUndefined, z.coerce.number().positive().optional()),
+    JOB_DEADLINE_SECONDS: int(600, 10),
+
+    FETCH_ALLOW_HOSTS: list,
+
+    PORT: int(3000, 0, 65535),
+    PUBLIC_URL: url(),
+    LOG_LEVEL: z.preprocess(
+      emptyToUndefined,
+      z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    ),
+  })
+  .superRefine((c, ctx) => {
+    if (c.DISCORD_TOKEN && !c.DISCORD_APPLICATION_ID)
+      ctx.addIssue({ code: 'custom', path: ['DISCORD_APPLICATION_ID'], message: 'is required when DISCORD_TOKEN is set' });
+    if (c.SLACK_BOT_TOKEN && !c.SLACK_SIGNING_SECRET && !c.SLACK_APP_TOKEN)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SLACK_SIGNING_SECRET'],
+        message: 'is required when SLACK_BOT_TOKEN is set (or set SLACK_APP_TOKEN for Socket Mode)',
+      });
+    if (c.RUNBASE_API_KEY && !c.RUNBASE_API_KEY.startsWith('sk-'))
+      ctx.addIssue({ code: 'custom', path: ['RUNBASE_API_KEY'], message: 'Runbase keys start with "sk-"' });
+  });
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Parses an environment (defaults to process.env); throws ConfigError listing every problem. */
+export function parseConfig(env: Record<string, string | undefined> = process.env): Config {
+  const result = configSchema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
+  throw new ConfigError(problems);
+}
+
+/** Loads `.env` from the working directory when present (real environment variables win). */
+export function loadDotEnv(path = '.env'): void {
+  try {
+    process.loadEnvFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+export function configuredProviders(c: Config): Set<ProviderName> {
+  const s = new Set<ProviderName>();
+  if (c.RUNBASE_API_KEY) s.add('runbase');
+  if (c.RUNBLOB_API_KEY) s.add('runblob');
+  return s;
+}
+
+/** Every secret in the config, for log redaction tests and scrubbing. */
+export function secretsOf(c: Config): string[] {
+  return [c.DISCORD_TOKEN, c.SLACK_BOT_TOKEN, c.SLACK_SIGNING_SECRET, c.SLACK_APP_TOKEN, c.RUNBASE_API_KEY, c.RUNBLOB_API_KEY].filter(
+    (s): s is string => !!s,
+  );
+}

@@ -1,0 +1,54 @@
+/**
+ * What platform adapters, commands and the CLI may ask of the engine. Implemented by Engine
+ * (engine.ts). Adapters code against this interface only.
+ */
+import type { Deliverer, JobRecord } from './job.ts';
+import type { ModelSpec, Resolution } from './models.ts';
+import type { ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
+
+export interface QuotaView {
+  exempt: boolean;
+  /** Units per day. */
+  limit: number;
+  used: number;
+  left: number;
+  /** Epoch ms when the daily allowance resets (next UTC midnight). */
+  resetsAt: number;
+  /** Units one image costs at each resolution. */
+  costs: Record<Resolution, number>;
+}
+
+export interface EngineApi {
+  /** The configured models, in catalog order. */
+  readonly models: readonly ModelSpec[];
+  /** The model used when none is chosen. */
+  readonly defaultModel: ModelSpec;
+
+  /**
+   * Validates the request (shape, model capabilities, references), reserves quota, persists the
+   * job (state queued) and starts it in the background. Resolves with the stored record once the
+   * job is durable; rejects with a BotError (ValidationError, ReferenceError, QuotaExceededError,
+   * SpendCapError…) whose userMessage says what to fix. Nothing is charged on rejection.
+   */
+  submit(request: ImagineRequestInput): Promise<JobRecord>;
+
+  getJob(jobId: string): Promise<JobRecord | undefined>;
+
+  /** Merges `patch` into the job's platform location (e.g. the placeholder's message id) and persists it. */
+  updateLocation(jobId: string, patch: PlatformLocation): Promise<void>;
+
+  /** A user's allowance today. */
+  quota(requester: Requester): Promise<QuotaView>;
+
+  /** Registers the adapter that renders progress and delivers results for a platform. */
+  setDeliverer(platform: Platform, deliverer: Deliverer): void;
+
+  /** Picks up unfinished (and finished-but-undelivered) jobs from the store. Returns how many. */
+  resume(): Promise<number>;
+
+  /** Resolves when the job is terminal and delivered (or delivery gave up). */
+  waitFor(jobId: string, signal?: AbortSignal): Promise<JobRecord>;
+
+  /** Stops polling and timers; in-flight jobs stay in the store and resume on next start. */
+  close(): Promise<void>;
+}

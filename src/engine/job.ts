@@ -1,0 +1,110 @@
+/**
+ * The persisted job record and its state machine. A job is written to the store at every
+ * state change, so a process killed at any point can resume it (engine.resume()).
+ */
+import type { ImagineRequest, Platform } from './request.ts';
+import type { TaskStatus } from '../providers/types.ts';
+
+export const JOB_STATES = ['queued', 'submitted', 'running', 'succeeded', 'failed', 'canceled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export const TERMINAL_JOB_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'canceled']);
+export const isTerminalJobState = (s: JobState): boolean => TERMINAL_JOB_STATES.has(s);
+
+/** A stored output image. */
+export interface JobImage {
+  /** Path on local disk (under DATA_DIR/images/<jobId>/). */
+  path: string;
+  /** The provider's URL for the original (CDN, lifetime undocumented). */
+  sourceUrl: string;
+  mime: 'image/png' | 'image/jpeg' | 'image/webp';
+  bytes: number;
+  width: number;
+  height: number;
+}
+
+/** One provider task = one image. */
+export interface JobTask {
+  index: number;
+  /** 'unsubmitted' until the provider has accepted the create call. */
+  status: TaskStatus | 'unsubmitted';
+  taskId?: string;
+  submittedAt?: number;
+  completedAt?: number;
+  /** Provider-reported cost in USD, when known. */
+  costUsd?: number;
+  outputUrl?: string;
+  image?: JobImage;
+  error?: JobError;
+}
+
+export interface JobError {
+  /** Stable code (provider code like MODERATION_FAILED, or an engine code like DEADLINE_EXCEEDED). */
+  code: string;
+  /** The sentence shown to the chat user. */
+  userMessage: string;
+  /** Technical detail for logs/operators. */
+  detail?: string;
+}
+
+export interface JobQuota {
+  /** The quota bucket key (platform:userId). */
+  userKey: string;
+  /** The day bucket (UTC yyyy-mm-dd) the units were reserved in. */
+  day: string;
+  /** Units reserved at submission (0 for exempt users). */
+  reserved: number;
+  /** Units given back so far (failed tasks). reserved - refunded is what the user paid. */
+  refunded: number;
+  /** Set once the final settlement (commit/refund) is done: guarantees "charged once" across resumes. */
+  settled: boolean;
+  /** USD reserved against the global spend cap (estimate, corrected by reported costs). */
+  spendReservedUsd: number;
+}
+
+export interface JobRecord {
+  id: string;
+  request: ImagineRequest;
+  state: JobState;
+  createdAt: number;
+  updatedAt: number;
+  /** Epoch ms after which the job fails with DEADLINE_EXCEEDED. */
+  deadlineAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  tasks: JobTask[];
+  quota: JobQuota;
+  /** Set when the whole job failed. Partial success keeps state 'succeeded' with per-task errors. */
+  error?: JobError;
+  /** Set once the platform adapter has delivered the terminal result (see Deliverer). */
+  deliveredAt?: number;
+  /** Number of delivery attempts that failed (the engine retries with backoff, then gives up). */
+  deliveryAttempts?: number;
+}
+
+export type ProgressPhase = 'queued' | 'generating' | 'downloading' | 'done';
+
+export interface ProgressEvent {
+  jobId: string;
+  state: JobState;
+  phase: ProgressPhase;
+  /** Since job creation. */
+  elapsedMs: number;
+  /** Tasks that reached a terminal state / all tasks. */
+  done: number;
+  total: number;
+  /** True when the state or phase changed (adapters edit at once); false for elapsed-time ticks. */
+  changed: boolean;
+}
+
+/**
+ * What a platform adapter gives the engine so results reach users even after a restart.
+ * The engine calls `progress` on every event, and `deliver` once the job is terminal, also for
+ * jobs resumed at start; it marks the job delivered when `deliver` resolves, and retries a few
+ * times with backoff when it throws.
+ */
+export interface Deliverer {
+  progress(job: JobRecord, event: ProgressEvent): void | Promise<void>;
+  deliver(job: JobRecord): Promise<void>;
+}
+
+export type DelivererRegistry = Partial<Record<Platform, Deliverer>>;

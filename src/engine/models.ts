@@ -1,0 +1,139 @@
+/**
+ * The model catalog: the single source of truth for what each user-facing model choice can do.
+ * Validation (engine), Discord's choices, Slack's modal and the flag parser's help are all derived
+ * from it. See DESIGN.md "Models" and reference/providers.md.
+ */
+
+export const PROVIDERS = ['runbase', 'runblob'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+/** The eleven ratios both providers accept ("auto" lets the model choose). */
+export const COMMON_RATIOS = ['auto', '1:1', '2:3', '3:2', '3:4', '4:3', '4:5', '5:4', '9:16', '16:9', '21:9'] as const;
+/** Runbase's nano-banana-2 adds four extreme ratios. */
+export const EXTENDED_RATIOS = [...COMMON_RATIOS, '1:4', '1:8', '4:1', '8:1'] as const;
+export const ALL_RATIOS = EXTENDED_RATIOS;
+export type Ratio = (typeof ALL_RATIOS)[number];
+
+export const RESOLUTIONS = ['1K', '2K', '4K'] as const;
+export type Resolution = (typeof RESOLUTIONS)[number];
+
+export interface ModelSpec {
+  /** Stable key used in commands, custom ids and the store (never rename: buttons carry it). */
+  readonly key: string;
+  /** What users see. */
+  readonly label: string;
+  readonly provider: ProviderName;
+  /** The provider's own model id. */
+  readonly providerModel: string;
+  readonly ratios: readonly Ratio[];
+  readonly resolutions: readonly Resolution[];
+  /** Maximum reference images per request. */
+  readonly maxReferences: number;
+  /** Whether the provider accepts base64 data URLs for references (Runbase: URLs only). */
+  readonly acceptsDataReferences: boolean;
+  /** Whether a creativity (temperature 0–1) option exists. */
+  readonly creativity: boolean;
+  /** Short names accepted in `--model` (first configured model wins when two share an alias). */
+  readonly aliases: readonly string[];
+  /** Rough list price per image in USD by resolution, used to reserve against the spend cap before the provider reports the real cost. */
+  readonly estimatedUsd: Readonly<Partial<Record<Resolution, number>>>;
+}
+
+export const MODEL_CATALOG: readonly ModelSpec[] = [
+  {
+    key: 'runbase-pro',
+    label: 'Nano Banana Pro (Runbase)',
+    provider: 'runbase',
+    providerModel: 'google/nano-banana-pro',
+    ratios: COMMON_RATIOS,
+    resolutions: RESOLUTIONS,
+    // Not documented for -pro; Gemini 3 Pro image takes more, 8 keeps requests modest.
+    maxReferences: 8,
+    acceptsDataReferences: false,
+    creativity: false,
+    aliases: ['pro', 'nano-banana-pro'],
+    estimatedUsd: { '1K': 0.13, '2K': 0.13, '4K': 0.24 },
+  },
+  {
+    key: 'runbase-2',
+    label: 'Nano Banana 2 (Runbase)',
+    provider: 'runbase',
+    providerModel: 'google/nano-banana-2',
+    ratios: EXTENDED_RATIOS,
+    resolutions: RESOLUTIONS,
+    maxReferences: 8,
+    acceptsDataReferences: false,
+    creativity: false,
+    aliases: ['2', 'v2', 'nb2', 'nano-banana-2'],
+    estimatedUsd: { '1K': 0.045, '2K': 0.09, '4K': 0.15 },
+  },
+  {
+    key: 'runblob-standard',
+    label: 'Nano Banana (RunBlob)',
+    provider: 'runblob',
+    providerModel: 'standard',
+    ratios: COMMON_RATIOS,
+    resolutions: ['1K'],
+    maxReferences: 4,
+    acceptsDataReferences: true,
+    creativity: true,
+    aliases: ['standard', 'nano-banana', 'flash', 'nb'],
+    estimatedUsd: { '1K': 0.04 },
+  },
+  {
+    key: 'runblob-pro',
+    label: 'Nano Banana Pro (RunBlob)',
+    provider: 'runblob',
+    providerModel: 'pro',
+    ratios: COMMON_RATIOS,
+    resolutions: RESOLUTIONS,
+    maxReferences: 8,
+    acceptsDataReferences: true,
+    creativity: true,
+    aliases: ['pro', 'nano-banana-pro'],
+    estimatedUsd: { '1K': 0.13, '2K': 0.13, '4K': 0.24 },
+  },
+  {
+    key: 'runblob-2',
+    label: 'Nano Banana 2 (RunBlob)',
+    provider: 'runblob',
+    providerModel: 'v2',
+    ratios: COMMON_RATIOS,
+    resolutions: RESOLUTIONS,
+    maxReferences: 8,
+    acceptsDataReferences: true,
+    creativity: true,
+    aliases: ['2', 'v2', 'nb2', 'nano-banana-2'],
+    estimatedUsd: { '1K': 0.045, '2K': 0.09, '4K': 0.15 },
+  },
+];
+
+/** The models whose provider has an API key, in catalog order. */
+export function configuredModels(configured: ReadonlySet<ProviderName>): ModelSpec[] {
+  return MODEL_CATALOG.filter((m) => configured.has(m.provider));
+}
+
+/**
+ * Resolves a user's model choice (a key, an alias or a label, case-insensitive) among the
+ * configured models. Returns undefined when nothing matches.
+ */
+export function findModel(models: readonly ModelSpec[], choice: string): ModelSpec | undefined {
+  const wanted = choice.trim().toLowerCase();
+  return (
+    models.find((m) => m.key === wanted) ??
+    models.find((m) => m.label.toLowerCase() === wanted) ??
+    models.find((m) => m.aliases.includes(wanted))
+  );
+}
+
+/**
+ * For "Upscale 4K": the model to use when the original cannot do 4K — the first configured model
+ * of the same provider family that can, else any configured 4K model.
+ */
+export function modelFor4K(models: readonly ModelSpec[], original: ModelSpec): ModelSpec | undefined {
+  if (original.resolutions.includes('4K')) return original;
+  return (
+    models.find((m) => m.provider === original.provider && m.resolutions.includes('4K')) ??
+    models.find((m) => m.resolutions.includes('4K'))
+  );
+}

@@ -1,0 +1,39 @@
+/**
+ * The store: Keyv for records (jobs), plus the atomic operations Keyv lacks, implemented with
+ * each backend's own primitive (SQLite: single-statement upserts with RETURNING; Redis: Lua /
+ * INCRBY / SET NX). One interface, two implementations: store-sqlite.ts and store-redis.ts.
+ */
+import type { Keyv } from 'keyv';
+
+export interface Store {
+  /** Key-value records (JSON-serialisable values). Namespaced per use by the caller's key prefix. */
+  readonly kv: Keyv;
+
+  /**
+   * Atomically adds `delta` to the counter `key` if the result stays ≤ `limit`; returns the new
+   * value, or null (and changes nothing) when it would exceed the limit. The counter expires at
+   * `expiresAt` (epoch ms); a missing counter counts as 0.
+   */
+  addIfWithin(key: string, delta: number, limit: number, expiresAt: number): Promise<number | null>;
+  /** Atomically adds `delta` (may be negative) to the counter; returns the new value. */
+  add(key: string, delta: number, expiresAt: number): Promise<number>;
+  /** Reads a counter (0 when missing or expired). */
+  read(key: string): Promise<number>;
+
+  /** Sets `key` only if absent (atomic); true when this call set it. For de-duplication. */
+  setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+
+  /** Set membership, for the index of unfinished jobs. */
+  setAdd(key: string, member: string): Promise<void>;
+  setRemove(key: string, member: string): Promise<void>;
+  setMembers(key: string): Promise<string[]>;
+
+  /**
+   * Acquires or renews a lease held by `owner` for `ttlMs`. True when `owner` holds it after the
+   * call. Lets several processes share one store: each running job is owned by one process.
+   */
+  lease(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  releaseLease(key: string, owner: string): Promise<void>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,57 @@
+/**
+ * The common face of both providers. Each client maps the shared task input to its own API and
+ * reports a common status. One task produces one image (RunBlob: one task per image; Runbase:
+ * one run per image, its output.urls[0]).
+ */
+import type { ProviderName, Ratio, Resolution } from '../engine/models.ts';
+
+export const TASK_STATUSES = ['pending', 'running', 'succeeded', 'failed'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const TERMINAL_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set(['succeeded', 'failed']);
+
+/** A reference as the provider receives it: a URL it can fetch, or a data URL (RunBlob only). */
+export type ProviderReference = { kind: 'url'; url: string } | { kind: 'data'; dataUrl: string };
+
+export interface TaskInput {
+  prompt: string;
+  /** The provider's model id (ModelSpec.providerModel). */
+  model: string;
+  ratio: Ratio;
+  resolution: Resolution;
+  references: ProviderReference[];
+  /** 0–1; RunBlob's temperature. Ignored by Runbase. */
+  creativity?: number;
+  /** RunBlob only: the webhook to call on completion. */
+  callbackUrl?: string;
+}
+
+export interface CreatedTask {
+  taskId: string;
+  status: TaskStatus;
+  /** Cost in USD as reported at creation (Runbase costUsd / 1e6, RunBlob price). */
+  costUsd?: number;
+}
+
+export interface TaskSnapshot {
+  taskId: string;
+  status: TaskStatus;
+  /** Output image URLs (succeeded only). */
+  outputUrls: string[];
+  costUsd?: number;
+  /** For failed tasks: the provider's code (e.g. MODERATION_FAILED) and message. */
+  failure?: { code: string; message: string };
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+export interface ProviderClient {
+  readonly name: ProviderName;
+  /** Groups rate-limit budgets: one poll scheduler per key id (a hash, never the key itself). */
+  readonly keyId: string;
+  /** Billable: retried only when the request surely did not land (429 RATE_LIMITED, refused connection). */
+  createTask(input: TaskInput, opts?: RequestOptions): Promise<CreatedTask>;
+  /** Idempotent: retried on network errors, 408, 429, 5xx. */
+  getTask(taskId: string, opts?: RequestOptions): Promise<TaskSnapshot>;
+}

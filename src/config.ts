@@ -62,19 +62,23 @@ export const configSchema = z
       emptyToUndefined,
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     ),
-  })
-  .superRefine((c, ctx) => {
-    if (c.DISCORD_TOKEN && !c.DISCORD_APPLICATION_ID)
-      ctx.addIssue({ code: 'custom', path: ['DISCORD_APPLICATION_ID'], message: 'is required when DISCORD_TOKEN is set' });
-    if (c.SLACK_BOT_TOKEN && !c.SLACK_SIGNING_SECRET && !c.SLACK_APP_TOKEN)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['SLACK_SIGNING_SECRET'],
-        message: 'is required when SLACK_BOT_TOKEN is set (or set SLACK_APP_TOKEN for Socket Mode)',
-      });
-    if (c.RUNBASE_API_KEY && !c.RUNBASE_API_KEY.startsWith('sk-'))
-      ctx.addIssue({ code: 'custom', path: ['RUNBASE_API_KEY'], message: 'Runbase keys start with "sk-"' });
   });
+
+/**
+ * Rules that involve several variables. Checked on the raw environment so that they are reported
+ * together with the per-variable problems (zod skips refinements once a field is invalid).
+ */
+function crossFieldProblems(env: Record<string, string | undefined>): string[] {
+  const set = (name: string) => (env[name] ?? '').trim() !== '';
+  const problems: string[] = [];
+  if (set('DISCORD_TOKEN') && !set('DISCORD_APPLICATION_ID'))
+    problems.push('DISCORD_APPLICATION_ID: is required when DISCORD_TOKEN is set');
+  if (set('SLACK_BOT_TOKEN') && !set('SLACK_SIGNING_SECRET') && !set('SLACK_APP_TOKEN'))
+    problems.push('SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set (or set SLACK_APP_TOKEN for Socket Mode)');
+  if (set('RUNBASE_API_KEY') && !(env.RUNBASE_API_KEY ?? '').trim().startsWith('sk-'))
+    problems.push('RUNBASE_API_KEY: Runbase keys start with "sk-"');
+  return problems;
+}
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -91,8 +95,11 @@ export class ConfigError extends Error {
 /** Parses an environment (defaults to process.env); throws ConfigError listing every problem. */
 export function parseConfig(env: Record<string, string | undefined> = process.env): Config {
   const result = configSchema.safeParse(env);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
+  const problems = [
+    ...(result.success ? [] : result.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`)),
+    ...crossFieldProblems(env),
+  ];
+  if (result.success && problems.length === 0) return result.data;
   throw new ConfigError(problems);
 }
 

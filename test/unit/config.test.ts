@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, configuredProviders, parseConfig } from '../../src/config.ts';
+
+describe('parseConfig', () => {
+  it('applies the documented defaults to an empty environment', () => {
+    const c = parseConfig({});
+    expect(c.DISCORD_API_URL).toBe('https://discord.com/api');
+    expect(c.SLACK_API_URL).toBe('https://slack.com/api/');
+    expect(c.RUNBASE_API_URL).toBe('https://runbase.net/api/v1');
+    expect(c.RUNBLOB_API_URL).toBe('https://platform.runblob.io');
+    expect(c.STORE_URL).toBe('sqlite://data/imagine.sqlite');
+    expect(c.PORT).toBe(3000);
+    expect(c.LOG_LEVEL).toBe('info');
+    expect(c.QUOTA_DAILY_UNITS).toBe(20);
+    expect([c.QUOTA_COST_1K, c.QUOTA_COST_2K, c.QUOTA_COST_4K]).toEqual([1, 2, 4]);
+    expect(c.SPEND_CAP_DAILY_USD).toBeUndefined();
+    expect(c.JOB_DEADLINE_SECONDS).toBe(600);
+    expect(c.FETCH_ALLOW_HOSTS).toEqual([]);
+  });
+
+  it('parses lists, numbers and treats empty strings as unset', () => {
+    const c = parseConfig({
+      QUOTA_EXEMPT_USERS: ' 123, slack:U1 ,,',
+      FETCH_ALLOW_HOSTS: '127.0.0.1,10.0.0.0/8',
+      PORT: '0',
+      SPEND_CAP_DAILY_USD: '12.5',
+      PUBLIC_URL: '',
+      RUNBASE_API_KEY: 'sk-abc',
+    });
+    expect(c.QUOTA_EXEMPT_USERS).toEqual(['123', 'slack:U1']);
+    expect(c.FETCH_ALLOW_HOSTS).toEqual(['127.0.0.1', '10.0.0.0/8']);
+    expect(c.PORT).toBe(0);
+    expect(c.SPEND_CAP_DAILY_USD).toBe(12.5);
+    expect(c.PUBLIC_URL).toBeUndefined();
+    expect([...configuredProviders(c)]).toEqual(['runbase']);
+  });
+
+  it('reports every problem at once, naming each variable', () => {
+    let error: unknown;
+    try {
+      parseConfig({
+        PORT: 'eighty',
+        QUOTA_DAILY_UNITS: '-1',
+        STORE_URL: 'postgres://x',
+        LOG_LEVEL: 'loud',
+        DISCORD_API_URL: 'not a url',
+        DISCORD_TOKEN: 'tok',
+        SLACK_BOT_TOKEN: 'xoxb-1',
+        RUNBASE_API_KEY: 'pk-wrong',
+        SPEND_CAP_DAILY_USD: '0',
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    for (const name of [
+      'PORT',
+      'QUOTA_DAILY_UNITS',
+      'STORE_URL',
+      'LOG_LEVEL',
+      'DISCORD_API_URL',
+      'DISCORD_APPLICATION_ID',
+      'SLACK_SIGNING_SECRET',
+      'RUNBASE_API_KEY',
+      'SPEND_CAP_DAILY_USD',
+    ]) {
+      expect(problems).toContain(name);
+    }
+    expect((error as ConfigError).message).toMatch(/^Invalid configuration:/);
+  });
+
+  it('accepts Socket Mode without a signing secret', () => {
+    expect(() => parseConfig({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' })).not.toThrow();
+  });
+});

@@ -42,8 +42,15 @@ export interface TaskSnapshot {
   failure?: { code: string; message: string };
 }
 
+/**
+ * Called before every HTTP attempt (retries included) so a per-key rate budget sees every request
+ * (Runbase: 20 requests / 10 s per key, creates and polls together). Resolves when the request may go.
+ */
+export type RequestGate = (kind: 'create' | 'poll', signal?: AbortSignal) => Promise<void>;
+
 export interface RequestOptions {
   signal?: AbortSignal;
+  gate?: RequestGate;
 }
 
 export interface ProviderClient {

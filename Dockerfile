@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Two stages: install production dependencies, then copy them with the source into a slim
+# non-root image. The bot runs TypeScript directly (Node's type stripping): no build step.
+
+FROM node:26-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --omit=dev: no test tooling and no `node` package (the image has its own Node 26).
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+FROM node:26-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY src ./src
+COPY commands ./commands
+# The SQLite store and downloaded images live in /app/data: mount a volume there.
+RUN mkdir -p /app/data && chown node:node /app/data
+USER node
+VOLUME ["/app/data"]
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+CMD ["node", "src/main.ts"]

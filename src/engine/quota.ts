@@ -1,0 +1,215 @@
+/**
+ * Per-user daily allowances in units (1K image = 1, 2K = 2, 4K = 4 unless configured otherwise)
+ * and the bot-wide daily spending cap. Both are counters in the store, one per UTC day, changed
+ * only through the store's atomic operations, so they stay exact across concurrent requests and
+ * across processes sharing one store.
+ *
+ * Life of a reservation: reserve() before submitting; nothing more on success (the units stay
+ * spent); refund() what was not delivered.
+ */
+import type { QuotaView } from './api.ts';
+import { QuotaExceededError, SpendCapError } from './errors.ts';
+import type { Resolution } from './models.ts';
+import type { Requester } from './request.ts';
+import type { Store } from './store.ts';
+
+export const DAY_MS = 24 * 60 * 60 * 1000;
+/** Counters outlive their day by this much, so a late refund or adjustment still finds them. */
+const COUNTER_RETENTION_AFTER_DAY_MS = 2 * DAY_MS;
+/** Spend is counted in integer micro-dollars: the store's counters are integers. */
+const MICRO_USD_PER_USD = 1_000_000;
+
+/** The UTC day of an instant, as YYYY-MM-DD (sorts like time). */
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** Epoch ms of 00:00 UTC on `day` (YYYY-MM-DD). */
+export function utcDayStart(day: string): number {
+  const ms = Date.parse(`${day}T00:00:00.000Z`);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(day) || Number.isNaN(ms)) throw new RangeError(`not a UTC day: ${day}`);
+  return ms;
+}
+
+/** The next UTC midnight strictly after `ms`. */
+export function nextUtcMidnight(ms: number): number {
+  return Math.floor(ms / DAY_MS) * DAY_MS + DAY_MS;
+}
+
+export interface QuotaOptions {
+  /** Units per user per UTC day. 0: only exempt users can generate. */
+  dailyUnits: number;
+  /** Units one image costs at each resolution. */
+  costs: Record<Resolution, number>;
+  /** User ids with no limit, bare (`123`) or qualified by platform (`discord:123`). */
+  exemptUsers: readonly string[];
+  /** Bot-wide daily cap in USD; undefined turns the cap off. */
+  spendCapUsd?: number | undefined;
+  now?: () => number;
+}
+
+export interface QuotaReservation {
+  /** The UTC day charged; give it back to refund(). */
+  day: string;
+  /** Units taken (0 for exempt users). */
+  reserved: number;
+}
+
+export interface SpendReservation {
+  /** The UTC day charged; give it back to adjustSpend(). */
+  day: string;
+  reservedUsd: number;
+}
+
+export class Quotas {
+  readonly dailyUnits: number;
+  readonly costs: Readonly<Record<Resolution, number>>;
+  readonly spendCapUsd: number | undefined;
+  readonly #store: Store;
+  readonly #exempt: ReadonlySet<string>;
+  readonly #now: () => number;
+
+  constructor(store: Store, opts: QuotaOptions) {
+    if (!Number.isSafeInteger(opts.dailyUnits) || opts.dailyUnits < 0)
+      throw new RangeError(`dailyUnits must be a non-negative integer, got ${opts.dailyUnits}`);
+    for (const [resolution, cost] of Object.entries(opts.costs))
+      if (!Number.isSafeInteger(cost) || cost < 0)
+        throw new RangeError(`cost of ${resolution} must be a non-negative integer, got ${cost}`);
+    if (opts.spendCapUsd !== undefined && !(opts.spendCapUsd > 0))
+      throw new RangeError(`spendCapUsd must be positive, got ${opts.spendCapUsd}`);
+    this.#store = store;
+    this.dailyUnits = opts.dailyUnits;
+    this.costs = { ...opts.costs };
+    this.spendCapUsd = opts.spendCapUsd;
+    this.#exempt = new Set(opts.exemptUsers.map((u) => u.trim()).filter(Boolean));
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** `platform:userId`: the same id on two platforms is two people. */
+  userKey(requester: Requester): string {
+    return `${requester.platform}:${requester.userId}`;
+  }
+
+  isExempt(requester: Requester): boolean {
+    return this.#exempt.has(requester.userId) || this.#exempt.has(this.userKey(requester));
+  }
+
+  unitsFor(resolution: Resolution, count: number): number {
+    return count * this.costs[resolution];
+  }
+
+  /** Today's UTC day by the injected clock. */
+  today(): string {
+    return utcDay(this.#now());
+  }
+
+  /**
+   * Takes `units` from today's allowance, atomically. Throws QuotaExceededError (nothing taken)
+   * when they do not fit. Exempt users reserve nothing and never fail.
+   */
+  async reserve(requester: Requester, units: number): Promise<QuotaReservation> {
+    if (!Number.isSafeInteger(units) || units < 0) throw new RangeError(`units must be a non-negative integer, got ${units}`);
+    const now = this.#now();
+    const day = utcDay(now);
+    if (this.isExempt(requester)) return { day, reserved: 0 };
+    const resetsAt = nextUtcMidnight(now);
+    const key = this.#userCounterKey(this.userKey(requester), day);
+    if (this.dailyUnits === 0) throw new QuotaExceededError(units, 0, resetsAt);
+    const after = await this.#store.addIfWithin(key, units, this.dailyUnits, this.#counterExpiry(day));
+    if (after === null) {
+      const used = await this.#store.read(key);
+      throw new QuotaExceededError(units, Math.max(0, this.dailyUnits - used), resetsAt);
+    }
+    return { day, reserved: units };
+  }
+
+  /**
+   * Gives back units reserved on `day` (e.g. images that failed). A refund for a day that is
+   * already over changes nothing: yesterday's allowance cannot be used any more.
+   */
+  async refund(requester: Requester | string, day: string, units: number): Promise<void> {
+    if (units <= 0) return;
+    if (day < this.today()) return;
+    const key = this.#userCounterKey(typeof requester === 'string' ? requester : this.userKey(requester), day);
+    await this.#subtractFloorZero(key, units, this.#counterExpiry(day));
+  }
+
+  /** What `/quota` shows. */
+  async view(requester: Requester): Promise<QuotaView> {
+    const now = this.#now();
+    const day = utcDay(now);
+    const used = Math.max(0, await this.#store.read(this.#userCounterKey(this.userKey(requester), day)));
+    return {
+      exempt: this.isExempt(requester),
+      limit: this.dailyUnits,
+      used,
+      left: Math.max(0, this.dailyUnits - used),
+      resetsAt: nextUtcMidnight(now),
+      costs: { ...this.costs },
+    };
+  }
+
+  /**
+   * Reserves an estimated cost against today's spending cap, atomically; throws SpendCapError
+   * (nothing reserved) when it would go over. With the cap off, spending is still counted.
+   */
+  async reserveSpend(usd: number): Promise<SpendReservation> {
+    const now = this.#now();
+    const day = utcDay(now);
+    const micros = toMicros(usd);
+    if (micros <= 0) return { day, reservedUsd: 0 };
+    const key = this.#spendCounterKey(day);
+    if (this.spendCapUsd === undefined) {
+      await this.#store.add(key, micros, this.#counterExpiry(day));
+    } else {
+      const after = await this.#store.addIfWithin(key, micros, toMicros(this.spendCapUsd), this.#counterExpiry(day));
+      if (after === null) throw new SpendCapError(nextUtcMidnight(now));
+    }
+    return { day, reservedUsd: micros / MICRO_USD_PER_USD };
+  }
+
+  /**
+   * Corrects a reservation on `day` by `deltaUsd`: positive when the provider reported more than
+   * the estimate (always recorded: the money is spent), negative to release an estimate.
+   */
+  async adjustSpend(day: string, deltaUsd: number): Promise<void> {
+    const micros = toMicros(deltaUsd);
+    if (micros === 0) return;
+    const key = this.#spendCounterKey(day);
+    const expiresAt = this.#counterExpiry(day);
+    if (micros > 0) await this.#store.add(key, micros, expiresAt);
+    else await this.#subtractFloorZero(key, -micros, expiresAt);
+  }
+
+  /** USD counted against today's cap (reservations plus adjustments). */
+  async spentToday(): Promise<number> {
+    const micros = await this.#store.read(this.#spendCounterKey(this.today()));
+    return Math.max(0, micros) / MICRO_USD_PER_USD;
+  }
+
+  #userCounterKey(userKey: string, day: string): string {
+    return `quota:${day}:${userKey}`;
+  }
+
+  #spendCounterKey(day: string): string {
+    return `spend:${day}`;
+  }
+
+  #counterExpiry(day: string): number {
+    return utcDayStart(day) + DAY_MS + COUNTER_RETENTION_AFTER_DAY_MS;
+  }
+
+  /**
+   * Subtracts, then undoes any overshoot below 0. Only a double refund (a bug elsewhere) can
+   * overshoot; without this a negative counter would grant more than the daily allowance.
+   */
+  async #subtractFloorZero(key: string, amount: number, expiresAt: number): Promise<void> {
+    const after = await this.#store.add(key, -amount, expiresAt);
+    if (after < 0) await this.#store.add(key, -after, expiresAt);
+  }
+}
+
+function toMicros(usd: number): number {
+  if (!Number.isFinite(usd)) throw new RangeError(`not a USD amount: ${usd}`);
+  return Math.round(usd * MICRO_USD_PER_USD);
+}

@@ -1,0 +1,167 @@
+/**
+ * The shared store for several processes: Keyv records through @keyv/redis, and the atomic
+ * operations with Redis's own primitives (Lua scripts run atomically on the server; SET NX PX;
+ * set commands). One @redis/client connection serves both. Every key lives under one prefix
+ * (default `imagine:`) so deployments and test runs can share a server.
+ */
+import { createClient } from '@redis/client';
+import KeyvRedis from '@keyv/redis';
+import { Keyv } from 'keyv';
+import type { Logger } from '../log.ts';
+import type { Store } from './store.ts';
+
+type RedisClient = ReturnType<typeof createClient>;
+
+/** KEYS[1] counter; ARGV delta, limit, expiresAt (epoch ms). Returns the new value or nil. */
+const ADD_IF_WITHIN_LUA = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local delta = tonumber(ARGV[1])
+if current + delta > tonumber(ARGV[2]) then return false end
+local value = redis.call('INCRBY', KEYS[1], delta)
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return value`;
+
+/** KEYS[1] counter; ARGV delta, expiresAt (epoch ms). Returns the new value. */
+const ADD_LUA = `
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return value`;
+
+/** KEYS[1] lease; ARGV owner, ttl ms. Takes a free lease or renews our own; 1 when held. */
+const LEASE_LUA = `
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0`;
+
+/** KEYS[1] lease; ARGV owner. Deletes it only when we hold it. */
+const RELEASE_LEASE_LUA = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+/** Connection attempts at boot before giving up (then the bot exits with the cause). */
+const INITIAL_CONNECT_RETRIES = 3;
+const RECONNECT_BASE_DELAY_MS = 50;
+const RECONNECT_MAX_DELAY_MS = 2_000;
+
+function assertInteger(name: string, n: number): void {
+  if (!Number.isSafeInteger(n)) throw new RangeError(`${name} must be a safe integer, got ${n}`);
+}
+
+export interface RedisStoreOptions {
+  log: Logger;
+  /** Prefix of every key (Keyv namespace and atomic-op keys). */
+  keyPrefix?: string;
+}
+
+export class RedisStore implements Store {
+  readonly kv: Keyv;
+  readonly #client: RedisClient;
+  readonly #prefix: string;
+  readonly #log: Logger;
+  #closed = false;
+
+  private constructor(client: RedisClient, opts: RedisStoreOptions) {
+    this.#client = client;
+    this.#prefix = opts.keyPrefix ?? 'imagine:';
+    this.#log = opts.log;
+    // Records are stored as `${prefix}kv:${key}`; the adapter does the prefixing, so Keyv must not.
+    const namespace = `${this.#prefix}kv`;
+    const adapter = new KeyvRedis(client as never, { namespace, keyPrefixSeparator: ':', throwOnErrors: true });
+    this.kv = new Keyv({ store: adapter, namespace, useKeyPrefix: false, throwOnErrors: true });
+  }
+
+  /** Connects to `url` (redis:// or rediss://) and resolves once the connection is ready. */
+  static async connect(url: string, opts: RedisStoreOptions): Promise<RedisStore> {
+    let everReady = false;
+    const client: RedisClient = createClient({
+      url,
+      socket: {
+        // At boot, a Redis that does not answer is a configuration problem: fail fast with the
+        // cause instead of retrying forever. Once connected, ride out outages with backoff.
+        reconnectStrategy: (retries: number, cause: Error) => {
+          if (!everReady && retries >= INITIAL_CONNECT_RETRIES) return new Error(`cannot connect to Redis: ${cause.message}`);
+          return Math.min(RECONNECT_BASE_DELAY_MS * 2 ** retries, RECONNECT_MAX_DELAY_MS);
+        },
+      },
+    });
+    client.on('ready', () => {
+      everReady = true;
+    });
+    // Without a listener an 'error' event (e.g. a dropped connection, retried by the client) would crash.
+    client.on('error', (err: unknown) => opts.log.error({ err }, 'redis connection error'));
+    await client.connect();
+    opts.log.debug({ keyPrefix: opts.keyPrefix ?? 'imagine:' }, 'redis store open');
+    return new RedisStore(client, opts);
+  }
+
+  #key(key: string): string {
+    return this.#prefix + key;
+  }
+
+  async addIfWithin(key: string, delta: number, limit: number, expiresAt: number): Promise<number | null> {
+    assertInteger('delta', delta);
+    assertInteger('limit', limit);
+    const reply = await this.#client.eval(ADD_IF_WITHIN_LUA, {
+      keys: [this.#key(key)],
+      arguments: [String(delta), String(limit), String(Math.ceil(expiresAt))],
+    });
+    return reply === null ? null : Number(reply);
+  }
+
+  async add(key: string, delta: number, expiresAt: number): Promise<number> {
+    assertInteger('delta', delta);
+    const reply = await this.#client.eval(ADD_LUA, {
+      keys: [this.#key(key)],
+      arguments: [String(delta), String(Math.ceil(expiresAt))],
+    });
+    return Number(reply);
+  }
+
+  async read(key: string): Promise<number> {
+    const value = await this.#client.get(this.#key(key));
+    return value === null ? 0 : Number(value);
+  }
+
+  async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
+    const reply = await this.#client.set(this.#key(key), value, {
+      condition: 'NX',
+      expiration: { type: 'PX', value: Math.max(1, Math.ceil(ttlMs)) },
+    });
+    return reply === 'OK';
+  }
+
+  async setAdd(key: string, member: string): Promise<void> {
+    await this.#client.sAdd(this.#key(key), member);
+  }
+
+  async setRemove(key: string, member: string): Promise<void> {
+    await this.#client.sRem(this.#key(key), member);
+  }
+
+  async setMembers(key: string): Promise<string[]> {
+    const members = await this.#client.sMembers(this.#key(key));
+    return members.map(String).sort();
+  }
+
+  async lease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    const reply = await this.#client.eval(LEASE_LUA, {
+      keys: [this.#key(key)],
+      arguments: [owner, String(Math.max(1, Math.ceil(ttlMs)))],
+    });
+    return Number(reply) === 1;
+  }
+
+  async releaseLease(key: string, owner: string): Promise<void> {
+    await this.#client.eval(RELEASE_LEASE_LUA, { keys: [this.#key(key)], arguments: [owner] });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#client.isOpen) await this.#client.close();
+    this.#log.debug('redis store closed');
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * The embedded store: one SQLite file (Node's built-in node:sqlite, no native npm build) holding
+ * the Keyv records and the tables behind the atomic operations. Every atomic operation is a
+ * single SQL statement (an upsert with RETURNING), so it is atomic within this process and
+ * against other processes sharing the file (WAL + busy_timeout serialise the writers).
+ *
+ * Expired rows read as absent: expiry is checked in every statement, and a periodic purge only
+ * reclaims space.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { Keyv, type KeyvStoreAdapter, type StoredData } from 'keyv';
+import type { Logger } from '../log.ts';
+import type { Store } from './store.ts';
+
+/** How long a writer waits for another process's write lock before failing. */
+const BUSY_TIMEOUT_MS = 10_000;
+/** How often expired rows are deleted (they are already invisible; this reclaims space). */
+const PURGE_INTERVAL_MS = 60 * 60 * 1000;
+
+export const MEMORY_DATABASE = ':memory:';
+
+/**
+ * `sqlite://data/imagine.sqlite` → `<cwd>/data/imagine.sqlite`; `sqlite:///abs/x.sqlite` →
+ * `/abs/x.sqlite`; `sqlite://:memory:` → an in-memory database.
+ */
+export function sqlitePathFromUrl(storeUrl: string, cwd: string = process.cwd()): string {
+  const match = /^sqlite:\/\/(.*)$/.exec(storeUrl);
+  const rest = match?.[1];
+  if (rest === undefined || rest === '') throw new Error(`not a sqlite:// store URL: ${storeUrl}`);
+  if (rest === MEMORY_DATABASE) return MEMORY_DATABASE;
+  const path = decodeURIComponent(rest.split('?')[0] ?? rest);
+  return isAbsolute(path) ? path : resolve(cwd, path);
+}
+
+type Row = Record<string, unknown>;
+
+function assertInteger(name: string, n: number): void {
+  if (!Number.isSafeInteger(n)) throw new RangeError(`${name} must be a safe integer, got ${n}`);
+}
+
+/** A Keyv 5 storage adapter over one table of the shared database. */
+export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter {
+  readonly opts: { table: string };
+  /** Set by Keyv; keys arrive already prefixed with `${namespace}:`. `clear()` honours it. */
+  namespace?: string | undefined;
+  readonly #get: StatementSync;
+  readonly #set: StatementSync;
+  readonly #delete: StatementSync;
+  readonly #clearAll: StatementSync;
+  readonly #clearPrefix: StatementSync;
+
+  constructor(db: DatabaseSync) {
+    super();
+    this.opts = { table: 'kv' };
+    db.exec(`CREATE TABLE IF NOT EXISTS kv (
+      key TEXT PRIMARY KEY,
+      value TEXT NOT NULL,
+      expires_at INTEGER
+    ) WITHOUT ROWID`);
+    this.#get = db.prepare('SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)');
+    this.#set = db.prepare(
+      'INSERT INTO kv(key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at',
+    );
+    this.#delete = db.prepare('DELETE FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)');
+    this.#clearAll = db.prepare('DELETE FROM kv');
+    // substr comparison rather than LIKE: namespaces may contain % or _.
+    this.#clearPrefix = db.prepare('DELETE FROM kv WHERE substr(key, 1, length(?1)) = ?1');
+  }
+
+  async get<Value>(key: string): Promise<StoredData<Value> | undefined> {
+    const row = this.#get.get(key, Date.now()) as Row | undefined;
+    return row === undefined ? undefined : (row.value as StoredData<Value>);
+  }
+
+  async getMany<Value>(keys: string[]): Promise<Array<StoredData<Value | undefined>>> {
+    const now = Date.now();
+    return keys.map((key) => {
+      const row = this.#get.get(key, now) as Row | undefined;
+      return row === undefined ? undefined : (row.value as StoredData<Value>);
+    });
+  }
+
+  async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
+    const expiresAt = typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : null;
+    this.#set.run(key, typeof value === 'string' ? value : JSON.stringify(value), expiresAt);
+    return true;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return Number(this.#delete.run(key, Date.now()).changes) > 0;
+  }
+
+  async deleteMany(keys: string[]): Promise<boolean> {
+    const now = Date.now();
+    let deleted = 0;
+    for (const key of keys) deleted += Number(this.#delete.run(key, now).changes);
+    return deleted > 0;
+  }
+
+  async has(key: string): Promise<boolean> {
+    return this.#get.get(key, Date.now()) !== undefined;
+  }
+
+  async clear(): Promise<void> {
+    if (this.namespace) this.#clearPrefix.run(`${this.namespace}:`);
+    else this.#clearAll.run();
+  }
+
+  async disconnect(): Promise<void> {
+    // The database belongs to SqliteStore, which closes it.
+  }
+}
+
+export interface SqliteStoreOptions {
+  log: Logger;
+  /** Prefix of every key (Keyv namespace and atomic-op keys). */
+  keyPrefix?: string;
+}
+
+export class SqliteStore implements Store {
+  readonly kv: Keyv;
+  readonly path: string;
+  readonly #db: DatabaseSync;
+  readonly #prefix: string;
+  readonly #log: Logger;
+  readonly #purgeTimer: NodeJS.Timeout;
+  #closed = false;
+  readonly #sql: Record<
+    | 'addIfWithin'
+    | 'add'
+    | 'read'
+    | 'setIfAbsent'
+    | 'setAdd'
+    | 'setRemove'
+    | 'setMembers'
+    | 'lease'
+    | 'releaseLease',
+    StatementSync
+  >;
+
+  /** Opens (creating when missing) the database file; `path` may be ':memory:'. */
+  constructor(path: string, opts: SqliteStoreOptions) {
+    this.path = path;
+    this.#prefix = opts.keyPrefix ?? 'imagine:';
+    this.#log = opts.log;
+    if (path !== MEMORY_DATABASE) mkdirSync(dirname(path), { recursive: true });
+    const db = new DatabaseSync(path);
+    this.#db = db;
+    // busy_timeout first: switching to WAL itself needs the lock when another process is opening.
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    if (path !== MEMORY_DATABASE) db.exec('PRAGMA journal_mode = WAL');
+    db.exec('PRAGMA synchronous = NORMAL');
+    db.exec(`
+      CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS once_keys (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS set_members (key TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+    `);
+
+    // Named parameters: :key, :delta, :limit, :exp (expiry to set), :now.
+    // An expired counter counts as 0. The INSERT branch only runs for a missing row, so its
+    // SELECT carries the limit check for that case (and must have a WHERE for the upsert to parse);
+    // the DO UPDATE branch checks the limit against the live value. No row returned = refused.
+    this.#sql = {
+      addIfWithin: db.prepare(`
+        INSERT INTO counters(key, value, expires_at)
+        SELECT :key, :delta, :exp
+        WHERE :delta <= :limit OR EXISTS (SELECT 1 FROM counters WHERE key = :key AND expires_at > :now)
+        ON CONFLICT(key) DO UPDATE SET
+          value = (CASE WHEN counters.expires_at <= :now THEN 0 ELSE counters.value END) + excluded.value,
+          expires_at = excluded.expires_at
+        WHERE (CASE WHEN counters.expires_at <= :now THEN 0 ELSE counters.value END) + excluded.value <= :limit
+        RETURNING value`),
+      add: db.prepare(`
+        INSERT INTO counters(key, value, expires_at) VALUES (:key, :delta, :exp)
+        ON CONFLICT(key) DO UPDATE SET
+          value = (CASE WHEN counters.expires_at <= :now THEN 0 ELSE counters.value END) + excluded.value,
+          expires_at = excluded.expires_at
+        RETURNING value`),
+      read: db.prepare('SELECT value FROM counters WHERE key = :key AND expires_at > :now'),
+      setIfAbsent: db.prepare(`
+        INSERT INTO once_keys(key, value, expires_at) VALUES (:key, :value, :exp)
+        ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+        WHERE once_keys.expires_at <= :now
+        RETURNING 1 AS inserted`),
+      setAdd: db.prepare('INSERT INTO set_members(key, member) VALUES (:key, :member) ON CONFLICT DO NOTHING'),
+      setRemove: db.prepare('DELETE FROM set_members WHERE key = :key AND member = :member'),
+      setMembers: db.prepare('SELECT member FROM set_members WHERE key = :key ORDER BY member'),
+      // Held by nobody, expired, or already ours → take or renew it; otherwise no row comes back.
+      lease: db.prepare(`
+        INSERT INTO leases(key, owner, expires_at) VALUES (:key, :owner, :exp)
+        ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+        WHERE leases.owner = excluded.owner OR leases.expires_at <= :now
+        RETURNING owner`),
+      releaseLease: db.prepare('DELETE FROM leases WHERE key = :key AND owner = :owner'),
+    };
+
+    this.kv = new Keyv({
+      store: new SqliteKeyvAdapter(db),
+      namespace: `${this.#prefix}kv`,
+      // A failing database must surface as an error, never as "record not found".
+      throwOnErrors: true,
+    });
+    this.#purgeExpired();
+    this.#purgeTimer = setInterval(() => this.#purgeExpired(), PURGE_INTERVAL_MS);
+    this.#purgeTimer.unref();
+    this.#log.debug({ path }, 'sqlite store open');
+  }
+
+  #purgeExpired(): void {
+    try {
+      const now = Date.now();
+      this.#db.prepare('DELETE FROM counters WHERE expires_at <= ?').run(now);
+      this.#db.prepare('DELETE FROM once_keys WHERE expires_at <= ?').run(now);
+      this.#db.prepare('DELETE FROM leases WHERE expires_at <= ?').run(now);
+      this.#db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
+    } catch (err) {
+      // Only housekeeping: expired rows are invisible anyway. A busy database is retried next time.
+      this.#log.warn({ err }, 'sqlite purge of expired rows failed');
+    }
+  }
+
+  #key(key: string): string {
+    return this.#prefix + key;
+  }
+
+  async addIfWithin(key: string, delta: number, limit: number, expiresAt: number): Promise<number | null> {
+    assertInteger('delta', delta);
+    assertInteger('limit', limit);
+    const row = this.#sql.addIfWithin.get({ key: this.#key(key), delta, limit, exp: expiresAt, now: Date.now() }) as
+      | Row
+      | undefined;
+    return row === undefined ? null : Number(row.value);
+  }
+
+  async add(key: string, delta: number, expiresAt: number): Promise<number> {
+    assertInteger('delta', delta);
+    const row = this.#sql.add.get({ key: this.#key(key), delta, exp: expiresAt, now: Date.now() }) as Row;
+    return Number(row.value);
+  }
+
+  async read(key: string): Promise<number> {
+    const row = this.#sql.read.get({ key: this.#key(key), now: Date.now() }) as Row | undefined;
+    return row === undefined ? 0 : Number(row.value);
+  }
+
+  async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    return this.#sql.setIfAbsent.get({ key: this.#key(key), value, exp: now + ttlMs, now }) !== undefined;
+  }
+
+  async setAdd(key: string, member: string): Promise<void> {
+    this.#sql.setAdd.run({ key: this.#key(key), member });
+  }
+
+  async setRemove(key: string, member: string): Promise<void> {
+    this.#sql.setRemove.run({ key: this.#key(key), member });
+  }
+
+  async setMembers(key: string): Promise<string[]> {
+    return (this.#sql.setMembers.all({ key: this.#key(key) }) as Row[]).map((r) => String(r.member));
+  }
+
+  async lease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    return this.#sql.lease.get({ key: this.#key(key), owner, exp: now + ttlMs, now }) !== undefined;
+  }
+
+  async releaseLease(key: string, owner: string): Promise<void> {
+    this.#sql.releaseLease.run({ key: this.#key(key), owner });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#purgeTimer);
+    this.#db.close();
+    this.#log.debug({ path: this.path }, 'sqlite store closed');
+  }
+}

@@ -1,0 +1,285 @@
+/**
+ * The Store contract, run against both backends: SQLite (a real file in a temp dir) and Redis
+ * (REDIS_URL, a unique key prefix per run, deleted afterwards).
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { randomUUID } from 'node:crypto';
+import { createClient } from '@redis/client';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../src/log.ts';
+import { openStore } from '../../../src/engine/open-store.ts';
+import { sqlitePathFromUrl } from '../../../src/engine/store-sqlite.ts';
+import type { Store } from '../../../src/engine/store.ts';
+
+const log = createLogger({ level: 'silent' });
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const RUN_PREFIX = `test-store-${randomUUID()}:`;
+const tempDir = mkdtempSync(join(tmpdir(), 'imagine-store-'));
+
+async function deleteRedisKeys(prefix: string): Promise<void> {
+  const client = createClient({ url: REDIS_URL });
+  await client.connect();
+  try {
+    const keys: string[] = [];
+    for await (const batch of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) keys.push(...batch);
+    if (keys.length > 0) await client.del(keys);
+  } finally {
+    await client.close();
+  }
+}
+
+afterAll(async () => {
+  rmSync(tempDir, { recursive: true, force: true });
+  await deleteRedisKeys(RUN_PREFIX);
+});
+
+interface Backend {
+  name: string;
+  /** Opens a store on the backend's shared location (same file / same server) with this key prefix. */
+  open(prefix: string): Promise<Store>;
+}
+
+const sqliteFile = join(tempDir, 'contract.sqlite');
+const BACKENDS: Backend[] = [
+  { name: 'sqlite', open: (prefix) => openStore(`sqlite://${sqliteFile}`, { log, keyPrefix: `${RUN_PREFIX}${prefix}` }) },
+  { name: 'redis', open: (prefix) => openStore(REDIS_URL, { log, keyPrefix: `${RUN_PREFIX}${prefix}` }) },
+];
+
+describe.each(BACKENDS)('Store contract on $name', (backend) => {
+  let store: Store;
+  const opened: Store[] = [];
+  let testNo = 0;
+  const openFresh = async (suffix = '') => {
+    const s = await backend.open(`${backend.name}-${testNo}${suffix}:`);
+    opened.push(s);
+    return s;
+  };
+
+  // Each test gets its own key prefix, so no test sees another's data.
+  const fresh = async () => {
+    testNo += 1;
+    store = await openFresh();
+    return store;
+  };
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+  });
+
+  it('keeps kv records: set, get, has, delete', async () => {
+    await fresh();
+    const job = { id: 'j1', prompt: 'a cat', images: [{ w: 1024 }], state: 'running' };
+    expect(await store.kv.get('job:j1')).toBeUndefined();
+    expect(await store.kv.set('job:j1', job)).toBe(true);
+    expect(await store.kv.get('job:j1')).toEqual(job);
+    expect(await store.kv.has('job:j1')).toBe(true);
+    await store.kv.set('job:j1', { ...job, state: 'succeeded' });
+    expect(await store.kv.get<{ state: string }>('job:j1')).toMatchObject({ state: 'succeeded' });
+    expect(await store.kv.delete('job:j1')).toBe(true);
+    expect(await store.kv.get('job:j1')).toBeUndefined();
+    expect(await store.kv.has('job:j1')).toBe(false);
+  });
+
+  it('expires kv records after their TTL', async () => {
+    await fresh();
+    await store.kv.set('short', 'soon gone', 80);
+    await store.kv.set('long', 'stays', 60_000);
+    await store.kv.set('forever', 'stays');
+    expect(await store.kv.get('short')).toBe('soon gone');
+    await sleep(150);
+    expect(await store.kv.get('short')).toBeUndefined();
+    expect(await store.kv.has('short')).toBe(false);
+    expect(await store.kv.get('long')).toBe('stays');
+    expect(await store.kv.get('forever')).toBe('stays');
+  });
+
+  it('keeps stores with different key prefixes apart, even through kv.clear()', async () => {
+    await fresh();
+    const other = await openFresh('-other');
+    await store.kv.set('job:x', 'mine');
+    await other.kv.set('job:x', 'theirs');
+    await store.add('c', 3, Date.now() + 60_000);
+    expect(await other.read('c')).toBe(0);
+    await store.kv.clear();
+    expect(await store.kv.get('job:x')).toBeUndefined();
+    expect(await other.kv.get('job:x')).toBe('theirs');
+  });
+
+  it('adds to a counter only within the limit', async () => {
+    await fresh();
+    const exp = Date.now() + 60_000;
+    expect(await store.read('units')).toBe(0);
+    expect(await store.addIfWithin('units', 3, 5, exp)).toBe(3);
+    expect(await store.addIfWithin('units', 3, 5, exp)).toBeNull();
+    expect(await store.read('units')).toBe(3);
+    expect(await store.addIfWithin('units', 2, 5, exp)).toBe(5);
+    expect(await store.addIfWithin('units', 1, 5, exp)).toBeNull();
+    expect(await store.read('units')).toBe(5);
+    // A fresh counter refuses a delta larger than the limit and stays absent.
+    expect(await store.addIfWithin('big', 6, 5, exp)).toBeNull();
+    expect(await store.read('big')).toBe(0);
+    expect(await store.addIfWithin('big', 5, 5, exp)).toBe(5);
+  });
+
+  it('adds positive and negative deltas without a limit', async () => {
+    await fresh();
+    const exp = Date.now() + 60_000;
+    expect(await store.add('n', 7, exp)).toBe(7);
+    expect(await store.add('n', -3, exp)).toBe(4);
+    expect(await store.read('n')).toBe(4);
+    // A negative counter makes room under the limit (the contract is plain arithmetic).
+    expect(await store.add('neg', -2, exp)).toBe(-2);
+    expect(await store.addIfWithin('neg', 6, 5, exp)).toBe(4);
+  });
+
+  it('treats an expired counter as 0', async () => {
+    await fresh();
+    expect(await store.addIfWithin('day', 5, 5, Date.now() + 80)).toBe(5);
+    expect(await store.addIfWithin('day', 1, 5, Date.now() + 80)).toBeNull();
+    await sleep(150);
+    expect(await store.read('day')).toBe(0);
+    expect(await store.addIfWithin('day', 5, 5, Date.now() + 60_000)).toBe(5);
+    await store.add('other', 4, Date.now() + 80);
+    await sleep(150);
+    expect(await store.add('other', 1, Date.now() + 60_000)).toBe(1);
+  });
+
+  it('never goes over the limit under concurrent addIfWithin', async () => {
+    await fresh();
+    const exp = Date.now() + 60_000;
+    const results = await Promise.all(Array.from({ length: 60 }, () => store.addIfWithin('race', 1, 7, exp)));
+    expect(results.filter((r) => r !== null)).toHaveLength(7);
+    expect(results.filter((r) => r !== null).sort((a, b) => Number(a) - Number(b))).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(await store.read('race')).toBe(7);
+  });
+
+  it('sets a key only once until it expires (setIfAbsent)', async () => {
+    await fresh();
+    expect(await store.setIfAbsent('callback:abc', '1', 80)).toBe(true);
+    expect(await store.setIfAbsent('callback:abc', '1', 80)).toBe(false);
+    const concurrent = await Promise.all(Array.from({ length: 20 }, () => store.setIfAbsent('callback:def', '1', 60_000)));
+    expect(concurrent.filter(Boolean)).toHaveLength(1);
+    await sleep(150);
+    expect(await store.setIfAbsent('callback:abc', '1', 80)).toBe(true);
+  });
+
+  it('keeps set members', async () => {
+    await fresh();
+    expect(await store.setMembers('unfinished')).toEqual([]);
+    await store.setAdd('unfinished', 'job-b');
+    await store.setAdd('unfinished', 'job-a');
+    await store.setAdd('unfinished', 'job-a');
+    await store.setAdd('elsewhere', 'job-z');
+    expect((await store.setMembers('unfinished')).sort()).toEqual(['job-a', 'job-b']);
+    await store.setRemove('unfinished', 'job-b');
+    await store.setRemove('unfinished', 'not-there');
+    expect(await store.setMembers('unfinished')).toEqual(['job-a']);
+    expect(await store.setMembers('elsewhere')).toEqual(['job-z']);
+  });
+
+  it('gives a lease to one owner, renews it, and lets another take it only after it expires', async () => {
+    await fresh();
+    expect(await store.lease('job:1', 'proc-a', 300)).toBe(true);
+    expect(await store.lease('job:1', 'proc-b', 300)).toBe(false);
+    // A renewal keeps it alive past the first TTL.
+    await sleep(150);
+    expect(await store.lease('job:1', 'proc-a', 300)).toBe(true);
+    await sleep(200);
+    expect(await store.lease('job:1', 'proc-b', 300)).toBe(false);
+    // proc-a stops renewing: proc-b steals it, and proc-a has lost it.
+    await sleep(350);
+    expect(await store.lease('job:1', 'proc-b', 60_000)).toBe(true);
+    expect(await store.lease('job:1', 'proc-a', 60_000)).toBe(false);
+    // Only the holder can release.
+    await store.releaseLease('job:1', 'proc-a');
+    expect(await store.lease('job:1', 'proc-c', 60_000)).toBe(false);
+    await store.releaseLease('job:1', 'proc-b');
+    expect(await store.lease('job:1', 'proc-c', 60_000)).toBe(true);
+  });
+
+  it('shares data between two stores opened on the same backend (two processes)', async () => {
+    await fresh();
+    const second = await backend.open(`${backend.name}-${testNo}:`);
+    opened.push(second);
+    const exp = Date.now() + 60_000;
+    await store.kv.set('job:shared', { ok: true });
+    expect(await second.kv.get('job:shared')).toEqual({ ok: true });
+    expect(await store.addIfWithin('c', 4, 5, exp)).toBe(4);
+    expect(await second.addIfWithin('c', 2, 5, exp)).toBeNull();
+    expect(await second.addIfWithin('c', 1, 5, exp)).toBe(5);
+    expect(await store.lease('l', 'a', 60_000)).toBe(true);
+    expect(await second.lease('l', 'b', 60_000)).toBe(false);
+  });
+});
+
+describe('SQLite store file', () => {
+  it('keeps records, counters, sets and leases across close and reopen', async () => {
+    const url = `sqlite://${join(tempDir, 'reopen.sqlite')}`;
+    const exp = Date.now() + 60_000;
+    const first = await openStore(url, { log });
+    await first.kv.set('job:1', { prompt: 'a lighthouse' });
+    await first.addIfWithin('quota', 3, 10, exp);
+    await first.setAdd('unfinished', 'job:1');
+    await first.lease('job:1', 'proc-a', 60_000);
+    await first.setIfAbsent('once', 'x', 60_000);
+    await first.close();
+
+    const second = await openStore(url, { log });
+    try {
+      expect(await second.kv.get('job:1')).toEqual({ prompt: 'a lighthouse' });
+      expect(await second.read('quota')).toBe(3);
+      expect(await second.setMembers('unfinished')).toEqual(['job:1']);
+      expect(await second.lease('job:1', 'proc-b', 60_000)).toBe(false);
+      expect(await second.setIfAbsent('once', 'x', 60_000)).toBe(false);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('creates the default ./data/imagine.sqlite relative to the working directory', async () => {
+    const cwd = process.cwd();
+    const workDir = mkdtempSync(join(tempDir, 'cwd-'));
+    process.chdir(workDir);
+    try {
+      const store = await openStore('sqlite://data/imagine.sqlite', { log });
+      await store.kv.set('k', 'v');
+      await store.close();
+      expect(existsSync(join(workDir, 'data', 'imagine.sqlite'))).toBe(true);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it('creates missing parent directories of an absolute path', async () => {
+    const path = join(tempDir, 'deep', 'er', 'store.sqlite');
+    const store = await openStore(`sqlite://${path}`, { log });
+    await store.close();
+    expect(existsSync(path)).toBe(true);
+  });
+
+  it('maps store URLs to paths', () => {
+    expect(sqlitePathFromUrl('sqlite://data/imagine.sqlite', '/srv/bot')).toBe('/srv/bot/data/imagine.sqlite');
+    expect(sqlitePathFromUrl('sqlite:///var/lib/imagine/db.sqlite', '/srv/bot')).toBe('/var/lib/imagine/db.sqlite');
+    expect(sqlitePathFromUrl('sqlite://:memory:')).toBe(':memory:');
+  });
+
+  it('works in memory', async () => {
+    const store = await openStore('sqlite://:memory:', { log });
+    expect(await store.addIfWithin('c', 2, 2, Date.now() + 60_000)).toBe(2);
+    await store.close();
+  });
+});
+
+describe('openStore', () => {
+  it('refuses an unknown scheme', async () => {
+    await expect(openStore('postgres://db/imagine', { log })).rejects.toThrow(/sqlite:\/\/, redis:\/\/ or rediss:\/\//);
+  });
+
+  it('fails fast, naming the cause, when Redis does not answer at start', async () => {
+    const started = Date.now();
+    await expect(openStore('redis://127.0.0.1:1', { log })).rejects.toThrow(/cannot connect to Redis: .*ECONNREFUSED/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});

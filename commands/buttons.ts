@@ -1,0 +1,274 @@
+/**
+ * What the buttons under a result do, platform-neutral (DESIGN.md "Buttons are durable"). Every
+ * click is a new job charged to the clicker, replying to its parent:
+ * - Rerun: same prompt, options and references, new images.
+ * - Upscale (per image): that image as the only reference, same prompt, 4K, one image; switches
+ *   to a 4K-capable model when the parent's cannot, and says so in `note`.
+ * - Change ratio (per image, a select): that image as the only reference, the new ratio, one image.
+ * `componentsFor` says which of these to show; the adapters render the data.
+ */
+import { ValidationError } from '../src/engine/errors.ts';
+import type { JobRecord, JobTask } from '../src/engine/job.ts';
+import { MODEL_CATALOG, type ModelSpec, type Ratio } from '../src/engine/models.ts';
+import type {
+  ImagineRequestInput,
+  JobAction,
+  PlatformLocation,
+  ReferenceInput,
+  Requester,
+} from '../src/engine/request.ts';
+import { encodeAction } from './custom-id.ts';
+import { DISCORD_MAX_CHOICES, RATIO_LABELS } from './options.ts';
+import { modelLabel } from './render.ts';
+
+export interface ActionOptions {
+  /** The image (JobTask.index, 0-based): required for upscale and ratio. */
+  index?: number;
+  /** The chosen ratio: required for ratio. */
+  ratio?: Ratio;
+  /** Who clicked: the new job is charged to them. */
+  clicker: Requester;
+  /** Where the new job's messages go (a reply to the parent's message). */
+  location: PlatformLocation;
+  /** The configured models. */
+  models: readonly ModelSpec[];
+}
+
+const imageName = (index: number) => `image ${index + 1}`;
+
+/** The parent's model among the configured ones, or a ValidationError saying it is gone. */
+function configuredModel(models: readonly ModelSpec[], key: string): ModelSpec {
+  const model = models.find((m) => m.key === key);
+  if (!model) {
+    throw new ValidationError(
+      'model',
+      `${modelLabel(key)} is no longer offered by this bot, so this button cannot use it. Run /imagine again with another model.`,
+    );
+  }
+  return model;
+}
+
+/**
+ * The model an upscale of `originalKey` uses: the original when it is configured and makes 4K,
+ * else a configured 4K model of the same provider, else any configured 4K model.
+ */
+export function upscaleModel(models: readonly ModelSpec[], originalKey: string): ModelSpec | undefined {
+  const original = models.find((m) => m.key === originalKey);
+  if (original?.resolutions.includes('4K')) return original;
+  const provider = original?.provider ?? MODEL_CATALOG.find((m) => m.key === originalKey)?.provider;
+  return (
+    models.find((m) => m.provider === provider && m.resolutions.includes('4K')) ??
+    models.find((m) => m.resolutions.includes('4K'))
+  );
+}
+
+function succeededTask(parent: JobRecord, index: number | undefined, verb: string): JobTask {
+  if (index === undefined) throw new ValidationError('references', `Choose which image to ${verb}.`);
+  const task = parent.tasks.find((t) => t.index === index);
+  if (!task || task.status !== 'succeeded' || (!task.image && !task.outputUrl)) {
+    throw new ValidationError(
+      'references',
+      `${imageName(index).replace(/^i/, 'I')} of this job was not made, so it cannot be used to ${verb}. Pick another image or rerun.`,
+    );
+  }
+  return task;
+}
+
+/** A finished image as a reference: its provider URL (with the local copy to skip a download), or the local file. */
+export function referenceForImage(task: JobTask): ReferenceInput {
+  const url = task.image?.sourceUrl ?? task.outputUrl;
+  const localPath = task.image?.path;
+  if (url) return { kind: 'url', url, ...(localPath !== undefined && { localPath }) };
+  if (localPath !== undefined) return { kind: 'file', path: localPath };
+  throw new ValidationError('references', `Image ${task.index + 1} of this job is no longer available.`);
+}
+
+/**
+ * The engine request for a click on `parent`'s button. Throws ValidationError with a sentence for
+ * the clicker when the action cannot be done (image not made, model gone, ratio not offered by
+ * the model, no configured model makes 4K).
+ */
+export function requestForAction(parent: JobRecord, action: JobAction, opts: ActionOptions): ImagineRequestInput {
+  const base = parent.request;
+  const common = {
+    prompt: base.prompt,
+    requester: opts.clicker,
+    location: opts.location,
+  };
+
+  switch (action) {
+    case 'rerun': {
+      const model = configuredModel(opts.models, base.model);
+      return {
+        ...common,
+        model: model.key,
+        ratio: base.ratio,
+        resolution: base.resolution,
+        count: base.count,
+        ...(base.creativity !== undefined && { creativity: base.creativity }),
+        references: base.references,
+        parent: { jobId: parent.id, action },
+      };
+    }
+    case 'upscale': {
+      const task = succeededTask(parent, opts.index, 'upscale');
+      const model = upscaleModel(opts.models, base.model);
+      if (!model) {
+        throw new ValidationError(
+          'resolution',
+          'None of the models this bot offers can make 4K images, so images cannot be upscaled here.',
+        );
+      }
+      const switched = model.key !== base.model;
+      return {
+        ...common,
+        model: model.key,
+        // Keep the image's shape; a ratio the new model lacks falls back to following the reference.
+        ratio: model.ratios.includes(base.ratio) ? base.ratio : 'auto',
+        resolution: '4K',
+        count: 1,
+        ...(base.creativity !== undefined && model.creativity && { creativity: base.creativity }),
+        references: [referenceForImage(task)],
+        parent: { jobId: parent.id, action, imageIndex: task.index },
+        ...(switched && {
+          note: `${modelLabel(base.model)} can't make 4K images, so this upscale uses ${model.label}.`,
+        }),
+      };
+    }
+    case 'ratio': {
+      const task = succeededTask(parent, opts.index, 'change its ratio');
+      const model = configuredModel(opts.models, base.model);
+      const ratio = opts.ratio;
+      if (ratio === undefined || !model.ratios.includes(ratio)) {
+        throw new ValidationError(
+          'ratio',
+          `${ratio === undefined ? 'No ratio was chosen' : `${model.label} can't make ${ratio} images`}. Choose one of: ${model.ratios.join(', ')}.`,
+        );
+      }
+      return {
+        ...common,
+        model: model.key,
+        ratio,
+        resolution: base.resolution,
+        count: 1,
+        ...(base.creativity !== undefined && { creativity: base.creativity }),
+        references: [referenceForImage(task)],
+        parent: { jobId: parent.id, action, imageIndex: task.index },
+      };
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which components a finished job shows.
+
+export type ButtonStyle = 'primary' | 'secondary' | 'danger';
+
+export interface ButtonSpec {
+  /** Discord custom_id / Slack action_id (and value). */
+  readonly customId: string;
+  /** Text without the emoji ("U2", "Upscale 4K", "Rerun", "Delete"). */
+  readonly label: string;
+  readonly emoji: string;
+  readonly style: ButtonStyle;
+  /** The image the button acts on (upscale). */
+  readonly index?: number;
+}
+
+export interface RatioSelectSpec {
+  readonly customId: string;
+  /** The image the select acts on. */
+  readonly index: number;
+  /** "Change ratio…" or, with several images, "Change ratio of image 2…". */
+  readonly placeholder: string;
+  /** value = the ratio (what decodeAction's selectedValue receives). At most 25 (Discord's cap). */
+  readonly options: readonly { readonly label: string; readonly value: Ratio }[];
+}
+
+export interface JobComponents {
+  /** One per successful image; empty when no configured model makes 4K or the job is already 4K. */
+  readonly upscale: readonly ButtonSpec[];
+  readonly rerun?: ButtonSpec;
+  /** Adapters enforce who may delete (the requester; on Discord also members who can manage messages). */
+  readonly delete: ButtonSpec;
+  /** One per successful image, when the job's model is still configured. */
+  readonly ratioSelects: readonly RatioSelectSpec[];
+}
+
+/**
+ * The components under a finished job. A succeeded job gets Upscale per image (hidden when no
+ * configured model makes 4K, or when the images already are 4K), Rerun, a ratio select per image
+ * and Delete; a failed job gets Rerun ("Try again") and Delete. Rerun and the selects are left
+ * out when the job's model is no longer configured (their click could only fail).
+ */
+export function componentsFor(job: JobRecord, models: readonly ModelSpec[]): JobComponents {
+  const model = models.find((m) => m.key === job.request.model);
+  const deleteButton: ButtonSpec = {
+    customId: encodeAction({ action: 'delete', jobId: job.id }),
+    label: 'Delete',
+    emoji: '🗑️',
+    style: 'danger',
+  };
+  const made = job.state === 'succeeded' ? job.tasks.filter((t) => t.status === 'succeeded' && (t.image ?? t.outputUrl)) : [];
+  const rerun: ButtonSpec | undefined = model && {
+    customId: encodeAction({ action: 'rerun', jobId: job.id }),
+    label: made.length > 0 ? 'Rerun' : 'Try again',
+    emoji: '🔄',
+    style: 'secondary',
+  };
+
+  const canUpscale = job.request.resolution !== '4K' && upscaleModel(models, job.request.model) !== undefined;
+  const several = made.length > 1;
+  const upscale: ButtonSpec[] = canUpscale
+    ? made.map((t) => ({
+        customId: encodeAction({ action: 'upscale', jobId: job.id, index: t.index }),
+        label: several ? `U${t.index + 1}` : 'Upscale 4K',
+        emoji: '⬆️',
+        style: 'primary',
+        index: t.index,
+      }))
+    : [];
+
+  const ratioOptions = (model?.ratios ?? []).slice(0, DISCORD_MAX_CHOICES).map((r) => ({ label: RATIO_LABELS[r], value: r }));
+  const ratioSelects: RatioSelectSpec[] =
+    ratioOptions.length > 0
+      ? made.map((t) => ({
+          customId: encodeAction({ action: 'ratio', jobId: job.id, index: t.index }),
+          index: t.index,
+          placeholder: several ? `Change ratio of ${imageName(t.index)}…` : 'Change ratio…',
+          options: ratioOptions,
+        }))
+      : [];
+
+  return { upscale, ...(rerun && { rerun }), delete: deleteButton, ratioSelects };
+}
+
+/** Discord's classic message limits: 5 action rows; a row holds up to 5 buttons or one select. */
+export const DISCORD_MAX_ACTION_ROWS = 5;
+export const DISCORD_MAX_BUTTONS_PER_ROW = 5;
+
+export type ComponentRow =
+  | { readonly kind: 'buttons'; readonly buttons: readonly ButtonSpec[] }
+  | { readonly kind: 'select'; readonly select: RatioSelectSpec };
+
+/**
+ * Lays components out in rows within Discord's limits: the Upscale buttons, then Rerun and
+ * Delete (on the Upscale row when they fit), then one ratio select per row while rows remain.
+ * With four images only three selects fit; the fourth image's ratio can still be changed after
+ * upscaling it. Slack has room for everything and may render JobComponents directly.
+ */
+export function componentRows(components: JobComponents, maxRows = DISCORD_MAX_ACTION_ROWS): ComponentRow[] {
+  const actions = [...(components.rerun ? [components.rerun] : []), components.delete];
+  const rows: ComponentRow[] = [];
+  if (components.upscale.length + actions.length <= DISCORD_MAX_BUTTONS_PER_ROW) {
+    rows.push({ kind: 'buttons', buttons: [...components.upscale, ...actions] });
+  } else {
+    rows.push({ kind: 'buttons', buttons: components.upscale });
+    rows.push({ kind: 'buttons', buttons: actions });
+  }
+  for (const select of components.ratioSelects) {
+    if (rows.length >= maxRows) break;
+    rows.push({ kind: 'select', select });
+  }
+  return rows;
+}

@@ -1,0 +1,80 @@
+/**
+ * RunBlob's wire format (reference/providers.md "RunBlob"). Requests are strict and carry the
+ * documented limits; answers are loose (unknown fields kept) and checked only where the bot relies
+ * on them.
+ */
+import { z } from 'zod';
+import { COMMON_RATIOS } from '../../engine/models.ts';
+
+export const RUNBLOB_MODELS = ['standard', 'pro', 'v2'] as const;
+export const RUNBLOB_QUALITIES = ['standard', '2k', '4k'] as const;
+export const RUNBLOB_STATUSES = ['pending', 'processing', 'completed', 'failed'] as const;
+export const RUNBLOB_MAX_PROMPT_CHARS = 4000;
+/** Input images per model: 4 with standard, 8 with pro and v2. */
+export const RUNBLOB_MAX_IMAGES: Readonly<Record<(typeof RUNBLOB_MODELS)[number], number>> = { standard: 4, pro: 8, v2: 8 };
+
+const imageRef = z
+  .string()
+  .refine((s) => /^https?:\/\//i.test(s) || /^data:image\/(png|jpeg|jpg|webp);base64,/i.test(s), {
+    message: 'must be an http(s) URL or a base64 data URL of a JPEG, PNG or WEBP image',
+  });
+
+/** POST /v1/gemini/generate */
+export const runblobCreateRequestSchema = z
+  .strictObject({
+    prompt: z.string().min(1).max(RUNBLOB_MAX_PROMPT_CHARS),
+    model: z.enum(RUNBLOB_MODELS),
+    quality: z.enum(RUNBLOB_QUALITIES),
+    aspect_ratio: z.enum(COMMON_RATIOS),
+    temperature: z.number().min(0).max(1).optional(),
+    images: z.array(imageRef).min(1).max(8).optional(),
+    callback_url: z.url({ protocol: /^https?$/ }).optional(),
+  })
+  .superRefine((req, ctx) => {
+    if (req.model === 'standard' && req.quality !== 'standard') {
+      ctx.addIssue({ code: 'custom', path: ['quality'], message: `${req.quality} needs model pro or v2` });
+    }
+    const max = RUNBLOB_MAX_IMAGES[req.model];
+    if (req.images && req.images.length > max) {
+      ctx.addIssue({ code: 'custom', path: ['images'], message: `at most ${max} images with model ${req.model}` });
+    }
+  });
+export type RunblobCreateRequest = z.infer<typeof runblobCreateRequestSchema>;
+
+/** A USD amount: documented as a decimal string ("0.0200"); a plain number is accepted too. */
+const usd = z.union([z.number(), z.string().trim().regex(/^\d+(\.\d+)?$/).transform(Number)]).pipe(z.number().nonnegative());
+
+/** Answer of POST /v1/gemini/generate. */
+export const runblobCreatedSchema = z.looseObject({
+  task_uuid: z.string().min(1),
+  status: z.string().min(1).nullish(),
+  price: usd.nullish(),
+});
+export type RunblobCreated = z.infer<typeof runblobCreatedSchema>;
+
+/** Answer of GET /v1/gemini/generations/{task_uuid} (and the callback's body). */
+export const runblobGenerationSchema = z
+  .looseObject({
+    task_uuid: z.string().min(1),
+    status: z.string().min(1),
+    prompt: z.string().nullish(),
+    result_image_url: z.url({ protocol: /^https?$/ }).nullish(),
+    message: z.string().nullish(),
+  })
+  .superRefine((g, ctx) => {
+    if (g.status === 'completed' && !g.result_image_url) {
+      ctx.addIssue({ code: 'custom', path: ['result_image_url'], message: 'a completed task must have a result_image_url' });
+    }
+  });
+export type RunblobGeneration = z.infer<typeof runblobGenerationSchema>;
+
+/** GET /v1/gemini/generations?limit=&offset= → an array of the same objects. */
+export const runblobGenerationListSchema = z.array(runblobGenerationSchema);
+
+/** The callback body has the same fields (`{task_uuid, status, result_image_url, message}`); it is only a hint. */
+export const runblobCallbackSchema = runblobGenerationSchema;
+
+/** GET /v1/data/balance → `{"balance": "<string>"}` (USD; a negative balance is read, not rejected). */
+export const runblobBalanceSchema = z.looseObject({
+  balance: z.union([z.number(), z.string().trim().regex(/^-?\d+(\.\d+)?$/).transform(Number)]).pipe(z.number()),
+});

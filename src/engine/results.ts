@@ -1,0 +1,191 @@
+/**
+ * Downloads a result image once, streaming it to disk with bounded memory: the body goes through
+ * a byte counter into a temp file next to the destination, renamed into place only when complete
+ * and verified (PNG/JPEG/WEBP by content, within the size cap). Only the first 64 KiB are kept in
+ * memory, for sniffing. Idempotent attempts are retried with the shared policy (src/providers/retry.ts).
+ *
+ * `downloadToFile` is the shared streaming primitive; references.ts uses it too.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { request, type Dispatcher } from 'undici';
+import { withRetry, type RetryOptions } from '../providers/retry.ts';
+import type { RequestGate } from '../providers/types.ts';
+import { ResultDownloadError } from './errors.ts';
+import type { JobImage } from './job.ts';
+import { sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
+import { checkUrlAllowed } from './net-guard.ts';
+
+export const DEFAULT_RESULT_MAX_BYTES = 64 * 1024 * 1024;
+const HEAD_CAPTURE_BYTES = 64 * 1024;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** HTTP answers worth repeating for an idempotent GET. */
+const RETRYABLE_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+export type DownloadProblemKind = 'too_large' | 'not_an_image' | 'http_status' | 'too_many_redirects' | 'bad_redirect';
+
+/** A download that failed for a reason other than the network. */
+export class DownloadProblem extends Error {
+  readonly kind: DownloadProblemKind;
+  readonly status: number | undefined;
+  /**
+   * For retryable HTTP statuses, undici's own status-error code, which the shared retry policy
+   * classifies as a transport failure (retried only for idempotent calls).
+   */
+  readonly code: string;
+  constructor(kind: DownloadProblemKind, message: string, status?: number) {
+    super(message);
+    this.name = 'DownloadProblem';
+    this.kind = kind;
+    this.status = status;
+    this.code = kind === 'http_status' && status !== undefined && RETRYABLE_STATUSES.has(status) ? 'UND_ERR_RESPONSE_STATUS_CODE' : `DOWNLOAD_${kind.toUpperCase()}`;
+  }
+}
+
+export interface DownloadToFileOptions {
+  dispatcher?: Dispatcher | undefined;
+  maxBytes: number;
+  signal?: AbortSignal | undefined;
+  /** Stop as soon as the first bytes show the body is not PNG/JPEG/WEBP. */
+  requireImage?: boolean;
+  /** Redirects to follow (each Location re-checked with `allowHosts` when given). Default 3. */
+  maxRedirects?: number;
+  /** When set, every redirect target must pass checkUrlAllowed(url, allowHosts). */
+  allowHosts?: readonly string[] | undefined;
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+}
+
+export interface DownloadedFile {
+  bytes: number;
+  /** The first bytes (up to 64 KiB), for sniffing. */
+  head: Uint8Array;
+  finalUrl: string;
+}
+
+/** GETs `url` into `path` (created/overwritten), aborting the stream past `maxBytes`. Removes `path` on failure. */
+export async function downloadToFile(url: string, path: string, opts: DownloadToFileOptions): Promise<DownloadedFile> {
+  const maxRedirects = opts.maxRedirects ?? 3;
+  let current = url;
+  for (let hop = 0; ; hop++) {
+    const res = await request(current, {
+      method: 'GET',
+      headers: { accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1', 'user-agent': 'imagine-bot' },
+      ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      headersTimeout: opts.headersTimeoutMs ?? 30_000,
+      bodyTimeout: opts.bodyTimeoutMs ?? 30_000,
+    });
+    if (REDIRECT_STATUSES.has(res.statusCode)) {
+      await res.body.dump().catch(() => undefined);
+      const location = res.headers.location;
+      const target = Array.isArray(location) ? location[0] : location;
+      if (!target) throw new DownloadProblem('bad_redirect', `HTTP ${res.statusCode} without Location`, res.statusCode);
+      if (hop >= maxRedirects) throw new DownloadProblem('too_many_redirects', `more than ${maxRedirects} redirects`);
+      current = new URL(target, current).toString();
+      if (opts.allowHosts) checkUrlAllowed(current, opts.allowHosts);
+      continue;
+    }
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      await res.body.dump().catch(() => undefined);
+      throw new DownloadProblem('http_status', `HTTP ${res.statusCode}`, res.statusCode);
+    }
+    const declared = Number(res.headers['content-length']);
+    if (Number.isFinite(declared) && declared > opts.maxBytes) {
+      res.body.destroy();
+      throw new DownloadProblem('too_large', `${declared} bytes declared, limit ${opts.maxBytes}`);
+    }
+    let total = 0;
+    const headChunks: Buffer[] = [];
+    let headLen = 0;
+    let checked = !opts.requireImage;
+    const checkHead = (): DownloadProblem | undefined => {
+      checked = true;
+      return sniffImage(Buffer.concat(headChunks)) ? undefined : new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
+    };
+    const meter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        total += chunk.length;
+        if (total > opts.maxBytes) {
+          cb(new DownloadProblem('too_large', `more than ${opts.maxBytes} bytes`));
+          return;
+        }
+        if (headLen < HEAD_CAPTURE_BYTES) {
+          const part = chunk.subarray(0, HEAD_CAPTURE_BYTES - headLen);
+          headChunks.push(Buffer.from(part));
+          headLen += part.length;
+        }
+        if (!checked && headLen >= SNIFF_MIN_BYTES) {
+          const problem = checkHead();
+          if (problem) {
+            cb(problem);
+            return;
+          }
+        }
+        cb(null, chunk);
+      },
+      flush(cb) {
+        cb(checked ? null : (checkHead() ?? null));
+      },
+    });
+    try {
+      await pipeline(res.body, meter, createWriteStream(path), ...(opts.signal ? [{ signal: opts.signal }] : []));
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    }
+    return { bytes: total, head: Buffer.concat(headChunks), finalUrl: current };
+  }
+}
+
+export interface DownloadResultOptions {
+  dispatcher?: Dispatcher;
+  /** Default 64 MiB. */
+  maxBytes?: number;
+  signal?: AbortSignal;
+  /** Called before each attempt (Runbase's CDN shares the key's budget: pass the key's gate). */
+  gate?: RequestGate;
+  /** Overrides for the shared retry policy (tests pass a fast sleep). */
+  retry?: Partial<Omit<RetryOptions, 'kind' | 'signal'>>;
+}
+
+/** Downloads the result at `url` to `destPath` and describes it; throws ResultDownloadError. */
+export async function downloadResult(url: string, destPath: string, opts: DownloadResultOptions = {}): Promise<JobImage> {
+  const maxBytes = opts.maxBytes ?? DEFAULT_RESULT_MAX_BYTES;
+  await mkdir(dirname(destPath), { recursive: true });
+  const tmp = `${destPath}.${randomBytes(6).toString('hex')}.part`;
+  try {
+    const file = await withRetry(
+      async () => {
+        await opts.gate?.('poll', opts.signal);
+        return downloadToFile(url, tmp, { dispatcher: opts.dispatcher, maxBytes, signal: opts.signal, requireImage: true });
+      },
+      { ...opts.retry, kind: 'idempotent', signal: opts.signal },
+    );
+    let sniffed = sniffImage(file.head);
+    if (sniffed && sniffed.width === undefined) sniffed = (await sniffFile(tmp)) ?? sniffed; // JPEG frame header past 64 KiB
+    if (!sniffed) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
+    const { size } = await stat(tmp);
+    await rename(tmp, destPath);
+    return {
+      path: destPath,
+      sourceUrl: url,
+      mime: sniffed.mime,
+      bytes: size,
+      width: sniffed.width ?? 0,
+      height: sniffed.height ?? 0,
+    };
+  } catch (err) {
+    await rm(tmp, { force: true });
+    if (opts.signal?.aborted && err === opts.signal.reason) throw err;
+    if (err instanceof ResultDownloadError) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    const wrapped = new ResultDownloadError(`result download from ${new URL(url).host} failed: ${reason}`);
+    wrapped.cause = err;
+    throw wrapped;
+  }
+}

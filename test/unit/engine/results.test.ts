@@ -1,0 +1,132 @@
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ResultDownloadError } from '../../../src/engine/errors.ts';
+import { downloadResult } from '../../../src/engine/results.ts';
+
+const fast = { retry: { sleep: async () => undefined, random: () => 0 } };
+
+describe('downloadResult', () => {
+  let server: Server;
+  let base: string;
+  let dir: string;
+  let png: Buffer;
+  let jpeg: Buffer;
+  const hits = new Map<string, number>();
+  let hugeBytesSent = 0;
+  let hugeClosedEarly = false;
+
+  const stream = (res: ServerResponse, total: number, chunk: Buffer, onClose: (sent: number, early: boolean) => void) => {
+    let sent = 0;
+    res.writeHead(200, { 'content-type': 'image/png' }); // no content-length: the cap must work on the stream
+    const pump = () => {
+      while (sent < total) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      res.end();
+    };
+    res.on('close', () => onClose(sent, sent < total));
+    pump();
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'results-'));
+    png = await sharp({ create: { width: 1024, height: 576, channels: 3, background: '#3a6' } }).png().toBuffer();
+    jpeg = await sharp({ create: { width: 640, height: 640, channels: 3, background: '#a36' } }).jpeg().toBuffer();
+    server = createServer((req, res) => {
+      const path = req.url ?? '/';
+      hits.set(path, (hits.get(path) ?? 0) + 1);
+      const n = hits.get(path) ?? 0;
+      if (path === '/out.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end(png);
+      if (path === '/mislabelled') return void res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(jpeg);
+      if (path === '/html') return void res.writeHead(200, { 'content-type': 'image/png' }).end('<html>Access denied</html>'.repeat(10));
+      if (path === '/flaky') {
+        if (n <= 2) return void res.writeHead(503).end('busy');
+        return void res.writeHead(200).end(png);
+      }
+      if (path === '/gone') return void res.writeHead(404).end('nope');
+      if (path === '/redirect') return void res.writeHead(302, { location: '/out.png' }).end();
+      if (path === '/huge') {
+        // A real PNG header, then 8 MiB of junk: over a 1 MiB cap.
+        return stream(res, 8 * 1024 * 1024, Buffer.concat([png.subarray(0, 64), Buffer.alloc(64 * 1024 - 64)]), (sent, early) => {
+          hugeBytesSent = sent;
+          hugeClosedEarly = early;
+        });
+      }
+      res.writeHead(500).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((r) => server.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('streams a PNG to disk and records its type, size and dimensions', async () => {
+    const dest = join(dir, 'job1', '0.png');
+    const image = await downloadResult(`${base}/out.png`, dest);
+    expect(image).toEqual({ path: dest, sourceUrl: `${base}/out.png`, mime: 'image/png', bytes: png.length, width: 1024, height: 576 });
+    expect(Buffer.compare(await readFile(dest), png)).toBe(0);
+    expect(await readdir(join(dir, 'job1'))).toEqual(['0.png']); // no temp file left behind
+  });
+
+  it('types the file by content, not by Content-Type, and follows a redirect', async () => {
+    const image = await downloadResult(`${base}/mislabelled`, join(dir, 'j2', 'a'));
+    expect(image).toMatchObject({ mime: 'image/jpeg', width: 640, height: 640 });
+    const redirected = await downloadResult(`${base}/redirect`, join(dir, 'j2', 'b'));
+    expect(redirected).toMatchObject({ mime: 'image/png', sourceUrl: `${base}/redirect` });
+  });
+
+  it('refuses content that is not an image, leaving nothing on disk', async () => {
+    const err = await downloadResult(`${base}/html`, join(dir, 'j3', 'x.png'), fast).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResultDownloadError);
+    expect((err as Error).message).toMatch(/not PNG, JPEG or WEBP/);
+    expect(await readdir(join(dir, 'j3'))).toEqual([]);
+    expect(hits.get('/html')).toBe(1); // not retried
+  });
+
+  it('aborts a download past the size cap while streaming (bounded memory), without retrying', async () => {
+    const before = process.memoryUsage().rss;
+    const err = await downloadResult(`${base}/huge`, join(dir, 'j4', 'x.png'), { ...fast, maxBytes: 1024 * 1024 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResultDownloadError);
+    expect((err as Error).message).toMatch(/more than 1048576 bytes/);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(hugeClosedEarly).toBe(true);
+    expect(hugeBytesSent).toBeLessThan(8 * 1024 * 1024);
+    expect(await readdir(join(dir, 'j4'))).toEqual([]);
+    expect(hits.get('/huge')).toBe(1);
+    expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('retries 5xx answers with the shared policy, calling the gate before every attempt', async () => {
+    const gated: string[] = [];
+    const image = await downloadResult(`${base}/flaky`, join(dir, 'j5', 'x.png'), {
+      ...fast,
+      gate: async (kind) => {
+        gated.push(kind);
+      },
+    });
+    expect(image.mime).toBe('image/png');
+    expect(hits.get('/flaky')).toBe(3);
+    expect(gated).toEqual(['poll', 'poll', 'poll']);
+  });
+
+  it('does not retry a 404', async () => {
+    const err = await downloadResult(`${base}/gone`, join(dir, 'j6', 'x.png'), fast).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResultDownloadError);
+    expect((err as Error).message).toMatch(/HTTP 404/);
+    expect(hits.get('/gone')).toBe(1);
+  });
+
+  it('stops on abort with the signal reason', async () => {
+    const ctrl = new AbortController();
+    ctrl.abort(new Error('job canceled'));
+    await expect(downloadResult(`${base}/out.png`, join(dir, 'j7', 'x.png'), { signal: ctrl.signal })).rejects.toThrow('job canceled');
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * The SSRF guard for URLs users give the bot (reference images). A user-given URL must be https
  * and reach a public address: loopback, private, link-local, CGNAT, unique-local, multicast and
- * other special ranges are refused, IPv4-mapped/NAT64 IPv6 forms included. `FETCH_ALLOW_HOSTS`
+ * other special ranges are refused, and so are IPv6 forms carrying such an IPv4 address
+ * (IPv4-mapped, -compatible and -translated, NAT64, 6to4, Teredo). `FETCH_ALLOW_HOSTS`
  * (hostnames, IPs or CIDRs) exempts hosts for tests and private deployments; an allow-listed host
  * may also use plain http.
  *
@@ -146,13 +147,30 @@ function embeddedIPv4(b: Bytes): Bytes | undefined {
   return undefined;
 }
 
+/**
+ * IPv4 addresses carried inside IPv6 forms that a tunnel or translator may route to that IPv4
+ * address: IPv4-translated (::ffff:0:a.b.c.d), NAT64 local-use (64:ff9b:1::/48, last 32 bits),
+ * 6to4 (2002:AABB:CCDD::/48) and Teredo (2001:0::/32, client address inverted in the last 32 bits).
+ */
+function tunnelledIPv4(b: Bytes): Bytes[] {
+  const zeros = (from: number, to: number) => b.slice(from, to).every((x) => x === 0);
+  const found: Bytes[] = [];
+  if (zeros(0, 8) && b[8] === 0xff && b[9] === 0xff && zeros(10, 12)) found.push(b.slice(12));
+  if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && b[4] === 0x00 && b[5] === 0x01) found.push(b.slice(12));
+  if (b[0] === 0x20 && b[1] === 0x02) found.push(b.slice(2, 6));
+  if (b[0] === 0x20 && b[1] === 0x01 && b[2] === 0x00 && b[3] === 0x00) found.push(b.slice(12).map((x) => x ^ 0xff));
+  return found;
+}
+
 /** True when `ip` is a public unicast address (false for non-IP strings). */
 export function isPublicAddress(ip: string): boolean {
   const bytes = parseIp(ip);
   if (!bytes) return false;
-  if (bytes.length === 4) return !BLOCKED_V4.some((c) => inCidr(bytes, c));
+  const publicV4 = (v4: Bytes) => !BLOCKED_V4.some((c) => inCidr(v4, c));
+  if (bytes.length === 4) return publicV4(bytes);
   const v4 = embeddedIPv4(bytes);
-  if (v4) return !BLOCKED_V4.some((c) => inCidr(v4, c));
+  if (v4) return publicV4(v4);
+  if (!tunnelledIPv4(bytes).every(publicV4)) return false;
   return !BLOCKED_V6.some((c) => inCidr(bytes, c));
 }
 

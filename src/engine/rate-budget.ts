@@ -15,7 +15,14 @@
  * when the budget binds, creates alone would starve every poll (200 queued creates = 2 minutes of
  * tokens) while finished tasks wait undetected and their short-lived result URLs age; so after
  * `maxConsecutiveCreates` creates in a row (default 1) a waiting poll gets the next token.
+ *
+ * Restarts: a process killed mid-burst leaves up to `limit` requests in the provider's window; a
+ * fresh budget would not know and could send as many again at once (the resumed jobs' overdue
+ * polls). With a `ledger` (storeRateLedger: per-second counters in the shared store) every grant
+ * is recorded, and a new budget first loads the last window's grants and counts them as its own.
+ * Result downloads are not counted: see DownloadResultOptions.gate in results.ts.
  */
+import type { Store } from './store.ts';
 
 export type BudgetKind = 'create' | 'poll';
 
@@ -34,9 +41,43 @@ export interface RateBudgetOptions {
    * time when the budget binds hard: see bench/poll.ts).
    */
   maxConsecutiveCreates?: number;
+  /** Records grants where the next process using the same key finds them (see the file comment). */
+  ledger?: RateLedger;
   now?: () => number;
   /** Waits `ms`; should settle early (resolve or reject) when `signal` aborts. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+/** Where a budget records its grants so that the next process sharing the key can respect them. */
+export interface RateLedger {
+  /** Records one request granted at `at` (budget clock, epoch ms). Best effort. */
+  record(at: number): Promise<void>;
+  /** Start times of the requests recorded at or after `since`; each may be later than the real one, never earlier. */
+  since(since: number, now: number): Promise<number[]>;
+}
+
+const LEDGER_BUCKET_MS = 1_000;
+/** How long a bucket is kept: longer than any provider window the bot budgets for. */
+const LEDGER_RETENTION_MS = 60_000;
+
+/**
+ * A RateLedger over the store's atomic counters: one counter per API key id per second. A request
+ * counts as sent at the end of its second, so restored stamps expire no earlier than the real ones.
+ */
+export function storeRateLedger(store: Pick<Store, 'add' | 'read'>, keyId: string): RateLedger {
+  const key = (bucket: number) => `ratebudget:${keyId}:${bucket}`;
+  return {
+    async record(at) {
+      const bucket = Math.floor(at / LEDGER_BUCKET_MS);
+      await store.add(key(bucket), 1, (bucket + 1) * LEDGER_BUCKET_MS + LEDGER_RETENTION_MS);
+    },
+    async since(since, now) {
+      const buckets: number[] = [];
+      for (let b = Math.floor(since / LEDGER_BUCKET_MS); b <= Math.floor(now / LEDGER_BUCKET_MS); b++) buckets.push(b);
+      const counts = await Promise.all(buckets.map((b) => store.read(key(b))));
+      return buckets.flatMap((b, i) => new Array<number>(Math.max(0, counts[i] ?? 0)).fill((b + 1) * LEDGER_BUCKET_MS - 1));
+    },
+  };
 }
 
 export const RUNBASE_REQUESTS_PER_WINDOW = 20;
@@ -85,6 +126,9 @@ export class RateBudget {
   #granted = 0;
   #createsInARow = 0;
   readonly #maxConsecutiveCreates: number;
+  readonly #ledger: RateLedger | undefined;
+  /** Set while the ledger's last window is being loaded: nothing is granted before it is. */
+  #restoring: Promise<void> | undefined;
 
   constructor(opts: RateBudgetOptions) {
     if (!(opts.requests >= 1) || !(opts.windowMs > 0)) throw new RangeError('RateBudget needs requests >= 1 and windowMs > 0');
@@ -96,12 +140,33 @@ export class RateBudget {
     this.#maxConsecutiveCreates = Math.max(0, opts.maxConsecutiveCreates ?? 1);
     // Bound, so `budget.acquire` can be handed to a provider client as its RequestGate as is.
     this.acquire = this.acquire.bind(this);
+    this.#ledger = opts.ledger;
+    if (this.#ledger) {
+      const now = this.#now();
+      this.#restoring = this.#ledger
+        .since(now - this.windowMs, now)
+        .then(
+          (earlier) => {
+            this.#stamps = [...earlier, ...this.#stamps].sort((a, b) => a - b);
+          },
+          () => undefined, // an unreadable ledger leaves the budget as it would be without one
+        )
+        .finally(() => {
+          this.#restoring = undefined;
+          if (this.#waiting() > 0) void this.#pump();
+        });
+    }
+  }
+
+  /** Resolves once the ledger's last window is loaded (at once without a ledger). */
+  async ready(): Promise<void> {
+    await this.#restoring;
   }
 
   /** Resolves when a request of this kind may start (the token is taken on resolve). Rejects with the signal's reason on abort. */
   acquire(kind: BudgetKind, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
-    if (this.#waiting() === 0 && this.#free() > 0) {
+    if (!this.#restoring && this.#waiting() === 0 && this.#free() > 0) {
       this.#take(kind);
       return Promise.resolve();
     }
@@ -162,6 +227,7 @@ export class RateBudget {
   }
 
   #free(): number {
+    if (this.#restoring) return 0;
     const now = this.#now();
     if (now < this.#pausedUntil) return 0;
     this.#prune(now);
@@ -176,8 +242,11 @@ export class RateBudget {
 
   #take(kind: BudgetKind): void {
     this.#createsInARow = kind === 'create' ? this.#createsInARow + 1 : 0;
-    this.#stamps.push(this.#now());
+    const now = this.#now();
+    this.#stamps.push(now);
     this.#granted++;
+    // Best effort: a lost record only weakens the protection of the next restart.
+    this.#ledger?.record(now).catch(() => undefined);
   }
 
   #remove(waiter: Waiter): void {
@@ -188,7 +257,7 @@ export class RateBudget {
   }
 
   async #pump(): Promise<void> {
-    if (this.#pumping) return;
+    if (this.#pumping || this.#restoring) return; // restoring: its end pumps again
     this.#pumping = true;
     try {
       while (this.#waiting() > 0) {

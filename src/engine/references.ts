@@ -7,12 +7,20 @@
  * Providers: RunBlob takes base64 data URLs, so files go inline. Runbase takes URLs only: the
  * original link when it is public, else a short-lived link on the bot's own HTTP server
  * (ReferenceHost, needs PUBLIC_URL), else a ReferenceError that names the fix.
+ *
+ * Size: users may give up to 20 MiB (MAX_REFERENCE_BYTES, the lenient reading of "20 MB"), but
+ * RunBlob may mean 20,000,000 bytes: an inline image above that is re-encoded (same pixels,
+ * high-quality JPEG, or WEBP when it has transparency; downscaled only if that is not enough) so
+ * RunBlob never receives an image it could refuse as too large.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import type { Dispatcher } from 'undici';
+import { RUNBLOB_MAX_IMAGE_BYTES } from '../providers/runblob/schemas.ts';
 import type { ProviderReference } from '../providers/types.ts';
 import { ReferenceError } from './errors.ts';
 import { EXTENSION_BY_MIME, sniffFile, sniffImage } from './image-sniff.ts';
@@ -198,7 +206,16 @@ export async function toProviderReferences(
   const out: ProviderReference[] = [];
   for (const ref of prepared) {
     if (model.acceptsDataReferences) {
-      out.push({ kind: 'data', dataUrl: await fileToDataUrl(ref.path, ref.mime) });
+      if (ref.bytes <= RUNBLOB_MAX_IMAGE_BYTES) {
+        out.push({ kind: 'data', dataUrl: await fileToDataUrl(ref.path, ref.mime) });
+        continue;
+      }
+      const fitted = await fitUnderBytes(ref, RUNBLOB_MAX_IMAGE_BYTES);
+      try {
+        out.push({ kind: 'data', dataUrl: await fileToDataUrl(fitted.path, fitted.mime) });
+      } finally {
+        await rm(fitted.path, { force: true });
+      }
     } else if (ref.sourceUrl && isFetchableByProvider(ref.sourceUrl, opts.allowHosts ?? [])) {
       out.push({ kind: 'url', url: ref.sourceUrl });
     } else if (host) {
@@ -208,4 +225,51 @@ export async function toProviderReferences(
     }
   }
   return out;
+}
+
+/** WEBP's largest side. */
+const WEBP_MAX_SIDE = 16_383;
+const FIT_QUALITY = 90;
+/** Each further attempt scales the image by this much. */
+const FIT_SCALE_STEP = 0.75;
+const FIT_ATTEMPTS = 6;
+
+/**
+ * A copy of `ref` of at most `maxBytes`, in a temporary file the caller removes (never next to a
+ * user's own file): re-encoded at high quality (JPEG, or WEBP to keep transparency), downscaled
+ * step by step only while still too large. EXIF orientation is applied to the pixels, since
+ * re-encoding drops the metadata.
+ */
+export async function fitUnderBytes(ref: PreparedReference, maxBytes: number): Promise<{ path: string; mime: string; bytes: number }> {
+  try {
+    return await reencodeUnder(ref, maxBytes);
+  } catch (err) {
+    // sharp refuses some inputs (e.g. past its pixel limit): for the user it is still a too-large image.
+    if (err instanceof ReferenceError) throw err;
+    throw Object.assign(new ReferenceError(ref.index, 'too_large', mb(ref.bytes), ref.name), { cause: err });
+  }
+}
+
+async function reencodeUnder(ref: PreparedReference, maxBytes: number): Promise<{ path: string; mime: string; bytes: number }> {
+  const meta = await sharp(ref.path).metadata();
+  const alpha = meta.hasAlpha === true;
+  const ext = alpha ? 'webp' : 'jpg';
+  const width = meta.autoOrient?.width ?? meta.width;
+  const height = meta.autoOrient?.height ?? meta.height;
+  let scale = alpha ? Math.min(1, WEBP_MAX_SIDE / Math.max(width, height)) : 1;
+  for (let attempt = 0; attempt < FIT_ATTEMPTS; attempt++, scale *= FIT_SCALE_STEP) {
+    const path = join(tmpdir(), `imagine-ref-${randomBytes(8).toString('hex')}.${ext}`);
+    let image = sharp(ref.path).rotate();
+    if (scale < 1) image = image.resize({ width: Math.max(1, Math.floor(width * scale)), height: Math.max(1, Math.floor(height * scale)), fit: 'fill' });
+    let size: number;
+    try {
+      ({ size } = alpha ? await image.webp({ quality: FIT_QUALITY }).toFile(path) : await image.jpeg({ quality: FIT_QUALITY }).toFile(path));
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    }
+    if (size <= maxBytes) return { path, mime: alpha ? 'image/webp' : 'image/jpeg', bytes: size };
+    await rm(path, { force: true });
+  }
+  throw new ReferenceError(ref.index, 'too_large', mb(ref.bytes), ref.name);
 }

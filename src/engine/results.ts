@@ -20,7 +20,12 @@ import type { JobImage } from './job.ts';
 import { sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
 import { checkUrlAllowed } from './net-guard.ts';
 
-export const DEFAULT_RESULT_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * Far above any documented output (a 4K PNG is "several MB"), yet above the worst case a faithful
+ * output can reach: 4K RGBA noise, ~17 Mpx × 4 bytes ≈ 68 MB, past a 64 MiB cap. It only guards
+ * the disk against an endless stream; memory stays bounded whatever the size.
+ */
+export const DEFAULT_RESULT_MAX_BYTES = 256 * 1024 * 1024;
 const HEAD_CAPTURE_BYTES = 64 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** HTTP answers worth repeating for an idempotent GET. */
@@ -147,7 +152,11 @@ export interface DownloadResultOptions {
   /** Default 64 MiB. */
   maxBytes?: number;
   signal?: AbortSignal;
-  /** Called before each attempt (Runbase's CDN shares the key's budget: pass the key's gate). */
+  /**
+   * Called before each attempt. The engine passes none: output URLs are CDN links fetched without
+   * the API key, and reference/providers.md counts the 20 requests / 10 s per key only for the API
+   * (creates and polls). A deployment whose provider counted downloads too would pass the key's gate.
+   */
   gate?: RequestGate;
   /** Overrides for the shared retry policy (tests pass a fast sleep). */
   retry?: Partial<Omit<RetryOptions, 'kind' | 'signal'>>;

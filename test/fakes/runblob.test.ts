@@ -207,7 +207,7 @@ describe('fake RunBlob: validation and error shapes', () => {
 
   it('rejects a data URL over 20 MB, or fails the task instead when configured', async () => {
     const fake = await start({ durationMs: 10 });
-    const huge = Buffer.alloc(20 * 1024 * 1024 + 1);
+    const huge = Buffer.alloc(20_000_001); // the stricter reading of "20 MB"
     (await sharp({ create: { width: 2, height: 2, channels: 3, background: '#fff' } }).png().toBuffer()).copy(huge);
     const body = { prompt: 'x', images: [`data:image/png;base64,${huge.toString('base64')}`] };
     const reply = await generate(fake, body);

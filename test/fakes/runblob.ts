@@ -25,7 +25,7 @@
  *   aspect_ratio auto 21:9 16:9 4:3 3:2 1:1 9:16 3:4 2:3 5:4 4:5 (default auto → 1:1 output)
  *   temperature number 0–1 (default 0.7)
  *   images      ≤ 4 (standard) / ≤ 8 (pro, v2); each an http(s) URL or data:image/(png|jpeg|webp);base64,…
- *               Data URLs are decoded: > 20 MiB → IMAGE_TOO_LARGE, bytes not PNG/JPEG/WEBP (or
+ *               Data URLs are decoded: > 20,000,000 bytes → IMAGE_TOO_LARGE, bytes not PNG/JPEG/WEBP (or
  *               another declared type) → UNSUPPORTED_IMAGE_FORMAT, undecodable → INVALID_IMAGE; by
  *               default a 422 value_error "Value error, CODE: …" at loc ["body","images",i];
  *               with `badImageAnswer: 'failed-task'` the task is created and fails with that code.
@@ -84,7 +84,8 @@ export const RUNBLOB_QUALITIES = ['standard', '2k', '4k'] as const;
 export type RunblobQuality = (typeof RUNBLOB_QUALITIES)[number];
 export const RUNBLOB_RATIOS = ['auto', '21:9', '16:9', '4:3', '3:2', '1:1', '9:16', '3:4', '2:3', '5:4', '4:5'] as const;
 export const RUNBLOB_MAX_IMAGES: Record<RunblobModel, number> = { standard: 4, pro: 8, v2: 8 };
-export const RUNBLOB_MAX_IMAGE_BYTES = 20 * 1024 * 1024;
+/** "At most 20 MB": the stricter reading (10^6), so a bot that sends up to 20 MiB inline is caught. */
+export const RUNBLOB_MAX_IMAGE_BYTES = 20_000_000;
 export const RUNBLOB_MAX_PROMPT_CHARS = 4000;
 export const RUNBLOB_DEFAULT_KEY = 'rb-test-runblob';
 export const RUNBLOB_UNKNOWN_STATUS = 'weird_new_status';
@@ -263,7 +264,7 @@ export function checkDataUrl(text: string): ImageProblem | undefined {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(payload) || payload.length % 4 === 1) return { code: 'INVALID_IMAGE', detail: 'invalid base64' };
   const padding = payload.endsWith('==') ? 2 : payload.endsWith('=') ? 1 : 0;
   const bytes = Math.floor((payload.length * 3) / 4) - padding;
-  if (bytes > RUNBLOB_MAX_IMAGE_BYTES) return { code: 'IMAGE_TOO_LARGE', detail: `${bytes} bytes > 20 MB` };
+  if (bytes > RUNBLOB_MAX_IMAGE_BYTES) return { code: 'IMAGE_TOO_LARGE', detail: `${bytes} bytes > 20 MB (${RUNBLOB_MAX_IMAGE_BYTES} bytes)` };
   const head = Buffer.from(payload.slice(0, 64), 'base64');
   if (sniffImageType(head) === undefined) {
     return { code: 'UNSUPPORTED_IMAGE_FORMAT', detail: 'the bytes are not a PNG, JPEG or WEBP image' };

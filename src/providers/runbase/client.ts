@@ -5,6 +5,7 @@
  */
 import { InvalidRequestError, failureCodeFromText } from '../errors.ts';
 import { ProviderHttp, describeIssues, type ProviderClientOptions } from '../http.ts';
+import { createStatusReader } from '../wire.ts';
 import type { CreatedTask, ProviderClient, RequestOptions, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';
 import {
   RUNBASE_MODELS_WITHOUT_RESOLUTION,
@@ -22,12 +23,15 @@ export class RunbaseClient implements ProviderClient {
   readonly name = 'runbase' as const;
   readonly keyId: string;
   readonly #http: ProviderHttp;
-  /** Unknown statuses already logged (each is logged once per client). */
-  readonly #unknownStatuses = new Set<string>();
+  readonly #status: (status: string, taskId: string) => TaskStatus;
 
   constructor(opts: RunbaseClientOptions) {
     this.#http = new ProviderHttp('runbase', opts);
     this.keyId = this.#http.keyId;
+    const log = this.#http.log;
+    this.#status = createStatusReader({ pending: 'pending', processing: 'running', succeeded: 'succeeded', failed: 'failed' }, (status, taskId) =>
+      log.warn({ taskId, status }, 'runbase reported an unknown run status; treating it as running'),
+    );
   }
 
   /** The documented request body for `input`; throws InvalidRequestError for what Runbase cannot take. */
@@ -81,7 +85,7 @@ export class RunbaseClient implements ProviderClient {
       gateKind: 'create',
       opts,
     });
-    const created: CreatedTask = { taskId: run.id, status: this.#status(run.status, run.id) };
+    const created: CreatedTask = { taskId: run.id, status: run.status ? this.#status(run.status, run.id) : 'pending' };
     if (run.costUsd != null) created.costUsd = run.costUsd / MICRO_USD_PER_USD;
     this.#http.log.info({ taskId: run.id, model: input.model, costUsd: created.costUsd }, 'runbase run created');
     return created;
@@ -105,7 +109,7 @@ export class RunbaseClient implements ProviderClient {
   }
 
   #snapshot(run: RunbaseRun): TaskSnapshot {
-    const status = this.#status(run.status, run.id);
+    const status = this.#status(run.status ?? '(none)', run.id);
     const snap: TaskSnapshot = {
       taskId: run.id,
       status,
@@ -118,26 +122,6 @@ export class RunbaseClient implements ProviderClient {
       snap.failure = failureOf(run.error);
     }
     return snap;
-  }
-
-  #status(status: string, taskId: string): TaskStatus {
-    switch (status) {
-      case 'pending':
-        return 'pending';
-      case 'processing':
-        return 'running';
-      case 'succeeded':
-        return 'succeeded';
-      case 'failed':
-        return 'failed';
-      default:
-        // Not documented: treat as still running; the job's deadline bounds the wait.
-        if (!this.#unknownStatuses.has(status)) {
-          this.#unknownStatuses.add(status);
-          this.#http.log.warn({ taskId, status }, 'runbase reported an unknown run status; treating it as running');
-        }
-        return 'running';
-    }
   }
 }
 

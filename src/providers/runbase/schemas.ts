@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { EXTENDED_RATIOS, RESOLUTIONS } from '../../engine/models.ts';
+import { isHttpUrl, looseText, nonNegativeAmount } from '../wire.ts';
 
 export const RUNBASE_STATUSES = ['pending', 'processing', 'succeeded', 'failed'] as const;
 
@@ -26,29 +27,40 @@ export const runbaseCreateRequestSchema = z.strictObject({
 export type RunbaseCreateRequest = z.infer<typeof runbaseCreateRequestSchema>;
 
 /** Micro-dollars; documented as a number, a numeric string is accepted too. */
-const microUsd = z.union([z.number(), z.string().regex(/^\d+(\.\d+)?$/).transform(Number)]).pipe(z.number().nonnegative());
+const microUsd = nonNegativeAmount;
 
-/** A failed run's `error`: its type is not documented, so a string and `{message, code}` are both read. */
-export const runbaseRunErrorSchema = z.union([
-  z.string(),
-  z.looseObject({ message: z.string().nullish(), code: z.union([z.string(), z.number()]).nullish() }),
-]);
+/**
+ * A failed run's `error`: its type is not documented, so a string and `{message, code}` are both
+ * read, and anything else is kept as its JSON text rather than failing the whole answer.
+ */
+export const runbaseRunErrorSchema = z.unknown().transform((v): string | { message: string | null; code: string | null } => {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && !Array.isArray(v)) {
+    const { message, code } = v as Record<string, unknown>;
+    return { message: looseText.parse(message), code: looseText.parse(code) };
+  }
+  return JSON.stringify(v) ?? String(v);
+});
 
-/** A run object, as answered by POST /runs and GET /runs/{id}. */
+/**
+ * A run object, as answered by POST /runs and GET /runs/{id}. Only what the bot relies on is
+ * checked; `model`, `createdAt`, `completedAt` and unknown fields are kept as they come.
+ */
 export const runbaseRunSchema = z
   .looseObject({
     id: z.string().min(1),
-    status: z.string().min(1),
-    model: z.string().nullish(),
+    // Missing on an answer that still carries the run id: read as queued (create) or unknown (get),
+    // never as a failed call, since the run exists and was charged.
+    status: z.string().nullish(),
     costUsd: microUsd.nullish(),
-    output: z.looseObject({ urls: z.array(httpUrl).nullish() }).nullish(),
+    // Only a succeeded run's URLs matter (checked below); whatever an unfinished run carries is ignored.
+    output: z.looseObject({ urls: z.array(z.string()).nullish() }).nullish(),
     error: runbaseRunErrorSchema.nullish(),
-    createdAt: z.string().nullish(),
-    completedAt: z.string().nullish(),
   })
   .superRefine((run, ctx) => {
-    if (run.status === 'succeeded' && !(run.output?.urls && run.output.urls.length > 0)) {
-      ctx.addIssue({ code: 'custom', path: ['output', 'urls'], message: 'a succeeded run must have at least one output URL' });
+    const urls = run.output?.urls ?? [];
+    if (run.status === 'succeeded' && !(urls.length > 0 && urls.every(isHttpUrl))) {
+      ctx.addIssue({ code: 'custom', path: ['output', 'urls'], message: 'a succeeded run must have at least one output URL, all http(s)' });
     }
   });
 export type RunbaseRun = z.infer<typeof runbaseRunSchema>;

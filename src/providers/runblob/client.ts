@@ -5,6 +5,7 @@
  */
 import { InvalidRequestError, failureCodeFromText } from '../errors.ts';
 import { ProviderHttp, describeIssues, type ProviderClientOptions } from '../http.ts';
+import { createStatusReader } from '../wire.ts';
 import type { CreatedTask, ProviderClient, RequestOptions, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';
 import type { Resolution } from '../../engine/models.ts';
 import {
@@ -25,11 +26,15 @@ export class RunblobClient implements ProviderClient {
   readonly name = 'runblob' as const;
   readonly keyId: string;
   readonly #http: ProviderHttp;
-  readonly #unknownStatuses = new Set<string>();
+  readonly #status: (status: string, taskId: string) => TaskStatus;
 
   constructor(opts: RunblobClientOptions) {
     this.#http = new ProviderHttp('runblob', opts);
     this.keyId = this.#http.keyId;
+    const log = this.#http.log;
+    this.#status = createStatusReader({ pending: 'pending', processing: 'running', completed: 'succeeded', failed: 'failed' }, (status, taskId) =>
+      log.warn({ taskId, status }, 'runblob reported an unknown task status; treating it as running'),
+    );
   }
 
   /** The documented request body for `input`; throws InvalidRequestError for what RunBlob would refuse. */
@@ -128,7 +133,7 @@ export class RunblobClient implements ProviderClient {
   }
 
   #snapshot(g: RunblobGeneration): TaskSnapshot {
-    const status = this.#status(g.status, g.task_uuid);
+    const status = this.#status(g.status ?? '(none)', g.task_uuid);
     const snap: TaskSnapshot = {
       taskId: g.task_uuid,
       status,
@@ -140,25 +145,5 @@ export class RunblobClient implements ProviderClient {
       snap.failure = { code, message: message || 'the task failed without a reason' };
     }
     return snap;
-  }
-
-  #status(status: string, taskId: string): TaskStatus {
-    switch (status) {
-      case 'pending':
-        return 'pending';
-      case 'processing':
-        return 'running';
-      case 'completed':
-        return 'succeeded';
-      case 'failed':
-        return 'failed';
-      default:
-        // Not documented: treat as still running; the job's deadline bounds the wait.
-        if (!this.#unknownStatuses.has(status)) {
-          this.#unknownStatuses.add(status);
-          this.#http.log.warn({ taskId, status }, 'runblob reported an unknown task status; treating it as running');
-        }
-        return 'running';
-    }
   }
 }

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { COMMON_RATIOS } from '../../engine/models.ts';
+import { isHttpUrl, looseText, nonNegativeAmount } from '../wire.ts';
 
 export const RUNBLOB_MODELS = ['standard', 'pro', 'v2'] as const;
 export const RUNBLOB_QUALITIES = ['standard', '2k', '4k'] as const;
@@ -12,11 +13,28 @@ export const RUNBLOB_STATUSES = ['pending', 'processing', 'completed', 'failed']
 export const RUNBLOB_MAX_PROMPT_CHARS = 4000;
 /** Input images per model: 4 with standard, 8 with pro and v2. */
 export const RUNBLOB_MAX_IMAGES: Readonly<Record<(typeof RUNBLOB_MODELS)[number], number>> = { standard: 4, pro: 8, v2: 8 };
+/**
+ * "At most 20 MB each". Whether RunBlob means 10^6 or 2^20 bytes is not documented: the bot never
+ * sends more than the smaller reading (references.ts shrinks larger inline images to fit).
+ */
+export const RUNBLOB_MAX_IMAGE_BYTES = 20_000_000;
+
+const DATA_URL_PREFIX = /^data:image\/(png|jpeg|webp);base64,/i;
+
+/** The decoded size of a base64 data URL's payload, computed without decoding it. */
+export function dataUrlByteLength(dataUrl: string): number {
+  const payload = dataUrl.length - dataUrl.indexOf(',') - 1;
+  const padding = dataUrl.endsWith('==') ? 2 : dataUrl.endsWith('=') ? 1 : 0;
+  return Math.floor((payload * 3) / 4) - padding;
+}
 
 const imageRef = z
   .string()
-  .refine((s) => /^https?:\/\//i.test(s) || /^data:image\/(png|jpeg|jpg|webp);base64,/i.test(s), {
+  .refine((s) => /^https?:\/\//i.test(s) || DATA_URL_PREFIX.test(s), {
     message: 'must be an http(s) URL or a base64 data URL of a JPEG, PNG or WEBP image',
+  })
+  .refine((s) => !DATA_URL_PREFIX.test(s) || dataUrlByteLength(s) <= RUNBLOB_MAX_IMAGE_BYTES, {
+    message: `an inline image must be at most ${RUNBLOB_MAX_IMAGE_BYTES} bytes`,
   });
 
 /** POST /v1/gemini/generate */
@@ -41,14 +59,12 @@ export const runblobCreateRequestSchema = z
   });
 export type RunblobCreateRequest = z.infer<typeof runblobCreateRequestSchema>;
 
-/** A USD amount: documented as a decimal string ("0.0200"); a plain number is accepted too. */
-const usd = z.union([z.number(), z.string().trim().regex(/^\d+(\.\d+)?$/).transform(Number)]).pipe(z.number().nonnegative());
-
 /** Answer of POST /v1/gemini/generate. */
 export const runblobCreatedSchema = z.looseObject({
   task_uuid: z.string().min(1),
   status: z.string().min(1).nullish(),
-  price: usd.nullish(),
+  // USD, documented as a decimal string ("0.0200"); a plain number is accepted too.
+  price: nonNegativeAmount.nullish(),
 });
 export type RunblobCreated = z.infer<typeof runblobCreatedSchema>;
 
@@ -56,14 +72,15 @@ export type RunblobCreated = z.infer<typeof runblobCreatedSchema>;
 export const runblobGenerationSchema = z
   .looseObject({
     task_uuid: z.string().min(1),
-    status: z.string().min(1),
-    prompt: z.string().nullish(),
-    result_image_url: z.url({ protocol: /^https?$/ }).nullish(),
-    message: z.string().nullish(),
+    // Missing: read as an unknown status (still running until the deadline), not as a failed call.
+    status: z.string().nullish(),
+    // Only a completed task's URL matters (checked below); "" or junk on an unfinished task is ignored.
+    result_image_url: z.string().nullish(),
+    message: looseText,
   })
   .superRefine((g, ctx) => {
-    if (g.status === 'completed' && !g.result_image_url) {
-      ctx.addIssue({ code: 'custom', path: ['result_image_url'], message: 'a completed task must have a result_image_url' });
+    if (g.status === 'completed' && !isHttpUrl(g.result_image_url)) {
+      ctx.addIssue({ code: 'custom', path: ['result_image_url'], message: 'a completed task must have an http(s) result_image_url' });
     }
   });
 export type RunblobGeneration = z.infer<typeof runblobGenerationSchema>;

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RateBudget } from '../../../src/engine/rate-budget.ts';
+import { createLogger } from '../../../src/log.ts';
+import { openStore } from '../../../src/engine/open-store.ts';
+import { RateBudget, storeRateLedger } from '../../../src/engine/rate-budget.ts';
 import type { RequestGate } from '../../../src/providers/types.ts';
 
 /** Max requests started in any window of `windowMs` (sliding), given sorted start times. */
@@ -120,5 +122,32 @@ describe('RateBudget', () => {
     await vi.advanceTimersByTimeAsync(200);
     await p;
     expect(granted).toBe(true);
+  });
+
+  it('with a ledger in the store, a process restarted after a burst waits out the burst of the one before', async () => {
+    const store = await openStore('sqlite://:memory:', { log: createLogger({ level: 'silent' }) });
+    try {
+      const ledger = () => storeRateLedger(store, 'key1');
+      const killed = new RateBudget({ requests: 20, windowMs: 10_000, ledger: ledger() });
+      const burst: number[] = [];
+      await Promise.all(Array.from({ length: 18 }, () => killed.acquire('poll').then(() => burst.push(Date.now()))));
+      expect(burst).toHaveLength(18);
+      // SIGKILL: the process is gone; one second later its successor resumes the jobs.
+      await vi.advanceTimersByTimeAsync(1_000);
+      const restarted = new RateBudget({ requests: 20, windowMs: 10_000, ledger: ledger() });
+      const started: number[] = [];
+      const all = Array.from({ length: 18 }, () => restarted.acquire('poll').then(() => started.push(Date.now())));
+      expect(restarted.available()).toBe(0);
+      await vi.advanceTimersByTimeAsync(15_000);
+      await Promise.all(all);
+      // What the provider sees across both processes stays within 20 per 10 s.
+      expect(maxInWindow([...burst, ...started].sort((a, b) => a - b), 10_000)).toBeLessThanOrEqual(18);
+      // Another key's budget is not held back.
+      const other = new RateBudget({ requests: 20, windowMs: 10_000, ledger: storeRateLedger(store, 'key2') });
+      await other.ready();
+      expect(other.available()).toBe(18);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -214,6 +214,44 @@ describe('references', () => {
       expect(out).toEqual({ kind: 'data', dataUrl: `data:image/jpeg;base64,${bytes.toString('base64')}` });
     });
 
+    it.each([
+      ['opaque', 3, 'image/jpeg'],
+      ['transparent', 4, 'image/webp'],
+    ] as const)(
+      'accepts a file (%s) between 20,000,000 bytes and 20 MiB, and inlines it for RunBlob re-encoded under 20,000,000 bytes',
+      async (_label, channels, mime) => {
+        // Stored without compression, so the file size is set by the pixel count.
+        const side = channels === 3 ? 2600 : 2250;
+        const tile = Buffer.from(Array.from({ length: 997 }, (_, i) => (i * 37) & 0xff));
+        const raw = Buffer.alloc(side * side * channels, tile);
+        const big = await sharp(raw, { raw: { width: side, height: side, channels } }).png({ compressionLevel: 0 }).toBuffer();
+        expect(big.length).toBeGreaterThan(20_000_000);
+        expect(big.length).toBeLessThanOrEqual(20 * MB);
+        const path = join(root, `between-${channels}.png`);
+        await writeFile(path, big);
+        const [ref] = await fetchReferences([{ kind: 'file', path }], opts());
+        expect(ref).toMatchObject({ mime: 'image/png', bytes: big.length });
+        const [out] = await toProviderReferences([ref!], model('runblob-pro'), undefined);
+        if (out?.kind !== 'data') throw new Error('expected a data URL');
+        expect(out.dataUrl.startsWith(`data:${mime};base64,`)).toBe(true);
+        const sent = Buffer.from(out.dataUrl.split(',')[1]!, 'base64');
+        expect(sent.length).toBeLessThanOrEqual(20_000_000);
+        const meta = await sharp(sent).metadata();
+        expect([meta.width, meta.height, meta.hasAlpha]).toEqual([side, side, channels === 4]);
+        // The user's file is untouched and nothing is left beside it.
+        expect(await readdir(root)).not.toContainEqual(expect.stringMatching(/^between-.*\.(jpg|webp)$/));
+      },
+      30_000,
+    );
+
+    it('names the reference when an image over 20,000,000 bytes cannot be re-encoded for RunBlob', async () => {
+      const path = join(root, 'corrupt-big.png');
+      await writeFile(path, Buffer.concat([png.subarray(0, 33), Buffer.alloc(20_100_000)]));
+      const err = await problem(toProviderReferences([{ index: 2, path, mime: 'image/png', bytes: 20_100_033, name: 'scan.png' }], model('runblob-2'), undefined));
+      expect(err).toMatchObject({ index: 2, problem: 'too_large' });
+      expect(err.userMessage).toContain('scan.png');
+    });
+
     it('gives Runbase the public URL, else a short-lived link from the bot, else a clear error', async () => {
       const host = new ReferenceHost({ publicUrl: 'https://bot.example.com/' });
       const out = await toProviderReferences(prepared, model('runbase-pro'), host);

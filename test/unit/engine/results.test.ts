@@ -58,6 +58,10 @@ describe('downloadResult', () => {
           hugeClosedEarly = early;
         });
       }
+      if (path === '/rgba-4k') {
+        // As large as a 4K RGBA noise PNG can be (~68 MB): past 64 MiB.
+        return stream(res, 68 * 1024 * 1024, Buffer.concat([png.subarray(0, 64), Buffer.alloc(1024 * 1024 - 64)]), () => undefined);
+      }
       res.writeHead(500).end();
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -102,6 +106,13 @@ describe('downloadResult', () => {
     expect(await readdir(join(dir, 'j4'))).toEqual([]);
     expect(hits.get('/huge')).toBe(1);
     expect(process.memoryUsage().rss - before).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('accepts by default a result as large as a 4K RGBA PNG can be, streamed, without holding it in memory', async () => {
+    const dest = join(dir, 'j8', '0.png');
+    const image = await downloadResult(`${base}/rgba-4k`, dest, fast);
+    expect(image).toMatchObject({ mime: 'image/png', bytes: 68 * 1024 * 1024 });
+    expect(await readdir(join(dir, 'j8'))).toEqual(['0.png']);
   });
 
   it('retries 5xx answers with the shared policy, calling the gate before every attempt', async () => {

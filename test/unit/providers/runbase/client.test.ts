@@ -76,6 +76,14 @@ describe('RunbaseClient.createTask', () => {
     });
   });
 
+  it('accepts a charged run whose answers omit the status: queued after create, still running when polled', async () => {
+    server.enqueue({ json: { id: 'run_2abc', costUsd: 40000 } }, { json: { id: 'run_2abc', costUsd: 40000 } });
+    const c = client();
+    expect(await c.createTask(input())).toEqual({ taskId: 'run_2abc', status: 'pending', costUsd: 0.04 });
+    expect((await c.getTask('run_2abc')).status).toBe('running');
+    expect(server.requests).toHaveLength(2); // the create was not repeated
+  });
+
   it('omits image_urls without references, and resolution for google/nano-banana', async () => {
     server.enqueue({ json: run() }, { json: run({ costUsd: 39000 }) });
     await client().createTask(input({ ratio: '1:8', model: 'google/nano-banana-2', resolution: '2K' }));
@@ -265,6 +273,11 @@ describe('RunbaseClient.getTask', () => {
     expect((await c.getTask('run_2abc')).status).toBe('running');
   });
 
+  it('reads an unfinished run leniently: odd output URLs, numeric timestamps and a null model are ignored', async () => {
+    server.enqueue({ json: run({ status: 'processing', model: null, output: { urls: [''] }, createdAt: 1_780_000_000_000 }) });
+    expect(await client().getTask('run_2abc')).toEqual({ taskId: 'run_2abc', status: 'running', outputUrls: [], costUsd: 0.04 });
+  });
+
   it('treats an unknown status as running and logs it once', async () => {
     server.enqueue({ json: run({ status: 'starting' }) }, { json: run({ status: 'starting' }) }, { json: run({ status: 'queued_gpu' }) });
     const c = client();
@@ -280,6 +293,8 @@ describe('RunbaseClient.getTask', () => {
     ['an object without code', { message: 'Image too large: IMAGE_TOO_LARGE' }, 'IMAGE_TOO_LARGE', 'Image too large: IMAGE_TOO_LARGE'],
     ['a plain string', 'the model crashed', 'GENERATION_FAILED', 'the model crashed'],
     ['nothing', null, 'GENERATION_FAILED', 'the run failed without a reason'],
+    ['a number', 42, 'GENERATION_FAILED', '42'],
+    ['an object with a nested message', { message: { text: 'TIMEOUT' }, code: 7 }, '7', '{"text":"TIMEOUT"}'],
   ])('reads a failed run whose error is %s', async (_label, error, code, message) => {
     server.enqueue({ json: run({ status: 'failed', error }) });
     const snap = await client().getTask('run_2abc');
@@ -304,7 +319,7 @@ describe('RunbaseClient malformed answers', () => {
     ['a run without id', { json: { status: 'pending' } }, /id/],
     ['a numeric status', { json: run({ status: 3 }) }, /status/],
     ['a succeeded run without URLs', { json: run({ status: 'succeeded', output: { urls: [] } }) }, /output\.urls/],
-    ['a non-URL output', { json: run({ status: 'succeeded', output: { urls: ['javascript:alert(1)'] } }) }, /output\.urls\.0/],
+    ['a non-URL output', { json: run({ status: 'succeeded', output: { urls: ['javascript:alert(1)'] } }) }, /output\.urls/],
     ['a negative cost', { json: run({ costUsd: -5 }) }, /costUsd/],
   ])('%s → MalformedResponseError naming the problem, not retried', async (_label, reply, pattern) => {
     server.enqueue(reply, { json: run() });

@@ -116,6 +116,28 @@ describe('RunblobClient.createTask', () => {
     expect(server.requests).toHaveLength(0);
   });
 
+  it('sends an inline image of exactly 20,000,000 bytes, refuses one byte more before sending (20 MB read as 10^6)', async () => {
+    const inline = (bytes: number) => `data:image/jpeg;base64,${Buffer.alloc(bytes, 0xff).toString('base64')}`;
+    const err = await client()
+      .createTask(input({ references: [{ kind: 'data', dataUrl: inline(20_000_001) }] }))
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    expect((err as InvalidRequestError).fields).toContain('images.0');
+    expect(server.requests).toHaveLength(0);
+    server.enqueue({ json: { task_uuid: UUID, status: 'pending', price: '0.0200' } });
+    await client().createTask(input({ references: [{ kind: 'data', dataUrl: inline(20_000_000) }] }));
+    const sent = (server.requests[0]!.json as { images: string[] }).images[0]!;
+    expect(Buffer.from(sent.split(',')[1]!, 'base64')).toHaveLength(20_000_000);
+  });
+
+  it('never sends the undocumented image/jpg media type', async () => {
+    const err = await client()
+      .createTask(input({ references: [{ kind: 'data', dataUrl: DATA_URL.replace('image/png', 'image/jpg') }] }))
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    expect(server.requests).toHaveLength(0);
+  });
+
   it('reads a numeric price and a create answer without status', async () => {
     server.enqueue({ json: { task_uuid: UUID, price: 0.134 } });
     expect(await client().createTask(input())).toEqual({ taskId: UUID, status: 'pending', costUsd: 0.134 });
@@ -233,17 +255,35 @@ describe('RunblobClient.getTask', () => {
     expect(gate).toEqual(['poll']);
   });
 
+  it('reads an unfinished task leniently: an empty result_image_url and a non-string message are ignored', async () => {
+    server.enqueue(
+      { json: generation({ status: 'pending', result_image_url: '', message: { note: 'queued' }, prompt: null }) },
+      { json: generation({ status: 'failed', result_image_url: '', message: { code: 'MODERATION_FAILED' } }) },
+    );
+    const c = client();
+    expect(await c.getTask(UUID)).toEqual({ taskId: UUID, status: 'pending', outputUrls: [] });
+    const failed = await c.getTask(UUID);
+    expect(failed.status).toBe('failed');
+    expect(failed.failure?.code).toBe('MODERATION_FAILED');
+  });
+
+  it('a completed task whose result_image_url is not an http(s) URL is malformed, not succeeded', async () => {
+    server.enqueue({ json: generation({ status: 'completed', result_image_url: 'ftp://x/y.png' }) });
+    await expect(client().getTask(UUID)).rejects.toBeInstanceOf(MalformedResponseError);
+  });
+
   it('maps pending, processing and unknown statuses (unknown logged once)', async () => {
     server.enqueue(
       { json: generation({ status: 'pending' }) },
       { json: generation({ status: 'processing' }) },
       { json: generation({ status: 'upscaling' }) },
       { json: generation({ status: 'upscaling' }) },
+      { json: generation({ status: undefined }) },
     );
     const c = client();
     const statuses = [];
-    for (let i = 0; i < 4; i++) statuses.push((await c.getTask(UUID)).status);
-    expect(statuses).toEqual(['pending', 'running', 'running', 'running']);
+    for (let i = 0; i < 5; i++) statuses.push((await c.getTask(UUID)).status);
+    expect(statuses).toEqual(['pending', 'running', 'running', 'running', 'running']);
     expect(logs.records().filter((r) => r.status === 'upscaling')).toHaveLength(1);
   });
 

@@ -1,0 +1,73 @@
+/**
+ * The composition root: builds the store, provider clients, engine, HTTP server and the chat
+ * platforms from one validated Config. main.ts calls it; end-to-end tests call it too, so the
+ * tests run exactly what users run.
+ */
+import { ConfigError, configuredProviders, secretsOf, type Config } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
+import type { EngineApi } from './engine/api.ts';
+import { createEngine } from './engine/engine.ts';
+import { openStore } from './engine/open-store.ts';
+import { Quotas } from './engine/quota.ts';
+import { createProviderClients } from './providers/index.ts';
+import { startHttpServer, type HttpServer } from './platforms/http/server.ts';
+
+export interface BotHandle {
+  engine: EngineApi;
+  http: HttpServer;
+  config: Config;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+export async function startBot(config: Config, opts: { log?: Logger } = {}): Promise<BotHandle> {
+  const log = opts.log ?? createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config) });
+  if (configuredProviders(config).size === 0) {
+    throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
+  }
+  const store = await openStore(config.STORE_URL, { log });
+  const stops: Array<() => Promise<void>> = [() => store.close()];
+  const stop = async () => {
+    for (const s of stops.reverse()) {
+      try {
+        await s();
+      } catch (err) {
+        log.warn({ err }, 'error while stopping');
+      }
+    }
+  };
+  try {
+    const http = await startHttpServer(config.PORT, log);
+    stops.push(() => http.close());
+    const quotas = new Quotas(store, {
+      dailyUnits: config.QUOTA_DAILY_UNITS,
+      costs: { '1K': config.QUOTA_COST_1K, '2K': config.QUOTA_COST_2K, '4K': config.QUOTA_COST_4K },
+      exemptUsers: config.QUOTA_EXEMPT_USERS,
+      spendCapUsd: config.SPEND_CAP_DAILY_USD,
+    });
+    const providers = createProviderClients(config, { log });
+    const engine = createEngine({ config, store, quotas, providers, log, http });
+    stops.push(() => engine.close());
+
+    // Platforms register their deliverers before resume(), so resumed jobs reach their users.
+    if (config.DISCORD_TOKEN) {
+      const { startDiscord } = await import('./platforms/discord/index.ts');
+      const discord = await startDiscord({ config, engine, log: log.child({ platform: 'discord' }), http });
+      stops.push(() => discord.stop());
+    }
+    if (config.SLACK_BOT_TOKEN) {
+      const { startSlack } = await import('./platforms/slack/index.ts');
+      const slack = await startSlack({ config, engine, log: log.child({ platform: 'slack' }), http });
+      stops.push(() => slack.stop());
+    }
+    if (!config.DISCORD_TOKEN && !config.SLACK_BOT_TOKEN) {
+      log.warn('neither DISCORD_TOKEN nor SLACK_BOT_TOKEN is set: only the HTTP server and the CLI are useful');
+    }
+    const resumed = await engine.resume();
+    log.info({ port: http.port, models: engine.models.map((m) => m.key), resumed }, 'imagine bot started');
+    return { engine, http, config, log, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Errors that only arise while the engine runs or resumes a job, and the conversion of any error
+ * into the JobError stored on a task or job.
+ */
+import { BotError, errorCode, toUserMessage } from '../errors.ts';
+import type { JobError } from './job.ts';
+
+/**
+ * The process stopped between sending a create request and recording the provider's task id, so
+ * whether the provider made (and charged) the task is unknown. Re-sending could charge twice, so
+ * the task is given up and its quota refunded.
+ */
+export class SubmissionUnknownError extends BotError {
+  readonly code = 'SUBMISSION_UNKNOWN';
+  constructor() {
+    super('the bot stopped while submitting this task; its provider task id was never recorded');
+    this.name = 'SubmissionUnknownError';
+  }
+  get userMessage() {
+    return 'The bot restarted while sending this image to the image service, so it was not made. Please try again; your quota was refunded.';
+  }
+}
+
+/** A resumed job's provider (or model) is no longer configured. */
+export class ProviderUnavailableError extends BotError {
+  readonly code = 'PROVIDER_NOT_CONFIGURED';
+  constructor(detail: string) {
+    super(detail);
+    this.name = 'ProviderUnavailableError';
+  }
+  get userMessage() {
+    return 'The image service for this job is no longer configured on the bot. Please run it again with another model; your quota was refunded.';
+  }
+}
+
+/** close() stopped the job; it stays in the store and resumes on the next start. */
+export class EngineClosedError extends Error {
+  readonly code = 'ENGINE_CLOSED';
+  constructor() {
+    super('the engine was closed; the job resumes on the next start');
+    this.name = 'EngineClosedError';
+  }
+}
+
+/** Another process took this job's lease (it stopped renewing in time). */
+export class LeaseLostError extends Error {
+  readonly code = 'LEASE_LOST';
+  constructor() {
+    super('lost the lease on this job to another process');
+    this.name = 'LeaseLostError';
+  }
+}
+
+export function toJobError(err: unknown): JobError {
+  const detail = err instanceof Error ? err.message : String(err);
+  return { code: errorCode(err), userMessage: toUserMessage(err), detail };
+}

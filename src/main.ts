@@ -1,0 +1,47 @@
+/**
+ * Entry point (`npm start`): load .env, validate the environment, start the bot, stop cleanly on
+ * SIGTERM/SIGINT (jobs in flight stay in the store and resume on the next start).
+ */
+import { ConfigError, loadDotEnv, parseConfig, secretsOf } from './config.ts';
+import { createLogger } from './log.ts';
+import { startBot } from './app.ts';
+
+loadDotEnv();
+let config;
+try {
+  config = parseConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(1);
+  }
+  throw err;
+}
+const log = createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config) });
+try {
+  const bot = await startBot(config, { log });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    bot.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+} catch (err) {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(1);
+  }
+  log.fatal({ err }, 'failed to start');
+  process.exit(1);
+}

@@ -1,0 +1,116 @@
+/**
+ * The CLI as an operator runs it: a child process with the environment pointing at a fake
+ * provider, in a temp working directory; images land in ./out, bad flags print the usage.
+ */
+import { spawn } from 'node:child_process';
+import { readdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { sniffFile } from '../../src/engine/image-sniff.ts';
+import { outputSize } from '../fakes/png.ts';
+import { startFakeRunbase } from '../fakes/runbase.ts';
+import { tempDir } from './engine-harness.ts';
+
+const NODE = resolve('node_modules/.bin/node');
+const CLI = resolve('src/cli/imagine.ts');
+
+
+function runCli(args: string[], cwd: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(NODE, [CLI, ...args], { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+// Each test spawns a Node process: run them side by side (cleanups through the test's own context).
+describe.concurrent('CLI: npm run imagine', () => {
+  it('makes two images against the configured provider and saves them to ./out', async ({ onTestFinished: after }) => {
+    const fake = await startFakeRunbase({ durationMs: 50 });
+    after(() => fake.close());
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    const { code, stdout, stderr } = await runCli(['a lighthouse at dusk', '--model', 'nb2', '--ar', '16:9', '--res', '1k', '--n', '2'], cwd, {
+      RUNBASE_API_KEY: fake.apiKey,
+      RUNBASE_API_URL: fake.url,
+      STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}`,
+      DATA_DIR: join(cwd, 'data'),
+    });
+    expect(stderr).not.toContain(fake.apiKey);
+    expect(code, stderr).toBe(0);
+    const files = (await readdir(join(cwd, 'out'))).sort();
+    expect(files).toHaveLength(2);
+    expect(files[0]).toMatch(/^[0-9A-Za-z]{12}-1\.png$/);
+    expect(files[1]).toMatch(/^[0-9A-Za-z]{12}-2\.png$/);
+    expect(stdout.trim().split('\n').sort()).toEqual(files.map((f) => join('out', f)));
+    const size = outputSize('16:9', '1K');
+    expect(await sniffFile(join(cwd, 'out', files[0]!))).toMatchObject({ mime: 'image/png', ...size });
+    // The progress line went to stderr, one line per change (not a TTY).
+    expect(stderr).toMatch(/generating · 0\/2 images/);
+    expect(stderr).toMatch(/done · 2\/2 images/);
+    // Sent as asked.
+    const create = fake.requests.find((r) => r.kind === 'create')!;
+    expect(create.body).toMatchObject({ model: 'google/nano-banana-2', input: { aspect_ratio: '16:9', resolution: '1K' } });
+  }, 30_000);
+
+  it('a failed job prints the user sentence and exits 1', async ({ onTestFinished: after }) => {
+    const fake = await startFakeRunbase({ durationMs: 50 });
+    after(() => fake.close());
+    fake.injectFault({ match: 'create', status: 402 });
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    const { code, stderr } = await runCli(['a fox'], cwd, {
+      RUNBASE_API_KEY: fake.apiKey,
+      RUNBASE_API_URL: fake.url,
+      STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}`,
+      DATA_DIR: join(cwd, 'data'),
+    });
+    expect(code).toBe(1);
+    expect(stderr).toContain('out of credits');
+  }, 30_000);
+
+  it.for<[string[], RegExp]>([
+    [['a fox', '--bogus'], /Unknown option '--bogus'/],
+    [['a fox', '--n'], /--n/],
+    [['a fox', '--n', 'two'], /--n must be a whole number/],
+    [['--ar', '16:9'], /A prompt is required/],
+  ])('bad flags %j → usage on stderr, exit 2', async ([args, message], { onTestFinished: after }) => {
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    const { code, stdout, stderr } = await runCli(args, cwd, {});
+    expect(code).toBe(2);
+    expect(stderr).toMatch(message);
+    expect(stderr).toContain('Usage: npm run imagine');
+    expect(stdout).toBe('');
+  });
+
+  it('an option the model cannot honour → the sentence naming the allowed values, exit 2', async ({ onTestFinished: after }) => {
+    const fake = await startFakeRunbase({ durationMs: 50 });
+    after(() => fake.close());
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    const { code, stderr } = await runCli(['a fox', '--model', 'runbase-pro', '--ar', '8:1'], cwd, {
+      RUNBASE_API_KEY: fake.apiKey,
+      RUNBASE_API_URL: fake.url,
+      STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}`,
+      DATA_DIR: join(cwd, 'data'),
+    });
+    expect(code).toBe(2);
+    expect(stderr).toContain('Nano Banana Pro (Runbase) does not support the aspect ratio 8:1');
+    expect(stderr).toContain('Nano Banana 2 (Runbase)');
+    expect(fake.counts.create).toBe(0);
+  });
+
+  it('a bad configuration lists the problem and exits 1', async ({ onTestFinished: after }) => {
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    const { code, stderr } = await runCli(['a fox'], cwd, { RUNBASE_API_KEY: 'nope', QUOTA_DAILY_UNITS: 'lots' });
+    expect(code).toBe(1);
+    expect(stderr).toContain('QUOTA_DAILY_UNITS');
+    expect(stderr).toContain('RUNBASE_API_KEY');
+  });
+});

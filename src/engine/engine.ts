@@ -24,6 +24,7 @@ import type { Dispatcher } from 'undici';
 import { ConfigError, type Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { MalformedResponseError, RateLimitedError, taskFailedError } from '../providers/errors.ts';
+import { abortableSleep } from '../providers/retry.ts';
 import type { ProviderClient, ProviderReference, RequestGate, TaskInput } from '../providers/types.ts';
 import type { HttpServer } from '../platforms/http/server.ts';
 import type { EngineApi, QuotaView } from './api.ts';
@@ -156,22 +157,7 @@ interface Run {
   done: Promise<void>;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+const sleep = abortableSleep;
 
 const isImageDone = (t: JobTask) => t.status === 'failed' || (t.status === 'succeeded' && t.image !== undefined);
 

@@ -6,11 +6,12 @@
 import { ConfigError, configuredProviders, secretsOf, type Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { EngineApi } from './engine/api.ts';
-import { createEngine } from './engine/engine.ts';
+import { createEngine, type EngineTiming } from './engine/engine.ts';
 import { openStore } from './engine/open-store.ts';
 import { Quotas } from './engine/quota.ts';
-import { createProviderClients } from './providers/index.ts';
+import { createProviderClients, type ProviderDeps } from './providers/index.ts';
 import { startHttpServer, type HttpServer } from './platforms/http/server.ts';
+import type { SlackTuning } from './platforms/slack/context.ts';
 
 export interface BotHandle {
   engine: EngineApi;
@@ -20,7 +21,17 @@ export interface BotHandle {
   stop(): Promise<void>;
 }
 
-export async function startBot(config: Config, opts: { log?: Logger } = {}): Promise<BotHandle> {
+export interface StartOptions {
+  log?: Logger;
+  /** Tests scale the engine's clocks down (deadlines, ticks, rate windows); production uses the defaults. */
+  engineTiming?: EngineTiming;
+  /** Tests shorten the provider clients' retry waits. */
+  providerRetry?: Pick<ProviderDeps, 'maxAttempts' | 'sleep'>;
+  /** Tests shorten the Slack adapter's throttles. */
+  slackTuning?: Partial<SlackTuning>;
+}
+
+export async function startBot(config: Config, opts: StartOptions = {}): Promise<BotHandle> {
   const log = opts.log ?? createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config) });
   if (configuredProviders(config).size === 0) {
     throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
@@ -45,8 +56,16 @@ export async function startBot(config: Config, opts: { log?: Logger } = {}): Pro
       exemptUsers: config.QUOTA_EXEMPT_USERS,
       spendCapUsd: config.SPEND_CAP_DAILY_USD,
     });
-    const providers = createProviderClients(config, { log });
-    const engine = createEngine({ config, store, quotas, providers, log, http });
+    const providers = createProviderClients(config, { log, ...opts.providerRetry });
+    const engine = createEngine({
+      config,
+      store,
+      quotas,
+      providers,
+      log,
+      http,
+      ...(opts.engineTiming ? { timing: opts.engineTiming } : {}),
+    });
     stops.push(() => engine.close());
 
     // Platforms register their deliverers before resume(), so resumed jobs reach their users.
@@ -57,7 +76,13 @@ export async function startBot(config: Config, opts: { log?: Logger } = {}): Pro
     }
     if (config.SLACK_BOT_TOKEN) {
       const { startSlack } = await import('./platforms/slack/index.ts');
-      const slack = await startSlack({ config, engine, log: log.child({ platform: 'slack' }), http });
+      const slack = await startSlack({
+        config,
+        engine,
+        log: log.child({ platform: 'slack' }),
+        http,
+        ...(opts.slackTuning ? { tuning: opts.slackTuning } : {}),
+      });
       stops.push(() => slack.stop());
     }
     if (!config.DISCORD_TOKEN && !config.SLACK_BOT_TOKEN) {

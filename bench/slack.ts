@@ -1,0 +1,250 @@
+/**
+ * Slack acknowledgement latency (issue 4, item 9): 500 correctly signed `/imagine` slash
+ * commands POSTed to /slack/events, timed from the first byte sent to the full HTTP response
+ * (Bolt answers on ack()). Side by side in the same run, interleaved round by round so both see
+ * the same machine noise:
+ * - the real bot: every command becomes a job (engine, store, provider calls, placeholder edits,
+ *   uploads) that keeps running while later commands arrive;
+ * - a bare Bolt app that only acks.
+ * Target: the bot's p99 within 1.2× of the bare app's.
+ *
+ * Each side runs in its own process, and the fakes (Slack, Runbase, RunBlob) in a third, so the
+ * fakes' work (rendering PNGs, parsing uploads) and the load generator are not billed to either
+ * app. The same file is the child program (`--role=fakes|bot|bare`).
+ *
+ *   node bench/slack.ts            # prints the markdown table
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { App, HTTPReceiver } from '@slack/bolt';
+import { createLogger } from '../src/log.ts';
+import { startHttpServer } from '../src/platforms/http/server.ts';
+import { boltLogger } from '../src/platforms/slack/index.ts';
+import { createSlackDriver, type DriverFake, type SlackDriver } from '../test/fakes/slack/driver.ts';
+
+export const SLACK_BENCH_COMMANDS = 500;
+/** Arrival rate: a very busy workspace (Slack itself spreads a team's commands out). */
+export const SLACK_BENCH_COMMANDS_PER_SECOND = 50;
+/** Rounds per app, alternating bot / bare, so drift affects both alike. */
+export const SLACK_BENCH_ROUNDS = 10;
+export const SLACK_ACK_TARGET_RATIO = 1.2;
+const WARMUP_COMMANDS = 30;
+/** The providers' fast end ("7–30 s", reference/providers.md): jobs are in flight during the burst. */
+const PROVIDER_DURATION_MS = 8_000;
+const SIGNING_SECRET = 'bench-signing-secret-0123456789abcdef';
+const BENCH_USER = 'UBENCH';
+
+const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+// ---- children ---------------------------------------------------------------------------------
+
+type FakesInfo = { apiUrl: string; botToken: string; teamId: string; runbaseUrl: string; runbaseKey: string; runblobUrl: string; runblobKey: string };
+type ChildMessage = { ready: FakesInfo | { eventsUrl: string } } | { placeholders: number };
+
+async function fakesChild(): Promise<void> {
+  const { startFakeSlack } = await import('../test/fakes/slack/fake-slack.ts');
+  const { startFakeRunbase } = await import('../test/fakes/runbase.ts');
+  const { startFakeRunblob } = await import('../test/fakes/runblob.ts');
+  const slack = await startFakeSlack();
+  const runbase = await startFakeRunbase({ durationMs: PROVIDER_DURATION_MS });
+  const runblob = await startFakeRunblob({ durationMs: PROVIDER_DURATION_MS });
+  process.on('message', (m: { count?: boolean; close?: boolean }) => {
+    if (m.count) process.send!({ placeholders: slack.callsTo('chat.postMessage').filter((c) => c.response.ok).length });
+    if (m.close) void Promise.all([slack.close(), runbase.close(), runblob.close()]).then(() => process.exit(0));
+  });
+  const info: FakesInfo = {
+    apiUrl: slack.apiUrl,
+    botToken: slack.botToken,
+    teamId: slack.teamId,
+    runbaseUrl: runbase.url,
+    runbaseKey: runbase.apiKey,
+    runblobUrl: runblob.url,
+    runblobKey: runblob.apiKey,
+  };
+  process.send!({ ready: info });
+}
+
+async function botChild(info: FakesInfo): Promise<void> {
+  // The real composition root with production timing: exactly what `npm start` runs.
+  const { startBot } = await import('../src/app.ts');
+  const { parseConfig } = await import('../src/config.ts');
+  const dataDir = await mkdtemp(join(tmpdir(), 'imagine-slack-bench-'));
+  const bot = await startBot(
+    parseConfig({
+      SLACK_BOT_TOKEN: info.botToken,
+      SLACK_SIGNING_SECRET: SIGNING_SECRET,
+      SLACK_API_URL: info.apiUrl,
+      RUNBASE_API_KEY: info.runbaseKey,
+      RUNBASE_API_URL: info.runbaseUrl,
+      RUNBLOB_API_KEY: info.runblobKey,
+      RUNBLOB_API_URL: info.runblobUrl,
+      STORE_URL: `sqlite://${join(dataDir, 'store.sqlite')}`,
+      DATA_DIR: dataDir,
+      FETCH_ALLOW_HOSTS: '127.0.0.1',
+      QUOTA_EXEMPT_USERS: BENCH_USER,
+      PORT: '0',
+      LOG_LEVEL: 'silent',
+    }),
+    { log: silentLog() },
+  );
+  process.on('message', (m: { close?: boolean }) => {
+    if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
+  });
+  process.send!({ ready: { eventsUrl: `${bot.http.localUrl}/slack/events` } });
+}
+
+async function bareChild(info: FakesInfo): Promise<void> {
+  const log = silentLog();
+  const receiver = new HTTPReceiver({ signingSecret: SIGNING_SECRET, logger: boltLogger(log), processBeforeResponse: false });
+  const app = new App({ token: info.botToken, receiver, logger: boltLogger(log), clientOptions: { slackApiUrl: info.apiUrl }, deferInitialization: true, convoStore: false });
+  app.command(/.*/, async ({ ack }) => {
+    await ack();
+  });
+  await app.init();
+  // Mounted the same way as the bot's: on the bot's kind of HTTP server at /slack/events.
+  const http = await startHttpServer(0, log, '127.0.0.1');
+  http.mount('POST', '/slack/events', (req, res) => receiver.requestListener(req, res));
+  process.on('message', (m: { close?: boolean }) => {
+    if (m.close) void http.close().then(() => process.exit(0));
+  });
+  process.send!({ ready: { eventsUrl: `${http.localUrl}/slack/events` } });
+}
+
+function spawnRole(role: 'fakes' | 'bot' | 'bare', info?: FakesInfo): Promise<{ child: ChildProcess; ready: FakesInfo & { eventsUrl: string } }> {
+  const child = fork(fileURLToPath(import.meta.url), [`--role=${role}`], {
+    execPath: process.execPath,
+    env: { ...process.env, ...(info ? { SLACK_BENCH_FAKES: JSON.stringify(info) } : {}) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`bench ${role} process exited with ${code}`)));
+    child.on('message', (m: ChildMessage) => {
+      if ('ready' in m) resolve({ child, ready: m.ready as FakesInfo & { eventsUrl: string } });
+    });
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    child.removeAllListeners('exit');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.send({ close: true });
+  });
+}
+
+// ---- the load generator ---------------------------------------------------------------------
+
+/** The driver only needs trigger ids and response URLs it never follows. */
+function standInFake(teamId: string): DriverFake {
+  return {
+    teamId,
+    issueTriggerId: () => `bench.${randomBytes(8).toString('hex')}`,
+    newResponseUrl: () => 'http://127.0.0.1:9/unused-response-url',
+    fileObject: () => ({}),
+    views: new Map(),
+  };
+}
+
+/**
+ * Open-loop load: command i is sent at start + i / rate, whatever the answers before it (as
+ * Slack would: users do not wait for each other). Returns each command's ack latency.
+ */
+async function load(driver: SlackDriver, count: number, perSecond: number, label: string): Promise<number[]> {
+  const start = performance.now();
+  const sends: Promise<number>[] = [];
+  for (let i = 0; i < count; i++) {
+    const due = start + (i * 1000) / perSecond;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    sends.push(
+      driver.slashCommand({ user: { id: BENCH_USER }, channel: 'CBENCH', text: `${label} bench prompt ${i} --ar 16:9` }).then((r) => {
+        if (r.status !== 200) throw new Error(`${label}: HTTP ${r.status} for command ${i}`);
+        return r.ackMs;
+      }),
+    );
+  }
+  return Promise.all(sends);
+}
+
+export async function runSlackBench(opts: { commands?: number; perSecond?: number; rounds?: number } = {}): Promise<string> {
+  const commands = opts.commands ?? SLACK_BENCH_COMMANDS;
+  const perSecond = opts.perSecond ?? SLACK_BENCH_COMMANDS_PER_SECOND;
+  const rounds = opts.rounds ?? SLACK_BENCH_ROUNDS;
+  const perRound = Math.ceil(commands / rounds);
+
+  const fakes = await spawnRole('fakes');
+  const children = [fakes.child];
+  const bot: number[] = [];
+  const bare: number[] = [];
+  let placeholders = 0;
+  try {
+    const [botProc, bareProc] = await Promise.all([spawnRole('bot', fakes.ready), spawnRole('bare', fakes.ready)]);
+    children.push(botProc.child, bareProc.child);
+    const standIn = standInFake(fakes.ready.teamId);
+    const botDriver = createSlackDriver({ eventsUrl: botProc.ready.eventsUrl, signingSecret: SIGNING_SECRET, fake: standIn });
+    const bareDriver = createSlackDriver({ eventsUrl: bareProc.ready.eventsUrl, signingSecret: SIGNING_SECRET, fake: standIn });
+    await load(bareDriver, WARMUP_COMMANDS, perSecond, 'warm');
+    await load(botDriver, WARMUP_COMMANDS, perSecond, 'warm');
+    for (let r = 0; r < rounds; r++) {
+      const n = Math.min(perRound, commands - r * perRound);
+      if (n <= 0) break;
+      bare.push(...(await load(bareDriver, n, perSecond, 'bare')));
+      bot.push(...(await load(botDriver, n, perSecond, 'bot')));
+    }
+    // The bot really took every command on: each one got its placeholder in (fake) Slack.
+    const expected = commands + WARMUP_COMMANDS;
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      placeholders = await new Promise<number>((resolve) => {
+        fakes.child.once('message', (m: ChildMessage) => resolve('placeholders' in m ? m.placeholders : 0));
+        fakes.child.send({ count: true });
+      });
+      if (placeholders >= expected) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  } finally {
+    for (const child of children.reverse()) await stopChild(child);
+  }
+
+  const botSorted = [...bot].sort((a, b) => a - b);
+  const bareSorted = [...bare].sort((a, b) => a - b);
+  const row = (name: string, xs: number[]) =>
+    `| ${name} | ${xs.length} | ${percentile(xs, 50).toFixed(2)} | ${percentile(xs, 99).toFixed(2)} | ${(xs.at(-1) ?? NaN).toFixed(2)} |`;
+  const ratio = percentile(botSorted, 99) / percentile(bareSorted, 99);
+  return [
+    `### Slack: acknowledgement latency (${commands} signed /imagine commands at ${perSecond}/s, ${rounds} interleaved rounds per app)`,
+    '',
+    '| app | commands | p50 ms | p99 ms | max ms |',
+    '|---|---|---|---|---|',
+    row('imagine bot (jobs running behind the acks)', botSorted),
+    row('bare Bolt app (ack only)', bareSorted),
+    '',
+    `p99 ratio bot / bare: **${ratio.toFixed(2)}×** (target ≤ ${SLACK_ACK_TARGET_RATIO}×: ${ratio <= SLACK_ACK_TARGET_RATIO ? 'met' : 'NOT met'}). ` +
+      `Every bot command became a job with its placeholder posted: ${placeholders} of ${commands + WARMUP_COMMANDS}. ` +
+      `Fake providers take ${PROVIDER_DURATION_MS / 1000} s per image, so jobs are queued and polling while later commands arrive.`,
+  ].join('\n');
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const role = process.argv.find((a) => a.startsWith('--role='))?.slice('--role='.length);
+  const info = process.env.SLACK_BENCH_FAKES ? (JSON.parse(process.env.SLACK_BENCH_FAKES) as FakesInfo) : undefined;
+  if (role === 'fakes') await fakesChild();
+  else if (role === 'bot') await botChild(info!);
+  else if (role === 'bare') await bareChild(info!);
+  else process.stdout.write(`${await runSlackBench()}\n`);
+}

@@ -1,0 +1,165 @@
+/**
+ * Slack files are private (reference/slack.md "Taking input"): reference images picked in the
+ * modal or found on a message are downloaded from `url_private` with the bot token, streamed to
+ * a temporary directory under DATA_DIR with a size cap, and handed to the engine as
+ * `{ kind: 'file', path }`. No public link is ever created. The token is only ever sent to
+ * Slack's own file hosts (or the configured SLACK_API_URL's host, for tests).
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { request, type Dispatcher } from 'undici';
+import { ReferenceError } from '../../engine/errors.ts';
+import { MAX_REFERENCE_BYTES, type ReferenceInput } from '../../engine/request.ts';
+import type { SlackFileRef } from './modal.ts';
+
+export const DOWNLOAD_TIMEOUT_MS = 30_000;
+export const UPLOAD_TIMEOUT_MS = 120_000;
+
+/** Whether `url` is a place where Slack serves private files (so the bot token may go there). */
+export function isSlackFileUrl(url: string, apiUrl: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  const api = new URL(apiUrl);
+  if (u.origin === api.origin) return true;
+  return u.protocol === 'https:' && (u.hostname === 'slack.com' || u.hostname.endsWith('.slack.com') || u.hostname.endsWith('.slack-edge.com'));
+}
+
+export interface DownloadOptions {
+  token: string;
+  apiUrl: string;
+  /** Directory to create the files in (created if missing). */
+  dir: string;
+  maxBytes?: number;
+  dispatcher?: Dispatcher;
+  /** Resolves a file's url_private when the ref has none (files.info). */
+  lookupUrl?: (fileId: string) => Promise<{ url: string; name?: string } | undefined>;
+}
+
+/** A safe local file name from a Slack file name. */
+function localName(index: number, name: string | undefined): string {
+  const cleaned = (name ?? 'image').replace(/[^A-Za-z0-9._-]+/g, '_').slice(-80);
+  return `${index + 1}-${cleaned || 'image'}`;
+}
+
+/** Counts bytes through a stream and fails past the cap. */
+function capBytes(max: number, onTooLarge: () => Error): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > max) cb(onTooLarge());
+      else cb(null, chunk);
+    },
+  });
+}
+
+/**
+ * Downloads Slack files (in order) into a fresh directory under `opts.dir`. Returns the engine's
+ * references and the directory (delete it once the job is done). Throws a ReferenceError naming
+ * the image (1-based, as users count) that could not be fetched or was too large; on failure
+ * the directory is removed.
+ */
+export async function downloadSlackFiles(
+  refs: readonly SlackFileRef[],
+  opts: DownloadOptions,
+): Promise<{ references: ReferenceInput[]; dir: string | undefined }> {
+  if (refs.length === 0) return { references: [], dir: undefined };
+  const max = opts.maxBytes ?? MAX_REFERENCE_BYTES;
+  const dir = join(opts.dir, randomUUID());
+  await mkdir(dir, { recursive: true });
+  try {
+    const references: ReferenceInput[] = [];
+    for (const [index, ref] of refs.entries()) {
+      let url = ref.url;
+      let name = ref.name;
+      if (!url && opts.lookupUrl) {
+        const found = await opts.lookupUrl(ref.id).catch(() => undefined);
+        url = found?.url;
+        name ??= found?.name;
+      }
+      if (!url) throw new ReferenceError(index, 'unreachable', 'Slack did not give its address', name);
+      if (!isSlackFileUrl(url, opts.apiUrl)) throw new ReferenceError(index, 'unreachable', 'not a Slack file', name);
+      const res = await request(url, {
+        method: 'GET',
+        headers: { authorization: `Bearer ${opts.token}` },
+        headersTimeout: DOWNLOAD_TIMEOUT_MS,
+        bodyTimeout: DOWNLOAD_TIMEOUT_MS,
+        ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
+      }).catch((err: unknown) => {
+        throw new ReferenceError(index, 'unreachable', err instanceof Error ? err.message : String(err), name);
+      });
+      if (res.statusCode !== 200) {
+        await res.body.dump().catch(() => undefined);
+        const detail = res.statusCode === 403 || res.statusCode === 401 || res.statusCode === 302 ? 'the bot may not see this file: is it shared in this channel?' : `HTTP ${res.statusCode}`;
+        throw new ReferenceError(index, 'unreachable', detail, name);
+      }
+      const declared = Number(res.headers['content-length']);
+      const tooLarge = () => new ReferenceError(index, 'too_large', '', name);
+      if (Number.isFinite(declared) && declared > max) {
+        await res.body.dump().catch(() => undefined);
+        throw tooLarge();
+      }
+      const path = join(dir, localName(index, name));
+      await pipeline(res.body, capBytes(max, tooLarge), createWriteStream(path));
+      references.push({ kind: 'file', path, ...(name ? { name } : {}) });
+    }
+    return { references, dir };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Removes a download directory (best effort). */
+export async function removeDownloads(dir: string | undefined): Promise<void> {
+  if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/**
+ * Step 2 of Slack's external upload flow: POSTs one file to the `upload_url` that
+ * files.getUploadURLExternal returned, as multipart/form-data (what Slack's docs and SDKs send),
+ * streamed from disk so a 20 MB image never blocks the event loop or sits in memory twice. The
+ * bot token goes along only to Slack's own hosts.
+ */
+export async function postToUploadUrl(opts: {
+  uploadUrl: string;
+  path: string;
+  filename: string;
+  mime: string;
+  token: string;
+  apiUrl: string;
+  dispatcher?: Dispatcher;
+}): Promise<void> {
+  const { size } = await stat(opts.path);
+  const boundary = `----imagine-${randomUUID()}`;
+  const safeName = opts.filename.replace(/["\r\n]/g, '_');
+  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: ${opts.mime}\r\n\r\n`);
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  async function* parts() {
+    yield head;
+    yield* createReadStream(opts.path);
+    yield tail;
+  }
+  const res = await request(opts.uploadUrl, {
+    method: 'POST',
+    headers: {
+      'content-type': `multipart/form-data; boundary=${boundary}`,
+      'content-length': String(head.length + size + tail.length),
+      ...(isSlackFileUrl(opts.uploadUrl, opts.apiUrl) ? { authorization: `Bearer ${opts.token}` } : {}),
+    },
+    body: Readable.from(parts()),
+    headersTimeout: UPLOAD_TIMEOUT_MS,
+    bodyTimeout: UPLOAD_TIMEOUT_MS,
+    ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
+  });
+  const answer = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`upload of ${opts.filename} failed: HTTP ${res.statusCode} ${answer.slice(0, 200)}`);
+}

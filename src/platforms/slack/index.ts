@@ -1,0 +1,188 @@
+/**
+ * The Slack adapter: a Bolt App whose listeners (handlers.ts) translate commands, modals,
+ * shortcuts and clicks into engine requests, and whose deliverer (deliverer.ts) renders jobs back
+ * into Slack messages.
+ *
+ * Transport (reference/slack.md "Transport and security"):
+ * - HTTP mode (SLACK_SIGNING_SECRET): Bolt's HTTPReceiver verifies signatures and timestamps
+ *   (older than 5 min → 401) and is mounted on the bot's own HTTP server at POST /slack/events;
+ *   Bolt never opens a port of its own.
+ * - Socket Mode (SLACK_APP_TOKEN): a WebSocket from apps.connections.open; no public endpoint.
+ * The Web API base comes from SLACK_API_URL; 429s never make an interactive path sleep.
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Logger as BoltLogger } from '@slack/bolt';
+import type { Config } from '../../config.ts';
+import type { EngineApi } from '../../engine/api.ts';
+import type { Logger } from '../../log.ts';
+import type { HttpServer } from '../http/server.ts';
+import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
+import { SlackDeliverer } from './deliverer.ts';
+import { SlackHandlers, slackRefsDir } from './handlers.ts';
+import { SLACK_EVENTS_PATH } from './manifest.ts';
+
+export interface SlackDeps {
+  config: Config;
+  engine: EngineApi;
+  log: Logger;
+  http: HttpServer;
+  /** Time knobs for tests and benches; production uses the defaults. */
+  tuning?: Partial<SlackTuning>;
+}
+
+export interface SlackAdapter {
+  stop(): Promise<void>;
+}
+
+/** Web API calls: bounded retries for network errors, never a long sleep on 429 (handled by context.ts). */
+const WEB_API_RETRY = { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 1000 };
+const WEB_API_TIMEOUT_MS = 60_000;
+/** Downloaded reference images are kept as long as job records (buttons can reuse them for Rerun). */
+const REFERENCE_RETENTION_MS = 60 * 24 * 60 * 60 * 1000;
+const STOP_WAIT_MS = 5_000;
+
+/** Bolt and the WebClient log through pino (object-first, secrets scrubbed by the root logger). */
+export function boltLogger(log: Logger): BoltLogger {
+  const text = (msg: unknown[]) => msg.map((m) => (typeof m === 'string' ? m : m instanceof Error ? m.message : JSON.stringify(m))).join(' ');
+  const level = (): LogLevel =>
+    log.isLevelEnabled('debug') ? LogLevel.DEBUG : log.isLevelEnabled('info') ? LogLevel.INFO : log.isLevelEnabled('warn') ? LogLevel.WARN : LogLevel.ERROR;
+  return {
+    debug: (...msg) => log.debug(text(msg)),
+    info: (...msg) => log.info(text(msg)),
+    warn: (...msg) => log.warn(text(msg)),
+    error: (...msg) => log.error(text(msg)),
+    // The level is pino's (LOG_LEVEL); Bolt may not change it.
+    setLevel: () => undefined,
+    getLevel: level,
+    setName: () => undefined,
+  };
+}
+
+/** Removes downloaded reference images older than the job records that could use them. */
+async function pruneOldReferences(dir: string, now: number, log: Logger): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    const path = join(dir, name);
+    try {
+      if (now - (await stat(path)).mtimeMs > REFERENCE_RETENTION_MS) await rm(path, { recursive: true, force: true });
+    } catch (err) {
+      log.warn({ err: String(err), path }, 'could not prune an old reference download');
+    }
+  }
+}
+
+export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
+  const { config, engine, http } = deps;
+  // The composition root already gives a `platform: 'slack'` child logger.
+  const { log } = deps;
+  const token = config.SLACK_BOT_TOKEN;
+  if (!token) throw new Error('startSlack needs SLACK_BOT_TOKEN');
+  const socketMode = !!config.SLACK_APP_TOKEN;
+  if (!socketMode && !config.SLACK_SIGNING_SECRET) throw new Error('Slack HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)');
+
+  const logger = boltLogger(log.child({ component: 'bolt' }));
+  const clientOptions = {
+    slackApiUrl: slackApiUrl(config),
+    rejectRateLimitedCalls: true,
+    retryConfig: WEB_API_RETRY,
+    timeout: WEB_API_TIMEOUT_MS,
+  };
+  const receiver = socketMode
+    ? new SocketModeReceiver({ appToken: config.SLACK_APP_TOKEN!, logger, installerOptions: { clientOptions } })
+    : new HTTPReceiver({
+        signingSecret: config.SLACK_SIGNING_SECRET!,
+        endpoints: [SLACK_EVENTS_PATH],
+        logger,
+        // ack() answers the HTTP request at once; the work continues after it.
+        processBeforeResponse: false,
+      });
+  const app = new App({
+    token,
+    receiver,
+    logger,
+    clientOptions,
+    // init() below runs auth.test once: a bad token fails the start, not the first command.
+    deferInitialization: true,
+    convoStore: false,
+  });
+  await app.init();
+
+  const tasks = new Set<Promise<unknown>>();
+  let afterAckActive = 0;
+  const afterAckWaiting: Array<() => void> = [];
+  const ctx: SlackContext = {
+    config,
+    engine,
+    log,
+    client: app.client,
+    botToken: token,
+    tuning: { ...DEFAULT_TUNING, ...deps.tuning },
+    track(task, what) {
+      const guarded = task.catch((err: unknown) => log.error({ err, what }, 'slack background task failed'));
+      tasks.add(guarded);
+      void guarded.finally(() => tasks.delete(guarded));
+    },
+    afterAck(what, work, opts = {}) {
+      const run = async () => {
+        await new Promise((r) => setImmediate(r));
+        if (opts.urgent) return work();
+        if (afterAckActive >= AFTER_ACK_CONCURRENCY) await new Promise<void>((r) => afterAckWaiting.push(r));
+        afterAckActive += 1;
+        try {
+          await work();
+        } finally {
+          afterAckActive -= 1;
+          afterAckWaiting.shift()?.();
+        }
+      };
+      ctx.track(run(), what);
+    },
+  };
+  const deliverer = new SlackDeliverer(ctx);
+  new SlackHandlers(ctx, deliverer).register(app);
+  app.error(async (err) => {
+    log.error({ err: err.message, code: (err as { code?: string }).code }, 'bolt listener error');
+  });
+  engine.setDeliverer('slack', deliverer);
+  ctx.track(pruneOldReferences(slackRefsDir(ctx), ctx.tuning.now(), log), 'prune references');
+
+  let stopped = false;
+  if (socketMode) {
+    await app.start();
+    log.info('slack connected (Socket Mode)');
+  } else {
+    const listener = (receiver as HTTPReceiver).requestListener;
+    http.mount('POST', SLACK_EVENTS_PATH, (req, res) => {
+      if (stopped) {
+        res.writeHead(503).end();
+        return;
+      }
+      try {
+        listener(req, res);
+      } catch {
+        // HTTPReceiver throws for paths it does not own (e.g. /slack/events/x).
+        if (!res.headersSent) res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+      }
+    });
+    log.info({ path: SLACK_EVENTS_PATH }, 'slack events endpoint mounted (HTTP mode)');
+  }
+
+  return {
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      if (socketMode) await app.stop().catch((err: unknown) => log.warn({ err: String(err) }, 'socket mode stop failed'));
+      await deliverer.close();
+      const pending = Promise.allSettled([...tasks]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([pending, new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS)))]);
+      clearTimeout(timer);
+    },
+  };
+}

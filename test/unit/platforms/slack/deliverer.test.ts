@@ -1,0 +1,125 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { webApi } from '@slack/bolt';
+import { describe, expect, test } from 'vitest';
+import { startFakeSlack } from '../../../fakes/slack/fake-slack.ts';
+import type { ProgressEvent } from '../../../../src/engine/job.ts';
+import { createLogger } from '../../../../src/log.ts';
+import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
+import { SlackDeliverer } from '../../../../src/platforms/slack/deliverer.ts';
+import { ALL_MODELS, makeJob } from './fixtures.ts';
+
+type Call = { method: string; args: Record<string, unknown> };
+
+function setup(tuning: Partial<SlackContext['tuning']> = {}) {
+  let now = 1_700_000_000_000;
+  const calls: Call[] = [];
+  const tasks: Promise<unknown>[] = [];
+  const rec = (method: string, answer: Record<string, unknown> = {}) => async (args: Record<string, unknown>) => {
+    calls.push({ method, args });
+    return { ok: true, ...answer };
+  };
+  const client = {
+    chat: { update: rec('chat.update'), postMessage: rec('chat.postMessage', { ts: '111.000001', channel: 'C1' }), postEphemeral: rec('chat.postEphemeral') },
+  } as unknown as WebClient;
+  const locations: Record<string, unknown>[] = [];
+  const ctx: SlackContext = {
+    config: {} as SlackContext['config'],
+    engine: { models: ALL_MODELS, updateLocation: async (_id: string, patch: Record<string, unknown>) => void locations.push(patch) } as unknown as SlackContext['engine'],
+    log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
+    client,
+    botToken: 'xoxb-test',
+    tuning: { ...DEFAULT_TUNING, now: () => now, ...tuning },
+    track: (t) => void tasks.push(t),
+    afterAck: () => undefined,
+  };
+  const deliverer = new SlackDeliverer(ctx);
+  return {
+    ctx,
+    deliverer,
+    calls,
+    locations,
+    advance: (ms: number) => (now += ms),
+    settle: async () => {
+      while (tasks.length) await tasks.shift();
+    },
+  };
+}
+
+const job = makeJob({ state: 'running', request: { location: { channel: 'C1', user: 'UALICE', ts: '100.000001' } } });
+const ev = (over: Partial<ProgressEvent>): ProgressEvent => ({ jobId: job.id, state: 'running', phase: 'generating', elapsedMs: 0, done: 0, total: 2, changed: false, ...over });
+
+describe('placeholder edits', () => {
+  test('state changes edit at once; elapsed-time ticks at most every editIntervalMs', async () => {
+    const t = setup({ editIntervalMs: 3000 });
+    t.deliverer.progress(job, ev({ changed: true }));
+    await t.settle();
+    for (let i = 1; i <= 5; i++) {
+      t.advance(1000);
+      t.deliverer.progress(job, ev({ elapsedMs: i * 1000 }));
+      await t.settle();
+    }
+    // One for the change, then one tick at 3 s (the 1 s, 2 s, 4 s, 5 s ticks are skipped).
+    expect(t.calls.map((c) => [c.method, c.args.ts])).toEqual([
+      ['chat.update', '100.000001'],
+      ['chat.update', '100.000001'],
+    ]);
+    expect(String(t.calls[1]!.args.text)).toContain('0:03');
+  });
+
+  test('the workspace edit budget caps edits; ticks leave the last token to a state change', async () => {
+    const t = setup({ editIntervalMs: 0, progressEditsPerMinute: 12 }); // capacity 2 tokens
+    const jobs = Array.from({ length: 4 }, (_, i) => makeJob({ id: `job${i}abcdefgh`, state: 'running', request: { location: { channel: 'C1', user: 'U', ts: `${i}.1` } } }));
+    for (const j of jobs) t.deliverer.progress(j, ev({ jobId: j.id, elapsedMs: 500 }));
+    await t.settle();
+    expect(t.calls).toHaveLength(1); // ticks may not take the last token
+    t.deliverer.progress(jobs[3]!, ev({ jobId: jobs[3]!.id, phase: 'downloading', changed: true }));
+    await t.settle();
+    expect(t.calls).toHaveLength(2);
+    expect(String(t.calls[1]!.args.text)).toContain('Downloading');
+    t.deliverer.progress(jobs[2]!, ev({ jobId: jobs[2]!.id, changed: true }));
+    await t.settle();
+    expect(t.calls).toHaveLength(2); // budget spent
+    t.advance(10_000); // refills 2 tokens at 12/min
+    t.deliverer.progress(jobs[2]!, ev({ jobId: jobs[2]!.id, elapsedMs: 10_500 }));
+    await t.settle();
+    expect(t.calls).toHaveLength(3);
+  });
+
+  test('delivery streams every image through the external upload flow into the placeholder thread, once', async () => {
+    const fake = await startFakeSlack();
+    const dir = await mkdtemp(join(tmpdir(), 'slack-deliver-'));
+    try {
+      const t = setup();
+      const client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
+      t.ctx.client = client;
+      t.ctx.config = { SLACK_API_URL: fake.apiUrl } as SlackContext['config'];
+      const parent = await client.chat.postMessage({ channel: 'C1', text: 'parent' });
+      const placeholder = await client.chat.postMessage({ channel: 'C1', thread_ts: parent.ts!, text: 'working…' });
+      const bytes = [Buffer.from('\x89PNG\r\n\x1a\nfirst image', 'latin1'), Buffer.from('\x89PNG\r\n\x1a\nsecond', 'latin1')];
+      const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts!, threadTs: parent.ts! } } });
+      for (const [i, task] of done.tasks.entries()) {
+        task.image!.path = join(dir, `${i}.png`);
+        await writeFile(task.image!.path, bytes[i]!);
+      }
+      await t.deliverer.deliver(done);
+      expect(fake.uploads.map((u) => u.bytes)).toEqual(bytes);
+      expect(fake.uploads.every((u) => u.bytes.length === u.declaredLength)).toBe(true);
+      const completes = fake.callsTo('files.completeUploadExternal');
+      expect(completes).toHaveLength(1);
+      expect(completes[0]!.args).toMatchObject({ channel_id: 'C1', thread_ts: parent.ts });
+      expect(fake.messagesIn('C1', parent.ts!).find((m) => m.files.length === 2)).toBeDefined();
+      const fileIds = fake.uploads.map((u) => u.fileId);
+      expect(t.locations).toContainEqual({ fileIds });
+      expect(JSON.stringify(fake.message('C1', placeholder.ts!)!.blocks)).toContain(`imagine:delete:${done.id}`);
+      // A retried delivery (fileIds saved) never uploads again.
+      await t.deliverer.deliver({ ...done, request: { ...done.request, location: { ...done.request.location, fileIds } } });
+      expect(fake.uploads).toHaveLength(2);
+      expect(fake.callsTo('chat.update')).toHaveLength(2);
+    } finally {
+      await fake.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,28 @@
+/**
+ * `npm run bench`: every benchmark, each comparing our code side by side with a baseline in the
+ * same run (ratios, not absolute times, are what carry over between machines).
+ *   - poll:    poll scheduler vs fixed 2 s polling against a simulated Runbase key (issue 2)
+ *   - discord: ack latency of /imagine through the real discord.js vs a bare deferring client (issue 3)
+ *   - slack:   ack latency of signed slash commands through Bolt vs a bare acking app (issue 4)
+ * `npm run bench -- poll` runs just one part.
+ */
+import { runPollBench } from './poll.ts';
+import { runDiscordBench } from './discord.ts';
+import { runSlackBench } from './slack.ts';
+
+const parts: Record<string, () => Promise<string>> = {
+  poll: () => runPollBench(),
+  discord: () => runDiscordBench(),
+  slack: () => runSlackBench(),
+};
+
+const wanted = process.argv.slice(2);
+for (const name of wanted.length ? wanted : Object.keys(parts)) {
+  const run = parts[name];
+  if (!run) {
+    console.error(`Unknown bench "${name}". Choose from: ${Object.keys(parts).join(', ')}`);
+    process.exit(2);
+  }
+  console.log(`\n## ${name}\n`);
+  console.log(await run());
+}

@@ -1,0 +1,76 @@
+/**
+ * Discord's application command JSON, generated from the platform-neutral definitions in
+ * commands/ (STYLE.md #2): one source for Discord, Slack and the flag parser.
+ */
+import { COMMANDS, resolveOptions, type CommandDefinition, type OptionType, type ResolvedOption } from '../../../commands/index.ts';
+import type { ModelSpec } from '../../engine/models.ts';
+
+/** https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-type */
+export const OPTION_TYPE: Record<OptionType, number> = { string: 3, integer: 4, boolean: 5, number: 10, attachment: 11 };
+/** Contexts: 0 guild, 1 the bot's DM, 2 private channels (user installs). */
+export const COMMAND_CONTEXTS = [0, 1] as const;
+/** 0 = guild install. */
+export const INTEGRATION_TYPES = [0] as const;
+
+const MAX_DESCRIPTION = 100;
+const MAX_CHOICES = 25;
+const MAX_STRING_LENGTH = 6000;
+
+export interface DiscordCommandOption {
+  type: number;
+  name: string;
+  description: string;
+  required: boolean;
+  choices?: { name: string; value: string | number }[];
+  min_value?: number;
+  max_value?: number;
+  min_length?: number;
+  max_length?: number;
+}
+
+export interface DiscordCommand {
+  type: 1;
+  name: string;
+  description: string;
+  options: DiscordCommandOption[];
+  contexts: number[];
+  integration_types: number[];
+}
+
+const clip = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
+
+function optionJson(o: ResolvedOption): DiscordCommandOption {
+  const type = OPTION_TYPE[o.type];
+  const json: DiscordCommandOption = { type, name: o.name, description: clip(o.description, MAX_DESCRIPTION), required: o.required };
+  if (o.choices && o.choices.length > 0) {
+    json.choices = o.choices.slice(0, MAX_CHOICES).map((c) => ({ name: clip(c.name, 100), value: c.value }));
+  }
+  if (o.type === 'string' && o.maxLength !== undefined) json.max_length = Math.min(o.maxLength, MAX_STRING_LENGTH);
+  if ((o.type === 'integer' || o.type === 'number') && !json.choices) {
+    if (o.minValue !== undefined) json.min_value = o.minValue;
+    if (o.maxValue !== undefined) json.max_value = o.maxValue;
+  }
+  return json;
+}
+
+export function commandJson(command: CommandDefinition, models: readonly ModelSpec[]): DiscordCommand {
+  let options = resolveOptions(command, models, 'discord');
+  // Creativity only means something for models that take it.
+  if (!models.some((m) => m.creativity)) options = options.filter((o) => o.name !== 'creativity');
+  return {
+    type: 1,
+    name: command.name,
+    description: clip(command.description, MAX_DESCRIPTION),
+    options: options.map(optionJson),
+    contexts: [...COMMAND_CONTEXTS],
+    integration_types: [...INTEGRATION_TYPES],
+  };
+}
+
+/** The whole command set, as `PUT /applications/{id}/commands` takes it. */
+export function allCommandsJson(models: readonly ModelSpec[]): DiscordCommand[] {
+  return COMMANDS.map((c) => commandJson(c, models));
+}
+
+/** Discord's REST base when DISCORD_API_URL is not set. */
+export const DISCORD_API_DEFAULT = 'https://discord.com/api';

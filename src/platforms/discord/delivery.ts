@@ -1,0 +1,217 @@
+/**
+ * The Discord Deliverer: renders the engine's progress into the placeholder (throttled per
+ * message) and posts the result once the job is terminal — also for jobs resumed after a restart,
+ * since everything needed is in `job.request.location`.
+ *
+ * Where the result goes:
+ *  1. the placeholder, through the interaction token (PATCH …/messages/@original), while the
+ *     token works (15 minutes);
+ *  2. otherwise (expired, or the placeholder was deleted) a new message in the channel through
+ *     the bot's own endpoints, mentioning the requester and replying to the parent message;
+ *  3. for private jobs, or when the bot cannot post in the channel, a DM to the requester.
+ * A result is never dropped silently: when every route fails, `deliver` throws and the engine
+ * retries with backoff.
+ */
+import type { EngineApi } from '../../engine/api.ts';
+import type { Deliverer, JobRecord, ProgressEvent } from '../../engine/job.ts';
+import type { Logger } from '../../log.ts';
+import { fitImagesForUpload, type UploadFile } from './fit-upload.ts';
+import { UPLOAD_SAFETY_MARGIN_MS, parseLocation, tokenUsable, type DiscordLocation } from './location.ts';
+import { isNoAccess, isTokenGone, isUnknownMessage, type DiscordMessages, type SentMessage } from './messages.ts';
+import { NO_MENTIONS, clipContent, progressContent, resultBody, type OriginalLink } from './render.ts';
+import { EditThrottle } from './throttle.ts';
+import { AckFirst } from './ack-first.ts';
+
+export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
+/**
+ * Elapsed-time ticks are skipped while this many progress edits are already on their way:
+ * discord.js queues every bot request behind a 50 requests/s global limit, and with hundreds of
+ * jobs running, ticks would otherwise fill that queue and hold back state changes and results.
+ */
+export const MAX_PROGRESS_EDITS_IN_FLIGHT = 10;
+
+export interface DeliveryDeps {
+  engine: Pick<EngineApi, 'models' | 'updateLocation'>;
+  log: Logger;
+  messages: DiscordMessages;
+  /** PUBLIC_URL: when set, links to full-size originals point at the bot's own server. */
+  publicUrl?: string | undefined;
+  throttle?: EditThrottle;
+  /** Shared with the interaction handler: edits and uploads wait while acknowledgements are in flight. */
+  ackFirst?: AckFirst;
+  now?: () => number;
+}
+
+export class DiscordDelivery implements Deliverer {
+  readonly throttle: EditThrottle;
+  readonly #engine: DeliveryDeps['engine'];
+  readonly #log: Logger;
+  readonly #messages: DiscordMessages;
+  readonly #publicUrl: string | undefined;
+  readonly #now: () => number;
+  readonly #ackFirst: AckFirst;
+  /** Jobs whose token proved dead before its time (so progress goes through the channel, or stops). */
+  readonly #deadTokens = new Set<string>();
+  /** Jobs whose placeholder cannot be edited at all (deleted, dismissed, no access). */
+  readonly #noProgress = new Set<string>();
+  /** Jobs whose placeholder id has been stored. */
+  readonly #knownMessage = new Set<string>();
+  #progressInFlight = 0;
+
+  constructor(deps: DeliveryDeps) {
+    this.#engine = deps.engine;
+    this.#log = deps.log;
+    this.#messages = deps.messages;
+    this.#publicUrl = deps.publicUrl?.replace(/\/+$/, '');
+    this.#now = deps.now ?? Date.now;
+    this.#ackFirst = deps.ackFirst ?? new AckFirst();
+    this.throttle = deps.throttle ?? new EditThrottle({ onError: (err, key) => this.#log.debug({ err, jobId: key }, 'discord progress edit failed') });
+  }
+
+  progress(job: JobRecord, event: ProgressEvent): void {
+    const loc = parseLocation(job.request.location);
+    if (!loc || this.#noProgress.has(job.id)) return;
+    if (!event.changed && this.#progressInFlight >= MAX_PROGRESS_EDITS_IN_FLIGHT) return;
+    this.throttle.submit(
+      job.id,
+      async () => {
+        this.#progressInFlight += 1;
+        try {
+          await this.#ackFirst.turn();
+          await this.#editProgress(job, event, loc);
+        } finally {
+          this.#progressInFlight -= 1;
+        }
+      },
+      event.changed,
+    );
+  }
+
+  async deliver(job: JobRecord): Promise<void> {
+    try {
+      await this.throttle.finish(job.id, async () => {
+        await this.#ackFirst.turn();
+        await this.#deliverNow(job);
+      });
+    } catch (err) {
+      // The engine retries: let progress edits be ignored until then, but allow a later deliver.
+      this.throttle.reopen(job.id);
+      throw err;
+    }
+  }
+
+  async #editProgress(job: JobRecord, event: ProgressEvent, loc: DiscordLocation): Promise<void> {
+    const body = { content: progressContent(job, event, this.#now()), allowed_mentions: NO_MENTIONS };
+    if (tokenUsable(loc, this.#now()) && !this.#deadTokens.has(job.id)) {
+      try {
+        const sent = await this.#messages.editOriginal(loc, body);
+        await this.#rememberMessage(job, loc, sent);
+        return;
+      } catch (err) {
+        if (isUnknownMessage(err)) {
+          this.#noProgress.add(job.id);
+          return;
+        }
+        if (!isTokenGone(err)) throw err;
+        this.#deadTokens.add(job.id);
+      }
+    }
+    // Past the token: a public placeholder can still be edited as the bot's own message.
+    if (loc.ephemeral || !loc.messageId || !loc.guildId) return;
+    try {
+      await this.#messages.editInChannel(loc.channelId, loc.messageId, body);
+    } catch (err) {
+      // One failure is enough: never loop on a refused call (reference/discord.md).
+      this.#noProgress.add(job.id);
+      this.#log.debug({ err, jobId: job.id }, 'discord progress edit through the channel failed; progress stops');
+    }
+  }
+
+  async #rememberMessage(job: JobRecord, loc: DiscordLocation, sent: SentMessage): Promise<void> {
+    if (loc.messageId || this.#knownMessage.has(job.id) || !sent?.id) return;
+    this.#knownMessage.add(job.id);
+    loc.messageId = sent.id;
+    await this.#engine.updateLocation(job.id, { messageId: sent.id }).catch((err: unknown) => {
+      this.#log.warn({ err, jobId: job.id }, 'could not store the discord placeholder id');
+    });
+  }
+
+  async #deliverNow(job: JobRecord): Promise<void> {
+    const loc = parseLocation(job.request.location);
+    const log = this.#log.child({ jobId: job.id, state: job.state });
+    if (!loc) {
+      // Nothing to retry: the record cannot say where the result goes.
+      log.error({ location: Object.keys(job.request.location) }, 'discord job has no usable location; result cannot be delivered');
+      return;
+    }
+    const { files, originals } = await this.#prepareFiles(job, loc);
+    const body = resultBody(job, files, originals, this.#engine.models);
+
+    if (tokenUsable(loc, this.#now(), UPLOAD_SAFETY_MARGIN_MS) && !this.#deadTokens.has(job.id)) {
+      try {
+        const sent = await this.#messages.editOriginal(loc, body, files);
+        await this.#rememberMessage(job, loc, sent);
+        log.info({ via: 'interaction', messageId: sent.id, files: files.length, reencoded: originals.length }, 'discord result delivered');
+        return;
+      } catch (err) {
+        if (!isTokenGone(err) && !isUnknownMessage(err)) throw err;
+        log.info({ code: (err as { code?: unknown }).code }, 'discord interaction token unusable; posting through the channel');
+      }
+    }
+    await this.#postOutsideInteraction(job, loc, files, originals, log);
+  }
+
+  /** After the token: the channel (public jobs), else a DM. */
+  async #postOutsideInteraction(job: JobRecord, loc: DiscordLocation, files: UploadFile[], originals: OriginalLink[], log: Logger): Promise<void> {
+    const userId = job.request.requester.userId;
+    if (!loc.ephemeral && loc.channelId) {
+      const body = {
+        ...resultBody(job, files, originals, this.#engine.models, `<@${userId}> `),
+        allowed_mentions: { parse: [] as never[], users: [userId] },
+        ...((loc.parentMessageId ?? loc.messageId) && {
+          message_reference: { message_id: (loc.parentMessageId ?? loc.messageId)!, channel_id: loc.channelId, fail_if_not_exists: false },
+        }),
+      };
+      try {
+        const sent = await this.#messages.postToChannel(loc.channelId, body, files);
+        log.info({ via: 'channel', messageId: sent.id }, 'discord result delivered');
+        await this.#pointPlaceholderAt(loc, sent, log);
+        return;
+      } catch (err) {
+        if (!isNoAccess(err)) throw err;
+        log.info({ err }, 'discord channel post refused; sending the result by DM');
+      }
+    }
+    const dm = await this.#messages.openDm(userId);
+    const why = loc.ephemeral ? 'Your private /imagine result' : 'Your /imagine result (I could not post it in the channel)';
+    const body = resultBody(job, files, originals, this.#engine.models, `-# ${why}\n`);
+    const sent = await this.#messages.postToChannel(dm, body, files);
+    log.info({ via: 'dm', messageId: sent.id }, 'discord result delivered');
+  }
+
+  /** Best effort: the stale placeholder says where the result went. */
+  async #pointPlaceholderAt(loc: DiscordLocation, sent: SentMessage, log: Logger): Promise<void> {
+    if (!loc.messageId || !loc.guildId) return;
+    const link = `https://discord.com/channels/${loc.guildId}/${sent.channel_id}/${sent.id}`;
+    await this.#messages
+      .editInChannel(loc.channelId, loc.messageId, { content: clipContent(`✅ Done: the result is posted below (${link}).`), allowed_mentions: NO_MENTIONS })
+      .catch((err: unknown) => log.debug({ err }, 'discord placeholder pointer edit failed'));
+  }
+
+  async #prepareFiles(job: JobRecord, loc: DiscordLocation): Promise<{ files: UploadFile[]; originals: OriginalLink[] }> {
+    const made = job.tasks.filter((t) => t.status === 'succeeded' && t.image);
+    if (made.length === 0) return { files: [], originals: [] };
+    const files = await fitImagesForUpload(
+      made.map((t) => ({ path: t.image!.path, mime: t.image!.mime, bytes: t.image!.bytes, baseName: `imagine-${job.id}-${t.index + 1}` })),
+      loc.attachmentSizeLimit,
+    );
+    const originals: OriginalLink[] = [];
+    files.forEach((f, n) => {
+      const task = made[n]!;
+      if (!f.reencoded) return;
+      const url = this.#publicUrl ? `${this.#publicUrl}${ORIGINALS_PATH_PREFIX}${job.id}/${task.index}` : task.image!.sourceUrl;
+      originals.push({ index: task.index, url, bytes: f.originalBytes });
+    });
+    return { files, originals };
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The Discord adapter: a discord.js gateway client (Guilds intent only: interactions arrive
+ * without privileged intents), the interaction dispatcher and the engine's deliverer. Started by
+ * the composition root (src/app.ts) when DISCORD_TOKEN is set. Commands are registered by
+ * `npm run register` (register.ts), never here.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { Client, Events, GatewayIntentBits, Options } from 'discord.js';
+import type { Config } from '../../config.ts';
+import type { EngineApi } from '../../engine/api.ts';
+import type { Logger } from '../../log.ts';
+import type { HttpServer } from '../http/server.ts';
+import { AckFirst } from './ack-first.ts';
+import { DiscordDelivery, ORIGINALS_PATH_PREFIX } from './delivery.ts';
+import { InteractionHandler } from './interactions.ts';
+import { DiscordMessages } from './messages.ts';
+import { discordRestAgent } from './rest-agent.ts';
+import { DISCORD_API_DEFAULT } from './command-json.ts';
+
+export interface DiscordDeps {
+  config: Config;
+  engine: EngineApi;
+  log: Logger;
+  http: HttpServer;
+}
+
+/** How long to wait for the gateway's READY before giving up at start. */
+export const LOGIN_TIMEOUT_MS = 30_000;
+
+export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise<void> }> {
+  const { config, engine, http } = deps;
+  const log = deps.log.child({ platform: 'discord' });
+  if (!config.DISCORD_TOKEN) throw new Error('startDiscord needs DISCORD_TOKEN');
+
+  const client = new Client({
+    intents: [GatewayIntentBits.Guilds],
+    rest: { api: config.DISCORD_API_URL ?? DISCORD_API_DEFAULT, agent: discordRestAgent() },
+    // The bot never reads message history: keep no messages in memory.
+    makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
+  });
+  const messages = new DiscordMessages(client.rest);
+  const ackFirst = new AckFirst();
+  const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst });
+  const handler = new InteractionHandler({ engine, log, messages, ackFirst });
+
+  engine.setDeliverer('discord', delivery);
+  mountOriginals(http, engine, log);
+
+  client.on(Events.InteractionCreate, (interaction) => void handler.handle(interaction));
+  client.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
+  client.on(Events.Warn, (message) => log.warn({ message }, 'discord client warning'));
+  client.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
+  client.rest.on('rateLimited', (info) => log.debug({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limited; request queued'));
+
+  const ready = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Discord gateway not ready after ${LOGIN_TIMEOUT_MS} ms`)), LOGIN_TIMEOUT_MS);
+    client.once(Events.ClientReady, (c) => {
+      clearTimeout(timer);
+      log.info({ user: c.user.tag, guilds: c.guilds.cache.size }, 'discord ready');
+      resolve();
+    });
+  });
+  try {
+    await client.login(config.DISCORD_TOKEN);
+    await ready;
+  } catch (err) {
+    await client.destroy().catch(() => {});
+    throw err;
+  }
+
+  return {
+    async stop() {
+      delivery.throttle.stop();
+      await client.destroy();
+    },
+  };
+}
+
+/**
+ * Full-size originals of results that had to be re-encoded for Discord's upload limit, served
+ * from the job's stored file: GET /discord/originals/<jobId>/<taskIndex>. The job id is
+ * unguessable (71 bits), like the button that leads to it.
+ */
+function mountOriginals(http: HttpServer, engine: EngineApi, log: Logger): void {
+  http.mount('GET', ORIGINALS_PATH_PREFIX, async (_req, res, { rest }) => {
+    const [jobId, indexText] = rest.split('/');
+    const job = jobId ? await engine.getJob(jobId) : undefined;
+    const image = job?.tasks.find((t) => String(t.index) === indexText)?.image;
+    const size = image ? await stat(image.path).then((s) => s.size, () => undefined) : undefined;
+    if (!image || size === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('This image is no longer available.');
+      return;
+    }
+    res.writeHead(200, { 'content-type': image.mime, 'content-length': String(size), 'cache-control': 'private, max-age=86400' });
+    await pipeline(createReadStream(image.path), res).catch((err: unknown) => log.debug({ err, jobId }, 'original download interrupted'));
+  });
+}

@@ -1,0 +1,1235 @@
+/**
+ * A fake Discord for end-to-end tests and the bench: REST (`/api/v10/…`), the gateway
+ * (`/gateway`) and a CDN (`/cdn/…`) on one 127.0.0.1 port. Written from reference/discord.md and
+ * Discord's OpenAPI description (request bodies are checked with the `discord-api-spec` zod
+ * schemas). It enforces what real Discord enforces and the bot must respect:
+ *  - the first response to an interaction within 3 s (10062 after), only one (40060);
+ *  - the interaction token for 15 minutes (401 / 50027 after);
+ *  - ≤ 10 attachments (30015), each under the upload limit (413), 25 MiB per request (413);
+ *  - component rules (≤ 5 action rows, ≤ 5 buttons per row, custom_id 1–100 chars and unique,
+ *    select menus ≤ 25 options) and every other schema rule (400 / 50035);
+ * and it records every request and every message as a user would see it.
+ * Durations are options so tests can scale them down.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { EventEmitter } from 'node:events';
+import sharp from 'sharp';
+import { FakeGateway } from './gateway.ts';
+import { boundaryOf, parseMultipart, type UploadedPart } from './multipart.ts';
+import { snowflake } from './snowflake.ts';
+import { ERRORS, invalidFormBody, validateBody, type DiscordErrorBody } from './validation.ts';
+
+export const MiB = 1024 * 1024;
+export const DEFAULT_UPLOAD_LIMIT_BYTES = 10 * MiB;
+export const MAX_REQUEST_BYTES = 25 * MiB;
+export const ACK_DEADLINE_MS = 3_000;
+export const TOKEN_LIFETIME_MS = 15 * 60_000;
+
+/** Permission bits used by the fake (https://discord.com/developers/docs/topics/permissions). */
+export const Permission = {
+  ViewChannel: 1n << 10n,
+  SendMessages: 1n << 11n,
+  ManageMessages: 1n << 13n,
+  EmbedLinks: 1n << 14n,
+  AttachFiles: 1n << 15n,
+  ReadMessageHistory: 1n << 16n,
+  UseApplicationCommands: 1n << 31n,
+} as const;
+export const MEMBER_PERMISSIONS =
+  Permission.ViewChannel | Permission.SendMessages | Permission.EmbedLinks | Permission.AttachFiles | Permission.ReadMessageHistory | Permission.UseApplicationCommands;
+export const MODERATOR_PERMISSIONS = MEMBER_PERMISSIONS | Permission.ManageMessages;
+
+const MESSAGE_FLAG_EPHEMERAL = 64;
+const MESSAGE_FLAG_LOADING = 128;
+const MESSAGE_FLAG_COMPONENTS_V2 = 1 << 15;
+
+export interface FakeUser {
+  id: string;
+  username: string;
+  global_name?: string | null;
+}
+
+export interface FakeGuild {
+  id: string;
+  name: string;
+  channels: { id: string; name: string }[];
+  /** Per-file upload limit in this guild (boosts raise it). */
+  uploadLimitBytes?: number;
+}
+
+export interface FakeDiscordOptions {
+  token?: string;
+  applicationId?: string;
+  guilds?: FakeGuild[];
+  ackDeadlineMs?: number;
+  tokenLifetimeMs?: number;
+  /** Default `attachment_size_limit` of interactions and the guilds' upload limit. */
+  uploadLimitBytes?: number;
+  /** Rate limit on edits of one interaction message: at most `limit` per `windowMs` (429 beyond). Off by default. */
+  messageEditBucket?: { limit: number; windowMs: number };
+  /** Extra latency added to every REST answer, in ms. */
+  latencyMs?: number;
+  /** Keep uploaded files' bytes (served on the CDN). Default true; benches turn it off to save memory. */
+  keepUploads?: boolean;
+}
+
+export interface RecordedFile {
+  field: string;
+  filename: string;
+  size: number;
+  contentType?: string;
+}
+
+export interface RecordedRequest {
+  at: number;
+  method: string;
+  /** Path after /api/v10, query excluded. */
+  path: string;
+  query: string;
+  status: number;
+  body?: unknown;
+  files: RecordedFile[];
+  error?: DiscordErrorBody;
+  /** Set when the answer was a 429: injected on demand, or the per-message edit bucket overflowing. */
+  rateLimited?: 'injected' | 'bucket';
+  authorization?: string;
+}
+
+export interface FakeAttachment {
+  id: string;
+  filename: string;
+  size: number;
+  content_type?: string;
+  width?: number;
+  height?: number;
+  url: string;
+  proxy_url: string;
+  data: Buffer;
+}
+
+export interface FakeMessage {
+  id: string;
+  channelId: string;
+  guildId?: string;
+  type: number;
+  content: string;
+  embeds: unknown[];
+  attachments: FakeAttachment[];
+  /** Components as stored (with ids assigned), i.e. what the user sees and can click. */
+  components: Record<string, unknown>[];
+  flags: number;
+  /** User ids pinged by the message (mentions allowed by allowed_mentions). */
+  mentions: string[];
+  messageReference?: { message_id: string; channel_id: string; guild_id?: string };
+  /** The interaction this message answers (original response or follow-up). */
+  interactionId?: string;
+  interactionMetadata?: Record<string, unknown>;
+  authorId: string;
+  webhookId?: string;
+  createdAt: number;
+  editedAt?: number;
+  edits: number;
+  deleted: boolean;
+  /** Snapshot of content/attachments/components after every write, oldest first. */
+  history: { at: number; content: string; attachments: { filename: string; size: number }[]; components: number; flags: number }[];
+}
+
+export interface FakeInteraction {
+  id: string;
+  token: string;
+  type: 2 | 3;
+  payload: Record<string, unknown>;
+  /** performance.now() when the dispatch left the gateway. */
+  dispatchedAt: number;
+  createdAtMs: number;
+  ackedAt?: number;
+  ackLatencyMs?: number;
+  callbackType?: number;
+  callbackStatus?: number;
+  /** Messages created through this interaction's token (original first when there is one). */
+  originalMessageId?: string;
+  followupIds: string[];
+  ephemeral: boolean;
+  userId: string;
+  channelId: string;
+  guildId?: string;
+  /** For component clicks: the message holding the component. */
+  sourceMessageId?: string;
+}
+
+export interface SlashCommandInput {
+  name: string;
+  /** Option values (STRING 3, INTEGER 4, BOOLEAN 5, NUMBER 10); attachments go in `attachments`. */
+  options?: { name: string; type: number; value: string | number | boolean }[];
+  /** Attachment options: option name → file served from the fake CDN. */
+  attachments?: Record<string, { filename: string; data: Buffer; contentType?: string }>;
+  user?: FakeUser;
+  /** A guild id from the options, or 'dm' for a DM with the bot. Default: the first guild. */
+  where?: string | 'dm';
+  channelId?: string;
+  permissions?: bigint;
+  attachmentSizeLimit?: number;
+}
+
+export interface ComponentClickInput {
+  message: FakeMessage | string;
+  customId: string;
+  /** For select menus. */
+  values?: string[];
+  user?: FakeUser;
+  permissions?: bigint;
+}
+
+interface RateLimitRule {
+  method?: string;
+  path: RegExp;
+  remaining: number;
+  retryAfterS: number;
+  global: boolean;
+}
+
+export const DEFAULT_USER: FakeUser = { id: '100000000000000001', username: 'alice', global_name: 'Alice' };
+
+export class FakeDiscord extends EventEmitter {
+  readonly token: string;
+  readonly applicationId: string;
+  readonly botUser: FakeUser & { bot: true; discriminator: string; avatar: null };
+  readonly guilds: FakeGuild[];
+  readonly requests: RecordedRequest[] = [];
+  readonly interactions = new Map<string, FakeInteraction>();
+  readonly messages = new Map<string, FakeMessage>();
+  readonly commands: { global: unknown[] | undefined; guild: Map<string, unknown[]> } = { global: undefined, guild: new Map() };
+  readonly dmChannels = new Map<string, string>();
+  readonly cdnFiles = new Map<string, { data: Buffer; contentType: string }>();
+  readonly ackDeadlineMs: number;
+  readonly tokenLifetimeMs: number;
+  readonly uploadLimitBytes: number;
+  private readonly messageEditBucket: { limit: number; windowMs: number } | undefined;
+  private readonly editTimes = new Map<string, number[]>();
+  private readonly latencyMs: number;
+  private readonly keepUploads: boolean;
+  private readonly rateLimitRules: RateLimitRule[] = [];
+  private readonly server = createServer((req, res) => void this.handle(req, res));
+  private gateway!: FakeGateway;
+  private port = 0;
+
+  constructor(opts: FakeDiscordOptions = {}) {
+    super();
+    this.setMaxListeners(0);
+    this.token = opts.token ?? 'fake-bot-token.' + snowflake();
+    this.applicationId = opts.applicationId ?? snowflake();
+    this.botUser = { id: this.applicationId, username: 'imagine-bot', global_name: null, bot: true, discriminator: '0000', avatar: null };
+    this.guilds = opts.guilds ?? [{ id: snowflake(), name: 'Test Guild', channels: [{ id: snowflake(), name: 'general' }] }];
+    this.ackDeadlineMs = opts.ackDeadlineMs ?? ACK_DEADLINE_MS;
+    this.tokenLifetimeMs = opts.tokenLifetimeMs ?? TOKEN_LIFETIME_MS;
+    this.uploadLimitBytes = opts.uploadLimitBytes ?? DEFAULT_UPLOAD_LIMIT_BYTES;
+    this.messageEditBucket = opts.messageEditBucket;
+    this.latencyMs = opts.latencyMs ?? 0;
+    this.keepUploads = opts.keepUploads ?? true;
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', () => resolve()));
+    this.port = (this.server.address() as AddressInfo).port;
+    this.gateway = new FakeGateway({
+      token: this.token,
+      user: { ...this.botUser, public_flags: 0, flags: 0, verified: true, mfa_enabled: false },
+      application: { id: this.applicationId, flags: 0 },
+      guilds: () => this.guilds.map((g) => this.guildPayload(g)),
+      resumeUrl: this.gatewayUrl,
+    });
+    this.server.on('upgrade', (req, socket, head) => {
+      if ((req.url ?? '').startsWith('/gateway')) this.gateway.handleUpgrade(req, socket, head);
+      else socket.destroy();
+    });
+    return this;
+  }
+
+  /** What DISCORD_API_URL should be. */
+  get apiUrl(): string {
+    return `http://127.0.0.1:${this.port}/api`;
+  }
+  get gatewayUrl(): string {
+    return `ws://127.0.0.1:${this.port}/gateway`;
+  }
+  get cdnUrl(): string {
+    return `http://127.0.0.1:${this.port}/cdn`;
+  }
+  get guildId(): string {
+    return this.guilds[0]!.id;
+  }
+  get channelId(): string {
+    return this.guilds[0]!.channels[0]!.id;
+  }
+  /** IDENTIFY payloads the bot sent (intents…). */
+  get identifies(): Record<string, unknown>[] {
+    return this.gateway.identifies;
+  }
+
+  waitForBot(timeoutMs = 10_000): Promise<void> {
+    return this.gateway.waitForSession(timeoutMs);
+  }
+
+  /** The next `times` matching requests are answered 429 with `retry_after` (JSON and headers). */
+  injectRateLimit(rule: { method?: string; path: RegExp; times?: number; retryAfterS?: number; global?: boolean }): void {
+    this.rateLimitRules.push({
+      path: rule.path,
+      remaining: rule.times ?? 1,
+      retryAfterS: rule.retryAfterS ?? 0.2,
+      global: rule.global ?? false,
+      ...(rule.method !== undefined && { method: rule.method }),
+    });
+  }
+
+  /** Serves a file on the fake CDN; returns its URL. */
+  putCdnFile(path: string, data: Buffer, contentType: string): string {
+    this.cdnFiles.set(path, { data, contentType });
+    return `${this.cdnUrl}/${path}`;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Interactions
+
+  /** Dispatches a slash command (INTERACTION_CREATE type 2) like a user typing it. */
+  async sendCommand(input: SlashCommandInput): Promise<FakeInteraction> {
+    const user = input.user ?? DEFAULT_USER;
+    const command = this.registeredCommand(input.name);
+    const options: Record<string, unknown>[] = (input.options ?? []).map((o) => ({ ...o }));
+    const resolvedAttachments: Record<string, unknown> = {};
+    const where = this.placeOf(input.where, input.channelId, user);
+    for (const [name, file] of Object.entries(input.attachments ?? {})) {
+      const id = snowflake();
+      const contentType = file.contentType ?? 'image/png';
+      const url = this.putCdnFile(`ephemeral-attachments/${this.applicationId}/${id}/${encodeURIComponent(file.filename)}`, file.data, contentType);
+      const meta = await imageMeta(file.data);
+      resolvedAttachments[id] = {
+        id,
+        filename: file.filename,
+        size: file.data.length,
+        url,
+        proxy_url: url,
+        content_type: contentType,
+        ephemeral: true,
+        ...(meta && { width: meta.width, height: meta.height }),
+      };
+      options.push({ name, type: 11, value: id });
+    }
+    const data: Record<string, unknown> = {
+      id: command?.id ?? snowflake(),
+      name: input.name,
+      type: 1,
+      options,
+      ...(where.guildId && { guild_id: where.guildId }),
+      ...(Object.keys(resolvedAttachments).length > 0 && { resolved: { attachments: resolvedAttachments } }),
+    };
+    return this.dispatchInteraction(2, data, user, where, input.permissions, input.attachmentSizeLimit);
+  }
+
+  /** Dispatches a component click (INTERACTION_CREATE type 3) on a message the bot posted. */
+  async clickComponent(input: ComponentClickInput): Promise<FakeInteraction> {
+    const message = typeof input.message === 'string' ? this.messages.get(input.message) : input.message;
+    if (!message) throw new Error('clickComponent: unknown message');
+    const component = findComponent(message.components, input.customId);
+    if (!component) throw new Error(`clickComponent: no component ${input.customId} on message ${message.id}`);
+    if (component.disabled === true) throw new Error(`clickComponent: ${input.customId} is disabled`);
+    const user = input.user ?? DEFAULT_USER;
+    const where = message.guildId
+      ? { guildId: message.guildId, channelId: message.channelId }
+      : { channelId: message.channelId, dmUser: user };
+    const data: Record<string, unknown> = {
+      custom_id: input.customId,
+      component_type: component.type,
+      ...(component.type === 3 && { values: input.values ?? [] }),
+    };
+    return this.dispatchInteraction(3, data, user, where, input.permissions, undefined, message);
+  }
+
+  private registeredCommand(name: string): { id?: string } | undefined {
+    const all = [...(this.commands.global ?? []), ...[...this.commands.guild.values()].flat()] as { name: string; id?: string }[];
+    return all.find((c) => c.name === name);
+  }
+
+  private placeOf(where: string | undefined, channelId: string | undefined, user: FakeUser): { guildId?: string; channelId: string; dmUser?: FakeUser } {
+    if (where === 'dm') return { channelId: this.dmChannelFor(user.id), dmUser: user };
+    const guild = this.guilds.find((g) => g.id === (where ?? this.guildId));
+    if (!guild) throw new Error(`unknown guild ${where}`);
+    return { guildId: guild.id, channelId: channelId ?? guild.channels[0]!.id };
+  }
+
+  private dmChannelFor(userId: string): string {
+    let id = this.dmChannels.get(userId);
+    if (!id) {
+      id = snowflake();
+      this.dmChannels.set(userId, id);
+    }
+    return id;
+  }
+
+  private async dispatchInteraction(
+    type: 2 | 3,
+    data: Record<string, unknown>,
+    user: FakeUser,
+    where: { guildId?: string; channelId: string; dmUser?: FakeUser },
+    permissions: bigint | undefined,
+    attachmentSizeLimit: number | undefined,
+    message?: FakeMessage,
+  ): Promise<FakeInteraction> {
+    const now = Date.now();
+    // The id's timestamp is moved back so that "created + 15 min" (what a bot computes from the
+    // snowflake) is exactly when this fake expires the token, even with a scaled lifetime.
+    const id = snowflake(now - (TOKEN_LIFETIME_MS - this.tokenLifetimeMs));
+    const token = Buffer.from(`interaction:${id}:${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`).toString('base64url');
+    const userObj = { id: user.id, username: user.username, global_name: user.global_name ?? null, discriminator: '0', avatar: null, public_flags: 0 };
+    const perms = (permissions ?? MEMBER_PERMISSIONS).toString();
+    const guild = where.guildId ? this.guilds.find((g) => g.id === where.guildId) : undefined;
+    const payload: Record<string, unknown> = {
+      id,
+      application_id: this.applicationId,
+      type,
+      token,
+      version: 1,
+      data,
+      channel_id: where.channelId,
+      channel: guild
+        ? { id: where.channelId, type: 0, guild_id: guild.id, name: guild.channels.find((c) => c.id === where.channelId)?.name ?? 'channel', position: 0, permission_overwrites: [], nsfw: false, parent_id: null, permissions: perms }
+        : { id: where.channelId, type: 1, recipients: [userObj], last_message_id: null, flags: 0 },
+      app_permissions: (MODERATOR_PERMISSIONS).toString(),
+      locale: 'en-US',
+      entitlements: [],
+      authorizing_integration_owners: guild ? { '0': guild.id } : { '0': '0' },
+      context: guild ? 0 : 1,
+      attachment_size_limit: attachmentSizeLimit ?? guild?.uploadLimitBytes ?? this.uploadLimitBytes,
+      ...(guild
+        ? {
+            guild_id: guild.id,
+            guild: { id: guild.id, locale: 'en-US', features: [] },
+            guild_locale: 'en-US',
+            member: { user: userObj, roles: [], permissions: perms, joined_at: new Date(now - 86_400_000).toISOString(), nick: null, avatar: null, deaf: false, mute: false, flags: 0, pending: false, premium_since: null },
+          }
+        : { user: userObj }),
+      ...(message && { message: this.messageJson(message) }),
+    };
+    const interaction: FakeInteraction = {
+      id,
+      token,
+      type,
+      payload,
+      dispatchedAt: performance.now(),
+      createdAtMs: now,
+      followupIds: [],
+      ephemeral: false,
+      userId: user.id,
+      channelId: where.channelId,
+      ...(where.guildId && { guildId: where.guildId }),
+      ...(message && { sourceMessageId: message.id }),
+    };
+    this.interactions.set(id, interaction);
+    interaction.dispatchedAt = performance.now();
+    if (!this.gateway.send('INTERACTION_CREATE', payload)) throw new Error('no bot is connected to the fake gateway');
+    return interaction;
+  }
+
+  /** Puts a message from the bot in a channel, as if posted earlier (e.g. by an older run of the bot). */
+  seedBotMessage(init: { channelId?: string; content: string; components: Record<string, unknown>[]; ephemeral?: boolean }): FakeMessage {
+    const channelId = init.channelId ?? this.channelId;
+    const guild = this.guilds.find((g) => g.channels.some((c) => c.id === channelId));
+    const msg = this.newMessage({ channelId, ...(guild && { guildId: guild.id }), type: 0, flags: init.ephemeral ? MESSAGE_FLAG_EPHEMERAL : 0 });
+    this.applyWrite(msg, { content: init.content, components: init.components });
+    return msg;
+  }
+
+  /** Resolves when `predicate` returns a value (checked after every request and every 20 ms). */
+  waitFor<T>(predicate: () => T | undefined | false | null, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        let v: T | undefined | false | null;
+        try {
+          v = predicate();
+        } catch (err) {
+          finish();
+          reject(err as Error);
+          return;
+        }
+        if (v !== undefined && v !== false && v !== null) {
+          finish();
+          resolve(v);
+        }
+      };
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`fake Discord: timed out after ${timeoutMs} ms waiting for ${what}`));
+      }, timeoutMs);
+      const poll = setInterval(check, 20);
+      const finish = () => {
+        clearTimeout(timer);
+        clearInterval(poll);
+        this.off('request', check);
+      };
+      this.on('request', check);
+      check();
+    });
+  }
+
+  /** The message the user sees as the interaction's answer (original response). */
+  originalMessage(interaction: FakeInteraction): FakeMessage | undefined {
+    const i = this.interactions.get(interaction.id) ?? interaction;
+    return i.originalMessageId ? this.messages.get(i.originalMessageId) : undefined;
+  }
+
+  /** Messages in a channel, oldest first (deleted ones excluded). */
+  channelMessages(channelId: string): FakeMessage[] {
+    return [...this.messages.values()].filter((m) => m.channelId === channelId && !m.deleted);
+  }
+
+  /** Requests answered 4xx/5xx except injected 429s: things real Discord would have refused. */
+  get refusals(): RecordedRequest[] {
+    return this.requests.filter((r) => r.status >= 400 && r.rateLimited !== 'injected');
+  }
+
+  async close(): Promise<void> {
+    await this.gateway?.close();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // HTTP
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname.startsWith('/cdn/')) return this.serveCdn(url.pathname.slice('/cdn/'.length), res);
+    const rec: RecordedRequest = {
+      at: Date.now(),
+      method: req.method ?? 'GET',
+      path: decodeURIComponent(url.pathname.replace(/^\/api\/v\d+/, '')),
+      query: url.search,
+      status: 0,
+      files: [],
+      ...(req.headers.authorization !== undefined && { authorization: req.headers.authorization }),
+    };
+    let body: Buffer;
+    try {
+      body = await readAll(req);
+    } catch {
+      res.destroy();
+      return;
+    }
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    let answer: Answer;
+    try {
+      answer = await this.route(rec, req, url, body);
+    } catch (err) {
+      answer = { status: 500, json: { code: 0, message: `fake Discord bug: ${(err as Error).message}` } };
+    }
+    rec.status = answer.status;
+    if (answer.bucket) rec.rateLimited = 'bucket';
+    if (answer.status >= 400 && answer.json) rec.error = answer.json as DiscordErrorBody;
+    this.requests.push(rec);
+    const headers: Record<string, string> = { ...(answer.headers ?? {}) };
+    if (answer.json !== undefined) headers['content-type'] = 'application/json';
+    res.writeHead(answer.status, headers);
+    res.end(answer.json !== undefined ? JSON.stringify(answer.json) : undefined);
+    this.emit('request', rec);
+  }
+
+  private serveCdn(path: string, res: ServerResponse): void {
+    const file = this.cdnFiles.get(decodeURIComponent(path).split('?')[0]!) ?? this.cdnFiles.get(path.split('?')[0]!);
+    if (!file) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': file.contentType, 'content-length': String(file.data.length) });
+    res.end(file.data);
+  }
+
+  private async route(rec: RecordedRequest, req: IncomingMessage, url: URL, raw: Buffer): Promise<Answer> {
+    const method = rec.method;
+    const path = rec.path;
+    if (!url.pathname.startsWith('/api/v10/')) return { status: 404, json: ERRORS.notFound };
+
+    // Injected rate limits come first, as Discord checks buckets before the body.
+    const rule = this.rateLimitRules.find((r) => r.remaining > 0 && r.path.test(path) && (!r.method || r.method === method));
+    if (rule) {
+      rule.remaining -= 1;
+      rec.rateLimited = 'injected';
+      return rateLimited(rule.retryAfterS, rule.global);
+    }
+
+    if (raw.length > MAX_REQUEST_BYTES) return { status: 413, json: ERRORS.entityTooLarge };
+    const parsed = parseBody(req.headers['content-type'] ?? '', raw);
+    if ('error' in parsed) return { status: 400, json: parsed.error };
+    rec.body = parsed.json;
+    rec.files = parsed.files.map((f) => ({
+      field: f.field,
+      filename: f.filename ?? '',
+      size: f.data.length,
+      ...(f.contentType !== undefined && { contentType: f.contentType }),
+    }));
+
+    // Discord counts attachments before validating the rest of the body.
+    const json = parsed.json as { attachments?: unknown; data?: { attachments?: unknown } } | undefined;
+    const declared = Array.isArray(json?.attachments) ? json.attachments.length : Array.isArray(json?.data?.attachments) ? json.data.attachments.length : 0;
+    if (Math.max(declared, parsed.files.filter((f) => f.field !== 'payload_json').length) > 10) return { status: 400, json: ERRORS.tooManyAttachments };
+
+    let m: RegExpExecArray | null;
+    // Interaction callback: no bot authorization needed (the token in the path is the proof).
+    if ((m = /^\/interactions\/(\d+)\/([^/]+)\/callback$/.exec(path)) && method === 'POST') {
+      return this.interactionCallback(m[1]!, m[2]!, parsed, url.searchParams.get('with_response') === 'true');
+    }
+    if ((m = /^\/webhooks\/(\d+)\/([^/]+)(?:\/messages\/(@original|\d+))?$/.exec(path))) {
+      return this.webhookRoute(method, m[1]!, m[2]!, m[3], parsed);
+    }
+
+    // Everything else needs the bot token.
+    if (req.headers.authorization !== `Bot ${this.token}`) return { status: 401, json: ERRORS.unauthorized };
+
+    if (path === '/gateway/bot' && method === 'GET') {
+      return {
+        status: 200,
+        json: { url: this.gatewayUrl, shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 86_400_000, max_concurrency: 1 } },
+      };
+    }
+    if (path === '/gateway' && method === 'GET') return { status: 200, json: { url: this.gatewayUrl } };
+    if (path === '/users/@me' && method === 'GET') return { status: 200, json: { ...this.botUser, public_flags: 0, flags: 0 } };
+    if ((path === '/applications/@me' || path === `/oauth2/applications/@me`) && method === 'GET') {
+      return { status: 200, json: { id: this.applicationId, name: 'imagine', description: '', flags: 0, bot_public: true, bot_require_code_grant: false, verify_key: '0'.repeat(64), icon: null } };
+    }
+    if (path === '/users/@me/channels' && method === 'POST') {
+      const err = validateBody('createDm', parsed.json);
+      if (err) return { status: 400, json: err };
+      const recipient = (parsed.json as { recipient_id: string }).recipient_id;
+      return { status: 200, json: { id: this.dmChannelFor(recipient), type: 1, last_message_id: null, flags: 0, recipients: [{ id: recipient, username: 'user', discriminator: '0', avatar: null, global_name: null }] } };
+    }
+    if ((m = /^\/applications\/(\d+)(?:\/guilds\/(\d+))?\/commands$/.exec(path))) {
+      if (m[1] !== this.applicationId) return { status: 403, json: { code: 50001, message: 'Missing Access' } };
+      const guildId = m[2];
+      if (guildId && !this.guilds.some((g) => g.id === guildId)) return { status: 403, json: { code: 50001, message: 'Missing Access' } };
+      if (method === 'GET') return { status: 200, json: (guildId ? this.commands.guild.get(guildId) : this.commands.global) ?? [] };
+      if (method === 'PUT') {
+        const err = validateBody('commandsBulkOverwrite', parsed.json) ?? commandRules(parsed.json as Record<string, unknown>[]);
+        if (err) return { status: 400, json: err };
+        const saved = (parsed.json as Record<string, unknown>[]).map((c) => ({
+          ...c,
+          id: snowflake(),
+          application_id: this.applicationId,
+          version: snowflake(),
+          type: c.type ?? 1,
+          ...(guildId && { guild_id: guildId }),
+        }));
+        if (guildId) this.commands.guild.set(guildId, saved);
+        else this.commands.global = saved;
+        return { status: 200, json: saved };
+      }
+    }
+    if ((m = /^\/channels\/(\d+)\/messages(?:\/(\d+))?$/.exec(path))) {
+      return this.channelRoute(method, m[1]!, m[2], parsed);
+    }
+    return { status: 404, json: ERRORS.notFound };
+  }
+
+  private interactionCallback(id: string, token: string, parsed: ParsedBody, withResponse: boolean): Answer {
+    const now = performance.now();
+    const interaction = this.interactions.get(id);
+    if (!interaction || interaction.token !== token) return { status: 404, json: ERRORS.unknownInteraction };
+    if (interaction.ackedAt !== undefined) return { status: 400, json: ERRORS.alreadyAcknowledged };
+    if (now - interaction.dispatchedAt > this.ackDeadlineMs) return { status: 404, json: ERRORS.unknownInteraction };
+    const err = validateBody('interactionCallback', parsed.json);
+    if (err) return { status: 400, json: err };
+    const body = parsed.json as { type: number; data?: Record<string, unknown> | null };
+    const data = body.data ?? {};
+    if (body.type === 6 || body.type === 7) {
+      if (interaction.type !== 3) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'Interaction callback type 6/7 is only valid for component interactions.' }]) };
+    }
+    if (body.type === 5 && typeof data.flags === 'number' && (data.flags & ~MESSAGE_FLAG_EPHEMERAL) !== 0) {
+      return { status: 400, json: invalidFormBody([{ path: ['data', 'flags'], code: 'invalid_value', message: 'Only the EPHEMERAL flag may be set when deferring.' }]) };
+    }
+    let messageId: string | undefined;
+    if (body.type === 4 || body.type === 5) {
+      const ephemeral = typeof data.flags === 'number' && (data.flags & MESSAGE_FLAG_EPHEMERAL) !== 0;
+      const built = this.buildMessageWrite(data, parsed.files, interaction.payload.attachment_size_limit as number, [], 'webhook');
+      if ('error' in built) return built.error;
+      const msg = this.newMessage({
+        channelId: interaction.channelId,
+        ...(interaction.guildId && { guildId: interaction.guildId }),
+        type: interaction.type === 2 ? 20 : 0,
+        flags: (ephemeral ? MESSAGE_FLAG_EPHEMERAL : 0) | (body.type === 5 ? MESSAGE_FLAG_LOADING : 0),
+        interaction,
+      });
+      if (body.type === 4) this.applyWrite(msg, built.write);
+      interaction.originalMessageId = msg.id;
+      interaction.ephemeral = ephemeral;
+      messageId = msg.id;
+    } else if (body.type === 6 || body.type === 7) {
+      if (interaction.sourceMessageId) interaction.originalMessageId = interaction.sourceMessageId;
+      const source = interaction.sourceMessageId ? this.messages.get(interaction.sourceMessageId) : undefined;
+      interaction.ephemeral = ((source?.flags ?? 0) & MESSAGE_FLAG_EPHEMERAL) !== 0;
+      if (body.type === 7 && source) {
+        const built = this.buildMessageWrite(data, parsed.files, interaction.payload.attachment_size_limit as number, source.attachments, 'webhook');
+        if ('error' in built) return built.error;
+        this.applyWrite(source, built.write);
+      }
+      messageId = source?.id;
+    }
+    interaction.ackedAt = now;
+    interaction.ackLatencyMs = now - interaction.dispatchedAt;
+    interaction.callbackType = body.type;
+    this.emit('ack', interaction);
+    if (!withResponse) return { status: 204 };
+    const message = messageId ? this.messages.get(messageId) : undefined;
+    return {
+      status: 200,
+      json: {
+        interaction: {
+          id: interaction.id,
+          type: interaction.type,
+          ...(message && { response_message_id: message.id, response_message_loading: body.type === 5, response_message_ephemeral: interaction.ephemeral }),
+        },
+        resource: { type: body.type, ...(message && body.type !== 5 && body.type !== 6 && { message: this.messageJson(message) }) },
+      },
+    };
+  }
+
+  private webhookRoute(method: string, appId: string, token: string, messageRef: string | undefined, parsed: ParsedBody): Answer {
+    const interaction = [...this.interactions.values()].find((i) => i.token === token);
+    if (!interaction || appId !== this.applicationId) return { status: 404, json: ERRORS.unknownWebhook };
+    if (Date.now() - interaction.createdAtMs > this.tokenLifetimeMs) return { status: 401, json: ERRORS.invalidWebhookToken };
+    if (interaction.ackedAt === undefined) return { status: 404, json: ERRORS.unknownWebhook };
+    const limit = interaction.payload.attachment_size_limit as number;
+
+    if (messageRef === undefined) {
+      if (method !== 'POST') return { status: 405, json: { code: 0, message: '405: Method Not Allowed' } };
+      // Follow-up message.
+      const err = validateBody('webhookExecute', parsed.json);
+      if (err) return { status: 400, json: err };
+      const data = (parsed.json ?? {}) as Record<string, unknown>;
+      const built = this.buildMessageWrite(data, parsed.files, limit, [], 'webhook');
+      if ('error' in built) return built.error;
+      // While a deferred reply is still loading, the first follow-up becomes that reply (its
+      // ephemeral flag is the one chosen when deferring).
+      const original = interaction.originalMessageId ? this.messages.get(interaction.originalMessageId) : undefined;
+      if (original && !original.deleted && (original.flags & MESSAGE_FLAG_LOADING) !== 0) {
+        this.applyWrite(original, { ...built.write, flags: (built.write.flags ?? 0) & ~MESSAGE_FLAG_EPHEMERAL });
+        return { status: 200, json: this.messageJson(original) };
+      }
+      const ephemeral = typeof data.flags === 'number' && (data.flags & MESSAGE_FLAG_EPHEMERAL) !== 0;
+      const msg = this.newMessage({
+        channelId: interaction.channelId,
+        ...(interaction.guildId && { guildId: interaction.guildId }),
+        type: 0,
+        flags: ephemeral ? MESSAGE_FLAG_EPHEMERAL : 0,
+        interaction,
+      });
+      this.applyWrite(msg, built.write);
+      interaction.followupIds.push(msg.id);
+      return { status: 200, json: this.messageJson(msg) };
+    }
+
+    const messageId = messageRef === '@original' ? interaction.originalMessageId : messageRef;
+    const msg = messageId ? this.messages.get(messageId) : undefined;
+    const owned = msg && (messageId === interaction.originalMessageId || interaction.followupIds.includes(msg.id));
+    if (!msg || msg.deleted || !owned) return { status: 404, json: ERRORS.unknownMessage };
+    if (method === 'GET') return { status: 200, json: this.messageJson(msg) };
+    if (method === 'DELETE') {
+      msg.deleted = true;
+      return { status: 204 };
+    }
+    if (method === 'PATCH') {
+      const err = validateBody('webhookMessageEdit', parsed.json);
+      if (err) return { status: 400, json: err };
+      const bucket = this.takeEditSlot(msg.id);
+      if (bucket !== undefined) return bucket;
+      const built = this.buildMessageWrite((parsed.json ?? {}) as Record<string, unknown>, parsed.files, limit, msg.attachments, 'webhook');
+      if ('error' in built) return built.error;
+      this.applyWrite(msg, built.write);
+      return { status: 200, json: this.messageJson(msg) };
+    }
+    return { status: 405, json: { code: 0, message: '405: Method Not Allowed' } };
+  }
+
+  private channelRoute(method: string, channelId: string, messageId: string | undefined, parsed: ParsedBody): Answer {
+    const guild = this.guilds.find((g) => g.channels.some((c) => c.id === channelId));
+    const isDm = [...this.dmChannels.values()].includes(channelId);
+    if (!guild && !isDm) return { status: 404, json: ERRORS.unknownChannel };
+    const limit = guild?.uploadLimitBytes ?? this.uploadLimitBytes;
+    if (messageId === undefined) {
+      if (method !== 'POST') return { status: 405, json: { code: 0, message: '405: Method Not Allowed' } };
+      const err = validateBody('channelMessageCreate', parsed.json);
+      if (err) return { status: 400, json: err };
+      const data = (parsed.json ?? {}) as Record<string, unknown>;
+      if (typeof data.flags === 'number' && (data.flags & MESSAGE_FLAG_EPHEMERAL) !== 0) {
+        return { status: 400, json: invalidFormBody([{ path: ['flags'], code: 'invalid_value', message: 'Channel messages cannot be ephemeral.' }]) };
+      }
+      const ref = data.message_reference as { message_id: string; channel_id?: string } | null | undefined;
+      if (ref) {
+        const target = this.messages.get(ref.message_id);
+        if (!target || target.deleted || target.channelId !== channelId || (target.flags & MESSAGE_FLAG_EPHEMERAL) !== 0) {
+          if ((data.message_reference as { fail_if_not_exists?: boolean }).fail_if_not_exists !== false) {
+            return { status: 400, json: invalidFormBody([{ path: ['message_reference'], code: 'invalid_value', message: 'Unknown message' }]) };
+          }
+        }
+      }
+      const built = this.buildMessageWrite(data, parsed.files, limit, [], 'channel');
+      if ('error' in built) return built.error;
+      const msg = this.newMessage({ channelId, ...(guild && { guildId: guild.id }), type: ref ? 19 : 0, flags: 0 });
+      if (ref && this.messages.has(ref.message_id)) msg.messageReference = { message_id: ref.message_id, channel_id: channelId, ...(guild && { guild_id: guild.id }) };
+      this.applyWrite(msg, built.write);
+      return { status: 200, json: this.messageJson(msg) };
+    }
+    const msg = this.messages.get(messageId);
+    if (!msg || msg.deleted || msg.channelId !== channelId || (msg.flags & MESSAGE_FLAG_EPHEMERAL) !== 0) return { status: 404, json: ERRORS.unknownMessage };
+    if (method === 'GET') return { status: 200, json: this.messageJson(msg) };
+    if (method === 'DELETE') {
+      msg.deleted = true;
+      return { status: 204 };
+    }
+    if (method === 'PATCH') {
+      if (msg.authorId !== this.botUser.id) return { status: 403, json: ERRORS.cannotEditOthers };
+      const err = validateBody('channelMessageEdit', parsed.json);
+      if (err) return { status: 400, json: err };
+      const built = this.buildMessageWrite((parsed.json ?? {}) as Record<string, unknown>, parsed.files, limit, msg.attachments, 'channel');
+      if ('error' in built) return built.error;
+      this.applyWrite(msg, built.write);
+      return { status: 200, json: this.messageJson(msg) };
+    }
+    return { status: 405, json: { code: 0, message: '405: Method Not Allowed' } };
+  }
+
+  private takeEditSlot(messageId: string): Answer | undefined {
+    if (!this.messageEditBucket) return undefined;
+    const { limit, windowMs } = this.messageEditBucket;
+    const now = Date.now();
+    const times = (this.editTimes.get(messageId) ?? []).filter((t) => now - t < windowMs);
+    if (times.length >= limit) {
+      const retryAfterS = Math.max(0.01, (windowMs - (now - times[0]!)) / 1000);
+      const answer = rateLimited(retryAfterS, false);
+      return { ...answer, bucket: true };
+    }
+    times.push(now);
+    this.editTimes.set(messageId, times);
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages
+
+  private newMessage(init: { channelId: string; guildId?: string; type: number; flags: number; interaction?: FakeInteraction }): FakeMessage {
+    const i = init.interaction;
+    const msg: FakeMessage = {
+      id: snowflake(),
+      channelId: init.channelId,
+      ...(init.guildId && { guildId: init.guildId }),
+      type: init.type,
+      content: '',
+      embeds: [],
+      attachments: [],
+      components: [],
+      flags: init.flags,
+      mentions: [],
+      authorId: this.botUser.id,
+      createdAt: Date.now(),
+      edits: 0,
+      deleted: false,
+      history: [],
+      ...(i && {
+        interactionId: i.id,
+        webhookId: this.applicationId,
+        interactionMetadata: {
+          id: i.id,
+          type: i.type,
+          user: (i.payload.member as { user: unknown } | undefined)?.user ?? i.payload.user,
+          authorizing_integration_owners: i.payload.authorizing_integration_owners,
+          ...(i.type === 2 && { name: (i.payload.data as { name: string }).name, command_type: 1 }),
+          ...(i.type === 3 && i.sourceMessageId && { interacted_message_id: i.sourceMessageId }),
+        },
+      }),
+    };
+    // Answers to component clicks are replies to the message holding the component.
+    if (i?.type === 3 && i.sourceMessageId) {
+      msg.type = 19;
+      msg.messageReference = { message_id: i.sourceMessageId, channel_id: i.channelId, ...(i.guildId && { guild_id: i.guildId }) };
+    }
+    this.messages.set(msg.id, msg);
+    return msg;
+  }
+
+  /**
+   * Checks a message body's content rules beyond the schema and resolves its attachments
+   * (kept ones by id, new ones from files[n]). Returns an error answer or the write to apply.
+   */
+  private buildMessageWrite(
+    data: Record<string, unknown>,
+    files: UploadedPart[],
+    uploadLimit: number,
+    existing: FakeAttachment[],
+    _kind: 'webhook' | 'channel',
+  ): { write: MessageWrite } | { error: Answer } {
+    const fileParts = files.filter((f) => /^files\[\d+\]$/.test(f.field) || f.field.startsWith('file'));
+    if (fileParts.length > 10) return { error: { status: 400, json: ERRORS.tooManyAttachments } };
+    for (const f of fileParts) {
+      if (f.data.length > uploadLimit) return { error: { status: 413, json: ERRORS.entityTooLarge } };
+    }
+    const flags = typeof data.flags === 'number' ? data.flags : 0;
+    if ('components' in data && Array.isArray(data.components)) {
+      const problem = componentRules(data.components as Record<string, unknown>[], (flags & MESSAGE_FLAG_COMPONENTS_V2) !== 0);
+      if (problem) return { error: { status: 400, json: problem } };
+    }
+    let attachments: FakeAttachment[] | undefined;
+    if (Array.isArray(data.attachments) || fileParts.length > 0) {
+      const list = Array.isArray(data.attachments)
+        ? (data.attachments as { id: string; filename?: string | null }[])
+        : fileParts.map((_, n) => ({ id: String(n), filename: null }));
+      attachments = [];
+      const byField = new Map(fileParts.map((f) => [f.field.replace(/^file(s\[)?/, '').replace(/\]$/, ''), f] as const));
+      const usedParts = new Set<UploadedPart>();
+      for (const a of list) {
+        const kept = existing.find((e) => e.id === String(a.id));
+        if (kept) {
+          attachments.push(kept);
+          continue;
+        }
+        const part = byField.get(String(a.id));
+        if (!part) {
+          return { error: { status: 400, json: invalidFormBody([{ path: ['attachments', list.indexOf(a), 'id'], code: 'invalid_value', message: `Unknown attachment or missing files[${a.id}].` }]) } };
+        }
+        usedParts.add(part);
+        attachments.push(this.storeAttachment(part, a.filename ?? part.filename ?? `file${a.id}`));
+      }
+      // Files without an attachments entry are still uploaded (Discord appends them).
+      for (const part of fileParts) if (!usedParts.has(part) && !Array.isArray(data.attachments)) attachments.push(this.storeAttachment(part, part.filename ?? 'file'));
+      if (!Array.isArray(data.attachments) && existing.length) attachments = [...existing, ...attachments];
+      if (attachments.length > 10) return { error: { status: 400, json: ERRORS.tooManyAttachments } };
+    }
+    const write: MessageWrite = {
+      ...(typeof data.content === 'string' && { content: data.content }),
+      ...(data.content === null && { content: '' }),
+      ...(Array.isArray(data.embeds) && { embeds: data.embeds }),
+      ...(Array.isArray(data.components) && { components: data.components as Record<string, unknown>[] }),
+      ...(attachments && { attachments }),
+      ...(data.allowed_mentions !== undefined && { allowedMentions: data.allowed_mentions as AllowedMentions }),
+      ...(typeof data.flags === 'number' && { flags: data.flags }),
+    };
+    return { write };
+  }
+
+  private storeAttachment(part: UploadedPart, filename: string): FakeAttachment {
+    const id = snowflake();
+    const contentType = part.contentType && part.contentType !== 'application/octet-stream' ? part.contentType : guessType(part.data);
+    const path = `attachments/${id}/${encodeURIComponent(filename)}`;
+    const url = this.keepUploads ? this.putCdnFile(path, part.data, contentType ?? 'application/octet-stream') : `${this.cdnUrl}/${path}`;
+    const dims = pngOrJpegOrWebpSize(part.data);
+    return {
+      id,
+      filename,
+      size: part.data.length,
+      url,
+      proxy_url: url,
+      data: this.keepUploads ? part.data : Buffer.alloc(0),
+      ...(contentType && { content_type: contentType }),
+      ...(dims && { width: dims.width, height: dims.height }),
+    };
+  }
+
+  private applyWrite(msg: FakeMessage, w: MessageWrite): void {
+    if (w.content !== undefined) msg.content = w.content;
+    if (w.embeds !== undefined) msg.embeds = w.embeds;
+    if (w.attachments !== undefined) msg.attachments = w.attachments;
+    if (w.components !== undefined) {
+      let next = 1;
+      const assign = (c: Record<string, unknown>): Record<string, unknown> => ({
+        ...c,
+        id: typeof c.id === 'number' ? c.id : next++,
+        ...(Array.isArray(c.components) && { components: (c.components as Record<string, unknown>[]).map(assign) }),
+      });
+      msg.components = w.components.map(assign);
+    }
+    // The loading state ends with the first edit; the ephemeral flag never changes.
+    msg.flags = (msg.flags & MESSAGE_FLAG_EPHEMERAL) | ((w.flags ?? 0) & ~MESSAGE_FLAG_EPHEMERAL & ~MESSAGE_FLAG_LOADING);
+    msg.mentions = mentionsOf(msg.content, w.allowedMentions);
+    if (msg.history.length > 0) {
+      msg.edits += 1;
+      msg.editedAt = Date.now();
+    }
+    msg.history.push({
+      at: Date.now(),
+      content: msg.content,
+      attachments: msg.attachments.map((a) => ({ filename: a.filename, size: a.size })),
+      components: msg.components.length,
+      flags: msg.flags,
+    });
+    this.emit('message', msg);
+  }
+
+  /** The message as Discord's API returns it. */
+  messageJson(msg: FakeMessage): Record<string, unknown> {
+    return {
+      id: msg.id,
+      type: msg.type,
+      channel_id: msg.channelId,
+      content: msg.content,
+      author: { id: this.botUser.id, username: this.botUser.username, discriminator: '0000', avatar: null, bot: true, global_name: null, public_flags: 0, flags: 0 },
+      attachments: msg.attachments.map((a) => ({
+        id: a.id,
+        filename: a.filename,
+        size: a.size,
+        url: a.url,
+        proxy_url: a.proxy_url,
+        ...(a.content_type && { content_type: a.content_type }),
+        ...(a.width !== undefined && { width: a.width, height: a.height }),
+      })),
+      embeds: msg.embeds,
+      mentions: msg.mentions.map((id) => ({ id, username: `user${id.slice(-4)}`, discriminator: '0', avatar: null, global_name: null, public_flags: 0 })),
+      mention_roles: [],
+      mention_everyone: false,
+      pinned: false,
+      tts: false,
+      timestamp: new Date(msg.createdAt).toISOString(),
+      edited_timestamp: msg.editedAt ? new Date(msg.editedAt).toISOString() : null,
+      flags: msg.flags,
+      components: msg.components,
+      ...(msg.webhookId && { webhook_id: msg.webhookId, application_id: this.applicationId }),
+      ...(msg.interactionMetadata && { interaction_metadata: msg.interactionMetadata }),
+      ...(msg.messageReference && { message_reference: { type: 0, ...msg.messageReference } }),
+    };
+  }
+
+  private guildPayload(g: FakeGuild): Record<string, unknown> {
+    return {
+      id: g.id,
+      name: g.name,
+      icon: null,
+      splash: null,
+      discovery_splash: null,
+      owner_id: '1',
+      afk_channel_id: null,
+      afk_timeout: 300,
+      verification_level: 0,
+      default_message_notifications: 0,
+      explicit_content_filter: 0,
+      roles: [{ id: g.id, name: '@everyone', permissions: MEMBER_PERMISSIONS.toString(), position: 0, color: 0, hoist: false, managed: false, mentionable: false, flags: 0, icon: null, unicode_emoji: null }],
+      emojis: [],
+      stickers: [],
+      features: [],
+      mfa_level: 0,
+      application_id: null,
+      system_channel_id: null,
+      system_channel_flags: 0,
+      rules_channel_id: null,
+      vanity_url_code: null,
+      description: null,
+      banner: null,
+      premium_tier: 0,
+      premium_subscription_count: 0,
+      preferred_locale: 'en-US',
+      public_updates_channel_id: null,
+      nsfw_level: 0,
+      premium_progress_bar_enabled: false,
+      joined_at: new Date().toISOString(),
+      large: false,
+      unavailable: false,
+      member_count: 3,
+      members: [],
+      presences: [],
+      voice_states: [],
+      threads: [],
+      stage_instances: [],
+      guild_scheduled_events: [],
+      soundboard_sounds: [],
+      channels: g.channels.map((c, i) => ({ id: c.id, type: 0, name: c.name, guild_id: g.id, position: i, permission_overwrites: [], parent_id: null, nsfw: false, topic: null, rate_limit_per_user: 0, last_message_id: null })),
+    };
+  }
+}
+
+interface Answer {
+  status: number;
+  json?: unknown;
+  headers?: Record<string, string>;
+  bucket?: boolean;
+}
+
+interface AllowedMentions {
+  parse?: string[] | null;
+  users?: string[] | null;
+}
+
+interface MessageWrite {
+  content?: string;
+  embeds?: unknown[];
+  components?: Record<string, unknown>[];
+  attachments?: FakeAttachment[];
+  allowedMentions?: AllowedMentions;
+  flags?: number;
+}
+
+type ParsedBody = { json: unknown; files: UploadedPart[] };
+
+function parseBody(contentType: string, raw: Buffer): ParsedBody | { error: DiscordErrorBody } {
+  if (raw.length === 0) return { json: undefined, files: [] };
+  if (contentType.startsWith('multipart/form-data')) {
+    const boundary = boundaryOf(contentType);
+    if (!boundary) return { error: { code: 50035, message: 'Invalid Form Body' } };
+    const parts = parseMultipart(raw, boundary);
+    const payload = parts.find((p) => p.field === 'payload_json');
+    let json: unknown;
+    try {
+      json = payload ? JSON.parse(payload.data.toString('utf8')) : {};
+    } catch {
+      return { error: { code: 50109, message: 'The request body contains invalid JSON.' } };
+    }
+    return { json, files: parts.filter((p) => p !== payload) };
+  }
+  try {
+    return { json: JSON.parse(raw.toString('utf8')), files: [] };
+  } catch {
+    return { error: { code: 50109, message: 'The request body contains invalid JSON.' } };
+  }
+}
+
+function rateLimited(retryAfterS: number, global: boolean): Answer {
+  return {
+    status: 429,
+    json: { message: 'You are being rate limited.', retry_after: retryAfterS, global, code: global ? 0 : undefined },
+    headers: {
+      'retry-after': String(retryAfterS),
+      'x-ratelimit-limit': '5',
+      'x-ratelimit-remaining': '0',
+      'x-ratelimit-reset': String(Date.now() / 1000 + retryAfterS),
+      'x-ratelimit-reset-after': String(retryAfterS),
+      'x-ratelimit-bucket': 'fakebucket',
+      'x-ratelimit-scope': global ? 'global' : 'user',
+      ...(global && { 'x-ratelimit-global': 'true' }),
+    },
+  };
+}
+
+/** Classic-message component rules the schema cannot express (reference/discord.md). */
+function componentRules(components: Record<string, unknown>[], v2: boolean): DiscordErrorBody | undefined {
+  if (v2) return undefined;
+  const issues: { path: (string | number)[]; code: string; message: string }[] = [];
+  if (components.length > 5) issues.push({ path: ['components'], code: 'too_big', message: 'Must be 5 or fewer in length.' });
+  const ids = new Set<string>();
+  components.forEach((row, r) => {
+    if (row.type !== 1) {
+      issues.push({ path: ['components', r, 'type'], code: 'invalid_value', message: 'Top-level components must be action rows without the IS_COMPONENTS_V2 flag.' });
+      return;
+    }
+    const children = (row.components ?? []) as Record<string, unknown>[];
+    const selects = children.filter((c) => c.type !== 2);
+    if (selects.length > 0 && children.length > 1) {
+      issues.push({ path: ['components', r, 'components'], code: 'too_big', message: 'An action row with a select menu can hold nothing else.' });
+    }
+    if (children.filter((c) => c.type === 2).length > 5) issues.push({ path: ['components', r, 'components'], code: 'too_big', message: 'Must be 5 or fewer in length.' });
+    children.forEach((c, i) => {
+      const customId = c.custom_id;
+      if (c.type === 2) {
+        if (c.style === 5) {
+          if (!c.url || customId) issues.push({ path: ['components', r, 'components', i], code: 'invalid_value', message: 'Link buttons need a url and no custom_id.' });
+        } else if (c.style !== 6 && (typeof customId !== 'string' || !customId)) {
+          issues.push({ path: ['components', r, 'components', i, 'custom_id'], code: 'too_small', message: 'A custom id is required.' });
+        }
+        if (!c.label && !c.emoji) issues.push({ path: ['components', r, 'components', i], code: 'invalid_value', message: 'A button needs a label or an emoji.' });
+      }
+      if (c.type === 3) {
+        const values = ((c.options ?? []) as { value: string }[]).map((o) => o.value);
+        if (new Set(values).size !== values.length) issues.push({ path: ['components', r, 'components', i, 'options'], code: 'invalid_value', message: 'Option values must be unique.' });
+      }
+      if (typeof customId === 'string') {
+        if (ids.has(customId)) issues.push({ path: ['components', r, 'components', i, 'custom_id'], code: 'invalid_value', message: 'Component custom id cannot be duplicated.' });
+        ids.add(customId);
+      }
+    });
+  });
+  return issues.length ? invalidFormBody(issues) : undefined;
+}
+
+/** Command rules beyond the schema: required options first, names lowercase, ≤ 25 options/choices. */
+function commandRules(commands: Record<string, unknown>[]): DiscordErrorBody | undefined {
+  const issues: { path: (string | number)[]; code: string; message: string }[] = [];
+  commands.forEach((c, i) => {
+    if (!/^[-_\p{L}\p{N}]{1,32}$/u.test(String(c.name)) || String(c.name) !== String(c.name).toLowerCase()) {
+      issues.push({ path: [i, 'name'], code: 'invalid_format', message: 'Command name is invalid.' });
+    }
+    if ((c.type ?? 1) === 1 && !c.description) issues.push({ path: [i, 'description'], code: 'too_small', message: 'Must be between 1 and 100 in length.' });
+    const options = (c.options ?? []) as Record<string, unknown>[];
+    if (options.length > 25) issues.push({ path: [i, 'options'], code: 'too_big', message: 'Must be 25 or fewer in length.' });
+    let seenOptional = false;
+    options.forEach((o, j) => {
+      if (!o.required) seenOptional = true;
+      else if (seenOptional) issues.push({ path: [i, 'options', j, 'required'], code: 'invalid_value', message: 'Required options must be placed before non-required options.' });
+      if (!/^[-_\p{L}\p{N}]{1,32}$/u.test(String(o.name)) || String(o.name) !== String(o.name).toLowerCase()) {
+        issues.push({ path: [i, 'options', j, 'name'], code: 'invalid_format', message: 'Option name is invalid.' });
+      }
+      if (Array.isArray(o.choices) && o.choices.length > 25) issues.push({ path: [i, 'options', j, 'choices'], code: 'too_big', message: 'Must be 25 or fewer in length.' });
+    });
+  });
+  return issues.length ? invalidFormBody(issues) : undefined;
+}
+
+function findComponent(rows: Record<string, unknown>[], customId: string): Record<string, unknown> | undefined {
+  for (const row of rows) {
+    for (const c of (row.components ?? []) as Record<string, unknown>[]) if (c.custom_id === customId) return c;
+  }
+  return undefined;
+}
+
+function mentionsOf(content: string, allowed: AllowedMentions | undefined): string[] {
+  const ids = [...content.matchAll(/<@!?(\d+)>/g)].map((m) => m[1]!);
+  const permitted = (id: string) => !allowed || (allowed.parse ?? []).includes('users') || (allowed.users ?? []).includes(id);
+  return [...new Set(ids.filter(permitted))];
+}
+
+async function readAll(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function guessType(data: Buffer): string | undefined {
+  if (data.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'image/png';
+  if (data[0] === 0xff && data[1] === 0xd8) return 'image/jpeg';
+  if (data.subarray(0, 4).toString('latin1') === 'RIFF' && data.subarray(8, 12).toString('latin1') === 'WEBP') return 'image/webp';
+  return undefined;
+}
+
+/** Dimensions from the header bytes (PNG IHDR, WEBP VP8/VP8L/VP8X, JPEG SOF), without decoding. */
+export function pngOrJpegOrWebpSize(data: Buffer): { width: number; height: number } | undefined {
+  const type = guessType(data);
+  if (type === 'image/png' && data.length >= 24) return { width: data.readUInt32BE(16), height: data.readUInt32BE(20) };
+  if (type === 'image/webp' && data.length >= 30) {
+    const chunk = data.subarray(12, 16).toString('latin1');
+    if (chunk === 'VP8X') return { width: 1 + data.readUIntLE(24, 3), height: 1 + data.readUIntLE(27, 3) };
+    if (chunk === 'VP8L') {
+      const b = data.readUInt32LE(21);
+      return { width: (b & 0x3fff) + 1, height: ((b >> 14) & 0x3fff) + 1 };
+    }
+    if (chunk === 'VP8 ') return { width: data.readUInt16LE(26) & 0x3fff, height: data.readUInt16LE(28) & 0x3fff };
+  }
+  if (type === 'image/jpeg') {
+    let i = 2;
+    while (i + 9 < data.length) {
+      if (data[i] !== 0xff) return undefined;
+      const marker = data[i + 1]!;
+      const len = data.readUInt16BE(i + 2);
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+        return { height: data.readUInt16BE(i + 5), width: data.readUInt16BE(i + 7) };
+      }
+      i += 2 + len;
+    }
+  }
+  return undefined;
+}
+
+async function imageMeta(data: Buffer): Promise<{ width: number; height: number } | undefined> {
+  const fast = pngOrJpegOrWebpSize(data);
+  if (fast) return fast;
+  try {
+    const m = await sharp(data).metadata();
+    return m.width && m.height ? { width: m.width, height: m.height } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function startFakeDiscord(opts: FakeDiscordOptions = {}): Promise<FakeDiscord> {
+  return new FakeDiscord(opts).listen();
+}

@@ -1,0 +1,96 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { EditThrottle } from '../../../../src/platforms/discord/throttle.ts';
+
+/** An edit that records when it started and what it showed, and takes `ms` to complete. */
+function recorder(ms = 50) {
+  const sent: { at: number; text: string }[] = [];
+  const edit = (text: string) => () =>
+    new Promise<void>((resolve) => {
+      sent.push({ at: Date.now(), text });
+      setTimeout(resolve, ms);
+    });
+  return { sent, edit };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 0 });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('EditThrottle', () => {
+  it('sends a state change at once and holds ticks to one per interval', async () => {
+    const t = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+    const { sent, edit } = recorder();
+    t.submit('job', edit('queued'), true);
+    expect(sent.map((s) => s.text)).toEqual(['queued']);
+    await vi.advanceTimersByTimeAsync(500);
+    t.submit('job', edit('tick 0:01'), false);
+    await vi.advanceTimersByTimeAsync(1_000);
+    t.submit('job', edit('tick 0:02'), false);
+    expect(sent).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1_100);
+    // One tick, the latest, at 2.5 s after the first edit.
+    expect(sent.map((s) => [s.at, s.text])).toEqual([
+      [0, 'queued'],
+      [2_500, 'tick 0:02'],
+    ]);
+  });
+
+  it('never sends a stale edit: only the newest pending one goes out after the edit in flight', async () => {
+    const t = new EditThrottle({ intervalMs: 2_500, minGapMs: 0 });
+    const { sent, edit } = recorder(300);
+    t.submit('job', edit('queued'), true);
+    t.submit('job', edit('generating'), true);
+    t.submit('job', edit('downloading'), true);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(sent.map((s) => s.text)).toEqual(['queued', 'downloading']);
+    expect(sent[1]!.at).toBe(300);
+  });
+
+  it('spaces bursts of state changes by the minimum gap', async () => {
+    const t = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+    const { sent, edit } = recorder(10);
+    for (let n = 0; n < 6; n++) {
+      t.submit('job', edit(`state ${n}`), true);
+      await vi.advanceTimersByTimeAsync(200);
+    }
+    await vi.advanceTimersByTimeAsync(2_000);
+    // Six state changes in one second: three edits, a second apart, ending with the newest state.
+    expect(sent.map((s) => s.at)).toEqual([0, 1_000, 2_000]);
+    expect(sent.at(-1)!.text).toBe('state 5');
+  });
+
+  it('finish drops pending edits, waits for the one in flight, runs the final write, then ignores late edits', async () => {
+    const t = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+    const { sent, edit } = recorder(400);
+    t.submit('job', edit('generating'), true);
+    t.submit('job', edit('downloading'), true);
+    const done = t.finish('job', async () => {
+      sent.push({ at: Date.now(), text: 'result' });
+      return 'ok';
+    });
+    await vi.advanceTimersByTimeAsync(500);
+    await expect(done).resolves.toBe('ok');
+    t.submit('job', edit('late tick'), false);
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(sent.map((s) => [s.at, s.text])).toEqual([
+      [0, 'generating'],
+      [400, 'result'],
+    ]);
+  });
+
+  it('keeps messages independent and survives failing edits', async () => {
+    const errors: string[] = [];
+    const t = new EditThrottle({ intervalMs: 2_500, onError: (_e, key) => errors.push(key) });
+    const { sent, edit } = recorder(10);
+    t.submit('a', () => Promise.reject(new Error('429')), true);
+    t.submit('b', edit('b queued'), true);
+    await vi.advanceTimersByTimeAsync(1_100);
+    t.submit('a', edit('a generating'), true);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(errors).toEqual(['a']);
+    expect(sent.map((s) => s.text)).toEqual(['b queued', 'a generating']);
+  });
+});

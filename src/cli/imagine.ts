@@ -18,10 +18,10 @@ import { ConfigError, configuredProviders, loadDotEnv, parseConfig, secretsOf, t
 import { createEngine, type Engine } from '../engine/engine.ts';
 import { ValidationError } from '../engine/errors.ts';
 import type { Deliverer, JobRecord, ProgressEvent } from '../engine/job.ts';
-import { MODEL_CATALOG, type Ratio, type Resolution } from '../engine/models.ts';
+import { ALL_RATIOS, findModel, MODEL_CATALOG, RESOLUTIONS, type Ratio, type Resolution } from '../engine/models.ts';
 import { openStore } from '../engine/open-store.ts';
 import { Quotas } from '../engine/quota.ts';
-import type { ReferenceInput, Requester } from '../engine/request.ts';
+import { MAX_IMAGES_PER_JOB, type ReferenceInput, type Requester } from '../engine/request.ts';
 import type { Store } from '../engine/store.ts';
 import { BotError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -65,7 +65,11 @@ export interface CliArgs {
   help: boolean;
 }
 
-/** Parses argv (without node and the script). Throws UsageError for anything parseArgs or a number check refuses. */
+/**
+ * Parses argv (without node and the script). Throws UsageError for anything parseArgs refuses and
+ * for values no model accepts, before any configuration is read: a typo gets the usage, not a
+ * configuration error. What only the chosen model refuses (8:1 on Pro) is the engine's to say.
+ */
 export function parseCliArgs(argv: readonly string[]): CliArgs {
   let parsed;
   try {
@@ -90,16 +94,29 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
   const args: CliArgs = { prompt: positionals.join(' ').trim(), refs: values.ref ?? [], help: values.help ?? false };
   if (args.help) return args;
   if (!args.prompt) throw new UsageError('A prompt is required.');
-  if (values.model !== undefined) args.model = values.model;
-  if (values.ar !== undefined) args.ratio = values.ar;
-  if (values.res !== undefined) args.resolution = values.res.toUpperCase();
+  if (values.model !== undefined) {
+    if (!findModel(MODEL_CATALOG, values.model)) {
+      throw new UsageError(`--model: unknown model "${values.model}" (one of ${MODEL_CATALOG.map((m) => m.key).join(', ')}).`);
+    }
+    args.model = values.model;
+  }
+  if (values.ar !== undefined) {
+    if (!(ALL_RATIOS as readonly string[]).includes(values.ar)) throw new UsageError(`--ar: "${values.ar}" is not an aspect ratio (${ALL_RATIOS.join(', ')}).`);
+    args.ratio = values.ar;
+  }
+  if (values.res !== undefined) {
+    const res = values.res.toUpperCase();
+    if (!(RESOLUTIONS as readonly string[]).includes(res)) throw new UsageError(`--res must be one of ${RESOLUTIONS.join(', ')} (got "${values.res}").`);
+    args.resolution = res;
+  }
   if (values.n !== undefined) {
-    if (!/^\d+$/.test(values.n)) throw new UsageError(`--n must be a whole number from 1 to 4 (got "${values.n}").`);
-    args.count = Number(values.n);
+    const n = /^\d+$/.test(values.n) ? Number(values.n) : NaN;
+    if (!(n >= 1 && n <= MAX_IMAGES_PER_JOB)) throw new UsageError(`--n must be a whole number from 1 to ${MAX_IMAGES_PER_JOB} (got "${values.n}").`);
+    args.count = n;
   }
   if (values.creativity !== undefined) {
-    const c = Number(values.creativity);
-    if (values.creativity.trim() === '' || !Number.isFinite(c)) throw new UsageError(`--creativity must be a number from 0 to 1 (got "${values.creativity}").`);
+    const c = values.creativity.trim() === '' ? NaN : Number(values.creativity);
+    if (!(c >= 0 && c <= 1)) throw new UsageError(`--creativity must be a number from 0 to 1 (got "${values.creativity}").`);
     args.creativity = c;
   }
   return args;

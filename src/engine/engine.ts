@@ -359,6 +359,12 @@ export class Engine implements EngineApi {
       { userKey, count: request.count, resolution: request.resolution, ratio: request.ratio, references: prepared.length, units },
       'job queued',
     );
+    if (this.#closed) {
+      // close() ran while this request was being prepared: its schedulers are gone, so a task
+      // created now would be charged and then failed. The job is durable: the next start runs it.
+      await this.#store.releaseLease(jobLeaseKey(id), this.processId).catch(() => undefined);
+      return structuredClone(job);
+    }
     this.#start(job, model, { providerRefs, resumed: false, log });
     return structuredClone(job);
   }
@@ -396,9 +402,9 @@ export class Engine implements EngineApi {
   }
 
   /**
-   * Starts every unfinished job no live process holds. The periodic takeover sweep only takes
-   * jobs still running (a dead process's); finished-but-undelivered ones wait for a start, so a
-   * delivery that keeps failing is not retried every minute.
+   * Starts every unfinished job no live process holds. The periodic takeover sweep takes a dead
+   * process's jobs, running or finished-but-undelivered; a job whose delivery already failed every
+   * attempt waits for a start, so a delivery that keeps failing is not retried every minute.
    */
   async #resumeJobs(o: { takeover: boolean }): Promise<number> {
     if (this.#closed) return 0;
@@ -416,7 +422,9 @@ export class Engine implements EngineApi {
           await this.#store.setRemove(UNFINISHED_JOBS_KEY, id);
           continue;
         }
-        if (o.takeover && isTerminalJobState(job.state)) continue;
+        // A finished job is taken over (its process died before settling or delivering it), unless
+        // its delivery already gave up here or this process cannot deliver it: those wait for a start.
+        if (o.takeover && isTerminalJobState(job.state) && (this.#deliveryGaveUp(job) || !this.#deliverers[job.request.requester.platform])) continue;
         if (!(await this.#store.lease(jobLeaseKey(id), this.processId, this.#leaseTtlMs))) continue; // another process runs it
         if (this.#runs.has(id) || this.#closed) continue; // started meanwhile here (submit or another sweep)
         const model = MODEL_CATALOG.find((m) => m.key === job.request.model);
@@ -432,6 +440,10 @@ export class Engine implements EngineApi {
       }
     }
     return resumed;
+  }
+
+  #deliveryGaveUp(job: JobRecord): boolean {
+    return (job.deliveryAttempts ?? 0) > this.#deliveryDelaysMs.length;
   }
 
   async waitFor(jobId: string, signal?: AbortSignal): Promise<JobRecord> {
@@ -461,7 +473,9 @@ export class Engine implements EngineApi {
     for (const run of runs) run.stop.abort(new EngineClosedError());
     // A deliverer cannot be interrupted; do not wait on a hung one forever.
     const stopped = Promise.allSettled(runs.map((r) => r.done));
-    await Promise.race([stopped, sleep(5_000).catch(() => undefined)]);
+    const gaveUp = new AbortController();
+    await Promise.race([stopped, sleep(5_000, gaveUp.signal).catch(() => undefined)]);
+    gaveUp.abort(); // no timer left behind to hold the process open
     for (const lane of new Set(this.#lanes.values())) lane.scheduler.close();
     if (this.#ownsReferenceDispatcher) await this.#referenceDispatcher.close().catch(() => undefined);
     this.#log.info({ stoppedJobs: runs.length }, 'engine closed');
@@ -526,9 +540,13 @@ export class Engine implements EngineApi {
         run.timers.push(deadlineTimer, tick);
         this.#emit(run, false);
 
-        await Promise.all(job.tasks.map((task) => this.#runTask(run, task)));
+        // allSettled: one task's unexpected failure (a store error) must not end the run while the
+        // other tasks still create and poll, unleased, beside the run that resumes the job.
+        const outcomes = await Promise.allSettled(job.tasks.map((task) => this.#runTask(run, task)));
         clearInterval(tick);
         clearTimeout(deadlineTimer);
+        const broken = outcomes.find((r) => r.status === 'rejected');
+        if (broken) throw broken.reason;
         if (run.stop.signal.aborted) return;
         await this.#finish(run);
         // Every task was sent: the prepared references are not needed any more.
@@ -583,14 +601,23 @@ export class Engine implements EngineApi {
       await registerCallbackToken(this.#store, token, { jobId: job.id, index: task.index }, CALLBACK_TOKEN_TTL_MS);
       input.callbackUrl = runblobCallbackUrl(this.#publicUrl, token);
     }
-    // From here the provider may create (and charge) the task: mark it, so a crash is detected.
-    task.submittedAt = this.#now();
-    await this.#persist(run);
-
+    const gate: RequestGate = async (kind) => {
+      // The deadline may stop a create waiting for its turn, but not one on the wire: that one may
+      // already have made (and charged) the task, whose id must then be recorded, not dropped.
+      await lane.gate(kind, run.signal);
+      // From here the provider may create (and charge) the task: mark it, so a crash is detected.
+      // Not before the gate: a create still queued for the budget when the process dies was never
+      // sent, and the next start sends it instead of failing it as SUBMISSION_UNKNOWN.
+      if (task.submittedAt === undefined) {
+        task.submittedAt = this.#now();
+        await this.#persist(run);
+      }
+    };
+    const createOpts = { signal: run.stop.signal, gate };
     let backoffMs = this.#createBackoffMs;
     for (;;) {
       try {
-        const created = await lane.client.createTask(input, { signal: run.signal, gate: lane.gate });
+        const created = await lane.client.createTask(input, createOpts);
         task.taskId = created.taskId;
         task.submittedAt = this.#now();
         // A create answer is never trusted as terminal: the output URL only comes with a poll.
@@ -715,8 +742,12 @@ export class Engine implements EngineApi {
     const failed = job.tasks.filter((t) => !(t.status === 'succeeded' && t.image)).length;
     const refundUnits = count > 0 ? Math.round((quota.reserved / count) * failed) : 0;
     const estimatePerImage = count > 0 ? quota.spendReservedUsd / count : 0;
-    // Money spent: what the provider reported per created task (Runbase reports 0 for failed runs).
-    const spentUsd = job.tasks.reduce((sum, t) => (t.taskId === undefined ? sum : sum + (t.costUsd ?? estimatePerImage)), 0);
+    // Money spent: what the provider reported per created task (Runbase reports 0 for failed runs),
+    // and the estimate for a create that may have made a task whose id never came back.
+    const spentUsd = job.tasks.reduce(
+      (sum, t) => (t.taskId !== undefined ? sum + (t.costUsd ?? estimatePerImage) : mayHaveBeenCreated(t) ? sum + estimatePerImage : sum),
+      0,
+    );
     if (await this.#store.setIfAbsent(jobSettledKey(job.id), this.processId, JOB_TTL_MS)) {
       if (refundUnits > 0) await this.#quotas.refund(quota.userKey, quota.day, refundUnits);
       const delta = spentUsd - quota.spendReservedUsd;
@@ -743,11 +774,6 @@ export class Engine implements EngineApi {
     for (let attempt = 0; ; attempt++) {
       try {
         await deliverer.deliver(structuredClone(job));
-        job.deliveredAt = this.#now();
-        await this.#persist(run);
-        await this.#store.setRemove(UNFINISHED_JOBS_KEY, job.id);
-        run.log.info({ attempts: attempt + 1 }, 'job delivered');
-        return;
       } catch (err) {
         job.deliveryAttempts = (job.deliveryAttempts ?? 0) + 1;
         await this.#persist(run).catch(() => undefined);
@@ -762,7 +788,14 @@ export class Engine implements EngineApi {
         } catch {
           return;
         }
+        continue;
       }
+      // Delivered: a store error from here on must not deliver the result a second time now.
+      job.deliveredAt = this.#now();
+      await this.#persist(run);
+      await this.#store.setRemove(UNFINISHED_JOBS_KEY, job.id);
+      run.log.info({ attempts: attempt + 1 }, 'job delivered');
+      return;
     }
   }
 
@@ -827,6 +860,18 @@ export class Engine implements EngineApi {
 /** Rough price per image for the spend-cap reservation; corrected by the reported cost at settlement. */
 export function estimatedUsdPerImage(model: ModelSpec, resolution: Resolution): number {
   return model.estimatedUsd[resolution] ?? Math.max(0, ...Object.values(model.estimatedUsd));
+}
+
+/** Create failures after which the provider may hold (and have charged) a task we have no id for. */
+const CREATE_OUTCOME_UNKNOWN_CODES: ReadonlySet<string> = new Set([
+  'SUBMISSION_UNKNOWN',
+  'PROVIDER_SERVER_ERROR',
+  'PROVIDER_UNREACHABLE',
+  'PROVIDER_MALFORMED_RESPONSE',
+]);
+
+function mayHaveBeenCreated(t: JobTask): boolean {
+  return t.submittedAt !== undefined && CREATE_OUTCOME_UNKNOWN_CODES.has(t.error?.code ?? '');
 }
 
 function abortPromise(signal: AbortSignal): Promise<never> {

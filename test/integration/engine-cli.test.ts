@@ -3,11 +3,12 @@
  * provider, in a temp working directory; images land in ./out, bad flags print the usage.
  */
 import { spawn } from 'node:child_process';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sniffFile } from '../../src/engine/image-sniff.ts';
-import { outputSize } from '../fakes/png.ts';
+import { outputSize, renderPng } from '../fakes/png.ts';
+import { startFakeRunblob } from '../fakes/runblob.ts';
 import { startFakeRunbase } from '../fakes/runbase.ts';
 import { tempDir } from './engine-harness.ts';
 
@@ -57,6 +58,27 @@ describe.concurrent('CLI: npm run imagine', () => {
     expect(create.body).toMatchObject({ model: 'google/nano-banana-2', input: { aspect_ratio: '16:9', resolution: '1K' } });
   }, 30_000);
 
+  it('works with only RunBlob configured: a local reference goes inline, creativity as temperature', async ({ onTestFinished: after }) => {
+    const fake = await startFakeRunblob({ durationMs: 50 });
+    after(() => fake.close());
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    await writeFile(join(cwd, 'ref.png'), await renderPng({ width: 64, height: 64, seed: 1 }));
+    const { code, stdout, stderr } = await runCli(['a cat', '--ref', 'ref.png', '--creativity', '0.2'], cwd, {
+      RUNBLOB_API_KEY: fake.apiKey,
+      RUNBLOB_API_URL: fake.url,
+      STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}`,
+      DATA_DIR: join(cwd, 'data'),
+    });
+    expect(code, stderr).toBe(0);
+    const files = await readdir(join(cwd, 'out'));
+    expect(files).toHaveLength(1);
+    expect(stdout.trim()).toBe(join('out', files[0]!));
+    const create = fake.requests.find((r) => r.kind === 'create')!;
+    expect(create.body).toMatchObject({ model: 'standard', quality: 'standard', aspect_ratio: 'auto', temperature: 0.2 });
+    expect((create.body as { images: string[] }).images[0]).toMatch(/^data:image\/png;base64,/);
+  }, 30_000);
+
   it('a failed job prints the user sentence and exits 1', async ({ onTestFinished: after }) => {
     const fake = await startFakeRunbase({ durationMs: 50 });
     after(() => fake.close());
@@ -78,10 +100,15 @@ describe.concurrent('CLI: npm run imagine', () => {
     [['a fox', '--n'], /--n/],
     [['a fox', '--n', 'two'], /--n must be a whole number/],
     [['--ar', '16:9'], /A prompt is required/],
+    [['a fox', '--n', '9'], /--n must be a whole number from 1 to 4/],
+    [['a fox', '--res', '3K'], /--res must be one of 1K, 2K, 4K/],
+    [['a fox', '--ar', '7:3'], /--ar: "7:3" is not an aspect ratio/],
+    [['a fox', '--creativity', '2'], /--creativity must be a number from 0 to 1/],
   ])('bad flags %j → usage on stderr, exit 2', async ([args, message], { onTestFinished: after }) => {
     const cwd = await tempDir('cli-');
     after(() => rm(cwd, { recursive: true, force: true }));
-    const { code, stdout, stderr } = await runCli(args, cwd, {});
+    // A valid configuration: the flags alone must be refused, before anything is sent.
+    const { code, stdout, stderr } = await runCli(args, cwd, { RUNBASE_API_KEY: 'sk-never-used', RUNBASE_API_URL: 'http://127.0.0.1:9', STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}` });
     expect(code).toBe(2);
     expect(stderr).toMatch(message);
     expect(stderr).toContain('Usage: npm run imagine');

@@ -24,6 +24,13 @@ describe('CLI flags', () => {
     [['a fox', '--n', '2.5']],
     [['a fox', '--creativity', 'high']],
     [['--res', '1K']],
+    [['a fox', '--n', '0']],
+    [['a fox', '--n', '5']],
+    [['a fox', '--res', '8K']],
+    [['a fox', '--ar', '7:3']],
+    [['a fox', '--creativity', '1.5']],
+    [['a fox', '--creativity', '-0.1']],
+    [['a fox', '--model', 'dalle']],
   ])('%j is a usage error', (argv) => {
     expect(() => parseCliArgs(argv)).toThrow(UsageError);
   });

@@ -214,10 +214,10 @@ describe('engine: waiting well on Runbase', () => {
           ...FAST_TIMING,
           deadlineMs: 30_000,
           expectedMs: () => 300,
-          // The fake shares this process's event loop (and CPU with parallel test files): a busy
-          // loop delays sends after the budget stamped them, so the scaled window keeps the
-          // production padding (250 ms) rather than scaling it down too.
-          rateLimits: { runbase: { ...window, windowPaddingMs: 250 } },
+          // The fake shares this process's event loop (and 2 CPUs with parallel test files): a busy
+          // loop delays sends after the budget stamped them. Production pads a 10 s window by
+          // 250 ms; here a 1 s window gets 500 ms so CI load cannot bunch two windows' requests.
+          rateLimits: { runbase: { ...window, windowPaddingMs: 500 } },
           scheduler: { ...FAST_TIMING.scheduler, minIntervalMs: 50, maxIntervalMs: 150, tailCapMs: 300 },
         },
       },

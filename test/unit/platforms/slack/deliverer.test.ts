@@ -104,13 +104,14 @@ describe('placeholder edits', () => {
         await writeFile(task.image!.path, bytes[i]!);
       }
       await t.deliverer.deliver(done);
-      expect(fake.uploads.map((u) => u.bytes)).toEqual(bytes);
+      // Uploads run in parallel: they may reach Slack in any order, but each image exactly once.
+      expect(fake.uploads.map((u) => u.bytes).sort(Buffer.compare)).toEqual([...bytes].sort(Buffer.compare));
       expect(fake.uploads.every((u) => u.bytes.length === u.declaredLength)).toBe(true);
       const completes = fake.callsTo('files.completeUploadExternal');
       expect(completes).toHaveLength(1);
       expect(completes[0]!.args).toMatchObject({ channel_id: 'C1', thread_ts: parent.ts });
       expect(fake.messagesIn('C1', parent.ts!).find((m) => m.files.length === 2)).toBeDefined();
-      const fileIds = fake.uploads.map((u) => u.fileId);
+      const fileIds = bytes.map((b) => fake.uploads.find((u) => u.bytes.equals(b))!.fileId);
       expect(t.locations).toContainEqual({ fileIds });
       expect(JSON.stringify(fake.message('C1', placeholder.ts!)!.blocks)).toContain(`imagine:delete:${done.id}`);
       // A retried delivery (fileIds saved) never uploads again.

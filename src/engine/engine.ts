@@ -12,8 +12,9 @@
  * - Before a create request goes out, `submittedAt` is persisted while the task is still
  *   'unsubmitted'. A resumed task in that state may or may not exist at the provider: it is
  *   failed with SUBMISSION_UNKNOWN and refunded (the one gap a crash can leave).
- * - Settlement (refund of failed images, spend correction) is guarded by a store-level
- *   setIfAbsent, so it happens once even if the process dies before `quota.settled` is written.
+ * - Settlement (refund of failed images, spend correction) is applied exactly once: each of its
+ *   two counter changes is one atomic store step together with its "done" guard (Store.addOnce),
+ *   so a process that dies at any point settles again on resume without losing or repeating one.
  * - A job leaves the unfinished set only when terminal AND delivered.
  * - Each running job is leased in the store (`lease:job:<id>`), renewed while it runs, so
  *   processes sharing Redis never run the same job twice.
@@ -51,7 +52,7 @@ import { configuredModels, findModel, MODEL_CATALOG, type ModelSpec, type Provid
 import { createGuardedDispatcher } from './net-guard.ts';
 import { PollScheduler, type PollSchedulerOptions } from './poll-scheduler.ts';
 import { DAY_MS, type Quotas } from './quota.ts';
-import { RateBudget, RUNBASE_REQUESTS_PER_WINDOW, RUNBASE_WINDOW_MS, storeRateLedger, type RateBudgetOptions } from './rate-budget.ts';
+import { RateBudget, RUNBASE_REQUESTS_PER_WINDOW, RUNBASE_WINDOW_MS, type RateBudgetOptions } from './rate-budget.ts';
 import { ReferenceHost } from './reference-host.ts';
 import { fetchReferences, toProviderReferences, type PreparedReference } from './references.ts';
 import type { ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
@@ -67,7 +68,8 @@ export const UNFINISHED_JOBS_KEY = 'jobs:unfinished';
 export const jobKey = (jobId: string): string => `job:${jobId}`;
 export const jobLeaseKey = (jobId: string): string => `lease:job:${jobId}`;
 const jobReferencesKey = (jobId: string) => `job-refs:${jobId}`;
-const jobSettledKey = (jobId: string) => `job-settled:${jobId}`;
+/** Names a job's settlement in the store's once-only guards (Quotas.refundOnce / adjustSpendOnce). */
+const jobSettlementId = (jobId: string) => `job:${jobId}`;
 
 /** Callback tokens only matter while a task can still complete (the deadline), plus a margin for resumes. */
 export const CALLBACK_TOKEN_TTL_MS = 2 * DAY_MS;
@@ -104,8 +106,8 @@ export interface EngineTiming {
   /** 0 turns the periodic takeover of dead processes' jobs off. */
   takeoverIntervalMs?: number;
   expectedMs?: (model: ModelSpec, resolution: Resolution) => number;
-  /** Per provider: the provider's limit as RateBudgetOptions (reserve/padding included). */
-  rateLimits?: Partial<Record<ProviderName, Omit<RateBudgetOptions, 'now' | 'ledger'>>>;
+  /** Per provider: the provider's limit as RateBudgetOptions (reserve/padding, shared buckets' k and m included). */
+  rateLimits?: Partial<Record<ProviderName, Omit<RateBudgetOptions, 'now' | 'shared'>>>;
   /** Poll plan overrides for every scheduler. */
   scheduler?: Omit<PollSchedulerOptions, 'budget' | 'log' | 'now'>;
 }
@@ -222,7 +224,7 @@ export class Engine implements EngineApi {
       this.defaultModel = first;
     }
 
-    const defaultLimits: Record<ProviderName, Omit<RateBudgetOptions, 'now' | 'ledger'>> = {
+    const defaultLimits: Record<ProviderName, Omit<RateBudgetOptions, 'now' | 'shared'>> = {
       runbase: { requests: RUNBASE_REQUESTS_PER_WINDOW, windowMs: RUNBASE_WINDOW_MS },
       runblob: { requests: RUNBLOB_REQUESTS_PER_WINDOW, windowMs: RUNBLOB_WINDOW_MS },
     };
@@ -234,9 +236,10 @@ export class Engine implements EngineApi {
         const budget = new RateBudget({
           ...(timing.rateLimits?.[client.name] ?? defaultLimits[client.name]),
           now: this.#now,
-          // Runbase's window outlives a restart: a resumed process first counts the grants its
-          // predecessor made (the resumed jobs' overdue polls would otherwise burst into a 429).
-          ...(client.name === 'runbase' ? { ledger: storeRateLedger(opts.store, client.keyId) } : {}),
+          // Runbase's limit is per key, whoever sends: every process on this store (other bot
+          // processes, `npm run imagine`, a restarted process and its predecessor's last grants)
+          // takes its tokens from the same store buckets, so their sum stays within 20 / 10 s.
+          ...(client.name === 'runbase' ? { shared: sharedBudget(opts.store, client.keyId, opts.log) } : {}),
         });
         const scheduler = new PollScheduler({
           ...timing.scheduler,
@@ -732,8 +735,12 @@ export class Engine implements EngineApi {
 
   /**
    * Refunds the units of images not delivered and corrects the spend counter to what the
-   * providers reported, exactly once per job (the store's setIfAbsent is the guard; the
-   * `settled` flag only saves the round trip).
+   * providers reported, exactly once per job, even if the process dies anywhere in here: the
+   * refund and the correction are each one atomic store step with their own guard
+   * (Quotas.refundOnce / adjustSpendOnce over Store.addOnce), and a resumed job settles again
+   * from the same persisted (terminal) tasks, so a retry computes the same amounts and the guards
+   * let through only what did not land. Partial success is covered: the one refund is for every
+   * image not made. The `settled` flag only saves the round trips.
    */
   async #settle(run: Run): Promise<void> {
     const { job } = run;
@@ -748,12 +755,11 @@ export class Engine implements EngineApi {
       (sum, t) => (t.taskId !== undefined ? sum + (t.costUsd ?? estimatePerImage) : mayHaveBeenCreated(t) ? sum + estimatePerImage : sum),
       0,
     );
-    if (await this.#store.setIfAbsent(jobSettledKey(job.id), this.processId, JOB_TTL_MS)) {
-      if (refundUnits > 0) await this.#quotas.refund(quota.userKey, quota.day, refundUnits);
-      const delta = spentUsd - quota.spendReservedUsd;
-      if (Math.abs(delta) >= 1e-6) await this.#quotas.adjustSpend(quota.day, delta);
-      run.log.info({ refundedUnits: refundUnits, chargedUnits: quota.reserved - refundUnits, spentUsd }, 'job settled');
-    }
+    const settlementId = jobSettlementId(job.id);
+    const refunded = refundUnits > 0 && (await this.#quotas.refundOnce(settlementId, quota.userKey, quota.day, refundUnits));
+    const adjusted = await this.#quotas.adjustSpendOnce(settlementId, quota.day, spentUsd - quota.spendReservedUsd);
+    // `applied: false` on a resumed settlement whose changes had already landed before the crash.
+    run.log.info({ refundedUnits: refundUnits, chargedUnits: quota.reserved - refundUnits, spentUsd, applied: refunded || adjusted }, 'job settled');
     quota.refunded = refundUnits;
     quota.settled = true;
     await this.#persist(run);
@@ -872,6 +878,23 @@ const CREATE_OUTCOME_UNKNOWN_CODES: ReadonlySet<string> = new Set([
 
 function mayHaveBeenCreated(t: JobTask): boolean {
   return t.submittedAt !== undefined && CREATE_OUTCOME_UNKNOWN_CODES.has(t.error?.code ?? '');
+}
+
+/** How often a failing store is reported by a shared budget (it fails closed, so requests wait meanwhile). */
+const BUDGET_STORE_ERROR_LOG_INTERVAL_MS = 60_000;
+
+function sharedBudget(store: Store, keyId: string, log: Logger): NonNullable<RateBudgetOptions['shared']> {
+  let loggedAt = -Infinity;
+  return {
+    counters: store,
+    keyId,
+    onError: (err) => {
+      const now = Date.now();
+      if (now - loggedAt < BUDGET_STORE_ERROR_LOG_INTERVAL_MS) return;
+      loggedAt = now;
+      log.warn({ err, keyId }, 'rate budget: store unavailable; provider requests wait for it');
+    },
+  };
 }
 
 function abortPromise(signal: AbortSignal): Promise<never> {

@@ -5,7 +5,9 @@
  * across processes sharing one store.
  *
  * Life of a reservation: reserve() before submitting; nothing more on success (the units stay
- * spent); refund() what was not delivered.
+ * spent); refund() what was not delivered. A job's settlement uses refundOnce()/adjustSpendOnce():
+ * each change and its "done" guard are one atomic store step (Store.addOnce), so a process that
+ * dies at any point and settles the job again after a restart neither loses nor repeats it.
  */
 import type { QuotaView } from './api.ts';
 import { QuotaExceededError, SpendCapError } from './errors.ts';
@@ -134,6 +136,20 @@ export class Quotas {
     await this.#subtractFloorZero(key, units, this.#counterExpiry(day));
   }
 
+  /**
+   * refund(), exactly once per `settlementId` (e.g. one job's settlement): the refund and its
+   * guard are one atomic store step. True when this call refunded; false when an earlier call
+   * with the same id did, or when nothing is due (no units, or a day already over).
+   */
+  async refundOnce(settlementId: string, requester: Requester | string, day: string, units: number): Promise<boolean> {
+    if (!Number.isSafeInteger(units) || units < 0) throw new RangeError(`units must be a non-negative integer, got ${units}`);
+    if (units === 0 || day < this.today()) return false;
+    const key = this.#userCounterKey(typeof requester === 'string' ? requester : this.userKey(requester), day);
+    const expiresAt = this.#counterExpiry(day);
+    // Floor 0, like refund(): a negative counter would grant more than the daily allowance.
+    return this.#store.addOnce(`quota-refund:${settlementId}`, this.#guardTtlMs(expiresAt), key, -units, expiresAt, 0);
+  }
+
   /** What `/quota` shows. */
   async view(requester: Requester): Promise<QuotaView> {
     const now = this.#now();
@@ -181,6 +197,19 @@ export class Quotas {
     else await this.#subtractFloorZero(key, -micros, expiresAt);
   }
 
+  /**
+   * adjustSpend(), exactly once per `settlementId`, atomically with its guard. True when this
+   * call adjusted; false when an earlier call with the same id did, or the delta rounds to 0.
+   */
+  async adjustSpendOnce(settlementId: string, day: string, deltaUsd: number): Promise<boolean> {
+    const micros = toMicros(deltaUsd);
+    if (micros === 0) return false;
+    const expiresAt = this.#counterExpiry(day);
+    const guard = `spend-adjust:${settlementId}`;
+    // A release stops at 0 (like adjustSpend); money reported spent is always recorded.
+    return this.#store.addOnce(guard, this.#guardTtlMs(expiresAt), this.#spendCounterKey(day), micros, expiresAt, micros < 0 ? 0 : undefined);
+  }
+
   /** USD counted against today's cap (reservations plus adjustments). */
   async spentToday(): Promise<number> {
     const micros = await this.#store.read(this.#spendCounterKey(this.today()));
@@ -197,6 +226,11 @@ export class Quotas {
 
   #counterExpiry(day: string): number {
     return utcDayStart(day) + DAY_MS + COUNTER_RETENTION_AFTER_DAY_MS;
+  }
+
+  /** A once-only guard outlives the counter it protects (after that a repeat could change nothing that counts). */
+  #guardTtlMs(counterExpiresAt: number): number {
+    return Math.max(0, counterExpiresAt - this.#now()) + DAY_MS;
   }
 
   /**

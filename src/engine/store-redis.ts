@@ -27,6 +27,17 @@ local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return value`;
 
+/**
+ * KEYS[1] guard, KEYS[2] counter; ARGV guard ttl ms, delta, expiresAt (epoch ms), floor ('' for
+ * none). Sets the guard and applies the delta together (a script runs atomically); 1 when applied.
+ */
+const ADD_ONCE_LUA = `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+local value = redis.call('INCRBY', KEYS[2], ARGV[2])
+if ARGV[4] ~= '' and value < tonumber(ARGV[4]) then redis.call('SET', KEYS[2], ARGV[4]) end
+redis.call('PEXPIREAT', KEYS[2], ARGV[3])
+return 1`;
+
 /** KEYS[1] lease; ARGV owner, ttl ms. Takes a free lease or renews our own; 1 when held. */
 const LEASE_LUA = `
 local holder = redis.call('GET', KEYS[1])
@@ -131,6 +142,16 @@ export class RedisStore implements Store {
       expiration: { type: 'PX', value: Math.max(1, Math.ceil(ttlMs)) },
     });
     return reply === 'OK';
+  }
+
+  async addOnce(guardKey: string, guardTtlMs: number, counterKey: string, delta: number, expiresAt: number, floor?: number): Promise<boolean> {
+    assertInteger('delta', delta);
+    if (floor !== undefined) assertInteger('floor', floor);
+    const reply = await this.#client.eval(ADD_ONCE_LUA, {
+      keys: [this.#key(guardKey), this.#key(counterKey)],
+      arguments: [String(Math.max(1, Math.ceil(guardTtlMs))), String(delta), String(Math.ceil(expiresAt)), floor === undefined ? '' : String(floor)],
+    });
+    return Number(reply) === 1;
   }
 
   async setAdd(key: string, member: string): Promise<void> {

@@ -1,8 +1,9 @@
 /**
  * The embedded store: one SQLite file (Node's built-in node:sqlite, no native npm build) holding
  * the Keyv records and the tables behind the atomic operations. Every atomic operation is a
- * single SQL statement (an upsert with RETURNING), so it is atomic within this process and
- * against other processes sharing the file (WAL + busy_timeout serialise the writers).
+ * single SQL statement (an upsert with RETURNING), or for addOnce, which writes two tables, one
+ * BEGIN IMMEDIATE transaction; so each is atomic within this process and against other processes
+ * sharing the file (WAL + busy_timeout serialise the writers).
  *
  * Expired rows read as absent: expiry is checked in every statement, and a periodic purge only
  * reclaims space.
@@ -133,6 +134,7 @@ export class SqliteStore implements Store {
     | 'add'
     | 'read'
     | 'setIfAbsent'
+    | 'addOnceCounter'
     | 'setAdd'
     | 'setRemove'
     | 'setMembers'
@@ -186,6 +188,15 @@ export class SqliteStore implements Store {
         ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
         WHERE once_keys.expires_at <= :now
         RETURNING 1 AS inserted`),
+      // addOnce's counter step (inside its transaction): add, then raise to :floor when given.
+      addOnceCounter: db.prepare(`
+        INSERT INTO counters(key, value, expires_at) VALUES (:key, MAX(COALESCE(:floor, :delta), :delta), :exp)
+        ON CONFLICT(key) DO UPDATE SET
+          value = MAX(
+            COALESCE(:floor, (CASE WHEN counters.expires_at <= :now THEN 0 ELSE counters.value END) + :delta),
+            (CASE WHEN counters.expires_at <= :now THEN 0 ELSE counters.value END) + :delta
+          ),
+          expires_at = :exp`),
       setAdd: db.prepare('INSERT INTO set_members(key, member) VALUES (:key, :member) ON CONFLICT DO NOTHING'),
       setRemove: db.prepare('DELETE FROM set_members WHERE key = :key AND member = :member'),
       setMembers: db.prepare('SELECT member FROM set_members WHERE key = :key ORDER BY member'),
@@ -250,6 +261,26 @@ export class SqliteStore implements Store {
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     const now = Date.now();
     return this.#sql.setIfAbsent.get({ key: this.#key(key), value, exp: now + ttlMs, now }) !== undefined;
+  }
+
+  async addOnce(guardKey: string, guardTtlMs: number, counterKey: string, delta: number, expiresAt: number, floor?: number): Promise<boolean> {
+    assertInteger('delta', delta);
+    if (floor !== undefined) assertInteger('floor', floor);
+    const now = Date.now();
+    // IMMEDIATE: take the write lock before reading the guard, so two processes cannot both see
+    // it absent. node:sqlite is synchronous, so nothing else in this process runs in between.
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const guarded = this.#sql.setIfAbsent.get({ key: this.#key(guardKey), value: '1', exp: now + guardTtlMs, now }) !== undefined;
+      if (guarded) {
+        this.#sql.addOnceCounter.run({ key: this.#key(counterKey), delta, exp: expiresAt, now, floor: floor ?? null });
+      }
+      this.#db.exec('COMMIT');
+      return guarded;
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
   }
 
   async setAdd(key: string, member: string): Promise<void> {

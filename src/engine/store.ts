@@ -1,7 +1,8 @@
 /**
  * The store: Keyv for records (jobs), plus the atomic operations Keyv lacks, implemented with
- * each backend's own primitive (SQLite: single-statement upserts with RETURNING; Redis: Lua /
- * INCRBY / SET NX). One interface, two implementations: store-sqlite.ts and store-redis.ts.
+ * each backend's own primitive (SQLite: single-statement upserts with RETURNING, or one
+ * BEGIN IMMEDIATE transaction; Redis: Lua / INCRBY / SET NX). One interface, two
+ * implementations: store-sqlite.ts and store-redis.ts.
  */
 import type { Keyv } from 'keyv';
 
@@ -22,6 +23,18 @@ export interface Store {
 
   /** Sets `key` only if absent (atomic); true when this call set it. For de-duplication. */
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+
+  /**
+   * Exactly-once counter change: in ONE atomic step, if `guardKey` is absent, sets it (for
+   * `guardTtlMs`) and adds `delta` to the counter `counterKey` (which then expires at `expiresAt`,
+   * epoch ms; a missing or expired counter counts as 0). Returns true when this call applied it,
+   * false (and changes nothing) when the guard already existed. A caller that dies at any point
+   * and retries either finds the guard (the change is in) or not (nothing was applied): never
+   * half of it. With `floor`, the counter ends at no less than `floor` (a refund that would take
+   * it below 0 stops at 0). The guard lives in setIfAbsent's key space: setIfAbsent(guardKey)
+   * after a successful addOnce returns false, and the other way round.
+   */
+  addOnce(guardKey: string, guardTtlMs: number, counterKey: string, delta: number, expiresAt: number, floor?: number): Promise<boolean>;
 
   /** Set membership, for the index of unfinished jobs. */
   setAdd(key: string, member: string): Promise<void>;

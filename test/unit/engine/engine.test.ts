@@ -83,6 +83,45 @@ function recorder(): Deliverer & { delivered: JobRecord[]; events: ProgressEvent
   return d;
 }
 
+/**
+ * Simulates a process dying during settlement: counts the store writes made after the job's
+ * terminal record is written, and makes the `at`-th one fail once, either before it lands
+ * (nothing written) or after (written, but the process never learns it). The run stops there,
+ * as a killed process would, and the job stays unfinished in the store for the next start.
+ */
+function crashAtWrite(target: Store, at: number, when: 'before' | 'after') {
+  let armed = false;
+  let writes = 0;
+  let crashed = false;
+  let disarmed = false;
+  const wrap = (obj: object, name: string, arms?: (args: unknown[]) => boolean) => {
+    const methods = obj as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const original = methods[name]!.bind(obj);
+    methods[name] = async (...args: unknown[]) => {
+      if (!armed || disarmed) {
+        const result = await original(...args);
+        if (arms?.(args)) armed = true;
+        return result;
+      }
+      if (++writes !== at) return original(...args);
+      disarmed = true;
+      crashed = true;
+      if (when === 'after') await original(...args);
+      throw new Error(`simulated crash ${when} settlement write ${at}`);
+    };
+  };
+  for (const name of ['add', 'addOnce', 'setIfAbsent', 'setAdd', 'setRemove']) wrap(target, name);
+  wrap(target.kv, 'set', (args) => (args[1] as Partial<JobRecord> | undefined)?.finishedAt !== undefined);
+  return {
+    get crashed() {
+      return crashed;
+    },
+    disarm() {
+      disarmed = true;
+    },
+  };
+}
+
 let dir: string;
 let store: Store;
 let logLines: string[];
@@ -330,7 +369,7 @@ describe('running a job', () => {
   });
 
   it('a create still waiting for the rate budget when the process stops is sent by the next start, not failed', async () => {
-    const timing: EngineTiming = { ...TIMING, rateLimits: { runbase: { requests: 1, windowMs: 60_000, reserve: 0, windowPaddingMs: 0 } } };
+    const timing: EngineTiming = { ...TIMING, rateLimits: { runbase: { requests: 2, windowMs: 60_000, reserve: 1, windowPaddingMs: 0 } } }; // one request per minute
     const { engine, client } = build({ timing, processId: 'first' });
     const first = await engine.submit(req());
     const queued = await engine.submit(req());
@@ -446,6 +485,35 @@ describe('leases, resume and configuration', () => {
     // Not refunded a second time: the other job's 2 units are still counted.
     expect((await quotas.view(user)).used).toBe(2);
   });
+
+  it.each([1, 2, 3, 4, 5].flatMap((at) => [{ at, when: 'before' as const }, { at, when: 'after' as const }]))(
+    'charges exactly once when the process dies at settlement write $at ($when it lands), then resumes',
+    async ({ at, when }) => {
+      const { engine, quotas, client } = build();
+      // Two images: the first is made (reported cost $0.05), the second fails (Runbase reports $0).
+      client.script = (taskId, poll) =>
+        poll < 2
+          ? { taskId, status: 'running', outputUrls: [] }
+          : taskId === 'task1'
+            ? { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`], costUsd: 0.05 }
+            : { taskId, status: 'failed', outputUrls: [], costUsd: 0, failure: { code: 'TIMEOUT', message: 't' } };
+      const crash = crashAtWrite(store, at, when);
+      const job = await engine.submit(req({ count: 2 }));
+      const first = await engine.waitFor(job.id); // the run ends: finished, or stopped by the crash
+      expect(first.state).toBe('succeeded');
+      crash.disarm();
+      // The next start finishes what is left (settlement, delivery), from the store alone.
+      await engine.resume();
+      await engine.waitFor(job.id);
+      const stored = (await store.kv.get<JobRecord>(jobKey(job.id)))!;
+      expect(stored.quota).toMatchObject({ reserved: 2, refunded: 1, settled: true });
+      expect(stored.deliveredAt).toBeDefined();
+      // The user paid for the one image made; the operator's spend is what the provider reported.
+      expect((await quotas.view(user)).used).toBe(1);
+      expect(await quotas.spentToday()).toBeCloseTo(0.05, 9);
+      expect(crash.crashed).toBe(true);
+    },
+  );
 
   it('a store error in one task does not free the job while its other tasks still poll', async () => {
     const { engine, client } = build({ processId: 'me' });

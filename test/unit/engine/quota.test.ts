@@ -168,6 +168,49 @@ describe('refund', () => {
   });
 });
 
+describe('once-only settlement', () => {
+  it('refunds once per settlement id, however often the settlement runs', async () => {
+    const q = quotas({ dailyUnits: 10 });
+    const { day } = await q.reserve(alice, 4);
+    await q.reserve(alice, 3); // another job of the same user
+    expect(await q.refundOnce('job:a', alice, day, 4)).toBe(true);
+    expect(await q.refundOnce('job:a', alice, day, 4)).toBe(false);
+    expect(await q.refundOnce('job:a', 'discord:111', day, 4)).toBe(false);
+    expect(await q.view(alice)).toMatchObject({ used: 3, left: 7 });
+    // Another settlement is its own.
+    expect(await q.refundOnce('job:b', alice, day, 3)).toBe(true);
+    expect((await q.view(alice)).used).toBe(0);
+    // Never below 0.
+    expect(await q.refundOnce('job:c', alice, day, 5)).toBe(true);
+    expect((await q.view(alice)).used).toBe(0);
+  });
+
+  it('refunds nothing for 0 units or for a day that is over, and rejects bad units', async () => {
+    const q = quotas({ dailyUnits: 10 });
+    const { day } = await q.reserve(alice, 6);
+    expect(await q.refundOnce('job:zero', alice, day, 0)).toBe(false);
+    await expect(q.refundOnce('job:bad', alice, day, 1.5)).rejects.toThrow(RangeError);
+    clockMs = MIDNIGHT + 5000;
+    expect(await q.refundOnce('job:late', alice, day, 6)).toBe(false);
+    clockMs = MIDNIGHT - 5000;
+    expect((await q.view(alice)).used).toBe(6);
+  });
+
+  it('adjusts spend once per settlement id, a release stopping at 0', async () => {
+    const q = quotas({ spendCapUsd: 1 });
+    const { day } = await q.reserveSpend(0.5);
+    expect(await q.adjustSpendOnce('job:a', day, 0.134)).toBe(true);
+    expect(await q.adjustSpendOnce('job:a', day, 0.134)).toBe(false);
+    expect(await q.spentToday()).toBeCloseTo(0.634, 9);
+    expect(await q.adjustSpendOnce('job:b', day, -5)).toBe(true);
+    expect(await q.spentToday()).toBe(0);
+    expect(await q.adjustSpendOnce('job:c', day, 0)).toBe(false);
+    // The units guard and the spend guard of one id are independent.
+    const units = await q.reserve(alice, 2);
+    expect(await q.refundOnce('job:a', alice, units.day, 2)).toBe(true);
+  });
+});
+
 describe('spend cap', () => {
   it('reserves estimates up to the cap, then refuses until the next UTC midnight', async () => {
     const q = quotas({ spendCapUsd: 1 });

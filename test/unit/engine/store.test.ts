@@ -165,6 +165,69 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     expect(await store.setIfAbsent('callback:abc', '1', 80)).toBe(true);
   });
 
+  it('applies a counter change and sets its guard together, exactly once (addOnce)', async () => {
+    await fresh();
+    const exp = Date.now() + 60_000;
+    await store.add('units', 5, exp);
+    expect(await store.addOnce('refund:job1', 60_000, 'units', -2, exp)).toBe(true);
+    expect(await store.read('units')).toBe(3);
+    // A retry (a resumed job settling again) changes nothing.
+    expect(await store.addOnce('refund:job1', 60_000, 'units', -2, exp)).toBe(false);
+    expect(await store.read('units')).toBe(3);
+    // The guard is a setIfAbsent key, both ways.
+    expect(await store.setIfAbsent('refund:job1', 'x', 60_000)).toBe(false);
+    expect(await store.setIfAbsent('refund:job2', 'x', 60_000)).toBe(true);
+    expect(await store.addOnce('refund:job2', 60_000, 'units', -1, exp)).toBe(false);
+    expect(await store.read('units')).toBe(3);
+    // Another guard, another change; positive deltas and a missing counter work too.
+    expect(await store.addOnce('charge:job3', 60_000, 'units', 4, exp)).toBe(true);
+    expect(await store.read('units')).toBe(7);
+    expect(await store.addOnce('charge:job4', 60_000, 'fresh', 2, exp)).toBe(true);
+    expect(await store.read('fresh')).toBe(2);
+  });
+
+  it('stops a negative addOnce at the floor, and treats an expired counter as 0', async () => {
+    await fresh();
+    const exp = Date.now() + 60_000;
+    await store.add('units', 1, exp);
+    expect(await store.addOnce('g1', 60_000, 'units', -3, exp, 0)).toBe(true);
+    expect(await store.read('units')).toBe(0);
+    expect(await store.addOnce('g2', 60_000, 'missing', -2, exp, 0)).toBe(true);
+    expect(await store.read('missing')).toBe(0);
+    // Without a floor it is plain arithmetic.
+    expect(await store.addOnce('g3', 60_000, 'units', -2, exp)).toBe(true);
+    expect(await store.read('units')).toBe(-2);
+    await store.add('short', 9, Date.now() + 80);
+    await sleep(150);
+    expect(await store.addOnce('g4', 60_000, 'short', 1, exp)).toBe(true);
+    expect(await store.read('short')).toBe(1);
+  });
+
+  it('lets one of many concurrent addOnce calls with one guard through, across two stores', async () => {
+    await fresh();
+    // A second connection on the same prefix: another process.
+    const twin = await backend.open(`${backend.name}-${testNo}:`);
+    opened.push(twin);
+    const exp = Date.now() + 60_000;
+    await store.add('units', 10, exp);
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? store : twin).addOnce('refund:race', 60_000, 'units', -3, exp, 0)),
+    );
+    expect(results.filter(Boolean)).toHaveLength(1);
+    expect(await store.read('units')).toBe(7);
+    expect(await twin.read('units')).toBe(7);
+  });
+
+  it('applies addOnce again only after its guard expires', async () => {
+    await fresh();
+    const exp = Date.now() + 60_000;
+    expect(await store.addOnce('g', 80, 'n', 1, exp)).toBe(true);
+    expect(await store.addOnce('g', 80, 'n', 1, exp)).toBe(false);
+    await sleep(150);
+    expect(await store.addOnce('g', 80, 'n', 1, exp)).toBe(true);
+    expect(await store.read('n')).toBe(2);
+  });
+
   it('keeps set members', async () => {
     await fresh();
     expect(await store.setMembers('unfinished')).toEqual([]);

@@ -228,9 +228,30 @@ async function runRound(plans: JobPlan[], seed: number, makeStrategy: (clock: Vi
   return { requests: sim.requests, rateLimited: sim.rateLimited, delaysMs, totalsMs, jobs: plans.length };
 }
 
+/** The store's addIfWithin, in memory (one process, as with the embedded SQLite store). */
+function memoryCounters(now: () => number): { addIfWithin(key: string, delta: number, limit: number, expiresAt: number): Promise<number | null> } {
+  const counters = new Map<string, { value: number; expiresAt: number }>();
+  return {
+    addIfWithin(key, delta, limit, expiresAt) {
+      const held = counters.get(key);
+      const value = held && held.expiresAt > now() ? held.value : 0;
+      if (value + delta > limit) return Promise.resolve(null);
+      counters.set(key, { value: value + delta, expiresAt });
+      return Promise.resolve(value + delta);
+    },
+  };
+}
+
 /** (a) The engine's way: every request through the key's RateBudget, polls timed by the PollScheduler. */
 function scheduled(clock: VirtualClock): Strategy & { close: () => void } {
-  const budget = new RateBudget({ requests: RUNBASE_REQUESTS_PER_WINDOW, windowMs: RUNBASE_WINDOW_MS, now: () => clock.now, sleep: clock.sleep });
+  const budget = new RateBudget({
+    requests: RUNBASE_REQUESTS_PER_WINDOW,
+    windowMs: RUNBASE_WINDOW_MS,
+    now: () => clock.now,
+    sleep: clock.sleep,
+    // As the engine wires it: tokens also come from the store's shared buckets (here in memory).
+    shared: { counters: memoryCounters(() => clock.now), keyId: 'bench' },
+  });
   const scheduler = new PollScheduler({ budget, now: () => clock.now, setTimer: clock.setTimer, clearTimer: clock.clearTimer });
   const strategy = async (_clock: VirtualClock, sim: SimulatedRunbase, job: JobPlan) => {
     let created: { taskId: string; doneAt: number } | undefined;

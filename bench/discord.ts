@@ -2,7 +2,7 @@
  * Discord acknowledgement latency (issue 3, item 12): bursts of 500 `/imagine` interactions
  * dispatched at once over the gateway, timed from the dispatch leaving the fake gateway to the
  * interaction callback arriving at the fake REST API (both clocks in the same process). Side by
- * side in the same run, alternating burst by burst so both see the same machine noise:
+ * side in the same run, the bare client's bursts first (on a quiet machine), then the bot's:
  * - the real bot (src/app.ts startBot: real discord.js, adapter, engine, store, providers): every
  *   interaction becomes a job that keeps running while later interactions arrive;
  * - a bare discord.js client that only defers.
@@ -10,11 +10,14 @@
  * Also: the time from the provider finishing an image to the final message in Discord, under
  * the burst load and for single jobs on an idle bot.
  *
- * Each client runs in its own process and the fakes (Discord, RunBlob) in a third, so the fakes'
- * work and the load generator are billed to neither. The same file is the child program
- * (`--role=fakes|bot|bare`).
+ * Each client runs in its own process, fake Discord (and the load generator) in a third and fake
+ * RunBlob in a fourth, so the fakes' work is billed to neither client and RunBlob's PNG rendering
+ * does not stall the fake Discord that timestamps the acks (real Discord and RunBlob do not share
+ * an event loop). The same file is the child program (`--role=fakes|provider|bot|bare`).
  *
- *   node bench/discord.ts            # prints the markdown table
+ *   node bench/discord.ts                      # prints the markdown tables
+ *   node bench/discord.ts --acks-only          # only the acknowledgement part (seconds, not minutes)
+ *   node bench/discord.ts --profile=DIR        # also CPU profiles of each client per measured burst
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -22,10 +25,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer, type AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { writeFile } from 'node:fs/promises';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 
 export const DISCORD_BENCH_BURST = 500;
-/** Bursts per client, alternating bare / bot. */
-export const DISCORD_BENCH_ROUNDS = 2;
+/** Bursts per client, all of the bare client's, then the bot's. */
+export const DISCORD_BENCH_ROUNDS = 4;
 /**
  * A first full-size burst per client is not measured: it opens the HTTP connections (a burst
  * needs hundreds at once) and warms the JIT, which would otherwise decide the first p99.
@@ -45,6 +51,109 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
+
+// ---- probes (bench --diag / --profile) ------------------------------------------------------------
+
+/** Wall-clock milliseconds comparable across the bench's processes (one machine, one clock). */
+const absNow = () => performance.timeOrigin + performance.now();
+
+interface EldStats {
+  p50: number;
+  p99: number;
+  max: number;
+}
+/** One interaction as the fake saw it (absolute ms). */
+interface AckTimes {
+  id: string;
+  dispatchedAt: number;
+  ackedAt: number;
+}
+/** What a client process did during one burst. */
+interface ClientProbe {
+  eld: EldStats;
+  cpuMs: number;
+  /** Per acknowledged interaction id: interactionCreate emitted, callback queued on REST, other REST requests in flight then. */
+  acks: Record<string, { emittedAt: number; queuedAt: number; restBusy: number }>;
+}
+type ToClient = { close: true } | { probe: 'start' } | { probe: 'stop' } | { profile: 'start' } | { profile: 'stop'; file: string };
+type FromClient = { ready: Record<string, never> } | { started: true } | { probe: ClientProbe } | { profiled: string };
+
+function eldRecorder(): { reset(): void; read(): EldStats } {
+  const h = monitorEventLoopDelay({ resolution: 5 });
+  h.enable();
+  return {
+    reset: () => h.reset(),
+    read: () => ({ p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 }),
+  };
+}
+
+/**
+ * Installed identically in the bot and the bare client, before discord.js is used: timestamps
+ * interactionCreate and the callback's REST call, counts the REST calls in flight at that moment,
+ * and answers probe / profile requests from the parent.
+ */
+async function installClientProbe(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  // discord.js is CommonJS and requires @discordjs/rest's CommonJS build: patch those very classes.
+  const { REST } = require('@discordjs/rest') as { REST: { prototype: { queueRequest(r: { fullRoute: string }): Promise<unknown> } } };
+  const { Client } = require('discord.js') as { Client: { prototype: { emit(event: string, ...args: unknown[]): boolean } } };
+  const emitted = new Map<string, number>();
+  let acks: ClientProbe['acks'] = {};
+  let restBusy = 0;
+  const queue = REST.prototype.queueRequest;
+  REST.prototype.queueRequest = function (this: unknown, request: { fullRoute: string }) {
+    const callback = /^\/interactions\/(\d+)\/[^/]+\/callback$/.exec(request.fullRoute);
+    if (callback) {
+      const id = callback[1]!;
+      acks[id] = { emittedAt: emitted.get(id) ?? NaN, queuedAt: absNow(), restBusy };
+      emitted.delete(id);
+      return queue.call(this, request);
+    }
+    restBusy += 1;
+    const p = queue.call(this, request);
+    void p.then(
+      () => (restBusy -= 1),
+      () => (restBusy -= 1),
+    );
+    return p;
+  };
+  const emit = Client.prototype.emit;
+  Client.prototype.emit = function (this: unknown, event: string, ...args: unknown[]) {
+    if (event === 'interactionCreate') emitted.set((args[0] as { id: string }).id, absNow());
+    return emit.call(this, event, ...args);
+  };
+  const eld = eldRecorder();
+  let cpu = process.cpuUsage();
+  const { Session } = await import('node:inspector/promises');
+  let session: InstanceType<typeof Session> | undefined;
+  process.on('message', (m: ToClient) => {
+    void (async () => {
+      if ('probe' in m && m.probe === 'start') {
+        acks = {};
+        eld.reset();
+        cpu = process.cpuUsage();
+        process.send!({ started: true } satisfies FromClient);
+      } else if ('probe' in m && m.probe === 'stop') {
+        const used = process.cpuUsage(cpu);
+        process.send!({ probe: { eld: eld.read(), cpuMs: (used.user + used.system) / 1000, acks } } satisfies FromClient);
+      } else if ('profile' in m && m.profile === 'start') {
+        session = new Session();
+        session.connect();
+        await session.post('Profiler.enable');
+        await session.post('Profiler.setSamplingInterval', { interval: 200 });
+        await session.post('Profiler.start');
+        process.send!({ started: true } satisfies FromClient);
+      } else if ('profile' in m && m.profile === 'stop' && session) {
+        const { profile } = await session.post('Profiler.stop');
+        await writeFile(m.file, JSON.stringify(profile));
+        session.disconnect();
+        session = undefined;
+        process.send!({ profiled: m.file } satisfies FromClient);
+      }
+    })();
+  });
+}
+
 // ---- children ---------------------------------------------------------------------------------
 
 interface FakesInfo {
@@ -55,32 +164,71 @@ interface FakesInfo {
 }
 
 type ToFakes =
-  | { burst: { target: 'bot' | 'bare'; count: number; label: string; spacingMs?: number } }
-  | { completion: { label: string; expected: number; timeoutMs: number } }
+  | { burst: { target: 'bot' | 'bare'; count: number; label: string; spacingMs?: number; withTimes?: boolean } }
+  | { finals: { label: string; expected: number; timeoutMs: number } }
   | { close: true };
+/** A final message (with the image) of a bench job, as fake Discord saw it; `shownAt` is Date.now() there. */
+interface FinalMessage {
+  prompt: string;
+  shownAt: number;
+}
 type FromFakes =
   | { ready: FakesInfo }
-  | { latencies: number[]; unacked: number; refused: number }
-  | { completion: number[]; afterDownload: number[]; missing: number };
+  | { latencies: number[]; unacked: number; refused: number; fakesEld: EldStats; times?: AckTimes[] }
+  | { finals: FinalMessage[] };
+
+/** A task as fake RunBlob saw it; Date.now() there (one machine, one wall clock). */
+interface ProviderTask {
+  prompt: string;
+  completedAt: number | undefined;
+  downloadedAt: number | undefined;
+}
+type ToProvider = { tasks: true } | { close: true };
+type FromProvider = { ready: FakesInfo } | { tasks: ProviderTask[] };
+
+/**
+ * Fake RunBlob in a process of its own: it renders real PNGs, CPU that real Discord does not
+ * share with RunBlob, so in the fake Discord's process it would delay the acks being measured.
+ */
+async function providerChild(): Promise<void> {
+  const { startFakeRunblob } = await import('../test/fakes/runblob.ts');
+  const runblob = await startFakeRunblob({ durationMs: PROVIDER_DURATION_MS });
+  const send = (m: FromProvider) => process.send!(m);
+  process.on('message', (m: ToProvider) => {
+    void (async () => {
+      if ('close' in m) {
+        await runblob.close();
+        process.exit(0);
+      }
+      if ('tasks' in m) {
+        const downloads = new Map(runblob.requests.filter((r) => r.kind === 'download').map((r) => [r.pathname.split('/').at(-1)!.replace(/\.png$/, ''), r.at]));
+        send({
+          tasks: [...runblob.tasks.values()].map((t) => ({ prompt: t.prompt, completedAt: t.completedAt, downloadedAt: downloads.get(t.uuid) })),
+        });
+      }
+    })();
+  });
+  send({ ready: { runblobUrl: runblob.url, runblobKey: runblob.apiKey } as FakesInfo });
+}
 
 async function fakesChild(): Promise<void> {
   const { startFakeDiscord } = await import('../test/fakes/discord/index.ts');
-  const { startFakeRunblob } = await import('../test/fakes/runblob.ts');
   const fakeBot = await startFakeDiscord({ keepUploads: false });
   const fakeBare = await startFakeDiscord({ keepUploads: false });
-  const runblob = await startFakeRunblob({ durationMs: PROVIDER_DURATION_MS });
   const send = (m: FromFakes) => process.send!(m);
+  const eld = eldRecorder();
 
   process.on('message', (m: ToFakes) => {
     void (async () => {
       if ('close' in m) {
-        await Promise.all([fakeBot.close(), fakeBare.close(), runblob.close()]);
+        await Promise.all([fakeBot.close(), fakeBare.close()]);
         process.exit(0);
       }
       if ('burst' in m) {
-        const { target, count, label, spacingMs } = m.burst;
+        const { target, count, label, spacingMs, withTimes } = m.burst;
         const fake = target === 'bot' ? fakeBot : fakeBare;
         const refusedBefore = fake.refusals.length;
+        eld.reset();
         const sent = [];
         for (let n = 0; n < count; n++) {
           if (spacingMs) await new Promise((r) => setTimeout(r, spacingMs));
@@ -92,27 +240,26 @@ async function fakesChild(): Promise<void> {
           latencies: interactions.filter((i) => i.ackLatencyMs !== undefined).map((i) => i.ackLatencyMs!),
           unacked: interactions.filter((i) => i.ackedAt === undefined).length,
           refused: fake.refusals.length - refusedBefore,
+          fakesEld: eld.read(),
+          ...(withTimes && {
+            times: interactions
+              .filter((i) => i.ackedAt !== undefined)
+              .map((i) => ({ id: i.id, dispatchedAt: performance.timeOrigin + i.dispatchedAt, ackedAt: performance.timeOrigin + i.ackedAt! })),
+          }),
         });
       }
-      if ('completion' in m) {
-        const { label, expected, timeoutMs } = m.completion;
+      if ('finals' in m) {
+        const { label, expected, timeoutMs } = m.finals;
         const finals = () =>
           [...fakeBot.messages.values()].filter((msg) => msg.attachments.length > 0 && msg.content.includes(`bench ${label} `));
         await fakeBot.waitFor(() => finals().length >= expected, timeoutMs, 'final messages').catch(() => undefined);
-        const tasks = new Map([...runblob.tasks.values()].map((t) => [t.prompt, t]));
-        const downloads = new Map(runblob.requests.filter((r) => r.kind === 'download').map((r) => [r.pathname.split('/').at(-1)!.replace(/\.png$/, ''), r.at]));
-        const delays: number[] = [];
-        const afterDownload: number[] = [];
+        const shown: FinalMessage[] = [];
         for (const msg of finals()) {
           const n = /bench \S+ (\d+)/.exec(msg.content)?.[1];
-          const task = tasks.get(`bench ${label} ${n}`);
           const shownAt = msg.history.find((h) => h.attachments.length > 0)?.at;
-          if (task?.completedAt === undefined || shownAt === undefined) continue;
-          delays.push(shownAt - task.completedAt);
-          const downloadedAt = downloads.get(task.uuid);
-          if (downloadedAt !== undefined) afterDownload.push(shownAt - downloadedAt);
+          if (n !== undefined && shownAt !== undefined) shown.push({ prompt: `bench ${label} ${n}`, shownAt });
         }
-        send({ completion: delays, afterDownload, missing: expected - delays.length });
+        send({ finals: shown });
       }
     })();
   });
@@ -120,13 +267,12 @@ async function fakesChild(): Promise<void> {
     ready: {
       bot: { apiUrl: fakeBot.apiUrl, token: fakeBot.token, applicationId: fakeBot.applicationId },
       bare: { apiUrl: fakeBare.apiUrl, token: fakeBare.token, applicationId: fakeBare.applicationId },
-      runblobUrl: runblob.url,
-      runblobKey: runblob.apiKey,
-    },
+    } as FakesInfo,
   });
 }
 
 async function botChild(info: FakesInfo): Promise<void> {
+  await installClientProbe();
   const { parseConfig } = await import('../src/config.ts');
   const { startBot } = await import('../src/app.ts');
   const { createLogger } = await import('../src/log.ts');
@@ -161,6 +307,7 @@ async function botChild(info: FakesInfo): Promise<void> {
 }
 
 async function bareChild(info: FakesInfo): Promise<void> {
+  await installClientProbe();
   const { Client, Events, GatewayIntentBits } = await import('discord.js');
   const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: info.bare.apiUrl } });
   client.on(Events.InteractionCreate, (i) => {
@@ -175,7 +322,7 @@ async function bareChild(info: FakesInfo): Promise<void> {
   process.send!({ ready: {} });
 }
 
-function spawnRole(role: 'fakes' | 'bot' | 'bare', info?: FakesInfo): Promise<{ child: ChildProcess; ready: FakesInfo }> {
+function spawnRole(role: 'fakes' | 'provider' | 'bot' | 'bare', info?: FakesInfo): Promise<{ child: ChildProcess; ready: FakesInfo }> {
   const child = fork(fileURLToPath(import.meta.url), [`--role=${role}`], {
     execPath: process.execPath,
     env: { ...process.env, ...(info ? { DISCORD_BENCH_FAKES: JSON.stringify(info) } : {}) },
@@ -202,6 +349,20 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
+function askClient<T extends FromClient>(child: ChildProcess, message: ToClient, accept: (m: FromClient) => m is T): Promise<T>;
+function askClient(child: ChildProcess, message: ToClient, accept: (m: FromClient) => boolean): Promise<FromClient>;
+function askClient(child: ChildProcess, message: ToClient, accept: (m: FromClient) => boolean): Promise<FromClient> {
+  return new Promise((resolve) => {
+    const onMessage = (m: FromClient) => {
+      if (!accept(m)) return;
+      child.off('message', onMessage);
+      resolve(m);
+    };
+    child.on('message', onMessage);
+    child.send(message);
+  });
+}
+
 function ask<T extends FromFakes>(fakes: ChildProcess, message: ToFakes, accept: (m: FromFakes) => m is T): Promise<T> {
   return new Promise((resolve) => {
     const onMessage = (m: FromFakes) => {
@@ -215,13 +376,84 @@ function ask<T extends FromFakes>(fakes: ChildProcess, message: ToFakes, accept:
 }
 
 const isBurst = (m: FromFakes): m is Extract<FromFakes, { latencies: number[] }> => 'latencies' in m;
-const isCompletion = (m: FromFakes): m is Extract<FromFakes, { completion: number[] }> => 'completion' in m;
+const isFinals = (m: FromFakes): m is Extract<FromFakes, { finals: FinalMessage[] }> => 'finals' in m;
 
-export async function runDiscordBench(opts: { burst?: number; rounds?: number } = {}): Promise<string> {
+function askProvider(provider: ChildProcess): Promise<ProviderTask[]> {
+  return new Promise((resolve) => {
+    const onMessage = (m: FromProvider) => {
+      if (!('tasks' in m)) return;
+      provider.off('message', onMessage);
+      resolve(m.tasks);
+    };
+    provider.on('message', onMessage);
+    provider.send({ tasks: true } satisfies ToProvider);
+  });
+}
+
+class AcksOnly extends Error {}
+
+interface BurstDiag {
+  fakesEld: EldStats;
+  client: ClientProbe;
+  times: AckTimes[];
+}
+
+/** Where an acknowledgement's time went, per client, over the measured bursts. */
+function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
+  const sorted = (xs: number[]) => xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  const p = (xs: number[]) => `${percentile(xs, 50).toFixed(1)} / ${percentile(xs, 99).toFixed(1)}`;
+  const row = (name: string, bursts: BurstDiag[]) => {
+    const toEmit: number[] = [];
+    const emitToQueue: number[] = [];
+    const queueToFake: number[] = [];
+    const busy: number[] = [];
+    for (const b of bursts) {
+      for (const t of b.times) {
+        const c = b.client.acks[t.id];
+        if (!c) continue;
+        toEmit.push(c.emittedAt - t.dispatchedAt);
+        emitToQueue.push(c.queuedAt - c.emittedAt);
+        queueToFake.push(t.ackedAt - c.queuedAt);
+        busy.push(c.restBusy);
+      }
+    }
+    const eldP99 = Math.max(...bursts.map((b) => b.client.eld.p99));
+    const eldMax = Math.max(...bursts.map((b) => b.client.eld.max));
+    const cpu = bursts.map((b) => b.client.cpuMs.toFixed(0)).join(', ');
+    const fakesEld = Math.max(...bursts.map((b) => b.fakesEld.max));
+    const s = sorted;
+    return `| ${name} | ${p(s(toEmit))} | ${p(s(emitToQueue))} | ${p(s(queueToFake))} | ${percentile(s(busy), 50)} / ${s(busy).at(-1) ?? NaN} | ${eldP99.toFixed(1)} / ${eldMax.toFixed(1)} | ${cpu} | ${fakesEld.toFixed(1)} |`;
+  };
+  return [
+    '| client | dispatch → interactionCreate p50 / p99 ms | interactionCreate → callback queued p50 / p99 ms | queued → at fake Discord p50 / p99 ms | other REST calls in flight at ack p50 / max | event-loop delay p99 / max ms | CPU ms per burst | fakes event-loop delay max ms |',
+    '|---|---|---|---|---|---|---|---|',
+    row('imagine bot', diag.bot),
+    row('bare discord.js', diag.bare),
+  ].join('\n');
+}
+
+export async function runDiscordBench(opts: { burst?: number; rounds?: number; acksOnly?: boolean; profileDir?: string } = {}): Promise<string> {
+  const diag: Record<'bot' | 'bare', BurstDiag[]> = { bot: [], bare: [] };
   const burst = opts.burst ?? DISCORD_BENCH_BURST;
   const rounds = opts.rounds ?? DISCORD_BENCH_ROUNDS;
-  const fakes = await spawnRole('fakes');
-  const children = [fakes.child];
+  const [fakes, provider] = await Promise.all([spawnRole('fakes'), spawnRole('provider')]);
+  const children = [fakes.child, provider.child];
+  const info: FakesInfo = { ...fakes.ready, runblobUrl: provider.ready.runblobUrl, runblobKey: provider.ready.runblobKey };
+  /** Provider completion → final message, and result downloaded → final message, for one label's jobs. */
+  const completion = async (label: string, expected: number, timeoutMs: number) => {
+    const { finals } = await ask(fakes.child, { finals: { label, expected, timeoutMs } }, isFinals);
+    const tasks = await askProvider(provider.child);
+    const byPrompt = new Map(tasks.map((t) => [t.prompt, t]));
+    const delays: number[] = [];
+    const afterDownload: number[] = [];
+    for (const f of finals) {
+      const task = byPrompt.get(f.prompt);
+      if (task?.completedAt === undefined) continue;
+      delays.push(f.shownAt - task.completedAt);
+      if (task.downloadedAt !== undefined) afterDownload.push(f.shownAt - task.downloadedAt);
+    }
+    return { completion: delays, afterDownload, missing: expected - delays.length };
+  };
   const bot: number[] = [];
   const bare: number[] = [];
   let unacked = 0;
@@ -232,25 +464,48 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number } 
   let idleAfterDownload: number[] = [];
   let missing = 0;
   try {
-    const [botProc, bareProc] = await Promise.all([spawnRole('bot', fakes.ready), spawnRole('bare', fakes.ready)]);
+    const [botProc, bareProc] = await Promise.all([spawnRole('bot', info), spawnRole('bare', info)]);
     children.push(botProc.child, bareProc.child);
+    const clientOf = { bot: botProc.child, bare: bareProc.child };
     const run = async (target: 'bot' | 'bare', count: number, label: string, spacingMs?: number) => {
       const r = await ask(fakes.child, { burst: { target, count, label, ...(spacingMs && { spacingMs }) } }, isBurst);
       unacked += r.unacked;
       refused += r.refused;
       return r.latencies;
     };
+    /** A measured burst: the client's probe runs exactly while the burst is in the air. */
+    const measured = async (target: 'bot' | 'bare', label: string, profileFile?: string) => {
+      const client = clientOf[target];
+      if (profileFile) await askClient(client, { profile: 'start' }, (m) => 'started' in m);
+      await askClient(client, { probe: 'start' }, (m) => 'started' in m);
+      const r = await ask(fakes.child, { burst: { target, count: burst, label, withTimes: true } }, isBurst);
+      const { probe } = await askClient(client, { probe: 'stop' }, (m): m is Extract<FromClient, { probe: ClientProbe }> => 'probe' in m);
+      if (profileFile) await askClient(client, { profile: 'stop', file: profileFile }, (m) => 'profiled' in m);
+      unacked += r.unacked;
+      refused += r.refused;
+      diag[target].push({ fakesEld: r.fakesEld, client: probe, times: r.times ?? [] });
+      return r.latencies;
+    };
     await run('bare', WARMUP_INTERACTIONS, 'warm-bare', 20);
     await run('bot', WARMUP_INTERACTIONS, 'warm', 20);
-    for (let r = 0; r < WARMUP_BURSTS + rounds; r++) {
-      const bareAcks = await run('bare', burst, `bare${r}`);
-      const botAcks = await run('bot', burst, `r${r}`);
-      if (r < WARMUP_BURSTS) continue;
-      bare.push(...bareAcks);
-      bot.push(...botAcks);
+    // The bare client's bursts first, while the bot is idle: the bot's jobs keep running long after
+    // its bursts (CPU on the same two cores), so alternating would slow the bare client down with
+    // the bot's work and flatter the ratio. This order measures the bare client on a quiet machine
+    // and the bot with its own earlier jobs still in flight: the strict comparison.
+    for (const target of ['bare', 'bot'] as const) {
+      for (let r = 0; r < WARMUP_BURSTS + rounds; r++) {
+        const label = target === 'bot' ? `r${r}` : `bare${r}`;
+        if (r < WARMUP_BURSTS) {
+          await run(target, burst, label);
+          continue;
+        }
+        const acks = await measured(target, label, opts.profileDir && join(opts.profileDir, `${target}-burst${r}.cpuprofile`));
+        (target === 'bot' ? bot : bare).push(...acks);
+      }
     }
+    if (opts.acksOnly) throw new AcksOnly();
     for (let r = 0; r < WARMUP_BURSTS + rounds; r++) {
-      const c = await ask(fakes.child, { completion: { label: `r${r}`, expected: burst, timeoutMs: 240_000 } }, isCompletion);
+      const c = await completion(`r${r}`, burst, 240_000);
       loaded.push(...c.completion);
       loadedAfterDownload.push(...c.afterDownload);
       missing += c.missing;
@@ -258,11 +513,13 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number } 
     // An idle bot: one job at a time.
     for (let n = 0; n < IDLE_JOBS; n++) {
       await run('bot', 1, `idle${n}`);
-      const c = await ask(fakes.child, { completion: { label: `idle${n}`, expected: 1, timeoutMs: 60_000 } }, isCompletion);
+      const c = await completion(`idle${n}`, 1, 60_000);
       idle.push(...c.completion);
       idleAfterDownload.push(...c.afterDownload);
       missing += c.missing;
     }
+  } catch (err) {
+    if (!(err instanceof AcksOnly)) throw err;
   } finally {
     for (const child of children.reverse()) await stopChild(child);
   }
@@ -278,7 +535,7 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number } 
     `| ${name} | ${xs.length} | ${percentile(xs, 50).toFixed(1)} | ${percentile(xs, 99).toFixed(1)} | ${(xs.at(-1) ?? NaN).toFixed(1)} |`;
   const ratio = percentile(botSorted, 99) / percentile(bareSorted, 99);
   return [
-    `### Discord: acknowledgement latency (bursts of ${burst} /imagine interactions dispatched at once, ${rounds} measured bursts per client, alternating, after ${WARMUP_BURSTS} unmeasured warm-up burst)`,
+    `### Discord: acknowledgement latency (bursts of ${burst} /imagine interactions dispatched at once, ${rounds} measured bursts per client, the bare client's first, after ${WARMUP_BURSTS} unmeasured warm-up burst)`,
     '',
     '| client | interactions | p50 ms | p99 ms | max ms |',
     '|---|---|---|---|---|',
@@ -287,6 +544,10 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number } 
     '',
     `p99 ratio bot / bare: **${ratio.toFixed(2)}×** (target ≤ ${DISCORD_ACK_TARGET_RATIO}×: ${ratio <= DISCORD_ACK_TARGET_RATIO ? 'met' : 'NOT met'}). ` +
       `Unacknowledged: ${unacked}; requests fake Discord refused: ${refused}.`,
+    '',
+    'Where the time goes (measured bursts; clocks of the processes compared through `performance.timeOrigin`):',
+    '',
+    diagnosticsTable(diag),
     '',
     `### Discord: provider completion → final message (fake RunBlob, ${PROVIDER_DURATION_MS / 1000} s per image, with RunBlob callbacks to PUBLIC_URL)`,
     '',
@@ -297,7 +558,7 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number } 
     row('single jobs on an idle bot', idle),
     row('— of which: result downloaded → final message (Discord side)', idleAfterDownload),
     '',
-    `Jobs whose result did not arrive: ${missing}. The time includes noticing the completion (callback, then a status fetch within the engine's RunBlob budget of 50 requests/s, shared with the creates of later jobs), downloading the PNG, and the multipart edit of the placeholder (discord.js holds every bot request to 50/s).`,
+    `Jobs whose result did not arrive: ${missing}.${opts.acksOnly ? ' (--acks-only: not measured.)' : ''} The time includes noticing the completion (callback, then a status fetch within the engine's RunBlob budget of 50 requests/s, shared with the creates of later jobs), downloading the PNG, and the multipart edit of the placeholder (discord.js holds every bot request to 50/s).`,
   ].join('\n');
 }
 
@@ -305,7 +566,11 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const role = process.argv.find((a) => a.startsWith('--role='))?.slice('--role='.length);
   const info = process.env.DISCORD_BENCH_FAKES ? (JSON.parse(process.env.DISCORD_BENCH_FAKES) as FakesInfo) : undefined;
   if (role === 'fakes') await fakesChild();
+  else if (role === 'provider') await providerChild();
   else if (role === 'bot') await botChild(info!);
   else if (role === 'bare') await bareChild(info!);
-  else process.stdout.write(`${await runDiscordBench()}\n`);
+  else {
+    const profileDir = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
+    process.stdout.write(`${await runDiscordBench({ acksOnly: process.argv.includes('--acks-only'), ...(profileDir && { profileDir }) })}\n`);
+  }
 }

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { AckFirst } from '../../../../src/platforms/discord/ack-first.ts';
+
+const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+describe('AckFirst', () => {
+  it('never lets work run in the turn it asked (pending I/O goes first)', async () => {
+    const gate = new AckFirst(1_000);
+    let ran = false;
+    void gate.turn().then(() => (ran = true));
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(ran).toBe(false);
+    await immediate();
+    await immediate();
+    expect(ran).toBe(true);
+  });
+
+  it('holds work while an acknowledgement is in flight and lets it go when the ack is done', async () => {
+    const gate = new AckFirst(10_000);
+    let finishAck!: () => void;
+    const ack = gate.ack(() => new Promise<void>((resolve) => (finishAck = resolve)));
+    expect(gate.acksInFlight).toBe(1);
+    let ran = false;
+    void gate.turn().then(() => (ran = true));
+    await sleep(30);
+    expect(ran).toBe(false);
+    expect(gate.waiting).toBe(1);
+    finishAck();
+    await ack;
+    await immediate();
+    await immediate();
+    expect(ran).toBe(true);
+    expect(gate.waiting).toBe(0);
+  });
+
+  it('holds work at most maxWaitMs under a steady stream of acknowledgements', async () => {
+    const gate = new AckFirst(60);
+    let streaming = true;
+    // One ack always in flight until the work has had its turn.
+    const pump = (async () => {
+      while (streaming) await gate.ack(() => sleep(5));
+    })();
+    const started = performance.now();
+    await gate.turn();
+    const waited = performance.now() - started;
+    streaming = false;
+    await pump;
+    expect(waited).toBeGreaterThanOrEqual(55);
+    expect(waited).toBeLessThan(250);
+  });
+
+  it('releases waiting work one piece per event-loop turn, oldest first', async () => {
+    const gate = new AckFirst(1_000);
+    const order: number[] = [];
+    for (const n of [1, 2, 3]) void gate.turn().then(() => order.push(n));
+    await immediate();
+    await immediate();
+    const afterFirstTurns = order.length;
+    expect(afterFirstTurns).toBeGreaterThanOrEqual(1);
+    expect(afterFirstTurns).toBeLessThan(3);
+    for (let i = 0; i < 5; i++) await immediate();
+    expect(order).toEqual([1, 2, 3]);
+  });
+
+  it('a failed acknowledgement still releases the work behind it', async () => {
+    const gate = new AckFirst(10_000);
+    const failed = gate.ack(() => Promise.reject(new Error('Unknown interaction')));
+    let ran = false;
+    void gate.turn().then(() => (ran = true));
+    await expect(failed).rejects.toThrow('Unknown interaction');
+    for (let i = 0; i < 3; i++) await immediate();
+    expect(ran).toBe(true);
+  });
+});

@@ -123,7 +123,7 @@ async function bareChild(info: FakesInfo): Promise<void> {
 function spawnRole(role: 'fakes' | 'bot' | 'bare', info?: FakesInfo): Promise<{ child: ChildProcess; ready: FakesInfo & { eventsUrl: string } }> {
   const child = fork(fileURLToPath(import.meta.url), [`--role=${role}`], {
     execPath: process.execPath,
-    env: { ...process.env, ...(info ? { SLACK_BENCH_FAKES: JSON.stringify(info) } : {}) },
+    execArgv: process.env.BENCH_PROF && role === 'bot' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/sprof', '--cpu-prof-interval=100'] : [], env: { ...process.env, ...(info ? { SLACK_BENCH_FAKES: JSON.stringify(info) } : {}) },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   return new Promise((resolve, reject) => {

@@ -8,12 +8,11 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createClient } from '@redis/client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/engine/open-store.ts';
 import type { Store } from '../../src/engine/store.ts';
@@ -22,17 +21,15 @@ import { RunbaseClient } from '../../src/providers/runbase/client.ts';
 import { startFakeRunbase, type FakeRunbase } from '../fakes/runbase.ts';
 import { hammerKey, type HammerResult } from './engine-budget-hammer.ts';
 import { discordUser, FAST_TIMING, startEngineHarness } from './engine-harness.ts';
+import { deleteRedisKeys, maxInWindow, PROJECT_NODE, REDIS_URL } from '../support/index.ts';
 
 const log = createLogger({ level: 'silent' });
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN_PREFIX = `test-budget-${randomUUID()}:`;
 const LIMIT = { requests: 20, windowMs: 1_000 };
 const HAMMER_MS = 3_000;
 const CONCURRENCY = 6;
 const tempDir = mkdtempSync(join(tmpdir(), 'imagine-budget-'));
 const WORKER = fileURLToPath(new URL('./engine-budget-worker.ts', import.meta.url));
-const projectNode = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
-const NODE = existsSync(projectNode) ? projectNode : process.execPath;
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -40,26 +37,8 @@ afterEach(async () => {
 });
 afterAll(async () => {
   rmSync(tempDir, { recursive: true, force: true });
-  const client = createClient({ url: REDIS_URL });
-  await client.connect();
-  try {
-    const keys: string[] = [];
-    for await (const batch of client.scanIterator({ MATCH: `${RUN_PREFIX}*`, COUNT: 500 })) keys.push(...batch);
-    if (keys.length > 0) await client.del(keys);
-  } finally {
-    await client.close();
-  }
+  await deleteRedisKeys(RUN_PREFIX);
 });
-
-/** Max requests arriving in any window of `windowMs` (sliding), given sorted arrival times. */
-function maxInWindow(times: number[], windowMs: number): number {
-  let max = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while ((times[i] as number) - (times[j] as number) >= windowMs) j++;
-    max = Math.max(max, i - j + 1);
-  }
-  return max;
-}
 
 /** A fake Runbase at 20 / 1 s with one run to poll, its window empty again when this resolves. */
 async function fakeWithRun(): Promise<{ fake: FakeRunbase; runId: string }> {
@@ -133,7 +112,7 @@ describe('one Runbase budget shared by every process on the key', () => {
     const storeUrl = `sqlite://${join(tempDir, 'processes.sqlite')}`;
     const args = [WORKER, storeUrl, `${RUN_PREFIX}procs:`, fake.url, fake.apiKey, runId, String(LIMIT.requests), String(LIMIT.windowMs), String(CONCURRENCY)];
     const workers = [0, 1].map(() => {
-      const child = spawn(NODE, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(PROJECT_NODE, args, { stdio: ['pipe', 'pipe', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
       const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();

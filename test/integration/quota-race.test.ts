@@ -5,22 +5,21 @@
  * four processes (quota-race-worker.ts).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { createClient } from '@redis/client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { openStore } from '../../src/engine/open-store.ts';
 import { Quotas } from '../../src/engine/quota.ts';
 import { QuotaExceededError } from '../../src/engine/errors.ts';
 import type { Requester } from '../../src/engine/request.ts';
+import { deleteRedisKeys, PROJECT_NODE, REDIS_URL } from '../support/index.ts';
 
 const log = createLogger({ level: 'silent' });
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN_PREFIX = `test-quota-race-${randomUUID()}:`;
 const DAILY_UNITS = 20;
 const UNITS_LEFT = 5;
@@ -29,21 +28,10 @@ const racer: Requester = { platform: 'discord', userId: 'racer' };
 const tempDir = mkdtempSync(join(tmpdir(), 'imagine-race-'));
 
 const WORKER = fileURLToPath(new URL('./quota-race-worker.ts', import.meta.url));
-// The project's Node (26, with type stripping) from the `node` dev dependency.
-const projectNode = fileURLToPath(new URL('../../node_modules/.bin/node', import.meta.url));
-const NODE = existsSync(projectNode) ? projectNode : process.execPath;
 
 afterAll(async () => {
   rmSync(tempDir, { recursive: true, force: true });
-  const client = createClient({ url: REDIS_URL });
-  await client.connect();
-  try {
-    const keys: string[] = [];
-    for await (const batch of client.scanIterator({ MATCH: `${RUN_PREFIX}*`, COUNT: 500 })) keys.push(...batch);
-    if (keys.length > 0) await client.del(keys);
-  } finally {
-    await client.close();
-  }
+  await deleteRedisKeys(RUN_PREFIX);
 });
 
 const newQuotas = async (storeUrl: string, keyPrefix: string) => {
@@ -61,7 +49,7 @@ interface WorkerResult {
 /** Starts `processes` workers, releases them together, and returns what each saw. */
 async function raceAcrossProcesses(storeUrl: string, keyPrefix: string, processes: number, perProcess: number) {
   const workers = Array.from({ length: processes }, () => {
-    const child = spawn(NODE, [WORKER, storeUrl, keyPrefix, String(DAILY_UNITS), String(perProcess)], {
+    const child = spawn(PROJECT_NODE, [WORKER, storeUrl, keyPrefix, String(DAILY_UNITS), String(perProcess)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stderr = '';

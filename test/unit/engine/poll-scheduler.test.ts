@@ -3,6 +3,7 @@ import { DEFAULT_POLL_PLAN, nextPollElapsedMs, PollScheduler, SchedulerClosedErr
 import { RateBudget } from '../../../src/engine/rate-budget.ts';
 import { ProviderServerError, RateLimitedError, TaskNotFoundError } from '../../../src/providers/errors.ts';
 import type { TaskSnapshot } from '../../../src/providers/types.ts';
+import { maxInWindow } from '../../support/index.ts';
 
 /** A fake provider key: tasks finish at given times; every poll passes the budget gate like the real client. */
 function fakeProvider(budget: RateBudget) {
@@ -15,16 +16,6 @@ function fakeProvider(budget: RateBudget) {
     return { taskId, status: done ? 'succeeded' : 'running', outputUrls: done ? [`https://cdn.test/${taskId}.png`] : [] };
   };
   return { doneAt, polls, pollFor };
-}
-
-function maxInWindow(times: number[], windowMs: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let max = 0;
-  for (let i = 0, j = 0; i < t.length; i++) {
-    while ((t[i] as number) - (t[j] as number) >= windowMs) j++;
-    max = Math.max(max, i - j + 1);
-  }
-  return max;
 }
 
 describe('nextPollElapsedMs', () => {

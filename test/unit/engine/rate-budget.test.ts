@@ -3,16 +3,7 @@ import { createLogger } from '../../../src/log.ts';
 import { openStore } from '../../../src/engine/open-store.ts';
 import { RateBudget } from '../../../src/engine/rate-budget.ts';
 import type { RequestGate } from '../../../src/providers/types.ts';
-
-/** Max requests started in any window of `windowMs` (sliding), given sorted start times. */
-function maxInWindow(times: number[], windowMs: number): number {
-  let max = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while ((times[i] as number) - (times[j] as number) >= windowMs) j++;
-    max = Math.max(max, i - j + 1);
-  }
-  return max;
-}
+import { maxInWindow } from '../../support/index.ts';
 
 describe('RateBudget', () => {
   beforeEach(() => vi.useFakeTimers({ now: 1_000_000 }));

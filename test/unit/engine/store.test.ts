@@ -7,29 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
-import { createClient } from '@redis/client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/log.ts';
 import { openStore } from '../../../src/engine/open-store.ts';
 import { sqlitePathFromUrl } from '../../../src/engine/store-sqlite.ts';
 import type { Store } from '../../../src/engine/store.ts';
+import { deleteRedisKeys, REDIS_URL } from '../../support/index.ts';
 
 const log = createLogger({ level: 'silent' });
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const RUN_PREFIX = `test-store-${randomUUID()}:`;
 const tempDir = mkdtempSync(join(tmpdir(), 'imagine-store-'));
-
-async function deleteRedisKeys(prefix: string): Promise<void> {
-  const client = createClient({ url: REDIS_URL });
-  await client.connect();
-  try {
-    const keys: string[] = [];
-    for await (const batch of client.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) keys.push(...batch);
-    if (keys.length > 0) await client.del(keys);
-  } finally {
-    await client.close();
-  }
-}
 
 afterAll(async () => {
   rmSync(tempDir, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import { Quotas } from './engine/quota.ts';
 import { createProviderClients, type ProviderDeps } from './providers/index.ts';
 import { startHttpServer, type HttpServer } from './platforms/http/server.ts';
 import type { SlackTuning } from './platforms/slack/context.ts';
+import { cliJobsFinishedElsewhere } from './cli/finished-elsewhere.ts';
 
 export interface BotHandle {
   engine: EngineApi;
@@ -85,6 +86,8 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
       });
       stops.push(() => slack.stop());
     }
+    // `npm run imagine` jobs interrupted mid-way are finished here (same store) and logged.
+    engine.setDeliverer('cli', cliJobsFinishedElsewhere(log.child({ platform: 'cli' })));
     if (!config.DISCORD_TOKEN && !config.SLACK_BOT_TOKEN) {
       log.warn('neither DISCORD_TOKEN nor SLACK_BOT_TOKEN is set: only the HTTP server and the CLI are useful');
     }

@@ -242,7 +242,7 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
   const deliverer = cliDeliverer({ cwd, stderr, stdout });
   const onSigint = () => {
     deliverer.endLine();
-    stderr.write('Interrupted: the job stays in the store.\n');
+    stderr.write('Interrupted: the job stays in the store; a bot running on the same store finishes it and logs where its images are.\n');
     void (engine?.close() ?? Promise.resolve()).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSigint);

@@ -4,13 +4,16 @@
  */
 import { spawn } from 'node:child_process';
 import { readdir, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sniffFile } from '../../src/engine/image-sniff.ts';
 import { outputSize, renderPng } from '../fakes/png.ts';
 import { startFakeRunblob } from '../fakes/runblob.ts';
 import { startFakeRunbase } from '../fakes/runbase.ts';
-import { tempDir } from './engine-harness.ts';
+import { captureLogger, FAST_TIMING, tempDir } from './engine-harness.ts';
+import { startBot } from '../../src/app.ts';
+import { parseConfig } from '../../src/config.ts';
 
 const NODE = resolve('node_modules/.bin/node');
 const CLI = resolve('src/cli/imagine.ts');
@@ -140,4 +143,45 @@ describe.concurrent('CLI: npm run imagine', () => {
     expect(stderr).toContain('QUOTA_DAILY_UNITS');
     expect(stderr).toContain('RUNBASE_API_KEY');
   });
+
+  it('interrupted with Ctrl-C mid-job: the job stays in the store, and a bot on the same store finishes it, charged once, and logs the images', async ({
+    onTestFinished: after,
+  }) => {
+    const fake = await startFakeRunbase({ durationMs: 1_500 });
+    after(() => fake.close());
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    const env = { RUNBASE_API_KEY: fake.apiKey, RUNBASE_API_URL: fake.url, STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}`, DATA_DIR: join(cwd, 'data') };
+    const child = spawn(NODE, [CLI, 'a harbour at night', '--model', 'runbase-2'], { cwd, env: { PATH: process.env.PATH ?? '', HOME: cwd, ...env } });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    // The task is created (and its id recorded) before the operator gives up.
+    for (let i = 0; i < 300 && fake.counts.create === 0; i++) await sleep(20);
+    expect(fake.counts.create).toBe(1);
+    await sleep(300);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toContain('Interrupted: the job stays in the store');
+
+    const { log, lines } = captureLogger();
+    const bot = await startBot(parseConfig({ ...env, PORT: '0' }), { log, engineTiming: FAST_TIMING });
+    after(() => bot.stop());
+    let finished: { jobId: string; images: string[] } | undefined;
+    for (let i = 0; i < 500 && !finished; i++) {
+      finished = lines.map((l) => JSON.parse(l) as { msg: string; jobId: string; images: string[] }).find((l) => l.msg.startsWith('an interrupted command-line job finished here'));
+      if (!finished) await sleep(20);
+    }
+    expect(finished, lines.join('')).toBeDefined();
+    expect(finished!.images).toHaveLength(1);
+    expect(await sniffFile(finished!.images[0]!)).toMatchObject({ mime: 'image/png' });
+    // Not created again, delivered (out of the unfinished set), charged once.
+    expect(fake.counts.create).toBe(1);
+    const job = (await bot.engine.getJob(finished!.jobId))!;
+    expect(job.state).toBe('succeeded');
+    for (let i = 0; i < 100 && (await bot.engine.getJob(job.id))?.deliveredAt === undefined; i++) await sleep(20);
+    expect((await bot.engine.getJob(job.id))?.deliveredAt).toBeDefined();
+    expect((await bot.engine.quota(job.request.requester)).used).toBe(1);
+  }, 30_000);
 });
+

@@ -82,6 +82,8 @@ export interface SharedRateBudget {
   onError?: (err: unknown) => void;
 }
 
+const STORE_TOO_LATE: unique symbol = Symbol('store answered after the bucket ended');
+
 export const DEFAULT_BUCKETS_PER_WINDOW = 9;
 export const DEFAULT_SHARED_MARGIN_MS = 500;
 
@@ -326,16 +328,32 @@ export class RateBudget {
     const index = Math.floor(this.#now() / bucketMs);
     this.#spare = undefined;
     let after: number | null;
+    // An answer after the bucket ended is useless: a store that hangs (e.g. Redis reconnecting,
+    // commands queued) counts as failed once the bucket is over, instead of holding every request.
+    const stopWaiting = new AbortController();
     try {
-      after = await shared.counters.addIfWithin(
+      const call = shared.counters.addIfWithin(
         `ratebudget:${shared.keyId}:${bucketMs}:${index}`,
         1,
         perBucket,
         (index + 1) * bucketMs + this.#providerWindowMs,
       );
+      const bucketOver = this.#sleep(Math.max(1, (index + 1) * bucketMs - this.#now()), stopWaiting.signal).then((): typeof STORE_TOO_LATE => STORE_TOO_LATE);
+      const answer: number | null | typeof STORE_TOO_LATE = await Promise.race([call, bucketOver]);
+      if (answer === STORE_TOO_LATE) {
+        call.catch(() => undefined); // its late answer or failure no longer matters
+        throw new Error('the store did not answer within the rate bucket');
+      }
+      after = answer;
     } catch (err) {
-      shared.onError?.(err);
+      try {
+        shared.onError?.(err);
+      } catch {
+        // a failing reporter must not stop the budget
+      }
       after = null; // fail closed: as if full, so the next try is at the next bucket
+    } finally {
+      stopWaiting.abort();
     }
     this.#noteBucket(index, after ?? perBucket);
     if (after === null || Math.floor(this.#now() / bucketMs) !== index) return false;
@@ -344,7 +362,9 @@ export class RateBudget {
   }
 
   #noteBucket(index: number, used: number): void {
-    if (index > this.#bucketIndex) {
+    // Any other bucket replaces the one remembered, an earlier one too: after the clock steps
+    // back into a bucket already full, remembering it is what makes the pump sleep, not spin.
+    if (index !== this.#bucketIndex) {
       this.#bucketIndex = index;
       this.#bucketUsed = used;
     } else if (index === this.#bucketIndex) {

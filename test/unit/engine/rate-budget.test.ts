@@ -280,6 +280,69 @@ describe('RateBudget shared through the store', () => {
     expect(counters.calls).toBe(4); // one try per bucket, not a spin
   });
 
+  it('does not spin on the store when the clock steps back into a full bucket', async () => {
+    const B = 1_167; // k = 9, m = 500 ms for 20 / 10 s
+    const t0 = Math.ceil(Date.now() / B) * B + 10; // inside bucket j
+    const j = Math.floor(t0 / B);
+    let t = t0 + B; // bucket j + 1
+    const counters = memoryCounters();
+    const now = () => t;
+    // Bucket j is already full (other processes).
+    await counters.addIfWithin(`ratebudget:k:${B}:${j}`, 2, 2, t0 + 20_000);
+    counters.calls = 0;
+    const budget = new RateBudget({ requests: 20, windowMs: 10_000, now, shared: { counters, keyId: 'k' } });
+    await budget.acquire('poll'); // granted in bucket j + 1
+    expect(counters.calls).toBe(1);
+    t = t0; // the wall clock steps back 1.2 s (NTP), into bucket j
+    let granted = false;
+    void budget.acquire('poll').then(() => (granted = true));
+    for (let i = 0; i < 50; i++) await Promise.resolve();
+    // One refused call, then a sleep until the next bucket: not a microtask spin.
+    expect(counters.calls).toBeLessThanOrEqual(2);
+    t = t0 + B;
+    await vi.advanceTimersByTimeAsync(B);
+    expect(granted).toBe(true);
+  });
+
+  it('a store that hangs counts as failed once the bucket is over, so requests are not held forever', async () => {
+    const errors: unknown[] = [];
+    let calls = 0;
+    const hanging = {
+      addIfWithin: (): Promise<number | null> => {
+        calls++;
+        return calls === 1 ? new Promise<number | null>(() => undefined) : Promise.resolve(1);
+      },
+    };
+    const budget = new RateBudget({ requests: 20, windowMs: 10_000, shared: { counters: hanging, keyId: 'k', onError: (err) => errors.push(err) } });
+    let granted = false;
+    void budget.acquire('create').then(() => (granted = true));
+    await vi.advanceTimersByTimeAsync(1_167 + 10);
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toMatch(/did not answer within the rate bucket/);
+    await vi.advanceTimersByTimeAsync(1_167);
+    expect(granted).toBe(true);
+    expect(calls).toBe(2);
+  });
+
+  it('keeps granting when its error reporter throws', async () => {
+    const counters = memoryCounters();
+    counters.failNext = 1;
+    const budget = new RateBudget({
+      requests: 20,
+      windowMs: 10_000,
+      shared: {
+        counters,
+        keyId: 'k',
+        onError: () => {
+          throw new Error('logger broke');
+        },
+      },
+    });
+    const p = budget.acquire('poll');
+    await vi.advanceTimersByTimeAsync(2 * 1_167);
+    await expect(p).resolves.toBeUndefined();
+  });
+
   it('keeps a token whose waiter left while the store answered, for the next request in that bucket', async () => {
     const counters = memoryCounters();
     let release: (() => void) | undefined;

@@ -20,7 +20,7 @@ import { UPLOAD_SAFETY_MARGIN_MS, parseLocation, tokenUsable, type DiscordLocati
 import { isNoAccess, isTokenGone, isUnknownMessage, type DiscordMessages, type SentMessage } from './messages.ts';
 import { NO_MENTIONS, clipContent, progressContent, resultBody, type OriginalLink } from './render.ts';
 import { EditThrottle } from './throttle.ts';
-import { AckFirst } from './ack-first.ts';
+import { AckFirst } from '../ack-first.ts';
 
 export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
 /**

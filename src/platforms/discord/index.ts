@@ -12,7 +12,7 @@ import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
 import type { HttpServer } from '../http/server.ts';
-import { AckFirst } from './ack-first.ts';
+import { AckFirst } from '../ack-first.ts';
 import { DiscordDelivery, ORIGINALS_PATH_PREFIX } from './delivery.ts';
 import { InteractionHandler } from './interactions.ts';
 import { DiscordMessages } from './messages.ts';

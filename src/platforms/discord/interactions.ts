@@ -27,7 +27,7 @@ import { JobNotFoundError } from '../../engine/errors.ts';
 import type { ReferenceInput, Requester } from '../../engine/request.ts';
 import { errorCode, toUserMessage } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import { AckFirst } from './ack-first.ts';
+import { AckFirst } from '../ack-first.ts';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES } from './fit-upload.ts';
 import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
 import type { DiscordMessages } from './messages.ts';

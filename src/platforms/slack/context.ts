@@ -14,6 +14,7 @@ import { z } from 'zod';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
+import type { AckFirst } from '../ack-first.ts';
 
 export type WebClient = webApi.WebClient;
 
@@ -104,8 +105,13 @@ export interface SlackContext {
   /** Keeps a background task alive until stop() and logs its failure. */
   track(task: Promise<unknown>, what: string): void;
   /**
+   * Requests to /slack/events in flight (HTTP mode): work after an ack, placeholder edits and
+   * deliveries wait for their turn (`ackFirst.turn()`) so they never hold up the next acks.
+   */
+  ackFirst: AckFirst;
+  /**
    * Runs the work that follows an ack() after the ack is on the wire and after requests already
-   * waiting have been read (setImmediate), with at most a few such tasks at once, so a burst of
+   * waiting have been answered (ackFirst.turn()), with at most a few such tasks at once, so a burst of
    * commands never delays the next acknowledgements. `urgent` work (views.open, whose trigger_id
    * lives 3 s) skips the concurrency limit.
    */

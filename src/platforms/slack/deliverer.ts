@@ -199,6 +199,8 @@ export class SlackDeliverer implements Deliverer {
   async #editLoop(jobId: string, state: EditState): Promise<void> {
     const ctx = this.#ctx;
     while (state.latest && !state.closed) {
+      await ctx.ackFirst.turn();
+      if (!state.latest || state.closed) return;
       const { job, event } = state.latest;
       const placeholder = (await this.#placeholders.get(jobId)) ?? this.#knownPlaceholder(job);
       if (!placeholder || state.closed) return; // kept in `latest`; shown once the placeholder exists
@@ -221,6 +223,7 @@ export class SlackDeliverer implements Deliverer {
 
   async deliver(job: JobRecord): Promise<void> {
     const ctx = this.#ctx;
+    await ctx.ackFirst.turn();
     const log = ctx.log.child({ jobId: job.id });
     const loc = locationOf(job);
     if (!loc) {

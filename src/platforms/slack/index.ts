@@ -21,6 +21,7 @@ import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, 
 import { SlackDeliverer } from './deliverer.ts';
 import { SlackHandlers, slackRefsDir } from './handlers.ts';
 import { SLACK_EVENTS_PATH } from './manifest.ts';
+import { AckFirst } from '../ack-first.ts';
 
 export interface SlackDeps {
   config: Config;
@@ -114,6 +115,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
   await app.init();
 
   const tasks = new Set<Promise<unknown>>();
+  const ackFirst = new AckFirst();
   let afterAckActive = 0;
   const afterAckWaiting: Array<() => void> = [];
   const ctx: SlackContext = {
@@ -128,10 +130,14 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       tasks.add(guarded);
       void guarded.finally(() => tasks.delete(guarded));
     },
+    ackFirst,
     afterAck(what, work, opts = {}) {
       const run = async () => {
-        await new Promise((r) => setImmediate(r));
-        if (opts.urgent) return work();
+        if (opts.urgent) {
+          await new Promise((r) => setImmediate(r));
+          return work();
+        }
+        await ackFirst.turn();
         if (afterAckActive >= AFTER_ACK_CONCURRENCY) await new Promise<void>((r) => afterAckWaiting.push(r));
         afterAckActive += 1;
         try {
@@ -163,6 +169,8 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
         res.writeHead(503).end();
         return;
       }
+      // In flight from arrival until the answer (ack, 401, 404…) is sent or the client gives up.
+      res.once('close', ackFirst.begin());
       try {
         listener(req, res);
       } catch {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AckFirst } from '../../../../src/platforms/discord/ack-first.ts';
+import { AckFirst } from '../../../src/platforms/ack-first.ts';
 
 const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -65,7 +65,7 @@ describe('AckFirst', () => {
   });
 
   it('a failed acknowledgement still releases the work behind it', async () => {
-    const gate = new AckFirst(10_000);
+    const gate = new AckFirst(10_000, undefined, { quietMs: 0 });
     const failed = gate.ack(() => Promise.reject(new Error('Unknown interaction')));
     let ran = false;
     void gate.turn().then(() => (ran = true));
@@ -73,4 +73,34 @@ describe('AckFirst', () => {
     for (let i = 0; i < 3; i++) await immediate();
     expect(ran).toBe(true);
   });
+
+  it('holds work until no acknowledgement has begun for quietMs, even between two acks', async () => {
+    const gate = new AckFirst(10_000, undefined, { quietMs: 40 });
+    gate.begin()(); // an ack began and ended at once: none in flight, but more may be coming
+    expect(gate.acksInFlight).toBe(0);
+    let ranAt = 0;
+    const asked = performance.now();
+    const work = gate.turn().then(() => (ranAt = performance.now()));
+    await sleep(20);
+    gate.begin()(); // another one: the quiet period starts again
+    await work;
+    expect(ranAt - asked).toBeGreaterThanOrEqual(55);
+    expect(ranAt - asked).toBeLessThan(1_000);
+  });
+
+  it('begin() counts an acknowledgement until its end is called, once', async () => {
+    const gate = new AckFirst(10_000, undefined, { quietMs: 0 });
+    const end = gate.begin();
+    expect(gate.acksInFlight).toBe(1);
+    let ran = false;
+    void gate.turn().then(() => (ran = true));
+    await sleep(20);
+    expect(ran).toBe(false);
+    end();
+    end();
+    expect(gate.acksInFlight).toBe(0);
+    for (let i = 0; i < 3; i++) await immediate();
+    expect(ran).toBe(true);
+  });
 });
+

@@ -7,6 +7,7 @@ import { startFakeSlack } from '../../../fakes/slack/fake-slack.ts';
 import type { ProgressEvent } from '../../../../src/engine/job.ts';
 import { createLogger } from '../../../../src/log.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
+import { AckFirst } from '../../../../src/platforms/ack-first.ts';
 import { SlackDeliverer } from '../../../../src/platforms/slack/deliverer.ts';
 import { ALL_MODELS, makeJob } from './fixtures.ts';
 
@@ -33,6 +34,7 @@ function setup(tuning: Partial<SlackContext['tuning']> = {}) {
     tuning: { ...DEFAULT_TUNING, now: () => now, ...tuning },
     track: (t) => void tasks.push(t),
     afterAck: () => undefined,
+    ackFirst: new AckFirst(),
   };
   const deliverer = new SlackDeliverer(ctx);
   return {

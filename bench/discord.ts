@@ -19,7 +19,7 @@
  *   node bench/discord.ts --acks-only          # only the acknowledgement part (seconds, not minutes)
  *   node bench/discord.ts --profile=DIR        # also CPU profiles of each client per measured burst
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { ask, forkRole, percentile, stopChild } from './processes.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,13 +44,6 @@ const IDLE_JOBS = 10;
 /** The providers' fast end ("7–30 s", reference/providers.md) would make the bench long; 3 s keeps every job in flight during the bursts. */
 const PROVIDER_DURATION_MS = 3_000;
 const BENCH_USER = { id: '300000000000000001', username: 'bench' };
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
-
 
 // ---- probes (bench --diag / --profile) ------------------------------------------------------------
 
@@ -322,73 +315,10 @@ async function bareChild(info: FakesInfo): Promise<void> {
   process.send!({ ready: {} });
 }
 
-function spawnRole(role: 'fakes' | 'provider' | 'bot' | 'bare', info?: FakesInfo): Promise<{ child: ChildProcess; ready: FakesInfo }> {
-  const child = fork(fileURLToPath(import.meta.url), [`--role=${role}`], {
-    execPath: process.execPath,
-    env: { ...process.env, ...(info ? { DISCORD_BENCH_FAKES: JSON.stringify(info) } : {}) },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`bench ${role} process exited with ${code}`)));
-    child.on('message', (m: FromFakes) => {
-      if ('ready' in m) resolve({ child, ready: m.ready });
-    });
-  });
-}
+const spawnRole = (role: 'fakes' | 'provider' | 'bot' | 'bare', info?: FakesInfo) =>
+  forkRole<FakesInfo>(fileURLToPath(import.meta.url), role, info ? { DISCORD_BENCH_FAKES: JSON.stringify(info) } : {});
 
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.send({ close: true });
-  });
-}
-
-function askClient<T extends FromClient>(child: ChildProcess, message: ToClient, accept: (m: FromClient) => m is T): Promise<T>;
-function askClient(child: ChildProcess, message: ToClient, accept: (m: FromClient) => boolean): Promise<FromClient>;
-function askClient(child: ChildProcess, message: ToClient, accept: (m: FromClient) => boolean): Promise<FromClient> {
-  return new Promise((resolve) => {
-    const onMessage = (m: FromClient) => {
-      if (!accept(m)) return;
-      child.off('message', onMessage);
-      resolve(m);
-    };
-    child.on('message', onMessage);
-    child.send(message);
-  });
-}
-
-function ask<T extends FromFakes>(fakes: ChildProcess, message: ToFakes, accept: (m: FromFakes) => m is T): Promise<T> {
-  return new Promise((resolve) => {
-    const onMessage = (m: FromFakes) => {
-      if (!accept(m)) return;
-      fakes.off('message', onMessage);
-      resolve(m);
-    };
-    fakes.on('message', onMessage);
-    fakes.send(message);
-  });
-}
-
-const isBurst = (m: FromFakes): m is Extract<FromFakes, { latencies: number[] }> => 'latencies' in m;
-const isFinals = (m: FromFakes): m is Extract<FromFakes, { finals: FinalMessage[] }> => 'finals' in m;
-
-function askProvider(provider: ChildProcess): Promise<ProviderTask[]> {
-  return new Promise((resolve) => {
-    const onMessage = (m: FromProvider) => {
-      if (!('tasks' in m)) return;
-      provider.off('message', onMessage);
-      resolve(m.tasks);
-    };
-    provider.on('message', onMessage);
-    provider.send({ tasks: true } satisfies ToProvider);
-  });
-}
+type BurstAnswer = Extract<FromFakes, { latencies: number[] }>;
 
 class AcksOnly extends Error {}
 
@@ -441,8 +371,8 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number; a
   const info: FakesInfo = { ...fakes.ready, runblobUrl: provider.ready.runblobUrl, runblobKey: provider.ready.runblobKey };
   /** Provider completion → final message, and result downloaded → final message, for one label's jobs. */
   const completion = async (label: string, expected: number, timeoutMs: number) => {
-    const { finals } = await ask(fakes.child, { finals: { label, expected, timeoutMs } }, isFinals);
-    const tasks = await askProvider(provider.child);
+    const { finals } = await ask<Extract<FromFakes, { finals: FinalMessage[] }>>(fakes.child, { finals: { label, expected, timeoutMs } } satisfies ToFakes, 'finals');
+    const { tasks } = await ask<Extract<FromProvider, { tasks: ProviderTask[] }>>(provider.child, { tasks: true } satisfies ToProvider, 'tasks');
     const byPrompt = new Map(tasks.map((t) => [t.prompt, t]));
     const delays: number[] = [];
     const afterDownload: number[] = [];
@@ -468,7 +398,7 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number; a
     children.push(botProc.child, bareProc.child);
     const clientOf = { bot: botProc.child, bare: bareProc.child };
     const run = async (target: 'bot' | 'bare', count: number, label: string, spacingMs?: number) => {
-      const r = await ask(fakes.child, { burst: { target, count, label, ...(spacingMs && { spacingMs }) } }, isBurst);
+      const r = await ask<BurstAnswer>(fakes.child, { burst: { target, count, label, ...(spacingMs && { spacingMs }) } } satisfies ToFakes, 'latencies');
       unacked += r.unacked;
       refused += r.refused;
       return r.latencies;
@@ -476,11 +406,11 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number; a
     /** A measured burst: the client's probe runs exactly while the burst is in the air. */
     const measured = async (target: 'bot' | 'bare', label: string, profileFile?: string) => {
       const client = clientOf[target];
-      if (profileFile) await askClient(client, { profile: 'start' }, (m) => 'started' in m);
-      await askClient(client, { probe: 'start' }, (m) => 'started' in m);
-      const r = await ask(fakes.child, { burst: { target, count: burst, label, withTimes: true } }, isBurst);
-      const { probe } = await askClient(client, { probe: 'stop' }, (m): m is Extract<FromClient, { probe: ClientProbe }> => 'probe' in m);
-      if (profileFile) await askClient(client, { profile: 'stop', file: profileFile }, (m) => 'profiled' in m);
+      if (profileFile) await ask(client, { profile: 'start' } satisfies ToClient, 'started');
+      await ask(client, { probe: 'start' } satisfies ToClient, 'started');
+      const r = await ask<BurstAnswer>(fakes.child, { burst: { target, count: burst, label, withTimes: true } } satisfies ToFakes, 'latencies');
+      const { probe } = await ask<Extract<FromClient, { probe: ClientProbe }>>(client, { probe: 'stop' } satisfies ToClient, 'probe');
+      if (profileFile) await ask(client, { profile: 'stop', file: profileFile } satisfies ToClient, 'profiled');
       unacked += r.unacked;
       refused += r.refused;
       diag[target].push({ fakesEld: r.fakesEld, client: probe, times: r.times ?? [] });

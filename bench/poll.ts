@@ -18,6 +18,8 @@ import { pathToFileURL } from 'node:url';
 import { PollScheduler } from '../src/engine/poll-scheduler.ts';
 import { RateBudget, RUNBASE_REQUESTS_PER_WINDOW, RUNBASE_WINDOW_MS } from '../src/engine/rate-budget.ts';
 import { RateLimitedError } from '../src/providers/errors.ts';
+// Deterministic, so both strategies see the same jobs.
+import { rng } from '../test/support/random.ts';
 import type { TaskSnapshot } from '../src/providers/types.ts';
 
 const NAIVE_POLL_INTERVAL_MS = 2_000;
@@ -27,18 +29,6 @@ const JOB_CLASSES_MS = [10_000, 15_000, 22_000];
 const DURATION_SIGMA = 0.2;
 const MIN_DURATION_MS = 7_000;
 const MAX_DURATION_MS = 30_000;
-
-/** Deterministic PRNG (mulberry32) so both strategies see the same jobs. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(random: () => number): number {
   const u = Math.max(random(), 1e-12);

@@ -17,7 +17,7 @@
  *   node bench/slack.ts                          # prints both tables
  *   node bench/slack.ts --sustained | --burst    # one of them
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { ask, forkRole, percentile, stopChild } from './processes.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -45,16 +45,10 @@ const BENCH_USER = 'UBENCH';
 
 const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
-}
 
 // ---- children ---------------------------------------------------------------------------------
 
 type FakesInfo = { apiUrl: string; botToken: string; teamId: string; runbaseUrl: string; runbaseKey: string; runblobUrl: string; runblobKey: string };
-type ChildMessage = { ready: FakesInfo | { eventsUrl: string } } | { placeholders: number };
 
 async function fakesChild(): Promise<void> {
   const { startFakeSlack } = await import('../test/fakes/slack/fake-slack.ts');
@@ -125,32 +119,8 @@ async function bareChild(info: FakesInfo): Promise<void> {
   process.send!({ ready: { eventsUrl: `${http.localUrl}/slack/events` } });
 }
 
-function spawnRole(role: 'fakes' | 'bot' | 'bare', info?: FakesInfo): Promise<{ child: ChildProcess; ready: FakesInfo & { eventsUrl: string } }> {
-  const child = fork(fileURLToPath(import.meta.url), [`--role=${role}`], {
-    execPath: process.execPath,
-    env: { ...process.env, ...(info ? { SLACK_BENCH_FAKES: JSON.stringify(info) } : {}) },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`bench ${role} process exited with ${code}`)));
-    child.on('message', (m: ChildMessage) => {
-      if ('ready' in m) resolve({ child, ready: m.ready as FakesInfo & { eventsUrl: string } });
-    });
-  });
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.send({ close: true });
-  });
-}
+const spawnRole = (role: 'fakes' | 'bot' | 'bare', info?: FakesInfo) =>
+  forkRole<FakesInfo & { eventsUrl: string }>(fileURLToPath(import.meta.url), role, info ? { SLACK_BENCH_FAKES: JSON.stringify(info) } : {});
 
 // ---- the load generator ---------------------------------------------------------------------
 
@@ -234,10 +204,7 @@ async function runPhase(kind: 'sustained' | 'burst', count: number, perSecond: n
     // The bot really took every command on: each one got its placeholder in (fake) Slack.
     const deadline = Date.now() + 120_000;
     while (Date.now() < deadline) {
-      placeholders = await new Promise<number>((resolve) => {
-        fakes.child.once('message', (m: ChildMessage) => resolve('placeholders' in m ? m.placeholders : 0));
-        fakes.child.send({ count: true });
-      });
+      ({ placeholders } = await ask<{ placeholders: number }>(fakes.child, { count: true }, 'placeholders'));
       if (placeholders >= expected) break;
       await new Promise((r) => setTimeout(r, 250));
     }

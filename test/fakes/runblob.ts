@@ -149,16 +149,9 @@ export interface FakeRunblobOptions {
   fetchReferences?: boolean | { timeoutMs?: number };
 }
 
-export interface FakeRunblobTask {
+/** A task as the fake keeps it: what the create said (RunblobCreateInfo), then its life. */
+export interface FakeRunblobTask extends Omit<RunblobCreateInfo, 'taskUuid' | 'body'> {
   uuid: string;
-  apiKey: string;
-  prompt: string;
-  model: RunblobModel;
-  quality: RunblobQuality;
-  aspectRatio: string;
-  temperature: number;
-  images: string[];
-  callbackUrl?: string;
   /** Charged, USD (as a number; `priceText` is what the answer said). */
   price: number;
   priceText: string;

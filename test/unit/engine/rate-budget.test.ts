@@ -4,6 +4,7 @@ import { openStore } from '../../../src/engine/open-store.ts';
 import { RateBudget } from '../../../src/engine/rate-budget.ts';
 import type { RequestGate } from '../../../src/providers/types.ts';
 import { maxInWindow } from '../../support/index.ts';
+import { rng } from '../../support/random.ts';
 
 describe('RateBudget', () => {
   beforeEach(() => vi.useFakeTimers({ now: 1_000_000 }));
@@ -137,18 +138,6 @@ function memoryCounters() {
     },
   };
   return c;
-}
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('RateBudget shared through the store', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { componentRows, componentsFor, requestForAction } from '../../../commands/buttons.ts';
 import { decodeAction } from '../../../commands/custom-id.ts';
-import { ValidationError } from '../../../src/engine/errors.ts';
+import { refusal } from '../../support/errors.ts';
 import { MODEL_CATALOG, configuredModels } from '../../../src/engine/models.ts';
 import { imagineRequestSchema } from '../../../src/engine/request.ts';
 import { JOB_ID, failedTask, makeJob, okTask } from './job-fixture.ts';
@@ -9,16 +9,6 @@ import { JOB_ID, failedTask, makeJob, okTask } from './job-fixture.ts';
 const clicker = { platform: 'discord', userId: '222', name: 'grace' } as const;
 const location = { channelId: 'c1', replyTo: 'm1' };
 const all = MODEL_CATALOG;
-
-function refusal(fn: () => unknown): ValidationError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ValidationError) return err;
-    throw err;
-  }
-  throw new Error('expected a ValidationError');
-}
 
 describe('requestForAction', () => {
   it('Rerun repeats prompt, options and references for the clicker', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildImagineRequest, type ImagineInput } from '../../../commands/imagine.ts';
-import { ValidationError } from '../../../src/engine/errors.ts';
+import { refusal } from '../../support/errors.ts';
 import { MODEL_CATALOG, configuredModels, type ModelSpec } from '../../../src/engine/models.ts';
 import { imagineRequestSchema } from '../../../src/engine/request.ts';
 
@@ -10,16 +10,6 @@ const requester = { platform: 'discord', userId: '111' } as const;
 
 function build(input: Partial<ImagineInput>, list: readonly ModelSpec[] = models) {
   return buildImagineRequest({ prompt: 'a cat', options: {}, refs: [], requester, location: { channelId: 'c1' }, ...input }, list, defaultModel);
-}
-
-function refusal(fn: () => unknown): ValidationError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ValidationError) return err;
-    throw err;
-  }
-  throw new Error('expected a ValidationError');
 }
 
 describe('buildImagineRequest', () => {

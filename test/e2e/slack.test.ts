@@ -3,6 +3,7 @@
  * signed requests, against a fake Slack Web API and fake Runbase/RunBlob on 127.0.0.1.
  * Every acknowledgement is asserted under Slack's 3 s deadline.
  */
+import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import type { FakeMessage } from '../fakes/slack/fake-slack.ts';
@@ -444,6 +445,22 @@ describe('Slack transport rules', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(h.fake.calls.filter((c) => c.args.channel === 'CSEC' || c.args.channel_id === 'CSEC')).toEqual([]);
     expect([...h.runbase.runs.values()].filter((run) => run.prompt.startsWith('forged'))).toEqual([]);
+  });
+
+  test('acks first: while another request to /slack/events is still arriving, an acknowledged command waits to post its placeholder', async () => {
+    // A request whose body is still on its way (headers sent, 10 of 100 body bytes).
+    const slow = connect(h.bot.http.port, '127.0.0.1');
+    await new Promise<void>((resolve) => slow.once('connect', () => resolve()));
+    slow.write('POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ncommand=/i');
+    await new Promise((r) => setTimeout(r, 50));
+    acked(await h.driver.slashCommand({ user: alice, channel: 'CHOLD', text: 'held behind a slow request' }));
+    await new Promise((r) => setTimeout(r, 400));
+    // Acknowledged at once, but its work (the placeholder) waits while a request is in flight…
+    expect(h.fake.messagesIn('CHOLD').filter((m) => m.byBot)).toEqual([]);
+    // …and goes as soon as that request is over.
+    slow.destroy();
+    await h.fake.waitFor(() => h.fake.messagesIn('CHOLD').find((m) => m.byBot), 2_000, 'placeholder once the slow request ended');
+    await results('CHOLD');
   });
 
   test('a short 429 on an interactive call is waited out; a long one never makes delivery sleep or re-upload', async () => {

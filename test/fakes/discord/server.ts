@@ -9,6 +9,9 @@
  *  - component rules (≤ 5 action rows, ≤ 5 buttons per row, custom_id 1–100 chars and unique,
  *    select menus ≤ 25 options) and every other schema rule (400 / 50035);
  * and it records every request and every message as a user would see it.
+ * Interactions go over the gateway, or, once `setInteractionsEndpoint()` has saved an
+ * Interactions Endpoint URL, by signed POSTs to it (interactions-endpoint.ts), the app's answer
+ * being applied as the first response.
  * Durations are options so tests can scale them down.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -16,6 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { EventEmitter } from 'node:events';
 import sharp from 'sharp';
 import { FakeGateway } from './gateway.ts';
+import { InteractionsEndpointClient, type EndpointAnswer, type EndpointPostOptions } from './interactions-endpoint.ts';
 import { boundaryOf, parseMultipart, type UploadedPart } from './multipart.ts';
 import { snowflake } from './snowflake.ts';
 import { ERRORS, invalidFormBody, validateBody, type DiscordErrorBody } from './validation.ts';
@@ -140,7 +144,7 @@ export interface FakeInteraction {
   token: string;
   type: 2 | 3;
   payload: Record<string, unknown>;
-  /** performance.now() when the dispatch left the gateway. */
+  /** performance.now() when the dispatch left the gateway (or the POST to the Interactions Endpoint URL started). */
   dispatchedAt: number;
   createdAtMs: number;
   ackedAt?: number;
@@ -156,6 +160,12 @@ export interface FakeInteraction {
   guildId?: string;
   /** For component clicks: the message holding the component. */
   sourceMessageId?: string;
+  /** Delivered by HTTP: settles once the app's answer is applied or its failure recorded; never rejects. */
+  httpDelivery?: Promise<void>;
+  /** Delivered by HTTP: the status the app answered (none when it did not answer). */
+  httpStatus?: number;
+  /** Delivered by HTTP and not acknowledged by the answer: why (no answer in time, not 200, not JSON, refused body…). */
+  httpFailure?: string;
 }
 
 export interface SlashCommandInput {
@@ -205,6 +215,8 @@ export class FakeDiscord extends EventEmitter {
   readonly ackDeadlineMs: number;
   readonly tokenLifetimeMs: number;
   readonly uploadLimitBytes: number;
+  /** The application's public key (64 hex characters), what the app verifies interaction requests with. */
+  readonly publicKeyHex: string;
   private readonly messageEditBucket: { limit: number; windowMs: number } | undefined;
   private readonly editTimes = new Map<string, number[]>();
   private readonly latencyMs: number;
@@ -212,6 +224,8 @@ export class FakeDiscord extends EventEmitter {
   private readonly rateLimitRules: RateLimitRule[] = [];
   private readonly server = createServer((req, res) => void this.handle(req, res));
   private gateway!: FakeGateway;
+  private readonly endpoint: InteractionsEndpointClient;
+  private endpointUrl: string | undefined;
   private port = 0;
 
   constructor(opts: FakeDiscordOptions = {}) {
@@ -227,6 +241,8 @@ export class FakeDiscord extends EventEmitter {
     this.messageEditBucket = opts.messageEditBucket;
     this.latencyMs = opts.latencyMs ?? 0;
     this.keepUploads = opts.keepUploads ?? true;
+    this.endpoint = new InteractionsEndpointClient(this.ackDeadlineMs);
+    this.publicKeyHex = this.endpoint.publicKeyHex;
   }
 
   async listen(): Promise<this> {
@@ -269,6 +285,29 @@ export class FakeDiscord extends EventEmitter {
 
   waitForBot(timeoutMs = 10_000): Promise<void> {
     return this.gateway.waitForSession(timeoutMs);
+  }
+
+  /** The saved Interactions Endpoint URL; undefined while interactions go over the gateway. */
+  get interactionsEndpointUrl(): string | undefined {
+    return this.endpointUrl;
+  }
+
+  /**
+   * Saves the Interactions Endpoint URL as the developer portal does: only after the app answers a
+   * signed PING with `{"type": 1}` and refuses bad signatures with 401 (throws otherwise, leaving
+   * the URL as it was). From then on interactions are POSTed to it and no longer sent on the
+   * gateway; undefined goes back to the gateway.
+   */
+  async setInteractionsEndpoint(url: string | undefined): Promise<void> {
+    if (url !== undefined) await this.endpoint.verify(url, this.applicationId);
+    this.endpointUrl = url;
+  }
+
+  /** For negative tests: POSTs `payload` to the Interactions Endpoint URL (or `opts.url`), signed as `opts` says, and returns the answer without applying it. */
+  async postToInteractionsEndpoint(payload: object, opts: EndpointPostOptions & { url?: string } = {}): Promise<EndpointAnswer> {
+    const url = opts.url ?? this.endpointUrl;
+    if (url === undefined) throw new Error('postToInteractionsEndpoint: no Interactions Endpoint URL set');
+    return this.endpoint.post(url, payload, opts);
   }
 
   /** The next `times` matching requests are answered 429 with `retry_after` (JSON and headers). */
@@ -426,8 +465,25 @@ export class FakeDiscord extends EventEmitter {
     };
     this.interactions.set(id, interaction);
     interaction.dispatchedAt = performance.now();
+    if (this.endpointUrl !== undefined) {
+      interaction.httpDelivery = this.deliverByHttp(interaction, this.endpointUrl);
+      return interaction;
+    }
     if (!this.gateway.send('INTERACTION_CREATE', payload)) throw new Error('no bot is connected to the fake gateway');
     return interaction;
+  }
+
+  /** POSTs the interaction to the app and applies its answer as the first response, as Discord does. */
+  private async deliverByHttp(interaction: FakeInteraction, url: string): Promise<void> {
+    const delivery = await this.endpoint.deliver(url, interaction.payload);
+    if (delivery.status !== undefined) interaction.httpStatus = delivery.status;
+    if ('failure' in delivery) {
+      interaction.httpFailure = delivery.failure;
+    } else {
+      const applied = this.firstResponse(interaction, { json: delivery.json, files: [] }, false);
+      if (applied.status >= 400) interaction.httpFailure = `answer refused (${applied.status}): ${JSON.stringify(applied.json)}`;
+    }
+    this.emit('delivery', interaction);
   }
 
   /** Puts a message from the bot in a channel, as if posted earlier (e.g. by an older run of the bot). */
@@ -439,7 +495,7 @@ export class FakeDiscord extends EventEmitter {
     return msg;
   }
 
-  /** Resolves when `predicate` returns a value (checked after every request and every 20 ms). */
+  /** Resolves when `predicate` returns a value (checked after every request, every HTTP delivery and every 20 ms). */
   waitFor<T>(predicate: () => T | undefined | false | null, timeoutMs = 10_000, what = 'condition'): Promise<T> {
     return new Promise((resolve, reject) => {
       const check = () => {
@@ -465,8 +521,10 @@ export class FakeDiscord extends EventEmitter {
         clearTimeout(timer);
         clearInterval(poll);
         this.off('request', check);
+        this.off('delivery', check);
       };
       this.on('request', check);
+      this.on('delivery', check);
       check();
     });
   }
@@ -488,6 +546,7 @@ export class FakeDiscord extends EventEmitter {
   }
 
   async close(): Promise<void> {
+    await this.endpoint.close();
     await this.gateway?.close();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
@@ -593,7 +652,7 @@ export class FakeDiscord extends EventEmitter {
     if (path === '/gateway' && method === 'GET') return { status: 200, json: { url: this.gatewayUrl } };
     if (path === '/users/@me' && method === 'GET') return { status: 200, json: { ...this.botUser, public_flags: 0, flags: 0 } };
     if ((path === '/applications/@me' || path === `/oauth2/applications/@me`) && method === 'GET') {
-      return { status: 200, json: { id: this.applicationId, name: 'imagine', description: '', flags: 0, bot_public: true, bot_require_code_grant: false, verify_key: '0'.repeat(64), icon: null } };
+      return { status: 200, json: { id: this.applicationId, name: 'imagine', description: '', flags: 0, bot_public: true, bot_require_code_grant: false, verify_key: this.publicKeyHex, icon: null } };
     }
     if (path === '/users/@me/channels' && method === 'POST') {
       const err = validateBody('createDm', parsed.json);
@@ -629,9 +688,14 @@ export class FakeDiscord extends EventEmitter {
   }
 
   private interactionCallback(id: string, token: string, parsed: ParsedBody, withResponse: boolean): Answer {
-    const now = performance.now();
     const interaction = this.interactions.get(id);
     if (!interaction || interaction.token !== token) return { status: 404, json: ERRORS.unknownInteraction };
+    return this.firstResponse(interaction, parsed, withResponse);
+  }
+
+  /** Applies an interaction's first response, posted to the callback endpoint or answered to the HTTP delivery. */
+  private firstResponse(interaction: FakeInteraction, parsed: ParsedBody, withResponse: boolean): Answer {
+    const now = performance.now();
     if (interaction.ackedAt !== undefined) return { status: 400, json: ERRORS.alreadyAcknowledged };
     if (now - interaction.dispatchedAt > this.ackDeadlineMs) return { status: 404, json: ERRORS.unknownInteraction };
     const err = validateBody('interactionCallback', parsed.json);

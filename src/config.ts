@@ -75,6 +75,8 @@ function crossFieldProblems(env: Record<string, string | undefined>): string[] {
     problems.push('DISCORD_APPLICATION_ID: is required when DISCORD_TOKEN is set');
   if (set('SLACK_BOT_TOKEN') && !set('SLACK_SIGNING_SECRET') && !set('SLACK_APP_TOKEN'))
     problems.push('SLACK_SIGNING_SECRET: is required when SLACK_BOT_TOKEN is set (or set SLACK_APP_TOKEN for Socket Mode)');
+  if (set('DISCORD_PUBLIC_KEY') && !/^[0-9a-fA-F]{64}$/.test((env.DISCORD_PUBLIC_KEY ?? '').trim()))
+    problems.push('DISCORD_PUBLIC_KEY: must be the 64 hexadecimal characters of the application\'s Public Key (developer portal, General Information)');
   if (set('RUNBASE_API_KEY') && !(env.RUNBASE_API_KEY ?? '').trim().startsWith('sk-'))
     problems.push('RUNBASE_API_KEY: Runbase keys start with "sk-"');
   return problems;

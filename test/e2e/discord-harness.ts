@@ -32,6 +32,8 @@ export interface DiscordHarnessOptions {
   /** Extra environment for the bot (QUOTA_DAILY_UNITS…). */
   env?: Record<string, string>;
   timing?: EngineTiming;
+  /** How Discord delivers interactions: over the gateway (default) or to the bot's HTTP endpoint (DISCORD_PUBLIC_KEY). */
+  interactions?: 'gateway' | 'http';
 }
 
 export interface DiscordHarness {
@@ -85,6 +87,7 @@ export async function startDiscordHarness(opts: DiscordHarnessOptions = {}): Pro
     PORT: '0',
     QUOTA_DAILY_UNITS: '40',
     LOG_LEVEL: 'info',
+    ...(opts.interactions === 'http' && { DISCORD_PUBLIC_KEY: discord.publicKeyHex }),
     ...opts.env,
   });
   // As an operator would, once: `npm run register`.
@@ -98,6 +101,9 @@ export async function startDiscordHarness(opts: DiscordHarnessOptions = {}): Pro
     // waits scaled down.
     const fastRetry = { sleep: (ms: number, signal?: AbortSignal) => sleepAbortable(Math.min(ms, 30), signal), maxAttempts: 3 };
     bot = await startBot(config, { log, engineTiming: timing, providerRetry: fastRetry });
+    // As an operator would after each start on a new port: save the Interactions Endpoint URL
+    // (Discord checks it with a PING and with bad signatures before saving).
+    if (opts.interactions === 'http') await discord.setInteractionsEndpoint(`${bot.http.localUrl}/discord/interactions`);
   };
   await start();
 
@@ -143,7 +149,7 @@ export async function startDiscordHarness(opts: DiscordHarnessOptions = {}): Pro
       await rm(dir, { recursive: true, force: true });
     },
   };
-  await discord.waitForBot();
+  if (opts.interactions !== 'http') await discord.waitForBot();
   return h;
 }
 

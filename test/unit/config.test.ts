@@ -48,6 +48,7 @@ describe('parseConfig', () => {
         SLACK_BOT_TOKEN: 'xoxb-1',
         RUNBASE_API_KEY: 'pk-wrong',
         SPEND_CAP_DAILY_USD: '0',
+        DISCORD_PUBLIC_KEY: 'not-hex',
       });
     } catch (err) {
       error = err;
@@ -64,10 +65,17 @@ describe('parseConfig', () => {
       'SLACK_SIGNING_SECRET',
       'RUNBASE_API_KEY',
       'SPEND_CAP_DAILY_USD',
+      'DISCORD_PUBLIC_KEY',
     ]) {
       expect(problems).toContain(name);
     }
     expect((error as ConfigError).message).toMatch(/^Invalid configuration:/);
+  });
+
+  it("accepts Discord's public key as the portal shows it (64 hex characters)", () => {
+    const key = 'ab'.repeat(32);
+    expect(parseConfig({ DISCORD_TOKEN: 't', DISCORD_APPLICATION_ID: '1', DISCORD_PUBLIC_KEY: ` ${key} ` }).DISCORD_PUBLIC_KEY).toBe(key);
+    expect(() => parseConfig({ DISCORD_PUBLIC_KEY: key.slice(2) })).toThrow(/DISCORD_PUBLIC_KEY/);
   });
 
   it('accepts Socket Mode without a signing secret', () => {

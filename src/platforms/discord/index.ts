@@ -1,13 +1,18 @@
 /**
- * The Discord adapter: a discord.js gateway client (Guilds intent only: interactions arrive
- * without privileged intents), the interaction dispatcher and the engine's deliverer. Started by
- * the composition root (src/app.ts) when DISCORD_TOKEN is set. Commands are registered by
- * `npm run register` (register.ts), never here.
+ * The Discord adapter: a discord.js client, the interaction dispatcher and the engine's
+ * deliverer. Started by the composition root (src/app.ts) when DISCORD_TOKEN is set. Commands
+ * are registered by `npm run register` (register.ts), never here.
+ *
+ * Interactions arrive one of two ways (Discord uses one or the other, never both):
+ * - the gateway (default): discord.js logs in with the Guilds intent only (no privileged intents);
+ * - the HTTP interactions endpoint, when DISCORD_PUBLIC_KEY is set: Discord POSTs them to
+ *   /discord/interactions on the bot's HTTP server (http-interactions.ts); no gateway connection,
+ *   so several processes behind a load balancer can share the work.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { Client, Events, GatewayIntentBits, Options } from 'discord.js';
+import { Client, Events, GatewayIntentBits, Options, Routes } from 'discord.js';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
@@ -18,6 +23,7 @@ import { InteractionHandler } from './interactions.ts';
 import { DiscordMessages } from './messages.ts';
 import { discordRestAgent } from './rest-agent.ts';
 import { DISCORD_API_DEFAULT } from './command-json.ts';
+import { DISCORD_INTERACTIONS_PATH, HttpAnswers, discordPublicKey, mountInteractionsEndpoint } from './http-interactions.ts';
 
 export interface DiscordDeps {
   config: Config;
@@ -47,6 +53,29 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
 
   engine.setDeliverer('discord', delivery);
   mountOriginals(http, engine, log);
+
+  if (config.DISCORD_PUBLIC_KEY) {
+    const publicKey = discordPublicKey(config.DISCORD_PUBLIC_KEY);
+    client.rest.setToken(config.DISCORD_TOKEN);
+    const answers = new HttpAnswers(client.rest);
+    try {
+      // What the gateway login would check: a wrong token fails the start, not the first command.
+      await client.rest.get(Routes.user('@me'));
+    } catch (err) {
+      await client.destroy().catch(() => {});
+      throw new Error(`Discord refused DISCORD_TOKEN: ${(err as Error).message}`, { cause: err });
+    }
+    const stopEndpoint = mountInteractionsEndpoint({ http, client, publicKey, answers, ackFirst, log, handle: (i) => handler.handle(i) });
+    const url = `${config.PUBLIC_URL ?? 'https://<your host>'}${DISCORD_INTERACTIONS_PATH}`;
+    log.info({ path: DISCORD_INTERACTIONS_PATH }, `discord interactions endpoint mounted (HTTP mode): set the application's Interactions Endpoint URL to ${url}`);
+    return {
+      async stop() {
+        stopEndpoint();
+        delivery.throttle.stop();
+        await client.destroy();
+      },
+    };
+  }
 
   client.on(Events.InteractionCreate, (interaction) => void handler.handle(interaction));
   client.on(Events.Error, (err) => log.error({ err }, 'discord client error'));

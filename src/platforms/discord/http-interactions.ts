@@ -1,0 +1,192 @@
+/**
+ * Discord's HTTP interactions endpoint (Discord docs: "Receiving and Responding"), the mode chosen
+ * by setting DISCORD_PUBLIC_KEY: Discord POSTs each interaction to PUBLIC_URL + /discord/interactions
+ * instead of sending it over the gateway, so any number of bot processes behind a load balancer
+ * can take them (no gateway connection at all).
+ *
+ * - Every request is verified: Ed25519 over `X-Signature-Timestamp + raw body` with the
+ *   application's public key; anything else is answered 401 (Discord sends bad signatures on
+ *   purpose to check this before it saves the URL).
+ * - A PING is answered `{"type": 1}`.
+ * - Everything else becomes a discord.js interaction and goes to the same InteractionHandler as
+ *   in gateway mode. The interaction's first response is the HTTP answer: the handler's
+ *   deferReply()/deferUpdate()/reply() POST to `/interactions/{id}/{token}/callback` through
+ *   the client's REST, and `answerCallbacksOverHttp` turns that call, for an interaction whose
+ *   request is still open, into the HTTP response body. Follow-ups and edits then go through the
+ *   webhook routes exactly as in gateway mode.
+ */
+import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Events, type Client, type Interaction, type REST } from 'discord.js';
+import type { Logger } from '../../log.ts';
+import { readBody, type HttpServer } from '../http/server.ts';
+import type { AckFirst } from '../ack-first.ts';
+
+export const DISCORD_INTERACTIONS_PATH = '/discord/interactions';
+/** Interactions are small JSON documents; anything this big is not one. */
+const MAX_BODY_BYTES = 2 * 1024 * 1024;
+/** Discord's deadline for the first response. Past it the answer is useless: free the request. */
+export const FIRST_RESPONSE_DEADLINE_MS = 3_000;
+
+/** The DER header of an Ed25519 SubjectPublicKeyInfo; the 32 key bytes follow it. */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** The application's public key as shown in the developer portal (64 hex characters). */
+export function discordPublicKey(hex: string): KeyObject {
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) {
+    throw new Error('DISCORD_PUBLIC_KEY must be the 64 hexadecimal characters shown as "Public Key" on the application\'s General Information page');
+  }
+  return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(hex, 'hex')]), format: 'der', type: 'spki' });
+}
+
+/** True when `signatureHex` is the application's Ed25519 signature of `timestamp + body`. */
+export function verifyDiscordSignature(key: KeyObject, signatureHex: string | undefined, timestamp: string | undefined, body: Buffer): boolean {
+  if (!signatureHex || !timestamp || !/^[0-9a-fA-F]{128}$/.test(signatureHex)) return false;
+  try {
+    return verify(null, Buffer.concat([Buffer.from(timestamp, 'utf8'), body]), key, Buffer.from(signatureHex, 'hex'));
+  } catch {
+    return false;
+  }
+}
+
+type Answer = (body: unknown) => Promise<void>;
+
+/**
+ * Open HTTP requests waiting for their interaction's first response, by interaction id. Installs
+ * itself in front of the REST client's POST: a callback for a waiting interaction is answered over
+ * HTTP, every other request goes to Discord as before.
+ */
+export class HttpAnswers {
+  readonly #waiting = new Map<string, Answer>();
+
+  constructor(rest: REST) {
+    const post = rest.post.bind(rest);
+    rest.post = async (route, options = {}) => {
+      const id = /^\/interactions\/(\d+)\/[^/]+\/callback$/.exec(route)?.[1];
+      const answer = id === undefined ? undefined : this.#waiting.get(id);
+      // Files cannot ride in the HTTP answer; the bot never sends any in a first response.
+      if (!answer || options.files?.length) return post(route, options);
+      this.#waiting.delete(id!);
+      await answer(options.body);
+      // What the callback endpoint answers without ?with_response: 204, no body.
+      return undefined;
+    };
+  }
+
+  wait(id: string, answer: Answer): () => void {
+    this.#waiting.set(id, answer);
+    return () => {
+      if (this.#waiting.get(id) === answer) this.#waiting.delete(id);
+    };
+  }
+}
+
+/** discord.js builds interaction objects in an internal action (what the gateway's INTERACTION_CREATE runs). */
+interface InteractionCreateAction {
+  actions: { InteractionCreate: { handle(data: unknown): void } };
+}
+
+/**
+ * The discord.js interaction for a raw payload, exactly as the gateway would build it; undefined
+ * for kinds discord.js does not model. The action emits synchronously, so the listener only sees
+ * this payload's interaction.
+ */
+export function toInteraction(client: Client, data: unknown): Interaction | undefined {
+  let created: Interaction | undefined;
+  const grab = (i: Interaction) => {
+    created = i;
+  };
+  client.on(Events.InteractionCreate, grab);
+  try {
+    (client as unknown as InteractionCreateAction).actions.InteractionCreate.handle(data);
+  } finally {
+    client.off(Events.InteractionCreate, grab);
+  }
+  return created;
+}
+
+export interface InteractionsEndpointDeps {
+  http: HttpServer;
+  client: Client;
+  publicKey: KeyObject;
+  answers: HttpAnswers;
+  ackFirst: AckFirst;
+  log: Logger;
+  /** The InteractionHandler: resolves when the interaction's work is done (never rejects). */
+  handle(interaction: Interaction): Promise<void>;
+}
+
+/** Mounts POST /discord/interactions; the returned function makes it answer 503 (shutting down). */
+export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () => void {
+  const { http, client, publicKey, answers, ackFirst, log } = deps;
+  let stopped = false;
+  http.mount('POST', DISCORD_INTERACTIONS_PATH, async (req, res, { rest }) => {
+    if (rest !== '') return json(res, 404, { error: 'not found' });
+    if (stopped) return json(res, 503, { error: 'shutting down' });
+    // In flight from arrival until the answer is sent (or the client gives up).
+    res.once('close', ackFirst.begin());
+    let body: Buffer;
+    try {
+      body = await readBody(req, MAX_BODY_BYTES);
+    } catch {
+      return json(res, 413, { error: 'body too large' });
+    }
+    if (!verifyDiscordSignature(publicKey, header(req, 'x-signature-ed25519'), header(req, 'x-signature-timestamp'), body)) {
+      log.warn({ remote: req.socket.remoteAddress }, 'discord interaction with a bad signature refused');
+      return json(res, 401, { error: 'invalid request signature' });
+    }
+    let data: { id?: unknown; type?: unknown };
+    try {
+      data = JSON.parse(body.toString('utf8')) as typeof data;
+    } catch {
+      return json(res, 400, { error: 'invalid JSON' });
+    }
+    if (data.type === 1) return json(res, 200, { type: 1 });
+    const interaction = typeof data.id === 'string' ? toInteraction(client, data) : undefined;
+    if (!interaction) {
+      log.info({ type: data.type }, 'discord interaction of a kind the bot does not handle');
+      return json(res, 400, { error: 'unsupported interaction' });
+    }
+
+    let answered = false;
+    const stopWaiting = answers.wait(interaction.id, async (callback) => {
+      // Discord gave up on the request (or the deadline below answered it): the interaction is gone.
+      if (res.headersSent || res.destroyed) throw new Error('Unknown interaction: its HTTP request is already closed');
+      answered = true;
+      await json(res, 200, callback);
+    });
+    const deadline = setTimeout(() => {
+      stopWaiting();
+      if (!answered && !res.headersSent) {
+        log.warn({ interactionId: interaction.id }, 'discord interaction not answered within 3 s');
+        void json(res, 500, { error: 'no answer in time' });
+      }
+    }, FIRST_RESPONSE_DEADLINE_MS);
+    try {
+      await deps.handle(interaction);
+    } finally {
+      clearTimeout(deadline);
+      stopWaiting();
+      // The handler finished without a first response (e.g. a kind it ignores): do not leave
+      // Discord waiting for the deadline.
+      if (!answered && !res.headersSent) await json(res, 500, { error: 'interaction not answered' });
+    }
+  });
+  return () => {
+    stopped = true;
+  };
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Writes a JSON answer; resolves once it is handed to the socket (or the socket is gone). */
+function json(res: ServerResponse, status: number, body: unknown): Promise<void> {
+  const text = JSON.stringify(body);
+  return new Promise((resolve) => {
+    res.once('close', resolve);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) }).end(text, resolve);
+  });
+}

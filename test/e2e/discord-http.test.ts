@@ -1,0 +1,103 @@
+/**
+ * Discord's HTTP interactions endpoint (DISCORD_PUBLIC_KEY): the fake Discord POSTs signed
+ * interactions to the bot's /discord/interactions instead of using the gateway, and reads the
+ * HTTP answer as the first response. The bot is the real one (src/app.ts, discord.js for the
+ * interaction objects and REST), with no gateway connection at all.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { USERS, componentsOf, customIdOf, expectDiscordInvariants, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
+
+let h: DiscordHarness;
+beforeAll(async () => {
+  // The harness saves the endpoint URL the way the developer portal does: Discord's PING and its
+  // deliberately bad signatures must be answered right, or the start fails.
+  h = await startDiscordHarness({ interactions: 'http' });
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** A signed-looking /imagine payload the bot would accept if the signature were right. */
+function imaginePayload(id: string) {
+  return {
+    id,
+    application_id: h.discord.applicationId,
+    type: 2,
+    token: `forged-${id}`,
+    version: 1,
+    data: { id: '1', name: 'imagine', type: 1, options: [{ name: 'prompt', type: 3, value: 'forged request' }] },
+    channel_id: h.discord.channelId,
+    user: { id: USERS.bob.id, username: 'bob', discriminator: '0', avatar: null, global_name: 'Bob' },
+  };
+}
+
+describe('Discord over the HTTP interactions endpoint', () => {
+  it('opens no gateway connection and refuses bad, missing or replayed-with-changes signatures with 401, doing nothing', async () => {
+    expect(h.discord.identifies).toEqual([]);
+    const before = { runs: h.runbase!.runs.size, tasks: h.runblob!.tasks.size, messages: h.discord.messages.size };
+    for (const attempt of [{ signature: 'invalid' as const }, { signature: 'missing' as const }, { tamperBody: true }]) {
+      const answer = await h.discord.postToInteractionsEndpoint(imaginePayload(`9${Date.now()}`), attempt);
+      expect(answer.status, JSON.stringify(attempt)).toBe(401);
+    }
+    // A correctly signed PING is still answered.
+    const ping = await h.discord.postToInteractionsEndpoint({ id: '1', application_id: h.discord.applicationId, type: 1, token: 't', version: 1 });
+    expect([ping.status, JSON.parse(ping.body)]).toEqual([200, { type: 1 }]);
+    await new Promise((r) => setTimeout(r, 200));
+    expect({ runs: h.runbase!.runs.size, tasks: h.runblob!.tasks.size, messages: h.discord.messages.size }).toEqual(before);
+  });
+
+  it('defers in the HTTP answer, shows progress, then posts the images with their buttons', async () => {
+    const i = await h.imagine('an owl over a moonlit lake', { values: { count: 2 } });
+    const m = await h.result(i);
+    expect(i.httpStatus).toBe(200);
+    expect(i.callbackType).toBe(5);
+    expect(i.ackLatencyMs).toBeLessThan(3_000);
+    // No callback request went to the REST API: the first response was the HTTP answer.
+    expect(h.discord.requests.some((r) => r.path.startsWith(`/interactions/${i.id}/`))).toBe(false);
+    expect(m.history.length).toBeGreaterThan(1);
+    expect(m.attachments.map((a) => a.content_type)).toEqual(['image/png', 'image/png']);
+    expect(m.content).toContain('"an owl over a moonlit lake"');
+    expect(componentsOf(m).filter((c) => c.type === 2).map((c) => c.label)).toEqual(['U1', 'U2', 'Rerun', 'Delete']);
+    expectDiscordInvariants(h.discord);
+  });
+
+  it('answers a button click over HTTP: Upscale becomes a new job charged to the clicker', async () => {
+    const parent = await h.result(await h.imagine('a lantern in the fog', { values: { model: 'runblob-pro' } }));
+    const before = await h.bot.engine.quota({ platform: 'discord', userId: USERS.bob.id });
+    const click = await h.discord.clickComponent({ message: parent, customId: customIdOf(parent, { prefix: 'imagine:upscale:' }), user: USERS.bob });
+    const m = await h.result(click);
+    expect([click.httpStatus, click.callbackType]).toEqual([200, 5]);
+    expect(m.messageReference?.message_id).toBe(parent.id);
+    expect(m.content).toContain('Upscaled image 1 to 4K');
+    const after = await h.bot.engine.quota({ platform: 'discord', userId: USERS.bob.id });
+    expect(after.used - before.used).toBe(4);
+    expectDiscordInvariants(h.discord);
+  });
+
+  it('shows what is wrong with an option in the placeholder, and answers /quota privately', async () => {
+    const bad = await h.result(await h.imagine('a dog --ar 7:3', { user: USERS.mod }));
+    expect(bad.content).toMatch(/^⚠️ .*7:3/);
+    const q = await h.discord.sendCommand({ name: 'quota', user: USERS.alice });
+    const m = await h.discord.waitFor(() => {
+      const msg = h.discord.originalMessage(q);
+      return msg && msg.history.length > 0 ? msg : undefined;
+    }, 5_000, 'quota answer');
+    expect([q.httpStatus, q.callbackType]).toEqual([200, 5]);
+    expect(m.flags & 64).toBe(64);
+    expect(m.content).toMatch(/You've used \d+ of 40 units today; \d+ left\. Resets <t:\d+:t>\./);
+  });
+
+  it('finishes a job in flight across a restart (new process, endpoint saved again)', async () => {
+    const runsBefore = h.runbase!.runs.size;
+    const i = await h.imagine('crosses a restart over HTTP [slow:1500]', { user: USERS.bob });
+    await h.discord.waitFor(() => h.runbase!.runs.size > runsBefore, 5_000, 'the provider run');
+    await h.restart();
+    const m = await h.result(i, 15_000);
+    expect(m.attachments).toHaveLength(1);
+    expect(h.runbase!.runs.size - runsBefore).toBe(1);
+    // The new process takes new interactions too.
+    const after = await h.result(await h.imagine('after the restart'));
+    expect(after.attachments).toHaveLength(1);
+    expectDiscordInvariants(h.discord);
+  });
+});

@@ -1,0 +1,77 @@
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { REST } from 'discord.js';
+import { HttpAnswers, discordPublicKey, verifyDiscordSignature } from '../../../../src/platforms/discord/http-interactions.ts';
+
+const pair = generateKeyPairSync('ed25519');
+/** The portal shows the raw 32-byte key in hex: the SPKI DER's last 32 bytes. */
+const publicHex = pair.publicKey.export({ format: 'der', type: 'spki' }).subarray(-32).toString('hex');
+const signed = (timestamp: string, body: string) => sign(null, Buffer.from(timestamp + body), pair.privateKey).toString('hex');
+
+describe('Discord request signatures', () => {
+  const key = discordPublicKey(publicHex);
+  const body = '{"type":1,"id":"1"}';
+  const ts = '1764000000';
+
+  it('accepts the application key’s signature of timestamp + body', () => {
+    expect(verifyDiscordSignature(key, signed(ts, body), ts, Buffer.from(body))).toBe(true);
+    expect(verifyDiscordSignature(discordPublicKey(publicHex.toUpperCase()), signed(ts, body), ts, Buffer.from(body))).toBe(true);
+  });
+
+  it('refuses a changed body, a changed timestamp, another key, missing or malformed headers', () => {
+    const sig = signed(ts, body);
+    expect(verifyDiscordSignature(key, sig, ts, Buffer.from(body.replace('1', '2')))).toBe(false);
+    expect(verifyDiscordSignature(key, sig, '1764000001', Buffer.from(body))).toBe(false);
+    const other = generateKeyPairSync('ed25519');
+    expect(verifyDiscordSignature(key, sign(null, Buffer.from(ts + body), other.privateKey).toString('hex'), ts, Buffer.from(body))).toBe(false);
+    expect(verifyDiscordSignature(key, undefined, ts, Buffer.from(body))).toBe(false);
+    expect(verifyDiscordSignature(key, sig, undefined, Buffer.from(body))).toBe(false);
+    expect(verifyDiscordSignature(key, 'zz' + sig.slice(2), ts, Buffer.from(body))).toBe(false);
+    expect(verifyDiscordSignature(key, sig.slice(2), ts, Buffer.from(body))).toBe(false);
+  });
+
+  it('explains a public key that is not 64 hex characters', () => {
+    expect(() => discordPublicKey(publicHex.slice(1))).toThrow(/64 hexadecimal characters/);
+    expect(() => discordPublicKey('g'.repeat(64))).toThrow(/Public Key/);
+  });
+});
+
+describe('HttpAnswers', () => {
+  function restStub() {
+    const sent: { route: string; options: unknown }[] = [];
+    const rest = { post: async (route: string, options: unknown) => (sent.push({ route, options }), { sent: true }) };
+    return { rest: rest as unknown as REST, sent };
+  }
+
+  it('answers a waiting interaction’s callback over HTTP, once; everything else goes to Discord', async () => {
+    const { rest, sent } = restStub();
+    const answers = new HttpAnswers(rest);
+    const bodies: unknown[] = [];
+    answers.wait('42', async (body) => void bodies.push(body));
+
+    await expect(rest.post('/interactions/42/tok/callback', { body: { type: 5 }, auth: false })).resolves.toBeUndefined();
+    expect(bodies).toEqual([{ type: 5 }]);
+    expect(sent).toEqual([]);
+
+    // A second first response is Discord's to refuse (40060), as in gateway mode.
+    await rest.post('/interactions/42/tok/callback', { body: { type: 4 } });
+    await rest.post('/webhooks/1/tok', { body: { content: 'x' } });
+    await rest.post('/interactions/43/tok/callback', { body: { type: 5 } });
+    expect(sent.map((s) => s.route)).toEqual(['/interactions/42/tok/callback', '/webhooks/1/tok', '/interactions/43/tok/callback']);
+    expect(bodies).toHaveLength(1);
+  });
+
+  it('stops waiting when told to, and a failed answer fails the callback like an unknown interaction', async () => {
+    const { rest, sent } = restStub();
+    const answers = new HttpAnswers(rest);
+    const stop = answers.wait('7', async () => undefined);
+    stop();
+    await rest.post('/interactions/7/tok/callback', { body: { type: 5 } });
+    expect(sent).toHaveLength(1);
+
+    answers.wait('8', async () => {
+      throw new Error('Unknown interaction: its HTTP request is already closed');
+    });
+    await expect(rest.post('/interactions/8/tok/callback', { body: { type: 5 } })).rejects.toThrow(/Unknown interaction/);
+  });
+});

@@ -21,7 +21,7 @@ let h: SlackHarness;
 const acks: AckResult[] = [];
 
 beforeAll(async () => {
-  h = await startSlackHarness({ fakeSlack: { notInChannel: ['CNOTJOINED', 'GPRIVATE'] } });
+  h = await startSlackHarness({ fakeSlack: { notInChannel: ['CNOTJOINED', 'GPRIVATE', 'CPRIVATE'], privateChannels: ['CPRIVATE'] } });
 });
 afterAll(async () => {
   await h?.close();
@@ -431,9 +431,43 @@ describe('channels the bot is not in', () => {
     expect(blocksText(dm!)).toContain('a secret garden');
     expect(h.fake.messagesIn('DUALICE').some((m) => m.files.length === 1)).toBe(true);
   });
+
+  test('a private channel with a C… id, which cannot be joined, also moves the job to the DM', async () => {
+    const ivan = { id: 'UIVAN', name: 'ivan' };
+    const r = acked(await h.driver.slashCommand({ user: ivan, channel: 'CPRIVATE', text: 'a hidden lake' }));
+    const [dm] = await results('DUIVAN');
+    expect(blocksText(dm!)).toContain('a hidden lake');
+    expect(h.fake.callsTo('conversations.join').some((c) => c.args.channel === 'CPRIVATE' && c.response.error === 'method_not_supported_for_channel_type')).toBe(true);
+    const told = await h.fake.waitFor(() => h.fake.responseUrlPosts.find((p) => r.responseUrl.endsWith(p.id)), RESULT_TIMEOUT_MS, 'response_url answer');
+    expect(String(told.body.text)).toContain('direct messages');
+    expect(h.fake.messagesIn('CPRIVATE')).toEqual([]);
+  });
 });
 
 describe('Slack transport rules', () => {
+  test('a form body sent as "application/x-www-form-urlencoded; charset=utf-8" is read like any other', async () => {
+    const { form } = h.driver.payloads.slashCommand({ user: { id: 'UFRANK', name: 'frank' }, channel: 'CCHARSET', text: 'a charset test' });
+    acked(await h.driver.post(new URLSearchParams(form).toString(), {}, 'application/x-www-form-urlencoded; charset=UTF-8'));
+    const [result] = await results('CCHARSET');
+    expect(blocksText(result!)).toContain('a charset test');
+  });
+
+  test('a click whose action has only action_id and value (no type) still works; an unreadable one is explained', async () => {
+    const grace = { id: 'UGRACE', name: 'grace' };
+    acked(await h.driver.slashCommand({ user: grace, channel: 'CLEAN', text: 'a minimal click' }));
+    const [result] = await results('CLEAN');
+    const { payload } = h.driver.payloads.blockActions({ user: grace, message: result!, actionId: `imagine:rerun:${jobIdOf(result!)}` });
+    const action = (payload.actions as Json[])[0]!;
+    payload.actions = [{ action_id: action.action_id, value: action.value }];
+    acked(await h.driver.post(new URLSearchParams({ payload: JSON.stringify(payload) }).toString()));
+    await results('CLEAN', 2);
+
+    const { payload: broken } = h.driver.payloads.blockActions({ user: grace, message: result!, actionId: `imagine:rerun:${jobIdOf(result!)}` });
+    broken.actions = [{ action_id: (broken.actions as Json[])[0]!.action_id, value: { not: 'a string' } }];
+    acked(await h.driver.post(new URLSearchParams({ payload: JSON.stringify(broken) }).toString()));
+    expect((await ephemeralFor(grace.id, 'CLEAN', "couldn't read that request")).text).toContain('nothing was charged');
+  });
+
   test('bad signatures, missing signatures and stale timestamps are refused with 401 and never run', async () => {
     const body = new URLSearchParams({ command: '/imagine', text: 'forged', user_id: 'UX', channel_id: 'CSEC', trigger_id: 't', team_id: 'T' }).toString();
     expect((await h.driver.post(body, { secret: 'not-the-secret' })).status).toBe(401);
@@ -484,7 +518,8 @@ describe('Slack transport rules', () => {
     const errors = h.fake.calls.filter((c) => c.status === 200 && c.response.ok === false);
     const expected = (c: (typeof errors)[number]) =>
       c.response.error === 'expired_trigger_id' ||
-      (c.response.error === 'not_in_channel' && ['CNOTJOINED', 'GPRIVATE'].includes(String(c.args.channel)));
+      (c.response.error === 'not_in_channel' && ['CNOTJOINED', 'GPRIVATE', 'CPRIVATE'].includes(String(c.args.channel))) ||
+      (c.response.error === 'method_not_supported_for_channel_type' && c.args.channel === 'CPRIVATE');
     expect(errors.filter((c) => !expected(c)).map((c) => `${c.method}: ${String(c.response.error)}`)).toEqual([]);
     const ephemeralTs = new Set(h.fake.ephemerals.map((e) => e.ts));
     expect(h.fake.callsTo('chat.update').filter((c) => ephemeralTs.has(String(c.args.ts)))).toEqual([]);

@@ -153,14 +153,21 @@ export const background = <T>(ctx: SlackContext, call: () => Promise<T>) => with
 
 /**
  * Runs a call that posts into a channel; when the bot is not in that public channel, joins it
- * (channels:join) and tries once more.
+ * (channels:join) and tries once more. When it cannot join (a private channel, a workspace
+ * without the scope), the original `not_in_channel` is what the caller gets, so its fallback
+ * (the requester's DM) applies.
  */
 export async function inChannel<T>(ctx: SlackContext, channel: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
     if (slackErrorCode(err) !== 'not_in_channel' || !channel.startsWith('C')) throw err;
-    await ctx.client.conversations.join({ channel });
+    try {
+      await ctx.client.conversations.join({ channel });
+    } catch (joinErr) {
+      ctx.log.info({ channel, code: slackErrorCode(joinErr) ?? String(joinErr) }, 'could not join the channel');
+      throw err;
+    }
     return await call();
   }
 }

@@ -135,7 +135,8 @@ export class SlackDeliverer implements Deliverer {
           moved = true;
         }
         if (!res.ts) return undefined;
-        const channel = res.channel ?? where.channel;
+        // A DM's id comes back in `channel`; without it, the user id still addresses that DM.
+        const channel = res.channel ?? (moved ? where.user : where.channel);
         const placeholder: Placeholder = { channel, ts: res.ts, ...(!moved && where.threadTs ? { threadTs: where.threadTs } : {}) };
         const patch = moved ? { ts: res.ts, channel, threadTs: '' } : { ts: res.ts };
         await ctx.engine.updateLocation(job.id, patch).catch((err: unknown) => ctx.log.warn({ err, jobId: job.id }, 'could not save the placeholder'));

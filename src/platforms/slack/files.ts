@@ -28,9 +28,17 @@ export function isSlackFileUrl(url: string, apiUrl: string): boolean {
     return false;
   }
   const api = new URL(apiUrl);
-  if (u.origin === api.origin) return true;
+  // The configured API's host (any port: a Slack-like server may serve files on another one).
+  if (u.protocol === api.protocol && (u.hostname === api.hostname || (isLoopback(api.hostname) && isLoopback(u.hostname)))) return true;
   return u.protocol === 'https:' && (u.hostname === 'slack.com' || u.hostname.endsWith('.slack.com') || u.hostname.endsWith('.slack-edge.com'));
 }
+
+const isLoopback = (host: string) => host === 'localhost' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+
+/** Redirects followed when downloading a file (each hop must stay on Slack's hosts). */
+const MAX_REDIRECTS = 3;
+const REDIRECT = new Set([301, 302, 303, 307, 308]);
+const NOT_VISIBLE = 'the bot may not see this file: is it shared in this channel?';
 
 export interface DownloadOptions {
   token: string;
@@ -87,18 +95,30 @@ export async function downloadSlackFiles(
       }
       if (!url) throw new ReferenceError(index, 'unreachable', 'Slack did not give its address', name);
       if (!isSlackFileUrl(url, opts.apiUrl)) throw new ReferenceError(index, 'unreachable', 'not a Slack file', name);
-      const res = await request(url, {
-        method: 'GET',
-        headers: { authorization: `Bearer ${opts.token}` },
-        headersTimeout: DOWNLOAD_TIMEOUT_MS,
-        bodyTimeout: DOWNLOAD_TIMEOUT_MS,
-        ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
-      }).catch((err: unknown) => {
-        throw new ReferenceError(index, 'unreachable', err instanceof Error ? err.message : String(err), name);
-      });
-      if (res.statusCode !== 200) {
+      let res: Dispatcher.ResponseData;
+      let at: string = url;
+      for (let hop = 0; ; hop++) {
+        res = await request(at, {
+          method: 'GET',
+          headers: { authorization: `Bearer ${opts.token}` },
+          headersTimeout: DOWNLOAD_TIMEOUT_MS,
+          bodyTimeout: DOWNLOAD_TIMEOUT_MS,
+          ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
+        }).catch((err: unknown) => {
+          throw new ReferenceError(index, 'unreachable', err instanceof Error ? err.message : String(err), name);
+        });
+        if (!REDIRECT.has(res.statusCode) || hop === MAX_REDIRECTS) break;
         await res.body.dump().catch(() => undefined);
-        const detail = res.statusCode === 403 || res.statusCode === 401 || res.statusCode === 302 ? 'the bot may not see this file: is it shared in this channel?' : `HTTP ${res.statusCode}`;
+        // The token follows a redirect only to Slack's own hosts.
+        const next: string | undefined = typeof res.headers.location === 'string' ? new URL(res.headers.location, at).toString() : undefined;
+        if (!next || !isSlackFileUrl(next, opts.apiUrl)) throw new ReferenceError(index, 'unreachable', NOT_VISIBLE, name);
+        at = next;
+      }
+      // Without access Slack answers 401/403, or a sign-in page.
+      const html = String(res.headers['content-type'] ?? '').startsWith('text/html');
+      if (res.statusCode !== 200 || html) {
+        await res.body.dump().catch(() => undefined);
+        const detail = res.statusCode === 403 || res.statusCode === 401 || REDIRECT.has(res.statusCode) || html ? NOT_VISIBLE : `HTTP ${res.statusCode}`;
         throw new ReferenceError(index, 'unreachable', detail, name);
       }
       const declared = Number(res.headers['content-length']);

@@ -41,8 +41,10 @@ export const NO_IMAGES_IN_MESSAGE =
   'That message has no JPEG, PNG or WEBP image to use. Run "Imagine with these images" on a message with images, or use /imagine and attach them in the form.';
 export const MODAL_EXPIRED = 'This form has expired. Run /imagine again.';
 export const UNKNOWN_BUTTON = 'This button is not one I know (it may come from an older version of the bot). Run /imagine again.';
+export const UNREADABLE_REQUEST = "I couldn't read that request from Slack, so nothing was started and nothing was charged. Please try again.";
+export const NO_TRIGGER = 'Slack did not give me a way to open the form. Type your prompt after /imagine instead (see /imagine help).';
 
-// ---- payload shapes (only the fields used; parsed so a surprising payload fails loudly) -------
+// ---- payload shapes (only the fields used, and only those the docs promise are required) ------
 
 const commandSchema = z.object({
   command: z.string(),
@@ -52,7 +54,8 @@ const commandSchema = z.object({
   channel_id: z.string(),
   team_id: z.string().optional(),
   response_url: z.string().optional(),
-  trigger_id: z.string(),
+  /** Only needed to open the modal (empty /imagine). */
+  trigger_id: z.string().optional(),
   thread_ts: z.string().optional(),
 });
 
@@ -71,8 +74,7 @@ const blockActionsSchema = z.object({
     .array(
       z.object({
         action_id: z.string(),
-        type: z.string(),
-        value: z.string().optional(),
+        value: z.string().nullish(),
         selected_option: z.object({ value: z.string() }).nullish(),
       }),
     )
@@ -83,12 +85,13 @@ const slackFileSchema = z.object({
   id: z.string(),
   name: z.string().optional(),
   mimetype: z.string().optional(),
+  filetype: z.string().optional(),
   url_private: z.string().optional(),
   url_private_download: z.string().optional(),
 });
 
 const messageShortcutSchema = z.object({
-  trigger_id: z.string(),
+  trigger_id: z.string().optional(),
   user: userSchema,
   team: z.object({ id: z.string() }).nullish(),
   channel: z.object({ id: z.string() }),
@@ -128,18 +131,24 @@ export class SlackHandlers {
     // Everything after ack() is deferred (ctx.afterAck): the acknowledgement goes out first.
     app.command(/^\/imagine/, async ({ ack, body }) => {
       await ack();
-      const c = commandSchema.parse(body);
-      ctx.afterAck('/imagine', () => this.onImagineCommand(c), { urgent: c.text.trim() === '' });
+      const c = this.#read(commandSchema, body, '/imagine');
+      if (c) ctx.afterAck('/imagine', () => this.onImagineCommand(c), { urgent: c.text.trim() === '' });
     });
     app.command(/^\/quota/, async ({ ack, body }) => {
       await ack();
-      const c = commandSchema.parse(body);
-      ctx.afterAck('/quota', () => this.#quota(whereOfCommand(c), { platform: 'slack', userId: c.user_id }));
+      const c = this.#read(commandSchema, body, '/quota');
+      if (c) ctx.afterAck('/quota', () => this.#quota(whereOfCommand(c), { platform: 'slack', userId: c.user_id }));
     });
     app.view(IMAGINE_MODAL_CALLBACK_ID, async ({ ack, body }) => {
       // The submission is parsed before ack() because the ack carries field errors back into
       // the modal; parsing is synchronous and takes microseconds.
-      const parsed = viewSubmissionSchema.parse(body);
+      const read = viewSubmissionSchema.safeParse(body);
+      if (!read.success) {
+        ctx.log.warn({ issues: read.error.issues.slice(0, 5) }, 'slack modal submission the bot cannot read');
+        await ack({ response_action: 'errors', errors: { prompt: UNREADABLE_REQUEST } });
+        return;
+      }
+      const parsed = read.data;
       const verdict = this.checkSubmission(parsed);
       if (verdict.kind === 'errors') {
         await ack({ response_action: 'errors', errors: verdict.errors });
@@ -150,14 +159,27 @@ export class SlackHandlers {
     });
     app.shortcut(IMAGINE_SHORTCUT_CALLBACK_ID, async ({ ack, body }) => {
       await ack();
-      const s = messageShortcutSchema.parse(body);
-      ctx.afterAck('message shortcut', () => this.onMessageShortcut(s), { urgent: true });
+      const s = this.#read(messageShortcutSchema, body, 'message shortcut');
+      if (s) ctx.afterAck('message shortcut', () => this.onMessageShortcut(s), { urgent: true });
     });
     app.action(/^imagine:/, async ({ ack, body }) => {
       await ack();
-      const b = blockActionsSchema.parse(body);
-      ctx.afterAck('button', () => this.onAction(b));
+      const b = this.#read(blockActionsSchema, body, 'button');
+      if (b) ctx.afterAck('button', () => this.onAction(b));
     });
+  }
+
+  /**
+   * Reads an acknowledged payload. One the bot cannot read is logged and, when it says who and
+   * where, explained to the user: never a silent no-op.
+   */
+  #read<T>(schema: z.ZodType<T>, body: unknown, what: string): T | undefined {
+    const read = schema.safeParse(body);
+    if (read.success) return read.data;
+    this.#ctx.log.warn({ what, issues: read.error.issues.slice(0, 5) }, 'slack payload the bot cannot read');
+    const where = roughWhere(body);
+    if (where) this.#ctx.afterAck(what, () => tellUser(this.#ctx, where, UNREADABLE_REQUEST));
+    return undefined;
   }
 
   async onImagineCommand(c: z.infer<typeof commandSchema>): Promise<void> {
@@ -185,8 +207,9 @@ export class SlackHandlers {
     }
   }
 
-  async #openModal(triggerId: string, where: Where, meta: ModalMetadata): Promise<void> {
+  async #openModal(triggerId: string | undefined, where: Where, meta: ModalMetadata): Promise<void> {
     const ctx = this.#ctx;
+    if (!triggerId) return tellUser(ctx, where, NO_TRIGGER);
     try {
       // No rate-limit wait here: the trigger_id dies 3 s after the click.
       await ctx.client.views.open({ trigger_id: triggerId, view: imagineModal({ models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, meta }) });
@@ -256,7 +279,7 @@ export class SlackHandlers {
         lookupUrl: async (id) => {
           const info = await ctx.client.files.info({ file: id });
           const f = info.file;
-          const url = f?.url_private_download ?? f?.url_private;
+          const url = f?.url_private ?? f?.url_private_download;
           return url ? { url, ...(f?.name ? { name: f.name } : {}) } : undefined;
         },
       }));
@@ -283,11 +306,12 @@ export class SlackHandlers {
       ...(s.team?.id ? { team: s.team.id } : {}),
     };
     const maxRefs = Math.max(1, ...this.#ctx.engine.models.map((m) => m.maxReferences));
-    const images = (s.message.files ?? []).filter((f) => IMAGE_MIME.test(f.mimetype ?? ''));
+    const images = (s.message.files ?? []).filter((f) => IMAGE_MIME.test(mimeOf(f)));
     if (images.length === 0) return tellUser(this.#ctx, where, NO_IMAGES_IN_MESSAGE);
     const refs: SlackFileRef[] = images.slice(0, maxRefs).map((f) => {
-      const url = f.url_private_download ?? f.url_private;
-      return { id: f.id, ...(f.name ? { name: f.name } : {}), ...(url ? { url } : {}), ...(f.mimetype ? { mimetype: f.mimetype } : {}) };
+      // The docs' download link is url_private; url_private_download serves the same bytes.
+      const url = f.url_private ?? f.url_private_download;
+      return { id: f.id, ...(f.name ? { name: f.name } : {}), ...(url ? { url } : {}), mimetype: mimeOf(f) };
     });
     await this.#openModal(s.trigger_id, where, { channel: s.channel.id, threadTs, refs });
   }
@@ -335,6 +359,25 @@ export class SlackHandlers {
       if (slackErrorCode(err) !== 'message_not_found') throw err;
     }
   }
+}
+
+/** A file's media type: `mimetype`, else its `filetype` or name's extension (stubs may lack one). */
+function mimeOf(f: z.infer<typeof slackFileSchema>): string {
+  if (f.mimetype) return f.mimetype;
+  const ext = (f.filetype ?? f.name?.split('.').pop() ?? '').toLowerCase();
+  return { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp' }[ext] ?? '';
+}
+
+/** Who and where, read loosely from any payload (commands use *_id fields, interactions objects). */
+function roughWhere(body: unknown): Where | undefined {
+  const b = (body ?? {}) as Record<string, unknown>;
+  const obj = (v: unknown) => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const user = str(b.user_id) ?? str(obj(b.user).id);
+  const channel = str(b.channel_id) ?? str(obj(b.channel).id) ?? str(obj(b.container).channel_id);
+  const responseUrl = str(b.response_url);
+  if (!user || !channel) return undefined;
+  return { user, channel, ...(responseUrl ? { responseUrl } : {}) };
 }
 
 function whereOfCommand(c: z.infer<typeof commandSchema>): Where {

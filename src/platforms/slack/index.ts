@@ -171,6 +171,11 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       }
       // In flight from arrival until the answer (ack, 401, 404…) is sent or the client gives up.
       res.once('close', ackFirst.begin());
+      // Bolt parses the form only for exactly "application/x-www-form-urlencoded"; with a
+      // parameter ("; charset=utf-8", as many HTTP clients send) it would answer 400. The
+      // signature covers the body only, so the media type can be normalised.
+      const type = req.headers['content-type'];
+      if (type) req.headers['content-type'] = type.split(';')[0]!.trim().toLowerCase();
       try {
         listener(req, res);
       } catch {

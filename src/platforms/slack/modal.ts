@@ -230,7 +230,7 @@ export function readSubmission(values: ViewStateValues): ModalSubmission {
   for (const raw of get(MODAL_BLOCKS.images)?.files ?? []) {
     const f = uploadedFileSchema.safeParse(raw);
     if (!f.success) continue;
-    const url = f.data.url_private_download ?? f.data.url_private;
+    const url = f.data.url_private ?? f.data.url_private_download;
     files.push({ id: f.data.id, ...(f.data.name ? { name: f.data.name } : {}), ...(url ? { url } : {}), ...(f.data.mimetype ? { mimetype: f.data.mimetype } : {}) });
   }
   const prompt = get(MODAL_BLOCKS.prompt)?.value ?? '';

@@ -118,9 +118,11 @@ export interface FakeSlackOptions {
   triggerTtlMs?: number;
   /**
    * Channels the bot is not a member of: posting answers not_in_channel. Public ones (C…) can be
-   * joined with conversations.join; private ones (G…) and DMs cannot.
+   * joined with conversations.join; private ones (G…, or listed in `privateChannels`) and DMs cannot.
    */
   notInChannel?: string[];
+  /** Private channels with today's C… ids (Slack gives new private channels C ids too). */
+  privateChannels?: string[];
   now?: () => number;
 }
 
@@ -212,6 +214,7 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
   let triggerTtlMs = opts.triggerTtlMs ?? 3000;
   const now = opts.now ?? Date.now;
   const notInChannel = new Set(opts.notInChannel ?? []);
+  const privateChannels = new Set(opts.privateChannels ?? []);
 
   const calls: ApiCall[] = [];
   const messages: FakeMessage[] = [];
@@ -478,7 +481,7 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
       const channel = args.channel;
       if (typeof channel !== 'string' || !channel) return fail('channel_not_found');
       // Only public channels can be joined without an invitation.
-      if (!channel.startsWith('C')) return fail('method_not_supported_for_channel_type');
+      if (!channel.startsWith('C') || privateChannels.has(channel)) return fail('method_not_supported_for_channel_type');
       notInChannel.delete(channel);
       return { ok: true, channel: { id: channel, is_member: true } };
     },

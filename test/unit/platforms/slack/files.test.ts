@@ -1,6 +1,8 @@
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ReferenceError } from '../../../../src/engine/errors.ts';
 import { downloadSlackFiles, isSlackFileUrl } from '../../../../src/platforms/slack/files.ts';
@@ -79,5 +81,42 @@ describe('downloading Slack private files', () => {
     expect(isSlackFileUrl(`${fake.url}/files-pri/x`, fake.apiUrl)).toBe(true);
     const err = await downloadSlackFiles([{ id: 'F1', url: 'https://evil.example.com/a.png' }], { token: fake.botToken, apiUrl: fake.apiUrl, dir }).catch((e: unknown) => e);
     expect((err as ReferenceError).problem).toBe('unreachable');
+  });
+
+  test('a Slack-like server on loopback may serve files from another port or as localhost; other hosts still never get the token', () => {
+    expect(isSlackFileUrl('http://localhost:4000/files/a.png', 'http://127.0.0.1:3000/api/')).toBe(true);
+    expect(isSlackFileUrl('http://127.0.0.1:4000/files/a.png', 'http://127.0.0.1:3000/api/')).toBe(true);
+    expect(isSlackFileUrl('https://slack.com:8443/files/a.png', 'https://slack.com/api/')).toBe(true);
+    expect(isSlackFileUrl('http://10.0.0.5/files/a.png', 'http://127.0.0.1:3000/api/')).toBe(false);
+    expect(isSlackFileUrl('http://127.0.0.1:4000/files/a.png', 'https://slack.com/api/')).toBe(false);
+  });
+
+  test('follows redirects between Slack hosts with the token; a redirect elsewhere or a sign-in page means the bot cannot see the file', async () => {
+    const seen: { path: string; headers: IncomingHttpHeaders }[] = [];
+    const server = createServer((req, res) => {
+      seen.push({ path: req.url ?? '', headers: req.headers });
+      if (req.url === '/files-pri/moved.png') res.writeHead(302, { location: '/files-tmb/real.png' }).end();
+      else if (req.url === '/files-tmb/real.png') res.writeHead(200, { 'content-type': 'image/png' }).end('PNGBYTES');
+      else if (req.url === '/files-pri/away.png') res.writeHead(302, { location: 'http://10.1.2.3/steal' }).end();
+      else if (req.url === '/files-pri/login.png') res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<html>sign in</html>');
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const base = `http://localhost:${(server.address() as AddressInfo).port}`;
+    const apiUrl = 'http://127.0.0.1:1/api/';
+    try {
+      const { references } = await downloadSlackFiles([{ id: 'F1', name: 'moved.png', url: `${base}/files-pri/moved.png` }], { token: 'xoxb-t', apiUrl, dir });
+      expect(await readFile(references[0]!.kind === 'file' ? references[0]!.path : '', 'utf8')).toBe('PNGBYTES');
+      expect(seen.map((r) => [r.path, r.headers.authorization])).toEqual([
+        ['/files-pri/moved.png', 'Bearer xoxb-t'],
+        ['/files-tmb/real.png', 'Bearer xoxb-t'],
+      ]);
+      for (const name of ['away.png', 'login.png']) {
+        const err = await downloadSlackFiles([{ id: 'F2', name, url: `${base}/files-pri/${name}` }], { token: 'xoxb-t', apiUrl, dir }).catch((e: unknown) => e);
+        expect((err as ReferenceError).userMessage, name).toMatch(/may not see this file/);
+      }
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

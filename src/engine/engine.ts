@@ -786,6 +786,10 @@ export class Engine implements EngineApi {
         const delay = this.#deliveryDelaysMs[attempt];
         if (delay === undefined || run.stop.signal.aborted) {
           run.log.error({ err, attempts: attempt + 1 }, 'delivery failed; giving up until the next start');
+          // Stopping is not giving up: the next start delivers without this process saying so.
+          if (delay === undefined) {
+            await deliverer.undeliverable?.(structuredClone(job), err).catch((e: unknown) => run.log.warn({ err: e }, 'could not tell the requester the delivery failed'));
+          }
           return;
         }
         run.log.warn({ err, attempt: attempt + 1, retryInMs: delay }, 'delivery failed; will retry');

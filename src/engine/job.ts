@@ -105,6 +105,12 @@ export interface ProgressEvent {
 export interface Deliverer {
   progress(job: JobRecord, event: ProgressEvent): void | Promise<void>;
   deliver(job: JobRecord): Promise<void>;
+  /**
+   * Called once when the engine stops retrying `deliver` (it tries again at the next start): the
+   * requester must not be left looking at a placeholder that never moves. `err` is the last
+   * delivery failure. Best effort; its own failures are logged.
+   */
+  undeliverable?(job: JobRecord, err: unknown): Promise<void>;
 }
 
 export type DelivererRegistry = Partial<Record<Platform, Deliverer>>;

@@ -94,4 +94,20 @@ describe('Discord failures', () => {
     expect(h.discord.requests.filter((r) => r.rateLimited === 'injected')).toHaveLength(3);
     expectDiscordInvariants(h.discord);
   });
+
+  it('images Discord keeps refusing: after the last retry the placeholder says they are made and will be posted at the next start', async () => {
+    const user = freshUser();
+    // The next three uploads through an interaction webhook are refused: the first delivery and the harness's two retries.
+    const rule = { method: 'PATCH', path: /\/webhooks\/\d+\/[^/]+\/messages\/@original$/, times: 3, withFiles: true };
+    h.discord.injectError(rule);
+    const i = await h.imagine('an unpostable heron', { user });
+    const m = await h.discord.waitFor(() => {
+      const msg = h.discord.originalMessage(i);
+      return msg?.content.startsWith('⚠️') ? msg : undefined;
+    }, 10_000, 'the delivery failure in the placeholder');
+    expect(m.content).toContain('Your image is ready for "an unpostable heron", but Discord would not take it (Missing Permissions)');
+    expect(m.content).toContain('next time the bot starts');
+    expect(m.attachments).toEqual([]);
+    expectDiscordInvariants(h.discord, [50013]);
+  });
 });

@@ -403,6 +403,19 @@ describe('users, quotas and failures', () => {
     expect(actionIds(msg).some((a) => a.startsWith('imagine:rerun:'))).toBe(true);
   });
 
+  test('images Slack keeps refusing: after the last retry the placeholder and a private note say so (never a placeholder stuck on "Generating")', async () => {
+    const channel = 'CNOPOST';
+    // Every delivery attempt (1 + the harness's 2 retries) fails at the upload's last step.
+    h.fake.injectError('files.completeUploadExternal', 'internal_error', 3, (args) => args.channel_id === channel);
+    acked(await h.driver.slashCommand({ user: { id: 'UJUDY', name: 'judy' }, channel, text: 'an undeliverable owl' }));
+    const e = await ephemeralFor('UJUDY', channel, 'would not take it');
+    expect(e.text).toContain('(internal_error)');
+    expect(e.text).toContain('next time the bot starts');
+    const placeholder = h.fake.messagesIn(channel)[0]!;
+    expect(blocksText(placeholder)).toContain('Your image is ready for');
+    expect(h.fake.callsTo('files.completeUploadExternal').filter((c) => c.args.channel_id === channel)).toHaveLength(3);
+  });
+
   test('an operator problem (no credits) says the operator must top up', async () => {
     const before = h.runbase.balanceMicros;
     h.runbase.balanceMicros = 0;
@@ -519,7 +532,8 @@ describe('Slack transport rules', () => {
     const expected = (c: (typeof errors)[number]) =>
       c.response.error === 'expired_trigger_id' ||
       (c.response.error === 'not_in_channel' && ['CNOTJOINED', 'GPRIVATE', 'CPRIVATE'].includes(String(c.args.channel))) ||
-      (c.response.error === 'method_not_supported_for_channel_type' && c.args.channel === 'CPRIVATE');
+      (c.response.error === 'method_not_supported_for_channel_type' && c.args.channel === 'CPRIVATE') ||
+      (c.response.error === 'internal_error' && c.args.channel_id === 'CNOPOST');
     expect(errors.filter((c) => !expected(c)).map((c) => `${c.method}: ${String(c.response.error)}`)).toEqual([]);
     const ephemeralTs = new Set(h.fake.ephemerals.map((e) => e.ts));
     expect(h.fake.callsTo('chat.update').filter((c) => ephemeralTs.has(String(c.args.ts)))).toEqual([]);

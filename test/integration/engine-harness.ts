@@ -56,6 +56,8 @@ export interface RecordingDeliverer extends Deliverer {
   events: ProgressEvent[];
   /** Throw on the first n deliver calls. */
   failFirst: number;
+  /** Jobs the engine gave up delivering (Deliverer.undeliverable), with the last error. */
+  gaveUp: { job: JobRecord; err: unknown }[];
 }
 
 export function recordingDeliverer(): RecordingDeliverer {
@@ -63,6 +65,10 @@ export function recordingDeliverer(): RecordingDeliverer {
     delivered: [],
     events: [],
     failFirst: 0,
+    gaveUp: [],
+    async undeliverable(job, err) {
+      d.gaveUp.push({ job, err });
+    },
     progress(_job, event) {
       d.events.push(event);
     },

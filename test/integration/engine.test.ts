@@ -6,7 +6,7 @@ import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startHttpServer } from '../../src/platforms/http/server.ts';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DeadlineExceededError } from '../../src/engine/errors.ts';
 import { sniffFile } from '../../src/engine/image-sniff.ts';
 import type { JobRecord } from '../../src/engine/job.ts';
@@ -258,6 +258,7 @@ describe('engine: waiting well on Runbase', () => {
     expect(done.deliveredAt).toBeTypeOf('number');
     expect(done.deliveryAttempts).toBe(2);
     expect(h.deliverer.delivered).toHaveLength(1);
+    expect(h.deliverer.gaveUp).toEqual([]);
     expect(await h.store.setMembers('jobs:unfinished')).toEqual([]);
   });
 
@@ -269,6 +270,10 @@ describe('engine: waiting well on Runbase', () => {
     expect(done.state).toBe('succeeded');
     expect(done.deliveredAt).toBeUndefined();
     expect(await h.store.setMembers('jobs:unfinished')).toEqual([job.id]);
+    // The requester is told once that the images are made but could not be posted yet.
+    await vi.waitFor(() => expect(h.deliverer.gaveUp).toHaveLength(1));
+    expect(h.deliverer.gaveUp[0]!.job.id).toBe(job.id);
+    expect(String(h.deliverer.gaveUp[0]!.err)).toContain('chat platform unavailable');
     // Next start: delivered, charged once.
     await h.engine.close();
     const next = await h.restart();

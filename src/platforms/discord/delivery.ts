@@ -18,7 +18,8 @@ import type { Logger } from '../../log.ts';
 import { fitImagesForUpload, type UploadFile } from './fit-upload.ts';
 import { UPLOAD_SAFETY_MARGIN_MS, parseLocation, tokenUsable, type DiscordLocation } from './location.ts';
 import { isNoAccess, isTokenGone, isUnknownMessage, type DiscordMessages, type SentMessage } from './messages.ts';
-import { NO_MENTIONS, clipContent, progressContent, resultBody, type OriginalLink } from './render.ts';
+import { undeliverableText } from '../../../commands/render.ts';
+import { DISCORD_FORMAT, NO_MENTIONS, clipContent, progressContent, resultBody, type OriginalLink } from './render.ts';
 import { EditThrottle } from './throttle.ts';
 import { AckFirst } from '../ack-first.ts';
 
@@ -97,6 +98,23 @@ export class DiscordDelivery implements Deliverer {
       // The engine retries: let progress edits be ignored until then, but allow a later deliver.
       this.throttle.reopen(job.id);
       throw err;
+    }
+  }
+
+  /**
+   * The engine stopped retrying: the placeholder says the images are made but Discord refused
+   * them (it tries again at the next start). Best effort, never throws.
+   */
+  async undeliverable(job: JobRecord, err: unknown): Promise<void> {
+    const loc = parseLocation(job.request.location);
+    if (!loc) return;
+    const reason = (err instanceof Error ? err.message : String(err)).slice(0, 120);
+    const body = { content: clipContent(`⚠️ ${undeliverableText(job, 'Discord', reason, DISCORD_FORMAT)}`), components: [], allowed_mentions: NO_MENTIONS };
+    try {
+      if (tokenUsable(loc, this.#now()) && !this.#deadTokens.has(job.id)) await this.#messages.editOriginal(loc, body);
+      else if (!loc.ephemeral && loc.messageId) await this.#messages.editInChannel(loc.channelId, loc.messageId, body);
+    } catch (e) {
+      this.#log.warn({ err: e, jobId: job.id }, 'could not show the delivery failure in the discord placeholder');
     }
   }
 

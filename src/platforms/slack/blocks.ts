@@ -10,7 +10,7 @@
  */
 import type { types } from '@slack/bolt';
 import { componentsFor, type ButtonSpec, type RatioSelectSpec } from '../../../commands/buttons.ts';
-import { failureText, progressText, summaryText } from '../../../commands/render.ts';
+import { failureText, progressText, summaryText, undeliverableText } from '../../../commands/render.ts';
 import type { JobRecord, ProgressEvent } from '../../engine/job.ts';
 import type { ModelSpec } from '../../engine/models.ts';
 import { SLACK_FORMAT, SLACK_PLAIN_FORMAT, clip } from './format.ts';
@@ -111,6 +111,14 @@ export function failedMessage(job: JobRecord, models: readonly ModelSpec[]): Sla
   return {
     text: clip(failureText(job, SLACK_PLAIN_FORMAT), MAX_FALLBACK_TEXT_CHARS),
     blocks: [section(`❌ ${failureText(job, SLACK_FORMAT)}`), context(`Requested by ${SLACK_FORMAT.mention(job.request.requester)}`), ...componentBlocks(job, models)],
+  };
+}
+
+/** The placeholder when Slack kept refusing the finished images (the engine retries at the next start). */
+export function undeliverableMessage(job: JobRecord, reason: string): SlackMessageContent {
+  return {
+    text: clip(undeliverableText(job, 'Slack', reason, SLACK_PLAIN_FORMAT), MAX_FALLBACK_TEXT_CHARS),
+    blocks: [section(`⚠️ ${undeliverableText(job, 'Slack', reason, SLACK_FORMAT)}`), context(`Requested by ${SLACK_FORMAT.mention(job.request.requester)}`)],
   };
 }
 

@@ -13,7 +13,7 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import type { Deliverer, JobImage, JobRecord, ProgressEvent } from '../../engine/job.ts';
 import { truncatePrompt } from '../../../commands/render.ts';
-import { failedMessage, imagesOf, placeholderMessage, queuedEvent, resultMessage, type SlackMessageContent } from './blocks.ts';
+import { failedMessage, imagesOf, placeholderMessage, queuedEvent, resultMessage, undeliverableMessage, type SlackMessageContent } from './blocks.ts';
 import {
   background,
   inChannel,
@@ -27,6 +27,7 @@ import {
   type Where,
 } from './context.ts';
 import { postToUploadUrl } from './files.ts';
+import { clip } from './format.ts';
 
 export interface Placeholder {
   channel: string;
@@ -263,6 +264,25 @@ export class SlackDeliverer implements Deliverer {
     this.#placeholders.delete(job.id);
     this.#edits.delete(job.id);
     log.info({ state: job.state, images: images.length, channel }, 'slack result delivered');
+  }
+
+  /**
+   * The engine stopped retrying this job's delivery: the placeholder says the images are made
+   * but Slack refused them, and the requester is told privately. Never throws.
+   */
+  async undeliverable(job: JobRecord, err: unknown): Promise<void> {
+    const ctx = this.#ctx;
+    const loc = locationOf(job);
+    if (!loc) return;
+    const reason = slackErrorCode(err) ?? clip(err instanceof Error ? err.message : String(err), 120);
+    const content = undeliverableMessage(job, reason);
+    const placeholder = await this.#placeholderFor(job, loc).catch(() => undefined);
+    if (placeholder) {
+      await interactive(ctx, () => ctx.client.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...content })).catch((e: unknown) =>
+        ctx.log.warn({ err: String(e), jobId: job.id }, 'could not show the delivery failure in the placeholder'),
+      );
+    }
+    await tellUser(ctx, { ...whereOf(loc), channel: placeholder?.channel ?? loc.channel }, content.text);
   }
 
   /**

@@ -222,6 +222,7 @@ export class FakeDiscord extends EventEmitter {
   private readonly latencyMs: number;
   private readonly keepUploads: boolean;
   private readonly rateLimitRules: RateLimitRule[] = [];
+  private readonly errorRules: { method?: string; path: RegExp; withFiles: boolean; remaining: number; status: number; error: DiscordErrorBody }[] = [];
   private readonly server = createServer((req, res) => void this.handle(req, res));
   private gateway!: FakeGateway;
   private readonly endpoint: InteractionsEndpointClient;
@@ -317,6 +318,22 @@ export class FakeDiscord extends EventEmitter {
       remaining: rule.times ?? 1,
       retryAfterS: rule.retryAfterS ?? 0.2,
       global: rule.global ?? false,
+      ...(rule.method !== undefined && { method: rule.method }),
+    });
+  }
+
+  /**
+   * The next `times` matching requests are answered with a Discord error (default 403 / 50013
+   * Missing Permissions). `withFiles`: only requests carrying files (multipart), e.g. a channel
+   * where the bot may not attach files.
+   */
+  injectError(rule: { method?: string; path: RegExp; times?: number; status?: number; code?: number; message?: string; withFiles?: boolean }): void {
+    this.errorRules.push({
+      path: rule.path,
+      withFiles: rule.withFiles ?? false,
+      remaining: rule.times ?? 1,
+      status: rule.status ?? 403,
+      error: { code: rule.code ?? 50013, message: rule.message ?? 'Missing Permissions' },
       ...(rule.method !== undefined && { method: rule.method }),
     });
   }
@@ -613,6 +630,12 @@ export class FakeDiscord extends EventEmitter {
       rule.remaining -= 1;
       rec.rateLimited = 'injected';
       return rateLimited(rule.retryAfterS, rule.global);
+    }
+    const multipart = (req.headers['content-type'] ?? '').startsWith('multipart/form-data');
+    const failure = this.errorRules.find((r) => r.remaining > 0 && r.path.test(path) && (!r.method || r.method === method) && (!r.withFiles || multipart));
+    if (failure) {
+      failure.remaining -= 1;
+      return { status: failure.status, json: failure.error };
     }
 
     if (raw.length > MAX_REQUEST_BYTES) return { status: 413, json: ERRORS.entityTooLarge };

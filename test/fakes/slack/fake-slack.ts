@@ -167,8 +167,8 @@ export interface FakeSlack {
   seedMessage(opts: { channel: string; user: string; text: string; files?: FakeFile[]; threadTs?: string }): FakeMessage;
   /** The next `count` calls to `method` (matching `match`, when given) answer 429 with Retry-After. */
   injectRateLimit(method: string, count: number, retryAfterSec: number, match?: (args: Json) => boolean): void;
-  /** The next `count` calls to `method` answer {ok:false, error}. */
-  injectError(method: string, error: string, count?: number): void;
+  /** The next `count` calls to `method` (matching `match`, when given) answer {ok:false, error}. */
+  injectError(method: string, error: string, count?: number, match?: (args: Json) => boolean): void;
   /** Resolves once `predicate` holds (checked every 10 ms); rejects after timeoutMs. */
   waitFor<T>(predicate: () => T | undefined | false | null, timeoutMs?: number, what?: string): Promise<T>;
   /** The Slack file object as Slack embeds it in payloads (message.files, file_input state). */
@@ -700,9 +700,9 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
       for (let i = 0; i < count; i++) q.push({ kind: 'ratelimit', retryAfterSec, ...(match ? { match } : {}) });
       faults.set(method, q);
     },
-    injectError: (method, error, count = 1) => {
+    injectError: (method, error, count = 1, match) => {
       const q = faults.get(method) ?? [];
-      for (let i = 0; i < count; i++) q.push({ kind: 'error', error });
+      for (let i = 0; i < count; i++) q.push({ kind: 'error', error, ...(match ? { match } : {}) });
       faults.set(method, q);
     },
     waitFor: async (predicate, timeoutMs = 10_000, what = 'condition') => {

@@ -15,7 +15,7 @@ import { MAX_IMAGES_PER_JOB } from '../../engine/request.ts';
 import { clip } from './format.ts';
 
 export const IMAGINE_MODAL_CALLBACK_ID = 'imagine_modal';
-/** Each input's block_id; every input's action_id is VALUE_ACTION_ID. */
+/** Each input's block_id, also its element's action_id (unique in the view, as strict readers want). */
 export const MODAL_BLOCKS = {
   prompt: 'prompt',
   model: 'model',
@@ -25,7 +25,6 @@ export const MODAL_BLOCKS = {
   creativity: 'creativity',
   images: 'images',
 } as const;
-export const VALUE_ACTION_ID = 'value';
 export const MAX_PRIVATE_METADATA_CHARS = 3000;
 /** file_input accepts at most 10 files; our models take at most 8 references. */
 export const MAX_FILE_INPUT_FILES = 10;
@@ -97,7 +96,7 @@ function select(blockId: string, label: string, hint: string, options: types.Pla
     hint: plain(clip(hint, 2000)),
     element: {
       type: 'static_select',
-      action_id: VALUE_ACTION_ID,
+      action_id: blockId,
       placeholder: plain('Default'),
       options,
       ...(initialOption ? { initial_option: initialOption } : {}),
@@ -132,7 +131,7 @@ export function imagineModal(input: ImagineModalInput): types.ModalView {
     hint: plain('Describe the image. Flags such as --ar 16:9 work here too.'),
     element: {
       type: 'plain_text_input',
-      action_id: VALUE_ACTION_ID,
+      action_id: MODAL_BLOCKS.prompt,
       multiline: true,
       max_length: IMAGINE_OPTIONS.prompt.maxLength > 3000 ? 3000 : IMAGINE_OPTIONS.prompt.maxLength,
       placeholder: plain('a red fox in the snow, watercolor'),
@@ -167,7 +166,7 @@ export function imagineModal(input: ImagineModalInput): types.ModalView {
       optional: true,
       label: plain('Creativity'),
       hint: plain(IMAGINE_OPTIONS.creativity.description),
-      element: { type: 'number_input', action_id: VALUE_ACTION_ID, is_decimal_allowed: true, min_value: '0', max_value: '1', placeholder: plain('0 to 1') },
+      element: { type: 'number_input', action_id: MODAL_BLOCKS.creativity, is_decimal_allowed: true, min_value: '0', max_value: '1', placeholder: plain('0 to 1') },
     });
   }
   blocks.push({
@@ -176,7 +175,7 @@ export function imagineModal(input: ImagineModalInput): types.ModalView {
     optional: true,
     label: plain(meta.refs.length > 0 ? 'More reference images' : 'Reference images'),
     hint: plain(`JPEG, PNG or WEBP, up to ${maxRefs} (how many depends on the model).`),
-    element: { type: 'file_input', action_id: VALUE_ACTION_ID, filetypes: REFERENCE_FILETYPES, max_files: maxRefs },
+    element: { type: 'file_input', action_id: MODAL_BLOCKS.images, filetypes: REFERENCE_FILETYPES, max_files: maxRefs },
   });
   return {
     type: 'modal',
@@ -212,7 +211,12 @@ export interface ModalSubmission {
  * acceptable; `modalErrorBlock` maps it to the input to flag.
  */
 export function readSubmission(values: ViewStateValues): ModalSubmission {
-  const get = (block: string) => values[block]?.[VALUE_ACTION_ID];
+  // Each input block holds one element: its state is the block's only entry, whatever its action_id
+  // (views opened by an older version used "value").
+  const get = (block: string) => {
+    const states = values[block];
+    return states ? (states[block] ?? Object.values(states)[0]) : undefined;
+  };
   const selected = (block: string) => get(block)?.selected_option?.value ?? undefined;
   const options: Partial<ImagineOptions> = {};
   const model = selected(MODAL_BLOCKS.model);

@@ -156,9 +156,9 @@ export function validateBlocks(blocks: unknown, surface: 'message' | 'modal'): s
       else if (blockIds.has(b.block_id)) p.add(`${path}/block_id`, `duplicate block_id ${b.block_id}`);
       else blockIds.add(b.block_id);
     }
-    // action_ids need only be unique within a block for layout blocks; Slack in practice
-    // rejects duplicates per message for buttons, so track per block and message.
-    const seen = b.type === 'input' ? new Set<string>() : actionIds;
+    // Strict reading: every action_id unique in the whole message or view (Slack's docs ask for
+    // uniqueness; a bot must not count on duplicates across input blocks being accepted).
+    const seen = actionIds;
     switch (b.type) {
       case 'section': {
         if (b.text === undefined && b.fields === undefined) p.add(path, 'section needs text or fields');

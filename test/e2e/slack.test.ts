@@ -285,6 +285,43 @@ describe('the message shortcut', () => {
   });
 });
 
+describe('mentions', () => {
+  const kim = { id: 'UKIM', name: 'kim' };
+
+  test('"@Imagine a prompt --flags" with an image attached runs with it, answering in the message’s thread', async () => {
+    const bird = await png(28, 28, '#22aa44');
+    const file = h.fake.addUserFile({ name: 'bird.png', mimetype: 'image/png', bytes: bird, user: kim.id });
+    const message = h.fake.seedMessage({ channel: 'CMENTION', user: kim.id, text: `<@${h.fake.botUserId}> this bird in origami --model runblob-pro --ar 3:2`, files: [file] });
+    const r = acked(await h.driver.mention({ message }));
+    expect(r.body).toBe('');
+    const [result] = await results('CMENTION', 1, message.ts);
+    expect(result!.threadTs).toBe(message.ts);
+    expect(blocksText(result!)).toContain('this bird in origami');
+    const task = [...h.runblob.tasks.values()].find((t) => t.prompt === 'this bird in origami')!;
+    expect([task.model, task.aspectRatio]).toEqual(['pro', '3:2']);
+    expect(task.images.map((i) => Buffer.from(i.split(',')[1]!, 'base64'))).toEqual([bird]);
+    expect((await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used).toBe(1);
+  });
+
+  test('a non-image attachment is named in a private error, nothing is charged; a bare mention explains itself; a redelivered event is ignored', async () => {
+    const before = (await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used;
+    const notes = h.fake.addUserFile({ name: 'notes.txt', mimetype: 'text/plain', bytes: Buffer.from('not an image'), user: kim.id });
+    const withText = h.fake.seedMessage({ channel: 'CMENTION2', user: kim.id, text: `<@${h.fake.botUserId}> a tree`, files: [notes] });
+    acked(await h.driver.mention({ message: withText }));
+    expect((await ephemeralFor(kim.id, 'CMENTION2', 'notes.txt')).text).toMatch(/is not a JPEG, PNG or WEBP image/);
+
+    const bare = h.fake.seedMessage({ channel: 'CMENTION2', user: kim.id, text: `<@${h.fake.botUserId}>` });
+    acked(await h.driver.mention({ message: bare }));
+    await ephemeralFor(kim.id, 'CMENTION2', 'Mention me with a prompt');
+
+    const retried = h.fake.seedMessage({ channel: 'CMENTION3', user: kim.id, text: `<@${h.fake.botUserId}> a redelivered lamp` });
+    acked(await h.driver.mention({ message: retried, retryNum: 1 }));
+    await new Promise((r) => setTimeout(r, 400));
+    expect(h.fake.calls.filter((c) => c.args.channel === 'CMENTION3')).toEqual([]);
+    expect((await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used).toBe(before);
+  });
+});
+
 describe('buttons', () => {
   let result: FakeMessage;
   let jobId: string;

@@ -43,6 +43,8 @@ export const MODAL_EXPIRED = 'This form has expired. Run /imagine again.';
 export const UNKNOWN_BUTTON = 'This button is not one I know (it may come from an older version of the bot). Run /imagine again.';
 export const UNREADABLE_REQUEST = "I couldn't read that request from Slack, so nothing was started and nothing was charged. Please try again.";
 export const NO_TRIGGER = 'Slack did not give me a way to open the form. Type your prompt after /imagine instead (see /imagine help).';
+export const MENTION_USAGE =
+  'Mention me with a prompt, e.g. `@Imagine a red fox in the snow --ar 16:9`, and attach JPEG, PNG or WEBP images to use them as references. `/imagine help` lists the flags.';
 
 // ---- payload shapes (only the fields used, and only those the docs promise are required) ------
 
@@ -97,6 +99,17 @@ const messageShortcutSchema = z.object({
   channel: z.object({ id: z.string() }),
   response_url: z.string().optional(),
   message: z.object({ ts: z.string(), thread_ts: z.string().optional(), files: z.array(slackFileSchema).optional() }),
+});
+
+/** The Events API's app_mention (a message that mentions the bot). */
+const appMentionSchema = z.object({
+  user: z.string(),
+  text: z.string().default(''),
+  channel: z.string(),
+  ts: z.string(),
+  thread_ts: z.string().optional(),
+  team: z.string().optional(),
+  files: z.array(slackFileSchema).optional(),
 });
 
 const viewSubmissionSchema = z.object({
@@ -167,6 +180,17 @@ export class SlackHandlers {
       const b = this.#read(blockActionsSchema, body, 'button');
       if (b) ctx.afterAck('button', () => this.onAction(b));
     });
+    // Events are acknowledged by Bolt itself (HTTP 200 on arrival).
+    app.event('app_mention', async ({ event, context }) => {
+      // Slack redelivers an event it believes was lost (no 200 within 3 s). The first delivery
+      // was answered at once and handled: a retry would make (and charge) the images twice.
+      if (context.retryNum) {
+        ctx.log.info({ retryNum: context.retryNum, reason: context.retryReason }, 'slack event retry ignored');
+        return;
+      }
+      const m = this.#read(appMentionSchema, event, 'mention');
+      if (m) ctx.afterAck('mention', () => this.onMention(m, context.botUserId));
+    });
   }
 
   /**
@@ -188,7 +212,7 @@ export class SlackHandlers {
     const text = c.text.trim();
     const word = text.toLowerCase();
     if (text === '') return this.#openModal(c.trigger_id, where, { channel: c.channel_id, ...(c.thread_ts ? { threadTs: c.thread_ts } : {}), refs: [] });
-    if (HELP_WORDS.has(word)) return tellUser(this.#ctx, where, `*How to use /imagine*\n\`\`\`${helpText(this.#ctx.engine.models, 'slack')}\`\`\``);
+    if (HELP_WORDS.has(word)) return tellUser(this.#ctx, where, helpMessage(this.#ctx));
     if (QUOTA_WORDS.has(word)) return this.#quota(where, requester);
     let request: ImagineRequestInput;
     try {
@@ -296,6 +320,41 @@ export class SlackHandlers {
     await this.startJob(request, where, dir);
   }
 
+  /**
+   * "@Imagine a prompt --flags" with images attached: a job whose references are the attached
+   * files (each checked like any reference: a non-image or a too-large file is named in the
+   * error), answered in the message's thread.
+   */
+  async onMention(m: z.infer<typeof appMentionSchema>, botUserId: string | undefined): Promise<void> {
+    const ctx = this.#ctx;
+    const where: Where = { channel: m.channel, user: m.user, threadTs: m.thread_ts ?? m.ts, ...(m.team ? { team: m.team } : {}) };
+    // Only the bot's own mention is removed: other mentions may be part of the prompt.
+    const text = (botUserId ? m.text.replaceAll(new RegExp(`<@${botUserId}(?:\\|[^>]*)?>`, 'g'), ' ') : m.text).replace(/\s+/g, ' ').trim();
+    const word = text.toLowerCase();
+    if (text === '') return tellUser(ctx, where, MENTION_USAGE);
+    if (HELP_WORDS.has(word)) return tellUser(ctx, where, helpMessage(ctx));
+    if (QUOTA_WORDS.has(word)) return this.#quota(where, { platform: 'slack', userId: m.user });
+    const refs: SlackFileRef[] = (m.files ?? []).map((f) => {
+      const url = f.url_private ?? f.url_private_download;
+      return { id: f.id, ...(f.name ? { name: f.name } : {}), ...(url ? { url } : {}), mimetype: mimeOf(f) };
+    });
+    let references: ReferenceInput[];
+    let dir: string | undefined;
+    try {
+      ({ references, dir } = await downloadSlackFiles(refs, { token: ctx.botToken, apiUrl: slackApiUrl(ctx.config), dir: slackRefsDir(ctx) }));
+    } catch (err) {
+      return this.#refuse(where, err);
+    }
+    let request: ImagineRequestInput;
+    try {
+      request = buildImagineRequest({ prompt: text, options: {}, refs: references, requester: { platform: 'slack', userId: m.user }, location: locationFor(where) }, ctx.engine.models, ctx.engine.defaultModel);
+    } catch (err) {
+      await removeDownloads(dir);
+      return this.#refuse(where, err);
+    }
+    await this.startJob(request, where, dir);
+  }
+
   async onMessageShortcut(s: z.infer<typeof messageShortcutSchema>): Promise<void> {
     const threadTs = s.message.thread_ts ?? s.message.ts;
     const where: Where = {
@@ -361,6 +420,8 @@ export class SlackHandlers {
   }
 }
 
+const helpMessage = (ctx: SlackContext) => `*How to use /imagine*\n\`\`\`${helpText(ctx.engine.models, 'slack')}\`\`\``;
+
 /** A file's media type: `mimetype`, else its `filetype` or name's extension (stubs may lack one). */
 function mimeOf(f: z.infer<typeof slackFileSchema>): string {
   if (f.mimetype) return f.mimetype;
@@ -373,8 +434,8 @@ function roughWhere(body: unknown): Where | undefined {
   const b = (body ?? {}) as Record<string, unknown>;
   const obj = (v: unknown) => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
   const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
-  const user = str(b.user_id) ?? str(obj(b.user).id);
-  const channel = str(b.channel_id) ?? str(obj(b.channel).id) ?? str(obj(b.container).channel_id);
+  const user = str(b.user_id) ?? str(b.user) ?? str(obj(b.user).id);
+  const channel = str(b.channel_id) ?? str(b.channel) ?? str(obj(b.channel).id) ?? str(obj(b.container).channel_id);
   const responseUrl = str(b.response_url);
   if (!user || !channel) return undefined;
   return { user, channel, ...(responseUrl ? { responseUrl } : {}) };

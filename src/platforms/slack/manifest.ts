@@ -25,9 +25,12 @@ export const PLACEHOLDER_HOST = 'https://your-bot.example.com';
  * commands: slash commands and the shortcut; chat:write: placeholder, updates, ephemeral errors;
  * chat:write.public: post in public channels without being invited first; files:write: the
  * result images (files.uploadV2); files:read: reference images from file_input and messages;
- * channels:join: join a public channel before uploading into it.
+ * channels:join: join a public channel before uploading into it; app_mentions:read: "@Imagine a
+ * prompt" with images attached (the Events API's app_mention).
  */
-export const BOT_SCOPES = ['commands', 'chat:write', 'chat:write.public', 'files:read', 'files:write', 'channels:join'] as const;
+export const BOT_SCOPES = ['commands', 'chat:write', 'chat:write.public', 'files:read', 'files:write', 'channels:join', 'app_mentions:read'] as const;
+/** Events the bot subscribes to (and handles). */
+export const BOT_EVENTS = ['app_mention'] as const;
 
 /** "[prompt] [--model pro] [--ar 16:9] … | help | quota" from the option definitions. */
 export function imagineUsageHint(): string {
@@ -53,7 +56,8 @@ export function buildSlackManifest(opts: ManifestOptions = {}) {
       name,
       description: 'Make images from a prompt with Google Nano Banana models.',
       long_description:
-        'Type /imagine with a prompt (flags like --ar 16:9 --res 2K --n 2 --model pro work), or /imagine alone for a form with reference images. ' +
+        'Type /imagine with a prompt (flags like --ar 16:9 --res 2K --n 2 --model pro work), or /imagine alone for a form with reference images, ' +
+        'or mention @' + name + ' with a prompt and images attached. ' +
         'Results come with buttons to upscale to 4K, change the aspect ratio or rerun. Each user has a daily allowance: /quota shows it.',
       background_color: '#1d1c1d',
     },
@@ -79,6 +83,7 @@ export function buildSlackManifest(opts: ManifestOptions = {}) {
     },
     oauth_config: { scopes: { bot: [...BOT_SCOPES] } },
     settings: {
+      event_subscriptions: { request_url: requestUrl, bot_events: [...BOT_EVENTS] },
       interactivity: { is_enabled: true, request_url: requestUrl },
       org_deploy_enabled: false,
       socket_mode_enabled: opts.socketMode ?? false,

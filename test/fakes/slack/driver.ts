@@ -4,7 +4,7 @@
  * `payload` holding JSON, each signed `v0=HMAC_SHA256(secret, "v0:" + ts + ":" + body)` with
  * `X-Slack-Request-Timestamp`. Measures how long the bot takes to acknowledge each request.
  */
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import type { FakeFile, FakeMessage, FakeSlack } from './fake-slack.ts';
 
@@ -66,6 +66,11 @@ export interface SlackDriver {
     slashCommand(opts: SlashOptions): { form: Record<string, string>; triggerId: string; responseUrl: string };
   };
   slashCommand(opts: SlashOptions, sign?: SignOptions): Promise<SlashResult>;
+  /**
+   * The Events API's `app_mention` for a message (seeded in the fake) that mentions the bot, as a
+   * signed JSON `event_callback`; `retryNum` adds Slack's retry headers.
+   */
+  mention(opts: { message: FakeMessage; retryNum?: number }): Promise<AckResult & { eventId: string }>;
   /** Clicks a button (or picks a select option) on a message the bot posted. */
   clickButton(opts: ClickOptions): Promise<AckResult & { triggerId: string; responseUrl: string }>;
   /** Runs a message shortcut on a message. */
@@ -84,16 +89,16 @@ export interface SlackDriver {
 }
 
 /** What the driver needs from a fake Slack (a bench may pass a stand-in living in another process). */
-export type DriverFake = Pick<FakeSlack, 'teamId' | 'issueTriggerId' | 'newResponseUrl' | 'fileObject' | 'views'>;
+export type DriverFake = Pick<FakeSlack, 'teamId' | 'issueTriggerId' | 'newResponseUrl' | 'fileObject' | 'views'> & Partial<Pick<FakeSlack, 'botUserId'>>;
 
 export function createSlackDriver(opts: { eventsUrl: string; signingSecret: string; fake: DriverFake; now?: () => number }): SlackDriver {
   const { eventsUrl, signingSecret, fake } = opts;
   const now = opts.now ?? Date.now;
   const team = { id: fake.teamId, domain: 'fake' };
 
-  const post = async (body: string, sign: SignOptions = {}, contentType = 'application/x-www-form-urlencoded'): Promise<AckResult> => {
+  const post = async (body: string, sign: SignOptions = {}, contentType = 'application/x-www-form-urlencoded', extraHeaders: Record<string, string> = {}): Promise<AckResult> => {
     const ts = sign.timestampSec ?? Math.floor(now() / 1000);
-    const headers: Record<string, string> = { 'content-type': contentType, 'x-slack-request-timestamp': String(ts) };
+    const headers: Record<string, string> = { 'content-type': contentType, 'x-slack-request-timestamp': String(ts), ...extraHeaders };
     if (!sign.unsigned) headers['x-slack-signature'] = signSlackRequest(sign.secret ?? signingSecret, ts, body);
     const started = performance.now();
     const res = await request(eventsUrl, { method: 'POST', headers, body });
@@ -185,6 +190,33 @@ export function createSlackDriver(opts: { eventsUrl: string; signingSecret: stri
       const { form, triggerId, responseUrl } = buildSlashCommand(opts);
       const r = await post(new URLSearchParams(form).toString(), sign);
       return { ...r, triggerId, responseUrl };
+    },
+    async mention({ message, retryNum }) {
+      const eventId = `Ev${randomBytes(6).toString('hex').toUpperCase()}`;
+      const body = {
+        token: 'deprecated-verification-token',
+        team_id: fake.teamId,
+        api_app_id: 'A0FAKEAPP',
+        type: 'event_callback',
+        event_id: eventId,
+        event_time: Math.floor(now() / 1000),
+        authorizations: [{ enterprise_id: null, team_id: fake.teamId, user_id: fake.botUserId ?? 'U0FAKEBOT', is_bot: true, is_enterprise_install: false }],
+        is_ext_shared_channel: false,
+        event: {
+          type: 'app_mention',
+          user: message.user,
+          text: message.text,
+          ts: message.ts,
+          channel: message.channel,
+          event_ts: message.ts,
+          team: fake.teamId,
+          ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
+          ...(message.files.length ? { files: message.files.map(fake.fileObject) } : {}),
+        },
+      };
+      const retry: Record<string, string> = retryNum ? { 'x-slack-retry-num': String(retryNum), 'x-slack-retry-reason': 'http_timeout' } : {};
+      const r = await post(JSON.stringify(body), {}, 'application/json', retry);
+      return { ...r, eventId };
     },
     async clickButton(opts) {
       const { payload, triggerId, responseUrl } = buildBlockActions(opts);

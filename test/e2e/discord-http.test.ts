@@ -87,6 +87,16 @@ describe('Discord over the HTTP interactions endpoint', () => {
     expect(m.content).toMatch(/You've used \d+ of 40 units today; \d+ left\. Resets <t:\d+:t>\./);
   });
 
+  it('works in a DM with the bot and keeps a private request private', async () => {
+    const dm = await h.result(await h.imagine('a paper crane', { where: 'dm', user: USERS.bob }));
+    expect(dm.channelId).toBe(h.discord.dmChannels.get(USERS.bob.id));
+    expect(dm.attachments).toHaveLength(1);
+    const i = await h.imagine('a secret crane', { values: { private: true } });
+    const secret = await h.result(i);
+    expect([i.callbackType, secret.flags & 64]).toEqual([5, 64]);
+    expectDiscordInvariants(h.discord);
+  });
+
   it('finishes a job in flight across a restart (new process, endpoint saved again)', async () => {
     const runsBefore = h.runbase!.runs.size;
     const i = await h.imagine('crosses a restart over HTTP [slow:1500]', { user: USERS.bob });

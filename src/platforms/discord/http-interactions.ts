@@ -68,7 +68,8 @@ export class HttpAnswers {
       if (!answer || options.files?.length) return post(route, options);
       this.#waiting.delete(id!);
       await answer(options.body);
-      // What the callback endpoint answers without ?with_response: 204, no body.
+      // What the callback endpoint answers without ?with_response: 204, no body. (The webhook
+      // calls that follow may overtake the answer: DiscordMessages retries them.)
       return undefined;
     };
   }

@@ -46,7 +46,9 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
     // The bot never reads message history: keep no messages in memory.
     makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
   });
-  const messages = new DiscordMessages(client.rest);
+  // HTTP interactions: first responses become HTTP answers, which webhook calls must not overtake.
+  const answers = config.DISCORD_PUBLIC_KEY ? new HttpAnswers(client.rest) : undefined;
+  const messages = new DiscordMessages(client.rest, { httpAnswers: answers !== undefined });
   const ackFirst = new AckFirst();
   const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst });
   const handler = new InteractionHandler({ engine, log, messages, ackFirst });
@@ -54,10 +56,9 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
   engine.setDeliverer('discord', delivery);
   mountOriginals(http, engine, log);
 
-  if (config.DISCORD_PUBLIC_KEY) {
+  if (answers && config.DISCORD_PUBLIC_KEY) {
     const publicKey = discordPublicKey(config.DISCORD_PUBLIC_KEY);
     client.rest.setToken(config.DISCORD_TOKEN);
-    const answers = new HttpAnswers(client.rest);
     try {
       // What the gateway login would check: a wrong token fails the start, not the first command.
       await client.rest.get(Routes.user('@me'));

@@ -4,7 +4,7 @@
  * the bot token (`auth: false`), as Discord expects.
  */
 import { DiscordAPIError, Routes, type REST, type RawFile } from 'discord.js';
-import type { DiscordLocation } from './location.ts';
+import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
 
 export interface SentMessage {
   id: string;
@@ -20,27 +20,71 @@ export interface OutgoingFile {
 const rawFiles = (files: readonly OutgoingFile[] | undefined): RawFile[] | undefined =>
   files && files.length > 0 ? files.map((f) => ({ name: f.name, data: f.data, contentType: f.contentType })) : undefined;
 
+/**
+ * With HTTP interactions (http-interactions.ts) the first response is the HTTP answer, and the
+ * next webhook call travels separately: it can reach Discord before the answer is applied, and
+ * Discord then says 10015 Unknown Webhook (or 10008 Unknown Message). For an interaction younger
+ * than this (3 s to answer, then some slack) those mean "not yet", in whichever process makes
+ * the call, and the call is tried again after these pauses.
+ */
+export const HTTP_ANSWER_SETTLE_MS = 8_000;
+const SETTLE_PAUSES_MS = [50, 100, 250, 500, 1_000, 2_000];
+
+export interface DiscordMessagesOptions {
+  /** First responses go out as HTTP answers (DISCORD_PUBLIC_KEY): webhook calls may overtake them. */
+  httpAnswers?: boolean;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+type WebhookTarget = Pick<DiscordLocation, 'applicationId' | 'interactionToken' | 'tokenExpiresAt'>;
+
 export class DiscordMessages {
   readonly rest: REST;
-  constructor(rest: REST) {
+  readonly #httpAnswers: boolean;
+  readonly #now: () => number;
+  readonly #sleep: (ms: number) => Promise<void>;
+
+  constructor(rest: REST, opts: DiscordMessagesOptions = {}) {
     this.rest = rest;
+    this.#httpAnswers = opts.httpAnswers ?? false;
+    this.#now = opts.now ?? Date.now;
+    this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
   }
 
   async editOriginal(loc: DiscordLocation, body: object, files?: readonly OutgoingFile[]): Promise<SentMessage> {
     const f = rawFiles(files);
-    return (await this.rest.patch(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), {
-      body,
-      ...(f && { files: f }),
-      auth: false,
-    })) as SentMessage;
+    return this.#viaWebhook(loc, async () =>
+      (await this.rest.patch(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), {
+        body,
+        ...(f && { files: f }),
+        auth: false,
+      })) as SentMessage,
+    );
   }
 
-  async deleteOriginal(loc: Pick<DiscordLocation, 'applicationId' | 'interactionToken'>): Promise<void> {
-    await this.rest.delete(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), { auth: false });
+  async deleteOriginal(loc: WebhookTarget): Promise<void> {
+    await this.#viaWebhook(loc, () => this.rest.delete(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), { auth: false }));
   }
 
-  async followUp(loc: Pick<DiscordLocation, 'applicationId' | 'interactionToken'>, body: object): Promise<SentMessage> {
-    return (await this.rest.post(Routes.webhook(loc.applicationId, loc.interactionToken), { body, auth: false })) as SentMessage;
+  async followUp(loc: WebhookTarget, body: object): Promise<SentMessage> {
+    return this.#viaWebhook(loc, async () => (await this.rest.post(Routes.webhook(loc.applicationId, loc.interactionToken), { body, auth: false })) as SentMessage);
+  }
+
+  /** A webhook call, tried again while Discord may still be applying an HTTP answer. */
+  async #viaWebhook<T>(loc: WebhookTarget, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        const createdAt = loc.tokenExpiresAt - INTERACTION_TOKEN_LIFETIME_MS;
+        const settling = this.#httpAnswers && this.#now() - createdAt < HTTP_ANSWER_SETTLE_MS;
+        const code = discordCode(err);
+        const pause = SETTLE_PAUSES_MS[attempt];
+        if (!settling || (code !== 10015 && code !== 10008) || pause === undefined) throw err;
+        await this.#sleep(pause);
+      }
+    }
   }
 
   async postToChannel(channelId: string, body: object, files?: readonly OutgoingFile[]): Promise<SentMessage> {

@@ -76,6 +76,11 @@ export interface FakeDiscordOptions {
   latencyMs?: number;
   /** Keep uploaded files' bytes (served on the CDN). Default true; benches turn it off to save memory. */
   keepUploads?: boolean;
+  /**
+   * HTTP interactions: how long after receiving the app's answer it takes effect (Discord applies
+   * it on its side while the app's next webhook call may already be on its way). Default 0.
+   */
+  httpAnswerLatencyMs?: number;
 }
 
 export interface RecordedFile {
@@ -221,6 +226,7 @@ export class FakeDiscord extends EventEmitter {
   private readonly editTimes = new Map<string, number[]>();
   private readonly latencyMs: number;
   private readonly keepUploads: boolean;
+  private readonly httpAnswerLatencyMs: number;
   private readonly rateLimitRules: RateLimitRule[] = [];
   private readonly errorRules: { method?: string; path: RegExp; withFiles: boolean; remaining: number; status: number; error: DiscordErrorBody }[] = [];
   private readonly server = createServer((req, res) => void this.handle(req, res));
@@ -242,6 +248,7 @@ export class FakeDiscord extends EventEmitter {
     this.messageEditBucket = opts.messageEditBucket;
     this.latencyMs = opts.latencyMs ?? 0;
     this.keepUploads = opts.keepUploads ?? true;
+    this.httpAnswerLatencyMs = opts.httpAnswerLatencyMs ?? 0;
     this.endpoint = new InteractionsEndpointClient(this.ackDeadlineMs);
     this.publicKeyHex = this.endpoint.publicKeyHex;
   }
@@ -497,6 +504,7 @@ export class FakeDiscord extends EventEmitter {
     if ('failure' in delivery) {
       interaction.httpFailure = delivery.failure;
     } else {
+      if (this.httpAnswerLatencyMs > 0) await new Promise((r) => setTimeout(r, this.httpAnswerLatencyMs));
       const applied = this.firstResponse(interaction, { json: delivery.json, files: [] }, false);
       if (applied.status >= 400) interaction.httpFailure = `answer refused (${applied.status}): ${JSON.stringify(applied.json)}`;
     }

@@ -63,6 +63,16 @@ describe('Discord over the HTTP interactions endpoint', () => {
     expect({ runs: h.runbase!.runs.size, tasks: h.runblob!.tasks.size, messages: h.discord.messages.size }).toEqual(before);
   });
 
+  it('refuses a correctly signed request that is stale or replayed', async () => {
+    const payload = { ...imaginePayload(`8${Date.now()}`), data: { id: '1', name: 'not-a-command', type: 1, options: [] } };
+    const tenMinutesAgo = String(Math.floor(Date.now() / 1000) - 600);
+    expect((await h.discord.postToInteractionsEndpoint(payload, { timestamp: tenMinutesAgo })).status).toBe(401);
+    const first = await h.discord.postToInteractionsEndpoint(payload);
+    expect([first.status, JSON.parse(first.body).type]).toEqual([200, 4]);
+    expect(JSON.parse(first.body).data.content).toContain("I don't know the command /not-a-command");
+    expect((await h.discord.postToInteractionsEndpoint(payload)).status).toBe(401);
+  });
+
   it('defers in the HTTP answer, shows progress, then posts the images with their buttons', async () => {
     const i = await h.imagine('an owl over a moonlit lake', { values: { count: 2 } });
     const m = await h.result(i);

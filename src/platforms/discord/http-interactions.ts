@@ -23,8 +23,14 @@ import { readBody, type HttpServer } from '../http/server.ts';
 import type { AckFirst } from '../ack-first.ts';
 
 export const DISCORD_INTERACTIONS_PATH = '/discord/interactions';
-/** Interactions are small JSON documents; anything this big is not one. */
-const MAX_BODY_BYTES = 2 * 1024 * 1024;
+/** Interactions are small JSON documents (a click carries its message: still a few KiB). */
+const MAX_BODY_BYTES = 512 * 1024;
+/**
+ * Discord sends each interaction once, at once: a signed request whose timestamp is further from
+ * now than this (either way, for clock skew) or whose interaction id was already seen is a replay.
+ */
+export const MAX_TIMESTAMP_SKEW_S = 5 * 60;
+const SEEN_IDS_MS = 15 * 60_000;
 /** Discord's deadline for the first response. Past it the answer is useless: free the request. */
 export const FIRST_RESPONSE_DEADLINE_MS = 3_000;
 
@@ -121,21 +127,31 @@ export interface InteractionsEndpointDeps {
 export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () => void {
   const { http, client, publicKey, answers, ackFirst, log } = deps;
   let stopped = false;
+  /** Interaction ids already taken, with when (oldest first), for SEEN_IDS_MS. */
+  const seen = new Map<string, number>();
+  const refuseSignature = (req: IncomingMessage, res: ServerResponse, why: string) => {
+    log.warn({ remote: req.socket.remoteAddress, why }, 'discord interaction request refused');
+    return json(res, 401, { error: 'invalid request signature' });
+  };
   http.mount('POST', DISCORD_INTERACTIONS_PATH, async (req, res, { rest }) => {
     if (rest !== '') return json(res, 404, { error: 'not found' });
     if (stopped) return json(res, 503, { error: 'shutting down' });
-    // In flight from arrival until the answer is sent (or the client gives up).
-    res.once('close', ackFirst.begin());
+    const signature = header(req, 'x-signature-ed25519');
+    const timestamp = header(req, 'x-signature-timestamp');
+    // Refused before reading the body: no signature at all, or more than an interaction can be.
+    if (!signature || !timestamp) return refuseSignature(req, res, 'no signature headers');
+    if (Number(req.headers['content-length']) > MAX_BODY_BYTES) return json(res, 413, { error: 'body too large' });
     let body: Buffer;
     try {
       body = await readBody(req, MAX_BODY_BYTES);
     } catch {
       return json(res, 413, { error: 'body too large' });
     }
-    if (!verifyDiscordSignature(publicKey, header(req, 'x-signature-ed25519'), header(req, 'x-signature-timestamp'), body)) {
-      log.warn({ remote: req.socket.remoteAddress }, 'discord interaction with a bad signature refused');
-      return json(res, 401, { error: 'invalid request signature' });
-    }
+    if (!verifyDiscordSignature(publicKey, signature, timestamp, body)) return refuseSignature(req, res, 'bad signature');
+    const skew = Math.abs(Date.now() / 1000 - Number(timestamp));
+    if (!(skew <= MAX_TIMESTAMP_SKEW_S)) return refuseSignature(req, res, `timestamp ${timestamp} is ${Math.round(skew)} s away from now`);
+    // In flight from here until the answer is sent (or the client gives up).
+    res.once('close', ackFirst.begin());
     let data: { id?: unknown; type?: unknown };
     try {
       data = JSON.parse(body.toString('utf8')) as typeof data;
@@ -143,6 +159,10 @@ export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () =>
       return json(res, 400, { error: 'invalid JSON' });
     }
     if (data.type === 1) return json(res, 200, { type: 1 });
+    if (typeof data.id === 'string') {
+      if (seen.has(data.id)) return refuseSignature(req, res, `interaction ${data.id} replayed`);
+      remember(seen, data.id);
+    }
     const interaction = typeof data.id === 'string' ? toInteraction(client, data) : undefined;
     if (!interaction) {
       log.info({ type: data.type }, 'discord interaction of a kind the bot does not handle');
@@ -178,6 +198,15 @@ export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () =>
   };
 }
 
+function remember(seen: Map<string, number>, id: string): void {
+  const now = Date.now();
+  for (const [old, at] of seen) {
+    if (now - at < SEEN_IDS_MS) break;
+    seen.delete(old);
+  }
+  seen.set(id, now);
+}
+
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -186,6 +215,8 @@ function header(req: IncomingMessage, name: string): string | undefined {
 /** Writes a JSON answer; resolves once it is handed to the socket (or the socket is gone). */
 function json(res: ServerResponse, status: number, body: unknown): Promise<void> {
   const text = JSON.stringify(body);
+  // A request the client already gave up on: nothing to write, nothing to wait for.
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
   return new Promise((resolve) => {
     res.once('close', resolve);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)) }).end(text, resolve);

@@ -45,6 +45,13 @@ function imaginePayload(id: string) {
     data: { id: '1', name: 'imagine', type: 1, options: [{ name: 'prompt', type: 3, value: 'forged request' }] },
     channel_id: h.discord.channelId,
     user: { id: USERS.bob.id, username: 'bob', discriminator: '0', avatar: null, global_name: 'Bob' },
+    // Fields Discord always sends (discord.js needs them to build the interaction).
+    app_permissions: '0',
+    locale: 'en-US',
+    entitlements: [],
+    authorizing_integration_owners: { '1': USERS.bob.id },
+    context: 1,
+    attachment_size_limit: 10 * 1024 * 1024,
   };
 }
 

@@ -163,7 +163,12 @@ export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () =>
       if (seen.has(data.id)) return refuseSignature(req, res, `interaction ${data.id} replayed`);
       remember(seen, data.id);
     }
-    const interaction = typeof data.id === 'string' ? toInteraction(client, data) : undefined;
+    let interaction: Interaction | undefined;
+    try {
+      interaction = typeof data.id === 'string' ? toInteraction(client, data) : undefined;
+    } catch (err) {
+      log.warn({ err, type: data.type }, 'discord interaction payload discord.js cannot read');
+    }
     if (!interaction) {
       log.info({ type: data.type }, 'discord interaction of a kind the bot does not handle');
       return json(res, 400, { error: 'unsupported interaction' });

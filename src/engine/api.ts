@@ -40,6 +40,12 @@ export interface EngineApi {
   /** A user's allowance today. */
   quota(requester: Requester): Promise<QuotaView>;
 
+  /**
+   * True for the first caller of `key` within `ttlMs`, across every process on the store: for
+   * inputs a platform may deliver more than once (Slack redelivers an event it thinks was lost).
+   */
+  claimOnce(key: string, ttlMs: number): Promise<boolean>;
+
   /** Registers the adapter that renders progress and delivers results for a platform. */
   setDeliverer(platform: Platform, deliverer: Deliverer): void;
 

@@ -392,6 +392,10 @@ export class Engine implements EngineApi {
     await this.#store.kv.set(jobKey(jobId), job, JOB_TTL_MS);
   }
 
+  claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    return this.#store.setIfAbsent(`once:${key}`, '1', ttlMs);
+  }
+
   quota(requester: Requester): Promise<QuotaView> {
     return this.#quotas.view(requester);
   }

@@ -314,11 +314,21 @@ describe('mentions', () => {
     acked(await h.driver.mention({ message: bare }));
     await ephemeralFor(kim.id, 'CMENTION2', 'Mention me with a prompt');
 
-    const retried = h.fake.seedMessage({ channel: 'CMENTION3', user: kim.id, text: `<@${h.fake.botUserId}> a redelivered lamp` });
-    acked(await h.driver.mention({ message: retried, retryNum: 1 }));
-    await new Promise((r) => setTimeout(r, 400));
-    expect(h.fake.calls.filter((c) => c.args.channel === 'CMENTION3')).toEqual([]);
     expect((await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used).toBe(before);
+  });
+
+  test('a redelivered mention makes its images once; a retry of one that never arrived is handled', async () => {
+    const before = (await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used;
+    const lamp = h.fake.seedMessage({ channel: 'CMENTION3', user: kim.id, text: `<@${h.fake.botUserId}> a redelivered lamp` });
+    acked(await h.driver.mention({ message: lamp }));
+    acked(await h.driver.mention({ message: lamp, retryNum: 1 }));
+    await results('CMENTION3', 1, lamp.ts);
+    const lost = h.fake.seedMessage({ channel: 'CMENTION3', user: kim.id, text: `<@${h.fake.botUserId}> a lamp whose first delivery was lost` });
+    acked(await h.driver.mention({ message: lost, retryNum: 2 }));
+    await results('CMENTION3', 1, lost.ts);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.fake.callsTo('chat.postMessage').filter((c) => c.args.channel === 'CMENTION3')).toHaveLength(2);
+    expect((await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used).toBe(before + 2);
   });
 });
 

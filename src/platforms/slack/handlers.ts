@@ -33,6 +33,8 @@ import {
 
 /** Reference image types the bot takes (the engine checks the bytes too). */
 const IMAGE_MIME = /^image\/(jpeg|png|webp)$/;
+/** Slack retries an event for about an hour (immediately, after 1 min, after 5 min). */
+const MENTION_DEDUPE_MS = 2 * 60 * 60 * 1000;
 const HELP_WORDS = new Set(['help', '--help', '-h', '?']);
 const QUOTA_WORDS = new Set(['quota', '--quota']);
 
@@ -182,14 +184,17 @@ export class SlackHandlers {
     });
     // Events are acknowledged by Bolt itself (HTTP 200 on arrival).
     app.event('app_mention', async ({ event, context }) => {
-      // Slack redelivers an event it believes was lost (no 200 within 3 s). The first delivery
-      // was answered at once and handled: a retry would make (and charge) the images twice.
-      if (context.retryNum) {
-        ctx.log.info({ retryNum: context.retryNum, reason: context.retryReason }, 'slack event retry ignored');
-        return;
-      }
       const m = this.#read(appMentionSchema, event, 'mention');
-      if (m) ctx.afterAck('mention', () => this.onMention(m, context.botUserId));
+      if (!m) return;
+      ctx.afterAck('mention', async () => {
+        // Slack redelivers an event it believes was lost (no 200 within 3 s, an error, a dropped
+        // connection), for up to an hour, possibly to another process: each message once.
+        if (!(await ctx.engine.claimOnce(`slack:mention:${m.channel}:${m.ts}`, MENTION_DEDUPE_MS))) {
+          ctx.log.info({ channel: m.channel, ts: m.ts, retryNum: context.retryNum }, 'slack mention already handled; redelivery ignored');
+          return;
+        }
+        await this.onMention(m, context.botUserId);
+      });
     });
   }
 

@@ -183,13 +183,14 @@ export function quotaText(view: QuotaView, fmt: TextFormat = PLAIN_FORMAT): stri
 
 /**
  * The placeholder (and a private note) when the images were made but the chat platform kept
- * refusing them: the engine stops retrying and tries again at the bot's next start.
+ * refusing them: the engine stops retrying and tries again at the bot's next start. `reason` is
+ * the platform's own word for it (an error code or message), never an internal error.
  */
 export function undeliverableText(job: JobRecord, platform: 'Discord' | 'Slack', reason: string, fmt: TextFormat = PLAIN_FORMAT): string {
   const many = job.tasks.filter((t) => t.image).length > 1;
   const it = many ? 'them' : 'it';
   return (
     `${many ? 'Your images are' : 'Your image is'} ready for "${fmt.escape(truncatePrompt(job.request.prompt))}", but ${platform} would not take ${it} (${reason}). ` +
-    `I'll post ${it} the next time the bot starts, at no extra cost. Run /imagine again if you want new ones now.`
+    `I'll try again to post ${it} the next time the bot starts, at no extra cost. Run /imagine again if you want new ones now.`
   );
 }

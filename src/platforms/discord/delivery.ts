@@ -12,6 +12,7 @@
  * A result is never dropped silently: when every route fails, `deliver` throws and the engine
  * retries with backoff.
  */
+import { DiscordAPIError } from 'discord.js';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Deliverer, JobRecord, ProgressEvent } from '../../engine/job.ts';
 import type { Logger } from '../../log.ts';
@@ -108,7 +109,8 @@ export class DiscordDelivery implements Deliverer {
   async undeliverable(job: JobRecord, err: unknown): Promise<void> {
     const loc = parseLocation(job.request.location);
     if (!loc) return;
-    const reason = (err instanceof Error ? err.message : String(err)).slice(0, 120);
+    // Discord's own message ("Missing Permissions"…), else a plain phrase: internal errors stay in the log.
+    const reason = err instanceof DiscordAPIError ? err.message.slice(0, 120) : 'an error while posting them';
     const body = { content: clipContent(`⚠️ ${undeliverableText(job, 'Discord', reason, DISCORD_FORMAT)}`), components: [], allowed_mentions: NO_MENTIONS };
     try {
       if (tokenUsable(loc, this.#now()) && !this.#deadTokens.has(job.id)) await this.#messages.editOriginal(loc, body);

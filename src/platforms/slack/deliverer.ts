@@ -26,8 +26,7 @@ import {
   type SlackLocation,
   type Where,
 } from './context.ts';
-import { postToUploadUrl } from './files.ts';
-import { clip } from './format.ts';
+import { UploadRefusedError, postToUploadUrl } from './files.ts';
 
 export interface Placeholder {
   channel: string;
@@ -274,7 +273,8 @@ export class SlackDeliverer implements Deliverer {
     const ctx = this.#ctx;
     const loc = locationOf(job);
     if (!loc) return;
-    const reason = slackErrorCode(err) ?? clip(err instanceof Error ? err.message : String(err), 120);
+    // Slack's own error code, else a plain phrase: internal errors (paths, addresses) stay in the log.
+    const reason = slackErrorCode(err) ?? (err instanceof UploadRefusedError ? `the upload was refused with HTTP ${err.status}` : 'an error while posting them');
     const content = undeliverableMessage(job, reason);
     const placeholder = await this.#placeholderFor(job, loc).catch(() => undefined);
     if (placeholder) {

@@ -181,5 +181,15 @@ export async function postToUploadUrl(opts: {
     ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
   });
   const answer = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`upload of ${opts.filename} failed: HTTP ${res.statusCode} ${answer.slice(0, 200)}`);
+  if (res.statusCode !== 200) throw new UploadRefusedError(opts.filename, res.statusCode, answer);
+}
+
+/** The upload URL answered something other than 200. */
+export class UploadRefusedError extends Error {
+  readonly status: number;
+  constructor(filename: string, status: number, answer: string) {
+    super(`upload of ${filename} failed: HTTP ${status} ${answer.slice(0, 200)}`);
+    this.name = 'UploadRefusedError';
+    this.status = status;
+  }
 }

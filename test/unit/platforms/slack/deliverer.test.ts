@@ -126,3 +126,21 @@ describe('placeholder edits', () => {
     }
   });
 });
+
+describe('a result Slack keeps refusing', () => {
+  test("the placeholder and a private note give Slack's reason; an internal error's details stay out of the message", async () => {
+    const t = setup();
+    const done = makeJob({ state: 'succeeded', request: { location: { channel: 'C1', user: 'UALICE', ts: '100.000001' } } });
+    await t.deliverer.undeliverable(done, new Error("ENOENT: no such file or directory, open '/srv/imagine/data/results/x.png'"));
+    const update = t.calls.find((c) => c.method === 'chat.update')!;
+    expect(update.args).toMatchObject({ channel: 'C1', ts: '100.000001' });
+    const shown = JSON.stringify(update.args) + JSON.stringify(t.calls.find((c) => c.method === 'chat.postEphemeral')!.args);
+    expect(shown).toContain('(an error while posting them)');
+    expect(shown).not.toContain('ENOENT');
+    expect(shown).not.toContain('/srv/imagine');
+
+    const platformError = Object.assign(new Error('An API error occurred: not_in_channel'), { code: webApi.ErrorCode.PlatformError, data: { ok: false, error: 'not_in_channel' } });
+    await t.deliverer.undeliverable(done, platformError);
+    expect(JSON.stringify(t.calls.filter((c) => c.method === 'chat.update').at(-1)!.args)).toContain('(not_in_channel)');
+  });
+});

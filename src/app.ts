@@ -39,7 +39,10 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
   }
   const store = await openStore(config.STORE_URL, { log });
   const stops: Array<() => Promise<void>> = [() => store.close()];
+  let http: HttpServer | undefined;
   const stop = async () => {
+    // First tell load balancers (health checks) to send nothing new here.
+    http?.drain();
     for (const s of stops.reverse()) {
       try {
         await s();
@@ -49,8 +52,9 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     }
   };
   try {
-    const http = await startHttpServer(config.PORT, log);
-    stops.push(() => http.close());
+    http = await startHttpServer(config.PORT, log);
+    const server = http;
+    stops.push(() => server.close());
     const quotas = new Quotas(store, {
       dailyUnits: config.QUOTA_DAILY_UNITS,
       costs: { '1K': config.QUOTA_COST_1K, '2K': config.QUOTA_COST_2K, '4K': config.QUOTA_COST_4K },

@@ -25,6 +25,11 @@ export interface HttpServer {
   /** http://127.0.0.1:port */
   readonly localUrl: string;
   readonly server: Server;
+  /**
+   * Shutting down: /healthz answers 503 so a load balancer stops sending new requests here, while
+   * routes keep answering until close().
+   */
+  drain(): void;
   close(): Promise<void>;
 }
 
@@ -58,6 +63,7 @@ export async function startHttpServer(port: number, log: Logger, host = '0.0.0.0
     });
   });
   const bound = (server.address() as AddressInfo).port;
+  let draining = false;
   const http: HttpServer = {
     mount(method, prefix, handler) {
       routes.push({ method, prefix, handler });
@@ -65,6 +71,9 @@ export async function startHttpServer(port: number, log: Logger, host = '0.0.0.0
     port: bound,
     localUrl: `http://127.0.0.1:${bound}`,
     server,
+    drain() {
+      draining = true;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -72,7 +81,8 @@ export async function startHttpServer(port: number, log: Logger, host = '0.0.0.0
       }),
   };
   http.mount('GET', '/healthz', (_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    if (draining) res.writeHead(503, { 'content-type': 'application/json' }).end('{"ok":false,"draining":true}');
+    else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
   });
   return http;
 }

@@ -34,6 +34,8 @@ export interface DiscordHarnessOptions {
   timing?: EngineTiming;
   /** How Discord delivers interactions: over the gateway (default) or to the bot's HTTP endpoint (DISCORD_PUBLIC_KEY). */
   interactions?: 'gateway' | 'http';
+  /** Runs on the fake Discord before the bot first starts (e.g. to inject faults). */
+  beforeStart?: (discord: FakeDiscord) => void;
 }
 
 export interface DiscordHarness {
@@ -92,6 +94,7 @@ export async function startDiscordHarness(opts: DiscordHarnessOptions = {}): Pro
   });
   // As an operator would, once: `npm run register`.
   await registerCommands(config);
+  opts.beforeStart?.(discord);
   const { log, lines } = captureLogger();
   const timing = opts.timing ?? FAST_TIMING;
 

@@ -56,8 +56,7 @@ function imaginePayload(id: string) {
 }
 
 describe('Discord over the HTTP interactions endpoint', () => {
-  it('opens no gateway connection and refuses bad, missing or replayed-with-changes signatures with 401, doing nothing', async () => {
-    expect(h.discord.identifies).toEqual([]);
+  it('refuses bad, missing or replayed-with-changes signatures with 401, doing nothing', async () => {
     const before = { runs: h.runbase!.runs.size, tasks: h.runblob!.tasks.size, messages: h.discord.messages.size };
     for (const attempt of [{ signature: 'invalid' as const }, { signature: 'missing' as const }, { tamperBody: true }]) {
       const answer = await h.discord.postToInteractionsEndpoint(imaginePayload(`9${Date.now()}`), attempt);
@@ -131,6 +130,25 @@ describe('Discord over the HTTP interactions endpoint', () => {
     expectHttpModeInvariants();
   });
 
+  it('also hears the gateway, which Discord uses until the URL is saved and again once it is cleared; each interaction is handled once', async () => {
+    await h.discord.waitForBot();
+    const runs = h.runbase!.runs.size;
+    // URL saved: the gateway carries nothing, the HTTP request is handled once.
+    const byHttp = await h.result(await h.imagine('heard once over HTTP'));
+    expect(byHttp.attachments).toHaveLength(1);
+    await h.discord.setInteractionsEndpoint(undefined);
+    try {
+      const byGateway = await h.imagine('heard over the gateway');
+      expect(byGateway.httpStatus).toBeUndefined();
+      expect((await h.result(byGateway)).attachments).toHaveLength(1);
+    } finally {
+      await h.discord.setInteractionsEndpoint(`${h.bot.http.localUrl}/discord/interactions`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(h.runbase!.runs.size - runs).toBe(2);
+    expectHttpModeInvariants();
+  });
+
   it('finishes a job in flight across a restart (new process, endpoint saved again)', async () => {
     const runsBefore = h.runbase!.runs.size;
     const i = await h.imagine('crosses a restart over HTTP [slow:1500]', { user: USERS.bob });
@@ -143,5 +161,32 @@ describe('Discord over the HTTP interactions endpoint', () => {
     const after = await h.result(await h.imagine('after the restart'));
     expect(after.attachments).toHaveLength(1);
     expectHttpModeInvariants();
+  });
+});
+
+describe('Discord HTTP interactions when the gateway is unavailable', () => {
+  it('starts anyway, answers over HTTP, and still posts through the bot-token routes (the failed login must not cost the REST token)', async () => {
+    const g = await startDiscordHarness({
+      interactions: 'http',
+      discord: { tokenLifetimeMs: 1_500 },
+      // The gateway refuses the bot: only HTTP interactions reach it.
+      beforeStart: (d) => d.injectError({ method: 'GET', path: /^\/gateway\/bot$/, times: 1_000, status: 401, code: 0, message: '401: Unauthorized' }),
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      expect(g.discord.identifies).toEqual([]);
+      // Finishes after the (scaled) 15-minute token: delivered in the channel with the bot token.
+      const i = await g.imagine('after the token [slow:2000]');
+      await i.httpDelivery;
+      expect([i.httpStatus, i.callbackType]).toEqual([200, 5]);
+      const posted = await g.discord.waitFor(
+        () => [...g.discord.messages.values()].find((m) => m.channelId === g.discord.channelId && m.attachments.length > 0 && m.content.includes('after the token')),
+        15_000,
+        'the result posted in the channel',
+      );
+      expect(posted.authorId).toBe(g.discord.applicationId);
+    } finally {
+      await g.close();
+    }
   });
 });

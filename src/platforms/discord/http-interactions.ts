@@ -93,6 +93,12 @@ interface InteractionCreateAction {
   actions: { InteractionCreate: { handle(data: unknown): void } };
 }
 
+let building = 0;
+/** True while toInteraction runs: the gateway's interactionCreate listener must leave that one alone. */
+export function buildingFromHttp(): boolean {
+  return building > 0;
+}
+
 /**
  * The discord.js interaction for a raw payload, exactly as the gateway would build it; undefined
  * for kinds discord.js does not model. The action emits synchronously, so the listener only sees
@@ -104,9 +110,11 @@ export function toInteraction(client: Client, data: unknown): Interaction | unde
     created = i;
   };
   client.on(Events.InteractionCreate, grab);
+  building += 1;
   try {
     (client as unknown as InteractionCreateAction).actions.InteractionCreate.handle(data);
   } finally {
+    building -= 1;
     client.off(Events.InteractionCreate, grab);
   }
   return created;

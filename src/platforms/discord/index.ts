@@ -4,10 +4,12 @@
  * are registered by `npm run register` (register.ts), never here.
  *
  * Interactions arrive one of two ways (Discord uses one or the other, never both):
- * - the gateway (default): discord.js logs in with the Guilds intent only (no privileged intents);
- * - the HTTP interactions endpoint, when DISCORD_PUBLIC_KEY is set: Discord POSTs them to
- *   /discord/interactions on the bot's HTTP server (http-interactions.ts); no gateway connection,
- *   so several processes behind a load balancer can share the work.
+ * - the gateway: discord.js logs in with the Guilds intent only (no privileged intents);
+ * - the HTTP interactions endpoint, once the application's Interactions Endpoint URL is set:
+ *   Discord POSTs them to /discord/interactions on the bot's HTTP server (http-interactions.ts),
+ *   which several processes behind a load balancer can share. Mounted when DISCORD_PUBLIC_KEY is
+ *   set; the gateway is then connected too (not fatal if it fails), so the bot hears interactions
+ *   whichever way Discord sends them while an operator switches.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -23,7 +25,7 @@ import { InteractionHandler } from './interactions.ts';
 import { DiscordMessages } from './messages.ts';
 import { discordRestAgent } from './rest-agent.ts';
 import { DISCORD_API_DEFAULT } from './command-json.ts';
-import { DISCORD_INTERACTIONS_PATH, HttpAnswers, discordPublicKey, mountInteractionsEndpoint } from './http-interactions.ts';
+import { DISCORD_INTERACTIONS_PATH, HttpAnswers, buildingFromHttp, discordPublicKey, mountInteractionsEndpoint } from './http-interactions.ts';
 
 export interface DiscordDeps {
   config: Config;
@@ -56,11 +58,39 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
   engine.setDeliverer('discord', delivery);
   mountOriginals(http, engine, log);
 
-  if (answers && config.DISCORD_PUBLIC_KEY) {
-    const publicKey = discordPublicKey(config.DISCORD_PUBLIC_KEY);
-    client.rest.setToken(config.DISCORD_TOKEN);
+  // Gateway interactions (those built from HTTP requests reach the handler through the endpoint).
+  client.on(Events.InteractionCreate, (interaction) => {
+    if (!buildingFromHttp()) void handler.handle(interaction);
+  });
+  client.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
+  client.on(Events.Warn, (message) => log.warn({ message }, 'discord client warning'));
+  client.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
+  client.rest.on('rateLimited', (info) => log.debug({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limited; request queued'));
+
+  const connectGateway = async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const ready = new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`Discord gateway not ready after ${LOGIN_TIMEOUT_MS} ms`)), LOGIN_TIMEOUT_MS);
+      timer.unref();
+      client.once(Events.ClientReady, (c) => {
+        log.info({ user: c.user.tag, guilds: c.guilds.cache.size }, 'discord ready');
+        resolve();
+      });
+    });
     try {
-      // What the gateway login would check: a wrong token fails the start, not the first command.
+      await client.login(config.DISCORD_TOKEN);
+      await ready;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  if (answers && config.DISCORD_PUBLIC_KEY) {
+    const token = config.DISCORD_TOKEN;
+    const publicKey = discordPublicKey(config.DISCORD_PUBLIC_KEY);
+    client.rest.setToken(token);
+    try {
+      // A wrong token fails the start, not the first command.
       await client.rest.get(Routes.user('@me'));
     } catch (err) {
       await client.destroy().catch(() => {});
@@ -69,8 +99,18 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
     const stopEndpoint = mountInteractionsEndpoint({ http, client, publicKey, answers, ackFirst, log, handle: (i) => handler.handle(i) });
     const url = `${config.PUBLIC_URL ?? 'https://<your host>'}${DISCORD_INTERACTIONS_PATH}`;
     log.info({ path: DISCORD_INTERACTIONS_PATH }, `discord interactions endpoint mounted (HTTP mode): set the application's Interactions Endpoint URL to ${url}`);
+    // The gateway as well, not awaited and not fatal: Discord sends interactions there until the
+    // Interactions Endpoint URL is saved (and again once it is cleared), so the bot is not deaf
+    // while an operator switches. Once the URL is saved, the gateway carries none.
+    let stopped = false;
+    connectGateway().catch((err: unknown) => {
+      // A failed login destroys the client, which also clears the REST token the endpoint's answers need.
+      if (!stopped) client.rest.setToken(token);
+      if (!stopped) log.warn({ err: String(err) }, 'discord gateway not connected: interactions come only to the HTTP endpoint');
+    });
     return {
       async stop() {
+        stopped = true;
         stopEndpoint();
         delivery.throttle.stop();
         await client.destroy();
@@ -78,23 +118,8 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
     };
   }
 
-  client.on(Events.InteractionCreate, (interaction) => void handler.handle(interaction));
-  client.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
-  client.on(Events.Warn, (message) => log.warn({ message }, 'discord client warning'));
-  client.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
-  client.rest.on('rateLimited', (info) => log.debug({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limited; request queued'));
-
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Discord gateway not ready after ${LOGIN_TIMEOUT_MS} ms`)), LOGIN_TIMEOUT_MS);
-    client.once(Events.ClientReady, (c) => {
-      clearTimeout(timer);
-      log.info({ user: c.user.tag, guilds: c.guilds.cache.size }, 'discord ready');
-      resolve();
-    });
-  });
   try {
-    await client.login(config.DISCORD_TOKEN);
-    await ready;
+    await connectGateway();
   } catch (err) {
     await client.destroy().catch(() => {});
     throw err;

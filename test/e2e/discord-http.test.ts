@@ -5,6 +5,12 @@
  * interaction objects and REST), with no gateway connection at all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config.ts';
+import type { EngineApi } from '../../src/engine/api.ts';
+import { startDiscord } from '../../src/platforms/discord/index.ts';
+import { startHttpServer } from '../../src/platforms/http/server.ts';
+import { captureLogger } from '../integration/engine-harness.ts';
+import { startFakeDiscord } from '../fakes/discord/index.ts';
 import { USERS, componentsOf, customIdOf, expectDiscordInvariants, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
 
 let h: DiscordHarness;
@@ -153,9 +159,12 @@ describe('Discord over the HTTP interactions endpoint', () => {
     const runsBefore = h.runbase!.runs.size;
     const i = await h.imagine('crosses a restart over HTTP [slow:1500]', { user: USERS.bob });
     await h.discord.waitFor(() => h.runbase!.runs.size > runsBefore, 5_000, 'the provider run');
+    const sessions = h.discord.identifies.length;
     await h.restart();
     const m = await h.result(i, 15_000);
     expect(m.attachments).toHaveLength(1);
+    // The endpoint URL was saved when this process started: it opened no gateway session.
+    expect(h.discord.identifies.length).toBe(sessions);
     expect(h.runbase!.runs.size - runsBefore).toBe(1);
     // The new process takes new interactions too.
     const after = await h.result(await h.imagine('after the restart'));
@@ -187,6 +196,38 @@ describe('Discord HTTP interactions when the gateway is unavailable', () => {
       expect(posted.authorId).toBe(g.discord.applicationId);
     } finally {
       await g.close();
+    }
+  });
+});
+
+describe('Discord HTTP interactions with a gateway that never answers', () => {
+  it('keeps running (the login timeout is handled), answers over HTTP, and stops promptly', async () => {
+    const discord = await startFakeDiscord({ gatewayUnreachable: true });
+    const { log, lines } = captureLogger();
+    const http = await startHttpServer(0, log, '127.0.0.1');
+    const config = parseConfig({
+      DISCORD_TOKEN: discord.token,
+      DISCORD_APPLICATION_ID: discord.applicationId,
+      DISCORD_API_URL: discord.apiUrl,
+      DISCORD_PUBLIC_KEY: discord.publicKeyHex,
+      RUNBLOB_API_KEY: 'unused',
+    });
+    // Only what startDiscord touches before an interaction arrives.
+    const engine = { models: [], setDeliverer: () => undefined } as unknown as EngineApi;
+    const bot = await startDiscord({ config, engine, log, http, loginTimeoutMs: 300 });
+    try {
+      // Past the login timeout: an unhandled rejection here would fail the run (and kill a bot).
+      await new Promise((r) => setTimeout(r, 800));
+      expect(lines.some((l) => l.includes('discord gateway not connected'))).toBe(true);
+      expect(discord.identifies).toEqual([]);
+      // The portal's checks (signed PING, refused bad signatures) pass.
+      await discord.setInteractionsEndpoint(`${http.localUrl}/discord/interactions`);
+    } finally {
+      const started = Date.now();
+      await bot.stop();
+      expect(Date.now() - started).toBeLessThan(6_000);
+      await http.close();
+      await discord.close();
     }
   });
 });

@@ -303,7 +303,7 @@ describe('mentions', () => {
     expect((await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used).toBe(1);
   });
 
-  test('a non-image attachment is named in a private error, nothing is charged; a bare mention explains itself; a redelivered event is ignored', async () => {
+  test('a non-image attachment is named in a private error, nothing is charged; a bare mention explains itself', async () => {
     const before = (await h.bot.engine.quota({ platform: 'slack', userId: kim.id })).used;
     const notes = h.fake.addUserFile({ name: 'notes.txt', mimetype: 'text/plain', bytes: Buffer.from('not an image'), user: kim.id });
     const withText = h.fake.seedMessage({ channel: 'CMENTION2', user: kim.id, text: `<@${h.fake.botUserId}> a tree`, files: [notes] });

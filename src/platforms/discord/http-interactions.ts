@@ -1,8 +1,8 @@
 /**
- * Discord's HTTP interactions endpoint (Discord docs: "Receiving and Responding"), the mode chosen
- * by setting DISCORD_PUBLIC_KEY: Discord POSTs each interaction to PUBLIC_URL + /discord/interactions
- * instead of sending it over the gateway, so any number of bot processes behind a load balancer
- * can take them (no gateway connection at all).
+ * Discord's HTTP interactions endpoint (Discord docs: "Receiving and Responding"), mounted when
+ * DISCORD_PUBLIC_KEY is set: once the application's Interactions Endpoint URL points here, Discord
+ * POSTs each interaction to PUBLIC_URL + /discord/interactions instead of sending it over the
+ * gateway, so any number of bot processes behind a load balancer can take them.
  *
  * - Every request is verified: Ed25519 over `X-Signature-Timestamp + raw body` with the
  *   application's public key; anything else is answered 401 (Discord sends bad signatures on
@@ -93,12 +93,6 @@ interface InteractionCreateAction {
   actions: { InteractionCreate: { handle(data: unknown): void } };
 }
 
-let building = 0;
-/** True while toInteraction runs: the gateway's interactionCreate listener must leave that one alone. */
-export function buildingFromHttp(): boolean {
-  return building > 0;
-}
-
 /**
  * The discord.js interaction for a raw payload, exactly as the gateway would build it; undefined
  * for kinds discord.js does not model. The action emits synchronously, so the listener only sees
@@ -110,11 +104,9 @@ export function toInteraction(client: Client, data: unknown): Interaction | unde
     created = i;
   };
   client.on(Events.InteractionCreate, grab);
-  building += 1;
   try {
     (client as unknown as InteractionCreateAction).actions.InteractionCreate.handle(data);
   } finally {
-    building -= 1;
     client.off(Events.InteractionCreate, grab);
   }
   return created;

@@ -8,8 +8,8 @@
  * - the HTTP interactions endpoint, once the application's Interactions Endpoint URL is set:
  *   Discord POSTs them to /discord/interactions on the bot's HTTP server (http-interactions.ts),
  *   which several processes behind a load balancer can share. Mounted when DISCORD_PUBLIC_KEY is
- *   set; the gateway is then connected too (not fatal if it fails), so the bot hears interactions
- *   whichever way Discord sends them while an operator switches.
+ *   set; while the application has no Interactions Endpoint URL yet, a gateway client is
+ *   connected too (not fatal if it fails), so the bot is not deaf while an operator switches.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -25,29 +25,39 @@ import { InteractionHandler } from './interactions.ts';
 import { DiscordMessages } from './messages.ts';
 import { discordRestAgent } from './rest-agent.ts';
 import { DISCORD_API_DEFAULT } from './command-json.ts';
-import { DISCORD_INTERACTIONS_PATH, HttpAnswers, buildingFromHttp, discordPublicKey, mountInteractionsEndpoint } from './http-interactions.ts';
+import { DISCORD_INTERACTIONS_PATH, HttpAnswers, discordPublicKey, mountInteractionsEndpoint } from './http-interactions.ts';
 
 export interface DiscordDeps {
   config: Config;
   engine: EngineApi;
   log: Logger;
   http: HttpServer;
+  /** Tests shorten the wait for the gateway's READY (LOGIN_TIMEOUT_MS). */
+  loginTimeoutMs?: number;
 }
 
 /** How long to wait for the gateway's READY before giving up at start. */
 export const LOGIN_TIMEOUT_MS = 30_000;
+/** stop() waits this long for a gateway login still under way (HTTP mode) before destroying it. */
+const STOP_LOGIN_WAIT_MS = 5_000;
 
 export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise<void> }> {
   const { config, engine, http } = deps;
+  const loginTimeoutMs = deps.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
   const log = deps.log.child({ platform: 'discord' });
   if (!config.DISCORD_TOKEN) throw new Error('startDiscord needs DISCORD_TOKEN');
 
-  const client = new Client({
-    intents: [GatewayIntentBits.Guilds],
-    rest: { api: config.DISCORD_API_URL ?? DISCORD_API_DEFAULT, agent: discordRestAgent() },
-    // The bot never reads message history: keep no messages in memory.
-    makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
-  });
+  const newClient = () =>
+    new Client({
+      intents: [GatewayIntentBits.Guilds],
+      rest: { api: config.DISCORD_API_URL ?? DISCORD_API_DEFAULT, agent: discordRestAgent() },
+      // The bot never reads message history: keep no messages in memory.
+      makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
+    });
+  // The client whose REST every answer, edit and upload goes through (and, in HTTP mode, that
+  // builds the interactions from HTTP requests without ever logging in).
+  const client = newClient();
+  client.rest.on('rateLimited', (info) => log.debug({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limited; request queued'));
   // HTTP interactions: first responses become HTTP answers, which webhook calls must not overtake.
   const answers = config.DISCORD_PUBLIC_KEY ? new HttpAnswers(client.rest) : undefined;
   const messages = new DiscordMessages(client.rest, { httpAnswers: answers !== undefined });
@@ -58,68 +68,71 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
   engine.setDeliverer('discord', delivery);
   mountOriginals(http, engine, log);
 
-  // Gateway interactions (those built from HTTP requests reach the handler through the endpoint).
-  client.on(Events.InteractionCreate, (interaction) => {
-    if (!buildingFromHttp()) void handler.handle(interaction);
-  });
-  client.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
-  client.on(Events.Warn, (message) => log.warn({ message }, 'discord client warning'));
-  client.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
-  client.rest.on('rateLimited', (info) => log.debug({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limited; request queued'));
-
-  const connectGateway = async () => {
+  /** Logs `gw` in and resolves at READY; rejects on failure or after loginTimeoutMs (never unhandled). */
+  const connectGateway = async (gw: Client) => {
+    gw.on(Events.InteractionCreate, (interaction) => void handler.handle(interaction));
+    gw.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
+    gw.on(Events.Warn, (message) => log.warn({ message }, 'discord client warning'));
+    gw.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));
     let timer: NodeJS.Timeout | undefined;
     const ready = new Promise<void>((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`Discord gateway not ready after ${LOGIN_TIMEOUT_MS} ms`)), LOGIN_TIMEOUT_MS);
-      timer.unref();
-      client.once(Events.ClientReady, (c) => {
+      timer = setTimeout(() => reject(new Error(`Discord gateway not ready after ${loginTimeoutMs} ms`)), loginTimeoutMs);
+      gw.once(Events.ClientReady, (c) => {
         log.info({ user: c.user.tag, guilds: c.guilds.cache.size }, 'discord ready');
         resolve();
       });
     });
     try {
-      await client.login(config.DISCORD_TOKEN);
-      await ready;
+      // Both awaited together: a login that never settles (a gateway that keeps refusing) ends
+      // with the timeout's rejection, handled here.
+      await Promise.all([gw.login(config.DISCORD_TOKEN), ready]);
     } finally {
       clearTimeout(timer);
     }
   };
 
   if (answers && config.DISCORD_PUBLIC_KEY) {
-    const token = config.DISCORD_TOKEN;
     const publicKey = discordPublicKey(config.DISCORD_PUBLIC_KEY);
-    client.rest.setToken(token);
+    client.rest.setToken(config.DISCORD_TOKEN);
+    let app: { interactions_endpoint_url?: string | null };
     try {
       // A wrong token fails the start, not the first command.
-      await client.rest.get(Routes.user('@me'));
+      app = (await client.rest.get(Routes.currentApplication())) as typeof app;
     } catch (err) {
       await client.destroy().catch(() => {});
       throw new Error(`Discord refused DISCORD_TOKEN: ${(err as Error).message}`, { cause: err });
     }
     const stopEndpoint = mountInteractionsEndpoint({ http, client, publicKey, answers, ackFirst, log, handle: (i) => handler.handle(i) });
     const url = `${config.PUBLIC_URL ?? 'https://<your host>'}${DISCORD_INTERACTIONS_PATH}`;
-    log.info({ path: DISCORD_INTERACTIONS_PATH }, `discord interactions endpoint mounted (HTTP mode): set the application's Interactions Endpoint URL to ${url}`);
-    // The gateway as well, not awaited and not fatal: Discord sends interactions there until the
-    // Interactions Endpoint URL is saved (and again once it is cleared), so the bot is not deaf
-    // while an operator switches. Once the URL is saved, the gateway carries none.
-    let stopped = false;
-    connectGateway().catch((err: unknown) => {
-      // A failed login destroys the client, which also clears the REST token the endpoint's answers need.
-      if (!stopped) client.rest.setToken(token);
-      if (!stopped) log.warn({ err: String(err) }, 'discord gateway not connected: interactions come only to the HTTP endpoint');
-    });
+    log.info({ path: DISCORD_INTERACTIONS_PATH, endpointUrlSet: !!app.interactions_endpoint_url }, `discord interactions endpoint mounted (HTTP mode): the application's Interactions Endpoint URL must be ${url}`);
+    // Until the Interactions Endpoint URL is saved, Discord still sends interactions over the
+    // gateway: then connect it too (its own client, so its failures never touch the REST client
+    // above), not awaited and not fatal, so the bot is not deaf while an operator switches. With
+    // the URL saved (several processes behind a load balancer), no gateway session at all.
+    let gateway: { client: Client; connecting: Promise<void> } | undefined;
+    if (!app.interactions_endpoint_url) {
+      const gw = newClient();
+      const connecting = connectGateway(gw).catch((err: unknown) => {
+        log.warn({ err: String(err) }, 'discord gateway not connected: interactions come only to the HTTP endpoint');
+      });
+      gateway = { client: gw, connecting };
+    }
     return {
       async stop() {
-        stopped = true;
         stopEndpoint();
         delivery.throttle.stop();
+        if (gateway) {
+          // A login still under way would open the session after destroy(): let it settle first (bounded).
+          await Promise.race([gateway.connecting, new Promise((r) => setTimeout(r, STOP_LOGIN_WAIT_MS).unref())]);
+          await gateway.client.destroy();
+        }
         await client.destroy();
       },
     };
   }
 
   try {
-    await connectGateway();
+    await connectGateway(client);
   } catch (err) {
     await client.destroy().catch(() => {});
     throw err;

@@ -60,6 +60,7 @@ export function locationOf(i: Interaction, ephemeral: boolean): DiscordLocation 
     ...(i.guildId && { guildId: i.guildId }),
     ephemeral,
     attachmentSizeLimit: i.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES,
+    receivedAt: Date.now(),
   };
 }
 

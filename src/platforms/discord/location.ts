@@ -28,6 +28,8 @@ export const discordLocationSchema = z.object({
   attachmentSizeLimit: z.number().int().positive(),
   /** For clicks: the message whose button was used (the result replies to it). */
   parentMessageId: z.string().optional(),
+  /** Epoch ms when the bot received the interaction, by its own clock (Discord's may differ). */
+  receivedAt: z.number().optional(),
 });
 export type DiscordLocation = z.infer<typeof discordLocationSchema>;
 

@@ -37,7 +37,7 @@ export interface DiscordMessagesOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
-type WebhookTarget = Pick<DiscordLocation, 'applicationId' | 'interactionToken' | 'tokenExpiresAt'>;
+type WebhookTarget = Pick<DiscordLocation, 'applicationId' | 'interactionToken' | 'tokenExpiresAt' | 'receivedAt'>;
 
 export class DiscordMessages {
   readonly rest: REST;
@@ -77,8 +77,9 @@ export class DiscordMessages {
       try {
         return await call();
       } catch (err) {
-        const createdAt = loc.tokenExpiresAt - INTERACTION_TOKEN_LIFETIME_MS;
-        const settling = this.#httpAnswers && this.#now() - createdAt < HTTP_ANSWER_SETTLE_MS;
+        // When it arrived by this host's clock (the id's timestamp is Discord's, possibly skewed).
+        const arrivedAt = loc.receivedAt ?? loc.tokenExpiresAt - INTERACTION_TOKEN_LIFETIME_MS;
+        const settling = this.#httpAnswers && this.#now() - arrivedAt < HTTP_ANSWER_SETTLE_MS;
         const code = discordCode(err);
         const pause = SETTLE_PAUSES_MS[attempt];
         if (!settling || (code !== 10015 && code !== 10008) || pause === undefined) throw err;

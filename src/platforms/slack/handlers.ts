@@ -33,7 +33,7 @@ import {
 
 /** Reference image types the bot takes (the engine checks the bytes too). */
 const IMAGE_MIME = /^image\/(jpeg|png|webp)$/;
-/** Slack retries an event for about an hour (immediately, after 1 min, after 5 min). */
+/** Slack retries an event a few times within minutes (at once, after 1 min, after 5 min); kept longer. */
 const MENTION_DEDUPE_MS = 2 * 60 * 60 * 1000;
 const HELP_WORDS = new Set(['help', '--help', '-h', '?']);
 const QUOTA_WORDS = new Set(['quota', '--quota']);

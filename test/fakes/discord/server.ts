@@ -76,6 +76,8 @@ export interface FakeDiscordOptions {
   latencyMs?: number;
   /** Keep uploaded files' bytes (served on the CDN). Default true; benches turn it off to save memory. */
   keepUploads?: boolean;
+  /** GET /gateway/bot names a gateway nobody listens on (a host that cannot reach the gateway). */
+  gatewayUnreachable?: boolean;
   /**
    * HTTP interactions: how long after receiving the app's answer it takes effect (Discord applies
    * it on its side while the app's next webhook call may already be on its way). Default 0.
@@ -227,6 +229,7 @@ export class FakeDiscord extends EventEmitter {
   private readonly latencyMs: number;
   private readonly keepUploads: boolean;
   private readonly httpAnswerLatencyMs: number;
+  private readonly gatewayUnreachable: boolean;
   private readonly rateLimitRules: RateLimitRule[] = [];
   private readonly errorRules: { method?: string; path: RegExp; withFiles: boolean; remaining: number; status: number; error: DiscordErrorBody }[] = [];
   private readonly server = createServer((req, res) => void this.handle(req, res));
@@ -249,6 +252,7 @@ export class FakeDiscord extends EventEmitter {
     this.latencyMs = opts.latencyMs ?? 0;
     this.keepUploads = opts.keepUploads ?? true;
     this.httpAnswerLatencyMs = opts.httpAnswerLatencyMs ?? 0;
+    this.gatewayUnreachable = opts.gatewayUnreachable ?? false;
     this.endpoint = new InteractionsEndpointClient(this.ackDeadlineMs);
     this.publicKeyHex = this.endpoint.publicKeyHex;
   }
@@ -677,13 +681,26 @@ export class FakeDiscord extends EventEmitter {
     if (path === '/gateway/bot' && method === 'GET') {
       return {
         status: 200,
-        json: { url: this.gatewayUrl, shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 86_400_000, max_concurrency: 1 } },
+        json: { url: this.gatewayUnreachable ? 'ws://127.0.0.1:9/gateway' : this.gatewayUrl, shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 86_400_000, max_concurrency: 1 } },
       };
     }
     if (path === '/gateway' && method === 'GET') return { status: 200, json: { url: this.gatewayUrl } };
     if (path === '/users/@me' && method === 'GET') return { status: 200, json: { ...this.botUser, public_flags: 0, flags: 0 } };
     if ((path === '/applications/@me' || path === `/oauth2/applications/@me`) && method === 'GET') {
-      return { status: 200, json: { id: this.applicationId, name: 'imagine', description: '', flags: 0, bot_public: true, bot_require_code_grant: false, verify_key: this.publicKeyHex, icon: null } };
+      return {
+        status: 200,
+        json: {
+          id: this.applicationId,
+          name: 'imagine',
+          description: '',
+          flags: 0,
+          bot_public: true,
+          bot_require_code_grant: false,
+          verify_key: this.publicKeyHex,
+          icon: null,
+          interactions_endpoint_url: this.endpointUrl ?? null,
+        },
+      };
     }
     if (path === '/users/@me/channels' && method === 'POST') {
       const err = validateBody('createDm', parsed.json);

@@ -574,6 +574,24 @@ describe('Slack transport rules', () => {
     expect(blocksText(result!)).toContain('a kite');
   });
 
+  test('a placeholder rate limited for longer than an interactive wait is posted once Slack allows, or not at all if the result came first', async () => {
+    // A slow job: the placeholder appears after the 3 s Retry-After, and becomes the result.
+    h.fake.injectRateLimit('chat.postMessage', 1, 3, (a) => a.channel === 'CLATE');
+    acked(await h.driver.slashCommand({ user: { id: 'ULEO', name: 'leo' }, channel: 'CLATE', text: 'a late lantern [slow:6000]' }));
+    const placeholder = await h.fake.waitFor(() => h.fake.messagesIn('CLATE').find((m) => m.byBot && !isResult(m)), 6_000, 'the late placeholder');
+    expect(placeholder.text).toMatch(/Queued|Generating/);
+    const [result] = await results('CLATE');
+    expect(result!.ts).toBe(placeholder.ts);
+
+    // A fast job: the result is posted (as a new message) before the Retry-After ends; no stale
+    // placeholder follows it.
+    h.fake.injectRateLimit('chat.postMessage', 1, 3, (a) => a.channel === 'CLATE2' && !JSON.stringify(a.blocks ?? []).includes('imagine:delete'));
+    acked(await h.driver.slashCommand({ user: { id: 'ULEO', name: 'leo' }, channel: 'CLATE2', text: 'a quick lantern' }));
+    await results('CLATE2');
+    await new Promise((r) => setTimeout(r, 3_500));
+    expect(h.fake.messagesIn('CLATE2').filter((m) => m.byBot && m.files.length === 0)).toHaveLength(1);
+  });
+
   test('never tries to update an ephemeral message, and every Web API call it made was valid', () => {
     const errors = h.fake.calls.filter((c) => c.status === 200 && c.response.ok === false);
     const expected = (c: (typeof errors)[number]) =>

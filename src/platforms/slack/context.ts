@@ -124,7 +124,8 @@ export function slackErrorCode(err: unknown): string | undefined {
   return e?.code === webApi.ErrorCode.PlatformError ? e.data?.error : undefined;
 }
 
-function retryAfterMs(err: unknown): number | undefined {
+/** The Retry-After of a rate-limited Web API call, in ms (undefined for other errors). */
+export function retryAfterMs(err: unknown): number | undefined {
   const e = err as { code?: string; retryAfter?: number };
   return e?.code === webApi.ErrorCode.RateLimitedError && typeof e.retryAfter === 'number' ? e.retryAfter * 1000 : undefined;
 }

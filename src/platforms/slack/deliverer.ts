@@ -18,6 +18,7 @@ import {
   background,
   inChannel,
   interactive,
+  retryAfterMs,
   slackApiUrl,
   slackErrorCode,
   slackLocationSchema,
@@ -61,6 +62,9 @@ interface EditState {
   closed: boolean;
 }
 
+/** A placeholder rate limited for longer than this is not posted late (the result will do). */
+const PLACEHOLDER_RETRY_MAX_MS = 60_000;
+
 export class SlackDeliverer implements Deliverer {
   readonly #ctx: SlackContext;
   /** Placeholders being posted or posted by this process (resumed jobs read location.ts). */
@@ -68,6 +72,8 @@ export class SlackDeliverer implements Deliverer {
   /** Submissions in flight: a job can finish before its submitter registered the placeholder. */
   readonly #submitting = new Set<Promise<unknown>>();
   readonly #edits = new Map<string, EditState>();
+  /** Jobs waiting to post a placeholder that was rate limited (until delivery starts). */
+  readonly #late = new Set<string>();
   /** chat.update was rate limited: no elapsed-time ticks before this time. */
   #ticksPausedUntil = 0;
   /** Token bucket for placeholder edits across the workspace (tuning.progressEditsPerMinute). */
@@ -146,6 +152,10 @@ export class SlackDeliverer implements Deliverer {
         return placeholder;
       } catch (err) {
         ctx.log.warn({ err: String(err), jobId: job.id, channel: where.channel }, 'could not post the placeholder');
+        // Rate limited for longer than an interactive path waits (a busy channel): post it once
+        // Slack allows, unless the result came first (then the result is posted as a new message).
+        const wait = retryAfterMs(err);
+        if (wait !== undefined && wait <= PLACEHOLDER_RETRY_MAX_MS) this.#postLater(job, where, wait);
         return undefined;
       }
     })();
@@ -153,6 +163,20 @@ export class SlackDeliverer implements Deliverer {
     // A state change that arrived while posting is shown as soon as the placeholder exists.
     void posting.then(() => this.#kick(job.id));
     return posting;
+  }
+
+  #postLater(job: JobRecord, where: Where, waitMs: number): void {
+    const ctx = this.#ctx;
+    this.#late.add(job.id);
+    ctx.track(
+      (async () => {
+        await ctx.tuning.sleep(waitMs);
+        // Delivery started meanwhile (and took the mark): it posts the result itself.
+        if (!this.#late.delete(job.id)) return;
+        await this.postPlaceholder(job, where);
+      })(),
+      'late placeholder',
+    );
   }
 
   async #placeholderFor(job: JobRecord, loc: SlackLocation | undefined): Promise<Placeholder | undefined> {
@@ -231,6 +255,7 @@ export class SlackDeliverer implements Deliverer {
       log.error({ location: job.request.location }, 'slack job without a usable location; nothing to deliver to');
       return;
     }
+    this.#late.delete(job.id);
     // Stop progress edits, and let an edit in flight finish so it cannot overwrite the result.
     const edit = this.#edits.get(job.id);
     if (edit) {

@@ -3,6 +3,7 @@
  * apps.connections.open on SLACK_API_URL and receives the same payloads over the WebSocket;
  * every envelope is acknowledged within Slack's 3 s.
  */
+import sharp from 'sharp';
 import { afterAll, beforeAll, expect, test, vi } from 'vitest';
 import type { FakeMessage } from '../fakes/slack/fake-slack.ts';
 import { startSlackHarness, type SlackHarness } from './slack-harness.ts';
@@ -20,6 +21,7 @@ afterAll(async () => {
   await h?.close();
 });
 
+const tinyPng = () => sharp({ create: { width: 16, height: 16, channels: 3, background: '#88aa22' } }).png().toBuffer();
 const isResult = (m: FakeMessage) => JSON.stringify(m.blocks ?? []).includes('imagine:delete:');
 
 test('commands and clicks arrive over the WebSocket, are acked at once, and work like in HTTP mode', async () => {
@@ -46,4 +48,13 @@ test('/imagine alone opens the modal over Socket Mode too', async () => {
   expect(ack.ackMs).toBeLessThan(3000);
   const open = await h.fake.waitFor(() => h.fake.callsTo('views.open').find((c) => c.args.trigger_id === triggerId), 5000, 'views.open');
   expect(open.response.ok).toBe(true);
+});
+
+test('a mention with an image arrives as an events_api envelope and is answered in its thread', async () => {
+  const file = h.fake.addUserFile({ name: 'leaf.png', mimetype: 'image/png', bytes: await tinyPng(), user: alice.id });
+  const message = h.fake.seedMessage({ channel: 'CSOCK3', user: alice.id, text: `<@${h.fake.botUserId}> this leaf in gold --model runblob-pro`, files: [file] });
+  const ack = await h.fake.socketSend('events_api', h.driver.payloads.mention({ message }).body);
+  expect(ack.ackMs).toBeLessThan(3000);
+  const result = await h.fake.waitFor(() => h.fake.messagesIn('CSOCK3', message.ts).find(isResult), RESULT_TIMEOUT_MS, 'mention result');
+  expect(JSON.stringify(result.blocks)).toContain('this leaf in gold');
 });

@@ -64,6 +64,8 @@ export interface SlackDriver {
   payloads: {
     blockActions(opts: ClickOptions): { payload: Json; triggerId: string; responseUrl: string };
     slashCommand(opts: SlashOptions): { form: Record<string, string>; triggerId: string; responseUrl: string };
+    /** The Events API `event_callback` body of an `app_mention` for a seeded message. */
+    mention(opts: { message: FakeMessage }): { body: Json; eventId: string };
   };
   slashCommand(opts: SlashOptions, sign?: SignOptions): Promise<SlashResult>;
   /**
@@ -183,37 +185,42 @@ export function createSlackDriver(opts: { eventsUrl: string; signingSecret: stri
     return { form, triggerId, responseUrl };
   };
 
+  const buildMention = ({ message }: { message: FakeMessage }) => {
+    const eventId = `Ev${randomBytes(6).toString('hex').toUpperCase()}`;
+    const body: Json = {
+      token: 'deprecated-verification-token',
+      team_id: fake.teamId,
+      api_app_id: 'A0FAKEAPP',
+      type: 'event_callback',
+      event_id: eventId,
+      event_time: Math.floor(now() / 1000),
+      authorizations: [{ enterprise_id: null, team_id: fake.teamId, user_id: fake.botUserId ?? 'U0FAKEBOT', is_bot: true, is_enterprise_install: false }],
+      is_ext_shared_channel: false,
+      event: {
+        type: 'app_mention',
+        user: message.user,
+        text: message.text,
+        ts: message.ts,
+        channel: message.channel,
+        event_ts: message.ts,
+        team: fake.teamId,
+        ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
+        ...(message.files.length ? { files: message.files.map(fake.fileObject) } : {}),
+      },
+    };
+    return { body, eventId };
+  };
+
   return {
     post,
-    payloads: { blockActions: buildBlockActions, slashCommand: buildSlashCommand },
+    payloads: { blockActions: buildBlockActions, slashCommand: buildSlashCommand, mention: buildMention },
     async slashCommand(opts, sign) {
       const { form, triggerId, responseUrl } = buildSlashCommand(opts);
       const r = await post(new URLSearchParams(form).toString(), sign);
       return { ...r, triggerId, responseUrl };
     },
     async mention({ message, retryNum }) {
-      const eventId = `Ev${randomBytes(6).toString('hex').toUpperCase()}`;
-      const body = {
-        token: 'deprecated-verification-token',
-        team_id: fake.teamId,
-        api_app_id: 'A0FAKEAPP',
-        type: 'event_callback',
-        event_id: eventId,
-        event_time: Math.floor(now() / 1000),
-        authorizations: [{ enterprise_id: null, team_id: fake.teamId, user_id: fake.botUserId ?? 'U0FAKEBOT', is_bot: true, is_enterprise_install: false }],
-        is_ext_shared_channel: false,
-        event: {
-          type: 'app_mention',
-          user: message.user,
-          text: message.text,
-          ts: message.ts,
-          channel: message.channel,
-          event_ts: message.ts,
-          team: fake.teamId,
-          ...(message.threadTs ? { thread_ts: message.threadTs } : {}),
-          ...(message.files.length ? { files: message.files.map(fake.fileObject) } : {}),
-        },
-      };
+      const { body, eventId } = buildMention({ message });
       const retry: Record<string, string> = retryNum ? { 'x-slack-retry-num': String(retryNum), 'x-slack-retry-reason': 'http_timeout' } : {};
       const r = await post(JSON.stringify(body), {}, 'application/json', retry);
       return { ...r, eventId };

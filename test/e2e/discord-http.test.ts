@@ -200,8 +200,8 @@ describe('Discord HTTP interactions when the gateway is unavailable', () => {
   });
 });
 
-describe('Discord HTTP interactions with a gateway that never answers', () => {
-  it('keeps running (the login timeout is handled), answers over HTTP, and stops promptly', async () => {
+describe('Discord HTTP interactions: starting up', () => {
+  it('with a gateway that never answers: keeps running (the login timeout is handled), answers over HTTP, and stops promptly', async () => {
     const discord = await startFakeDiscord({ gatewayUnreachable: true });
     const { log, lines } = captureLogger();
     const http = await startHttpServer(0, log, '127.0.0.1');
@@ -226,6 +226,25 @@ describe('Discord HTTP interactions with a gateway that never answers', () => {
       const started = Date.now();
       await bot.stop();
       expect(Date.now() - started).toBeLessThan(6_000);
+      await http.close();
+      await discord.close();
+    }
+  });
+
+  it('fails the start on a token Discord refuses, but not on an application lookup that fails otherwise', async () => {
+    const discord = await startFakeDiscord();
+    const { log } = captureLogger();
+    const http = await startHttpServer(0, log, '127.0.0.1');
+    const engine = { models: [], setDeliverer: () => undefined } as unknown as EngineApi;
+    const env = (token: string) =>
+      parseConfig({ DISCORD_TOKEN: token, DISCORD_APPLICATION_ID: discord.applicationId, DISCORD_API_URL: discord.apiUrl, DISCORD_PUBLIC_KEY: discord.publicKeyHex, RUNBLOB_API_KEY: 'unused' });
+    try {
+      await expect(startDiscord({ config: env('not-the-token'), engine, log, http, loginTimeoutMs: 300 })).rejects.toThrow(/Discord refused DISCORD_TOKEN/);
+      discord.injectError({ method: 'GET', path: /^\/applications\/@me$/, status: 404, code: 0, message: '404: Not Found' });
+      const bot = await startDiscord({ config: env(discord.token), engine, log, http, loginTimeoutMs: 2_000 });
+      await discord.waitForBot();
+      await bot.stop();
+    } finally {
       await http.close();
       await discord.close();
     }

@@ -14,7 +14,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { Client, Events, GatewayIntentBits, Options, Routes } from 'discord.js';
+import { Client, DiscordAPIError, Events, GatewayIntentBits, Options, Routes } from 'discord.js';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
@@ -94,13 +94,17 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
   if (answers && config.DISCORD_PUBLIC_KEY) {
     const publicKey = discordPublicKey(config.DISCORD_PUBLIC_KEY);
     client.rest.setToken(config.DISCORD_TOKEN);
-    let app: { interactions_endpoint_url?: string | null };
+    let app: { interactions_endpoint_url?: string | null } = {};
     try {
-      // A wrong token fails the start, not the first command.
       app = (await client.rest.get(Routes.currentApplication())) as typeof app;
     } catch (err) {
-      await client.destroy().catch(() => {});
-      throw new Error(`Discord refused DISCORD_TOKEN: ${(err as Error).message}`, { cause: err });
+      // A wrong token fails the start, not the first command; anything else (Discord briefly
+      // unreachable) only costs knowing whether the endpoint URL is saved: assume it is not.
+      if (err instanceof DiscordAPIError && err.status === 401) {
+        await client.destroy().catch(() => {});
+        throw new Error(`Discord refused DISCORD_TOKEN: ${err.message}`, { cause: err });
+      }
+      log.warn({ err: String(err) }, 'could not read the Discord application; connecting the gateway as well');
     }
     const stopEndpoint = mountInteractionsEndpoint({ http, client, publicKey, answers, ackFirst, log, handle: (i) => handler.handle(i) });
     const url = `${config.PUBLIC_URL ?? 'https://<your host>'}${DISCORD_INTERACTIONS_PATH}`;

@@ -6,12 +6,10 @@
  * use about what the shared buckets allow. Runbase's 20 / 10 s is scaled to 20 / 1 s; the shared
  * buckets keep their production margin (500 ms), so CI load cannot bunch two windows' requests.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { openStore } from '../../src/engine/open-store.ts';
@@ -21,7 +19,7 @@ import { RunbaseClient } from '../../src/providers/runbase/client.ts';
 import { startFakeRunbase, type FakeRunbase } from '../fakes/runbase.ts';
 import { hammerKey, type HammerResult } from './engine-budget-hammer.ts';
 import { discordUser, FAST_TIMING, startEngineHarness } from './engine-harness.ts';
-import { deleteRedisKeys, maxInWindow, PROJECT_NODE, REDIS_URL } from '../support/index.ts';
+import { deleteRedisKeys, maxInWindow, REDIS_URL, spawnLineWorker } from '../support/index.ts';
 
 const log = createLogger({ level: 'silent' });
 const RUN_PREFIX = `test-budget-${randomUUID()}:`;
@@ -111,20 +109,8 @@ describe('one Runbase budget shared by every process on the key', () => {
   it('two processes on one SQLite file (the bot and `npm run imagine`): no 429, combined rate near the bound', async () => {
     const { fake, runId } = await fakeWithRun();
     const storeUrl = `sqlite://${join(tempDir, 'processes.sqlite')}`;
-    const args = [WORKER, storeUrl, `${RUN_PREFIX}procs:`, fake.url, fake.apiKey, runId, String(LIMIT.requests), String(LIMIT.windowMs), String(CONCURRENCY)];
-    const workers = [0, 1].map(() => {
-      const child = spawn(PROJECT_NODE, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
-      const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const nextLine = async () => {
-        const next = await lines.next();
-        if (next.done) throw new Error(`worker ended early (exit ${await exited}): ${stderr}`);
-        return next.value;
-      };
-      return { child, nextLine, exited, stderr: () => stderr };
-    });
+    const args = [storeUrl, `${RUN_PREFIX}procs:`, fake.url, fake.apiKey, runId, String(LIMIT.requests), String(LIMIT.windowMs), String(CONCURRENCY)];
+    const workers = [0, 1].map(() => spawnLineWorker(WORKER, args));
     cleanups.push(async () => {
       for (const w of workers) if (w.child.exitCode === null) w.child.kill();
     });

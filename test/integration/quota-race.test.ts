@@ -4,20 +4,18 @@
  * the limit. On SQLite in one process, on SQLite shared by two processes, and on Redis across
  * four processes (quota-race-worker.ts).
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.ts';
 import { openStore } from '../../src/engine/open-store.ts';
 import { Quotas } from '../../src/engine/quota.ts';
 import { QuotaExceededError } from '../../src/engine/errors.ts';
 import type { Requester } from '../../src/engine/request.ts';
-import { deleteRedisKeys, PROJECT_NODE, REDIS_URL } from '../support/index.ts';
+import { deleteRedisKeys, REDIS_URL, spawnLineWorker } from '../support/index.ts';
 
 const log = createLogger({ level: 'silent' });
 const RUN_PREFIX = `test-quota-race-${randomUUID()}:`;
@@ -48,21 +46,7 @@ interface WorkerResult {
 
 /** Starts `processes` workers, releases them together, and returns what each saw. */
 async function raceAcrossProcesses(storeUrl: string, keyPrefix: string, processes: number, perProcess: number) {
-  const workers = Array.from({ length: processes }, () => {
-    const child = spawn(PROJECT_NODE, [WORKER, storeUrl, keyPrefix, String(DAILY_UNITS), String(perProcess)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
-    const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const nextLine = async () => {
-      const next = await lines.next();
-      if (next.done) throw new Error(`worker ended early (exit ${await exited}): ${stderr}`);
-      return next.value;
-    };
-    return { child, nextLine, exited, stderr: () => stderr };
-  });
+  const workers = Array.from({ length: processes }, () => spawnLineWorker(WORKER, [storeUrl, keyPrefix, String(DAILY_UNITS), String(perProcess)]));
   try {
     for (const w of workers) expect(await w.nextLine()).toBe('ready');
     for (const w of workers) w.child.stdin.write('go\n');

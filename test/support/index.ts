@@ -1,5 +1,7 @@
 /** Small helpers shared by tests (not tests themselves). */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createClient } from '@redis/client';
 
@@ -32,4 +34,32 @@ export function maxInWindow(times: number[], windowMs: number): number {
     max = Math.max(max, i - j + 1);
   }
   return max;
+}
+
+/** A child process that speaks one line at a time on stdout (the multi-process tests' workers). */
+export interface LineWorker {
+  child: ChildProcessWithoutNullStreams;
+  /** The next stdout line; rejects with the exit code and stderr if the worker ended first. */
+  nextLine(): Promise<string>;
+  exited: Promise<number | null>;
+  stderr(): string;
+}
+
+/** Spawns `PROJECT_NODE script ...args` as a LineWorker. */
+export function spawnLineWorker(script: string, args: string[]): LineWorker {
+  const child = spawn(PROJECT_NODE, [script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    child,
+    async nextLine() {
+      const next = await lines.next();
+      if (next.done) throw new Error(`worker ended early (exit ${await exited}): ${stderr}`);
+      return next.value;
+    },
+    exited,
+    stderr: () => stderr,
+  };
 }

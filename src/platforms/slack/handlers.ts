@@ -10,14 +10,14 @@ import { z } from 'zod';
 import { requestForAction } from '../../../commands/buttons.ts';
 import { decodeAction } from '../../../commands/custom-id.ts';
 import { helpText } from '../../../commands/flags.ts';
-import { buildImagineRequest } from '../../../commands/imagine.ts';
+import { buildImagineRequest, type ImagineInput } from '../../../commands/imagine.ts';
 import { quotaReply } from '../../../commands/quota.ts';
 import { JobNotFoundError, ValidationError } from '../../engine/errors.ts';
 import type { ImagineRequestInput, ReferenceInput, Requester } from '../../engine/request.ts';
 import { errorCode, toUserMessage } from '../../errors.ts';
 import { interactive, locationFor, slackApiUrl, slackErrorCode, slackLocationSchema, tellUser, type SlackContext, type Where } from './context.ts';
 import type { SlackDeliverer } from './deliverer.ts';
-import { downloadSlackFiles, removeDownloads } from './files.ts';
+import { downloadSlackFiles, removeDownloads, type DownloadOptions } from './files.ts';
 import { SLACK_FORMAT } from './format.ts';
 import { IMAGINE_SHORTCUT_CALLBACK_ID } from './manifest.ts';
 import {
@@ -297,27 +297,34 @@ export class SlackHandlers {
     const requester = requesterOf(s.user);
     const where: Where = { channel: meta.channel, user: s.user.id, ...(meta.threadTs ? { threadTs: meta.threadTs } : {}), ...(s.team?.id ? { team: s.team.id } : {}) };
     const sub = readSubmission(s.view.state.values as ViewStateValues);
-    const refs: SlackFileRef[] = [...meta.refs, ...sub.files];
+    await this.#startWithFiles({ prompt: sub.prompt, options: sub.options, requester }, [...meta.refs, ...sub.files], where, async (id) => {
+      const f = (await ctx.client.files.info({ file: id })).file;
+      const url = f?.url_private ?? f?.url_private_download;
+      return url ? { url, ...(f?.name ? { name: f.name } : {}) } : undefined;
+    });
+  }
+
+  /**
+   * Downloads the Slack files (a failure names the image), builds the request with them as
+   * references and starts it; every refusal is told to the user, and the downloads removed.
+   */
+  async #startWithFiles(
+    input: Pick<ImagineInput, 'prompt' | 'options' | 'requester'>,
+    refs: readonly SlackFileRef[],
+    where: Where,
+    lookupUrl?: DownloadOptions['lookupUrl'],
+  ): Promise<void> {
+    const ctx = this.#ctx;
     let references: ReferenceInput[];
     let dir: string | undefined;
     try {
-      ({ references, dir } = await downloadSlackFiles(refs, {
-        token: ctx.botToken,
-        apiUrl: slackApiUrl(ctx.config),
-        dir: slackRefsDir(ctx),
-        lookupUrl: async (id) => {
-          const info = await ctx.client.files.info({ file: id });
-          const f = info.file;
-          const url = f?.url_private ?? f?.url_private_download;
-          return url ? { url, ...(f?.name ? { name: f.name } : {}) } : undefined;
-        },
-      }));
+      ({ references, dir } = await downloadSlackFiles(refs, { token: ctx.botToken, apiUrl: slackApiUrl(ctx.config), dir: slackRefsDir(ctx), ...(lookupUrl ? { lookupUrl } : {}) }));
     } catch (err) {
       return this.#refuse(where, err);
     }
     let request: ImagineRequestInput;
     try {
-      request = buildImagineRequest({ prompt: sub.prompt, options: sub.options, refs: references, requester, location: locationFor(where) }, ctx.engine.models, ctx.engine.defaultModel);
+      request = buildImagineRequest({ ...input, refs: references, location: locationFor(where) }, ctx.engine.models, ctx.engine.defaultModel);
     } catch (err) {
       await removeDownloads(dir);
       return this.#refuse(where, err);
@@ -339,25 +346,7 @@ export class SlackHandlers {
     if (text === '') return tellUser(ctx, where, MENTION_USAGE);
     if (HELP_WORDS.has(word)) return tellUser(ctx, where, helpMessage(ctx));
     if (QUOTA_WORDS.has(word)) return this.#quota(where, { platform: 'slack', userId: m.user });
-    const refs: SlackFileRef[] = (m.files ?? []).map((f) => {
-      const url = f.url_private ?? f.url_private_download;
-      return { id: f.id, ...(f.name ? { name: f.name } : {}), ...(url ? { url } : {}), mimetype: mimeOf(f) };
-    });
-    let references: ReferenceInput[];
-    let dir: string | undefined;
-    try {
-      ({ references, dir } = await downloadSlackFiles(refs, { token: ctx.botToken, apiUrl: slackApiUrl(ctx.config), dir: slackRefsDir(ctx) }));
-    } catch (err) {
-      return this.#refuse(where, err);
-    }
-    let request: ImagineRequestInput;
-    try {
-      request = buildImagineRequest({ prompt: text, options: {}, refs: references, requester: { platform: 'slack', userId: m.user }, location: locationFor(where) }, ctx.engine.models, ctx.engine.defaultModel);
-    } catch (err) {
-      await removeDownloads(dir);
-      return this.#refuse(where, err);
-    }
-    await this.startJob(request, where, dir);
+    await this.#startWithFiles({ prompt: text, options: {}, requester: { platform: 'slack', userId: m.user } }, (m.files ?? []).map(fileRef), where);
   }
 
   async onMessageShortcut(s: z.infer<typeof messageShortcutSchema>): Promise<void> {
@@ -372,11 +361,7 @@ export class SlackHandlers {
     const maxRefs = Math.max(1, ...this.#ctx.engine.models.map((m) => m.maxReferences));
     const images = (s.message.files ?? []).filter((f) => IMAGE_MIME.test(mimeOf(f)));
     if (images.length === 0) return tellUser(this.#ctx, where, NO_IMAGES_IN_MESSAGE);
-    const refs: SlackFileRef[] = images.slice(0, maxRefs).map((f) => {
-      // The docs' download link is url_private; url_private_download serves the same bytes.
-      const url = f.url_private ?? f.url_private_download;
-      return { id: f.id, ...(f.name ? { name: f.name } : {}), ...(url ? { url } : {}), mimetype: mimeOf(f) };
-    });
+    const refs = images.slice(0, maxRefs).map(fileRef);
     await this.#openModal(s.trigger_id, where, { channel: s.channel.id, threadTs, refs });
   }
 
@@ -426,6 +411,12 @@ export class SlackHandlers {
 }
 
 const helpMessage = (ctx: SlackContext) => `*How to use /imagine*\n\`\`\`${helpText(ctx.engine.models, 'slack')}\`\`\``;
+
+/** A file on a message as a reference to download (the docs' link is url_private; url_private_download serves the same bytes). */
+function fileRef(f: z.infer<typeof slackFileSchema>): SlackFileRef {
+  const url = f.url_private ?? f.url_private_download;
+  return { id: f.id, ...(f.name ? { name: f.name } : {}), ...(url ? { url } : {}), mimetype: mimeOf(f) };
+}
 
 /** A file's media type: `mimetype`, else its `filetype` or name's extension (stubs may lack one). */
 function mimeOf(f: z.infer<typeof slackFileSchema>): string {

@@ -1,16 +1,15 @@
 /**
  * Errors the engine raises before or while running a job. Each carries a stable code and the
- * sentence the chat user sees (see src/errors.ts for the root class).
+ * values of its sentence; the sentences are in the catalogue (src/errors.ts).
  */
-import { BotError } from '../errors.ts';
-
-const fmtUtc = (ms: number) => new Date(ms).toISOString().slice(11, 16) + ' UTC';
+import { BotError, type SentenceParams } from '../errors.ts';
 
 /** A request that cannot be run as given (bad option, unsupported combination). */
-export class ValidationError extends BotError {
+export class ValidationError extends BotError<'INVALID_REQUEST'> {
   readonly code = 'INVALID_REQUEST';
   /** The option at fault (prompt, model, ratio, resolution, count, creativity, references). */
   readonly field: string;
+  /** Built from the option's definition, so it names what was typed and what is allowed. */
   readonly sentence: string;
   constructor(field: string, sentence: string) {
     super(`${field}: ${sentence}`);
@@ -18,32 +17,25 @@ export class ValidationError extends BotError {
     this.field = field;
     this.sentence = sentence;
   }
-  get userMessage() {
-    return this.sentence;
+  protected get sentenceParams() {
+    return { sentence: this.sentence };
   }
 }
 
-export type ReferenceProblem =
-  | 'not_an_image' // content is not JPEG/PNG/WEBP
-  | 'too_large' // over 20 MB
-  | 'too_many' // more than the model takes
-  | 'unreachable' // could not be downloaded
-  | 'forbidden_address' // SSRF guard: loopback/private/link-local, or not https
-  | 'needs_public_url'; // Runbase needs a URL, and PUBLIC_URL is not set
+export const REFERENCE_PROBLEMS = [
+  'not_an_image', // content is not JPEG/PNG/WEBP
+  'too_large', // over 20 MB
+  'too_many', // more than the model takes
+  'unreachable', // could not be downloaded
+  'forbidden_address', // SSRF guard: loopback/private/link-local, or not https
+  'needs_public_url', // Runbase needs a URL, and PUBLIC_URL is not set
+] as const;
+export type ReferenceProblem = (typeof REFERENCE_PROBLEMS)[number];
+type ReferenceCode = `REFERENCE_${Uppercase<ReferenceProblem>}`;
 
-const REFERENCE_SENTENCES: Record<ReferenceProblem, (label: string, detail: string) => string> = {
-  not_an_image: (l) => `${l} is not a JPEG, PNG or WEBP image. Attach one of those formats.`,
-  too_large: (l, d) => `${l} is larger than 20 MB${d ? ` (${d})` : ''}. Use a smaller image.`,
-  too_many: (_l, d) => `Too many reference images: ${d}. Remove some and try again.`,
-  unreachable: (l, d) => `${l} could not be downloaded${d ? ` (${d})` : ''}. Check the link, or attach the file instead.`,
-  forbidden_address: (l) => `${l} must be a public https:// link. Attach the file instead, or use a public link.`,
-  needs_public_url: (l) =>
-    `${l} cannot be sent to this model: Runbase only takes links, and the bot has no public address. Use a RunBlob model, give a public https:// link, or ask the bot's operator to set PUBLIC_URL.`,
-};
-
-/** A reference image that cannot be used. `index` is 0-based; the sentence names it ("Image 2"). */
-export class ReferenceError extends BotError {
-  readonly code: string;
+/** A reference image that cannot be used. `index` is 0-based; the sentence names it ("Reference image 2"). */
+export class ReferenceError extends BotError<ReferenceCode> {
+  readonly code: ReferenceCode;
   readonly index: number;
   readonly problem: ReferenceProblem;
   readonly detail: string;
@@ -52,19 +44,19 @@ export class ReferenceError extends BotError {
     const label = `Reference image ${index + 1}${name ? ` (${name})` : ''}`;
     super(`${label}: ${problem}${detail ? `: ${detail}` : ''}`);
     this.name = 'ReferenceError';
-    this.code = `REFERENCE_${problem.toUpperCase()}`;
+    this.code = `REFERENCE_${problem.toUpperCase() as Uppercase<ReferenceProblem>}`;
     this.index = index;
     this.problem = problem;
     this.detail = detail;
     this.label = label;
   }
-  get userMessage() {
-    return REFERENCE_SENTENCES[this.problem](this.label, this.detail);
+  protected get sentenceParams(): SentenceParams<ReferenceCode> {
+    return { label: this.label, detail: this.detail };
   }
 }
 
 /** The user's daily allowance cannot cover this request. */
-export class QuotaExceededError extends BotError {
+export class QuotaExceededError extends BotError<'QUOTA_EXCEEDED'> {
   readonly code = 'QUOTA_EXCEEDED';
   readonly needed: number;
   readonly left: number;
@@ -76,14 +68,13 @@ export class QuotaExceededError extends BotError {
     this.left = left;
     this.resetsAt = resetsAt;
   }
-  get userMessage() {
-    const unit = (n: number) => `${n} unit${n === 1 ? '' : 's'}`;
-    return `You're out of image quota for today: this needs ${unit(this.needed)} and you have ${unit(this.left)} left. It resets at ${fmtUtc(this.resetsAt)}; try fewer images or a lower resolution.`;
+  protected get sentenceParams() {
+    return { needed: this.needed, left: this.left, resetsAt: this.resetsAt };
   }
 }
 
 /** The bot-wide daily spending cap (SPEND_CAP_DAILY_USD) is reached. */
-export class SpendCapError extends BotError {
+export class SpendCapError extends BotError<'SPEND_CAP_REACHED'> {
   readonly code = 'SPEND_CAP_REACHED';
   readonly resetsAt: number;
   constructor(resetsAt: number) {
@@ -91,13 +82,13 @@ export class SpendCapError extends BotError {
     this.name = 'SpendCapError';
     this.resetsAt = resetsAt;
   }
-  get userMessage() {
-    return `The bot has reached its daily spending cap. New images are possible again after ${fmtUtc(this.resetsAt)}.`;
+  protected get sentenceParams() {
+    return { resetsAt: this.resetsAt };
   }
 }
 
 /** The job did not finish before its deadline (JOB_DEADLINE_SECONDS). */
-export class DeadlineExceededError extends BotError {
+export class DeadlineExceededError extends BotError<'DEADLINE_EXCEEDED'> {
   readonly code = 'DEADLINE_EXCEEDED';
   readonly minutes: number;
   constructor(minutes: number) {
@@ -105,31 +96,31 @@ export class DeadlineExceededError extends BotError {
     this.name = 'DeadlineExceededError';
     this.minutes = minutes;
   }
-  get userMessage() {
-    return `The image service did not finish within ${this.minutes} minutes. Please try again; your quota was refunded.`;
+  protected get sentenceParams() {
+    return { minutes: this.minutes };
   }
 }
 
 /** A result image could not be downloaded or was not a valid image. */
-export class ResultDownloadError extends BotError {
+export class ResultDownloadError extends BotError<'RESULT_DOWNLOAD_FAILED'> {
   readonly code = 'RESULT_DOWNLOAD_FAILED';
   constructor(detail: string) {
     super(detail);
     this.name = 'ResultDownloadError';
   }
-  get userMessage() {
-    return 'The image was made but could not be downloaded from the image service. Please try again; your quota was refunded.';
+  protected get sentenceParams() {
+    return {};
   }
 }
 
 /** A button refers to a job the store no longer has. */
-export class JobNotFoundError extends BotError {
+export class JobNotFoundError extends BotError<'JOB_NOT_FOUND'> {
   readonly code = 'JOB_NOT_FOUND';
   constructor(jobId: string) {
     super(`job ${jobId} not found`);
     this.name = 'JobNotFoundError';
   }
-  get userMessage() {
-    return 'This image is too old or was deleted, so its buttons no longer work. Run /imagine again.';
+  protected get sentenceParams() {
+    return {};
   }
 }

@@ -10,26 +10,26 @@ import type { JobError } from './job.ts';
  * whether the provider made (and charged) the task is unknown. Re-sending could charge twice, so
  * the task is given up and its quota refunded.
  */
-export class SubmissionUnknownError extends BotError {
+export class SubmissionUnknownError extends BotError<'SUBMISSION_UNKNOWN'> {
   readonly code = 'SUBMISSION_UNKNOWN';
   constructor() {
     super('the bot stopped while submitting this task; its provider task id was never recorded');
     this.name = 'SubmissionUnknownError';
   }
-  get userMessage() {
-    return 'The bot restarted while sending this image to the image service, so it was not made. Please try again; your quota was refunded.';
+  protected get sentenceParams() {
+    return {};
   }
 }
 
 /** A resumed job's provider (or model) is no longer configured. */
-export class ProviderUnavailableError extends BotError {
+export class ProviderUnavailableError extends BotError<'PROVIDER_NOT_CONFIGURED'> {
   readonly code = 'PROVIDER_NOT_CONFIGURED';
   constructor(detail: string) {
     super(detail);
     this.name = 'ProviderUnavailableError';
   }
-  get userMessage() {
-    return 'The image service for this job is no longer configured on the bot. Please run it again with another model; your quota was refunded.';
+  protected get sentenceParams() {
+    return {};
   }
 }
 

@@ -11,12 +11,8 @@ import type { z } from 'zod';
 import type { ProviderName } from '../engine/models.ts';
 import type { Logger } from '../log.ts';
 import type { RequestOptions } from './types.ts';
-import {
-  MalformedResponseError,
-  ProviderError,
-  providerErrorFromNetwork,
-  providerErrorFromResponse,
-} from './errors.ts';
+import { MalformedResponseError, ProviderError } from './errors.ts';
+import { providerErrorFromNetwork, providerErrorFromResponse } from './error-parsing.ts';
 import { withRetry, type CallKind, type RetryPolicy, type Sleep } from './retry.ts';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;

@@ -7,19 +7,14 @@
  *   turned it away) or a connection that was never made (refused, DNS). A 500 or a reset after the
  *   request was written may have created a charged task, so it is not repeated.
  *
- * Delays honour `Retry-After` (seconds or HTTP date, see errors.ts); otherwise exponential backoff
+ * Delays honour `Retry-After` (seconds or HTTP date, see error-parsing.ts); otherwise exponential backoff
  * with full jitter. Sleep, randomness and the attempt limit are injectable so tests run in
  * milliseconds; every wait stops at once when the signal aborts.
  */
-import {
-  ProviderError,
-  ProviderNetworkError,
-  ProviderServerError,
-  RateLimitedError,
-  classifyTransportFailure,
-} from './errors.ts';
+import { ProviderError, ProviderNetworkError, ProviderServerError, RateLimitedError } from './errors.ts';
+import { classifyTransportFailure } from './error-parsing.ts';
 
-export { parseRetryAfterS } from './errors.ts';
+export { parseRetryAfterS } from './error-parsing.ts';
 
 export type CallKind = 'idempotent' | 'billable';
 

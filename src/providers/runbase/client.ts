@@ -3,7 +3,8 @@
  * Runbase takes reference images as URLs only, reports cost in micro-dollars, and rate-limits
  * 20 requests / 10 s per key (the engine's gate enforces that; this client awaits it per attempt).
  */
-import { InvalidRequestError, failureCodeFromText } from '../errors.ts';
+import { InvalidRequestError } from '../errors.ts';
+import { failureCodeFromText } from '../error-parsing.ts';
 import { ProviderHttp, describeIssues, type ProviderClientOptions } from '../http.ts';
 import { createStatusReader } from '../wire.ts';
 import type { CreatedTask, ProviderClient, RequestOptions, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';

@@ -3,7 +3,8 @@
  * unsigned callback. See reference/providers.md "RunBlob". References go as given (URL or base64
  * data URL); the price is a USD decimal string taken at creation.
  */
-import { InvalidRequestError, failureCodeFromText } from '../errors.ts';
+import { InvalidRequestError } from '../errors.ts';
+import { failureCodeFromText } from '../error-parsing.ts';
 import { ProviderHttp, describeIssues, type ProviderClientOptions } from '../http.ts';
 import { createStatusReader } from '../wire.ts';
 import type { CreatedTask, ProviderClient, RequestOptions, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';

@@ -1,22 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  AuthenticationError,
-  InsufficientCreditsError,
-  InvalidRequestError,
-  KeyPolicyError,
-  MalformedResponseError,
-  ProviderError,
-  ProviderNetworkError,
-  ProviderServerError,
-  RateLimitedError,
-  TaskFailedError,
-  TaskNotFoundError,
-  failureCodeFromText,
-  parseRetryAfterS,
-  providerErrorFromNetwork,
-  providerErrorFromResponse,
-  taskFailedError,
-} from '../../../src/providers/errors.ts';
+import { AuthenticationError, InsufficientCreditsError, InvalidRequestError, KeyPolicyError, MalformedResponseError, ProviderError, ProviderNetworkError, ProviderServerError, RateLimitedError, TaskFailedError, TaskNotFoundError } from '../../../src/providers/errors.ts';
+import { failureCodeFromText, parseRetryAfterS, providerErrorFromNetwork, providerErrorFromResponse, taskFailedError } from '../../../src/providers/error-parsing.ts';
 import { isRetryable } from '../../../src/providers/retry.ts';
 
 const envelope = (code: string, message = `message for ${code}`) => JSON.stringify({ error: { message, code } });

@@ -1,16 +1,27 @@
 /**
- * The commands the bot offers, listed explicitly (no folder scanning), and the shared pieces the
- * platform adapters use. Discord's registration and Slack's manifest are generated from COMMANDS.
+ * The registry: every command the bot offers, listed explicitly (no folder scanning). Discord's
+ * command JSON (npm run register), Slack's manifest and both platforms' dispatchers read this
+ * list; adding a command means its module and one line here.
  */
-import { IMAGINE_COMMAND, QUOTA_COMMAND } from './options.ts';
+import type { Command } from './command.ts';
+import { imagine } from './imagine/index.ts';
+import { quota } from './quota.ts';
 
-export const COMMANDS = [IMAGINE_COMMAND, QUOTA_COMMAND] as const;
+export const COMMANDS = [imagine, quota] as const satisfies readonly Command[];
 export type CommandName = (typeof COMMANDS)[number]['name'];
 
+/** The command called `name` (without the slash), if the bot has one. */
+export function findCommand(name: string): Command | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}
+
+/** The commands' names, for sentences that list them. */
+export const COMMAND_NAMES: readonly string[] = COMMANDS.map((c) => c.name);
+
+export * from './command.ts';
 export * from './options.ts';
-export * from './flags.ts';
-export * from './imagine.ts';
+export * from './imagine/index.ts';
+export * from './quota.ts';
 export * from './custom-id.ts';
 export * from './buttons.ts';
 export * from './render.ts';
-export * from './quota.ts';

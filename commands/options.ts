@@ -1,12 +1,12 @@
 /**
- * What the bot's commands accept, as data. Discord's command JSON, Slack's modal and flag parser,
- * the help text and the TypeScript types of parsed options are all derived from these
- * definitions (STYLE.md #2), so an option is declared exactly once.
+ * The shape of a command definition (name, description, options as data) and how its options are
+ * resolved for the configured models: what Discord's command JSON, Slack's modal and manifest,
+ * the parsers and the help text read. Each command declares its own options in its module.
  */
 import { ALL_RATIOS, RESOLUTIONS, type ModelSpec, type Ratio, type Resolution } from '../src/engine/models.ts';
-import { MAX_IMAGES_PER_JOB, MAX_PROMPT_CHARS, type Platform } from '../src/engine/request.ts';
+import type { Platform } from '../src/engine/request.ts';
 
-/** Discord's limits on command data (reference/discord.md "Commands and components"). */
+/** Discord's limits on command data (docs/discord.md "Commands and components"). */
 export const DISCORD_MAX_DESCRIPTION_CHARS = 100;
 export const DISCORD_MAX_CHOICES = 25;
 export const DISCORD_COMMAND_NAME_PATTERN = /^[a-z0-9_-]{1,32}$/;
@@ -53,121 +53,11 @@ export const RATIO_LABELS: Readonly<Record<Ratio, string>> = {
   '8:1': '8:1 (wide banner)',
 };
 
-export const IMAGINE_OPTIONS = {
-  prompt: {
-    type: 'string',
-    description: 'What to draw. Flags work here too, e.g. "a fox in snow --ar 16:9 --res 2K"',
-    required: true,
-    maxLength: MAX_PROMPT_CHARS,
-  },
-  model: {
-    type: 'string',
-    description: 'Which Nano Banana model makes the image',
-    choices: 'models',
-    flags: ['model', 'm'],
-    example: '--model pro',
-  },
-  ratio: {
-    type: 'string',
-    description: 'Aspect ratio (width:height)',
-    choices: ALL_RATIOS,
-    flags: ['ar', 'aspect', 'ratio'],
-    example: '--ar 16:9',
-  },
-  resolution: {
-    type: 'string',
-    description: 'Image size: 1K, 2K or 4K (bigger images use more of your daily units)',
-    choices: RESOLUTIONS,
-    flags: ['res', 'resolution', 'quality'],
-    example: '--res 2K',
-  },
-  count: {
-    type: 'integer',
-    description: `How many images to make (1-${MAX_IMAGES_PER_JOB})`,
-    minValue: 1,
-    maxValue: MAX_IMAGES_PER_JOB,
-    flags: ['n', 'count'],
-    example: '--n 2',
-  },
-  creativity: {
-    type: 'number',
-    description: 'How freely the model interprets the prompt, 0 to 1 (RunBlob models only)',
-    minValue: 0,
-    maxValue: 1,
-    flags: ['cr', 'creativity', 'temp'],
-    example: '--cr 0.7',
-    needsCapability: 'creativity',
-  },
-  image: { type: 'attachment', description: 'A reference image (JPEG, PNG or WEBP)', platforms: ['discord'] },
-  image2: { type: 'attachment', description: 'A second reference image', platforms: ['discord'] },
-  image3: { type: 'attachment', description: 'A third reference image', platforms: ['discord'] },
-  image4: { type: 'attachment', description: 'A fourth reference image', platforms: ['discord'] },
-  private: {
-    type: 'boolean',
-    description: 'Only you see the result (and its buttons)',
-    flags: ['private'],
-    platforms: ['discord'],
-    example: '--private',
-  },
-} as const satisfies Record<string, OptionDefinition>;
-
-export type ImagineOptionName = keyof typeof IMAGINE_OPTIONS;
-
-/** The `--ref <url>` flag: a reference image by link. Not an option (Discord takes attachments). */
-export const REF_FLAG = {
-  flags: ['ref'],
-  description: 'A reference image by link (repeat for several)',
-  example: '--ref https://example.com/cat.png',
-} as const;
-
-type ValueOf<D> = D extends { type: 'string'; choices: readonly (infer C extends string)[] }
-  ? C
-  : D extends { type: 'string' }
-    ? string
-    : D extends { type: 'integer' | 'number' }
-      ? number
-      : D extends { type: 'boolean' }
-        ? boolean
-        : never;
-
-type Defs = typeof IMAGINE_OPTIONS;
-/** Options that a user sets by value (not the prompt itself, not file attachments). */
-export type ImagineValueOptionName = {
-  [K in keyof Defs]: K extends 'prompt' ? never : Defs[K] extends { type: 'attachment' } ? never : K;
-}[keyof Defs];
-
-/** Parsed /imagine options, derived from IMAGINE_OPTIONS: { model: string; ratio: Ratio; resolution: Resolution; count: number; creativity: number; private: boolean }. */
-export type ImagineOptions = { [K in ImagineValueOptionName]: ValueOf<Defs[K]> };
-
-/** What adapters may pass: any option may be absent or explicitly undefined (e.g. `getString('ratio') ?? undefined`). */
-export type ImagineOptionsInput = { [K in ImagineValueOptionName]?: ImagineOptions[K] | undefined };
-
-export const IMAGINE_VALUE_OPTION_NAMES = (Object.keys(IMAGINE_OPTIONS) as ImagineOptionName[]).filter(
-  (name): name is ImagineValueOptionName => name !== 'prompt' && IMAGINE_OPTIONS[name].type !== 'attachment',
-);
-
-/** Attachment option names, in order (Discord's image, image2, …). */
-export const IMAGINE_ATTACHMENT_OPTION_NAMES = (Object.keys(IMAGINE_OPTIONS) as ImagineOptionName[]).filter(
-  (name) => IMAGINE_OPTIONS[name].type === 'attachment',
-);
-
 export interface CommandDefinition {
   readonly name: string;
   readonly description: string;
   readonly options: Readonly<Record<string, OptionDefinition>>;
 }
-
-export const IMAGINE_COMMAND = {
-  name: 'imagine',
-  description: 'Make images from a prompt with Google Nano Banana models',
-  options: IMAGINE_OPTIONS,
-} as const satisfies CommandDefinition;
-
-export const QUOTA_COMMAND = {
-  name: 'quota',
-  description: 'See how many image units you have left today',
-  options: {},
-} as const satisfies CommandDefinition;
 
 /** A choice as both platforms show it. */
 export interface OptionChoice {

@@ -1,12 +1,19 @@
-/** The quota command's handler: the requester's allowance today, in words both platforms show. */
-import type { EngineApi } from '../src/engine/api.ts';
-import type { Requester } from '../src/engine/request.ts';
-import { PLAIN_FORMAT, quotaText, type TextFormat } from './render.ts';
+/** /quota: the requester's allowance today, privately, in words both platforms show. */
+import type { Command, CommandInput, Invocation } from './command.ts';
+import type { CommandDefinition } from './options.ts';
+import { quotaText } from './render.ts';
 
-export async function quotaReply(
-  engine: Pick<EngineApi, 'quota'>,
-  requester: Requester,
-  fmt: TextFormat = PLAIN_FORMAT,
-): Promise<string> {
-  return quotaText(await engine.quota(requester), fmt);
+export const QUOTA_DEFINITION = {
+  name: 'quota',
+  description: 'See how many image units you have left today',
+  options: {},
+} as const satisfies CommandDefinition;
+
+function prepare(input: CommandInput): Invocation {
+  return {
+    visibility: 'private',
+    run: async (surface) => surface.reply(quotaText(await surface.engine.quota(input.requester), surface.format)),
+  };
 }
+
+export const quota = { ...QUOTA_DEFINITION, prepare } satisfies Command;

@@ -5,7 +5,7 @@
  * the code, never on message text.
  *
  * The one family whose sentences are not in the table is INVALID_REQUEST: a bad option's sentence
- * is built from that option's definition (commands/options.ts: its flags, range and choices), so
+ * is built from that option's definition (e.g. commands/imagine/definition.ts: its flags, range and choices), so
  * it names what the user typed and what is allowed; ranges are declared once, there.
  */
 

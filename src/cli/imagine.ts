@@ -13,7 +13,7 @@ import { userInfo } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { DEFAULT_COUNT, DEFAULT_RATIO, DEFAULT_RATIO_WITH_REFERENCES, DEFAULT_RESOLUTION } from '../../commands/imagine.ts';
+import { DEFAULT_COUNT, DEFAULT_RATIO, DEFAULT_RATIO_WITH_REFERENCES, DEFAULT_RESOLUTION } from '../../commands/imagine/definition.ts';
 import { ConfigError, configuredProviders, loadDotEnv, parseConfig, secretsOf, type Config } from '../config.ts';
 import { createEngine, type Engine } from '../engine/engine.ts';
 import { ValidationError } from '../engine/errors.ts';

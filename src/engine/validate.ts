@@ -16,9 +16,9 @@ import {
 
 const list = (values: readonly string[]) => values.join(', ');
 
-/** "Nano Banana Pro (Runbase) [runbase-pro], …": the choices an unknown-model error lists. */
+/** "Nano Banana Pro (Runbase) (--model runbase-pro), …": the choices an unknown-model error lists. */
 export function describeModels(models: readonly ModelSpec[]): string {
-  return models.map((m) => `${m.label} [${m.key}]`).join(', ');
+  return models.map((m) => `${m.label} (--model ${m.key})`).join(', ');
 }
 
 /** The sentence for the first problem zod found, named after the option a user can change. */
@@ -61,10 +61,15 @@ export function parseRequest(input: ImagineRequestInput, defaultModelKey: string
   throw new ValidationError(field, sentence);
 }
 
-/** A model choice (key, label or alias) among the configured models, or a ValidationError listing them. */
+/**
+ * A model choice (key, label or alias, any case) among the configured models, or a ValidationError
+ * listing them. The one resolver: the commands' parsers and the engine's submit both use it.
+ */
 export function resolveModel(models: readonly ModelSpec[], choice: string): ModelSpec {
   const model = findModel(models, choice);
-  if (!model) throw new ValidationError('model', `Unknown model "${choice}". Choose one of: ${describeModels(models)}.`);
+  if (!model) {
+    throw new ValidationError('model', `"${choice}" is not a model this bot offers. Choose one of: ${describeModels(models)}.`);
+  }
   return model;
 }
 

@@ -57,15 +57,21 @@ describe('Discord failures', () => {
     }
   });
 
-  it('shows what is wrong with an option and with an attachment', async () => {
-    const badFlag = await h.result(await h.imagine('a dog --ar 7:3', { user: freshUser() }));
+  it('shows what is wrong with an option and with an attachment, privately: the channel sees nothing', async () => {
+    const requests = () => h.runbase!.counts.create + h.runblob!.counts.create;
+    const before = requests();
+    const flag = await h.imagine('a dog --ar 7:3', { user: freshUser() });
+    const badFlag = await h.privateAnswer(flag);
     expect(badFlag.content).toMatch(/^⚠️ .*7:3/);
-    const notImage = await h.result(
+    // Refused before any answer: the only response is the ephemeral reply, no public placeholder ever existed.
+    expect([...h.discord.messages.values()].filter((m) => m.interactionId === flag.id)).toHaveLength(1);
+    const notImage = await h.privateAnswer(
       await h.imagine('a dog', { user: freshUser(), attachments: { image2: { filename: 'notes.txt', data: Buffer.from('hello, not an image'), contentType: 'text/plain' } } }),
     );
     expect(notImage.content).toMatch(/^⚠️ Reference image 1 \(notes\.txt\) is not a JPEG, PNG or WEBP image/);
-    const tooMany = await h.result(await h.imagine('a dog --res 4K', { user: freshUser(), values: { model: 'runblob-standard' } }));
-    expect(tooMany.content).toMatch(/^⚠️ .*4K/);
+    const tooBig = await h.privateAnswer(await h.imagine('a dog --res 4K', { user: freshUser(), values: { model: 'runblob-standard' } }));
+    expect(tooBig.content).toMatch(/^⚠️ .*4K/);
+    expect(requests()).toBe(before);
     expectDiscordInvariants(h.discord);
   });
 
@@ -73,7 +79,7 @@ describe('Discord failures', () => {
     const user = freshUser();
     const first = await h.result(await h.imagine('quota one', { user, values: { count: 4 } }));
     expect(first.attachments).toHaveLength(4);
-    const refused = await h.result(await h.imagine('quota two', { user, values: { count: 4 } }));
+    const refused = await h.privateAnswer(await h.imagine('quota two', { user, values: { count: 4 } }));
     expect(refused.content).toMatch(/^⚠️ You're out of image quota for today: this needs 4 units and you have 2 units left\. It resets at \d\d:\d\d UTC/);
 
     const click = await h.discord.clickComponent({ message: first, customId: customIdOf(first, { label: 'U1' }), user });

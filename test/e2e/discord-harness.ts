@@ -15,7 +15,7 @@ import { startBot } from '../../src/app.ts';
 import { registerCommands } from '../../src/platforms/discord/register.ts';
 import type { HttpServer } from '../../src/platforms/http/server.ts';
 import { captureLogger, FAST_TIMING, sleepAbortable } from '../integration/engine-harness.ts';
-import { startFakeDiscord, type FakeDiscord, type FakeDiscordOptions, type FakeInteraction, type FakeMessage, type FakeUser, type SlashCommandInput } from '../fakes/discord/index.ts';
+import { MESSAGE_FLAG_EPHEMERAL, startFakeDiscord, type FakeDiscord, type FakeDiscordOptions, type FakeInteraction, type FakeMessage, type FakeUser, type SlashCommandInput } from '../fakes/discord/index.ts';
 import { startFakeRunbase, type FakeRunbase, type FakeRunbaseOptions } from '../fakes/runbase.ts';
 import { startFakeRunblob, type FakeRunblob, type FakeRunblobOptions } from '../fakes/runblob.ts';
 
@@ -55,6 +55,11 @@ export interface DiscordHarness {
   imagine(prompt: string, more?: Partial<SlashCommandInput> & { values?: Record<string, string | number | boolean> }): Promise<FakeInteraction>;
   /** The original response once it carries the final result (attachments or an error/result text). */
   result(interaction: FakeInteraction, timeoutMs?: number): Promise<FakeMessage>;
+  /**
+   * The answer only the requester sees (an ephemeral reply or follow-up with text), once every
+   * public message of that interaction is gone: what a refusal must look like.
+   */
+  privateAnswer(interaction: FakeInteraction, timeoutMs?: number): Promise<FakeMessage>;
   close(): Promise<void>;
 }
 
@@ -143,6 +148,14 @@ export async function startDiscordHarness(opts: DiscordHarnessOptions = {}): Pro
         const m = discord.originalMessage(interaction);
         return isFinal(m) ? m : undefined;
       }, timeoutMs, `the result of interaction ${interaction.id}`);
+    },
+    privateAnswer(interaction, timeoutMs = 8_000) {
+      return discord.waitFor(() => {
+        const own = [...discord.messages.values()].filter((m) => m.interactionId === interaction.id && !m.deleted);
+        const publicOnes = own.filter((m) => (m.flags & MESSAGE_FLAG_EPHEMERAL) === 0);
+        const answer = own.find((m) => (m.flags & MESSAGE_FLAG_EPHEMERAL) !== 0 && m.content !== '');
+        return publicOnes.length === 0 ? answer : undefined;
+      }, timeoutMs, `a private answer to interaction ${interaction.id} and no public message`);
     },
     async close() {
       await bot?.stop().catch(() => {});

@@ -1,8 +1,16 @@
 /**
- * Discord's application command JSON, generated from the platform-neutral definitions in
- * commands/ (STYLE.md #2): one source for Discord, Slack and the flag parser.
+ * Discord's application command JSON, generated from the platform-neutral definitions in the
+ * command registry (commands/index.ts): one source for Discord, Slack and the parsers.
  */
-import { COMMANDS, resolveOptions, type CommandDefinition, type OptionType, type ResolvedOption } from '../../../commands/index.ts';
+import {
+  COMMANDS,
+  DISCORD_MAX_CHOICES,
+  DISCORD_MAX_DESCRIPTION_CHARS,
+  resolveOptions,
+  type CommandDefinition,
+  type OptionType,
+  type ResolvedOption,
+} from '../../../commands/index.ts';
 import type { ModelSpec } from '../../engine/models.ts';
 
 /** https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-type */
@@ -12,8 +20,6 @@ export const COMMAND_CONTEXTS = [0, 1] as const;
 /** 0 = guild install. */
 export const INTEGRATION_TYPES = [0] as const;
 
-const MAX_DESCRIPTION = 100;
-const MAX_CHOICES = 25;
 const MAX_STRING_LENGTH = 6000;
 
 export interface DiscordCommandOption {
@@ -41,9 +47,9 @@ const clip = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n - 1)
 
 function optionJson(o: ResolvedOption): DiscordCommandOption {
   const type = OPTION_TYPE[o.type];
-  const json: DiscordCommandOption = { type, name: o.name, description: clip(o.description, MAX_DESCRIPTION), required: o.required };
+  const json: DiscordCommandOption = { type, name: o.name, description: clip(o.description, DISCORD_MAX_DESCRIPTION_CHARS), required: o.required };
   if (o.choices && o.choices.length > 0) {
-    json.choices = o.choices.slice(0, MAX_CHOICES).map((c) => ({ name: clip(c.name, 100), value: c.value }));
+    json.choices = o.choices.slice(0, DISCORD_MAX_CHOICES).map((c) => ({ name: clip(c.name, 100), value: c.value }));
   }
   if (o.type === 'string' && o.maxLength !== undefined) json.max_length = Math.min(o.maxLength, MAX_STRING_LENGTH);
   if ((o.type === 'integer' || o.type === 'number') && !json.choices) {
@@ -54,13 +60,12 @@ function optionJson(o: ResolvedOption): DiscordCommandOption {
 }
 
 export function commandJson(command: CommandDefinition, models: readonly ModelSpec[]): DiscordCommand {
-  let options = resolveOptions(command, models, 'discord');
-  // Creativity only means something for models that take it.
-  if (!models.some((m) => m.creativity)) options = options.filter((o) => o.name !== 'creativity');
+  // Options no configured model can use (creativity without RunBlob) are already left out.
+  const options = resolveOptions(command, models, 'discord');
   return {
     type: 1,
     name: command.name,
-    description: clip(command.description, MAX_DESCRIPTION),
+    description: clip(command.description, DISCORD_MAX_DESCRIPTION_CHARS),
     options: options.map(optionJson),
     contexts: [...COMMAND_CONTEXTS],
     integration_types: [...INTEGRATION_TYPES],

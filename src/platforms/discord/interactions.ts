@@ -1,9 +1,11 @@
 /**
- * The one dispatcher for Discord interactions (STYLE.md #6). Every interaction is acknowledged
- * first — deferReply (ephemeral when private), or deferUpdate for Delete — before any I/O, so the
- * 3-second deadline holds whatever the engine, the store or a provider is doing. Then the
- * handler parses, validates and submits; every error becomes its user sentence in the
- * placeholder (or an ephemeral answer for clicks), and the reply calls themselves are guarded.
+ * The one dispatcher for Discord interactions. Slash commands are looked up in the command
+ * registry (commands/index.ts) and prepared first: parsing and validation are pure CPU, so a bad
+ * option is refused with an ephemeral reply before anything public exists. Then the interaction is
+ * acknowledged (deferReply, ephemeral when private; deferUpdate for Delete) before any I/O, so the
+ * 3-second deadline holds whatever the engine, the store or a provider is doing. Handlers throw;
+ * the one catch (#fail) logs with context and tells the user privately, removing a public
+ * placeholder first. Every reply call is guarded.
  */
 import {
   MessageFlags,
@@ -14,18 +16,19 @@ import {
   type StringSelectMenuInteraction,
 } from 'discord.js';
 import {
-  buildImagineRequest,
+  COMMAND_NAMES,
   decodeAction,
-  parseOptionValues,
-  quotaText,
+  findCommand,
   requestForAction,
-  wantsPrivate,
   type ActionRef,
+  type Command,
+  type CommandInput,
+  type CommandSurface,
 } from '../../../commands/index.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import { JobNotFoundError } from '../../engine/errors.ts';
 import type { ReferenceInput, Requester } from '../../engine/request.ts';
-import { errorCode, toUserMessage } from '../../errors.ts';
+import { UserFacingError, errorCode, toUserMessage } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { AckFirst } from '../ack-first.ts';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES } from './fit-upload.ts';
@@ -33,10 +36,8 @@ import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.
 import type { DiscordMessages } from './messages.ts';
 import { DISCORD_FORMAT, NO_MENTIONS, clipContent, errorContent } from './render.ts';
 
-export const IMAGE_OPTION_NAMES = ['image', 'image2', 'image3', 'image4'] as const;
-const VALUE_OPTION_NAMES = ['model', 'ratio', 'resolution', 'count', 'creativity'] as const;
-
 type ComponentInteraction = ButtonInteraction | StringSelectMenuInteraction;
+type Answerable = ChatInputCommandInteraction | ComponentInteraction;
 
 export interface InteractionDeps {
   engine: EngineApi;
@@ -64,6 +65,28 @@ export function locationOf(i: Interaction, ephemeral: boolean): DiscordLocation 
   };
 }
 
+/** What a slash command's options hold, read in the command's own declaration order. */
+export function commandInputOf(i: ChatInputCommandInteraction, command: Command): CommandInput {
+  const options: Record<string, unknown> = {};
+  const refs: ReferenceInput[] = [];
+  for (const [name, def] of Object.entries(command.options)) {
+    if (def.type === 'attachment') {
+      const a = i.options.getAttachment(name);
+      if (a) refs.push({ kind: 'url', url: a.url, name: a.name });
+    } else {
+      const value = i.options.get(name)?.value;
+      if (value !== undefined) options[name] = value;
+    }
+  }
+  return { options, refs, requester: requesterOf(i) };
+}
+
+/** How far an interaction has been answered: what the one catch can still do. */
+interface Answer {
+  state: 'none' | 'deferred' | 'updated';
+  location?: DiscordLocation;
+}
+
 export class InteractionHandler {
   readonly #engine: EngineApi;
   readonly #log: Logger;
@@ -79,195 +102,148 @@ export class InteractionHandler {
 
   /** Entry point for discord.js's interactionCreate. Never throws, never rejects. */
   handle(i: Interaction): Promise<void> {
+    if (!i.isChatInputCommand() && !i.isButton() && !i.isStringSelectMenu()) return Promise.resolve();
+    const answer: Answer = { state: 'none' };
     let work: Promise<void>;
     try {
-      if (i.isChatInputCommand()) {
-        if (i.commandName === 'imagine') work = this.#imagine(i);
-        else if (i.commandName === 'quota') work = this.#quota(i);
-        else work = this.#replyEphemeral(i, `I don't know the command /${i.commandName}. Try /imagine or /quota.`);
-      } else if (i.isButton() || i.isStringSelectMenu()) {
-        work = this.#component(i);
-      } else {
-        return Promise.resolve();
-      }
+      work = i.isChatInputCommand() ? this.#command(i, answer) : this.#component(i, answer);
     } catch (err) {
       work = Promise.reject(err);
     }
-    return work.catch((err: unknown) => {
-      this.#log.error({ err, interactionId: i.id, userId: i.user.id }, 'discord interaction handler failed');
-    });
+    return work.catch((err: unknown) => this.#fail(i, answer, err));
   }
 
-  async #imagine(i: ChatInputCommandInteraction): Promise<void> {
-    // Only synchronous reads before the defer: the option values are already in memory.
-    const prompt = i.options.getString('prompt') ?? '';
-    const ephemeral = wantsPrivate(prompt, i.options.getBoolean('private') ?? undefined);
-    if (!(await this.#defer(i, ephemeral))) return;
-    const location = locationOf(i, ephemeral);
-    const log = this.#log.child({ interactionId: i.id, userId: i.user.id });
-    try {
-      const raw: Record<string, unknown> = {};
-      for (const name of VALUE_OPTION_NAMES) {
-        const option = i.options.get(name);
-        if (option?.value !== undefined) raw[name] = option.value;
-      }
-      const refs: ReferenceInput[] = [];
-      for (const name of IMAGE_OPTION_NAMES) {
-        const a = i.options.getAttachment(name);
-        if (a) refs.push({ kind: 'url', url: a.url, name: a.name });
-      }
-      const request = buildImagineRequest(
-        { prompt, options: parseOptionValues(raw), refs, requester: requesterOf(i), location },
-        this.#engine.models,
-        this.#engine.defaultModel,
-      );
-      const job = await this.#engine.submit(request);
-      log.info({ jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord /imagine submitted');
-    } catch (err) {
-      log.info({ code: errorCode(err), err: errorCode(err) === 'INTERNAL' ? err : undefined }, 'discord /imagine refused');
-      await this.#showInPlaceholder(location, toUserMessage(err));
-    }
+  async #command(i: ChatInputCommandInteraction, answer: Answer): Promise<void> {
+    const command = findCommand(i.commandName);
+    if (!command) throw new UserFacingError('UNKNOWN_COMMAND', { command: i.commandName, known: COMMAND_NAMES });
+    // Synchronous: the option values are in memory. A refusal here is answered ephemerally.
+    const invocation = command.prepare(commandInputOf(i, command), this.#engine);
+    const ephemeral = invocation.visibility === 'private';
+    if (!(await this.#defer(i, answer, ephemeral))) return;
+    const location = answer.location ?? locationOf(i, ephemeral);
+    const surface: CommandSurface = {
+      engine: this.#engine,
+      format: DISCORD_FORMAT,
+      location,
+      reply: async (text) => void (await this.#messages.editOriginal(location, { content: clipContent(text), allowed_mentions: NO_MENTIONS })),
+    };
+    const job = await invocation.run(surface);
+    if (job) this.#log.info({ interactionId: i.id, userId: i.user.id, command: command.name, jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord command submitted');
   }
 
-  async #quota(i: ChatInputCommandInteraction): Promise<void> {
-    if (!(await this.#defer(i, true))) return;
-    const location = locationOf(i, true);
-    try {
-      const view = await this.#engine.quota(requesterOf(i));
-      await this.#messages.editOriginal(location, { content: clipContent(quotaText(view, DISCORD_FORMAT)), allowed_mentions: NO_MENTIONS });
-    } catch (err) {
-      this.#log.warn({ err, interactionId: i.id }, 'discord /quota failed');
-      await this.#showInPlaceholder(location, toUserMessage(err));
-    }
-  }
-
-  async #component(i: ComponentInteraction): Promise<void> {
+  async #component(i: ComponentInteraction, answer: Answer): Promise<void> {
     const value = i.isStringSelectMenu() ? i.values[0] : undefined;
     const ref = decodeAction(i.customId, value);
-    if (!ref) {
-      await this.#replyEphemeral(i, "This control isn't one the bot knows anymore. Run /imagine again.");
-      return;
-    }
-    if (ref.action === 'delete') {
-      await this.#delete(i, ref.jobId);
-      return;
-    }
-    await this.#action(i, ref);
+    if (!ref) throw new UserFacingError('UNKNOWN_CONTROL');
+    if (ref.action === 'delete') return this.#delete(i, answer, ref.jobId);
+    return this.#action(i, answer, ref);
   }
 
   /** Upscale, ratio, rerun: a new job charged to the clicker, replying to the clicked message. */
-  async #action(i: ComponentInteraction, ref: Exclude<ActionRef, { action: 'delete' }>): Promise<void> {
+  async #action(i: ComponentInteraction, answer: Answer, ref: Exclude<ActionRef, { action: 'delete' }>): Promise<void> {
     // A click on a private result stays private.
     const ephemeral = i.message.flags.has(MessageFlags.Ephemeral);
-    if (!(await this.#defer(i, ephemeral))) return;
+    if (!(await this.#defer(i, answer, ephemeral))) return;
     const location: DiscordLocation = { ...locationOf(i, ephemeral), parentMessageId: i.message.id };
-    const log = this.#log.child({ interactionId: i.id, userId: i.user.id, parentJobId: ref.jobId, action: ref.action });
-    try {
-      const parent = await this.#engine.getJob(ref.jobId);
-      if (!parent) throw new JobNotFoundError(ref.jobId);
-      const request = requestForAction(parent, ref.action, {
-        ...('index' in ref && { index: ref.index }),
-        ...('ratio' in ref && ref.ratio !== undefined && { ratio: ref.ratio }),
-        clicker: requesterOf(i),
-        location,
-        models: this.#engine.models,
-      });
-      const job = await this.#engine.submit(request);
-      log.info({ jobId: job.id, model: job.request.model }, 'discord click submitted');
-    } catch (err) {
-      log.info({ code: errorCode(err), err: errorCode(err) === 'INTERNAL' ? err : undefined }, 'discord click refused');
-      await this.#answerPrivately(location, toUserMessage(err));
-    }
+    answer.location = location;
+    const parent = await this.#engine.getJob(ref.jobId);
+    if (!parent) throw new JobNotFoundError(ref.jobId);
+    const request = requestForAction(parent, ref.action, {
+      ...('index' in ref && { index: ref.index }),
+      ...('ratio' in ref && ref.ratio !== undefined && { ratio: ref.ratio }),
+      clicker: requesterOf(i),
+      location,
+      models: this.#engine.models,
+    });
+    const job = await this.#engine.submit(request);
+    this.#log.info({ interactionId: i.id, userId: i.user.id, parentJobId: ref.jobId, action: ref.action, jobId: job.id, model: job.request.model }, 'discord click submitted');
   }
 
-  async #delete(i: ComponentInteraction, jobId: string): Promise<void> {
-    if (!(await this.#deferUpdate(i))) return;
-    const location = locationOf(i, i.message.flags.has(MessageFlags.Ephemeral));
+  async #delete(i: ComponentInteraction, answer: Answer, jobId: string): Promise<void> {
+    if (!(await this.#deferUpdate(i, answer))) return;
+    const job = await this.#engine.getJob(jobId);
+    // Who asked for the image: the job's requester, else the user the message answered.
+    const owner = job?.request.requester.userId ?? i.message.interactionMetadata?.user.id;
+    const moderator = i.inGuild() && (i.memberPermissions?.has(PermissionFlagsBits.ManageMessages) ?? false);
+    if (owner !== i.user.id && !moderator) {
+      throw owner ? new UserFacingError('NOT_OWNER', { owner: `<@${owner}>`, moderatorsToo: true }) : new JobNotFoundError(jobId);
+    }
     try {
-      const job = await this.#engine.getJob(jobId);
-      // Who asked for the image: the job's requester, else the user the message answered.
-      const owner = job?.request.requester.userId ?? i.message.interactionMetadata?.user.id;
-      const moderator = i.inGuild() && (i.memberPermissions?.has(PermissionFlagsBits.ManageMessages) ?? false);
-      if (owner !== i.user.id && !moderator) {
-        const message = owner
-          ? `Only <@${owner}> (who asked for this image) or members who can manage messages can delete it.`
-          : new JobNotFoundError(jobId).userMessage;
-        await this.#messages.followUp(location, { content: message, flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS });
-        return;
-      }
       // After deferUpdate, "@original" is the message holding the button.
-      await this.#messages.deleteOriginal(location);
-      this.#log.info({ jobId, userId: i.user.id, messageId: i.message.id }, 'discord result deleted');
+      await this.#messages.deleteOriginal(answer.location ?? locationOf(i, false));
     } catch (err) {
       this.#log.warn({ err, jobId, interactionId: i.id }, 'discord delete failed');
-      await this.#messages
-        .followUp(location, { content: errorContent("The image couldn't be deleted. Please try again."), flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS })
-        .catch((e: unknown) => this.#log.warn({ err: e }, 'discord follow-up failed'));
+      throw new UserFacingError('DELETE_FAILED');
     }
+    this.#log.info({ jobId, userId: i.user.id, messageId: i.message.id }, 'discord result deleted');
   }
 
   /** The first response. False when it failed (too late, already answered): nothing more can be said. */
-  async #defer(i: ChatInputCommandInteraction | ComponentInteraction, ephemeral: boolean): Promise<boolean> {
+  async #defer(i: Answerable, answer: Answer, ephemeral: boolean): Promise<boolean> {
     try {
       await this.#ackFirst.ack(() => i.deferReply(ephemeral ? { flags: MessageFlags.Ephemeral } : {}));
-      await this.#ackFirst.turn();
-      return true;
     } catch (err) {
       this.#log.warn({ err, interactionId: i.id }, 'discord defer failed');
       return false;
     }
+    answer.state = 'deferred';
+    answer.location = locationOf(i, ephemeral);
+    await this.#ackFirst.turn();
+    return true;
   }
 
-  async #deferUpdate(i: ComponentInteraction): Promise<boolean> {
+  async #deferUpdate(i: ComponentInteraction, answer: Answer): Promise<boolean> {
     try {
       await this.#ackFirst.ack(() => i.deferUpdate());
-      await this.#ackFirst.turn();
-      return true;
     } catch (err) {
       this.#log.warn({ err, interactionId: i.id }, 'discord deferUpdate failed');
       return false;
     }
+    answer.state = 'updated';
+    answer.location = locationOf(i, i.message.flags.has(MessageFlags.Ephemeral));
+    await this.#ackFirst.turn();
+    return true;
   }
 
-  async #replyEphemeral(i: ChatInputCommandInteraction | ComponentInteraction, content: string): Promise<void> {
+  /**
+   * The one catch: logs the refusal (the whole error when it is not one the bot explains) and
+   * tells the user privately, however far the interaction was answered. Never throws.
+   */
+  async #fail(i: Answerable, answer: Answer, err: unknown): Promise<void> {
+    const code = errorCode(err);
+    const context = { interactionId: i.id, userId: i.user.id, code, ...(i.isChatInputCommand() ? { command: i.commandName } : { customId: i.customId }) };
+    if (code === 'INTERNAL') this.#log.error({ ...context, err }, 'discord interaction failed');
+    else this.#log.info(context, 'discord interaction refused');
+    const content = errorContent(toUserMessage(err));
     try {
-      await this.#ackFirst.ack(() => i.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } }));
-    } catch (err) {
-      this.#log.warn({ err, interactionId: i.id }, 'discord reply failed');
-    }
-  }
-
-  /** Puts an error sentence in the placeholder (guarded). */
-  async #showInPlaceholder(location: DiscordLocation, userMessage: string): Promise<void> {
-    try {
-      await this.#messages.editOriginal(location, { content: errorContent(userMessage), components: [], allowed_mentions: NO_MENTIONS });
-    } catch (err) {
-      this.#log.warn({ err, interactionId: location.interactionId }, 'discord error reply failed');
+      if (answer.state === 'none') {
+        await this.#ackFirst.ack(() => i.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } }));
+      } else if (answer.location) {
+        await this.#answerPrivately(answer.location, content, answer.state === 'deferred');
+      }
+    } catch (e) {
+      this.#log.warn({ err: e, interactionId: i.id }, 'discord error reply failed');
     }
   }
 
   /**
-   * For clicks: the answer only the clicker sees. A public placeholder is removed and the
-   * sentence sent as an ephemeral follow-up; a private placeholder is simply edited.
+   * The answer only the requester sees. A private placeholder is simply edited; a public one is
+   * removed and the sentence sent as an ephemeral follow-up, so the channel never reads someone
+   * else's mistake. After deferUpdate (a click that edits its own message) it is a follow-up.
    */
-  async #answerPrivately(location: DiscordLocation, userMessage: string): Promise<void> {
-    if (location.ephemeral) {
-      await this.#showInPlaceholder(location, userMessage);
-      return;
-    }
+  async #answerPrivately(location: DiscordLocation, content: string, placeholderShown: boolean): Promise<void> {
+    const followUp = async () => void (await this.#messages.followUp(location, { content, flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS }));
+    const editPlaceholder = async () => void (await this.#messages.editOriginal(location, { content, components: [], allowed_mentions: NO_MENTIONS }));
+    if (!placeholderShown) return followUp();
+    if (location.ephemeral) return editPlaceholder();
     // Delete first: while the deferred reply is still "thinking", Discord turns the first
     // follow-up into that (public) reply instead of a new ephemeral message.
     try {
       await this.#messages.deleteOriginal(location);
     } catch (err) {
       this.#log.warn({ err, interactionId: location.interactionId }, 'discord placeholder delete failed; editing it instead');
-      await this.#showInPlaceholder(location, userMessage);
-      return;
+      return editPlaceholder();
     }
-    try {
-      await this.#messages.followUp(location, { content: errorContent(userMessage), flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS });
-    } catch (err) {
-      this.#log.warn({ err, interactionId: location.interactionId }, 'discord private answer failed');
-    }
+    await followUp();
   }
 }

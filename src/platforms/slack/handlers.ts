@@ -9,9 +9,9 @@ import type { App } from '@slack/bolt';
 import { z } from 'zod';
 import { requestForAction } from '../../../commands/buttons.ts';
 import { decodeAction } from '../../../commands/custom-id.ts';
-import { helpText } from '../../../commands/flags.ts';
-import { buildImagineRequest, type ImagineInput } from '../../../commands/imagine.ts';
-import { quotaReply } from '../../../commands/quota.ts';
+import { helpText } from '../../../commands/imagine/help.ts';
+import { buildImagineRequest, type ImagineInput } from '../../../commands/imagine/request.ts';
+import { quotaText } from '../../../commands/render.ts';
 import { JobNotFoundError, ValidationError } from '../../engine/errors.ts';
 import type { ImagineRequestInput, ReferenceInput, Requester } from '../../engine/request.ts';
 import { errorCode, toUserMessage } from '../../errors.ts';
@@ -230,7 +230,7 @@ export class SlackHandlers {
 
   async #quota(where: Where, requester: Requester): Promise<void> {
     try {
-      await tellUser(this.#ctx, where, await quotaReply(this.#ctx.engine, requester, SLACK_FORMAT));
+      await tellUser(this.#ctx, where, quotaText(await this.#ctx.engine.quota(requester), SLACK_FORMAT));
     } catch (err) {
       await this.#refuse(where, err);
     }

@@ -11,7 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS } from '../../../commands/index.ts';
-import { IMAGINE_OPTIONS, REF_FLAG } from '../../../commands/options.ts';
+import { IMAGINE_OPTIONS, REF_FLAG } from '../../../commands/imagine/definition.ts';
 
 /** The message shortcut's callback_id (the app registers the same constant). */
 export const IMAGINE_SHORTCUT_CALLBACK_ID = 'imagine_with_images';

@@ -7,8 +7,9 @@
  */
 import type { types } from '@slack/bolt';
 import { z } from 'zod';
-import { parseFlagValue } from '../../../commands/flags.ts';
-import { IMAGINE_OPTIONS, modelChoices, ratioChoices, type ImagineOptions } from '../../../commands/options.ts';
+import { parseFlagValue } from '../../../commands/imagine/flags.ts';
+import { IMAGINE_OPTIONS, type ImagineOptions } from '../../../commands/imagine/definition.ts';
+import { modelChoices, ratioChoices } from '../../../commands/options.ts';
 import { ValidationError } from '../../engine/errors.ts';
 import { RESOLUTIONS, type ModelSpec } from '../../engine/models.ts';
 import { MAX_IMAGES_PER_JOB } from '../../engine/request.ts';

@@ -44,7 +44,7 @@ export const MEMBER_PERMISSIONS =
   Permission.ViewChannel | Permission.SendMessages | Permission.EmbedLinks | Permission.AttachFiles | Permission.ReadMessageHistory | Permission.UseApplicationCommands;
 export const MODERATOR_PERMISSIONS = MEMBER_PERMISSIONS | Permission.ManageMessages;
 
-const MESSAGE_FLAG_EPHEMERAL = 64;
+export const MESSAGE_FLAG_EPHEMERAL = 64;
 const MESSAGE_FLAG_LOADING = 128;
 const MESSAGE_FLAG_COMPONENTS_V2 = 1 << 15;
 

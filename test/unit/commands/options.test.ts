@@ -4,12 +4,12 @@ import {
   DISCORD_COMMAND_NAME_PATTERN,
   DISCORD_MAX_CHOICES,
   DISCORD_MAX_DESCRIPTION_CHARS,
-  IMAGINE_COMMAND,
+  IMAGINE_DEFINITION,
   IMAGINE_OPTIONS,
   IMAGINE_VALUE_OPTION_NAMES,
   resolveOptions,
   type ImagineOptions,
-} from '../../../commands/options.ts';
+} from '../../../commands/index.ts';
 import { ALL_RATIOS, MODEL_CATALOG, configuredModels } from '../../../src/engine/models.ts';
 import { MAX_PROMPT_CHARS } from '../../../src/engine/request.ts';
 
@@ -40,7 +40,7 @@ describe('command definitions', () => {
   });
 
   it('puts required options first, as Discord demands', () => {
-    const options = resolveOptions(IMAGINE_COMMAND, MODEL_CATALOG);
+    const options = resolveOptions(IMAGINE_DEFINITION, MODEL_CATALOG);
     const firstOptional = options.findIndex((o) => !o.required);
     expect(options.slice(firstOptional).some((o) => o.required)).toBe(false);
     expect(options[0]).toMatchObject({ name: 'prompt', type: 'string', required: true, maxLength: MAX_PROMPT_CHARS });
@@ -48,7 +48,7 @@ describe('command definitions', () => {
 
   it('offers the configured models as choices, labelled for users and valued by key', () => {
     const runblobOnly = configuredModels(new Set(['runblob']));
-    const model = resolveOptions(IMAGINE_COMMAND, runblobOnly).find((o) => o.name === 'model');
+    const model = resolveOptions(IMAGINE_DEFINITION, runblobOnly).find((o) => o.name === 'model');
     expect(model?.choices).toEqual([
       { name: 'Nano Banana (RunBlob)', value: 'runblob-standard' },
       { name: 'Nano Banana Pro (RunBlob)', value: 'runblob-pro' },
@@ -57,7 +57,7 @@ describe('command definitions', () => {
   });
 
   it('offers every ratio with a shape label, and the limits of count and creativity', () => {
-    const options = resolveOptions(IMAGINE_COMMAND, MODEL_CATALOG);
+    const options = resolveOptions(IMAGINE_DEFINITION, MODEL_CATALOG);
     const ratio = options.find((o) => o.name === 'ratio');
     expect(ratio?.choices?.map((c) => c.value)).toEqual([...ALL_RATIOS]);
     expect(ratio?.choices).toContainEqual({ name: '16:9 (landscape)', value: '16:9' });
@@ -68,21 +68,21 @@ describe('command definitions', () => {
 
   it('offers only ratios, resolutions and options some configured model supports', () => {
     const runblob = configuredModels(new Set(['runblob']));
-    const options = resolveOptions(IMAGINE_COMMAND, runblob);
+    const options = resolveOptions(IMAGINE_DEFINITION, runblob);
     expect(options.find((o) => o.name === 'ratio')?.choices?.map((c) => c.value)).toEqual([
       'auto', '1:1', '2:3', '3:2', '3:4', '4:3', '4:5', '5:4', '9:16', '16:9', '21:9',
     ]);
     const standardOnly = MODEL_CATALOG.filter((m) => m.key === 'runblob-standard');
-    expect(resolveOptions(IMAGINE_COMMAND, standardOnly).find((o) => o.name === 'resolution')?.choices).toEqual([{ name: '1K', value: '1K' }]);
+    expect(resolveOptions(IMAGINE_DEFINITION, standardOnly).find((o) => o.name === 'resolution')?.choices).toEqual([{ name: '1K', value: '1K' }]);
     // Creativity exists only on RunBlob models.
     expect(options.some((o) => o.name === 'creativity')).toBe(true);
-    const runbase = resolveOptions(IMAGINE_COMMAND, configuredModels(new Set(['runbase'])));
+    const runbase = resolveOptions(IMAGINE_DEFINITION, configuredModels(new Set(['runbase'])));
     expect(runbase.some((o) => o.name === 'creativity')).toBe(false);
   });
 
   it('keeps attachments and private to Discord', () => {
-    const discord = resolveOptions(IMAGINE_COMMAND, MODEL_CATALOG, 'discord').map((o) => o.name);
-    const slack = resolveOptions(IMAGINE_COMMAND, MODEL_CATALOG, 'slack').map((o) => o.name);
+    const discord = resolveOptions(IMAGINE_DEFINITION, MODEL_CATALOG, 'discord').map((o) => o.name);
+    const slack = resolveOptions(IMAGINE_DEFINITION, MODEL_CATALOG, 'slack').map((o) => o.name);
     expect(discord).toEqual(['prompt', 'model', 'ratio', 'resolution', 'count', 'creativity', 'image', 'image2', 'image3', 'image4', 'private']);
     expect(slack).toEqual(['prompt', 'model', 'ratio', 'resolution', 'count', 'creativity']);
   });

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { quotaReply } from '../../../commands/quota.ts';
 import {
   failureText,
   formatElapsed,
@@ -138,14 +137,6 @@ describe('quota', () => {
 
   it('tells exempt users they have no limit', () => {
     expect(quotaText({ ...view, exempt: true })).toBe('You have no daily image limit (7 units used today).');
-  });
-
-  it('quotaReply asks the engine for the requester', async () => {
-    const asked: unknown[] = [];
-    const engine = { quota: async (r: unknown) => (asked.push(r), { ...view, used: 19, left: 1 }) };
-    const requester = { platform: 'slack' as const, userId: 'U9' };
-    expect(await quotaReply(engine, requester)).toMatch(/^You've used 19 of 20 units today; 1 left\./);
-    expect(asked).toEqual([requester]);
   });
 });
 

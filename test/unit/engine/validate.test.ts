@@ -58,7 +58,7 @@ describe('resolveModel', () => {
   it('names the configured choices for an unknown model', () => {
     const err = problem(() => resolveModel(configuredModels(new Set(['runblob'])), 'dalle'));
     expect(err.userMessage).toBe(
-      'Unknown model "dalle". Choose one of: Nano Banana (RunBlob) [runblob-standard], Nano Banana Pro (RunBlob) [runblob-pro], Nano Banana 2 (RunBlob) [runblob-2].',
+      '"dalle" is not a model this bot offers. Choose one of: Nano Banana (RunBlob) (--model runblob-standard), Nano Banana Pro (RunBlob) (--model runblob-pro), Nano Banana 2 (RunBlob) (--model runblob-2).',
     );
   });
 });

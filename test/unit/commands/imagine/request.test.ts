@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { buildImagineRequest, type ImagineInput } from '../../../commands/imagine.ts';
-import { refusal } from '../../support/errors.ts';
-import { MODEL_CATALOG, configuredModels, type ModelSpec } from '../../../src/engine/models.ts';
-import { imagineRequestSchema } from '../../../src/engine/request.ts';
+import { buildImagineRequest, type ImagineInput } from '../../../../commands/imagine/index.ts';
+import { refusal } from '../../../support/errors.ts';
+import { MODEL_CATALOG, configuredModels, type ModelSpec } from '../../../../src/engine/models.ts';
+import { imagineRequestSchema } from '../../../../src/engine/request.ts';
 
 const models = MODEL_CATALOG;
 const defaultModel = MODEL_CATALOG[1] as ModelSpec; // runbase-2

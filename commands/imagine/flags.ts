@@ -1,21 +1,19 @@
 /**
  * Midjourney-style flags in a prompt ("a cat on a sofa --ar 16:9 --res 4K --n 2 --model pro"),
  * shared by Discord (flags inside the prompt option), Slack (the slash command's text) and the
- * CLI. The flag names, value types and help come from IMAGINE_OPTIONS (options.ts).
+ * CLI. The flag names and value types come from IMAGINE_OPTIONS (definition.ts); the help text is
+ * in help.ts.
  */
-import { ValidationError } from '../src/engine/errors.ts';
-import { ALL_RATIOS, RESOLUTIONS, type ModelSpec, type Ratio, type Resolution } from '../src/engine/models.ts';
-import { MAX_IMAGES_PER_JOB, type Platform } from '../src/engine/request.ts';
+import { ValidationError } from '../../src/engine/errors.ts';
+import { ALL_RATIOS, RESOLUTIONS, type Ratio, type Resolution } from '../../src/engine/models.ts';
+import { MAX_IMAGES_PER_JOB } from '../../src/engine/request.ts';
 import {
   IMAGINE_OPTIONS,
   IMAGINE_VALUE_OPTION_NAMES,
-  RATIO_LABELS,
-  offeredRatios,
   REF_FLAG,
   type ImagineOptions,
   type ImagineValueOptionName,
-  type OptionDefinition,
-} from './options.ts';
+} from './definition.ts';
 
 export interface ParsedImagineText {
   /** The text with every flag (and its value) removed, trimmed. */
@@ -277,44 +275,4 @@ export function wantsPrivate(prompt: string, explicit?: boolean): boolean {
   } catch {
     return /(^|\s)(?:--|—|–)private(?=[\s=]|$)/iu.test(prompt);
   }
-}
-
-/** Explains every flag with examples (Slack's `/imagine help`, the CLI's --help). Plain text. */
-export function helpText(models: readonly ModelSpec[], platform: Platform = 'slack'): string {
-  const flagNames = (flags: readonly string[]) => flags.map((f) => `--${f}`).join(' / ');
-  const lines: string[] = [
-    'Write what you want to see, then add flags anywhere (usually at the end):',
-    '  /imagine a red fox in the snow, watercolor --ar 16:9 --res 2K --n 2',
-    '',
-  ];
-  for (const name of IMAGINE_VALUE_OPTION_NAMES) {
-    const def: OptionDefinition = IMAGINE_OPTIONS[name];
-    if (!def.flags || (def.platforms && !def.platforms.includes(platform))) continue;
-    if (name === 'creativity' && !models.some((m) => m.creativity)) continue;
-    lines.push(`${flagNames(def.flags)}: ${def.description}. Example: ${def.example ?? ''}`.trimEnd());
-    if (name === 'model') {
-      // Two models may share an alias (the first configured wins), so name each by one it owns.
-      const claimed = new Set<string>();
-      for (const m of models) {
-        const own = m.aliases.find((a) => !claimed.has(a)) ?? m.key;
-        m.aliases.forEach((a) => claimed.add(a));
-        lines.push(`    ${m.label}: --model ${own}${modelNote(m)}`);
-      }
-    }
-    if (name === 'ratio') {
-      lines.push(`    ${offeredRatios(models).map((r) => RATIO_LABELS[r]).join(', ')}. Not every model takes every ratio.`);
-    }
-  }
-  lines.push(`${flagNames(REF_FLAG.flags)} <link>: ${REF_FLAG.description}. Example: ${REF_FLAG.example}`);
-  lines.push('');
-  lines.push('Values are not case-sensitive; --ar=16:9 works too, and so does —ar (a phone\'s long dash).');
-  lines.push('Defaults: 1:1 (auto with reference images), 1K, 1 image.');
-  return lines.join('\n');
-}
-
-function modelNote(m: ModelSpec): string {
-  const parts = [m.resolutions.length < RESOLUTIONS.length ? `${m.resolutions.join('/')} only` : ''];
-  if (m.creativity) parts.push('takes --cr');
-  const text = parts.filter(Boolean).join(', ');
-  return text ? ` (${text})` : '';
 }

@@ -1,26 +1,28 @@
 /**
- * The /imagine command's handler logic, platform-neutral: turns what a platform collected
- * (prompt, explicit options, reference images) into the engine's request. Capability checks
- * (does this model take 4K, this ratio, creativity, that many references?) happen in the engine's
- * submit, against the configured catalog; this only parses and fills defaults.
+ * /imagine's request building, platform-neutral: turns what a platform collected (prompt,
+ * explicit options, reference images) into the engine's request, with the defaults and the
+ * precedence every platform shares. The model's capabilities are checked by the engine's
+ * validation (src/engine/validate.ts), which the command runs before the platform answers.
  */
-import { ValidationError } from '../src/engine/errors.ts';
-import { findModel, type ModelSpec, type Ratio, type Resolution } from '../src/engine/models.ts';
+import { ValidationError } from '../../src/engine/errors.ts';
+import type { ModelSpec } from '../../src/engine/models.ts';
 import {
   MAX_PROMPT_CHARS,
   type ImagineRequestInput,
   type PlatformLocation,
   type ReferenceInput,
   type Requester,
-} from '../src/engine/request.ts';
+} from '../../src/engine/request.ts';
+import { resolveModel } from '../../src/engine/validate.ts';
+import {
+  DEFAULT_COUNT,
+  DEFAULT_RATIO,
+  DEFAULT_RATIO_WITH_REFERENCES,
+  DEFAULT_RESOLUTION,
+  type ImagineOptions,
+  type ImagineOptionsInput,
+} from './definition.ts';
 import { parseImagineText } from './flags.ts';
-import type { ImagineOptions, ImagineOptionsInput } from './options.ts';
-
-export const DEFAULT_RATIO: Ratio = '1:1';
-/** With reference images the model keeps their shape unless told otherwise. */
-export const DEFAULT_RATIO_WITH_REFERENCES: Ratio = 'auto';
-export const DEFAULT_RESOLUTION: Resolution = '1K';
-export const DEFAULT_COUNT = 1;
 
 export interface ImagineInput {
   /** The prompt as typed: it may still hold flags ("a cat --ar 16:9"), which are parsed here. */
@@ -36,23 +38,6 @@ export interface ImagineInput {
 /** Drops keys whose value is undefined, so they do not override flags. */
 function definedOnly(options: ImagineOptionsInput): Partial<ImagineOptions> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<ImagineOptions>;
-}
-
-/** "Nano Banana Pro (Runbase) (--model runbase-pro), …": how an unknown-model error lists the choices. */
-export function describeModelChoices(models: readonly ModelSpec[]): string {
-  return models.map((m) => `${m.label} (--model ${m.key})`).join(', ');
-}
-
-/** A model choice (key, label or alias, any case) among the configured models, or a ValidationError listing them. */
-export function resolveModel(models: readonly ModelSpec[], choice: string): ModelSpec {
-  const model = findModel(models, choice);
-  if (!model) {
-    throw new ValidationError(
-      'model',
-      `"${choice}" is not a model this bot offers. Choose one of: ${describeModelChoices(models)}.`,
-    );
-  }
-  return model;
 }
 
 /**
@@ -71,6 +56,15 @@ export function buildImagineRequest(
   models: readonly ModelSpec[],
   defaultModel: ModelSpec,
 ): ImagineRequestInput {
+  return parseImagineInput(input, models, defaultModel).request;
+}
+
+/** buildImagineRequest's work, and whether the requester asked for a private result (`--private`, Discord's option). */
+export function parseImagineInput(
+  input: ImagineInput,
+  models: readonly ModelSpec[],
+  defaultModel: ModelSpec,
+): { request: ImagineRequestInput; private: boolean } {
   const parsed = parseImagineText(input.prompt);
   const options: Partial<ImagineOptions> = { ...parsed.options, ...definedOnly(input.options) };
 
@@ -93,7 +87,7 @@ export function buildImagineRequest(
   ];
   const model = options.model !== undefined ? resolveModel(models, options.model) : defaultModel;
 
-  return {
+  const request: ImagineRequestInput = {
     prompt: parsed.prompt,
     model: model.key,
     ratio: options.ratio ?? (references.length > 0 ? DEFAULT_RATIO_WITH_REFERENCES : DEFAULT_RATIO),
@@ -104,4 +98,5 @@ export function buildImagineRequest(
     requester: input.requester,
     location: input.location,
   };
+  return { request, private: options.private === true };
 }

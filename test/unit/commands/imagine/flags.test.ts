@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { helpText, parseImagineText, parseOptionValues, wantsPrivate } from '../../../commands/flags.ts';
-import { ValidationError } from '../../../src/engine/errors.ts';
-import { MODEL_CATALOG } from '../../../src/engine/models.ts';
+import { helpText, parseImagineText, parseOptionValues, wantsPrivate } from '../../../../commands/imagine/index.ts';
+import { ValidationError } from '../../../../src/engine/errors.ts';
+import { MODEL_CATALOG } from '../../../../src/engine/models.ts';
 
 /** The ValidationError a parse throws (fails the test when it does not throw one). */
 function parseError(text: string): ValidationError {
@@ -216,7 +216,7 @@ describe('helpText', () => {
   });
 
   it('every model example in the help parses and selects that model', async () => {
-    const { findModel } = await import('../../../src/engine/models.ts');
+    const { findModel } = await import('../../../../src/engine/models.ts');
     const text = helpText(MODEL_CATALOG);
     for (const m of MODEL_CATALOG) {
       const line = text.split('\n').find((l) => l.trim().startsWith(`${m.label}:`));

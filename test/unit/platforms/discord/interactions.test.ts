@@ -1,0 +1,160 @@
+/**
+ * The Discord dispatcher with small fakes: an interaction object with the fields discord.js gives
+ * the handler, an engine, and the webhook calls. What is asserted is what the user would see:
+ * the first response (ephemeral or not), the placeholder's fate, and the private sentence.
+ */
+import { MessageFlags, type Interaction } from 'discord.js';
+import { describe, expect, it } from 'vitest';
+import type { EngineApi } from '../../../../src/engine/api.ts';
+import type { JobRecord } from '../../../../src/engine/job.ts';
+import { configuredModels, type ModelSpec } from '../../../../src/engine/models.ts';
+import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
+import { QuotaExceededError } from '../../../../src/engine/errors.ts';
+import { sentenceFor } from '../../../../src/errors.ts';
+import { createLogger } from '../../../../src/log.ts';
+import { InteractionHandler } from '../../../../src/platforms/discord/interactions.ts';
+import type { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
+import { makeJob } from '../../commands/job-fixture.ts';
+
+const models = configuredModels(new Set(['runbase', 'runblob']));
+const runblobStandard = models.find((m) => m.key === 'runblob-standard') as ModelSpec;
+
+type Call = [string, ...unknown[]];
+
+function fakeEngine(opts: { submit?: (r: ImagineRequestInput) => Promise<JobRecord> } = {}) {
+  const submitted: ImagineRequestInput[] = [];
+  const engine = {
+    models,
+    defaultModel: models[0] as ModelSpec,
+    submit: async (r: ImagineRequestInput) => (submitted.push(r), opts.submit ? opts.submit(r) : makeJob({ id: 'job_1' })),
+    getJob: async () => undefined,
+    quota: async () => ({ exempt: false, limit: 20, used: 3, left: 17, resetsAt: Date.UTC(2026, 11, 6), costs: { '1K': 1, '2K': 2, '4K': 4 } }),
+  } as unknown as EngineApi;
+  return { engine, submitted };
+}
+
+function fakeMessages(calls: Call[]): DiscordMessages {
+  const record = (name: string) => async (...args: unknown[]) => (calls.push([name, ...args.slice(1)]), { id: 'm1' });
+  return { editOriginal: record('editOriginal'), followUp: record('followUp'), deleteOriginal: record('deleteOriginal') } as unknown as DiscordMessages;
+}
+
+/** A slash command as discord.js hands it over: only what the dispatcher reads. */
+function slashCommand(calls: Call[], name: string, values: Record<string, string | number | boolean>): Interaction {
+  const base = interactionBase(calls);
+  return {
+    ...base,
+    commandName: name,
+    isChatInputCommand: () => true,
+    isButton: () => false,
+    isStringSelectMenu: () => false,
+    options: {
+      get: (n: string) => (n in values ? { name: n, value: values[n] } : null),
+      getAttachment: () => null,
+    },
+  } as unknown as Interaction;
+}
+
+function button(calls: Call[], customId: string): Interaction {
+  return {
+    ...interactionBase(calls),
+    customId,
+    isChatInputCommand: () => false,
+    isButton: () => true,
+    isStringSelectMenu: () => false,
+    message: { id: 'msg1', flags: { has: () => false } },
+    deferUpdate: async () => void calls.push(['deferUpdate']),
+  } as unknown as Interaction;
+}
+
+function interactionBase(calls: Call[]) {
+  return {
+    id: 'i1',
+    applicationId: 'app1',
+    token: 'tok',
+    createdTimestamp: Date.now(),
+    channelId: 'c1',
+    guildId: 'g1',
+    user: { id: 'u1', username: 'ada', globalName: null },
+    deferReply: async (o: { flags?: number }) => void calls.push(['deferReply', o.flags === MessageFlags.Ephemeral ? 'ephemeral' : 'public']),
+    reply: async (o: { content: string; flags?: number }) => void calls.push(['reply', o.flags === MessageFlags.Ephemeral ? 'ephemeral' : 'public', o.content]),
+  };
+}
+
+function handler(engine: EngineApi, calls: Call[]) {
+  return new InteractionHandler({ engine, log: createLogger({ level: 'silent' }), messages: fakeMessages(calls) });
+}
+
+describe('Discord dispatcher', () => {
+  it('runs /imagine through the registry: a public defer, then the job submitted where the placeholder is', async () => {
+    const calls: Call[] = [];
+    const { engine, submitted } = fakeEngine();
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a fox --ar 16:9', count: 2 }));
+    expect(calls).toEqual([['deferReply', 'public']]);
+    expect(submitted).toHaveLength(1);
+    expect(submitted[0]).toMatchObject({ prompt: 'a fox', ratio: '16:9', count: 2, location: { interactionId: 'i1', ephemeral: false } });
+  });
+
+  it('refuses a bad option with an ephemeral reply before anything public exists, and submits nothing', async () => {
+    const calls: Call[] = [];
+    const { engine, submitted } = fakeEngine();
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a dog --ar 7:3' }));
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.slice(0, 2)).toEqual(['reply', 'ephemeral']);
+    expect(calls[0]?.[2]).toMatch(/^⚠️ --ar 7:3 is not a ratio this bot knows/);
+    expect(submitted).toEqual([]);
+  });
+
+  it('refuses what the chosen model cannot make (4K on RunBlob standard) before answering', async () => {
+    const calls: Call[] = [];
+    const { engine, submitted } = fakeEngine();
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a dog', model: runblobStandard.key, resolution: '4K' }));
+    expect(calls.map((c) => c.slice(0, 2))).toEqual([['reply', 'ephemeral']]);
+    expect(String(calls[0]?.[2])).toContain('cannot make 4K images');
+    expect(submitted).toEqual([]);
+  });
+
+  it('a refusal after a public defer removes the placeholder and tells the requester privately', async () => {
+    const calls: Call[] = [];
+    const refusal = new QuotaExceededError(4, 1, Date.UTC(2026, 11, 6));
+    const { engine } = fakeEngine({ submit: async () => Promise.reject(refusal) });
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a big batch', count: 4 }));
+    expect(calls.map((c) => c[0])).toEqual(['deferReply', 'deleteOriginal', 'followUp']);
+    expect(calls[2]?.[1]).toMatchObject({ content: `⚠️ ${refusal.userMessage}`, flags: MessageFlags.Ephemeral });
+  });
+
+  it('--private defers ephemerally, and a refusal then edits the private placeholder', async () => {
+    const calls: Call[] = [];
+    const { engine } = fakeEngine({ submit: async () => Promise.reject(new QuotaExceededError(1, 0, Date.UTC(2026, 11, 6))) });
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a secret --private' }));
+    expect(calls.map((c) => c[0])).toEqual(['deferReply', 'editOriginal']);
+    expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
+  });
+
+  it('/quota answers privately with the allowance', async () => {
+    const calls: Call[] = [];
+    const { engine } = fakeEngine();
+    await handler(engine, calls).handle(slashCommand(calls, 'quota', {}));
+    expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
+    expect(calls[1]?.[0]).toBe('editOriginal');
+    expect(calls[1]?.[1]).toMatchObject({ content: expect.stringMatching(/used 3 of 20 units today; 17 left/) });
+  });
+
+  it('an unknown command or control gets its catalogue sentence, privately', async () => {
+    const calls: Call[] = [];
+    const { engine } = fakeEngine();
+    await handler(engine, calls).handle(slashCommand(calls, 'paint', {}));
+    await handler(engine, calls).handle(button(calls, 'someone-else:thing'));
+    expect(calls).toEqual([
+      ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_COMMAND', { command: 'paint', known: ['imagine', 'quota'] })}`],
+      ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_CONTROL', {})}`],
+    ]);
+  });
+
+  it('a click on a job the store no longer has: deferred, then the placeholder removed and the reason told privately', async () => {
+    const calls: Call[] = [];
+    const { engine } = fakeEngine();
+    await handler(engine, calls).handle(button(calls, 'imagine:rerun:job_gone'));
+    expect(calls.map((c) => c[0])).toEqual(['deferReply', 'deleteOriginal', 'followUp']);
+    expect(calls[2]?.[1]).toMatchObject({ content: `⚠️ ${sentenceFor('JOB_NOT_FOUND', {})}` });
+  });
+});

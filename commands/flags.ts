@@ -21,8 +21,13 @@ export interface ParsedImagineText {
   /** The text with every flag (and its value) removed, trimmed. */
   prompt: string;
   options: Partial<ImagineOptions>;
-  /** `--ref` links, in the order given. */
+  /** `--ref` links (and, with `localRefs`, other values as given), in the order given. */
   refs: string[];
+}
+
+export interface ParseImagineTextOptions {
+  /** Keeps a `--ref` value that is not an http(s) link as given, for the caller to read as a local file (the CLI). */
+  localRefs?: boolean;
 }
 
 type FlagTarget = ImagineValueOptionName | 'ref';
@@ -189,7 +194,7 @@ function parseRefValue(value: string, shownAs: string): string {
  * Values are case-insensitive. Throws a ValidationError naming the flag for an unknown flag, a
  * missing or bad value, or a flag given twice (except `--ref`, which repeats).
  */
-export function parseImagineText(text: string): ParsedImagineText {
+export function parseImagineText(text: string, opts: ParseImagineTextOptions = {}): ParsedImagineText {
   const normalized = text.replace(DASHES_BEFORE_FLAG, '$1--');
   const options: Partial<ImagineOptions> = {};
   const refs: string[] = [];
@@ -226,7 +231,7 @@ export function parseImagineText(text: string): ParsedImagineText {
     cursor = end;
 
     if (target === 'ref') {
-      refs.push(parseRefValue(value, shownAs));
+      refs.push(opts.localRefs && !/^<?https?:/iu.test(value) ? value : parseRefValue(value, shownAs));
       continue;
     }
     if (options[target] !== undefined) {
@@ -236,6 +241,18 @@ export function parseImagineText(text: string): ParsedImagineText {
   }
   prompt += normalized.slice(cursor);
   return { prompt: prompt.trim(), options, refs };
+}
+
+/**
+ * A word on its own (the CLI's argv is already split into words) as a flag: undefined when it is
+ * not a flag this parser knows (`--ar=16:9` included: the caller splits at '='), else whether
+ * it reads the next word as its value (all but the switch `--private`). Same names, aliases and
+ * dashes (—ar) as parseImagineText.
+ */
+export function flagWord(word: string): { takesValue: boolean } | undefined {
+  const match = /^--(\p{L}[^\s=]*)$/u.exec(word.replace(DASHES_BEFORE_FLAG, '$1--'));
+  const target = match?.[1] === undefined ? undefined : FLAG_TARGETS.get(match[1].toLowerCase());
+  return target === undefined ? undefined : { takesValue: target !== 'private' };
 }
 
 function setOption<K extends ImagineValueOptionName>(
@@ -281,12 +298,28 @@ export function wantsPrivate(prompt: string, explicit?: boolean): boolean {
 
 /** Explains every flag with examples (Slack's `/imagine help`, the CLI's --help). Plain text. */
 export function helpText(models: readonly ModelSpec[], platform: Platform = 'slack'): string {
-  const flagNames = (flags: readonly string[]) => flags.map((f) => `--${f}`).join(' / ');
   const lines: string[] = [
     'Write what you want to see, then add flags anywhere (usually at the end):',
     '  /imagine a red fox in the snow, watercolor --ar 16:9 --res 2K --n 2',
     '',
+    ...flagHelpLines(models, platform),
   ];
+  lines.push(`${flagNames(REF_FLAG.flags)} <link>: ${REF_FLAG.description}. Example: ${REF_FLAG.example}`);
+  lines.push('');
+  lines.push('Values are not case-sensitive; --ar=16:9 works too, and so does —ar (a phone\'s long dash).');
+  lines.push('Defaults: 1:1 (auto with reference images), 1K, 1 image.');
+  return lines.join('\n');
+}
+
+const flagNames = (flags: readonly string[]) => flags.map((f) => `--${f}`).join(' / ');
+
+/**
+ * One line per value flag a platform offers (names and aliases, description, example), the
+ * model and ratio lines listing the choices: the part of the help every platform shares
+ * (`--ref` is not included: the CLI's takes local files too).
+ */
+export function flagHelpLines(models: readonly ModelSpec[], platform: Platform): string[] {
+  const lines: string[] = [];
   for (const name of IMAGINE_VALUE_OPTION_NAMES) {
     const def: OptionDefinition = IMAGINE_OPTIONS[name];
     if (!def.flags || (def.platforms && !def.platforms.includes(platform))) continue;
@@ -305,11 +338,7 @@ export function helpText(models: readonly ModelSpec[], platform: Platform = 'sla
       lines.push(`    ${offeredRatios(models).map((r) => RATIO_LABELS[r]).join(', ')}. Not every model takes every ratio.`);
     }
   }
-  lines.push(`${flagNames(REF_FLAG.flags)} <link>: ${REF_FLAG.description}. Example: ${REF_FLAG.example}`);
-  lines.push('');
-  lines.push('Values are not case-sensitive; --ar=16:9 works too, and so does —ar (a phone\'s long dash).');
-  lines.push('Defaults: 1:1 (auto with reference images), 1K, 1 image.');
-  return lines.join('\n');
+  return lines;
 }
 
 function modelNote(m: ModelSpec): string {

@@ -19,8 +19,13 @@ export interface ParsedImagineText {
   /** The text with every flag (and its value) removed, trimmed. */
   prompt: string;
   options: Partial<ImagineOptions>;
-  /** `--ref` links, in the order given. */
+  /** `--ref` links (and, with `localRefs`, other values as given), in the order given. */
   refs: string[];
+}
+
+export interface ParseImagineTextOptions {
+  /** Keeps a `--ref` value that is not an http(s) link as given, for the caller to read as a local file (the CLI). */
+  localRefs?: boolean;
 }
 
 type FlagTarget = ImagineValueOptionName | 'ref';
@@ -187,7 +192,7 @@ function parseRefValue(value: string, shownAs: string): string {
  * Values are case-insensitive. Throws a ValidationError naming the flag for an unknown flag, a
  * missing or bad value, or a flag given twice (except `--ref`, which repeats).
  */
-export function parseImagineText(text: string): ParsedImagineText {
+export function parseImagineText(text: string, opts: ParseImagineTextOptions = {}): ParsedImagineText {
   const normalized = text.replace(DASHES_BEFORE_FLAG, '$1--');
   const options: Partial<ImagineOptions> = {};
   const refs: string[] = [];
@@ -224,7 +229,7 @@ export function parseImagineText(text: string): ParsedImagineText {
     cursor = end;
 
     if (target === 'ref') {
-      refs.push(parseRefValue(value, shownAs));
+      refs.push(opts.localRefs && !/^<?https?:/iu.test(value) ? value : parseRefValue(value, shownAs));
       continue;
     }
     if (options[target] !== undefined) {
@@ -234,6 +239,18 @@ export function parseImagineText(text: string): ParsedImagineText {
   }
   prompt += normalized.slice(cursor);
   return { prompt: prompt.trim(), options, refs };
+}
+
+/**
+ * A word on its own (the CLI's argv is already split into words) as a flag: undefined when it is
+ * not a flag this parser knows (`--ar=16:9` included: the caller splits at '='), else whether
+ * it reads the next word as its value (all but the switch `--private`). Same names, aliases and
+ * dashes (—ar) as parseImagineText.
+ */
+export function flagWord(word: string): { takesValue: boolean } | undefined {
+  const match = /^--(\p{L}[^\s=]*)$/u.exec(word.replace(DASHES_BEFORE_FLAG, '$1--'));
+  const target = match?.[1] === undefined ? undefined : FLAG_TARGETS.get(match[1].toLowerCase());
+  return target === undefined ? undefined : { takesValue: target !== 'private' };
 }
 
 function setOption<K extends ImagineValueOptionName>(

@@ -1,5 +1,7 @@
 /**
- * `npm run imagine -- "prompt" --model … --ar 16:9 --res 2K --n 2 --ref path-or-url [--creativity 0.5]`
+ * `npm run imagine -- "prompt" [flags]`: the chat's flags (--model, --ar, --res, --n, --cr and their
+ * aliases, from commands/options.ts), as separate words or inside the prompt, plus --ref with a
+ * local file or a link, and -h/--help.
  *
  * One job from the command line, through the same engine as the bot (same validation, quotas,
  * store, providers): the operator's quickest check of their API keys. Shows a live progress line
@@ -11,17 +13,30 @@
 import { copyFile, mkdir, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { DEFAULT_COUNT, DEFAULT_RATIO, DEFAULT_RATIO_WITH_REFERENCES, DEFAULT_RESOLUTION } from '../../commands/imagine/definition.ts';
+import {
+  buildImagineRequest,
+  DEFAULT_COUNT,
+  DEFAULT_RATIO,
+  DEFAULT_RATIO_WITH_REFERENCES,
+  DEFAULT_RESOLUTION,
+  flagHelpLines,
+  flagWord,
+  IMAGINE_OPTIONS,
+  IMAGINE_VALUE_OPTION_NAMES,
+  parseImagineText,
+  REF_FLAG,
+  type ImagineOptions,
+} from '../../commands/imagine/index.ts';
+import type { OptionDefinition } from '../../commands/options.ts';
 import { ConfigError, configuredProviders, loadDotEnv, parseConfig, secretsOf, type Config } from '../config.ts';
 import { createEngine, type Engine } from '../engine/engine.ts';
 import { ValidationError } from '../engine/errors.ts';
 import type { Deliverer, JobRecord, ProgressEvent } from '../engine/job.ts';
-import { ALL_RATIOS, findModel, MODEL_CATALOG, RESOLUTIONS, type Ratio, type Resolution } from '../engine/models.ts';
+import { MODEL_CATALOG } from '../engine/models.ts';
 import { openStore } from '../engine/open-store.ts';
 import { Quotas } from '../engine/quota.ts';
-import { MAX_IMAGES_PER_JOB, type ReferenceInput, type Requester } from '../engine/request.ts';
+import type { ReferenceInput, Requester } from '../engine/request.ts';
 import type { Store } from '../engine/store.ts';
 import { BotError } from '../errors.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -33,19 +48,28 @@ export const EXIT_USAGE = 2;
 /** Where images are saved, relative to the working directory. */
 export const OUT_DIR = 'out';
 
-export const USAGE = `Usage: npm run imagine -- "<prompt>" [options]
+/** The CLI's own flags, besides the chat's. */
+const HELP_WORDS: readonly string[] = ['-h', '--help'];
 
-Options:
-  --model <name>        model key or alias (${MODEL_CATALOG.map((m) => m.key).join(', ')}); default: DEFAULT_MODEL or the first configured
-  --ar <ratio>          aspect ratio: auto, 1:1, 16:9, 9:16, 4:3, 3:2, … (default ${DEFAULT_RATIO}; ${DEFAULT_RATIO_WITH_REFERENCES} with references)
-  --res <1K|2K|4K>      resolution (default ${DEFAULT_RESOLUTION})
-  --n <1-4>             number of images (default ${DEFAULT_COUNT})
-  --ref <path-or-url>   reference image, a local file or an https:// link; repeatable
-  --creativity <0-1>    how free the model is (RunBlob models only)
-  -h, --help            show this help
-
-Images are saved to ./${OUT_DIR}/<jobId>-<n>.<ext>; their paths are printed on stdout.
-Configuration comes from the environment or .env (see .env.example).`;
+/**
+ * The usage, from the same definitions as the chat's help (commands/imagine/help.ts flagHelpLines): every
+ * model of the catalog is listed, since the configuration is not read to print it.
+ */
+export const USAGE = [
+  'Usage: npm run imagine -- "<prompt>" [flags]',
+  '  e.g. npm run imagine -- "a red fox in the snow, watercolor" --ar 16:9 --res 2K --n 2',
+  '',
+  'Flags go after the prompt as separate words, or inside it ("a red fox --ar 16:9"); values are not',
+  'case-sensitive; --ar=16:9 works too, and so does —ar (a phone\'s long dash).',
+  '',
+  ...flagHelpLines(MODEL_CATALOG, 'cli'),
+  `${REF_FLAG.flags.map((f) => `--${f}`).join(' / ')} <file or link>: a reference image, a local file or an http(s) link (repeat for several). Example: --ref cat.png`,
+  `${HELP_WORDS.join(' / ')}: show this help`,
+  '',
+  `Defaults: the model DEFAULT_MODEL names (else the first configured), ${DEFAULT_RATIO} (${DEFAULT_RATIO_WITH_REFERENCES} with reference images), ${DEFAULT_RESOLUTION}, ${DEFAULT_COUNT} image.`,
+  `Images are saved to ./${OUT_DIR}/<jobId>-<n>.<ext>; their paths are printed on stdout.`,
+  'Configuration comes from the environment or .env (see .env.example).',
+].join('\n');
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -55,71 +79,92 @@ export class UsageError extends Error {
 }
 
 export interface CliArgs {
-  prompt: string;
-  model?: string;
-  ratio?: string;
-  resolution?: string;
-  count?: number;
-  creativity?: number;
-  refs: string[];
   help: boolean;
+  /** The prompt with every flag removed. */
+  prompt: string;
+  /** The flags' values, checked as in chat; without options the command line does not have (--private). */
+  options: Partial<ImagineOptions>;
+  /** `--ref` values in the order given: http(s) links, or local paths (see referencesFrom). */
+  refs: string[];
+  /** What the operator should know about the flags (an option ignored here), one sentence each. */
+  notes: string[];
+}
+
+/** Quotes (for parseImagineText) a value word the shell kept whole: "Nano Banana Pro (RunBlob)". */
+function asOneWord(value: string): string {
+  if (value !== '' && !/\s/u.test(value)) return value;
+  const pair = [['"', '"'], ["'", "'"], ['“', '”'], ['‘', '’']].find(([open, close]) => !value.includes(open!) && !value.includes(close!));
+  return pair ? `${pair[0]}${value}${pair[1]}` : value;
 }
 
 /**
- * Parses argv (without node and the script). Throws UsageError for anything parseArgs refuses and
- * for values no model accepts, before any configuration is read: a typo gets the usage, not a
- * configuration error. What only the chosen model refuses (8:1 on Pro) is the engine's to say.
+ * argv as one chat text: words joined by spaces, except that a flag's value keeps its spaces
+ * (quoted). A lone `--` (end of options) is dropped; `-m`, a whole word with one dash, is read
+ * as `--m` (command-line habit; the old CLI took -m).
+ */
+function argvText(argv: readonly string[]): string {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    let word = argv[i] ?? '';
+    if (word === '--') continue;
+    if (/^-\p{L}[^\s=]*(?:=.*)?$/su.test(word)) word = `-${word}`;
+    const equals = word.indexOf('=');
+    const name = equals > 0 ? word.slice(0, equals) : word;
+    const flag = flagWord(name);
+    const next = argv[i + 1];
+    if (flag && equals > 0) {
+      words.push(`${name}=${asOneWord(word.slice(equals + 1))}`);
+    } else if (flag?.takesValue && next !== undefined) {
+      words.push(word, asOneWord(next));
+      i++;
+    } else {
+      words.push(word);
+    }
+  }
+  return words.join(' ');
+}
+
+const PLATFORM_LABELS: Readonly<Record<string, string>> = { discord: 'Discord', slack: 'Slack' };
+
+/**
+ * Parses argv (without node and the script) exactly as chat parses a prompt (parseImagineText):
+ * same flags, aliases, values and sentences. Throws UsageError, before any configuration is
+ * read, for a bad flag and for an empty or too long prompt: a typo gets the usage, not a
+ * configuration error. Which models exist is the configuration's, so an unknown --model is
+ * refused later, by buildImagineRequest; what only the chosen model refuses (8:1 on Pro) is the
+ * engine's to say.
+ *
+ * An option only Discord has (--private) is ignored with a note rather than refused: a prompt
+ * copied from Discord still runs, and images saved to ./out are seen only by the operator anyway.
  */
 export function parseCliArgs(argv: readonly string[]): CliArgs {
-  let parsed;
+  if (argv.some((word) => HELP_WORDS.includes(word))) return { help: true, prompt: '', options: {}, refs: [], notes: [] };
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: true,
-      options: {
-        model: { type: 'string', short: 'm' },
-        ar: { type: 'string' },
-        res: { type: 'string' },
-        n: { type: 'string' },
-        ref: { type: 'string', multiple: true },
-        creativity: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err));
-  }
-  const { values, positionals } = parsed;
-  const args: CliArgs = { prompt: positionals.join(' ').trim(), refs: values.ref ?? [], help: values.help ?? false };
-  if (args.help) return args;
-  if (!args.prompt) throw new UsageError('A prompt is required.');
-  if (values.model !== undefined) {
-    if (!findModel(MODEL_CATALOG, values.model)) {
-      throw new UsageError(`--model: unknown model "${values.model}" (one of ${MODEL_CATALOG.map((m) => m.key).join(', ')}).`);
+    const parsed = parseImagineText(argvText(argv), { localRefs: true });
+    const options = { ...parsed.options };
+    const notes: string[] = [];
+    for (const name of IMAGINE_VALUE_OPTION_NAMES) {
+      const def: OptionDefinition = IMAGINE_OPTIONS[name];
+      if (options[name] === undefined || !def.platforms || def.platforms.includes('cli')) continue;
+      delete options[name];
+      const where = def.platforms.map((p) => PLATFORM_LABELS[p] ?? p).join(' and ');
+      notes.push(`--${def.flags?.[0] ?? name} is ignored: it only applies on ${where} ("${def.description}").`);
     }
-    args.model = values.model;
+    // The prompt checks (empty, too long) are buildImagineRequest's: run now with the model left
+    // to a default, since the configured models are not known yet.
+    const someModel = MODEL_CATALOG[0];
+    if (someModel) {
+      buildImagineRequest(
+        { prompt: parsed.prompt, options: { ...options, model: undefined }, refs: [], requester: { platform: 'cli', userId: 'operator' }, location: {} },
+        MODEL_CATALOG,
+        someModel,
+      );
+    }
+    return { help: false, prompt: parsed.prompt, options, refs: parsed.refs, notes };
+  } catch (err) {
+    if (err instanceof ValidationError) throw new UsageError(err.userMessage);
+    throw err;
   }
-  if (values.ar !== undefined) {
-    if (!(ALL_RATIOS as readonly string[]).includes(values.ar)) throw new UsageError(`--ar: "${values.ar}" is not an aspect ratio (${ALL_RATIOS.join(', ')}).`);
-    args.ratio = values.ar;
-  }
-  if (values.res !== undefined) {
-    const res = values.res.toUpperCase();
-    if (!(RESOLUTIONS as readonly string[]).includes(res)) throw new UsageError(`--res must be one of ${RESOLUTIONS.join(', ')} (got "${values.res}").`);
-    args.resolution = res;
-  }
-  if (values.n !== undefined) {
-    const n = /^\d+$/.test(values.n) ? Number(values.n) : NaN;
-    if (!(n >= 1 && n <= MAX_IMAGES_PER_JOB)) throw new UsageError(`--n must be a whole number from 1 to ${MAX_IMAGES_PER_JOB} (got "${values.n}").`);
-    args.count = n;
-  }
-  if (values.creativity !== undefined) {
-    const c = values.creativity.trim() === '' ? NaN : Number(values.creativity);
-    if (!(c >= 0 && c <= 1)) throw new UsageError(`--creativity must be a number from 0 to 1 (got "${values.creativity}").`);
-    args.creativity = c;
-  }
-  return args;
 }
 
 /** `--ref` values: links stay links (fetched through the SSRF guard), anything else is a local file. */
@@ -216,6 +261,8 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
     return EXIT_USAGE;
   }
 
+  for (const note of args.notes) stderr.write(`${note}\n`);
+
   loadDotEnv(join(cwd, '.env'));
   let config: Config;
   try {
@@ -258,16 +305,9 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
     engine = createEngine({ config, store, quotas, providers, log, timing: { takeoverIntervalMs: 0 } });
     engine.setDeliverer('cli', deliverer);
     const requester: Requester = { platform: 'cli', userId: operatorName() };
-    const job = await engine.submit({
-      prompt: args.prompt,
-      model: args.model ?? engine.defaultModel.key,
-      ratio: (args.ratio ?? (references.length ? DEFAULT_RATIO_WITH_REFERENCES : DEFAULT_RATIO)) as Ratio,
-      resolution: (args.resolution ?? DEFAULT_RESOLUTION) as Resolution,
-      count: args.count ?? DEFAULT_COUNT,
-      ...(args.creativity !== undefined ? { creativity: args.creativity } : {}),
-      references,
-      requester,
-    });
+    // Defaults and the unknown-model sentence (the configured models) as in chat.
+    const request = buildImagineRequest({ prompt: args.prompt, options: args.options, refs: references, requester, location: {} }, engine.models, engine.defaultModel);
+    const job = await engine.submit(request);
     const done = await engine.waitFor(job.id);
     deliverer.endLine();
     if (done.state !== 'succeeded') {

@@ -14,6 +14,7 @@ import { startFakeRunbase } from '../fakes/runbase.ts';
 import { captureLogger, FAST_TIMING, tempDir } from './engine-harness.ts';
 import { startBot } from '../../src/app.ts';
 import { parseConfig } from '../../src/config.ts';
+import { USAGE } from '../../src/cli/imagine.ts';
 
 const NODE = resolve('node_modules/.bin/node');
 const CLI = resolve('src/cli/imagine.ts');
@@ -61,19 +62,21 @@ describe.concurrent('CLI: npm run imagine', () => {
     expect(create.body).toMatchObject({ model: 'google/nano-banana-2', input: { aspect_ratio: '16:9', resolution: '1K' } });
   }, 30_000);
 
-  it('works with only RunBlob configured: a local reference goes inline, creativity as temperature', async ({ onTestFinished: after }) => {
+  it('works with only RunBlob configured: a local reference goes inline, creativity as temperature; chat flags in the prompt', async ({ onTestFinished: after }) => {
     const fake = await startFakeRunblob({ durationMs: 50 });
     after(() => fake.close());
     const cwd = await tempDir('cli-');
     after(() => rm(cwd, { recursive: true, force: true }));
     await writeFile(join(cwd, 'ref.png'), await renderPng({ width: 64, height: 64, seed: 1 }));
-    const { code, stdout, stderr } = await runCli(['a cat', '--ref', 'ref.png', '--creativity', '0.2'], cwd, {
+    // Written as in chat: flags inside the prompt, an alias, a decimal comma; --private is Discord's (ignored, with a note).
+    const { code, stdout, stderr } = await runCli(['a cat --temp 0,2 --private', '--ref', 'ref.png'], cwd, {
       RUNBLOB_API_KEY: fake.apiKey,
       RUNBLOB_API_URL: fake.url,
       STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}`,
       DATA_DIR: join(cwd, 'data'),
     });
     expect(code, stderr).toBe(0);
+    expect(stderr).toContain('--private is ignored: it only applies on Discord');
     const files = await readdir(join(cwd, 'out'));
     expect(files).toHaveLength(1);
     expect(stdout.trim()).toBe(join('out', files[0]!));
@@ -98,23 +101,24 @@ describe.concurrent('CLI: npm run imagine', () => {
     expect(stderr).toContain('out of credits');
   }, 30_000);
 
-  it.for<[string[], RegExp]>([
-    [['a fox', '--bogus'], /Unknown option '--bogus'/],
-    [['a fox', '--n'], /--n/],
-    [['a fox', '--n', 'two'], /--n must be a whole number/],
-    [['--ar', '16:9'], /A prompt is required/],
-    [['a fox', '--n', '9'], /--n must be a whole number from 1 to 4/],
-    [['a fox', '--res', '3K'], /--res must be one of 1K, 2K, 4K/],
-    [['a fox', '--ar', '7:3'], /--ar: "7:3" is not an aspect ratio/],
-    [['a fox', '--creativity', '2'], /--creativity must be a number from 0 to 1/],
+  // The chat's sentences (commands/imagine/flags.ts), each with the usage.
+  it.for<[string[], string]>([
+    [['a fox', '--bogus'], '--bogus is not a flag this bot knows. Flags: --model, --ar, --res, --n, --cr, --private, --ref.'],
+    [['a fox', '--n'], '--n needs a number of images from 1 to 4, e.g. --n 2.'],
+    [['a fox', '--n', 'two'], '--n two is not a number of images this bot can make. Use a whole number from 1 to 4, e.g. --n 2.'],
+    [['--ar', '16:9'], 'The prompt is empty: describe the image you want, e.g. "a red fox in the snow --ar 16:9".'],
+    [['a fox --count 9'], '--count 9 is not a number of images this bot can make. Use a whole number from 1 to 4, e.g. --count 2.'],
+    [['a fox', '--res', '3K'], '--res 3K is not a resolution this bot knows. Use one of: 1K, 2K, 4K.'],
+    [['a fox', '—ar', '7:3'], '--ar 7:3 is not a ratio this bot knows. Use one of: auto, 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9, 1:4, 1:8, 4:1, 8:1.'],
+    [['a fox', '--creativity', '2'], '--creativity 2 is not a valid creativity. Use a number from 0 to 1, e.g. --creativity 0.7.'],
+    [['a fox', '--ref', 'missing.png'], '--ref 1: "missing.png" is neither a file nor an http(s) link.'],
   ])('bad flags %j → usage on stderr, exit 2', async ([args, message], { onTestFinished: after }) => {
     const cwd = await tempDir('cli-');
     after(() => rm(cwd, { recursive: true, force: true }));
     // A valid configuration: the flags alone must be refused, before anything is sent.
     const { code, stdout, stderr } = await runCli(args, cwd, { RUNBASE_API_KEY: 'sk-never-used', RUNBASE_API_URL: 'http://127.0.0.1:9', STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}` });
     expect(code).toBe(2);
-    expect(stderr).toMatch(message);
-    expect(stderr).toContain('Usage: npm run imagine');
+    expect(stderr).toBe(`${message}\n\n${USAGE}\n`);
     expect(stdout).toBe('');
   });
 
@@ -132,6 +136,25 @@ describe.concurrent('CLI: npm run imagine', () => {
     expect(code).toBe(2);
     expect(stderr).toContain('Nano Banana Pro (Runbase) does not support the aspect ratio 8:1');
     expect(stderr).toContain('Nano Banana 2 (Runbase)');
+    expect(fake.counts.create).toBe(0);
+  });
+
+  it('an unknown model → the sentence listing the configured models, exit 2', async ({ onTestFinished: after }) => {
+    const fake = await startFakeRunbase({ durationMs: 50 });
+    after(() => fake.close());
+    const cwd = await tempDir('cli-');
+    after(() => rm(cwd, { recursive: true, force: true }));
+    const { code, stdout, stderr } = await runCli(['a fox', '-m', 'dalle'], cwd, {
+      RUNBASE_API_KEY: fake.apiKey,
+      RUNBASE_API_URL: fake.url,
+      STORE_URL: `sqlite://${join(cwd, 'store.sqlite')}`,
+      DATA_DIR: join(cwd, 'data'),
+    });
+    expect(code).toBe(2);
+    expect(stderr).toBe(
+      '"dalle" is not a model this bot offers. Choose one of: Nano Banana Pro (Runbase) (--model runbase-pro), Nano Banana 2 (Runbase) (--model runbase-2).\n',
+    );
+    expect(stdout).toBe('');
     expect(fake.counts.create).toBe(0);
   });
 

@@ -22,6 +22,7 @@ import {
   DEFAULT_RESOLUTION,
   flagHelpLines,
   flagWord,
+  imagine,
   IMAGINE_OPTIONS,
   IMAGINE_VALUE_OPTION_NAMES,
   parseImagineText,
@@ -29,6 +30,7 @@ import {
   type ImagineOptions,
 } from '../../commands/imagine/index.ts';
 import type { OptionDefinition } from '../../commands/options.ts';
+import { PLAIN_FORMAT } from '../../commands/render.ts';
 import { ConfigError, configuredProviders, loadDotEnv, parseConfig, secretsOf, type Config } from '../config.ts';
 import { createEngine, type Engine } from '../engine/engine.ts';
 import { ValidationError } from '../engine/errors.ts';
@@ -305,9 +307,11 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
     engine = createEngine({ config, store, quotas, providers, log, timing: { takeoverIntervalMs: 0 } });
     engine.setDeliverer('cli', deliverer);
     const requester: Requester = { platform: 'cli', userId: operatorName() };
-    // Defaults and the unknown-model sentence (the configured models) as in chat.
-    const request = buildImagineRequest({ prompt: args.prompt, options: args.options, refs: references, requester, location: {} }, engine.models, engine.defaultModel);
-    const job = await engine.submit(request);
+    // The same command as chat: defaults, the unknown-model sentence (the configured models) and
+    // what the model can make are checked before anything is stored or charged.
+    const invocation = imagine.prepare({ options: { prompt: args.prompt, ...args.options }, refs: references, requester }, engine);
+    const job = await invocation.run({ engine, format: PLAIN_FORMAT, location: {}, reply: async (text) => void stdout.write(`${text}\n`) });
+    if (!job) return EXIT_FAILED;
     const done = await engine.waitFor(job.id);
     deliverer.endLine();
     if (done.state !== 'succeeded') {

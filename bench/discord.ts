@@ -41,7 +41,7 @@ export const DISCORD_ACK_TARGET_RATIO = 1.2;
 const WARMUP_INTERACTIONS = 20;
 /** Single jobs on an idle bot, for the completion → message time without load. */
 const IDLE_JOBS = 10;
-/** The providers' fast end ("7–30 s", reference/providers.md) would make the bench long; 3 s keeps every job in flight during the bursts. */
+/** The providers' fast end ("7–30 s", docs/providers.md "Generation times") would make the bench long; 3 s keeps every job in flight during the bursts. */
 const PROVIDER_DURATION_MS = 3_000;
 const BENCH_USER = { id: '300000000000000001', username: 'bench' };
 

@@ -38,7 +38,7 @@ export const SLACK_BENCH_ROUNDS = 10;
 export const SLACK_BENCH_BURST_ROUNDS = 3;
 export const SLACK_ACK_TARGET_RATIO = 1.2;
 const WARMUP_COMMANDS = 30;
-/** The providers' fast end ("7–30 s", reference/providers.md): jobs are in flight during the burst. */
+/** The providers' fast end ("7–30 s", docs/providers.md "Generation times"): jobs are in flight during the burst. */
 const PROVIDER_DURATION_MS = 8_000;
 const SIGNING_SECRET = 'bench-signing-secret-0123456789abcdef';
 const BENCH_USER = 'UBENCH';

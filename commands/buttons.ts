@@ -1,5 +1,5 @@
 /**
- * What the buttons under a result do, platform-neutral (DESIGN.md "Buttons are durable"). Every
+ * What the buttons under a result do, platform-neutral (docs/architecture.md "Buttons are durable"). Every
  * click is a new job charged to the clicker, replying to its parent:
  * - Rerun: same prompt, options and references, new images.
  * - Upscale (per image): that image as the only reference, same prompt, 4K, one image; switches

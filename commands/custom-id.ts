@@ -1,7 +1,7 @@
 /**
  * Durable component ids: a button or select carries everything needed to act on a click (the
  * action, the job id, the image index), so it keeps working for weeks and across restarts with
- * no in-memory state (DESIGN.md "Buttons are durable"). Used as Discord's `custom_id` and Slack's
+ * no in-memory state (docs/architecture.md "Buttons are durable"). Used as Discord's `custom_id` and Slack's
  * `action_id` (and button `value`).
  *
  * Format: `imagine:<action>:<jobId>[:<index>]`, index 0-based (the JobTask index; labels show

@@ -1,5 +1,5 @@
 /**
- * Tests of the fake Runbase itself: it must hold clients to reference/providers.md, so each test
+ * Tests of the fake Runbase itself: it must hold clients to docs/providers.md, so each test
  * checks what a client would see on the wire.
  */
 import http from 'node:http';

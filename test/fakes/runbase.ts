@@ -1,5 +1,5 @@
 /**
- * A fake Runbase (https://runbase.net/api/v1), written from ../shared/reference/providers.md
+ * A fake Runbase (https://runbase.net/api/v1), written from the provider's documentation (docs/providers.md)
  * only. node:http on 127.0.0.1:0.
  *
  *   const fake = await startFakeRunbase({ durationMs: 100 });

@@ -1,6 +1,6 @@
 /**
  * Tests of the fake RunBlob itself: validation, error shapes, lifecycle, callbacks and outputs
- * as reference/providers.md describes them, checked on the wire.
+ * as docs/providers.md describes them, checked on the wire.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,5 +1,5 @@
 /**
- * A fake RunBlob (https://platform.runblob.io), written from ../shared/reference/providers.md
+ * A fake RunBlob (https://platform.runblob.io), written from the provider's documentation (docs/providers.md)
  * only. node:http on 127.0.0.1:0; the base URL is the origin (`fake.url`).
  *
  *   const fake = await startFakeRunblob({ durationMs: 100 });

@@ -141,7 +141,7 @@ export class DiscordDelivery implements Deliverer {
     try {
       await this.#messages.editInChannel(loc.channelId, loc.messageId, body);
     } catch (err) {
-      // One failure is enough: never loop on a refused call (reference/discord.md).
+      // One failure is enough: never loop on a refused call (docs/discord.md "Rate limits and errors").
       this.#noProgress.add(job.id);
       this.#log.debug({ err, jobId: job.id }, 'discord progress edit through the channel failed; progress stops');
     }

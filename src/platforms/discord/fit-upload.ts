@@ -1,5 +1,5 @@
 /**
- * Makes result images fit Discord's upload limits (reference/discord.md "Files"): each file under
+ * Makes result images fit Discord's upload limits (docs/discord.md "Files"): each file under
  * the interaction's `attachment_size_limit` (10 MiB by default), the whole message under 25 MiB,
  * at most 10 files. A file that is too large is re-encoded with sharp — WebP at the highest
  * quality that fits, then JPEG, then (only if still needed) smaller — so an image is never lost

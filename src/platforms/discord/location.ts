@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 
-/** An interaction token works for 15 minutes after the interaction was created (reference/discord.md). */
+/** An interaction token works for 15 minutes after the interaction was created (docs/discord.md "Interactions"). */
 export const INTERACTION_TOKEN_LIFETIME_MS = 15 * 60_000;
 /**
  * The final result (up to 25 MiB of files) is not sent through a token that expires within this

@@ -1,6 +1,6 @@
 /**
- * Per-message edit throttling for placeholders (reference/discord.md: about 5 edits per few
- * seconds per message; DESIGN.md "Waiting well"). Per key (a job's placeholder):
+ * Per-message edit throttling for placeholders (docs/discord.md "Rate limits and errors": about 5 edits per few
+ * seconds per message). Per key (a job's placeholder):
  *  - at most one edit in flight;
  *  - a state change (`urgent`) goes out at once — right after the edit in flight, and never
  *    less than `minGapMs` after the previous edit, so a burst of state changes cannot overflow

@@ -1,6 +1,6 @@
 /**
  * A small multipart/form-data reader for the fake Discord: Discord message requests carry
- * `payload_json` plus `files[n]` parts (reference/discord.md "Files").
+ * `payload_json` plus `files[n]` parts (docs/discord.md "Files").
  */
 export interface UploadedPart {
   /** The form field name, e.g. `files[0]` or `payload_json`. */

@@ -1,6 +1,6 @@
 /**
  * A fake Discord for end-to-end tests and the bench: REST (`/api/v10/…`), the gateway
- * (`/gateway`) and a CDN (`/cdn/…`) on one 127.0.0.1 port. Written from reference/discord.md and
+ * (`/gateway`) and a CDN (`/cdn/…`) on one 127.0.0.1 port. Written from docs/discord.md (Discord's documentation) and
  * Discord's OpenAPI description (request bodies are checked with the `discord-api-spec` zod
  * schemas). It enforces what real Discord enforces and the bot must respect:
  *  - the first response to an interaction within 3 s (10062 after), only one (40060);
@@ -1214,7 +1214,7 @@ function rateLimited(retryAfterS: number, global: boolean): Answer {
   };
 }
 
-/** Classic-message component rules the schema cannot express (reference/discord.md). */
+/** Classic-message component rules the schema cannot express (docs/discord.md "Commands and components"). */
 function componentRules(components: Record<string, unknown>[], v2: boolean): DiscordErrorBody | undefined {
   if (v2) return undefined;
   const issues: { path: (string | number)[]; code: string; message: string }[] = [];

@@ -10,8 +10,8 @@
  * newer one, and a 429 pauses ticks until Retry-After has passed.
  */
 import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
-import type { Deliverer, JobImage, JobRecord, ProgressEvent } from '../../engine/job.ts';
+import { EXTENSION_BY_MIME } from '../../engine/image-sniff.ts';
+import type { Deliverer, JobRecord, ProgressEvent } from '../../engine/job.ts';
 import { truncatePrompt } from '../../../commands/render.ts';
 import { failedMessage, imagesOf, placeholderMessage, queuedEvent, resultMessage, undeliverableMessage, type SlackMessageContent } from './blocks.ts';
 import {
@@ -35,7 +35,6 @@ export interface Placeholder {
   threadTs?: string;
 }
 
-const EXTENSIONS: Record<JobImage['mime'], string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp' };
 
 function locationOf(job: JobRecord): SlackLocation | undefined {
   const parsed = slackLocationSchema.safeParse(job.request.location);
@@ -320,7 +319,7 @@ export class SlackDeliverer implements Deliverer {
     const prompt = truncatePrompt(job.request.prompt, 200);
     const files = await Promise.all(
       images.map(async ({ index, image }) => {
-        const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSIONS[image.mime] ?? basename(image.path).split('.').pop()}`;
+        const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSION_BY_MIME[image.mime]}`;
         const { size } = await stat(image.path);
         const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: size, alt_text: prompt }));
         if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');

@@ -1,5 +1,5 @@
 /**
- * Slack files are private (reference/slack.md "Taking input"): reference images picked in the
+ * Slack files are private (docs/slack.md "Taking input"): reference images picked in the
  * modal or found on a message are downloaded from `url_private` with the bot token, streamed to
  * a temporary directory under DATA_DIR with a size cap, and handed to the engine as
  * `{ kind: 'file', path }`. No public link is ever created. The token is only ever sent to
@@ -13,8 +13,37 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { ReferenceError } from '../../engine/errors.ts';
+import { EXTENSION_BY_MIME, type ImageMime } from '../../engine/image-sniff.ts';
 import { MAX_REFERENCE_BYTES, type ReferenceInput } from '../../engine/request.ts';
-import type { SlackFileRef } from './modal.ts';
+import type { Config } from '../../config.ts';
+
+/** A Slack file to use as a reference: downloaded later with the bot token. */
+export interface SlackFileRef {
+  id: string;
+  name?: string;
+  /** url_private (absent when it did not fit in private_metadata: fetched with files.info). */
+  url?: string;
+}
+
+/**
+ * The reference image types, by the names Slack files go by (`filetype`, a name's extension):
+ * each type's extension and its media subtype (jpg, jpeg, png, webp), derived from the engine's
+ * list. The engine checks the bytes anyway.
+ */
+const MIME_BY_FILETYPE: ReadonlyMap<string, ImageMime> = new Map(
+  (Object.keys(EXTENSION_BY_MIME) as ImageMime[])
+    .sort()
+    .flatMap((mime) => [EXTENSION_BY_MIME[mime], mime.slice('image/'.length)].map((type): [string, ImageMime] => [type, mime])),
+);
+
+/** What file_input offers: https://docs.slack.dev/reference/block-kit/block-elements/file-input-element (`filetypes`). */
+export const REFERENCE_FILETYPES: readonly string[] = [...MIME_BY_FILETYPE.keys()];
+
+/** A Slack file's image type: its `mimetype`, else its `filetype` or name's extension; undefined when not one the bot takes. */
+export function referenceMime(f: { mimetype?: string | undefined; filetype?: string | undefined; name?: string | undefined }): ImageMime | undefined {
+  if (f.mimetype) return Object.hasOwn(EXTENSION_BY_MIME, f.mimetype) ? (f.mimetype as ImageMime) : undefined;
+  return MIME_BY_FILETYPE.get((f.filetype ?? f.name?.split('.').pop() ?? '').toLowerCase());
+}
 
 export const DOWNLOAD_TIMEOUT_MS = 30_000;
 export const UPLOAD_TIMEOUT_MS = 120_000;
@@ -136,6 +165,11 @@ export async function downloadSlackFiles(
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** Where downloaded Slack reference images live (kept as long as jobs, so Rerun can reuse them). */
+export function slackRefsDir(config: Pick<Config, 'DATA_DIR'>): string {
+  return `${config.DATA_DIR.replace(/\/+$/, '')}/slack-refs`;
 }
 
 /** Removes a download directory (best effort). */

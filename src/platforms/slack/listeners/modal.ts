@@ -1,7 +1,8 @@
 /**
  * The /imagine modal's submission. The payload is read and checked BEFORE ack() because the ack
- * carries field errors back into the modal (https://docs.slack.dev/surfaces/modals, "Displaying
- * errors in views"); that is synchronous and takes microseconds. The job starts after the ack.
+ * carries field errors back into the modal (`response_action: 'errors'`:
+ * https://docs.slack.dev/tools/bolt-js/concepts/view-submissions); that is synchronous and takes
+ * microseconds. The job starts after the ack.
  */
 import type { App, SlackViewMiddlewareArgs } from '@slack/bolt';
 import { buildImagineRequest } from '../../../../commands/imagine.ts';

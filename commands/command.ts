@@ -7,7 +7,7 @@
  */
 import type { EngineApi } from '../src/engine/api.ts';
 import type { JobRecord } from '../src/engine/job.ts';
-import type { PlatformLocation, ReferenceInput, Requester } from '../src/engine/request.ts';
+import type { ImagineRequestInput, PlatformLocation, ReferenceInput, Requester } from '../src/engine/request.ts';
 import type { CommandDefinition } from './options.ts';
 import type { TextFormat } from './render.ts';
 
@@ -27,6 +27,11 @@ export interface CommandInput {
 /** What a command may use once the platform has answered (the placeholder exists). */
 export interface CommandSurface {
   readonly engine: EngineApi;
+  /**
+   * Submits a job through the platform (engine.submit, with whatever the platform must know of
+   * a job before its first progress event: Slack tracks it to post the placeholder).
+   */
+  submit(request: ImagineRequestInput): Promise<JobRecord>;
   /** The platform's markup for shared texts. */
   readonly format: TextFormat;
   /** Where the answer is: the engine delivers a job's progress and results there. */

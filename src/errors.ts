@@ -54,6 +54,8 @@ export const USER_SENTENCES = {
     'Slack did not let me open the form in time. Please try again, or type your prompt after /imagine (see /imagine help).',
   UNREADABLE_REQUEST: () =>
     "I couldn't read that request from Slack, so nothing was started and nothing was charged. Please try again.",
+  MENTION_WITHOUT_PROMPT: () =>
+    'Mention me with a prompt, e.g. `@Imagine a red fox in the snow --ar 16:9`, and attach JPEG, PNG or WEBP images to use them as references. `/imagine help` lists the flags.',
   BOT_RESTARTING: () => 'The bot is restarting right now, so nothing was started and nothing was charged. Please try again in a moment.',
 
   // A job that ran.

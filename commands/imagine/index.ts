@@ -28,7 +28,7 @@ function prepare(input: CommandInput, context: PrepareContext): Invocation {
   validateAgainstModel(request, resolveModel(context.models, request.model), context.models);
   return {
     visibility: parsed.private ? 'private' : 'public',
-    run: (surface) => surface.engine.submit({ ...parsed.request, location: surface.location }),
+    run: (surface) => surface.submit({ ...parsed.request, location: surface.location }),
   };
 }
 

@@ -309,8 +309,9 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
     const requester: Requester = { platform: 'cli', userId: operatorName() };
     // The same command as chat: defaults, the unknown-model sentence (the configured models) and
     // what the model can make are checked before anything is stored or charged.
-    const invocation = imagine.prepare({ options: { prompt: args.prompt, ...args.options }, refs: references, requester }, engine);
-    const job = await invocation.run({ engine, format: PLAIN_FORMAT, location: {}, reply: async (text) => void stdout.write(`${text}\n`) });
+    const ready = engine;
+    const invocation = imagine.prepare({ options: { prompt: args.prompt, ...args.options }, refs: references, requester }, ready);
+    const job = await invocation.run({ engine: ready, submit: (request) => ready.submit(request), format: PLAIN_FORMAT, location: {}, reply: async (text) => void stdout.write(`${text}\n`) });
     if (!job) return EXIT_FAILED;
     const done = await engine.waitFor(job.id);
     deliverer.endLine();

@@ -123,6 +123,7 @@ export class InteractionHandler {
     const location = answer.location ?? locationOf(i, ephemeral);
     const surface: CommandSurface = {
       engine: this.#engine,
+      submit: (request) => this.#engine.submit(request),
       format: DISCORD_FORMAT,
       location,
       reply: async (text) => void (await this.#messages.editOriginal(location, { content: clipContent(text), allowed_mentions: NO_MENTIONS })),

@@ -5,7 +5,7 @@
  * commands/buttons.ts, so Slack and Discord say and offer the same things. Every action_id (and
  * button value) is the durable `imagine:<action>:<jobId>[:<index>]`, so clicks work after restarts.
  *
- * Limits respected (reference/slack.md "Block Kit"): ≤ 50 blocks, ≤ 25 elements per actions
+ * Limits respected (docs/slack.md "Block Kit"): ≤ 50 blocks, ≤ 25 elements per actions
  * block, button text ≤ 75, action_id ≤ 255, value ≤ 2000, section text ≤ 3000.
  */
 import type { types } from '@slack/bolt';

@@ -6,7 +6,7 @@
  * Rate limits: the WebClient is built with `rejectRateLimitedCalls: true` (its default would
  * sleep and retry for up to ~30 minutes). Interactive paths wait at most a couple of seconds for
  * a Retry-After; background delivery waits longer, then throws so the engine retries the delivery
- * with its own backoff (reference/slack.md "Posting").
+ * with its own backoff (docs/slack.md "Posting").
  */
 import { request } from 'undici';
 import { webApi } from '@slack/bolt';

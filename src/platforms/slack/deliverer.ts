@@ -4,22 +4,15 @@
  * with channel_id + thread_ts) into the placeholder's channel/thread, then the placeholder
  * updated with the summary and buttons. Works for jobs resumed after a restart: everything
  * needed is in job.request.location (channel, thread, placeholder ts, uploaded file ids).
- *
- * Edits are throttled per message: a state change edits at once, elapsed-time ticks at most
- * every `editIntervalMs`; edits of one message are serialised so an old state never overwrites a
- * newer one, and a 429 pauses ticks until Retry-After has passed.
+ * Progress edits of the placeholder are throttled in placeholder-edits.ts.
  */
-import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
-import type { Deliverer, JobImage, JobRecord, ProgressEvent } from '../../engine/job.ts';
-import { truncatePrompt } from '../../../commands/render.ts';
+import type { Deliverer, JobRecord, ProgressEvent } from '../../engine/job.ts';
 import { failedMessage, imagesOf, placeholderMessage, queuedEvent, resultMessage, undeliverableMessage, type SlackMessageContent } from './blocks.ts';
 import {
   background,
   inChannel,
   interactive,
   retryAfterMs,
-  slackApiUrl,
   slackErrorCode,
   slackLocationSchema,
   tellUser,
@@ -27,15 +20,10 @@ import {
   type SlackLocation,
   type Where,
 } from './context.ts';
-import { UploadRefusedError, postToUploadUrl } from './files.ts';
+import { PlaceholderEdits, type Placeholder } from './placeholder-edits.ts';
+import { UploadRefusedError, uploadImages } from './upload.ts';
 
-export interface Placeholder {
-  channel: string;
-  ts: string;
-  threadTs?: string;
-}
-
-const EXTENSIONS: Record<JobImage['mime'], string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp' };
+export type { Placeholder } from './placeholder-edits.ts';
 
 function locationOf(job: JobRecord): SlackLocation | undefined {
   const parsed = slackLocationSchema.safeParse(job.request.location);
@@ -52,16 +40,6 @@ function whereOf(loc: SlackLocation): Where {
   };
 }
 
-/** Per job: the latest progress not yet shown, and the edit loop's state. */
-interface EditState {
-  latest: { job: JobRecord; event: ProgressEvent } | undefined;
-  /** A state change arrived that the placeholder does not show yet. */
-  changePending: boolean;
-  lastEditAt: number;
-  running: Promise<void> | undefined;
-  closed: boolean;
-}
-
 /** A placeholder rate limited for longer than this is not posted late (the result will do). */
 const PLACEHOLDER_RETRY_MAX_MS = 60_000;
 
@@ -71,39 +49,13 @@ export class SlackDeliverer implements Deliverer {
   readonly #placeholders = new Map<string, Promise<Placeholder | undefined>>();
   /** Submissions in flight: a job can finish before its submitter registered the placeholder. */
   readonly #submitting = new Set<Promise<unknown>>();
-  readonly #edits = new Map<string, EditState>();
+  readonly #edits: PlaceholderEdits;
   /** Jobs waiting to post a placeholder that was rate limited (until delivery starts). */
   readonly #late = new Set<string>();
-  /** chat.update was rate limited: no elapsed-time ticks before this time. */
-  #ticksPausedUntil = 0;
-  /** Token bucket for placeholder edits across the workspace (tuning.progressEditsPerMinute). */
-  #editTokens: number;
-  #editTokensAt: number;
 
   constructor(ctx: SlackContext) {
     this.#ctx = ctx;
-    this.#editTokens = this.#editCapacity();
-    this.#editTokensAt = ctx.tuning.now();
-  }
-
-  /** Ten seconds' worth of edits may be spent at once. */
-  #editCapacity(): number {
-    return Math.max(2, Math.ceil(this.#ctx.tuning.progressEditsPerMinute / 6));
-  }
-
-  /**
-   * Takes one edit from the workspace budget. Elapsed-time ticks leave the last tokens to state
-   * changes, so under load users still see "generating" → "downloading", just fewer clock ticks.
-   */
-  #takeEditToken(forChange: boolean): boolean {
-    const now = this.#ctx.tuning.now();
-    const refill = ((now - this.#editTokensAt) * this.#ctx.tuning.progressEditsPerMinute) / 60_000;
-    this.#editTokens = Math.min(this.#editCapacity(), this.#editTokens + refill);
-    this.#editTokensAt = now;
-    const reserve = forChange ? 1 : 2;
-    if (this.#editTokens < reserve) return false;
-    this.#editTokens -= 1;
-    return true;
+    this.#edits = new PlaceholderEdits(ctx, (job) => this.#currentPlaceholder(job));
   }
 
   /** Wraps a submission so deliveries wait for the placeholder it is about to post. */
@@ -161,7 +113,7 @@ export class SlackDeliverer implements Deliverer {
     })();
     this.#placeholders.set(job.id, posting);
     // A state change that arrived while posting is shown as soon as the placeholder exists.
-    void posting.then(() => this.#kick(job.id));
+    void posting.then(() => this.#edits.kick(job.id));
     return posting;
   }
 
@@ -196,54 +148,13 @@ export class SlackDeliverer implements Deliverer {
     return loc?.ts ? { channel: loc.channel, ts: loc.ts, ...(loc.threadTs ? { threadTs: loc.threadTs } : {}) } : undefined;
   }
 
+  /** The placeholder being posted by this process, else the one the job records (progress never waits for a submission). */
+  async #currentPlaceholder(job: JobRecord): Promise<Placeholder | undefined> {
+    return (await this.#placeholders.get(job.id)) ?? this.#knownPlaceholder(job);
+  }
+
   progress(job: JobRecord, event: ProgressEvent): void {
-    if (job.request.requester.platform !== 'slack') return;
-    let state = this.#edits.get(job.id);
-    if (!state) {
-      state = { latest: undefined, changePending: false, lastEditAt: 0, running: undefined, closed: false };
-      this.#edits.set(job.id, state);
-    }
-    if (state.closed) return;
-    state.latest = { job, event };
-    if (event.changed) state.changePending = true;
-    const now = this.#ctx.tuning.now();
-    if (!event.changed && (now - state.lastEditAt < this.#ctx.tuning.editIntervalMs || now < this.#ticksPausedUntil)) return;
-    this.#kick(job.id);
-  }
-
-  #kick(jobId: string): void {
-    const state = this.#edits.get(jobId);
-    if (!state || state.running || state.closed || !state.latest) return;
-    const run = this.#editLoop(jobId, state).finally(() => {
-      state.running = undefined;
-    });
-    state.running = run;
-    this.#ctx.track(run, 'placeholder edit');
-  }
-
-  async #editLoop(jobId: string, state: EditState): Promise<void> {
-    const ctx = this.#ctx;
-    while (state.latest && !state.closed) {
-      await ctx.ackFirst.turn();
-      if (!state.latest || state.closed) return;
-      const { job, event } = state.latest;
-      const placeholder = (await this.#placeholders.get(jobId)) ?? this.#knownPlaceholder(job);
-      if (!placeholder || state.closed) return; // kept in `latest`; shown once the placeholder exists
-      // Over budget: keep it in `latest`; the engine's next tick tries again.
-      if (!this.#takeEditToken(state.changePending)) return;
-      state.latest = undefined;
-      state.changePending = false;
-      try {
-        // Progress edits never wait on a rate limit: the next tick shows the newer state anyway.
-        await ctx.client.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...placeholderMessage(job, event) });
-        state.lastEditAt = ctx.tuning.now();
-      } catch (err) {
-        const retryAfter = (err as { retryAfter?: number }).retryAfter;
-        if (typeof retryAfter === 'number') this.#ticksPausedUntil = ctx.tuning.now() + retryAfter * 1000;
-        ctx.log.warn({ err: String(err), jobId }, 'placeholder edit failed');
-        return;
-      }
-    }
+    if (job.request.requester.platform === 'slack') this.#edits.progress(job, event);
   }
 
   async deliver(job: JobRecord): Promise<void> {
@@ -257,11 +168,7 @@ export class SlackDeliverer implements Deliverer {
     }
     this.#late.delete(job.id);
     // Stop progress edits, and let an edit in flight finish so it cannot overwrite the result.
-    const edit = this.#edits.get(job.id);
-    if (edit) {
-      edit.closed = true;
-      await edit.running;
-    }
+    await this.#edits.stop(job.id);
     const where = whereOf(loc);
     const placeholder = await this.#placeholderFor(job, loc);
     const channel = placeholder?.channel ?? loc.channel;
@@ -271,7 +178,7 @@ export class SlackDeliverer implements Deliverer {
     let content: SlackMessageContent;
     if (job.state === 'succeeded' && images.length > 0) {
       if (!loc.fileIds) {
-        const fileIds = await this.#upload(job, images, channel, threadTs);
+        const fileIds = await uploadImages(ctx, job, images, channel, threadTs);
         await ctx.engine.updateLocation(job.id, { fileIds });
       }
       content = resultMessage(job, ctx.engine.models);
@@ -286,7 +193,7 @@ export class SlackDeliverer implements Deliverer {
 
     await this.#showFinal(job, placeholder, channel, threadTs, content);
     this.#placeholders.delete(job.id);
-    this.#edits.delete(job.id);
+    this.#edits.forget(job.id);
     log.info({ state: job.state, images: images.length, channel }, 'slack result delivered');
   }
 
@@ -308,30 +215,6 @@ export class SlackDeliverer implements Deliverer {
       );
     }
     await tellUser(ctx, { ...whereOf(loc), channel: placeholder?.channel ?? loc.channel }, content.text);
-  }
-
-  /**
-   * The external upload flow (what files.uploadV2 does), with the bytes streamed from disk:
-   * files.getUploadURLExternal per image → POST the bytes → one files.completeUploadExternal
-   * sharing them all into the channel (and thread), so they arrive as one message.
-   */
-  async #upload(job: JobRecord, images: ReturnType<typeof imagesOf>, channel: string, threadTs: string | undefined): Promise<string[]> {
-    const ctx = this.#ctx;
-    const prompt = truncatePrompt(job.request.prompt, 200);
-    const files = await Promise.all(
-      images.map(async ({ index, image }) => {
-        const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSIONS[image.mime] ?? basename(image.path).split('.').pop()}`;
-        const { size } = await stat(image.path);
-        const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: size, alt_text: prompt }));
-        if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');
-        await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config) });
-        return { id: target.file_id, title: images.length > 1 ? `${prompt} (${index + 1})` : prompt };
-      }),
-    );
-    await inChannel(ctx, channel, () =>
-      background(ctx, () => ctx.client.files.completeUploadExternal({ files: files as [{ id: string; title: string }], channel_id: channel, ...(threadTs ? { thread_ts: threadTs } : {}) })),
-    );
-    return files.map((f) => f.id);
   }
 
   /** Turns the placeholder into the final message; posts a new one when it is gone or never existed. */
@@ -356,11 +239,7 @@ export class SlackDeliverer implements Deliverer {
   }
 
   /** Waits for in-flight edits (stop()). */
-  async close(): Promise<void> {
-    const running = [...this.#edits.values()].map((s) => {
-      s.closed = true;
-      return s.running;
-    });
-    await Promise.allSettled(running);
+  close(): Promise<void> {
+    return this.#edits.close();
   }
 }

@@ -1,23 +1,51 @@
 /**
- * Slack files are private (reference/slack.md "Taking input"): reference images picked in the
+ * Slack files are private (docs/slack.md "Taking input"): reference images picked in the
  * modal or found on a message are downloaded from `url_private` with the bot token, streamed to
  * a temporary directory under DATA_DIR with a size cap, and handed to the engine as
  * `{ kind: 'file', path }`. No public link is ever created. The token is only ever sent to
  * Slack's own file hosts (or the configured SLACK_API_URL's host, for tests).
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { ReferenceError } from '../../engine/errors.ts';
+import { EXTENSION_BY_MIME, type ImageMime } from '../../engine/image-sniff.ts';
 import { MAX_REFERENCE_BYTES, type ReferenceInput } from '../../engine/request.ts';
-import type { SlackFileRef } from './modal.ts';
+import type { Config } from '../../config.ts';
+
+/** A Slack file to use as a reference: downloaded later with the bot token. */
+export interface SlackFileRef {
+  id: string;
+  name?: string;
+  /** url_private (absent when it did not fit in private_metadata: fetched with files.info). */
+  url?: string;
+}
+
+/**
+ * The reference image types, by the names Slack files go by (`filetype`, a name's extension):
+ * each type's extension and its media subtype (jpg, jpeg, png, webp), derived from the engine's
+ * list. The engine checks the bytes anyway.
+ */
+const MIME_BY_FILETYPE: ReadonlyMap<string, ImageMime> = new Map(
+  (Object.keys(EXTENSION_BY_MIME) as ImageMime[])
+    .sort()
+    .flatMap((mime) => [EXTENSION_BY_MIME[mime], mime.slice('image/'.length)].map((type): [string, ImageMime] => [type, mime])),
+);
+
+/** What file_input offers: https://docs.slack.dev/reference/block-kit/block-elements/file-input-element (`filetypes`). */
+export const REFERENCE_FILETYPES: readonly string[] = [...MIME_BY_FILETYPE.keys()];
+
+/** A Slack file's image type: its `mimetype`, else its `filetype` or name's extension; undefined when not one the bot takes. */
+export function referenceMime(f: { mimetype?: string | undefined; filetype?: string | undefined; name?: string | undefined }): ImageMime | undefined {
+  if (f.mimetype) return Object.hasOwn(EXTENSION_BY_MIME, f.mimetype) ? (f.mimetype as ImageMime) : undefined;
+  return MIME_BY_FILETYPE.get((f.filetype ?? f.name?.split('.').pop() ?? '').toLowerCase());
+}
 
 export const DOWNLOAD_TIMEOUT_MS = 30_000;
-export const UPLOAD_TIMEOUT_MS = 120_000;
 
 /** Whether `url` is a place where Slack serves private files (so the bot token may go there). */
 export function isSlackFileUrl(url: string, apiUrl: string): boolean {
@@ -138,58 +166,12 @@ export async function downloadSlackFiles(
   }
 }
 
+/** Where downloaded Slack reference images live (kept as long as jobs, so Rerun can reuse them). */
+export function slackRefsDir(config: Pick<Config, 'DATA_DIR'>): string {
+  return `${config.DATA_DIR.replace(/\/+$/, '')}/slack-refs`;
+}
+
 /** Removes a download directory (best effort). */
 export async function removeDownloads(dir: string | undefined): Promise<void> {
   if (dir) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-}
-
-/**
- * Step 2 of Slack's external upload flow: POSTs one file to the `upload_url` that
- * files.getUploadURLExternal returned, as multipart/form-data (what Slack's docs and SDKs send),
- * streamed from disk so a 20 MB image never blocks the event loop or sits in memory twice. The
- * bot token goes along only to Slack's own hosts.
- */
-export async function postToUploadUrl(opts: {
-  uploadUrl: string;
-  path: string;
-  filename: string;
-  mime: string;
-  token: string;
-  apiUrl: string;
-  dispatcher?: Dispatcher;
-}): Promise<void> {
-  const { size } = await stat(opts.path);
-  const boundary = `----imagine-${randomUUID()}`;
-  const safeName = opts.filename.replace(/["\r\n]/g, '_');
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: ${opts.mime}\r\n\r\n`);
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  async function* parts() {
-    yield head;
-    yield* createReadStream(opts.path);
-    yield tail;
-  }
-  const res = await request(opts.uploadUrl, {
-    method: 'POST',
-    headers: {
-      'content-type': `multipart/form-data; boundary=${boundary}`,
-      'content-length': String(head.length + size + tail.length),
-      ...(isSlackFileUrl(opts.uploadUrl, opts.apiUrl) ? { authorization: `Bearer ${opts.token}` } : {}),
-    },
-    body: Readable.from(parts()),
-    headersTimeout: UPLOAD_TIMEOUT_MS,
-    bodyTimeout: UPLOAD_TIMEOUT_MS,
-    ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
-  });
-  const answer = await res.body.text();
-  if (res.statusCode !== 200) throw new UploadRefusedError(opts.filename, res.statusCode, answer);
-}
-
-/** The upload URL answered something other than 200. */
-export class UploadRefusedError extends Error {
-  readonly status: number;
-  constructor(filename: string, status: number, answer: string) {
-    super(`upload of ${filename} failed: HTTP ${status} ${answer.slice(0, 200)}`);
-    this.name = 'UploadRefusedError';
-    this.status = status;
-  }
 }

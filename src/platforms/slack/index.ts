@@ -1,9 +1,9 @@
 /**
- * The Slack adapter: a Bolt App whose listeners (handlers.ts) translate commands, modals,
+ * The Slack adapter: a Bolt App whose listeners (listeners/) translate commands, modals,
  * shortcuts and clicks into engine requests, and whose deliverer (deliverer.ts) renders jobs back
  * into Slack messages.
  *
- * Transport (reference/slack.md "Transport and security"):
+ * Transport (docs/slack.md "Transport and security"):
  * - HTTP mode (SLACK_SIGNING_SECRET): Bolt's HTTPReceiver verifies signatures and timestamps
  *   (older than 5 min → 401) and is mounted on the bot's own HTTP server at POST /slack/events;
  *   Bolt never opens a port of its own.
@@ -19,7 +19,8 @@ import type { Logger } from '../../log.ts';
 import type { HttpServer } from '../http/server.ts';
 import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
 import { SlackDeliverer } from './deliverer.ts';
-import { SlackHandlers, slackRefsDir } from './handlers.ts';
+import { slackRefsDir } from './files.ts';
+import { registerListeners } from './listeners/index.ts';
 import { SLACK_EVENTS_PATH } from './manifest.ts';
 import { AckFirst } from '../ack-first.ts';
 
@@ -151,12 +152,12 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     },
   };
   const deliverer = new SlackDeliverer(ctx);
-  new SlackHandlers(ctx, deliverer).register(app);
+  registerListeners(app, { ctx, jobs: deliverer });
   app.error(async (err) => {
     log.error({ err: err.message, code: (err as { code?: string }).code }, 'bolt listener error');
   });
   engine.setDeliverer('slack', deliverer);
-  ctx.track(pruneOldReferences(slackRefsDir(ctx), ctx.tuning.now(), log), 'prune references');
+  ctx.track(pruneOldReferences(slackRefsDir(config), ctx.tuning.now(), log), 'prune references');
 
   let stopped = false;
   if (socketMode) {

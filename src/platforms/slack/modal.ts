@@ -1,45 +1,42 @@
 /**
  * The /imagine modal (opened by `/imagine` with no text, or by the "Imagine with these images"
- * message shortcut): prompt, model, ratio, resolution, count, creativity and a file_input for
- * reference images. Fields, labels and choices come from the shared option definitions
- * (commands/options.ts). Where the result goes (channel, thread) and the shortcut's images travel
- * in private_metadata (≤ 3000 chars), so a submission needs no server-side state.
+ * message shortcut): one input per option that Slack offers and some configured model can use,
+ * derived like Discord's /imagine from the shared definitions (`resolveOptions` in
+ * commands/options.ts: labels aside, the choices, ranges and defaults are theirs), then a
+ * file_input for reference images. Where the result goes (channel, thread) and the shortcut's
+ * images travel in private_metadata (≤ 3000 chars), so a submission needs no server-side state.
+ * Block Kit: https://docs.slack.dev/reference/block-kit/blocks/input-block
  */
 import type { types } from '@slack/bolt';
 import { z } from 'zod';
-import { parseFlagValue } from '../../../commands/imagine/flags.ts';
-import { IMAGINE_OPTIONS, type ImagineOptions } from '../../../commands/imagine/definition.ts';
-import { modelChoices, ratioChoices } from '../../../commands/options.ts';
+import {
+  DEFAULT_COUNT,
+  DEFAULT_RATIO,
+  DEFAULT_RATIO_WITH_REFERENCES,
+  DEFAULT_RESOLUTION,
+  IMAGINE_DEFINITION,
+  IMAGINE_OPTIONS,
+  IMAGINE_VALUE_OPTION_NAMES,
+  parseFlagValue,
+  type ImagineOptions,
+  type ImagineValueOptionName,
+} from '../../../commands/imagine/index.ts';
+import { resolveOptions, type OptionDefinition, type ResolvedOption } from '../../../commands/options.ts';
 import { ValidationError } from '../../engine/errors.ts';
-import { RESOLUTIONS, type ModelSpec } from '../../engine/models.ts';
-import { MAX_IMAGES_PER_JOB } from '../../engine/request.ts';
+import type { ModelSpec } from '../../engine/models.ts';
+import { REFERENCE_FILETYPES, type SlackFileRef } from './files.ts';
 import { clip } from './format.ts';
+import { fileRef, slackFileSchema } from './payloads.ts';
 
 export const IMAGINE_MODAL_CALLBACK_ID = 'imagine_modal';
-/** Each input's block_id, also its element's action_id (unique in the view, as strict readers want). */
-export const MODAL_BLOCKS = {
-  prompt: 'prompt',
-  model: 'model',
-  ratio: 'ratio',
-  resolution: 'resolution',
-  count: 'count',
-  creativity: 'creativity',
-  images: 'images',
-} as const;
+/** The reference images' file_input. Every other input's block_id is its option's name, and so is its element's action_id. */
+export const IMAGES_BLOCK = 'images';
 export const MAX_PRIVATE_METADATA_CHARS = 3000;
 /** file_input accepts at most 10 files; our models take at most 8 references. */
 export const MAX_FILE_INPUT_FILES = 10;
-/** What file_input offers (the engine checks the bytes anyway). */
-export const REFERENCE_FILETYPES = ['jpg', 'jpeg', 'png', 'webp'];
-
-/** A Slack file to use as a reference: downloaded later with the bot token. */
-export interface SlackFileRef {
-  id: string;
-  name?: string;
-  /** url_private (absent when it did not fit in private_metadata: fetched with files.info). */
-  url?: string;
-  mimetype?: string;
-}
+/** Block Kit limits: static_select options, plain_text_input max_length. */
+const MAX_SELECT_OPTIONS = 100;
+const MAX_TEXT_INPUT_CHARS = 3000;
 
 export interface ModalMetadata {
   channel: string;
@@ -48,17 +45,18 @@ export interface ModalMetadata {
   refs: SlackFileRef[];
 }
 
+// `m` (a media type) was written by earlier versions; it is read and ignored.
 const metadataSchema = z.object({
   c: z.string().min(1),
   t: z.string().optional(),
-  r: z.array(z.object({ i: z.string(), n: z.string().optional(), u: z.string().optional(), m: z.string().optional() })).default([]),
+  r: z.array(z.object({ i: z.string(), n: z.string().optional(), u: z.string().optional() })).default([]),
 });
 
 /** Compact JSON for private_metadata; drops URLs (then names) when the refs would not fit. */
 export function encodeMetadata(meta: ModalMetadata): string {
   const base = { c: meta.channel, ...(meta.threadTs ? { t: meta.threadTs } : {}) };
   const attempts = [
-    meta.refs.map((r) => ({ i: r.id, ...(r.name ? { n: r.name } : {}), ...(r.url ? { u: r.url } : {}), ...(r.mimetype ? { m: r.mimetype } : {}) })),
+    meta.refs.map((r) => ({ i: r.id, ...(r.name ? { n: r.name } : {}), ...(r.url ? { u: r.url } : {}) })),
     meta.refs.map((r) => ({ i: r.id, ...(r.name ? { n: r.name } : {}) })),
     meta.refs.map((r) => ({ i: r.id })),
   ];
@@ -77,32 +75,67 @@ export function decodeMetadata(raw: string): ModalMetadata | undefined {
     return {
       channel: c,
       ...(t ? { threadTs: t } : {}),
-      refs: r.map((x) => ({ id: x.i, ...(x.n ? { name: x.n } : {}), ...(x.u ? { url: x.u } : {}), ...(x.m ? { mimetype: x.m } : {}) })),
+      refs: r.map((x) => ({ id: x.i, ...(x.n ? { name: x.n } : {}), ...(x.u ? { url: x.u } : {}) })),
     };
   } catch {
     return undefined;
   }
 }
 
+/** The label above each input (the definitions' description is the hint below it). */
+const LABELS: Readonly<Partial<Record<string, string>>> = {
+  prompt: 'Prompt',
+  model: 'Model',
+  ratio: 'Aspect ratio',
+  resolution: 'Resolution',
+  count: 'Number of images',
+  creativity: 'Creativity',
+};
+const labelOf = (name: string) => LABELS[name] ?? name.charAt(0).toUpperCase() + name.slice(1);
+
+/** Hints where the description alone would mislead in a form (the prompt's flags; the ratio's default). */
+const HINTS: Readonly<Partial<Record<string, string>>> = {
+  prompt: 'Describe the image. Flags such as --ar 16:9 work here too.',
+  ratio: `${IMAGINE_OPTIONS.ratio.description}. Default ${DEFAULT_RATIO}, or ${DEFAULT_RATIO_WITH_REFERENCES} (the references' shape) with reference images.`,
+};
+const PROMPT_PLACEHOLDER = 'a red fox in the snow, watercolor';
+
 const plain = (text: string) => ({ type: 'plain_text' as const, text, emoji: true });
 const option = (text: string, value: string): types.PlainTextOption => ({ text: plain(clip(text, 75)), value });
 
-function select(blockId: string, label: string, hint: string, options: types.PlainTextOption[], initial?: string): types.InputBlock {
-  const initialOption = initial !== undefined ? options.find((o) => o.value === initial) : undefined;
-  return {
-    type: 'input',
-    block_id: blockId,
-    optional: true,
-    label: plain(label),
-    hint: plain(clip(hint, 2000)),
-    element: {
-      type: 'static_select',
-      action_id: blockId,
-      placeholder: plain('Default'),
-      options,
-      ...(initialOption ? { initial_option: initialOption } : {}),
-    },
-  };
+/** An option's input element, or undefined for an option a modal input cannot hold. */
+function inputElement(o: ResolvedOption, initial: string | undefined): types.InputBlockElement | undefined {
+  const range =
+    o.type === 'integer' && o.minValue !== undefined && o.maxValue !== undefined && o.maxValue - o.minValue < MAX_SELECT_OPTIONS
+      ? Array.from({ length: o.maxValue - o.minValue + 1 }, (_, i) => ({ name: String(o.minValue! + i), value: String(o.minValue! + i) }))
+      : undefined;
+  const choices = o.choices ?? range;
+  if (choices) {
+    const options = choices.slice(0, MAX_SELECT_OPTIONS).map((c) => option(c.name, c.value));
+    const initialOption = options.find((c) => c.value === initial);
+    return { type: 'static_select', action_id: o.name, placeholder: plain('Default'), options, ...(initialOption ? { initial_option: initialOption } : {}) };
+  }
+  if (o.type === 'string') {
+    return {
+      type: 'plain_text_input',
+      action_id: o.name,
+      multiline: true,
+      max_length: Math.min(o.maxLength ?? MAX_TEXT_INPUT_CHARS, MAX_TEXT_INPUT_CHARS),
+      ...(o.name === 'prompt' ? { placeholder: plain(PROMPT_PLACEHOLDER) } : {}),
+      ...(initial ? { initial_value: clip(initial, MAX_TEXT_INPUT_CHARS) } : {}),
+    };
+  }
+  if (o.type === 'integer' || o.type === 'number') {
+    return {
+      type: 'number_input',
+      action_id: o.name,
+      is_decimal_allowed: o.type === 'number',
+      ...(o.minValue !== undefined ? { min_value: String(o.minValue) } : {}),
+      ...(o.maxValue !== undefined ? { max_value: String(o.maxValue) } : {}),
+      ...(o.minValue !== undefined && o.maxValue !== undefined ? { placeholder: plain(`${o.minValue} to ${o.maxValue}`) } : {}),
+    };
+  }
+  return undefined;
 }
 
 export interface ImagineModalInput {
@@ -116,6 +149,12 @@ export interface ImagineModalInput {
 /** The modal view for views.open. */
 export function imagineModal(input: ImagineModalInput): types.ModalView {
   const { models, defaultModel, meta } = input;
+  const initial: Readonly<Partial<Record<string, string>>> = {
+    ...(input.prompt ? { prompt: input.prompt } : {}),
+    model: defaultModel.key,
+    resolution: DEFAULT_RESOLUTION,
+    count: String(DEFAULT_COUNT),
+  };
   const maxRefs = Math.min(MAX_FILE_INPUT_FILES, Math.max(1, ...models.map((m) => m.maxReferences)));
   const blocks: types.KnownBlock[] = [];
   if (meta.refs.length > 0) {
@@ -125,58 +164,25 @@ export function imagineModal(input: ImagineModalInput): types.ModalView {
       elements: [{ type: 'mrkdwn', text: clip(`🖼️ Using ${meta.refs.length === 1 ? 'the image' : `${meta.refs.length} images`} from the message as references: ${names}`, 3000) }],
     });
   }
-  blocks.push({
-    type: 'input',
-    block_id: MODAL_BLOCKS.prompt,
-    label: plain('Prompt'),
-    hint: plain('Describe the image. Flags such as --ar 16:9 work here too.'),
-    element: {
-      type: 'plain_text_input',
-      action_id: MODAL_BLOCKS.prompt,
-      multiline: true,
-      max_length: IMAGINE_OPTIONS.prompt.maxLength > 3000 ? 3000 : IMAGINE_OPTIONS.prompt.maxLength,
-      placeholder: plain('a red fox in the snow, watercolor'),
-      ...(input.prompt ? { initial_value: clip(input.prompt, 3000) } : {}),
-    },
-  });
-  blocks.push(
-    select(MODAL_BLOCKS.model, 'Model', IMAGINE_OPTIONS.model.description, modelChoices(models).map((c) => option(c.name, c.value)), defaultModel.key),
-  );
-  blocks.push(
-    select(
-      MODAL_BLOCKS.ratio,
-      'Aspect ratio',
-      `${IMAGINE_OPTIONS.ratio.description}. Default 1:1, or auto (the references' shape) with reference images.`,
-      ratioChoices().map((c) => option(c.name, c.value)),
-    ),
-  );
-  blocks.push(select(MODAL_BLOCKS.resolution, 'Resolution', IMAGINE_OPTIONS.resolution.description, RESOLUTIONS.map((r) => option(r, r)), '1K'));
-  blocks.push(
-    select(
-      MODAL_BLOCKS.count,
-      'Number of images',
-      IMAGINE_OPTIONS.count.description,
-      Array.from({ length: MAX_IMAGES_PER_JOB }, (_, i) => option(String(i + 1), String(i + 1))),
-      '1',
-    ),
-  );
-  if (models.some((m) => m.creativity)) {
+  for (const o of resolveOptions(IMAGINE_DEFINITION, models, 'slack')) {
+    const element = inputElement(o, initial[o.name]);
+    if (!element) continue;
     blocks.push({
       type: 'input',
-      block_id: MODAL_BLOCKS.creativity,
-      optional: true,
-      label: plain('Creativity'),
-      hint: plain(IMAGINE_OPTIONS.creativity.description),
-      element: { type: 'number_input', action_id: MODAL_BLOCKS.creativity, is_decimal_allowed: true, min_value: '0', max_value: '1', placeholder: plain('0 to 1') },
+      block_id: o.name,
+      ...(o.required ? {} : { optional: true }),
+      label: plain(labelOf(o.name)),
+      hint: plain(clip(HINTS[o.name] ?? o.description, 2000)),
+      element,
     });
   }
   blocks.push({
     type: 'input',
-    block_id: MODAL_BLOCKS.images,
+    block_id: IMAGES_BLOCK,
     optional: true,
     label: plain(meta.refs.length > 0 ? 'More reference images' : 'Reference images'),
     hint: plain(`JPEG, PNG or WEBP, up to ${maxRefs} (how many depends on the model).`),
-    element: { type: 'file_input', action_id: MODAL_BLOCKS.images, filetypes: REFERENCE_FILETYPES, max_files: maxRefs },
+    element: { type: 'file_input', action_id: IMAGES_BLOCK, filetypes: [...REFERENCE_FILETYPES], max_files: maxRefs },
   });
   return {
     type: 'modal',
@@ -192,13 +198,8 @@ export function imagineModal(input: ImagineModalInput): types.ModalView {
 /** A view_submission's state values, as Slack sends them. */
 export type ViewStateValues = Record<string, Record<string, { type?: string; value?: string | null; selected_option?: { value: string } | null; files?: unknown[] }>>;
 
-const uploadedFileSchema = z.object({
-  id: z.string(),
-  name: z.string().optional(),
-  mimetype: z.string().optional(),
-  url_private: z.string().optional(),
-  url_private_download: z.string().optional(),
-});
+/** The options a Slack modal may hold, whatever the models configured when it was opened. */
+const SLACK_VALUE_OPTIONS = IMAGINE_VALUE_OPTION_NAMES.filter((name) => (IMAGINE_OPTIONS[name] as OptionDefinition).platforms?.includes('slack') ?? true);
 
 export interface ModalSubmission {
   prompt: string;
@@ -218,47 +219,24 @@ export function readSubmission(values: ViewStateValues): ModalSubmission {
     const states = values[block];
     return states ? (states[block] ?? Object.values(states)[0]) : undefined;
   };
-  const selected = (block: string) => get(block)?.selected_option?.value ?? undefined;
-  const options: Partial<ImagineOptions> = {};
-  const model = selected(MODAL_BLOCKS.model);
-  if (model) options.model = model;
-  const ratio = selected(MODAL_BLOCKS.ratio);
-  if (ratio) options.ratio = parseFlagValue('ratio', ratio, 'Aspect ratio');
-  const resolution = selected(MODAL_BLOCKS.resolution);
-  if (resolution) options.resolution = parseFlagValue('resolution', resolution, 'Resolution');
-  const count = selected(MODAL_BLOCKS.count);
-  if (count) options.count = parseFlagValue('count', count, 'Number of images');
-  const creativity = get(MODAL_BLOCKS.creativity)?.value;
-  if (creativity !== undefined && creativity !== null && creativity.trim() !== '')
-    options.creativity = parseFlagValue('creativity', creativity.trim(), 'Creativity');
-  const files: SlackFileRef[] = [];
-  for (const raw of get(MODAL_BLOCKS.images)?.files ?? []) {
-    const f = uploadedFileSchema.safeParse(raw);
-    if (!f.success) continue;
-    const url = f.data.url_private ?? f.data.url_private_download;
-    files.push({ id: f.data.id, ...(f.data.name ? { name: f.data.name } : {}), ...(url ? { url } : {}), ...(f.data.mimetype ? { mimetype: f.data.mimetype } : {}) });
+  const options: Partial<Record<ImagineValueOptionName, unknown>> = {};
+  for (const name of SLACK_VALUE_OPTIONS) {
+    const state = get(name);
+    const raw = (state?.selected_option?.value ?? state?.value ?? '').trim();
+    if (raw !== '') options[name] = parseFlagValue(name, raw, labelOf(name));
   }
-  const prompt = get(MODAL_BLOCKS.prompt)?.value ?? '';
+  const files: SlackFileRef[] = [];
+  for (const raw of get(IMAGES_BLOCK)?.files ?? []) {
+    const f = slackFileSchema.safeParse(raw);
+    if (f.success) files.push(fileRef(f.data));
+  }
+  const prompt = get('prompt')?.value ?? '';
   if (prompt.trim() === '') throw new ValidationError('prompt', 'The prompt is empty: describe the image you want.');
-  return { prompt, options, files };
+  return { prompt, options: options as Partial<ImagineOptions>, files };
 }
 
 /** The modal input to flag for an error about `field` (ValidationError.field / ReferenceError). */
 export function modalErrorBlock(field: string): string {
-  switch (field) {
-    case 'model':
-      return MODAL_BLOCKS.model;
-    case 'ratio':
-      return MODAL_BLOCKS.ratio;
-    case 'resolution':
-      return MODAL_BLOCKS.resolution;
-    case 'count':
-      return MODAL_BLOCKS.count;
-    case 'creativity':
-      return MODAL_BLOCKS.creativity;
-    case 'references':
-      return MODAL_BLOCKS.images;
-    default:
-      return MODAL_BLOCKS.prompt;
-  }
+  if (field === 'references') return IMAGES_BLOCK;
+  return (SLACK_VALUE_OPTIONS as readonly string[]).includes(field) ? field : 'prompt';
 }

@@ -20,7 +20,7 @@ const requester = { platform: 'discord', userId: 'u1' } as const;
 async function requestFor(input: CommandInput): Promise<Omit<ImagineRequestInput, 'requester' | 'location'>> {
   let submitted: ImagineRequestInput | undefined;
   const engine = { ...context, submit: async (r: ImagineRequestInput) => ((submitted = r), undefined) } as unknown as EngineApi;
-  await imagine.prepare(input, context).run({ engine, format: { bold: (t) => t, mention: () => '', time: () => '', escape: (t) => t }, location: {}, reply: async () => {} });
+  await imagine.prepare(input, context).run({ engine, submit: (r) => engine.submit(r), format: { bold: (t) => t, mention: () => '', time: () => '', escape: (t) => t }, location: {}, reply: async () => {} });
   const { requester: _r, location: _l, ...rest } = submitted as ImagineRequestInput;
   return rest;
 }

@@ -1,0 +1,136 @@
+/**
+ * Progress shown in a job's placeholder, throttled: per message, a state change edits at once and
+ * elapsed-time ticks at most every `editIntervalMs`; edits of one message are serialised so an
+ * old state never overwrites a newer one; a 429 pauses ticks until Retry-After has passed; and
+ * the whole workspace shares one edit budget (chat.update is Tier 3: docs/slack.md "Posting").
+ */
+import type { JobRecord, ProgressEvent } from '../../engine/job.ts';
+import { placeholderMessage } from './blocks.ts';
+import type { SlackContext } from './context.ts';
+
+/** A job's placeholder message. */
+export interface Placeholder {
+  channel: string;
+  ts: string;
+  threadTs?: string;
+}
+
+/** Per job: the latest progress not yet shown, and the edit loop's state. */
+interface EditState {
+  latest: { job: JobRecord; event: ProgressEvent } | undefined;
+  /** A state change arrived that the placeholder does not show yet. */
+  changePending: boolean;
+  lastEditAt: number;
+  running: Promise<void> | undefined;
+  closed: boolean;
+}
+
+export class PlaceholderEdits {
+  readonly #ctx: SlackContext;
+  /** The job's placeholder once known (waiting for one being posted). */
+  readonly #placeholderOf: (job: JobRecord) => Promise<Placeholder | undefined>;
+  readonly #edits = new Map<string, EditState>();
+  /** chat.update was rate limited: no elapsed-time ticks before this time. */
+  #ticksPausedUntil = 0;
+  /** Token bucket for placeholder edits across the workspace (tuning.progressEditsPerMinute). */
+  #editTokens: number;
+  #editTokensAt: number;
+
+  constructor(ctx: SlackContext, placeholderOf: (job: JobRecord) => Promise<Placeholder | undefined>) {
+    this.#ctx = ctx;
+    this.#placeholderOf = placeholderOf;
+    this.#editTokens = this.#editCapacity();
+    this.#editTokensAt = ctx.tuning.now();
+  }
+
+  /** Ten seconds' worth of edits may be spent at once. */
+  #editCapacity(): number {
+    return Math.max(2, Math.ceil(this.#ctx.tuning.progressEditsPerMinute / 6));
+  }
+
+  /**
+   * Takes one edit from the workspace budget. Elapsed-time ticks leave the last tokens to state
+   * changes, so under load users still see "generating" → "downloading", just fewer clock ticks.
+   */
+  #takeEditToken(forChange: boolean): boolean {
+    const now = this.#ctx.tuning.now();
+    const refill = ((now - this.#editTokensAt) * this.#ctx.tuning.progressEditsPerMinute) / 60_000;
+    this.#editTokens = Math.min(this.#editCapacity(), this.#editTokens + refill);
+    this.#editTokensAt = now;
+    const reserve = forChange ? 1 : 2;
+    if (this.#editTokens < reserve) return false;
+    this.#editTokens -= 1;
+    return true;
+  }
+
+  progress(job: JobRecord, event: ProgressEvent): void {
+    let state = this.#edits.get(job.id);
+    if (!state) {
+      state = { latest: undefined, changePending: false, lastEditAt: 0, running: undefined, closed: false };
+      this.#edits.set(job.id, state);
+    }
+    if (state.closed) return;
+    state.latest = { job, event };
+    if (event.changed) state.changePending = true;
+    const now = this.#ctx.tuning.now();
+    if (!event.changed && (now - state.lastEditAt < this.#ctx.tuning.editIntervalMs || now < this.#ticksPausedUntil)) return;
+    this.kick(job.id);
+  }
+
+  /** Shows the latest progress of a job now (e.g. once its placeholder exists). */
+  kick(jobId: string): void {
+    const state = this.#edits.get(jobId);
+    if (!state || state.running || state.closed || !state.latest) return;
+    const run = this.#editLoop(jobId, state).finally(() => {
+      state.running = undefined;
+    });
+    state.running = run;
+    this.#ctx.track(run, 'placeholder edit');
+  }
+
+  async #editLoop(jobId: string, state: EditState): Promise<void> {
+    const ctx = this.#ctx;
+    while (state.latest && !state.closed) {
+      await ctx.ackFirst.turn();
+      if (!state.latest || state.closed) return;
+      const { job, event } = state.latest;
+      const placeholder = await this.#placeholderOf(job);
+      if (!placeholder || state.closed) return; // kept in `latest`; shown once the placeholder exists
+      // Over budget: keep it in `latest`; the engine's next tick tries again.
+      if (!this.#takeEditToken(state.changePending)) return;
+      state.latest = undefined;
+      state.changePending = false;
+      try {
+        // Progress edits never wait on a rate limit: the next tick shows the newer state anyway.
+        await ctx.client.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...placeholderMessage(job, event) });
+        state.lastEditAt = ctx.tuning.now();
+      } catch (err) {
+        const retryAfter = (err as { retryAfter?: number }).retryAfter;
+        if (typeof retryAfter === 'number') this.#ticksPausedUntil = ctx.tuning.now() + retryAfter * 1000;
+        ctx.log.warn({ err: String(err), jobId }, 'placeholder edit failed');
+        return;
+      }
+    }
+  }
+
+  /** Stops a job's edits and waits for one in flight, so that it cannot overwrite the result. */
+  async stop(jobId: string): Promise<void> {
+    const edit = this.#edits.get(jobId);
+    if (!edit) return;
+    edit.closed = true;
+    await edit.running;
+  }
+
+  forget(jobId: string): void {
+    this.#edits.delete(jobId);
+  }
+
+  /** Stops every job's edits and waits for those in flight (the adapter's stop()). */
+  async close(): Promise<void> {
+    const running = [...this.#edits.values()].map((s) => {
+      s.closed = true;
+      return s.running;
+    });
+    await Promise.allSettled(running);
+  }
+}

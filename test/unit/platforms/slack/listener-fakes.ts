@@ -1,0 +1,121 @@
+/**
+ * Small fakes for calling the Slack listeners directly, as the bolt-js starter's tests do: an
+ * `ack` that records when it was called, a Web API client that records every call, an engine
+ * that records submissions, and an afterAck that holds the deferred work until `settle()`.
+ */
+import type { EngineApi, QuotaView } from '../../../../src/engine/api.ts';
+import type { JobRecord } from '../../../../src/engine/job.ts';
+import type { ModelSpec } from '../../../../src/engine/models.ts';
+import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
+import { createLogger } from '../../../../src/log.ts';
+import { AckFirst } from '../../../../src/platforms/ack-first.ts';
+import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
+import type { ListenerDeps } from '../../../../src/platforms/slack/listeners/index.ts';
+import { ALL_MODELS, makeJob } from './fixtures.ts';
+
+export type Call = { method: string; args: Record<string, unknown> };
+
+export interface FakeOptions {
+  models?: readonly ModelSpec[];
+  /** What engine.submit does (default: a stored job). */
+  submit?: (request: ImagineRequestInput) => Promise<JobRecord>;
+  jobs?: Record<string, JobRecord>;
+  /** Web API methods that fail, with the error they throw. */
+  failing?: Record<string, unknown>;
+}
+
+export function fakeSlack(opts: FakeOptions = {}) {
+  /** Everything in the order it happened: 'ack', then Web API methods, 'submit', 'placeholder'. */
+  const events: string[] = [];
+  const calls: Call[] = [];
+  const acks: unknown[] = [];
+  const submitted: ImagineRequestInput[] = [];
+  const placeholders: { jobId: string; where: unknown }[] = [];
+  const deferred: { what: string; urgent: boolean; work: () => Promise<void> }[] = [];
+  const logs: Record<string, unknown>[] = [];
+  const claimed = new Set<string>();
+
+  const rec = (method: string, answer: Record<string, unknown> = {}) => async (args: Record<string, unknown>) => {
+    events.push(method);
+    calls.push({ method, args });
+    if (opts.failing?.[method] !== undefined) throw opts.failing[method];
+    return { ok: true, ...answer };
+  };
+  const client = {
+    views: { open: rec('views.open') },
+    chat: { postEphemeral: rec('chat.postEphemeral'), postMessage: rec('chat.postMessage', { ts: '9.9' }), delete: rec('chat.delete') },
+    files: { delete: rec('files.delete'), info: rec('files.info', { file: { id: 'F1', url_private: 'https://files.slack.com/F1' } }) },
+  } as unknown as WebClient;
+
+  const models = opts.models ?? ALL_MODELS;
+  const quotaView: QuotaView = { exempt: false, limit: 20, used: 5, left: 15, resetsAt: 1_700_006_400_000, costs: { '1K': 1, '2K': 2, '4K': 4 } };
+  const engine = {
+    models,
+    defaultModel: models[0]!,
+    async submit(request: ImagineRequestInput) {
+      events.push('submit');
+      submitted.push(request);
+      return opts.submit ? opts.submit(request) : makeJob({ id: `job${submitted.length}abcdefghij` });
+    },
+    getJob: async (id: string) => opts.jobs?.[id],
+    quota: async () => quotaView,
+    claimOnce: async (key: string) => !claimed.has(key) && !!claimed.add(key),
+  } as unknown as EngineApi;
+
+  const ctx: SlackContext = {
+    config: { DATA_DIR: '/tmp/imagine-listener-tests' } as SlackContext['config'],
+    engine,
+    log: createLogger({ level: 'debug', pretty: false, destination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } }),
+    client,
+    botToken: 'xoxb-test',
+    tuning: { ...DEFAULT_TUNING, sleep: async () => undefined },
+    track: (task) => void task,
+    ackFirst: new AckFirst(),
+    afterAck: (what, work, o = {}) => void deferred.push({ what, urgent: !!o.urgent, work }),
+  };
+  const deps: ListenerDeps = {
+    ctx,
+    jobs: {
+      trackSubmission: (p) => p,
+      postPlaceholder: async (job, where) => {
+        events.push('placeholder');
+        placeholders.push({ jobId: job.id, where });
+        return undefined;
+      },
+    },
+  };
+  const ack = async (response?: unknown) => {
+    events.push('ack');
+    acks.push(response);
+  };
+  return {
+    deps,
+    ack,
+    acks,
+    events,
+    calls,
+    submitted,
+    placeholders,
+    deferred,
+    logs,
+    /** Runs the work deferred after the acks (and any it defers in turn). */
+    async settle() {
+      while (deferred.length > 0) await deferred.shift()!.work();
+    },
+    /** The texts told privately, in order. */
+    ephemerals: () => calls.filter((c) => c.method === 'chat.postEphemeral').map((c) => String(c.args.text)),
+    callsTo: (method: string) => calls.filter((c) => c.method === method),
+  };
+}
+
+export const command = (text: string, over: Record<string, unknown> = {}) => ({
+  command: '/imagine',
+  text,
+  user_id: 'UALICE',
+  user_name: 'alice',
+  channel_id: 'C1',
+  team_id: 'T1',
+  trigger_id: 'trig-1',
+  response_url: 'https://hooks.slack.com/commands/1',
+  ...over,
+});

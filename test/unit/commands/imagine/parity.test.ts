@@ -11,6 +11,7 @@ import { configuredModels, type ModelSpec } from '../../../../src/engine/models.
 import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
 import { parseCliArgs } from '../../../../src/cli/imagine.ts';
 import { commandInputOf } from '../../../../src/platforms/discord/interactions.ts';
+import { readSubmission } from '../../../../src/platforms/slack/modal.ts';
 
 const models = configuredModels(new Set(['runbase', 'runblob']));
 const context = { models, defaultModel: models[0] as ModelSpec };
@@ -37,7 +38,7 @@ function discordInput(values: Record<string, string | number>): CommandInput {
 describe('the same /imagine through every platform gives the same request', () => {
   const expected = { prompt: 'a red fox in the snow', model: 'runblob-pro', ratio: '16:9', resolution: '2K', count: 2, creativity: 0.5, references: [] };
 
-  it('Discord options, Slack flags and the CLI agree', async () => {
+  it('Discord options, Slack flags, Slack\'s form and the CLI agree', async () => {
     const discord = await requestFor(
       discordInput({ prompt: 'a red fox in the snow', model: 'runblob-pro', ratio: '16:9', resolution: '2K', count: 2, creativity: 0.5 }),
     );
@@ -48,7 +49,18 @@ describe('the same /imagine through every platform gives the same request', () =
     });
     const cli = parseCliArgs(['a red fox in the snow', '--model', 'runblob-pro', '--ar', '16x9', '--quality', '2k', '--count', '2', '--temp', '0,5']);
     const fromCli = await requestFor({ options: { prompt: cli.prompt, ...cli.options }, refs: [], requester: { platform: 'cli', userId: 'op' } });
+    // Slack's form: what a submission's view state holds (selects send selected_option, inputs value).
+    const form = readSubmission({
+      prompt: { prompt: { type: 'plain_text_input', value: 'a red fox in the snow' } },
+      model: { model: { type: 'static_select', selected_option: { value: 'runblob-pro' } } },
+      ratio: { ratio: { type: 'static_select', selected_option: { value: '16:9' } } },
+      resolution: { resolution: { type: 'static_select', selected_option: { value: '2K' } } },
+      count: { count: { type: 'static_select', selected_option: { value: '2' } } },
+      creativity: { creativity: { type: 'plain_text_input', value: '0.5' } },
+    });
+    const slackForm = await requestFor({ options: { ...form.options, prompt: form.prompt }, refs: [], requester });
     expect(discord).toEqual(expected);
+    expect(slackForm).toEqual(expected);
     expect(slackText).toEqual(expected);
     expect(fromCli).toEqual(expected);
   });

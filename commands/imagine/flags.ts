@@ -6,7 +6,6 @@
  */
 import { ValidationError } from '../../src/engine/errors.ts';
 import { ALL_RATIOS, RESOLUTIONS, type Ratio, type Resolution } from '../../src/engine/models.ts';
-import { MAX_IMAGES_PER_JOB } from '../../src/engine/request.ts';
 import {
   IMAGINE_OPTIONS,
   IMAGINE_VALUE_OPTION_NAMES,
@@ -69,6 +68,12 @@ function unquote(raw: string): string {
 
 const list = (xs: readonly string[]) => xs.join(', ');
 
+/** The range an option's definition declares: what the parser accepts and its sentences say. */
+const COUNT_RANGE = { min: IMAGINE_OPTIONS.count.minValue, max: IMAGINE_OPTIONS.count.maxValue };
+const CREATIVITY_RANGE = { min: IMAGINE_OPTIONS.creativity.minValue, max: IMAGINE_OPTIONS.creativity.maxValue };
+/** The value in an option's example (`--n 2` → "2"), for "e.g." in a sentence that names the flag as typed. */
+const exampleValue = (name: 'count' | 'creativity') => IMAGINE_OPTIONS[name].example.split(' ').pop() ?? '';
+
 /** Reads "16:9", "16x9", "16/9" or "AUTO" as a ratio. */
 function parseRatio(value: string): Ratio | undefined {
   const normalized = value.toLowerCase().replace(/^(\d+)\s*[x/∶×]\s*(\d+)$/u, '$1:$2');
@@ -110,10 +115,10 @@ export function parseFlagValue<K extends ImagineValueOptionName>(
     }
     case 'count': {
       const count = /^\d+$/.test(value) ? Number(value) : NaN;
-      if (!Number.isInteger(count) || count < 1 || count > MAX_IMAGES_PER_JOB) {
+      if (!Number.isInteger(count) || count < COUNT_RANGE.min || count > COUNT_RANGE.max) {
         throw new ValidationError(
           'count',
-          `${said} is not a number of images this bot can make. Use a whole number from 1 to ${MAX_IMAGES_PER_JOB}, e.g. ${shownAs} 2.`,
+          `${said} is not a number of images this bot can make. Use a whole number from ${COUNT_RANGE.min} to ${COUNT_RANGE.max}, e.g. ${shownAs} ${exampleValue('count')}.`,
         );
       }
       return count as ImagineOptions[K];
@@ -121,10 +126,10 @@ export function parseFlagValue<K extends ImagineValueOptionName>(
     case 'creativity': {
       // A decimal comma is how half the world writes 0.7.
       const creativity = /^\d*[.,]?\d+$|^\d+[.,]?$/.test(value) ? Number(value.replace(',', '.')) : NaN;
-      if (!Number.isFinite(creativity) || creativity < 0 || creativity > 1) {
+      if (!Number.isFinite(creativity) || creativity < CREATIVITY_RANGE.min || creativity > CREATIVITY_RANGE.max) {
         throw new ValidationError(
           'creativity',
-          `${said} is not a valid creativity. Use a number from 0 to 1, e.g. ${shownAs} 0.7.`,
+          `${said} is not a valid creativity. Use a number from ${CREATIVITY_RANGE.min} to ${CREATIVITY_RANGE.max}, e.g. ${shownAs} ${exampleValue('creativity')}.`,
         );
       }
       return creativity as ImagineOptions[K];
@@ -268,9 +273,9 @@ function missingValueSentence(target: FlagTarget, shownAs: string): string {
     case 'resolution':
       return `${shownAs} needs a resolution. Use one of: ${list(RESOLUTIONS)}.`;
     case 'count':
-      return `${shownAs} needs a number of images from 1 to ${MAX_IMAGES_PER_JOB}, e.g. ${shownAs} 2.`;
+      return `${shownAs} needs a number of images from ${COUNT_RANGE.min} to ${COUNT_RANGE.max}, e.g. ${shownAs} ${exampleValue('count')}.`;
     case 'creativity':
-      return `${shownAs} needs a number from 0 to 1, e.g. ${shownAs} 0.7.`;
+      return `${shownAs} needs a number from ${CREATIVITY_RANGE.min} to ${CREATIVITY_RANGE.max}, e.g. ${shownAs} ${exampleValue('creativity')}.`;
     case 'model':
       return `${shownAs} needs a model name, e.g. ${shownAs} pro.`;
     case 'ref':

@@ -8,6 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
+import { EXTENSION_BY_MIME } from '../../engine/image-sniff.ts';
 
 export const MiB = 1024 * 1024;
 export const DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES = 10 * MiB;
@@ -40,7 +41,6 @@ export interface UploadFile {
   encoding?: string;
 }
 
-const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp' };
 
 /** The per-file budget when `count` files share one message. */
 export function perFileBudget(attachmentSizeLimit: number, count: number): number {
@@ -56,7 +56,7 @@ export async function fitToUploadLimit(image: SourceImage, budgetBytes: number, 
   if (image.bytes <= budgetBytes) {
     const data = await readFile(image.path);
     if (data.length <= budgetBytes) {
-      return { name: `${baseName}.${EXTENSIONS[image.mime] ?? 'png'}`, data, contentType: image.mime, reencoded: false, originalBytes: data.length };
+      return { name: `${baseName}.${EXTENSION_BY_MIME[image.mime]}`, data, contentType: image.mime, reencoded: false, originalBytes: data.length };
     }
   }
   const file = (data: Buffer, format: 'webp' | 'jpeg', encoding: string): UploadFile => ({

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
-import { EXTENSION_BY_MIME } from '../../engine/image-sniff.ts';
+import { EXTENSION_BY_MIME, type ImageMime } from '../../engine/image-sniff.ts';
 
 export const MiB = 1024 * 1024;
 export const DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES = 10 * MiB;
@@ -26,7 +26,7 @@ const DOWNSCALE_FACTORS = [0.75, 0.5, 0.35, 0.25, 0.15] as const;
 
 export interface SourceImage {
   path: string;
-  mime: string;
+  mime: ImageMime;
   bytes: number;
 }
 

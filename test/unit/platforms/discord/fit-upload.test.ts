@@ -72,7 +72,7 @@ describe('fitImagesForUpload', () => {
   });
 
   it('fits four large images into one message', async () => {
-    const images = [0, 1, 2, 3].map((n) => ({ path: bigPng, mime: 'image/png', bytes: bigBytes, baseName: `img-${n}` }));
+    const images = [0, 1, 2, 3].map((n) => ({ path: bigPng, mime: 'image/png' as const, bytes: bigBytes, baseName: `img-${n}` }));
     const files = await fitImagesForUpload(images, 10 * MiB);
     expect(files).toHaveLength(4);
     const total = files.reduce((sum, f) => sum + f.data.length, 0);

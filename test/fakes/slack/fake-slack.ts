@@ -1,6 +1,6 @@
 /**
- * A fake Slack Web API on 127.0.0.1, written from Slack's method reference and
- * ../shared/reference/slack.md. It answers the way Slack does (HTTP 200 with `{ok:false, error}`,
+ * A fake Slack Web API on 127.0.0.1, written from Slack's method reference (summarised in
+ * docs/slack.md). It answers the way Slack does (HTTP 200 with `{ok:false, error}`,
  * 429 with Retry-After), validates what the bot sends (required arguments, Block Kit limits,
  * ephemeral messages that cannot be updated, 3 s trigger_ids, the external upload flow) and
  * records every call so tests assert on what a Slack user would see.

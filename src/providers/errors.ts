@@ -5,7 +5,7 @@
  * tasks by `taskFailedError` (all below). Whether to retry is decided in one place: retry.ts.
  */
 import { BotError } from '../errors.ts';
-import type { ProviderName } from '../engine/models.ts';
+import type { ProviderName } from './types.ts';
 
 export interface ProviderErrorInit {
   provider: ProviderName;

@@ -11,14 +11,18 @@ import { pino } from 'pino';
 import { MockAgent } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../../src/config.ts';
-import { createEngine, jobKey, UNFINISHED_JOBS_KEY, type EngineTiming } from '../../../src/engine/engine.ts';
+import { engineSettingsOf } from '../../../src/app.ts';
+import { createEngine, type EngineTiming } from '../../../src/engine/engine.ts';
+import { jobKey, UNFINISHED_JOBS_KEY } from '../../../src/engine/jobs/records.ts';
 import { QuotaExceededError, ReferenceError, SpendCapError, ValidationError } from '../../../src/engine/errors.ts';
 import type { Deliverer, JobRecord, ProgressEvent } from '../../../src/engine/job.ts';
 import { openStore } from '../../../src/engine/open-store.ts';
 import { Quotas } from '../../../src/engine/quota.ts';
 import type { Store } from '../../../src/engine/store.ts';
 import { InvalidRequestError, ProviderServerError, RateLimitedError } from '../../../src/providers/errors.ts';
-import type { CreatedTask, ProviderClient, RequestOptions, TaskInput, TaskSnapshot } from '../../../src/providers/types.ts';
+import type { CreatedTask, ProviderClient, ProviderTraits, RequestOptions, TaskInput, TaskSnapshot } from '../../../src/providers/types.ts';
+import { RUNBASE_TRAITS } from '../../../src/providers/runbase/client.ts';
+import { RUNBLOB_TRAITS } from '../../../src/providers/runblob/client.ts';
 import type { ProviderName } from '../../../src/engine/models.ts';
 import { renderPng } from '../../fakes/png.ts';
 
@@ -36,6 +40,7 @@ const TIMING: EngineTiming = {
 /** A provider whose answers the test scripts. Default: pending → running → succeeded. */
 class ScriptedClient implements ProviderClient {
   readonly name: ProviderName;
+  readonly traits: ProviderTraits;
   readonly keyId = 'test-key';
   creates: TaskInput[] = [];
   polls: string[] = [];
@@ -49,6 +54,7 @@ class ScriptedClient implements ProviderClient {
   #pollsByTask = new Map<string, number>();
   constructor(name: ProviderName = 'runbase') {
     this.name = name;
+    this.traits = name === 'runbase' ? RUNBASE_TRAITS : RUNBLOB_TRAITS;
   }
   async createTask(input: TaskInput, opts?: RequestOptions): Promise<CreatedTask> {
     await opts?.gate?.('create', opts.signal);
@@ -176,7 +182,7 @@ function build(
   });
   const clients = o.clients ?? [new ScriptedClient()];
   const engine = createEngine({
-    config,
+    ...engineSettingsOf(config, { references: false }),
     store,
     quotas,
     providers: clients,

@@ -66,7 +66,6 @@ export const runblobCreatedSchema = z.looseObject({
   // USD, documented as a decimal string ("0.0200"); a plain number is accepted too.
   price: nonNegativeAmount.nullish(),
 });
-export type RunblobCreated = z.infer<typeof runblobCreatedSchema>;
 
 /** Answer of GET /v1/gemini/generations/{task_uuid} (and the callback's body). */
 export const runblobGenerationSchema = z

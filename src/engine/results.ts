@@ -156,7 +156,7 @@ export interface DownloadResultOptions {
   signal?: AbortSignal;
   /**
    * Called before each attempt. The engine passes none: output URLs are CDN links fetched without
-   * the API key, and reference/providers.md counts the 20 requests / 10 s per key only for the API
+   * the API key, and docs/providers.md counts the 20 requests / 10 s per key only for the API
    * (creates and polls). A deployment whose provider counted downloads too would pass the key's gate.
    */
   gate?: RequestGate;

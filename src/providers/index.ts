@@ -1,6 +1,6 @@
 /**
  * The provider clients the bot runs with: one per configured API key. Everything a client needs
- * comes from the validated config and the injected dependencies (STYLE.md #7).
+ * comes from the validated config and the injected dependencies.
  */
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.ts';

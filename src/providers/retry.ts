@@ -1,5 +1,5 @@
 /**
- * The one retry policy for provider calls (STYLE.md #9), also used by the engine for result
+ * The one retry policy for provider calls, also used by the engine for result
  * downloads. What may be retried depends on whether repeating the call can cost money:
  *
  * - idempotent (status polls, balance, downloads): network errors, 408, 429 RATE_LIMITED, 5xx.

@@ -1,6 +1,6 @@
 /**
  * The provider clients against the fake Runbase and RunBlob servers (test/fakes/), which were
- * written independently from reference/providers.md: what the clients send must be accepted,
+ * written independently from docs/providers.md: what the clients send must be accepted,
  * and what the fakes answer (successes, failures, every error shape) must come out as the right
  * snapshot or error class.
  */

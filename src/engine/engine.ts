@@ -19,7 +19,6 @@
  * (jobs/delivery.ts); each running job is leased in the store (jobs/records.ts).
  */
 import type { Dispatcher } from 'undici';
-import { ConfigError } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { ProviderClient } from '../providers/types.ts';
 import { abortPromise, sleep } from '../util/sleep.ts';
@@ -29,24 +28,13 @@ import { newJobId } from './ids.ts';
 import { isTerminalJobState, type Deliverer, type JobRecord } from './job.ts';
 import { EngineClosedError } from './job-errors.ts';
 import { admit } from './jobs/admission.ts';
-import {
-  CALLBACK_TOKEN_TTL_MS,
-  CREATE_RATE_LIMITED_BACKOFF_MS,
-  DELIVERY_RETRY_DELAYS_MS,
-  EXPECTED_TASK_MS,
-  LEASE_TTL_MS,
-  PROGRESS_TICK_MS,
-  RESUME_GRACE_MS,
-  TAKEOVER_INTERVAL_MS,
-  type JobContext,
-  type JobTiming,
-} from './jobs/context.ts';
+import { CALLBACK_TOKEN_TTL_MS, jobTimingOf, TAKEOVER_INTERVAL_MS, type JobContext, type JobTiming } from './jobs/context.ts';
 import { Deliveries } from './jobs/delivery.ts';
 import { JobRecords } from './jobs/records.ts';
 import { ResumeSweep } from './jobs/resume.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Lanes, type LanesOptions } from './lanes.ts';
-import { configuredModels, findModel, type ModelSpec } from './models.ts';
+import { chooseModels, type ModelSpec } from './models.ts';
 import { createGuardedDispatcher } from './net-guard.ts';
 import { ProviderCallbacks } from './provider-callbacks.ts';
 import type { Quotas } from './quota.ts';
@@ -122,30 +110,9 @@ export class Engine implements EngineApi {
     this.processId = opts.processId ?? `engine-${newJobId()}`;
     const timing = opts.timing ?? {};
 
-    this.models = configuredModels(new Set(opts.providers.map((p) => p.name)));
-    const first = this.models[0];
-    if (!first) throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
-    if (opts.defaultModel) {
-      const chosen = findModel(this.models, opts.defaultModel);
-      if (!chosen) {
-        throw new ConfigError([
-          `DEFAULT_MODEL: "${opts.defaultModel}" is not one of the configured models (${this.models.map((m) => m.key).join(', ')})`,
-        ]);
-      }
-      this.defaultModel = chosen;
-    } else {
-      this.defaultModel = first;
-    }
+    ({ models: this.models, defaultModel: this.defaultModel } = chooseModels(new Set(opts.providers.map((p) => p.name)), opts.defaultModel));
 
-    const jobTiming: JobTiming = {
-      deadlineMs: timing.deadlineMs ?? opts.deadlineMs,
-      progressTickMs: timing.progressTickMs ?? PROGRESS_TICK_MS,
-      deliveryRetryDelaysMs: timing.deliveryRetryDelaysMs ?? DELIVERY_RETRY_DELAYS_MS,
-      leaseTtlMs: timing.leaseTtlMs ?? LEASE_TTL_MS,
-      resumeGraceMs: timing.resumeGraceMs ?? RESUME_GRACE_MS,
-      createRateLimitedBackoffMs: timing.createRateLimitedBackoffMs ?? CREATE_RATE_LIMITED_BACKOFF_MS,
-      expectedMs: timing.expectedMs ?? ((_m, resolution) => EXPECTED_TASK_MS[resolution]),
-    };
+    const jobTiming = jobTimingOf(timing, opts.deadlineMs);
     const records = new JobRecords({ store: opts.store, processId: this.processId, leaseTtlMs: jobTiming.leaseTtlMs, now });
     this.#ownsReferenceDispatcher = !opts.referenceDispatcher;
     this.#ctx = {

@@ -4,6 +4,7 @@
  * from it. See docs/providers.md. A model's ratios must be ones its provider's API documents
  * (test/unit/engine/models.test.ts checks them against each provider's schema).
  */
+import { ConfigError } from '../config.ts';
 import { PROVIDERS, RESOLUTIONS, type ProviderName, type Resolution } from '../providers/types.ts';
 
 export { PROVIDERS, RESOLUTIONS, type ProviderName, type Resolution };
@@ -115,4 +116,20 @@ export function findModel(models: readonly ModelSpec[], choice: string): ModelSp
     models.find((m) => m.label.toLowerCase() === wanted) ??
     models.find((m) => m.aliases.includes(wanted))
   );
+}
+
+/**
+ * The models of the configured providers and the default one (`defaultChoice`, DEFAULT_MODEL, or
+ * the first). ConfigError when no provider is configured or the default is not among them.
+ */
+export function chooseModels(configured: ReadonlySet<ProviderName>, defaultChoice: string | undefined): { models: ModelSpec[]; defaultModel: ModelSpec } {
+  const models = configuredModels(configured);
+  const first = models[0];
+  if (!first) throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
+  if (!defaultChoice) return { models, defaultModel: first };
+  const chosen = findModel(models, defaultChoice);
+  if (!chosen) {
+    throw new ConfigError([`DEFAULT_MODEL: "${defaultChoice}" is not one of the configured models (${models.map((m) => m.key).join(', ')})`]);
+  }
+  return { models, defaultModel: chosen };
 }

@@ -47,6 +47,19 @@ export interface JobTiming {
   expectedMs: (model: ModelSpec, resolution: Resolution) => number;
 }
 
+/** The production timing, with what `overrides` (tests, benches) set instead; `deadlineMs` unless overridden. */
+export function jobTimingOf(overrides: Partial<JobTiming>, deadlineMs: number): JobTiming {
+  return {
+    deadlineMs: overrides.deadlineMs ?? deadlineMs,
+    progressTickMs: overrides.progressTickMs ?? PROGRESS_TICK_MS,
+    deliveryRetryDelaysMs: overrides.deliveryRetryDelaysMs ?? DELIVERY_RETRY_DELAYS_MS,
+    leaseTtlMs: overrides.leaseTtlMs ?? LEASE_TTL_MS,
+    resumeGraceMs: overrides.resumeGraceMs ?? RESUME_GRACE_MS,
+    createRateLimitedBackoffMs: overrides.createRateLimitedBackoffMs ?? CREATE_RATE_LIMITED_BACKOFF_MS,
+    expectedMs: overrides.expectedMs ?? ((_m, resolution) => EXPECTED_TASK_MS[resolution]),
+  };
+}
+
 export interface JobContext {
   store: Store;
   quotas: Quotas;

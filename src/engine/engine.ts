@@ -99,6 +99,7 @@ export class Engine implements EngineApi {
   readonly defaultModel: ModelSpec;
   readonly processId: string;
 
+  readonly #store: Store;
   readonly #ctx: JobContext;
   readonly #runner: JobRunner;
   readonly #sweep: ResumeSweep;
@@ -115,12 +116,11 @@ export class Engine implements EngineApi {
     const jobTiming = jobTimingOf(timing, opts.deadlineMs);
     const records = new JobRecords({ store: opts.store, processId: this.processId, leaseTtlMs: jobTiming.leaseTtlMs, now });
     this.#ownsReferenceDispatcher = !opts.referenceDispatcher;
+    this.#store = opts.store;
     this.#ctx = {
-      store: opts.store,
       quotas: opts.quotas,
       log: opts.log,
       now,
-      processId: this.processId,
       timing: jobTiming,
       records,
       lanes: new Lanes({ providers: opts.providers, store: opts.store, log: opts.log, now, rateLimits: timing.rateLimits, scheduler: timing.scheduler }),
@@ -197,7 +197,7 @@ export class Engine implements EngineApi {
   }
 
   claimOnce(key: string, ttlMs: number): Promise<boolean> {
-    return this.#ctx.store.setIfAbsent(`once:${key}`, '1', ttlMs);
+    return this.#store.setIfAbsent(`once:${key}`, '1', ttlMs);
   }
 
   quota(requester: Requester): Promise<QuotaView> {

@@ -12,7 +12,6 @@ import type { ModelSpec, Resolution } from '../models.ts';
 import type { ProviderCallbacks } from '../provider-callbacks.ts';
 import { DAY_MS, type Quotas } from '../quota.ts';
 import type { ReferenceHost } from '../reference-host.ts';
-import type { Store } from '../store.ts';
 import type { Deliveries } from './delivery.ts';
 import type { JobRecords } from './records.ts';
 
@@ -61,11 +60,9 @@ export function jobTimingOf(overrides: Partial<JobTiming>, deadlineMs: number): 
 }
 
 export interface JobContext {
-  store: Store;
   quotas: Quotas;
   log: Logger;
   now: () => number;
-  processId: string;
   timing: JobTiming;
   records: JobRecords;
   lanes: Lanes;

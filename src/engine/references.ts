@@ -23,7 +23,7 @@ import sharp from 'sharp';
 import type { Dispatcher } from 'undici';
 import type { ProviderReference, ProviderTraits } from '../providers/types.ts';
 import { ReferenceError } from './errors.ts';
-import { EXTENSION_BY_MIME, sniffFile, sniffImage } from './image-sniff.ts';
+import { EXTENSION_BY_MIME, sniffFile, sniffImage, type ImageMime } from './image-sniff.ts';
 import { checkUrlAllowed, findForbiddenAddress } from './net-guard.ts';
 import type { ReferenceHost } from './reference-host.ts';
 import { DownloadProblem, downloadToFile } from './results.ts';
@@ -253,7 +253,8 @@ export async function fitUnderBytes(ref: PreparedReference, maxBytes: number): P
 async function reencodeUnder(ref: PreparedReference, maxBytes: number): Promise<{ path: string; mime: string; bytes: number }> {
   const meta = await sharp(ref.path).metadata();
   const alpha = meta.hasAlpha === true;
-  const ext = alpha ? 'webp' : 'jpg';
+  const mime: ImageMime = alpha ? 'image/webp' : 'image/jpeg';
+  const ext = EXTENSION_BY_MIME[mime];
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? meta.height;
   let scale = alpha ? Math.min(1, WEBP_MAX_SIDE / Math.max(width, height)) : 1;
@@ -268,7 +269,7 @@ async function reencodeUnder(ref: PreparedReference, maxBytes: number): Promise<
       await rm(path, { force: true });
       throw err;
     }
-    if (size <= maxBytes) return { path, mime: alpha ? 'image/webp' : 'image/jpeg', bytes: size };
+    if (size <= maxBytes) return { path, mime, bytes: size };
     await rm(path, { force: true });
   }
   throw new ReferenceError(ref.index, 'too_large', mb(ref.bytes), ref.name);

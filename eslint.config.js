@@ -13,6 +13,37 @@ export default tseslint.config(
     },
   },
   {
+    // Imports point one way (docs/architecture.md): platforms and commands use the engine, the
+    // engine uses providers, providers use neither.
+    files: ['src/providers/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/engine/**', '**/engine'], message: 'Providers do not import the engine: define what they need in src/providers/.' },
+            { group: ['**/platforms/**', '**/platforms'], message: 'Providers do not import platforms.' },
+            { group: ['**/commands/**', '**/commands'], message: 'Providers do not import commands.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/engine/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['**/platforms/**', '**/platforms'], message: 'The engine does not import platforms: the composition root (src/app.ts) wires them.' },
+            { group: ['**/commands/**', '**/commands'], message: 'The engine does not import commands.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     // config.ts is the one place that reads the environment; tests, fakes and benches set it up.
     files: ['src/config.ts', 'test/**', 'bench/**', 'vitest.config.ts'],
     rules: { 'no-restricted-properties': 'off' },

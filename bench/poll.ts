@@ -16,7 +16,8 @@
  */
 import { pathToFileURL } from 'node:url';
 import { PollScheduler } from '../src/engine/poll-scheduler.ts';
-import { RateBudget, RUNBASE_REQUESTS_PER_WINDOW, RUNBASE_WINDOW_MS } from '../src/engine/rate-budget.ts';
+import { RateBudget } from '../src/engine/rate-budget.ts';
+import { RUNBASE_REQUESTS_PER_WINDOW, RUNBASE_WINDOW_MS } from '../src/providers/runbase/client.ts';
 import { RateLimitedError } from '../src/providers/errors.ts';
 // Deterministic, so both strategies see the same jobs.
 import { rng } from '../test/support/random.ts';

@@ -2,6 +2,7 @@
  * The words users see, shared by Discord and Slack so both say the same thing. Plain strings;
  * each platform passes a small TextFormat for its markup (bold, mentions, times, escaping).
  */
+import { sentenceFor } from '../src/errors.ts';
 import type { QuotaView } from '../src/engine/api.ts';
 import type { JobRecord, JobTask, ProgressEvent } from '../src/engine/job.ts';
 import { MODEL_CATALOG, RESOLUTIONS } from '../src/engine/models.ts';
@@ -157,7 +158,7 @@ export function failureText(job: JobRecord, fmt: TextFormat = PLAIN_FORMAT): str
   const reason =
     job.error?.userMessage ??
     failedTasks(job).find((t) => t.error)?.error?.userMessage ??
-    'Something went wrong on our side while making your image. Please try again in a minute.';
+    sentenceFor('INTERNAL', {});
   const lines = [`${fmt.bold(headline)}: "${fmt.escape(truncatePrompt(job.request.prompt, 200))}"`, reason];
   if (job.quota.reserved > 0 && job.quota.refunded >= job.quota.reserved) {
     lines.push(`You were not charged (${plural(job.quota.reserved, 'unit')} refunded).`);

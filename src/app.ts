@@ -6,11 +6,13 @@
 import { ConfigError, configuredProviders, secretsOf, type Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import type { EngineApi } from './engine/api.ts';
-import { createEngine, type EngineTiming } from './engine/engine.ts';
+import { createEngine, type EngineSettings, type EngineTiming } from './engine/engine.ts';
+import { CALLBACK_PATH_PREFIX } from './engine/provider-callbacks.ts';
+import { REFERENCE_PATH_PREFIX } from './engine/reference-host.ts';
 import { openStore } from './engine/open-store.ts';
 import { Quotas } from './engine/quota.ts';
 import { createProviderClients, type ProviderDeps } from './providers/index.ts';
-import { startHttpServer, type HttpServer } from './platforms/http/server.ts';
+import { mountCallbacks, mountFiles, startHttpServer, type HttpServer } from './platforms/http/server.ts';
 import type { SlackTuning } from './platforms/slack/context.ts';
 import { cliJobsFinishedElsewhere } from './cli/finished-elsewhere.ts';
 
@@ -30,6 +32,21 @@ export interface StartOptions {
   providerRetry?: Pick<ProviderDeps, 'maxAttempts' | 'sleep'>;
   /** Tests shorten the Slack adapter's throttles. */
   slackTuning?: Partial<SlackTuning>;
+}
+
+/**
+ * The engine's settings from the config (the engine never sees the whole Config). `serves`: this
+ * process serves the engine's HTTP routes (the bot does, the CLI does not).
+ */
+export function engineSettingsOf(config: Config, serves: { references: boolean }): EngineSettings {
+  return {
+    deadlineMs: config.JOB_DEADLINE_SECONDS * 1000,
+    dataDir: config.DATA_DIR,
+    publicUrl: config.PUBLIC_URL,
+    servesReferences: serves.references,
+    fetchAllowHosts: config.FETCH_ALLOW_HOSTS,
+    defaultModel: config.DEFAULT_MODEL,
+  };
 }
 
 export async function startBot(config: Config, opts: StartOptions = {}): Promise<BotHandle> {
@@ -63,15 +80,17 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     });
     const providers = createProviderClients(config, { log, ...opts.providerRetry });
     const engine = createEngine({
-      config,
+      ...engineSettingsOf(config, { references: true }),
       store,
       quotas,
       providers,
       log,
-      http,
       ...(opts.engineTiming ? { timing: opts.engineTiming } : {}),
     });
     stops.push(() => engine.close());
+    // The engine's routes: provider completion callbacks, and references published for URL-only providers.
+    mountCallbacks(http, CALLBACK_PATH_PREFIX, engine.providerCallback, log);
+    mountFiles(http, REFERENCE_PATH_PREFIX, engine.referenceFile);
 
     // Platforms register their deliverers before resume(), so resumed jobs reach their users.
     if (config.DISCORD_TOKEN) {

@@ -4,7 +4,9 @@
  */
 import { open } from 'node:fs/promises';
 
-export type ImageMime = 'image/png' | 'image/jpeg' | 'image/webp';
+/** The image types the bot accepts, for references and results alike. */
+export const IMAGE_MIMES = ['image/png', 'image/jpeg', 'image/webp'] as const;
+export type ImageMime = (typeof IMAGE_MIMES)[number];
 
 export interface SniffedImage {
   mime: ImageMime;
@@ -20,6 +22,9 @@ export const EXTENSION_BY_MIME: Readonly<Record<ImageMime, string>> = {
   'image/jpeg': 'jpg',
   'image/webp': 'webp',
 };
+
+/** File extensions a URL may show for an accepted image (`.jpeg` as well as `.jpg`). */
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([...Object.values(EXTENSION_BY_MIME), 'jpeg']);
 
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 

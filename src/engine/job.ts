@@ -4,6 +4,7 @@
  */
 import type { ImagineRequest, Platform } from './request.ts';
 import type { TaskStatus } from '../providers/types.ts';
+import type { ImageMime } from './image-sniff.ts';
 
 export const JOB_STATES = ['queued', 'submitted', 'running', 'succeeded', 'failed', 'canceled'] as const;
 export type JobState = (typeof JOB_STATES)[number];
@@ -16,7 +17,7 @@ export interface JobImage {
   path: string;
   /** The provider's URL for the original (CDN, lifetime undocumented). */
   sourceUrl: string;
-  mime: 'image/png' | 'image/jpeg' | 'image/webp';
+  mime: ImageMime;
   bytes: number;
   width: number;
   height: number;

@@ -1,11 +1,13 @@
 /**
  * The model catalog: the single source of truth for what each user-facing model choice can do.
  * Validation (engine), Discord's choices, Slack's modal and the flag parser's help are all derived
- * from it. See DESIGN.md "Models" and reference/providers.md.
+ * from it. See docs/providers.md. A model's ratios must be ones its provider's API documents
+ * (test/unit/engine/models.test.ts checks them against each provider's schema).
  */
+import { ConfigError } from '../config.ts';
+import { PROVIDERS, RESOLUTIONS, type ProviderName, type Resolution } from '../providers/types.ts';
 
-export const PROVIDERS = ['runbase', 'runblob'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
+export { PROVIDERS, RESOLUTIONS, type ProviderName, type Resolution };
 
 /** The eleven ratios both providers accept ("auto" lets the model choose). */
 export const COMMON_RATIOS = ['auto', '1:1', '2:3', '3:2', '3:4', '4:3', '4:5', '5:4', '9:16', '16:9', '21:9'] as const;
@@ -13,9 +15,6 @@ export const COMMON_RATIOS = ['auto', '1:1', '2:3', '3:2', '3:4', '4:3', '4:5', 
 export const EXTENDED_RATIOS = [...COMMON_RATIOS, '1:4', '1:8', '4:1', '8:1'] as const;
 export const ALL_RATIOS = EXTENDED_RATIOS;
 export type Ratio = (typeof ALL_RATIOS)[number];
-
-export const RESOLUTIONS = ['1K', '2K', '4K'] as const;
-export type Resolution = (typeof RESOLUTIONS)[number];
 
 export interface ModelSpec {
   /** Stable key used in commands, custom ids and the store (never rename: buttons carry it). */
@@ -29,8 +28,6 @@ export interface ModelSpec {
   readonly resolutions: readonly Resolution[];
   /** Maximum reference images per request. */
   readonly maxReferences: number;
-  /** Whether the provider accepts base64 data URLs for references (Runbase: URLs only). */
-  readonly acceptsDataReferences: boolean;
   /** Whether a creativity (temperature 0–1) option exists. */
   readonly creativity: boolean;
   /** Short names accepted in `--model` (first configured model wins when two share an alias). */
@@ -49,7 +46,6 @@ export const MODEL_CATALOG: readonly ModelSpec[] = [
     resolutions: RESOLUTIONS,
     // Not documented for -pro; Gemini 3 Pro image takes more, 8 keeps requests modest.
     maxReferences: 8,
-    acceptsDataReferences: false,
     creativity: false,
     aliases: ['pro', 'nano-banana-pro'],
     estimatedUsd: { '1K': 0.13, '2K': 0.13, '4K': 0.24 },
@@ -62,7 +58,6 @@ export const MODEL_CATALOG: readonly ModelSpec[] = [
     ratios: EXTENDED_RATIOS,
     resolutions: RESOLUTIONS,
     maxReferences: 8,
-    acceptsDataReferences: false,
     creativity: false,
     aliases: ['2', 'v2', 'nb2', 'nano-banana-2'],
     estimatedUsd: { '1K': 0.045, '2K': 0.09, '4K': 0.15 },
@@ -75,7 +70,6 @@ export const MODEL_CATALOG: readonly ModelSpec[] = [
     ratios: COMMON_RATIOS,
     resolutions: ['1K'],
     maxReferences: 4,
-    acceptsDataReferences: true,
     creativity: true,
     aliases: ['standard', 'nano-banana', 'flash', 'nb'],
     estimatedUsd: { '1K': 0.04 },
@@ -88,7 +82,6 @@ export const MODEL_CATALOG: readonly ModelSpec[] = [
     ratios: COMMON_RATIOS,
     resolutions: RESOLUTIONS,
     maxReferences: 8,
-    acceptsDataReferences: true,
     creativity: true,
     aliases: ['pro', 'nano-banana-pro'],
     estimatedUsd: { '1K': 0.13, '2K': 0.13, '4K': 0.24 },
@@ -101,7 +94,6 @@ export const MODEL_CATALOG: readonly ModelSpec[] = [
     ratios: COMMON_RATIOS,
     resolutions: RESOLUTIONS,
     maxReferences: 8,
-    acceptsDataReferences: true,
     creativity: true,
     aliases: ['2', 'v2', 'nb2', 'nano-banana-2'],
     estimatedUsd: { '1K': 0.045, '2K': 0.09, '4K': 0.15 },
@@ -127,13 +119,17 @@ export function findModel(models: readonly ModelSpec[], choice: string): ModelSp
 }
 
 /**
- * For "Upscale 4K": the model to use when the original cannot do 4K — the first configured model
- * of the same provider family that can, else any configured 4K model.
+ * The models of the configured providers and the default one (`defaultChoice`, DEFAULT_MODEL, or
+ * the first). ConfigError when no provider is configured or the default is not among them.
  */
-export function modelFor4K(models: readonly ModelSpec[], original: ModelSpec): ModelSpec | undefined {
-  if (original.resolutions.includes('4K')) return original;
-  return (
-    models.find((m) => m.provider === original.provider && m.resolutions.includes('4K')) ??
-    models.find((m) => m.resolutions.includes('4K'))
-  );
+export function chooseModels(configured: ReadonlySet<ProviderName>, defaultChoice: string | undefined): { models: ModelSpec[]; defaultModel: ModelSpec } {
+  const models = configuredModels(configured);
+  const first = models[0];
+  if (!first) throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
+  if (!defaultChoice) return { models, defaultModel: first };
+  const chosen = findModel(models, defaultChoice);
+  if (!chosen) {
+    throw new ConfigError([`DEFAULT_MODEL: "${defaultChoice}" is not one of the configured models (${models.map((m) => m.key).join(', ')})`]);
+  }
+  return { models, defaultModel: chosen };
 }

@@ -1,24 +1,23 @@
 /**
- * Serves local reference images at short-lived, unguessable URLs on the bot's HTTP server, for
- * providers that only take URLs (Runbase) when the image is not at a public URL already (a
- * private chat file, a local file). Requires PUBLIC_URL. The token is 32 random bytes
- * (base64url); the link works until it expires (default 1 h), then answers 404 like any unknown
- * token. Files are streamed from disk, never held in memory.
+ * Short-lived, unguessable URLs for local reference images, for providers that only take URLs
+ * (ProviderTraits.inlineReferences undefined) when the image is not at a public URL already (a
+ * private chat file, a local file). Needs PUBLIC_URL, and the composition root serving
+ * `REFERENCE_PATH_PREFIX` with `lookup` on the bot's HTTP server (src/app.ts). The token is 32
+ * random bytes (base64url); the link works until it expires (default 1 h), then looks unknown.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
-import type { HttpServer } from '../platforms/http/server.ts';
 
 export const REFERENCE_PATH_PREFIX = '/refs/';
 export const DEFAULT_REFERENCE_TTL_MS = 60 * 60 * 1000;
 const TOKEN_BYTES = 32;
 
-interface Published {
+/** A published file: where it is on disk and its content type. */
+export interface PublishedFile {
   path: string;
   mime: string;
+}
+
+interface Published extends PublishedFile {
   expiresAt: number;
 }
 
@@ -40,13 +39,7 @@ export class ReferenceHost {
     this.#base = opts.publicUrl.replace(/\/+$/, '');
     this.#ttlMs = opts.ttlMs ?? DEFAULT_REFERENCE_TTL_MS;
     this.#now = opts.now ?? Date.now;
-  }
-
-  /** Routes GET/HEAD /refs/<token> on the bot's HTTP server. */
-  mount(http: HttpServer): void {
-    const handler = (req: IncomingMessage, res: ServerResponse, params: { rest: string }) => this.#serve(req, res, params.rest);
-    http.mount('GET', REFERENCE_PATH_PREFIX, handler);
-    http.mount('HEAD', REFERENCE_PATH_PREFIX, handler);
+    this.lookup = this.lookup.bind(this);
   }
 
   /** Makes `path` downloadable until the TTL ends; returns its public URL. */
@@ -55,6 +48,17 @@ export class ReferenceHost {
     const token = randomBytes(TOKEN_BYTES).toString('base64url');
     this.#published.set(token, { path, mime, expiresAt: this.#now() + this.#ttlMs });
     return `${this.#base}${REFERENCE_PATH_PREFIX}${token}`;
+  }
+
+  /** The file behind a token (the path after REFERENCE_PATH_PREFIX); undefined when unknown or expired. Bound. */
+  lookup(token: string): PublishedFile | undefined {
+    const entry = this.#published.get(token);
+    if (!entry) return undefined;
+    if (entry.expiresAt <= this.#now()) {
+      this.#published.delete(token);
+      return undefined;
+    }
+    return { path: entry.path, mime: entry.mime };
   }
 
   /** Links currently live (for metrics and tests). */
@@ -66,34 +70,5 @@ export class ReferenceHost {
   #sweep(): void {
     const now = this.#now();
     for (const [token, entry] of this.#published) if (entry.expiresAt <= now) this.#published.delete(token);
-  }
-
-  async #serve(req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
-    const entry = this.#published.get(token);
-    if (!entry || entry.expiresAt <= this.#now()) {
-      if (entry) this.#published.delete(token);
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-      return;
-    }
-    let size: number;
-    try {
-      size = (await stat(entry.path)).size;
-    } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-      return;
-    }
-    res.writeHead(200, {
-      'content-type': entry.mime,
-      'content-length': String(size),
-      'cache-control': 'private, no-store',
-      'x-content-type-options': 'nosniff',
-    });
-    if (req.method === 'HEAD') {
-      res.end();
-      return;
-    }
-    await pipeline(createReadStream(entry.path), res).catch(() => {
-      res.destroy(); // client went away or the file vanished mid-stream
-    });
   }
 }

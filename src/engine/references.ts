@@ -4,14 +4,15 @@
  * goes through the SSRF guard (net-guard.ts): checked up front, re-checked on each redirect, and
  * the connection itself only reaches public addresses unless FETCH_ALLOW_HOSTS says otherwise.
  *
- * Providers: RunBlob takes base64 data URLs, so files go inline. Runbase takes URLs only: the
- * original link when it is public, else a short-lived link on the bot's own HTTP server
- * (ReferenceHost, needs PUBLIC_URL), else a ReferenceError that names the fix.
+ * Providers (their ProviderTraits.inlineReferences): one that takes inline images (RunBlob) gets
+ * base64 data URLs. One that takes URLs only (Runbase) gets the original link when it is public,
+ * else a short-lived link on the bot's own HTTP server (ReferenceHost, needs PUBLIC_URL), else a
+ * ReferenceError that names the fix.
  *
  * Size: users may give up to 20 MiB (MAX_REFERENCE_BYTES, the lenient reading of "20 MB"), but
- * RunBlob may mean 20,000,000 bytes: an inline image above that is re-encoded (same pixels,
- * high-quality JPEG, or WEBP when it has transparency; downscaled only if that is not enough) so
- * RunBlob never receives an image it could refuse as too large.
+ * a provider's inline limit may be lower (RunBlob may mean 20,000,000 bytes): an inline image
+ * above it is re-encoded (same pixels, high-quality JPEG, or WEBP when it has transparency;
+ * downscaled only if that is not enough) so the provider never receives an image it could refuse.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
@@ -20,11 +21,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Dispatcher } from 'undici';
-import { RUNBLOB_MAX_IMAGE_BYTES } from '../providers/runblob/schemas.ts';
-import type { ProviderReference } from '../providers/types.ts';
+import type { ProviderReference, ProviderTraits } from '../providers/types.ts';
 import { ReferenceError } from './errors.ts';
-import { EXTENSION_BY_MIME, sniffFile, sniffImage } from './image-sniff.ts';
-import type { ModelSpec } from './models.ts';
+import { EXTENSION_BY_MIME, sniffFile, sniffImage, type ImageMime } from './image-sniff.ts';
 import { checkUrlAllowed, findForbiddenAddress } from './net-guard.ts';
 import type { ReferenceHost } from './reference-host.ts';
 import { DownloadProblem, downloadToFile } from './results.ts';
@@ -193,24 +192,25 @@ function isFetchableByProvider(url: string, allowHosts: readonly string[]): bool
 }
 
 /**
- * What the provider receives for each prepared reference. RunBlob (acceptsDataReferences): a
- * data URL of the checked file. Runbase: the user's original URL when the provider can fetch it,
- * else a short-lived URL on `host`, else ReferenceError 'needs_public_url'.
+ * What the provider receives for each prepared reference. Inline (`inline` set, the provider's
+ * traits.inlineReferences): a data URL of the checked file, fitted under `inline.maxBytes`. URLs
+ * only: the user's original URL when the provider can fetch it, else a short-lived URL on `host`,
+ * else ReferenceError 'needs_public_url'.
  */
 export async function toProviderReferences(
   prepared: PreparedReference[],
-  model: ModelSpec,
+  inline: ProviderTraits['inlineReferences'],
   host: ReferenceHost | undefined,
   opts: { allowHosts?: readonly string[] } = {},
 ): Promise<ProviderReference[]> {
   const out: ProviderReference[] = [];
   for (const ref of prepared) {
-    if (model.acceptsDataReferences) {
-      if (ref.bytes <= RUNBLOB_MAX_IMAGE_BYTES) {
+    if (inline) {
+      if (ref.bytes <= inline.maxBytes) {
         out.push({ kind: 'data', dataUrl: await fileToDataUrl(ref.path, ref.mime) });
         continue;
       }
-      const fitted = await fitUnderBytes(ref, RUNBLOB_MAX_IMAGE_BYTES);
+      const fitted = await fitUnderBytes(ref, inline.maxBytes);
       try {
         out.push({ kind: 'data', dataUrl: await fileToDataUrl(fitted.path, fitted.mime) });
       } finally {
@@ -253,7 +253,8 @@ export async function fitUnderBytes(ref: PreparedReference, maxBytes: number): P
 async function reencodeUnder(ref: PreparedReference, maxBytes: number): Promise<{ path: string; mime: string; bytes: number }> {
   const meta = await sharp(ref.path).metadata();
   const alpha = meta.hasAlpha === true;
-  const ext = alpha ? 'webp' : 'jpg';
+  const mime: ImageMime = alpha ? 'image/webp' : 'image/jpeg';
+  const ext = EXTENSION_BY_MIME[mime];
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? meta.height;
   let scale = alpha ? Math.min(1, WEBP_MAX_SIDE / Math.max(width, height)) : 1;
@@ -268,7 +269,7 @@ async function reencodeUnder(ref: PreparedReference, maxBytes: number): Promise<
       await rm(path, { force: true });
       throw err;
     }
-    if (size <= maxBytes) return { path, mime: alpha ? 'image/webp' : 'image/jpeg', bytes: size };
+    if (size <= maxBytes) return { path, mime, bytes: size };
     await rm(path, { force: true });
   }
   throw new ReferenceError(ref.index, 'too_large', mb(ref.bytes), ref.name);

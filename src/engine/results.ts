@@ -17,7 +17,7 @@ import { withRetry, type RetryOptions } from '../providers/retry.ts';
 import type { RequestGate } from '../providers/types.ts';
 import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
-import { sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
+import { IMAGE_MIMES, sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
 import { checkUrlAllowed } from './net-guard.ts';
 
 /**
@@ -27,6 +27,8 @@ import { checkUrlAllowed } from './net-guard.ts';
  */
 export const DEFAULT_RESULT_MAX_BYTES = 256 * 1024 * 1024;
 const HEAD_CAPTURE_BYTES = 64 * 1024;
+/** The accepted image types first, anything else last (the content is sniffed anyway). */
+const ACCEPT_IMAGES = `${IMAGE_MIMES.join(',')};q=0.9,*/*;q=0.1`;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 /** HTTP answers worth repeating for an idempotent GET. */
 const RETRYABLE_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
@@ -79,7 +81,7 @@ export async function downloadToFile(url: string, path: string, opts: DownloadTo
   for (let hop = 0; ; hop++) {
     const res = await request(current, {
       method: 'GET',
-      headers: { accept: 'image/png,image/jpeg,image/webp;q=0.9,*/*;q=0.1', 'user-agent': 'imagine-bot' },
+      headers: { accept: ACCEPT_IMAGES, 'user-agent': 'imagine-bot' },
       ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       headersTimeout: opts.headersTimeoutMs ?? 30_000,
@@ -154,7 +156,7 @@ export interface DownloadResultOptions {
   signal?: AbortSignal;
   /**
    * Called before each attempt. The engine passes none: output URLs are CDN links fetched without
-   * the API key, and reference/providers.md counts the 20 requests / 10 s per key only for the API
+   * the API key, and docs/providers.md counts the 20 requests / 10 s per key only for the API
    * (creates and polls). A deployment whose provider counted downloads too would pass the key's gate.
    */
   gate?: RequestGate;

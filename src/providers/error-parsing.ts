@@ -2,7 +2,7 @@
  * Builds provider errors (errors.ts) from what the providers send: non-2xx answers in every shape
  * they are known to use, transport failures, and failed tasks' reasons.
  */
-import type { ProviderName } from '../engine/models.ts';
+import type { ProviderName } from './types.ts';
 import {
   AuthenticationError,
   InsufficientCreditsError,

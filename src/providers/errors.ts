@@ -5,7 +5,7 @@
  * one place: retry.ts.
  */
 import { BotError, sentenceFor, type ErrorCode } from '../errors.ts';
-import type { ProviderName } from '../engine/models.ts';
+import type { ProviderName } from './types.ts';
 
 export interface ProviderErrorInit {
   provider: ProviderName;

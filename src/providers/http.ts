@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { Agent, request, type Dispatcher } from 'undici';
 import { pino } from 'pino';
 import type { z } from 'zod';
-import type { ProviderName } from '../engine/models.ts';
+import type { ProviderName } from './types.ts';
 import type { Logger } from '../log.ts';
 import type { RequestOptions } from './types.ts';
 import { MalformedResponseError, ProviderError } from './errors.ts';

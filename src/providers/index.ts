@@ -1,6 +1,6 @@
 /**
  * The provider clients the bot runs with: one per configured API key. Everything a client needs
- * comes from the validated config and the injected dependencies (STYLE.md #7).
+ * comes from the validated config and the injected dependencies.
  */
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.ts';
@@ -13,7 +13,7 @@ import { RunblobClient } from './runblob/client.ts';
 
 export * from './types.ts';
 export * from './errors.ts';
-export { withRetry, isRetryable, retryDelayMs, abortableSleep, DEFAULT_RETRY_POLICY } from './retry.ts';
+export { withRetry, isRetryable, retryDelayMs, DEFAULT_RETRY_POLICY } from './retry.ts';
 export type { CallKind, RetryOptions, RetryPolicy, RetryInfo, Sleep } from './retry.ts';
 export { keyIdOf, DEFAULT_TIMEOUT_MS, type ProviderClientOptions } from './http.ts';
 export { RunbaseClient } from './runbase/client.ts';

@@ -1,5 +1,5 @@
 /**
- * The one retry policy for provider calls (STYLE.md #9), also used by the engine for result
+ * The one retry policy for provider calls, also used by the engine for result
  * downloads. What may be retried depends on whether repeating the call can cost money:
  *
  * - idempotent (status polls, balance, downloads): network errors, 408, 429 RATE_LIMITED, 5xx.
@@ -13,13 +13,13 @@
  */
 import { ProviderError, ProviderNetworkError, ProviderServerError, RateLimitedError } from './errors.ts';
 import { classifyTransportFailure } from './error-parsing.ts';
+import { sleep, type Sleep } from '../util/sleep.ts';
 
 export { parseRetryAfterS } from './error-parsing.ts';
 
 export type CallKind = 'idempotent' | 'billable';
 
-/** Waits `ms`, rejecting with the signal's reason if it aborts first. */
-export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
+export type { Sleep } from '../util/sleep.ts';
 
 export interface RetryPolicy {
   /** Total attempts, the first included. */
@@ -40,29 +40,12 @@ export const DEFAULT_BASE_DELAY_MS = 500;
 export const DEFAULT_MAX_DELAY_MS = 8_000;
 export const DEFAULT_MAX_RETRY_AFTER_MS = 60_000;
 
-export const abortableSleep: Sleep = (ms, signal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-
 export const DEFAULT_RETRY_POLICY: RetryPolicy = {
   maxAttempts: DEFAULT_MAX_ATTEMPTS,
   baseDelayMs: DEFAULT_BASE_DELAY_MS,
   maxDelayMs: DEFAULT_MAX_DELAY_MS,
   maxRetryAfterMs: DEFAULT_MAX_RETRY_AFTER_MS,
-  sleep: abortableSleep,
+  sleep,
   random: Math.random,
 };
 

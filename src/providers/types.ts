@@ -3,25 +3,32 @@
  * reports a common status. One task produces one image (RunBlob: one task per image; Runbase:
  * one run per image, its output.urls[0]).
  */
-import type { ProviderName, Ratio, Resolution } from '../engine/models.ts';
+
+export const PROVIDERS = ['runbase', 'runblob'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+/** Output resolutions in the common task input (RunBlob maps them to its `quality`). */
+export const RESOLUTIONS = ['1K', '2K', '4K'] as const;
+export type Resolution = (typeof RESOLUTIONS)[number];
 
 export const TASK_STATUSES = ['pending', 'running', 'succeeded', 'failed'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 export const TERMINAL_TASK_STATUSES: ReadonlySet<TaskStatus> = new Set(['succeeded', 'failed']);
 
-/** A reference as the provider receives it: a URL it can fetch, or a data URL (RunBlob only). */
+/** A reference as the provider receives it: a URL it can fetch, or a data URL (traits.inlineReferences). */
 export type ProviderReference = { kind: 'url'; url: string } | { kind: 'data'; dataUrl: string };
 
 export interface TaskInput {
   prompt: string;
   /** The provider's model id (ModelSpec.providerModel). */
   model: string;
-  ratio: Ratio;
+  /** An aspect ratio such as '16:9' or 'auto'; each client checks it against its API's documented list. */
+  ratio: string;
   resolution: Resolution;
   references: ProviderReference[];
   /** 0–1; RunBlob's temperature. Ignored by Runbase. */
   creativity?: number;
-  /** RunBlob only: the webhook to call on completion. */
+  /** Only for a client whose traits say `callbacks`: the webhook to call on completion. */
   callbackUrl?: string;
 }
 
@@ -53,8 +60,29 @@ export interface RequestOptions {
   gate?: RequestGate;
 }
 
+/**
+ * What the engine needs to know about a provider, set by each client, so that the engine never
+ * branches on a provider's name (docs/providers.md).
+ */
+export interface ProviderTraits {
+  /**
+   * The request budget of one API key, creates and polls together. `sharedAcrossProcesses`: the
+   * limit is the provider's own, whoever sends, so every process using the key must count its
+   * requests in the shared store (docs/rate-budget.md).
+   */
+  readonly rateLimit: { readonly requests: number; readonly windowMs: number; readonly sharedAcrossProcesses: boolean };
+  /** Whether createTask takes a `callbackUrl` the provider calls when the task ends. */
+  readonly callbacks: boolean;
+  /**
+   * Reference images sent inline (base64 data URLs), and the largest image so sent; undefined
+   * when the provider only takes URLs it fetches itself.
+   */
+  readonly inlineReferences: { readonly maxBytes: number } | undefined;
+}
+
 export interface ProviderClient {
   readonly name: ProviderName;
+  readonly traits: ProviderTraits;
   /** Groups rate-limit budgets: one poll scheduler per key id (a hash, never the key itself). */
   readonly keyId: string;
   /** Billable: retried only when the request surely did not land (429 RATE_LIMITED, refused connection). */

@@ -1,6 +1,6 @@
 /**
  * What both providers' wire formats share: zod pieces and the status reader. Answers are read leniently
- * (reference/providers.md: keep unknown fields, parse defensively), so these accept the
+ * (docs/providers.md: keep unknown fields, parse defensively), so these accept the
  * documented form and the harmless variants seen on the same platforms.
  */
 import { z } from 'zod';
@@ -27,7 +27,7 @@ export const nonNegativeAmount = z
 
 /**
  * Reads a provider's status word as a TaskStatus. Statuses are not a closed set in practice
- * (reference/providers.md): an unknown one reads as running, so the job's deadline bounds the
+ * (docs/providers.md): an unknown one reads as running, so the job's deadline bounds the
  * wait, and is logged once per reader.
  */
 export function createStatusReader(

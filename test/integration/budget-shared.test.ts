@@ -1,5 +1,5 @@
 /**
- * One Runbase budget for every process using the key (issue 2 item 8; DESIGN.md "Scaling out"):
+ * One Runbase budget for every process using the key (issue 2 item 8; docs/rate-budget.md):
  * several processes spending one key as fast as they can — two budgets on one SQLite file (the bot
  * and `npm run imagine`), two on one Redis (two bot processes), two child processes on one SQLite
  * file, and two whole engines on one store — never make the fake Runbase answer 429, and together

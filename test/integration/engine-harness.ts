@@ -15,7 +15,11 @@ import { Quotas } from '../../src/engine/quota.ts';
 import type { Store } from '../../src/engine/store.ts';
 import type { Logger } from '../../src/log.ts';
 import { createProviderClients } from '../../src/providers/index.ts';
-import type { HttpServer } from '../../src/platforms/http/server.ts';
+import { mountCallbacks, mountFiles, type HttpServer } from '../../src/platforms/http/server.ts';
+import { engineSettingsOf } from '../../src/app.ts';
+import { CALLBACK_PATH_PREFIX } from '../../src/engine/provider-callbacks.ts';
+import { REFERENCE_PATH_PREFIX } from '../../src/engine/reference-host.ts';
+import { sleep } from '../../src/util/sleep.ts';
 
 /**
  * Runbase's 20 requests / 10 s, scaled 10× like everything else: fakes in these tests enforce
@@ -125,15 +129,14 @@ export async function startEngineHarness(
     exemptUsers: config.QUOTA_EXEMPT_USERS,
     spendCapUsd: config.SPEND_CAP_DAILY_USD,
   });
-  const fastRetry = { sleep: (ms: number, signal?: AbortSignal) => sleepAbortable(Math.min(ms, 30), signal), maxAttempts: 3 };
+  const fastRetry = { sleep: (ms: number, signal?: AbortSignal) => sleep(Math.min(ms, 30), signal), maxAttempts: 3 };
   const build = (o: { timing?: EngineTiming; processId?: string } = {}) =>
     createEngine({
-      config,
+      ...engineSettingsOf(config, { references: opts.http !== undefined }),
       store,
       quotas,
       providers: createProviderClients(config, { log, ...fastRetry, timeoutMs: 5_000 }),
       log,
-      ...(opts.http ? { http: opts.http } : {}),
       ...(o.processId ?? opts.processId ? { processId: o.processId ?? opts.processId } : {}),
       timing: o.timing ?? opts.timing ?? FAST_TIMING,
     });
@@ -142,6 +145,12 @@ export async function startEngineHarness(
   const engine = build();
   engine.setDeliverer('discord', deliverer);
   engines.push(engine);
+  // The routes src/app.ts mounts, served by the latest engine (a restart replaces the process).
+  const latest = () => engines.at(-1) ?? engine;
+  if (opts.http) {
+    mountCallbacks(opts.http, CALLBACK_PATH_PREFIX, (provider, token) => latest().providerCallback(provider, token), log);
+    mountFiles(opts.http, REFERENCE_PATH_PREFIX, (token) => latest().referenceFile(token));
+  }
   return {
     engine,
     store,
@@ -164,22 +173,7 @@ export async function startEngineHarness(
   };
 }
 
-export function sleepAbortable(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(signal.reason);
-      },
-      { once: true },
-    );
-  });
-}
+/** The project's sleep (src/util/sleep.ts), under the name test/e2e/discord-harness.ts imports. */
+export const sleepAbortable = sleep;
 
 export const discordUser = (userId = 'u1') => ({ platform: 'discord' as const, userId });

@@ -9,7 +9,7 @@ import { rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../src/engine/job.ts';
-import { jobKey } from '../../src/engine/engine.ts';
+import { jobKey } from '../../src/engine/jobs/records.ts';
 import { startFakeRunbase } from '../fakes/runbase.ts';
 import { discordUser, FAST_TIMING, TEST_RATE_LIMIT, startEngineHarness, tempDir } from './engine-harness.ts';
 

@@ -1,6 +1,6 @@
 /**
  * The provider clients against the fake Runbase and RunBlob servers (test/fakes/), which were
- * written independently from reference/providers.md: what the clients send must be accepted,
+ * written independently from docs/providers.md: what the clients send must be accepted,
  * and what the fakes answer (successes, failures, every error shape) must come out as the right
  * snapshot or error class.
  */
@@ -17,7 +17,7 @@ import {
   ProviderServerError,
   TaskNotFoundError,
 } from '../../src/providers/errors.ts';
-import { abortableSleep } from '../../src/providers/retry.ts';
+import { sleep } from '../../src/util/sleep.ts';
 import type { ProviderClient, TaskInput, TaskSnapshot } from '../../src/providers/types.ts';
 import { startFakeRunbase, type FakeRunbaseOptions } from '../fakes/runbase.ts';
 import { startFakeRunblob, type FakeRunblobOptions } from '../fakes/runblob.ts';
@@ -30,7 +30,7 @@ afterEach(async () => {
 });
 
 /** Real waits, scaled down ten times so backoff stays short but real. */
-const fastSleep = (ms: number, signal?: AbortSignal) => abortableSleep(ms / 10, signal);
+const fastSleep = (ms: number, signal?: AbortSignal) => sleep(ms / 10, signal);
 
 async function runbase(opts: FakeRunbaseOptions = {}, clientOpts: Partial<ConstructorParameters<typeof RunbaseClient>[0]> = {}) {
   const fake = await startFakeRunbase({ durationMs: 80, ...opts });
@@ -60,7 +60,7 @@ async function pollToEnd(client: ProviderClient, taskId: string, seen: string[] 
     seen.push(snap.status);
     if (snap.status === 'succeeded' || snap.status === 'failed') return snap;
     if (Date.now() > deadline) throw new Error(`task ${taskId} still ${snap.status}`);
-    await abortableSleep(15);
+    await sleep(15);
   }
 }
 
@@ -128,7 +128,7 @@ describe('Runbase client × fake Runbase', () => {
       const snap = await client.getTask(created.taskId);
       seen.push(snap.status);
       if (snap.status === 'succeeded' || Date.now() > deadline) break;
-      await abortableSleep(15);
+      await sleep(15);
     }
     expect(sawWeird).toBe(true);
     expect(seen.at(-1)).toBe('succeeded');
@@ -155,7 +155,7 @@ describe('Runbase client × fake Runbase', () => {
           sent.push(now);
           return;
         }
-        await abortableSleep(320 - (now - sent[0]!));
+        await sleep(320 - (now - sent[0]!));
       }
     };
     const created = await Promise.all(Array.from({ length: 8 }, () => client.createTask(runbaseInput(), { gate })));
@@ -296,7 +296,7 @@ describe('RunBlob client × fake RunBlob', () => {
   it('lists recent tasks, newest first', async () => {
     const { fake, client } = await runblob();
     const first = await client.createTask(runblobInput({ prompt: 'first' }));
-    await abortableSleep(5);
+    await sleep(5);
     const second = await client.createTask(runblobInput({ prompt: 'second' }));
     const listed = await client.listTasks({ limit: 500, offset: 0 });
     expect(listed.map((t) => t.taskId)).toEqual([second.taskId, first.taskId]);

@@ -1,9 +1,13 @@
 /**
  * The bot's one HTTP server: health, provider callbacks, short-lived reference-image URLs and
- * Slack's events endpoint all mount here, so an operator opens one port (PORT).
+ * Slack's events endpoint all mount here, so an operator opens one port (PORT). The composition
+ * root (src/app.ts) mounts the engine's routes with mountCallbacks and mountFiles.
  */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../../log.ts';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, params: { rest: string }) => void | Promise<void>;
@@ -97,4 +101,72 @@ export async function readBody(req: IncomingMessage, maxBytes = 1024 * 1024): Pr
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);
+}
+
+/** A file the engine published for a short while (a reference image for a URL-only provider). */
+export type FileLookup = (token: string) => { path: string; mime: string } | undefined;
+
+/**
+ * Routes GET/HEAD `<prefix><token>` to the file `lookup` gives, streamed from disk (never held in
+ * memory); an unknown or expired token, or a file gone meanwhile, answers 404.
+ */
+export function mountFiles(http: HttpServer, prefix: string, lookup: FileLookup): void {
+  const handler: RouteHandler = async (req, res, { rest }) => {
+    const entry = lookup(rest);
+    let size: number | undefined;
+    if (entry) size = await stat(entry.path).then((s) => s.size, () => undefined);
+    if (!entry || size === undefined) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': entry.mime,
+      'content-length': String(size),
+      'cache-control': 'private, no-store',
+      'x-content-type-options': 'nosniff',
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    await pipeline(createReadStream(entry.path), res).catch(() => {
+      res.destroy(); // client went away or the file vanished mid-stream
+    });
+  };
+  http.mount('GET', prefix, handler);
+  http.mount('HEAD', prefix, handler);
+}
+
+/**
+ * What a provider callback route calls: undefined for a callback it does not know (answered
+ * 404), else the work to do once the 2xx has been sent.
+ */
+export type CallbackReceiver = (provider: string, token: string) => Promise<(() => Promise<void>) | undefined>;
+
+/** Callback bodies are a few hundred bytes; anything bigger is not a provider's. */
+const MAX_CALLBACK_BODY_BYTES = 64 * 1024;
+
+/**
+ * Routes POST `<prefix><provider>/<token>` (provider completion callbacks, e.g. RunBlob's
+ * `callback_url`, docs/providers.md) to `receive`. The body is drained (capped) so the connection
+ * stays reusable, but never read: a callback is only a hint. The 200 goes out before any further
+ * work (RunBlob wants a 2xx within 5 s).
+ */
+export function mountCallbacks(http: HttpServer, prefix: string, receive: CallbackReceiver, log: Logger): void {
+  http.mount('POST', prefix, async (req, res, { rest }) => {
+    const path = rest.replace(/\/+$/, '');
+    const slash = path.indexOf('/');
+    const provider = slash < 0 ? path : path.slice(0, slash);
+    const token = slash < 0 ? '' : path.slice(slash + 1);
+    const body = await readBody(req, MAX_CALLBACK_BODY_BYTES).catch(() => undefined);
+    const after = await receive(provider, token);
+    if (!after) {
+      // Never log the token: a valid one is a credential, and a forged one is noise.
+      log.warn({ provider, bytes: body?.length }, 'provider callback with an unknown token');
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    await after();
+  });
 }

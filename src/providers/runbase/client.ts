@@ -1,5 +1,5 @@
 /**
- * Runbase (https://runbase.net/api/v1): create a run, get a run. See reference/providers.md.
+ * Runbase (https://runbase.net/api/v1): create a run, get a run. See docs/providers.md.
  * Runbase takes reference images as URLs only, reports cost in micro-dollars, and rate-limits
  * 20 requests / 10 s per key (the engine's gate enforces that; this client awaits it per attempt).
  */
@@ -7,7 +7,7 @@ import { InvalidRequestError } from '../errors.ts';
 import { failureCodeFromText } from '../error-parsing.ts';
 import { ProviderHttp, describeIssues, type ProviderClientOptions } from '../http.ts';
 import { createStatusReader } from '../wire.ts';
-import type { CreatedTask, ProviderClient, RequestOptions, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';
+import type { CreatedTask, ProviderClient, ProviderTraits, RequestOptions, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';
 import {
   RUNBASE_MODELS_WITHOUT_RESOLUTION,
   runbaseCreateRequestSchema,
@@ -20,8 +20,21 @@ export type RunbaseClientOptions = ProviderClientOptions;
 
 const MICRO_USD_PER_USD = 1_000_000;
 
+/** Runbase's documented limit: 20 requests per 10 s per API key, creates and polls together (docs/providers.md). */
+export const RUNBASE_REQUESTS_PER_WINDOW = 20;
+export const RUNBASE_WINDOW_MS = 10_000;
+
+export const RUNBASE_TRAITS: ProviderTraits = {
+  // The limit is per key, whoever sends: every process using the key shares one budget in the store.
+  rateLimit: { requests: RUNBASE_REQUESTS_PER_WINDOW, windowMs: RUNBASE_WINDOW_MS, sharedAcrossProcesses: true },
+  callbacks: false,
+  // URLs only (image_urls).
+  inlineReferences: undefined,
+};
+
 export class RunbaseClient implements ProviderClient {
   readonly name = 'runbase' as const;
+  readonly traits = RUNBASE_TRAITS;
   readonly keyId: string;
   readonly #http: ProviderHttp;
   readonly #status: (status: string, taskId: string) => TaskStatus;

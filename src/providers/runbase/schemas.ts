@@ -1,16 +1,20 @@
 /**
- * Runbase's wire format (reference/providers.md "Runbase"). Requests are strict: the bot sends
+ * Runbase's wire format (docs/providers.md "Runbase"). Requests are strict: the bot sends
  * exactly the documented fields. Answers are loose: unknown fields are kept, only what the bot
  * relies on is checked.
  */
 import { z } from 'zod';
-import { EXTENDED_RATIOS, RESOLUTIONS } from '../../engine/models.ts';
+import { RESOLUTIONS } from '../types.ts';
 import { isHttpUrl, looseText, nonNegativeAmount } from '../wire.ts';
-
-export const RUNBASE_STATUSES = ['pending', 'processing', 'succeeded', 'failed'] as const;
 
 /** Models that take no `resolution` input (Gemini 2.5 Flash image). */
 export const RUNBASE_MODELS_WITHOUT_RESOLUTION: ReadonlySet<string> = new Set(['google/nano-banana']);
+
+/**
+ * `aspect_ratio` values Runbase documents (docs/providers.md): eleven for every model, plus four
+ * extreme ones for google/nano-banana-2.
+ */
+export const RUNBASE_ASPECT_RATIOS = ['auto', '1:1', '2:3', '3:2', '3:4', '4:3', '4:5', '5:4', '9:16', '16:9', '21:9', '1:4', '1:8', '4:1', '8:1'] as const;
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
 
@@ -19,7 +23,7 @@ export const runbaseCreateRequestSchema = z.strictObject({
   model: z.string().min(1),
   input: z.strictObject({
     prompt: z.string().min(1),
-    aspect_ratio: z.enum(EXTENDED_RATIOS).optional(),
+    aspect_ratio: z.enum(RUNBASE_ASPECT_RATIOS).optional(),
     resolution: z.enum(RESOLUTIONS).optional(),
     image_urls: z.array(httpUrl).min(1).optional(),
   }),

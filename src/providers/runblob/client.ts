@@ -1,15 +1,15 @@
 /**
  * RunBlob (https://platform.runblob.io): one Gemini image task per image, polled or announced by an
- * unsigned callback. See reference/providers.md "RunBlob". References go as given (URL or base64
+ * unsigned callback. See docs/providers.md "RunBlob". References go as given (URL or base64
  * data URL); the price is a USD decimal string taken at creation.
  */
 import { InvalidRequestError } from '../errors.ts';
 import { failureCodeFromText } from '../error-parsing.ts';
 import { ProviderHttp, describeIssues, type ProviderClientOptions } from '../http.ts';
 import { createStatusReader } from '../wire.ts';
-import type { CreatedTask, ProviderClient, RequestOptions, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';
-import type { Resolution } from '../../engine/models.ts';
+import type { CreatedTask, ProviderClient, ProviderTraits, RequestOptions, Resolution, TaskInput, TaskSnapshot, TaskStatus } from '../types.ts';
 import {
+  RUNBLOB_MAX_IMAGE_BYTES,
   runblobBalanceSchema,
   runblobCreateRequestSchema,
   runblobCreatedSchema,
@@ -21,10 +21,23 @@ import {
 
 export type RunblobClientOptions = ProviderClientOptions;
 
+/** RunBlob documents no rate limit: a generous budget that still stops a runaway loop. */
+export const RUNBLOB_REQUESTS_PER_WINDOW = 50;
+export const RUNBLOB_WINDOW_MS = 1_000;
+
+export const RUNBLOB_TRAITS: ProviderTraits = {
+  rateLimit: { requests: RUNBLOB_REQUESTS_PER_WINDOW, windowMs: RUNBLOB_WINDOW_MS, sharedAcrossProcesses: false },
+  // `callback_url`, called once the task ends (unsigned: only a hint).
+  callbacks: true,
+  // Base64 data URLs in `images`, at most 20 MB each.
+  inlineReferences: { maxBytes: RUNBLOB_MAX_IMAGE_BYTES },
+};
+
 const QUALITY_BY_RESOLUTION: Record<Resolution, RunblobCreateRequest['quality']> = { '1K': 'standard', '2K': '2k', '4K': '4k' };
 
 export class RunblobClient implements ProviderClient {
   readonly name = 'runblob' as const;
+  readonly traits = RUNBLOB_TRAITS;
   readonly keyId: string;
   readonly #http: ProviderHttp;
   readonly #status: (status: string, taskId: string) => TaskStatus;

@@ -1,15 +1,15 @@
 /**
- * RunBlob's wire format (reference/providers.md "RunBlob"). Requests are strict and carry the
+ * RunBlob's wire format (docs/providers.md "RunBlob"). Requests are strict and carry the
  * documented limits; answers are loose (unknown fields kept) and checked only where the bot relies
  * on them.
  */
 import { z } from 'zod';
-import { COMMON_RATIOS } from '../../engine/models.ts';
 import { isHttpUrl, looseText, nonNegativeAmount } from '../wire.ts';
 
 export const RUNBLOB_MODELS = ['standard', 'pro', 'v2'] as const;
 export const RUNBLOB_QUALITIES = ['standard', '2k', '4k'] as const;
-export const RUNBLOB_STATUSES = ['pending', 'processing', 'completed', 'failed'] as const;
+/** `aspect_ratio` values RunBlob documents (docs/providers.md). */
+export const RUNBLOB_ASPECT_RATIOS = ['auto', '21:9', '16:9', '4:3', '3:2', '1:1', '9:16', '3:4', '2:3', '5:4', '4:5'] as const;
 export const RUNBLOB_MAX_PROMPT_CHARS = 4000;
 /** Input images per model: 4 with standard, 8 with pro and v2. */
 export const RUNBLOB_MAX_IMAGES: Readonly<Record<(typeof RUNBLOB_MODELS)[number], number>> = { standard: 4, pro: 8, v2: 8 };
@@ -43,7 +43,7 @@ export const runblobCreateRequestSchema = z
     prompt: z.string().min(1).max(RUNBLOB_MAX_PROMPT_CHARS),
     model: z.enum(RUNBLOB_MODELS),
     quality: z.enum(RUNBLOB_QUALITIES),
-    aspect_ratio: z.enum(COMMON_RATIOS),
+    aspect_ratio: z.enum(RUNBLOB_ASPECT_RATIOS),
     temperature: z.number().min(0).max(1).optional(),
     images: z.array(imageRef).min(1).max(8).optional(),
     callback_url: z.url({ protocol: /^https?$/ }).optional(),
@@ -66,7 +66,6 @@ export const runblobCreatedSchema = z.looseObject({
   // USD, documented as a decimal string ("0.0200"); a plain number is accepted too.
   price: nonNegativeAmount.nullish(),
 });
-export type RunblobCreated = z.infer<typeof runblobCreatedSchema>;
 
 /** Answer of GET /v1/gemini/generations/{task_uuid} (and the callback's body). */
 export const runblobGenerationSchema = z
@@ -87,9 +86,6 @@ export type RunblobGeneration = z.infer<typeof runblobGenerationSchema>;
 
 /** GET /v1/gemini/generations?limit=&offset= → an array of the same objects. */
 export const runblobGenerationListSchema = z.array(runblobGenerationSchema);
-
-/** The callback body has the same fields (`{task_uuid, status, result_image_url, message}`); it is only a hint. */
-export const runblobCallbackSchema = runblobGenerationSchema;
 
 /** GET /v1/data/balance → `{"balance": "<string>"}` (USD; a negative balance is read, not rejected). */
 export const runblobBalanceSchema = z.looseObject({

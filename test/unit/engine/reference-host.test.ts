@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/log.ts';
-import { startHttpServer, type HttpServer } from '../../../src/platforms/http/server.ts';
-import { ReferenceHost } from '../../../src/engine/reference-host.ts';
+import { mountFiles, startHttpServer, type HttpServer } from '../../../src/platforms/http/server.ts';
+import { REFERENCE_PATH_PREFIX, ReferenceHost } from '../../../src/engine/reference-host.ts';
 
 describe('ReferenceHost', () => {
   let http: HttpServer;
@@ -20,7 +20,8 @@ describe('ReferenceHost', () => {
     await writeFile(file, bytes);
     http = await startHttpServer(0, createLogger({ level: 'silent', destination: { write: () => undefined } }), '127.0.0.1');
     host = new ReferenceHost({ publicUrl: `${http.localUrl}/`, ttlMs: 60_000, now: () => now });
-    host.mount(http);
+    // As src/app.ts mounts it.
+    mountFiles(http, REFERENCE_PATH_PREFIX, host.lookup);
   });
   afterAll(async () => {
     await http.close();
@@ -51,6 +52,15 @@ describe('ReferenceHost', () => {
     now += 2_000;
     expect((await fetch(url)).status).toBe(404);
     expect(host.size).toBe(0);
+  });
+
+  it('looks a token up until it expires', () => {
+    const url = host.publish(file, 'image/png');
+    const token = url.slice(url.lastIndexOf('/') + 1);
+    expect(host.lookup(token)).toEqual({ path: file, mime: 'image/png' });
+    expect(host.lookup('A'.repeat(43))).toBeUndefined();
+    now += 60_000;
+    expect(host.lookup(token)).toBeUndefined();
   });
 
   it('answers 404 when the file is gone', async () => {

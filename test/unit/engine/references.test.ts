@@ -7,12 +7,12 @@ import sharp from 'sharp';
 import type { Dispatcher } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ReferenceError } from '../../../src/engine/errors.ts';
-import { MODEL_CATALOG, type ModelSpec } from '../../../src/engine/models.ts';
+import { RUNBASE_TRAITS } from '../../../src/providers/runbase/client.ts';
+import { RUNBLOB_TRAITS } from '../../../src/providers/runblob/client.ts';
 import { createGuardedDispatcher } from '../../../src/engine/net-guard.ts';
 import { ReferenceHost } from '../../../src/engine/reference-host.ts';
 import { fetchReferences, toProviderReferences, type PreparedReference } from '../../../src/engine/references.ts';
 
-const model = (key: string) => MODEL_CATALOG.find((m) => m.key === key) as ModelSpec;
 const MB = 1024 * 1024;
 
 describe('references', () => {
@@ -196,7 +196,7 @@ describe('references', () => {
     });
 
     it('sends RunBlob base64 data URLs of the exact bytes', async () => {
-      const out = await toProviderReferences(prepared, model('runblob-pro'), undefined);
+      const out = await toProviderReferences(prepared, RUNBLOB_TRAITS.inlineReferences, undefined);
       expect(out).toHaveLength(2);
       const first = out[0]!;
       expect(first.kind).toBe('data');
@@ -210,7 +210,7 @@ describe('references', () => {
       const bytes = Buffer.alloc(1_000_003);
       for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 31) & 0xff;
       await writeFile(path, bytes);
-      const [out] = await toProviderReferences([{ index: 0, path, mime: 'image/jpeg', bytes: bytes.length }], model('runblob-2'), undefined);
+      const [out] = await toProviderReferences([{ index: 0, path, mime: 'image/jpeg', bytes: bytes.length }], RUNBLOB_TRAITS.inlineReferences, undefined);
       expect(out).toEqual({ kind: 'data', dataUrl: `data:image/jpeg;base64,${bytes.toString('base64')}` });
     });
 
@@ -231,7 +231,7 @@ describe('references', () => {
         await writeFile(path, big);
         const [ref] = await fetchReferences([{ kind: 'file', path }], opts());
         expect(ref).toMatchObject({ mime: 'image/png', bytes: big.length });
-        const [out] = await toProviderReferences([ref!], model('runblob-pro'), undefined);
+        const [out] = await toProviderReferences([ref!], RUNBLOB_TRAITS.inlineReferences, undefined);
         if (out?.kind !== 'data') throw new Error('expected a data URL');
         expect(out.dataUrl.startsWith(`data:${mime};base64,`)).toBe(true);
         const sent = Buffer.from(out.dataUrl.split(',')[1]!, 'base64');
@@ -247,17 +247,17 @@ describe('references', () => {
     it('names the reference when an image over 20,000,000 bytes cannot be re-encoded for RunBlob', async () => {
       const path = join(root, 'corrupt-big.png');
       await writeFile(path, Buffer.concat([png.subarray(0, 33), Buffer.alloc(20_100_000)]));
-      const err = await problem(toProviderReferences([{ index: 2, path, mime: 'image/png', bytes: 20_100_033, name: 'scan.png' }], model('runblob-2'), undefined));
+      const err = await problem(toProviderReferences([{ index: 2, path, mime: 'image/png', bytes: 20_100_033, name: 'scan.png' }], RUNBLOB_TRAITS.inlineReferences, undefined));
       expect(err).toMatchObject({ index: 2, problem: 'too_large' });
       expect(err.userMessage).toContain('scan.png');
     });
 
     it('gives Runbase the public URL, else a short-lived link from the bot, else a clear error', async () => {
       const host = new ReferenceHost({ publicUrl: 'https://bot.example.com/' });
-      const out = await toProviderReferences(prepared, model('runbase-pro'), host);
+      const out = await toProviderReferences(prepared, RUNBASE_TRAITS.inlineReferences, host);
       expect(out[0]).toEqual({ kind: 'url', url: 'https://cdn.example.com/a.png' });
       expect(out[1]?.kind === 'url' && out[1].url).toMatch(/^https:\/\/bot\.example\.com\/refs\/[A-Za-z0-9_-]{43,}$/);
-      const err = await problem(toProviderReferences(prepared, model('runbase-pro'), undefined));
+      const err = await problem(toProviderReferences(prepared, RUNBASE_TRAITS.inlineReferences, undefined));
       expect(err.problem).toBe('needs_public_url');
       expect(err.index).toBe(1);
       expect(err.userMessage).toMatch(/PUBLIC_URL/);
@@ -265,8 +265,8 @@ describe('references', () => {
 
     it('does not hand Runbase a private URL unless it is allow-listed', async () => {
       const local = [{ index: 0, path: prepared[0]!.path, mime: 'image/png', bytes: png.length, sourceUrl: `${base}/cat.txt` }];
-      await expect(toProviderReferences(local, model('runbase-2'), undefined)).rejects.toBeInstanceOf(ReferenceError);
-      await expect(toProviderReferences(local, model('runbase-2'), undefined, { allowHosts: ALLOW })).resolves.toEqual([
+      await expect(toProviderReferences(local, RUNBASE_TRAITS.inlineReferences, undefined)).rejects.toBeInstanceOf(ReferenceError);
+      await expect(toProviderReferences(local, RUNBASE_TRAITS.inlineReferences, undefined, { allowHosts: ALLOW })).resolves.toEqual([
         { kind: 'url', url: `${base}/cat.txt` },
       ]);
     });

@@ -1,3 +1,4 @@
+import { MockAgent } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/config.ts';
 import { createProviderClients, RunbaseClient, RunblobClient, keyIdOf, withRetry, isRetryable } from '../../../src/providers/index.ts';
@@ -38,12 +39,37 @@ describe('createProviderClients', () => {
     expect(lines()).not.toContain('sk-runbase-key-123456');
   });
 
-  it('skips providers without a key, and uses the documented default URLs', () => {
+  it('skips providers without a key', () => {
     const { log } = memoryLogger();
     expect(createProviderClients(parseConfig({}), { log })).toEqual([]);
     const only = createProviderClients(parseConfig({ RUNBLOB_API_KEY: 'k-123456' }), { log });
     toClose.push(...only);
     expect(only.map((c) => c.name)).toEqual(['runblob']);
+  });
+
+  it('uses the documented base URLs when none is configured', async () => {
+    const agent = new MockAgent();
+    agent.disableNetConnect();
+    toClose.push(agent);
+    // Only the documented origins and paths answer (docs/providers.md); any other URL fails the call.
+    agent
+      .get('https://runbase.net')
+      .intercept({ path: '/api/v1/runs/run_1', method: 'GET' })
+      .reply(200, { id: 'run_1', status: 'processing' });
+    agent
+      .get('https://platform.runblob.io')
+      .intercept({ path: '/v1/gemini/generations/u1', method: 'GET' })
+      .reply(200, { task_uuid: 'u1', status: 'pending', result_image_url: null, message: null });
+    const { log } = memoryLogger();
+    const clients = createProviderClients(parseConfig({ RUNBASE_API_KEY: 'sk-runbase-key-123456', RUNBLOB_API_KEY: 'runblob-key-abcdef' }), {
+      log,
+      dispatcher: agent,
+      maxAttempts: 1,
+    });
+    toClose.push(...clients);
+    expect((await clients[0]!.getTask('run_1')).status).toBe('running');
+    expect((await clients[1]!.getTask('u1')).status).toBe('pending');
+    agent.assertNoPendingInterceptors();
   });
 
   it('re-exports the retry policy for the engine', () => {

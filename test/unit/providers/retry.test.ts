@@ -7,7 +7,7 @@ import {
   RateLimitedError,
   type ProviderError,
 } from '../../../src/providers/errors.ts';
-import { abortableSleep, isRetryable, withRetry, type CallKind } from '../../../src/providers/retry.ts';
+import { isRetryable, withRetry, type CallKind } from '../../../src/providers/retry.ts';
 import { recordingSleep } from './script-server.ts';
 
 const rateLimited = (retryAfterS?: number) =>
@@ -142,18 +142,6 @@ describe('withRetry', () => {
     let calls = 0;
     await expect(withRetry(async () => ++calls, { kind: 'idempotent', signal: ac.signal })).rejects.toThrow('gone');
     expect(calls).toBe(0);
-  });
-});
-
-describe('abortableSleep', () => {
-  it('waits, and rejects with the reason on abort', async () => {
-    const t0 = Date.now();
-    await abortableSleep(30);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(25);
-    const ac = new AbortController();
-    const p = abortableSleep(10_000, ac.signal);
-    ac.abort(new Error('stop'));
-    await expect(p).rejects.toThrow('stop');
   });
 });
 

@@ -1,0 +1,109 @@
+/**
+ * What the parts of the engine share: the engine's settings and collaborators (JobContext), the
+ * timing knobs with their production values, and a job this process is running (Run).
+ * See docs/architecture.md for how the parts fit together.
+ */
+import type { Dispatcher } from 'undici';
+import type { Logger } from '../../log.ts';
+import type { ProviderReference } from '../../providers/types.ts';
+import type { JobRecord } from '../job.ts';
+import type { Lane, Lanes } from '../lanes.ts';
+import type { ModelSpec, Resolution } from '../models.ts';
+import type { ProviderCallbacks } from '../provider-callbacks.ts';
+import { DAY_MS, type Quotas } from '../quota.ts';
+import type { ReferenceHost } from '../reference-host.ts';
+import type { Deliveries } from './delivery.ts';
+import type { JobRecords } from './records.ts';
+
+/** Callback tokens only matter while a task can still complete (the deadline), plus a margin for resumes. */
+export const CALLBACK_TOKEN_TTL_MS = 2 * DAY_MS;
+/** How often a running engine looks for jobs whose process died (their lease expired). 0 turns it off. */
+export const TAKEOVER_INTERVAL_MS = 60_000;
+/** Elapsed-time progress ticks (adapters throttle their edits further). */
+export const PROGRESS_TICK_MS = 2_000;
+/** A job's lease; renewed every third of it while the job runs. */
+export const LEASE_TTL_MS = 30_000;
+/** Waits between delivery attempts; after the last one the job waits for the next start. */
+export const DELIVERY_RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 15_000];
+/**
+ * A resumed job whose deadline has passed still gets this long, so a task that finished while
+ * the bot was down is not thrown away unpolled (many resumed Runbase jobs share 20 polls / 10 s).
+ */
+export const RESUME_GRACE_MS = 60_000;
+/** First wait after a create refused with 429 RATE_LIMITED beyond the client's own retries; doubles up to 8×. */
+export const CREATE_RATE_LIMITED_BACKOFF_MS = 1_000;
+/** Typical generation time by resolution ("7–30 s", docs/providers.md); the poll plan centres on it. */
+export const EXPECTED_TASK_MS: Readonly<Record<Resolution, number>> = { '1K': 12_000, '2K': 18_000, '4K': 25_000 };
+
+/** The timing the job parts run with (EngineTiming with the defaults applied). */
+export interface JobTiming {
+  deadlineMs: number;
+  progressTickMs: number;
+  deliveryRetryDelaysMs: readonly number[];
+  leaseTtlMs: number;
+  resumeGraceMs: number;
+  createRateLimitedBackoffMs: number;
+  expectedMs: (model: ModelSpec, resolution: Resolution) => number;
+}
+
+/** The production timing, with what `overrides` (tests, benches) set instead; `deadlineMs` unless overridden. */
+export function jobTimingOf(overrides: Partial<JobTiming>, deadlineMs: number): JobTiming {
+  return {
+    deadlineMs: overrides.deadlineMs ?? deadlineMs,
+    progressTickMs: overrides.progressTickMs ?? PROGRESS_TICK_MS,
+    deliveryRetryDelaysMs: overrides.deliveryRetryDelaysMs ?? DELIVERY_RETRY_DELAYS_MS,
+    leaseTtlMs: overrides.leaseTtlMs ?? LEASE_TTL_MS,
+    resumeGraceMs: overrides.resumeGraceMs ?? RESUME_GRACE_MS,
+    createRateLimitedBackoffMs: overrides.createRateLimitedBackoffMs ?? CREATE_RATE_LIMITED_BACKOFF_MS,
+    expectedMs: overrides.expectedMs ?? ((_m, resolution) => EXPECTED_TASK_MS[resolution]),
+  };
+}
+
+export interface JobContext {
+  quotas: Quotas;
+  log: Logger;
+  now: () => number;
+  timing: JobTiming;
+  records: JobRecords;
+  lanes: Lanes;
+  deliveries: Deliveries;
+  callbacks: ProviderCallbacks;
+  /** DATA_DIR: references under refs/<jobId>, results under images/<jobId>. */
+  dataDir: string;
+  /** PUBLIC_URL, for provider callbacks. */
+  publicUrl: string | undefined;
+  /** Serves local references to URL-only providers; undefined when nobody serves them. */
+  referenceHost: ReferenceHost | undefined;
+  /** FETCH_ALLOW_HOSTS. */
+  fetchAllowHosts: readonly string[];
+  /** For result downloads; undefined = undici's global one. */
+  dispatcher: Dispatcher | undefined;
+  /** For user-given reference URLs (SSRF-guarded). */
+  referenceDispatcher: Dispatcher;
+}
+
+/** A job this process is running (or delivering). */
+export interface Run {
+  job: JobRecord;
+  model: ModelSpec | undefined;
+  lane: Lane | undefined;
+  log: Logger;
+  /** Aborted by close() or a lost lease: the job stops where it is and stays in the store. */
+  stop: AbortController;
+  /** Aborted at the job's deadline: tasks still pending fail with DEADLINE_EXCEEDED. */
+  deadline: AbortController;
+  signal: AbortSignal;
+  /** Serialises writes of this job's record so an older snapshot never lands after a newer one. */
+  writes: Promise<void>;
+  downloading: number;
+  lastProgressKey: string;
+  /** References as the provider receives them; computed at submit, or again on resume. */
+  providerRefs: ProviderReference[] | undefined;
+  timers: Array<ReturnType<typeof setTimeout>>;
+  done: Promise<void>;
+}
+
+/** A job's logger: every line names the job, its provider and its model. */
+export function jobLogger(log: Logger, jobId: string, model: ModelSpec | undefined): Logger {
+  return log.child({ jobId, provider: model?.provider, model: model?.key });
+}

@@ -1,0 +1,122 @@
+/**
+ * Delivery: the platforms' deliverers, progress events, and delivering a finished job with
+ * retries. A job is marked delivered (and leaves the unfinished set) only once its deliverer
+ * resolved; after the last retry it waits for the next start, and the requester is told
+ * (`undeliverable`), so nobody is left looking at a placeholder that never moves.
+ */
+import type { Logger } from '../../log.ts';
+import { sleep } from '../../util/sleep.ts';
+import { isTerminalJobState, type Deliverer, type DelivererRegistry, type JobRecord, type JobTask, type ProgressEvent, type ProgressPhase } from '../job.ts';
+import type { Platform } from '../request.ts';
+import type { Run } from './context.ts';
+import type { JobRecords } from './records.ts';
+
+export const isImageDone = (t: JobTask): boolean => t.status === 'failed' || (t.status === 'succeeded' && t.image !== undefined);
+
+export class Deliveries {
+  readonly #registry: DelivererRegistry = {};
+  readonly #records: JobRecords;
+  readonly #now: () => number;
+  readonly #retryDelaysMs: readonly number[];
+
+  constructor(o: { records: JobRecords; now: () => number; retryDelaysMs: readonly number[] }) {
+    this.#records = o.records;
+    this.#now = o.now;
+    this.#retryDelaysMs = o.retryDelaysMs;
+  }
+
+  set(platform: Platform, deliverer: Deliverer): void {
+    this.#registry[platform] = deliverer;
+  }
+
+  has(platform: Platform): boolean {
+    return this.#registry[platform] !== undefined;
+  }
+
+  /** Every attempt failed here already: the job waits for a start rather than a takeover sweep. */
+  gaveUp(job: JobRecord): boolean {
+    return (job.deliveryAttempts ?? 0) > this.#retryDelaysMs.length;
+  }
+
+  /** Progress to the platform: at once on a state/phase/count change, and on elapsed ticks. */
+  emit(run: Run, tick: boolean): void {
+    const { job } = run;
+    const deliverer = this.#registry[job.request.requester.platform];
+    if (!deliverer) return;
+    const done = job.tasks.filter(isImageDone).length;
+    const phase: ProgressPhase = isTerminalJobState(job.state)
+      ? 'done'
+      : job.state === 'queued'
+        ? 'queued'
+        : run.downloading > 0
+          ? 'downloading'
+          : 'generating';
+    const key = `${job.state}|${phase}|${done}`;
+    const changed = key !== run.lastProgressKey;
+    if (!changed && !tick) return;
+    run.lastProgressKey = key;
+    const event: ProgressEvent = {
+      jobId: job.id,
+      state: job.state,
+      phase,
+      elapsedMs: this.#now() - job.createdAt,
+      done,
+      total: job.tasks.length,
+      changed,
+    };
+    try {
+      Promise.resolve(deliverer.progress(structuredClone(job), event)).catch((err: unknown) =>
+        run.log.warn({ err }, 'progress update failed'),
+      );
+    } catch (err) {
+      run.log.warn({ err }, 'progress update failed');
+    }
+  }
+
+  /** Delivers a terminal job, retrying with backoff; marks it delivered once the deliverer resolved. */
+  async deliver(run: Run): Promise<void> {
+    const { job } = run;
+    const platform = job.request.requester.platform;
+    if (job.deliveredAt !== undefined) {
+      await this.#records.markFinished(job.id);
+      return;
+    }
+    const deliverer = this.#registry[platform];
+    if (!deliverer) {
+      run.log.warn({ platform }, 'no deliverer for this platform; the job waits for one (next start)');
+      return;
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await deliverer.deliver(structuredClone(job));
+      } catch (err) {
+        job.deliveryAttempts = (job.deliveryAttempts ?? 0) + 1;
+        await this.#records.persist(run).catch(() => undefined);
+        const delay = this.#retryDelaysMs[attempt];
+        if (delay === undefined || run.stop.signal.aborted) {
+          run.log.error({ err, attempts: attempt + 1 }, 'delivery failed; giving up until the next start');
+          // Stopping is not giving up: the next start delivers without this process saying so.
+          if (delay === undefined) await this.#undeliverable(deliverer, job, err, run.log);
+          return;
+        }
+        run.log.warn({ err, attempt: attempt + 1, retryInMs: delay }, 'delivery failed; will retry');
+        try {
+          await sleep(delay, run.stop.signal);
+        } catch {
+          return;
+        }
+        continue;
+      }
+      // Delivered: a store error from here on must not deliver the result a second time now.
+      job.deliveredAt = this.#now();
+      await this.#records.persist(run);
+      await this.#records.markFinished(job.id);
+      run.log.info({ attempts: attempt + 1 }, 'job delivered');
+      return;
+    }
+  }
+
+  async #undeliverable(deliverer: Deliverer, job: JobRecord, err: unknown, log: Logger): Promise<void> {
+    await deliverer.undeliverable?.(structuredClone(job), err).catch((e: unknown) => log.warn({ err: e }, 'could not tell the requester the delivery failed'));
+  }
+}

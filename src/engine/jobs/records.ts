@@ -1,0 +1,86 @@
+/**
+ * Job records and leases in the store. A job is written at every state change, so a process
+ * killed at any point can resume it; each running job is leased (`lease:job:<id>`), renewed
+ * while it runs, so processes sharing Redis never run the same job twice. The unfinished set
+ * holds the jobs that are not yet terminal AND delivered; resume walks it.
+ */
+import { DAY_MS } from '../quota.ts';
+import type { JobRecord } from '../job.ts';
+import type { PreparedReference } from '../references.ts';
+import type { Store } from '../store.ts';
+import type { Run } from './context.ts';
+
+/** Job records outlive the job so that buttons keep working for weeks (docs/architecture.md). */
+export const JOB_TTL_MS = 60 * DAY_MS;
+/** The store set of jobs that are not yet terminal-and-delivered; resume() walks it. */
+export const UNFINISHED_JOBS_KEY = 'jobs:unfinished';
+export const jobKey = (jobId: string): string => `job:${jobId}`;
+export const jobLeaseKey = (jobId: string): string => `lease:job:${jobId}`;
+const jobReferencesKey = (jobId: string) => `job-refs:${jobId}`;
+
+export class JobRecords {
+  readonly #store: Store;
+  readonly #processId: string;
+  readonly #leaseTtlMs: number;
+  readonly #now: () => number;
+
+  constructor(o: { store: Store; processId: string; leaseTtlMs: number; now: () => number }) {
+    this.#store = o.store;
+    this.#processId = o.processId;
+    this.#leaseTtlMs = o.leaseTtlMs;
+    this.#now = o.now;
+  }
+
+  get(jobId: string): Promise<JobRecord | undefined> {
+    return this.#store.kv.get<JobRecord>(jobKey(jobId)).then((job) => job ?? undefined);
+  }
+
+  /** Writes a record no run holds (a run's writes go through `persist`). */
+  async put(job: JobRecord): Promise<void> {
+    await this.#store.kv.set(jobKey(job.id), job, JOB_TTL_MS);
+  }
+
+  /** Writes the run's job record; writes of one job are serialised, each writes the latest state. */
+  persist(run: Run): Promise<void> {
+    const write = run.writes.then(async () => {
+      run.job.updatedAt = this.#now();
+      await this.#store.kv.set(jobKey(run.job.id), run.job, JOB_TTL_MS);
+    });
+    run.writes = write.catch(() => undefined);
+    return write;
+  }
+
+  /** The references prepared at submission (their files are under DATA_DIR/refs/<jobId>). */
+  async saveReferences(jobId: string, prepared: PreparedReference[]): Promise<void> {
+    await this.#store.kv.set(jobReferencesKey(jobId), prepared, JOB_TTL_MS);
+  }
+
+  references(jobId: string): Promise<PreparedReference[] | undefined> {
+    return this.#store.kv.get<PreparedReference[]>(jobReferencesKey(jobId)).then((refs) => refs ?? undefined);
+  }
+
+  async forgetReferences(jobId: string): Promise<void> {
+    await this.#store.kv.delete(jobReferencesKey(jobId));
+  }
+
+  /** Takes or renews this process's lease on the job; false when another live process holds it. */
+  lease(jobId: string): Promise<boolean> {
+    return this.#store.lease(jobLeaseKey(jobId), this.#processId, this.#leaseTtlMs);
+  }
+
+  releaseLease(jobId: string): Promise<void> {
+    return this.#store.releaseLease(jobLeaseKey(jobId), this.#processId);
+  }
+
+  markUnfinished(jobId: string): Promise<void> {
+    return this.#store.setAdd(UNFINISHED_JOBS_KEY, jobId);
+  }
+
+  markFinished(jobId: string): Promise<void> {
+    return this.#store.setRemove(UNFINISHED_JOBS_KEY, jobId);
+  }
+
+  unfinished(): Promise<string[]> {
+    return this.#store.setMembers(UNFINISHED_JOBS_KEY);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Runs jobs in this process: keeps each one's lease, arms its deadline and progress ticks, runs
+ * its tasks in parallel (tasks.ts), then finishes, settles (settlement.ts) and delivers
+ * (delivery.ts) it. A job whose run stops (close(), a lost lease) stays in the store as it is,
+ * and the next start or another process picks it up.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { sentenceFor } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { ProviderReference } from '../../providers/types.ts';
+import { sleep } from '../../util/sleep.ts';
+import { DeadlineExceededError } from '../errors.ts';
+import { isTerminalJobState, type JobRecord } from '../job.ts';
+import { LeaseLostError } from '../job-errors.ts';
+import type { ModelSpec } from '../models.ts';
+import type { JobContext, Run } from './context.ts';
+import { settle } from './settlement.ts';
+import { runTask } from './tasks.ts';
+
+export interface StartOptions {
+  providerRefs: ProviderReference[] | undefined;
+  resumed: boolean;
+  log: Logger;
+}
+
+export class JobRunner {
+  readonly #ctx: JobContext;
+  readonly #runs = new Map<string, Run>();
+
+  constructor(ctx: JobContext) {
+    this.#ctx = ctx;
+  }
+
+  /** The run of a job this process is running, if any. */
+  get(jobId: string): Run | undefined {
+    return this.#runs.get(jobId);
+  }
+
+  has(jobId: string): boolean {
+    return this.#runs.has(jobId);
+  }
+
+  /** Starts a job this process holds the lease of, in the background. */
+  start(job: JobRecord, model: ModelSpec | undefined, o: StartOptions): void {
+    const stop = new AbortController();
+    const deadline = new AbortController();
+    const run: Run = {
+      job,
+      model,
+      lane: model ? this.#ctx.lanes.get(model.provider) : undefined,
+      log: o.log,
+      stop,
+      deadline,
+      signal: AbortSignal.any([stop.signal, deadline.signal]),
+      writes: Promise.resolve(),
+      downloading: 0,
+      lastProgressKey: '',
+      providerRefs: o.providerRefs,
+      timers: [],
+      done: Promise.resolve(),
+    };
+    this.#runs.set(job.id, run);
+    run.done = this.#drive(run, o.resumed)
+      .catch((err: unknown) => run.log.error({ err }, 'job run failed unexpectedly; it resumes on the next start'))
+      .finally(() => {
+        for (const t of run.timers) clearTimeout(t);
+        this.#runs.delete(job.id);
+      });
+  }
+
+  /** Stops every run where it is (their jobs stay in the store); resolves when they stopped or after `maxWaitMs`. */
+  async stopAll(reason: unknown, maxWaitMs: number): Promise<number> {
+    const runs = [...this.#runs.values()];
+    for (const run of runs) run.stop.abort(reason);
+    // A deliverer cannot be interrupted; do not wait on a hung one forever.
+    const gaveUp = new AbortController();
+    await Promise.race([Promise.allSettled(runs.map((r) => r.done)), sleep(maxWaitMs, gaveUp.signal).catch(() => undefined)]);
+    gaveUp.abort(); // no timer left behind to hold the process open
+    return runs.length;
+  }
+
+  async #drive(run: Run, resumed: boolean): Promise<void> {
+    const ctx = this.#ctx;
+    const { job } = run;
+    let leaseLost = false;
+    // Keep the lease while this process works on the job.
+    const renew = setInterval(() => {
+      ctx.records.lease(job.id).then(
+        (held) => {
+          if (!held && !run.stop.signal.aborted) {
+            leaseLost = true;
+            run.log.error('lost the job lease to another process; stopping here');
+            run.stop.abort(new LeaseLostError());
+          }
+        },
+        (err: unknown) => run.log.warn({ err }, 'lease renewal failed'),
+      );
+    }, Math.max(50, Math.floor(ctx.timing.leaseTtlMs / 3)));
+    run.timers.push(renew);
+    try {
+      if (!isTerminalJobState(job.state)) {
+        const remaining = job.deadlineAt - ctx.now();
+        const deadlineIn = resumed ? Math.max(remaining, ctx.timing.resumeGraceMs) : Math.max(0, remaining);
+        const deadlineTimer = setTimeout(() => run.deadline.abort(this.#deadlineError()), deadlineIn);
+        const tick = setInterval(() => ctx.deliveries.emit(run, true), ctx.timing.progressTickMs);
+        run.timers.push(deadlineTimer, tick);
+        ctx.deliveries.emit(run, false);
+
+        // allSettled: one task's unexpected failure (a store error) must not end the run while the
+        // other tasks still create and poll, unleased, beside the run that resumes the job.
+        const outcomes = await Promise.allSettled(job.tasks.map((task) => runTask(ctx, run, task)));
+        clearInterval(tick);
+        clearTimeout(deadlineTimer);
+        const broken = outcomes.find((r) => r.status === 'rejected');
+        if (broken) throw broken.reason;
+        if (run.stop.signal.aborted) return;
+        await this.#finish(run);
+        // Every task was sent: the prepared references are not needed any more.
+        await rm(join(ctx.dataDir, 'refs', job.id), { recursive: true, force: true }).catch(() => undefined);
+        await ctx.records.forgetReferences(job.id).catch(() => undefined);
+      }
+      if (!job.quota.settled) await settle(run, ctx.quotas, ctx.records);
+      if (run.stop.signal.aborted) return;
+      ctx.deliveries.emit(run, false);
+      await ctx.deliveries.deliver(run);
+    } finally {
+      clearInterval(renew);
+      if (!leaseLost) await ctx.records.releaseLease(job.id).catch(() => undefined);
+    }
+  }
+
+  /** Terminal state from the tasks: any image → succeeded (partial success keeps per-task errors). */
+  async #finish(run: Run): Promise<void> {
+    const { job } = run;
+    const made = job.tasks.filter((t) => t.status === 'succeeded' && t.image);
+    job.state = made.length > 0 ? 'succeeded' : 'failed';
+    if (made.length === 0) {
+      job.error = job.tasks.find((t) => t.error)?.error ?? { code: 'INTERNAL', userMessage: sentenceFor('INTERNAL', {}) };
+    }
+    job.finishedAt = this.#ctx.now();
+    await this.#ctx.records.persist(run);
+    run.log.info({ state: job.state, made: made.length, failed: job.tasks.length - made.length, ms: job.finishedAt - job.createdAt }, 'job finished');
+  }
+
+  #deadlineError(): DeadlineExceededError {
+    return new DeadlineExceededError(Math.max(1, Math.round(this.#ctx.timing.deadlineMs / 60_000)));
+  }
+}

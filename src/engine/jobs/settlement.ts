@@ -1,0 +1,59 @@
+/**
+ * Settlement: refunds the units of images not delivered and corrects the spend counter to what
+ * the providers reported, exactly once per job, even if the process dies anywhere in here.
+ */
+import type { JobTask } from '../job.ts';
+import type { ModelSpec, Resolution } from '../models.ts';
+import type { Quotas } from '../quota.ts';
+import type { Run } from './context.ts';
+import type { JobRecords } from './records.ts';
+
+/** Names a job's settlement in the store's once-only guards (Quotas.refundOnce / adjustSpendOnce). */
+const jobSettlementId = (jobId: string) => `job:${jobId}`;
+
+/** Rough price per image for the spend-cap reservation; corrected by the reported cost at settlement. */
+export function estimatedUsdPerImage(model: ModelSpec, resolution: Resolution): number {
+  return model.estimatedUsd[resolution] ?? Math.max(0, ...Object.values(model.estimatedUsd));
+}
+
+/** Create failures after which the provider may hold (and have charged) a task we have no id for. */
+const CREATE_OUTCOME_UNKNOWN_CODES: ReadonlySet<string> = new Set([
+  'SUBMISSION_UNKNOWN',
+  'PROVIDER_SERVER_ERROR',
+  'PROVIDER_UNREACHABLE',
+  'PROVIDER_MALFORMED_RESPONSE',
+]);
+
+function mayHaveBeenCreated(t: JobTask): boolean {
+  return t.submittedAt !== undefined && CREATE_OUTCOME_UNKNOWN_CODES.has(t.error?.code ?? '');
+}
+
+/**
+ * Settles a terminal job. The refund and the correction are each one atomic store step with
+ * their own guard (Quotas.refundOnce / adjustSpendOnce over Store.addOnce), and a resumed job
+ * settles again from the same persisted (terminal) tasks, so a retry computes the same amounts
+ * and the guards let through only what did not land. Partial success is covered: the one refund
+ * is for every image not made. The `settled` flag only saves the round trips.
+ */
+export async function settle(run: Run, quotas: Quotas, records: JobRecords): Promise<void> {
+  const { job } = run;
+  const { quota } = job;
+  const count = job.tasks.length;
+  const failed = job.tasks.filter((t) => !(t.status === 'succeeded' && t.image)).length;
+  const refundUnits = count > 0 ? Math.round((quota.reserved / count) * failed) : 0;
+  const estimatePerImage = count > 0 ? quota.spendReservedUsd / count : 0;
+  // Money spent: what the provider reported per created task (Runbase reports 0 for failed runs),
+  // and the estimate for a create that may have made a task whose id never came back.
+  const spentUsd = job.tasks.reduce(
+    (sum, t) => (t.taskId !== undefined ? sum + (t.costUsd ?? estimatePerImage) : mayHaveBeenCreated(t) ? sum + estimatePerImage : sum),
+    0,
+  );
+  const settlementId = jobSettlementId(job.id);
+  const refunded = refundUnits > 0 && (await quotas.refundOnce(settlementId, quota.userKey, quota.day, refundUnits));
+  const adjusted = await quotas.adjustSpendOnce(settlementId, quota.day, spentUsd - quota.spendReservedUsd);
+  // `applied: false` on a resumed settlement whose changes had already landed before the crash.
+  run.log.info({ refundedUnits: refundUnits, chargedUnits: quota.reserved - refundUnits, spentUsd, applied: refunded || adjusted }, 'job settled');
+  quota.refunded = refundUnits;
+  quota.settled = true;
+  await records.persist(run);
+}

@@ -1,0 +1,177 @@
+/**
+ * One task (= one image) of a job: unsubmitted → create → watch (poll, nudged by callbacks) →
+ * download. Durability rules (docs/architecture.md):
+ * - Before a create request goes out, `submittedAt` is persisted while the task is still
+ *   'unsubmitted'. A resumed task in that state may or may not exist at the provider: it is
+ *   failed with SUBMISSION_UNKNOWN and refunded (the one gap a crash can leave).
+ * - A task's provider id is persisted right after the create answer; a task that has one is
+ *   never created again (that would charge twice), only polled.
+ */
+import { rename } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { MalformedResponseError, RateLimitedError } from '../../providers/errors.ts';
+import { taskFailedError } from '../../providers/error-parsing.ts';
+import type { ProviderReference, RequestGate, TaskInput } from '../../providers/types.ts';
+import { sleep } from '../../util/sleep.ts';
+import { ReferenceError, ResultDownloadError } from '../errors.ts';
+import { EXTENSION_BY_MIME, IMAGE_EXTENSIONS } from '../image-sniff.ts';
+import type { JobTask } from '../job.ts';
+import { ProviderUnavailableError, SubmissionUnknownError, toJobError } from '../job-errors.ts';
+import type { Lane } from '../lanes.ts';
+import type { ModelSpec } from '../models.ts';
+import { toProviderReferences } from '../references.ts';
+import { downloadResult } from '../results.ts';
+import type { JobContext, Run } from './context.ts';
+import { isImageDone } from './delivery.ts';
+
+/** Runs one task as far as it can go; a failure fails the task (persisted), never the run. */
+export async function runTask(ctx: JobContext, run: Run, task: JobTask): Promise<void> {
+  try {
+    if (isImageDone(task)) return;
+    if (!run.lane || !run.model) throw new ProviderUnavailableError(`model ${run.job.request.model} is not configured`);
+    if (task.status === 'unsubmitted') {
+      if (task.submittedAt !== undefined) throw new SubmissionUnknownError();
+      await createTask(ctx, run, run.lane, run.model, task);
+    }
+    if (task.status === 'pending' || task.status === 'running') await watchTask(ctx, run, run.lane, run.model, task);
+    if (task.status === 'succeeded' && !task.image) await downloadTask(ctx, run, task);
+  } catch (err) {
+    if (run.stop.signal.aborted) return; // stopped: the task resumes where it is
+    const reason = run.deadline.signal.aborted ? run.deadline.signal.reason : err;
+    task.status = 'failed';
+    task.error = toJobError(reason);
+    task.completedAt = ctx.now();
+    run.log.warn({ task: task.index, taskId: task.taskId, code: task.error.code, detail: task.error.detail }, 'task failed');
+    await ctx.records.persist(run);
+    ctx.deliveries.emit(run, false);
+  }
+}
+
+async function createTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec, task: JobTask): Promise<void> {
+  const { job } = run;
+  const { request } = job;
+  const input: TaskInput = {
+    prompt: request.prompt,
+    model: model.providerModel,
+    ratio: request.ratio,
+    resolution: request.resolution,
+    references: await providerRefs(ctx, run, lane),
+  };
+  if (model.creativity && request.creativity !== undefined) input.creativity = request.creativity;
+  if (lane.client.traits.callbacks && ctx.publicUrl) {
+    input.callbackUrl = await ctx.callbacks.register(ctx.publicUrl, lane.client.name, { jobId: job.id, index: task.index });
+  }
+  const gate: RequestGate = async (kind) => {
+    // The deadline may stop a create waiting for its turn, but not one on the wire: that one may
+    // already have made (and charged) the task, whose id must then be recorded, not dropped.
+    await lane.gate(kind, run.signal);
+    // From here the provider may create (and charge) the task: mark it, so a crash is detected.
+    // Not before the gate: a create still queued for the budget when the process dies was never
+    // sent, and the next start sends it instead of failing it as SUBMISSION_UNKNOWN.
+    if (task.submittedAt === undefined) {
+      task.submittedAt = ctx.now();
+      await ctx.records.persist(run);
+    }
+  };
+  const createOpts = { signal: run.stop.signal, gate };
+  const firstBackoffMs = ctx.timing.createRateLimitedBackoffMs;
+  let backoffMs = firstBackoffMs;
+  for (;;) {
+    try {
+      const created = await lane.client.createTask(input, createOpts);
+      task.taskId = created.taskId;
+      task.submittedAt = ctx.now();
+      // A create answer is never trusted as terminal: the output URL only comes with a poll.
+      task.status = created.status === 'pending' ? 'pending' : 'running';
+      if (created.costUsd !== undefined) task.costUsd = created.costUsd;
+      break;
+    } catch (err) {
+      // 429 RATE_LIMITED means the provider turned the create away (nothing charged): the
+      // client's own retries ran out, so wait longer, and make every request of this key wait.
+      if (!(err instanceof RateLimitedError) || run.signal.aborted) throw err;
+      run.log.warn({ task: task.index, waitMs: backoffMs }, 'create rate-limited; backing off');
+      lane.budget.pauseFor(backoffMs);
+      await sleep(backoffMs, run.signal);
+      backoffMs = Math.min(backoffMs * 2, firstBackoffMs * 8);
+    }
+  }
+  // Data URLs can be large: keep them only while a task still has to be sent.
+  if (job.tasks.every((t) => t.status !== 'unsubmitted' || t.error)) run.providerRefs = undefined;
+  if (job.state === 'queued') {
+    job.state = 'submitted';
+    job.startedAt = ctx.now();
+  }
+  if (task.status === 'running' && job.state === 'submitted') job.state = 'running';
+  await ctx.records.persist(run);
+  run.log.info({ task: task.index, taskId: task.taskId, costUsd: task.costUsd }, 'task submitted');
+  ctx.deliveries.emit(run, false);
+}
+
+async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec, task: JobTask): Promise<void> {
+  const { job } = run;
+  const taskId = task.taskId;
+  if (taskId === undefined) throw new SubmissionUnknownError();
+  const snapshot = await lane.scheduler.watch(taskId, () => lane.client.getTask(taskId, { signal: run.signal, gate: lane.gate }), {
+    expectedMs: ctx.timing.expectedMs(model, job.request.resolution),
+    startedAt: task.submittedAt ?? ctx.now(),
+    signal: run.signal,
+    onSnapshot: (s) => {
+      if (s.status !== 'running' || task.status !== 'pending') return;
+      task.status = 'running';
+      if (job.state === 'submitted' || job.state === 'queued') job.state = 'running';
+      ctx.records.persist(run).catch((err: unknown) => run.log.warn({ err }, 'could not persist job'));
+      ctx.deliveries.emit(run, false);
+    },
+  });
+  if (snapshot.costUsd !== undefined) task.costUsd = snapshot.costUsd;
+  if (snapshot.status === 'failed') {
+    throw taskFailedError(model.provider, snapshot.failure ?? { code: 'GENERATION_FAILED', message: 'the task failed without a reason' });
+  }
+  const url = snapshot.outputUrls[0];
+  if (!url) throw new MalformedResponseError({ provider: model.provider, message: 'task succeeded without an output URL' });
+  task.outputUrl = url;
+  task.status = 'succeeded';
+  task.completedAt = ctx.now();
+  if (job.state === 'submitted' || job.state === 'queued') job.state = 'running';
+  await ctx.records.persist(run);
+}
+
+async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<void> {
+  const url = task.outputUrl;
+  if (!url) throw new ResultDownloadError('no output URL recorded');
+  const dir = join(ctx.dataDir, 'images', run.job.id);
+  const guessed = extname(new URL(url).pathname).slice(1).toLowerCase();
+  const ext = IMAGE_EXTENSIONS.has(guessed) ? guessed : 'png';
+  run.downloading++;
+  ctx.deliveries.emit(run, false);
+  try {
+    const image = await downloadResult(url, join(dir, `${task.index}.${ext}`), {
+      ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
+      signal: run.signal,
+    });
+    // Name the file after its real content, whatever the URL said.
+    const realExt = EXTENSION_BY_MIME[image.mime];
+    if (!image.path.endsWith(`.${realExt}`)) {
+      const path = join(dir, `${task.index}.${realExt}`);
+      await rename(image.path, path);
+      image.path = path;
+    }
+    task.image = image;
+  } finally {
+    run.downloading--;
+  }
+  await ctx.records.persist(run);
+  run.log.info({ task: task.index, bytes: task.image.bytes, width: task.image.width, height: task.image.height }, 'result downloaded');
+  ctx.deliveries.emit(run, false);
+}
+
+/** References as this lane's provider takes them: computed at submit, or again on resume. */
+async function providerRefs(ctx: JobContext, run: Run, lane: Lane): Promise<ProviderReference[]> {
+  if (run.providerRefs) return run.providerRefs;
+  if (run.job.request.references.length === 0) return (run.providerRefs = []);
+  // Resumed: the files prepared at submit are still under DATA_DIR/refs/<jobId>.
+  const prepared = await ctx.records.references(run.job.id);
+  if (!prepared) throw new ReferenceError(0, 'unreachable', 'the copy prepared at submission is gone');
+  run.providerRefs = await toProviderReferences(prepared, lane.client.traits.inlineReferences, ctx.referenceHost, { allowHosts: ctx.fetchAllowHosts });
+  return run.providerRefs;
+}

@@ -1,0 +1,51 @@
+/**
+ * Progress and delivery (jobs/delivery.ts) through the engine.
+ */
+import { describe, expect, it } from 'vitest';
+import type { JobRecord } from '../../../../src/engine/job.ts';
+import { UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
+import { build, logLines, req, store, useEngineFixture } from '../engine-fixture.ts';
+
+useEngineFixture();
+
+describe('progress and delivery', () => {
+  it('emits progress: changes at once, elapsed ticks in between, ending with done', async () => {
+    const { engine, client, deliverer } = build();
+    client.script = (taskId, poll) =>
+      poll < 12 ? { taskId, status: 'running', outputUrls: [] } : { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`] };
+    const job = await engine.submit(req());
+    await engine.waitFor(job.id);
+    const changes = deliverer.events.filter((e) => e.changed);
+    expect(changes.map((e) => `${e.state}/${e.phase}/${e.done}`)).toEqual([
+      'queued/queued/0',
+      'submitted/generating/0',
+      'running/generating/0',
+      'running/downloading/0',
+      'running/generating/1',
+      'succeeded/done/1',
+    ]);
+    expect(deliverer.events.some((e) => !e.changed && e.phase === 'generating')).toBe(true);
+    expect(deliverer.events.every((e) => e.total === 1 && e.jobId === job.id)).toBe(true);
+  });
+  it('a job whose platform has no deliverer stays pending delivery', async () => {
+    const { engine } = build();
+    const job = await engine.submit(req({ requester: { platform: 'slack', userId: 'U1' } }));
+    const done = await engine.waitFor(job.id);
+    expect(done.state).toBe('succeeded');
+    expect(done.deliveredAt).toBeUndefined();
+    expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual([job.id]);
+  });
+  it('a store error after a delivery does not deliver the result twice', async () => {
+    const { engine, deliverer } = build();
+    const set = store.kv.set.bind(store.kv);
+    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+      if ((value as Partial<JobRecord> | undefined)?.deliveredAt !== undefined) throw new Error('store unavailable');
+      return set(key, value, ttl);
+    }) as typeof store.kv.set;
+    const job = await engine.submit(req());
+    while (!logLines.some((l) => l.includes('job run failed unexpectedly'))) await new Promise((r) => setTimeout(r, 5));
+    expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
+    // Not marked delivered in the store: the next start delivers again rather than losing it.
+    expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual([job.id]);
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * The job runner (jobs/runner.ts) through the engine: every state change persisted, the deadline,
+ * and a run that never outlives its lease.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { JobRecord } from '../../../../src/engine/job.ts';
+import { jobKey, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
+import { build, dir, req, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
+
+useEngineFixture();
+
+describe('running a job', () => {
+  it('persists every state change, the task id before the first poll, and delivers the images', async () => {
+    const { engine, client, deliverer } = build();
+    const written: string[] = [];
+    const set = store.kv.set.bind(store.kv);
+    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+      if (key.startsWith('job:')) written.push((value as JobRecord).state);
+      return set(key, value, ttl);
+    }) as typeof store.kv.set;
+    const stored: Array<JobRecord | undefined> = [];
+    client.beforePoll = async () => {
+      stored.push(await store.kv.get<JobRecord>(jobKey(job.id)));
+    };
+    const job = await engine.submit(req({ count: 2, location: { channelId: 'c1' } }));
+    const done = await engine.waitFor(job.id);
+    expect(done.state).toBe('succeeded');
+    // Every state, in order, reached the store.
+    expect(written.filter((s, i) => s !== written[i - 1])).toEqual(['queued', 'submitted', 'running', 'succeeded']);
+    // When the first status request went out, the store already had the provider's task id.
+    expect(stored[0]!.tasks.map((t) => t.taskId).filter(Boolean).length).toBeGreaterThanOrEqual(1);
+    for (const t of done.tasks) {
+      expect(t.image).toMatchObject({ mime: 'image/png', width: 96, height: 64 });
+      expect(t.image!.path).toBe(join(dir, 'data', 'images', job.id, `${t.index}.png`));
+      expect((await stat(t.image!.path)).size).toBe(t.image!.bytes);
+    }
+    expect(deliverer.delivered).toHaveLength(1);
+    const fromStore = (await store.kv.get<JobRecord>(jobKey(job.id)))!;
+    expect(fromStore.deliveredAt).toBeTypeOf('number');
+    expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual([]);
+  });
+  it('fails tasks still pending at the deadline with DEADLINE_EXCEEDED and refunds them', async () => {
+    const { engine: e2, quotas, client } = build({ timing: { ...TIMING, deadlineMs: 200 } });
+    client.script = (taskId) => ({ taskId, status: 'running', outputUrls: [] });
+    const job = await e2.submit(req({ count: 2 }));
+    const done = await e2.waitFor(job.id);
+    expect(done.state).toBe('failed');
+    expect(done.error?.code).toBe('DEADLINE_EXCEEDED');
+    expect(done.tasks.map((t) => t.error?.code)).toEqual(['DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED']);
+    expect((await quotas.view(user)).used).toBe(0);
+  });
+  it('a store error in one task does not free the job while its other tasks still poll', async () => {
+    const { engine, client } = build({ processId: 'me' });
+    // Task 1 fails at once; the write recording its failure is refused by the store.
+    client.createFailures = [undefined, new Error('create refused')];
+    let polls = 0;
+    client.script = (taskId) => ({ taskId, status: polls++ < 15 ? 'running' : 'succeeded', outputUrls: polls > 15 ? [`https://cdn.test/out/${taskId}.png`] : [] });
+    const set = store.kv.set.bind(store.kv);
+    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+      const tasks = (value as Partial<JobRecord> | undefined)?.tasks;
+      if (tasks?.some((t) => t.error?.detail === 'create refused')) throw new Error('store unavailable');
+      return set(key, value, ttl);
+    }) as typeof store.kv.set;
+    const job = await engine.submit(req({ count: 2 }));
+    // Wait until the run lets go of the job (its lease is free).
+    while (!(await store.lease(`lease:job:${job.id}`, 'other', 60_000))) await new Promise((r) => setTimeout(r, 5));
+    const pollsAtRelease = client.polls.length;
+    await new Promise((r) => setTimeout(r, 150));
+    // No task of this run is still polling a job another process may now run.
+    expect(client.polls.length).toBe(pollsAtRelease);
+    expect(client.creates.length).toBe(1);
+  });
+});

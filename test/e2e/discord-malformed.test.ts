@@ -92,4 +92,36 @@ describe('Discord malformed gateway events', () => {
     for (const payload of Object.values(bad)) expect(all).not.toContain(String(payload.token));
     expectDiscordInvariants(h.discord);
   });
+
+  it('drops other events discord.js cannot build as well (a channel, a guild update)', async () => {
+    expect(h.discord.sendDispatch('CHANNEL_CREATE', null)).toBe(true);
+    expect(h.discord.sendDispatch('GUILD_UPDATE', null)).toBe(true);
+    expect(isFinal(await h.result(await h.imagine('a lighthouse at night')))).toBe(true);
+    expect(fatal).toEqual([]);
+    const events = h.logLines.map((l) => JSON.parse(l) as { msg?: string; event?: string }).filter((l) => l.msg?.includes('dropped')).map((l) => l.event);
+    expect(events).toEqual(expect.arrayContaining(['CHANNEL_CREATE', 'GUILD_UPDATE']));
+  });
+});
+
+describe('Discord malformed gateway events held back before the guilds arrive', () => {
+  it('drops them when discord.js handles them later, and answers the next /imagine', async () => {
+    const id = snowflake();
+    const token = 'held-back-interaction-token-0123456789';
+    const bot = await startDiscordHarness({
+      beforeStart: (discord) => {
+        // Sent between READY and GUILD_CREATE: discord.js queues them and replays them from setImmediate.
+        discord.sendDispatchBeforeGuilds('INTERACTION_CREATE', { id, type: 2, token, version: 1, data: { id: snowflake(), name: 'imagine', type: 1 }, app_permissions: 'nope', user: { id: '100000000000000009', username: 'eve' }, entitlements: [] });
+        discord.sendDispatchBeforeGuilds('INTERACTION_CREATE', null);
+      },
+    });
+    try {
+      expect(isFinal(await bot.result(await bot.imagine('a lighthouse in fog')))).toBe(true);
+      expect(fatal).toEqual([]);
+      const dropped = bot.logLines.map((l) => JSON.parse(l) as { msg?: string; event?: string; id?: string }).filter((l) => l.msg?.includes('dropped'));
+      expect(dropped.map((l) => l.id)).toEqual([id, undefined]);
+      expect(bot.logLines.join('')).not.toContain(token);
+    } finally {
+      await bot.close();
+    }
+  });
 });

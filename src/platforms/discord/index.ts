@@ -161,12 +161,13 @@ interface PacketDispatcher {
  * `client.ws.handlePacket` runs the event's handler, which builds the library's structures (for
  * INTERACTION_CREATE, the interaction: bit fields, the user, the message of a click…) and emits
  * the client event synchronously. It is called from @discordjs/ws's async message handler, so a
- * throw there is an unhandled rejection, which ends the process; packets queued before READY are
- * replayed from setImmediate, where a throw is an uncaught exception. Wrapping the method on this
+ * throw there is an unhandled rejection, which ends the process; packets held back until the
+ * client is ready (its guilds received) are replayed from setImmediate, where a throw is an
+ * uncaught exception. Wrapping the method on this
  * client covers both, for every event, and the listeners it calls: the event is logged (its name,
  * id and interaction type, never its token) and dropped.
  */
-export function guardGatewayPackets(client: Client, log: Logger): void {
+function guardGatewayPackets(client: Client, log: Logger): void {
   const ws = client.ws as unknown as PacketDispatcher;
   const handlePacket = ws.handlePacket.bind(ws);
   ws.handlePacket = (packet, shard) => {
@@ -174,7 +175,7 @@ export function guardGatewayPackets(client: Client, log: Logger): void {
       return handlePacket(packet, shard);
     } catch (err) {
       const d = packet?.d && typeof packet.d === 'object' ? (packet.d as { id?: unknown; type?: unknown }) : undefined;
-      log.warn({ err, event: packet?.t, id: d?.id, type: d?.type }, 'discord gateway event discord.js cannot read; dropped');
+      log.warn({ err, event: packet?.t, id: d?.id, type: d?.type }, 'discord gateway event that could not be handled; dropped');
       return true;
     }
   };

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { DiscordAPIError } from 'discord.js';
 import { createLogger } from '../../src/log.ts';
 
 function capture() {
@@ -39,5 +40,33 @@ describe('createLogger', () => {
     expect(all).not.toContain(runbaseKey);
     expect(all).not.toContain('aW50ZXJhY3Rpb24tdG9rZW4');
     expect(all).toContain('[Redacted]');
+  });
+
+  it('never writes a Discord webhook or interaction token found in a URL, even one it was not told about', () => {
+    const { lines, destination } = capture();
+    const log = createLogger({ destination, secrets: [discordToken] });
+    const app = '1180000000000000001';
+    const token = 'aW50ZXJhY3Rpb246MTE4MDox.Z3Vlc3MtbWUtbm90_-';
+    const original = `https://discord.com/api/v10/webhooks/${app}/${token}/messages/@original`;
+    const callback = `https://discord.com/api/v10/interactions/1180000000000000002/${token}/callback`;
+    const err = new DiscordAPIError({ code: 10015, message: 'Unknown Webhook' }, 10015, 404, 'PATCH', original, { body: { content: `see /webhooks/${app}/${token}` } });
+    log.error({ err }, 'discord edit failed');
+    log.warn({ err: new Error(`POST ${callback} failed`) }, `callback ${callback} refused`);
+    log.info({ followUp: `/webhooks/${app}/${token}`, query: `/webhooks/${app}/${token}?wait=true` }, 'sent');
+    const all = lines.join('');
+    expect(lines).toHaveLength(3);
+    expect(all).not.toContain(token);
+    expect(all).not.toContain(token.slice(0, 12));
+    // Only the token goes: the rest of the route still says what failed.
+    expect(all).toContain(`/webhooks/${app}/[Redacted]/messages/@original`);
+    expect(all).toContain('/interactions/1180000000000000002/[Redacted]/callback');
+    expect(JSON.parse(lines[0] ?? '{}')).toMatchObject({ err: { url: `https://discord.com/api/v10/webhooks/${app}/[Redacted]/messages/@original`, code: 10015 } });
+  });
+
+  it('redacts URL tokens without any configured secret as well', () => {
+    const { lines, destination } = capture();
+    const log = createLogger({ destination });
+    log.warn({ url: 'https://discord.com/api/v10/webhooks/42/some-interaction-token/messages/@original' }, 'edit failed');
+    expect(lines.join('')).not.toContain('some-interaction-token');
   });
 });

@@ -152,12 +152,15 @@ export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () =>
     if (!(skew <= MAX_TIMESTAMP_SKEW_S)) return refuseSignature(req, res, `timestamp ${timestamp} is ${Math.round(skew)} s away from now`);
     // In flight from here until the answer is sent (or the client gives up).
     res.once('close', ackFirst.begin());
-    let data: { id?: unknown; type?: unknown };
+    let parsed: unknown;
     try {
-      data = JSON.parse(body.toString('utf8')) as typeof data;
+      parsed = JSON.parse(body.toString('utf8'));
     } catch {
       return json(res, 400, { error: 'invalid JSON' });
     }
+    // An interaction is a JSON object; `null`, a number, a string or an array is none.
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return json(res, 400, { error: 'not an interaction object' });
+    const data = parsed as { id?: unknown; type?: unknown };
     if (data.type === 1) return json(res, 200, { type: 1 });
     if (typeof data.id === 'string') {
       if (seen.has(data.id)) return refuseSignature(req, res, `interaction ${data.id} replayed`);

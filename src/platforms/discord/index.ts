@@ -70,6 +70,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
 
   /** Logs `gw` in and resolves at READY; rejects on failure or after loginTimeoutMs (never unhandled). */
   const connectGateway = async (gw: Client) => {
+    guardGatewayPackets(gw, log);
     gw.on(Events.InteractionCreate, (interaction) => void handler.handle(interaction));
     gw.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
     gw.on(Events.Warn, (message) => log.warn({ message }, 'discord client warning'));
@@ -147,6 +148,36 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
       delivery.throttle.stop();
       await client.destroy();
     },
+  };
+}
+
+/** discord.js's dispatch of one gateway packet (WebSocketManager#handlePacket, private in its typings). */
+interface PacketDispatcher {
+  handlePacket(packet?: { t?: unknown; d?: unknown }, shard?: unknown): boolean;
+}
+
+/**
+ * One malformed gateway event costs that event only. For every dispatch, discord.js's
+ * `client.ws.handlePacket` runs the event's handler, which builds the library's structures (for
+ * INTERACTION_CREATE, the interaction: bit fields, the user, the message of a click…) and emits
+ * the client event synchronously. It is called from @discordjs/ws's async message handler, so a
+ * throw there is an unhandled rejection, which ends the process; packets held back until the
+ * client is ready (its guilds received) are replayed from setImmediate, where a throw is an
+ * uncaught exception. Wrapping the method on this
+ * client covers both, for every event, and the listeners it calls: the event is logged (its name,
+ * id and interaction type, never its token) and dropped.
+ */
+function guardGatewayPackets(client: Client, log: Logger): void {
+  const ws = client.ws as unknown as PacketDispatcher;
+  const handlePacket = ws.handlePacket.bind(ws);
+  ws.handlePacket = (packet, shard) => {
+    try {
+      return handlePacket(packet, shard);
+    } catch (err) {
+      const d = packet?.d && typeof packet.d === 'object' ? (packet.d as { id?: unknown; type?: unknown }) : undefined;
+      log.warn({ err, event: packet?.t, id: d?.id, type: d?.type }, 'discord gateway event that could not be handled; dropped');
+      return true;
+    }
   };
 }
 

@@ -34,6 +34,8 @@ export class FakeGateway {
   readonly heartbeatIntervalMs: number;
   private readonly ready: GatewayReadyData;
   private readyWaiters: (() => void)[] = [];
+  /** Dispatches for the next session that identifies, sent between its READY and its GUILD_CREATEs. */
+  readonly beforeGuilds: { t: string; d: unknown }[] = [];
 
   constructor(ready: GatewayReadyData, heartbeatIntervalMs = 41_250) {
     this.ready = ready;
@@ -99,6 +101,7 @@ export class FakeGateway {
           guild_join_requests: [],
           user_settings: {},
         });
+        for (const { t, d } of this.beforeGuilds.splice(0)) this.dispatch(session, t, d);
         // GUILD_CREATE needs the GUILDS intent (1 << 0).
         if (d.intents & 1) for (const g of guilds) this.dispatch(session, 'GUILD_CREATE', g);
         for (const w of this.readyWaiters.splice(0)) w();

@@ -501,6 +501,22 @@ export class FakeDiscord extends EventEmitter {
     return interaction;
   }
 
+  /**
+   * Sends one raw gateway dispatch to the bot, as is: any event name, any `d`, even one Discord
+   * would never send (robustness tests). False when no bot is connected.
+   */
+  sendDispatch(t: string, d: unknown): boolean {
+    return this.gateway.send(t, d);
+  }
+
+  /**
+   * Queues a raw dispatch for the next bot that identifies, sent right after READY and before its
+   * guilds arrive: while discord.js waits for them, it holds such events back and handles them later.
+   */
+  sendDispatchBeforeGuilds(t: string, d: unknown): void {
+    this.gateway.beforeGuilds.push({ t, d });
+  }
+
   /** POSTs the interaction to the app and applies its answer as the first response, as Discord does. */
   private async deliverByHttp(interaction: FakeInteraction, url: string): Promise<void> {
     const delivery = await this.endpoint.deliver(url, interaction.payload);

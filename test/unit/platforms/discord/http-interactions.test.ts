@@ -1,7 +1,10 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { REST } from 'discord.js';
-import { HttpAnswers, discordPublicKey, verifyDiscordSignature } from '../../../../src/platforms/discord/http-interactions.ts';
+import { Client, type Interaction, type REST } from 'discord.js';
+import { createLogger } from '../../../../src/log.ts';
+import { AckFirst } from '../../../../src/platforms/ack-first.ts';
+import { startHttpServer } from '../../../../src/platforms/http/server.ts';
+import { DISCORD_INTERACTIONS_PATH, HttpAnswers, discordPublicKey, mountInteractionsEndpoint, verifyDiscordSignature } from '../../../../src/platforms/discord/http-interactions.ts';
 
 const pair = generateKeyPairSync('ed25519');
 /** The portal shows the raw 32-byte key in hex: the SPKI DER's last 32 bytes. */
@@ -73,5 +76,40 @@ describe('HttpAnswers', () => {
       throw new Error('Unknown interaction: its HTTP request is already closed');
     });
     await expect(rest.post('/interactions/8/tok/callback', { body: { type: 5 } })).rejects.toThrow(/Unknown interaction/);
+  });
+});
+
+describe('the interactions endpoint', () => {
+  it('answers 400 to a signed body that is JSON but not an object (null, a number, a string, an array)', async () => {
+    const log = createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
+    const http = await startHttpServer(0, log, '127.0.0.1');
+    const client = new Client({ intents: [] });
+    const handled: Interaction[] = [];
+    mountInteractionsEndpoint({
+      http,
+      client,
+      publicKey: discordPublicKey(publicHex),
+      answers: new HttpAnswers(client.rest),
+      ackFirst: new AckFirst(),
+      log,
+      handle: async (i) => void handled.push(i),
+    });
+    const post = async (body: string) => {
+      const ts = String(Math.floor(Date.now() / 1000));
+      const res = await fetch(`${http.localUrl}${DISCORD_INTERACTIONS_PATH}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-signature-ed25519': signed(ts, body), 'x-signature-timestamp': ts },
+        body,
+      });
+      return res.status;
+    };
+    try {
+      expect(await post('{"type":1}')).toBe(200);
+      for (const body of ['null', '3', '"interaction"', '[]', '[{"type":2,"id":"1"}]']) expect(await post(body), body).toBe(400);
+      expect(handled).toEqual([]);
+    } finally {
+      await http.close();
+      await client.destroy();
+    }
   });
 });

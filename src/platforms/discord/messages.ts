@@ -4,6 +4,7 @@
  * the bot token (`auth: false`), as Discord expects.
  */
 import { DiscordAPIError, Routes, type REST, type RawFile } from 'discord.js';
+import { sleep } from '../../util/sleep.ts';
 import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
 
 export interface SentMessage {
@@ -49,7 +50,7 @@ export class DiscordMessages {
     this.rest = rest;
     this.#httpAnswers = opts.httpAnswers ?? false;
     this.#now = opts.now ?? Date.now;
-    this.#sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.#sleep = opts.sleep ?? sleep;
   }
 
   async editOriginal(loc: DiscordLocation, body: object, files?: readonly OutgoingFile[]): Promise<SentMessage> {

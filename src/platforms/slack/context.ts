@@ -11,6 +11,7 @@
 import { request } from 'undici';
 import { webApi } from '@slack/bolt';
 import { z } from 'zod';
+import { sleep } from '../../util/sleep.ts';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
@@ -43,7 +44,7 @@ export const DEFAULT_TUNING: SlackTuning = {
   interactiveRateLimitWaitMs: 2000,
   deliveryRateLimitWaitMs: 30_000,
   now: Date.now,
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  sleep,
 };
 
 /** Where a Slack job's messages live. Stored in job.request.location (opaque to the engine). */

@@ -3,14 +3,13 @@
  * (an ESLint rule enforces it). Names are a public contract: see README "Configuration".
  */
 import { z } from 'zod';
-import type { ProviderName } from './engine/models.ts';
+import type { ProviderName } from './providers/types.ts';
 
 const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 const optionalString = z.preprocess(emptyToUndefined, z.string().trim().min(1).optional());
-const url = (def?: string) => {
-  const base = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
-  return def === undefined ? z.preprocess(emptyToUndefined, base.optional()) : z.preprocess(emptyToUndefined, base.default(def));
-};
+const httpUrl = () => z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional());
+/** An http(s) URL; unset or empty means `def` (so the documented default is declared here only). */
+const url = (def: string) => httpUrl().transform((v) => v ?? def);
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
   z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(def));
 const list = z.preprocess(
@@ -57,7 +56,7 @@ export const configSchema = z
     FETCH_ALLOW_HOSTS: list,
 
     PORT: int(3000, 0, 65535),
-    PUBLIC_URL: url(),
+    PUBLIC_URL: httpUrl(),
     LOG_LEVEL: z.preprocess(
       emptyToUndefined,
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -19,10 +19,6 @@ export { keyIdOf, DEFAULT_TIMEOUT_MS, type ProviderClientOptions } from './http.
 export { RunbaseClient } from './runbase/client.ts';
 export { RunblobClient } from './runblob/client.ts';
 
-/** The documented base URLs (config.ts defaults to the same; its type leaves them optional). */
-export const RUNBASE_DEFAULT_URL = 'https://runbase.net/api/v1';
-export const RUNBLOB_DEFAULT_URL = 'https://platform.runblob.io';
-
 export interface ProviderDeps {
   log: Logger;
   /** Shared by every client when given (tests: a MockAgent); otherwise each client owns a keep-alive Agent. */
@@ -51,10 +47,10 @@ export function createProviderClients(
   };
   const clients: ConfiguredProviderClient[] = [];
   if (config.RUNBASE_API_KEY) {
-    clients.push(new RunbaseClient(common(config.RUNBASE_API_KEY, config.RUNBASE_API_URL ?? RUNBASE_DEFAULT_URL)));
+    clients.push(new RunbaseClient(common(config.RUNBASE_API_KEY, config.RUNBASE_API_URL)));
   }
   if (config.RUNBLOB_API_KEY) {
-    clients.push(new RunblobClient(common(config.RUNBLOB_API_KEY, config.RUNBLOB_API_URL ?? RUNBLOB_DEFAULT_URL)));
+    clients.push(new RunblobClient(common(config.RUNBLOB_API_KEY, config.RUNBLOB_API_URL)));
   }
   return clients;
 }

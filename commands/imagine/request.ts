@@ -8,6 +8,7 @@ import { ValidationError } from '../../src/engine/errors.ts';
 import type { ModelSpec } from '../../src/engine/models.ts';
 import {
   MAX_PROMPT_CHARS,
+  PROMPT_SENTENCES,
   type ImagineRequestInput,
   type PlatformLocation,
   type ReferenceInput,
@@ -68,18 +69,8 @@ export function parseImagineInput(
   const parsed = parseImagineText(input.prompt);
   const options: Partial<ImagineOptions> = { ...parsed.options, ...definedOnly(input.options) };
 
-  if (parsed.prompt === '') {
-    throw new ValidationError(
-      'prompt',
-      'The prompt is empty: describe the image you want, e.g. "a red fox in the snow --ar 16:9".',
-    );
-  }
-  if (parsed.prompt.length > MAX_PROMPT_CHARS) {
-    throw new ValidationError(
-      'prompt',
-      `The prompt is ${parsed.prompt.length} characters long; the limit is ${MAX_PROMPT_CHARS}. Shorten it.`,
-    );
-  }
+  if (parsed.prompt === '') throw new ValidationError('prompt', PROMPT_SENTENCES.empty);
+  if (parsed.prompt.length > MAX_PROMPT_CHARS) throw new ValidationError('prompt', PROMPT_SENTENCES.tooLong(parsed.prompt.length));
 
   const references: ReferenceInput[] = [
     ...input.refs,

@@ -52,12 +52,18 @@ export type PlatformLocation = z.infer<typeof locationSchema>;
 export const JOB_ACTIONS = ['upscale', 'ratio', 'rerun'] as const;
 export type JobAction = (typeof JOB_ACTIONS)[number];
 
+/** What a user is told about a prompt that cannot be used, wherever it is checked. */
+export const PROMPT_SENTENCES = {
+  empty: 'The prompt is empty: describe the image you want, e.g. "a red fox in the snow --ar 16:9".',
+  tooLong: (length: number) => `The prompt is ${length} characters long; the limit is ${MAX_PROMPT_CHARS}. Shorten it.`,
+} as const;
+
 export const imagineRequestSchema = z.object({
   prompt: z
     .string()
     .trim()
-    .min(1, 'The prompt is empty: describe the image you want.')
-    .max(MAX_PROMPT_CHARS, `The prompt is longer than ${MAX_PROMPT_CHARS} characters: shorten it.`),
+    .min(1, PROMPT_SENTENCES.empty)
+    .max(MAX_PROMPT_CHARS, { error: (issue) => PROMPT_SENTENCES.tooLong(String(issue.input).length) }),
   /** A model key from the catalog (resolved from aliases before this point). */
   model: z.string().min(1),
   ratio: z.enum(ALL_RATIOS),

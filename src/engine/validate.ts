@@ -9,6 +9,7 @@ import { ReferenceError, ValidationError } from './errors.ts';
 import { findModel, type ModelSpec } from './models.ts';
 import {
   imagineRequestSchema,
+  PROMPT_SENTENCES,
   MAX_IMAGES_PER_JOB,
   type ImagineRequest,
   type ImagineRequestInput,
@@ -28,7 +29,7 @@ function sentenceFor(issue: z.core.$ZodIssue, input: ImagineRequestInput): { fie
   switch (field) {
     case 'prompt':
       // The schema carries user-facing messages for the prompt; a non-string prompt is a caller bug.
-      return { field, sentence: issue.code === 'invalid_type' ? 'The prompt is empty: describe the image you want.' : issue.message };
+      return { field, sentence: issue.code === 'invalid_type' ? PROMPT_SENTENCES.empty : issue.message };
     case 'ratio':
       return { field, sentence: `"${String(given)}" is not an aspect ratio. Use a ratio like 1:1, 16:9 or 9:16, or auto.` };
     case 'resolution':

@@ -23,6 +23,7 @@ import {
 } from '../../../commands/imagine/index.ts';
 import { resolveOptions, type OptionDefinition, type ResolvedOption } from '../../../commands/options.ts';
 import { ValidationError } from '../../engine/errors.ts';
+import { PROMPT_SENTENCES } from '../../engine/request.ts';
 import type { ModelSpec } from '../../engine/models.ts';
 import { REFERENCE_FILETYPES, type SlackFileRef } from './files.ts';
 import { clip } from './format.ts';
@@ -231,7 +232,7 @@ export function readSubmission(values: ViewStateValues): ModalSubmission {
     if (f.success) files.push(fileRef(f.data));
   }
   const prompt = get('prompt')?.value ?? '';
-  if (prompt.trim() === '') throw new ValidationError('prompt', 'The prompt is empty: describe the image you want.');
+  if (prompt.trim() === '') throw new ValidationError('prompt', PROMPT_SENTENCES.empty);
   return { prompt, options: options as Partial<ImagineOptions>, files };
 }
 

@@ -33,8 +33,8 @@ describe('parseRequest', () => {
   });
 
   it.each([
-    [{ prompt: '   ' }, 'prompt', 'The prompt is empty: describe the image you want.'],
-    [{ prompt: 'x'.repeat(4001) }, 'prompt', 'The prompt is longer than 4000 characters: shorten it.'],
+    [{ prompt: '   ' }, 'prompt', 'The prompt is empty: describe the image you want, e.g. "a red fox in the snow --ar 16:9".'],
+    [{ prompt: 'x'.repeat(4001) }, 'prompt', 'The prompt is 4001 characters long; the limit is 4000. Shorten it.'],
     [{ count: 5 }, 'count', 'The number of images must be a whole number from 1 to 4.'],
     [{ count: 1.5 }, 'count', 'The number of images must be a whole number from 1 to 4.'],
     [{ ratio: '7:3' as never }, 'ratio', '"7:3" is not an aspect ratio. Use a ratio like 1:1, 16:9 or 9:16, or auto.'],

@@ -1,12 +1,14 @@
 /**
- * /imagine and /quota. /imagine with text is help, quota or a job; without text it opens the
- * modal (views.open within the trigger_id's 3 s, hence urgent).
+ * The slash commands, one listener per command in the registry (commands/index.ts), so a new
+ * command needs nothing here. /imagine has Slack's own extras: with text it is help, quota or a
+ * job; without text it opens the modal (views.open within the trigger_id's 3 s, hence urgent).
  */
 import type { App } from '@slack/bolt';
+import { COMMANDS, imagine, quota, type Command } from '../../../../commands/index.ts';
 import type { Requester } from '../../../engine/request.ts';
 import { commandSchema, whereOfCommand, type CommandPayload } from '../payloads.ts';
 import { afterAck, readPayload, type AckArgs } from './after-ack.ts';
-import { answerText, openModal, replyQuota, type ListenerDeps } from './flow.ts';
+import { answerText, openModal, runCommand, type ListenerDeps } from './flow.ts';
 
 const requesterOf = (c: CommandPayload): Requester => ({ platform: 'slack', userId: c.user_id, ...(c.user_name ? { name: c.user_name } : {}) });
 
@@ -26,15 +28,26 @@ export function imagineCommand(deps: ListenerDeps) {
   };
 }
 
-export function quotaCommand(deps: ListenerDeps) {
+/**
+ * Any other command: its text (if it takes one) is its first required string option, and the
+ * command from the registry answers privately or starts a job.
+ */
+export function textCommand(deps: ListenerDeps, command: Command) {
+  const textOption = Object.entries(command.options).find(([, def]) => def.type === 'string' && def.required)?.[0];
   return async ({ ack, body }: AckArgs): Promise<void> => {
     await ack();
-    const c = readPayload(deps, commandSchema, body, '/quota');
-    if (c) afterAck(deps, '/quota', whereOfCommand(c), () => replyQuota(deps, whereOfCommand(c), { platform: 'slack', userId: c.user_id }));
+    const c = readPayload(deps, commandSchema, body, `/${command.name}`);
+    if (!c) return;
+    const where = whereOfCommand(c);
+    const options = textOption ? { [textOption]: c.text.trim() } : {};
+    afterAck(deps, `/${command.name}`, where, () => runCommand(deps, command, { options, refs: [], requester: requesterOf(c) }, where));
   };
 }
 
+export const quotaCommand = (deps: ListenerDeps) => textCommand(deps, quota);
+
 export function register(app: App, deps: ListenerDeps): void {
-  app.command(/^\/imagine/, imagineCommand(deps));
-  app.command(/^\/quota/, quotaCommand(deps));
+  for (const command of COMMANDS) {
+    app.command(new RegExp(`^/${command.name}$`), command === imagine ? imagineCommand(deps) : textCommand(deps, command));
+  }
 }

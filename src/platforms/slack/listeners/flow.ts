@@ -54,7 +54,7 @@ function surfaceFor(deps: ListenerDeps, where: Where): CommandSurface {
 }
 
 /** Runs a command from the registry; a job it starts gets its placeholder where the request came from. */
-async function runCommand(deps: ListenerDeps, command: Command, input: Parameters<Command['prepare']>[0], where: Where): Promise<void> {
+export async function runCommand(deps: ListenerDeps, command: Command, input: Parameters<Command['prepare']>[0], where: Where): Promise<void> {
   const job = await command.prepare(input, deps.ctx.engine).run(surfaceFor(deps, where));
   if (job) await postPlaceholder(deps, job, where);
 }

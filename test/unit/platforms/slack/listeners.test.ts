@@ -8,7 +8,9 @@ import { encodeAction } from '../../../../commands/custom-id.ts';
 import { QuotaExceededError } from '../../../../src/engine/errors.ts';
 import { MODEL_CATALOG } from '../../../../src/engine/models.ts';
 import { messageShortcut } from '../../../../src/platforms/slack/listeners/shortcut.ts';
-import { imagineCommand, quotaCommand } from '../../../../src/platforms/slack/listeners/commands.ts';
+import type { App } from '@slack/bolt';
+import { COMMANDS } from '../../../../commands/index.ts';
+import { imagineCommand, quotaCommand, register } from '../../../../src/platforms/slack/listeners/commands.ts';
 import { resultAction } from '../../../../src/platforms/slack/listeners/actions.ts';
 import { appMention } from '../../../../src/platforms/slack/listeners/mention.ts';
 import { modalSubmission } from '../../../../src/platforms/slack/listeners/modal.ts';
@@ -252,5 +254,17 @@ describe('mentions', () => {
     await appMention(s.deps)({ event: mention('<@UBOT>  '), context });
     await s.settle();
     expect(s.ephemerals()).toEqual([MENTION_USAGE]);
+  });
+});
+
+describe('registration', () => {
+  test('every command in the registry gets a slash-command listener, and nothing else does', () => {
+    const s = fakeSlack();
+    const patterns: RegExp[] = [];
+    register({ command: (p: RegExp) => void patterns.push(p) } as unknown as App, s.deps);
+    for (const c of COMMANDS) expect(patterns.filter((p) => p.test(`/${c.name}`)), `/${c.name}`).toHaveLength(1);
+    expect(patterns).toHaveLength(COMMANDS.length);
+    // A longer name (a future /imagine-admin) is not taken by /imagine's listener.
+    expect(patterns.some((p) => p.test('/imagine-admin'))).toBe(false);
   });
 });

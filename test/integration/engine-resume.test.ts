@@ -162,6 +162,34 @@ describe('engine: resume of what a crash can leave', () => {
     expect((await h.quotas.view(discordUser('planted'))).used).toBe(1);
   });
 
+  it('close() while a create is on the wire records its task id: the next engine polls the task, never fails it as SUBMISSION_UNKNOWN', async () => {
+    const fake = await startFakeRunbase({ durationMs: 200, rateLimit: TEST_RATE_LIMIT });
+    cleanups.push(() => fake.close());
+    const h = await startEngineHarness({ RUNBASE_API_KEY: fake.apiKey, RUNBASE_API_URL: fake.url });
+    cleanups.push(() => h.close());
+    // The provider takes 400 ms to answer the create: the restart comes while it is on the wire.
+    fake.injectFault({ match: 'create', delayMs: 400 });
+    const job = await h.engine.submit({ prompt: 'a restart mid-create', model: 'runbase-pro', ratio: '1:1', resolution: '1K', count: 1, requester: discordUser('wire-user') });
+    for (let i = 0; i < 300 && fake.counts.create === 0; i++) await sleep(10);
+    expect(fake.counts.create).toBe(1);
+    await h.engine.close();
+    const stored = (await h.store.kv.get<JobRecord>(jobKey(job.id)))!;
+    expect(stored.tasks[0]!.taskId).toBeDefined();
+    expect(stored.tasks[0]!.status).not.toBe('failed');
+
+    const next = await h.restart({ processId: 'second' });
+    next.setDeliverer('discord', h.deliverer);
+    expect(await next.resume()).toBe(1);
+    const done = await next.waitFor(job.id);
+    expect(done.tasks[0]!.error).toBeUndefined();
+    expect(done.state).toBe('succeeded');
+    expect(done.tasks[0]!.taskId).toBe(stored.tasks[0]!.taskId);
+    // One create, charged once, delivered once.
+    expect(fake.counts.create).toBe(1);
+    expect(done.quota).toMatchObject({ reserved: 1, refunded: 0, settled: true });
+    expect(h.deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
+  });
+
   it('on Redis: close() mid-job keeps the job; the next engine resumes it without re-creating tasks', async () => {
     const fake = await startFakeRunbase({ durationMs: 700, rateLimit: TEST_RATE_LIMIT });
     cleanups.push(() => fake.close());

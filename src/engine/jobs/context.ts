@@ -90,6 +90,13 @@ export interface Run {
   log: Logger;
   /** Aborted by close() or a lost lease: the job stops where it is and stays in the store. */
   stop: AbortController;
+  /**
+   * Aborts a create already on the wire, whose answer (the task id) is then lost: a lost lease,
+   * or close() once it gives up waiting. close() itself (`stop`) lets that create finish, so its
+   * task id is recorded and the next start polls the task instead of failing it as
+   * SUBMISSION_UNKNOWN (a create cut off mid-way may have made, and charged, the task).
+   */
+  abandon: AbortController;
   /** Aborted at the job's deadline: tasks still pending fail with DEADLINE_EXCEEDED. */
   deadline: AbortController;
   signal: AbortSignal;

@@ -51,6 +51,7 @@ export class JobRunner {
       lane: model ? this.#ctx.lanes.get(model.provider) : undefined,
       log: o.log,
       stop,
+      abandon: new AbortController(),
       deadline,
       signal: AbortSignal.any([stop.signal, deadline.signal]),
       writes: Promise.resolve(),
@@ -69,14 +70,18 @@ export class JobRunner {
       });
   }
 
-  /** Stops every run where it is (their jobs stay in the store); resolves when they stopped or after `maxWaitMs`. */
+  /**
+   * Stops every run where it is (their jobs stay in the store); resolves when they stopped or after
+   * `maxWaitMs`. A create already on the wire is let finish meanwhile, so its task id is recorded.
+   */
   async stopAll(reason: unknown, maxWaitMs: number): Promise<number> {
     const runs = [...this.#runs.values()];
     for (const run of runs) run.stop.abort(reason);
-    // A deliverer cannot be interrupted; do not wait on a hung one forever.
+    // A deliverer cannot be interrupted, and a create may hang; do not wait on them forever.
     const gaveUp = new AbortController();
     await Promise.race([Promise.allSettled(runs.map((r) => r.done)), sleep(maxWaitMs, gaveUp.signal).catch(() => undefined)]);
     gaveUp.abort(); // no timer left behind to hold the process open
+    for (const run of runs) run.abandon.abort(reason);
     return runs.length;
   }
 
@@ -91,7 +96,10 @@ export class JobRunner {
           if (!held && !run.stop.signal.aborted) {
             leaseLost = true;
             run.log.error('lost the job lease to another process; stopping here');
-            run.stop.abort(new LeaseLostError());
+            const lost = new LeaseLostError();
+            run.stop.abort(lost);
+            // Another process runs the job now: this one must not record a task id in it.
+            run.abandon.abort(lost);
           }
         },
         (err: unknown) => run.log.warn({ err }, 'lease renewal failed'),

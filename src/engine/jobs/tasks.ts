@@ -6,6 +6,8 @@
  *   failed with SUBMISSION_UNKNOWN and refunded (the one gap a crash can leave).
  * - A task's provider id is persisted right after the create answer; a task that has one is
  *   never created again (that would charge twice), only polled.
+ * - A stop (close(), i.e. a restart) does not cut off a create on the wire: its answer is
+ *   awaited and recorded, so only a crash (or a create hung past close()'s wait) leaves the gap.
  */
 import { rename } from 'node:fs/promises';
 import { extname, join } from 'node:path';
@@ -73,7 +75,8 @@ async function createTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpe
       await ctx.records.persist(run);
     }
   };
-  const createOpts = { signal: run.stop.signal, gate };
+  // Not `run.stop`: a restart must not cut off a create on the wire (see Run.abandon).
+  const createOpts = { signal: run.abandon.signal, gate };
   const firstBackoffMs = ctx.timing.createRateLimitedBackoffMs;
   let backoffMs = firstBackoffMs;
   for (;;) {

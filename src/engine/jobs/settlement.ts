@@ -54,7 +54,9 @@ export async function settle(run: Run, quotas: Quotas, records: JobRecords, metr
   const adjusted = await quotas.adjustSpendOnce(settlementId, quota.day, spentUsd - quota.spendReservedUsd);
   // `applied: false` on a resumed settlement whose changes had already landed before the crash.
   run.log.info({ refundedUnits: refundUnits, chargedUnits: quota.reserved - refundUnits, spentUsd, applied: refunded || adjusted }, 'job settled');
-  if (spentUsd > 0 && run.model) metrics?.spendUsd.inc({ provider: run.model.provider, model: run.model.key }, spentUsd);
+  // The metric counts what the providers reported, not the estimates for creates of unknown outcome.
+  const reportedUsd = job.tasks.reduce((sum, t) => (t.taskId !== undefined ? sum + (t.costUsd ?? 0) : sum), 0);
+  if (reportedUsd > 0 && run.model) metrics?.spendUsd.inc({ provider: run.model.provider, model: run.model.key }, reportedUsd);
   quota.refunded = refundUnits;
   quota.settled = true;
   await records.persist(run);

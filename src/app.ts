@@ -1,10 +1,12 @@
 /**
  * The composition root: builds the store, provider clients, engine, HTTP server and the chat
- * platforms from one validated Config. main.ts calls it; end-to-end tests call it too, so the
- * tests run exactly what users run.
+ * platforms from one validated Config, with one Metrics (src/metrics.ts) they all report to,
+ * served at GET /metrics, and the readiness of each part at GET /readyz. main.ts calls it;
+ * end-to-end tests call it too, so the tests run exactly what users run.
  */
 import { ConfigError, configuredProviders, secretsOf, type Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
+import { Metrics } from './metrics.ts';
 import type { EngineApi } from './engine/api.ts';
 import { createEngine, type EngineSettings, type EngineTiming } from './engine/engine.ts';
 import { CALLBACK_PATH_PREFIX } from './engine/provider-callbacks.ts';
@@ -12,7 +14,15 @@ import { REFERENCE_PATH_PREFIX } from './engine/reference-host.ts';
 import { openStore } from './engine/open-store.ts';
 import { Quotas } from './engine/quota.ts';
 import { createProviderClients, type ProviderDeps } from './providers/index.ts';
-import { mountCallbacks, mountFiles, startHttpServer, type HttpServer } from './platforms/http/server.ts';
+import {
+  mountCallbacks,
+  mountFiles,
+  mountMetrics,
+  mountReadiness,
+  startHttpServer,
+  type HttpServer,
+  type ReadinessCheck,
+} from './platforms/http/server.ts';
 import type { SlackTuning } from './platforms/slack/context.ts';
 import { cliJobsFinishedElsewhere } from './cli/finished-elsewhere.ts';
 
@@ -21,8 +31,13 @@ export interface BotHandle {
   http: HttpServer;
   config: Config;
   log: Logger;
+  /** This instance's metrics (its own registry), served at GET /metrics. */
+  metrics: Metrics;
   stop(): Promise<void>;
 }
+
+/** How long GET /readyz waits for the store's ping before calling it not ready. */
+export const STORE_PING_TIMEOUT_MS = 1_000;
 
 export interface StartOptions {
   log?: Logger;
@@ -54,6 +69,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
   if (configuredProviders(config).size === 0) {
     throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
   }
+  const metrics = new Metrics();
   const store = await openStore(config.STORE_URL, { log });
   const stops: Array<() => Promise<void>> = [() => store.close()];
   let http: HttpServer | undefined;
@@ -72,19 +88,24 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     http = await startHttpServer(config.PORT, log);
     const server = http;
     stops.push(() => server.close());
+    mountMetrics(http, metrics, config.METRICS_TOKEN);
+    // Mounted first: while a platform starts (the Discord gateway before READY), /readyz says so.
+    const readiness = new Map<string, ReadinessCheck>([['store', () => store.ping(STORE_PING_TIMEOUT_MS).then(() => true)]]);
+    mountReadiness(http, readiness);
     const quotas = new Quotas(store, {
       dailyUnits: config.QUOTA_DAILY_UNITS,
       costs: { '1K': config.QUOTA_COST_1K, '2K': config.QUOTA_COST_2K, '4K': config.QUOTA_COST_4K },
       exemptUsers: config.QUOTA_EXEMPT_USERS,
       spendCapUsd: config.SPEND_CAP_DAILY_USD,
     });
-    const providers = createProviderClients(config, { log, ...opts.providerRetry });
+    const providers = createProviderClients(config, { log, metrics, ...opts.providerRetry });
     const engine = createEngine({
       ...engineSettingsOf(config, { references: true }),
       store,
       quotas,
       providers,
       log,
+      metrics,
       ...(opts.engineTiming ? { timing: opts.engineTiming } : {}),
     });
     stops.push(() => engine.close());
@@ -95,18 +116,23 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     // Platforms register their deliverers before resume(), so resumed jobs reach their users.
     if (config.DISCORD_TOKEN) {
       const { startDiscord } = await import('./platforms/discord/index.ts');
-      const discord = await startDiscord({ config, engine, log: log.child({ platform: 'discord' }), http });
+      readiness.set('discord', () => false); // starting
+      const discord = await startDiscord({ config, engine, log: log.child({ platform: 'discord' }), http, metrics });
+      readiness.set('discord', () => discord.ready());
       stops.push(() => discord.stop());
     }
     if (config.SLACK_BOT_TOKEN) {
       const { startSlack } = await import('./platforms/slack/index.ts');
+      readiness.set('slack', () => false); // starting
       const slack = await startSlack({
         config,
         engine,
         log: log.child({ platform: 'slack' }),
         http,
+        metrics,
         ...(opts.slackTuning ? { tuning: opts.slackTuning } : {}),
       });
+      readiness.set('slack', () => slack.ready());
       stops.push(() => slack.stop());
     }
     // `npm run imagine` jobs interrupted mid-way are finished here (same store) and logged.
@@ -116,7 +142,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     }
     const resumed = await engine.resume();
     log.info({ port: http.port, models: engine.models.map((m) => m.key), resumed }, 'imagine bot started');
-    return { engine, http, config, log, stop };
+    return { engine, http, config, log, metrics, stop };
   } catch (err) {
     await stop();
     throw err;

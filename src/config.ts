@@ -57,6 +57,15 @@ export const configSchema = z
 
     PORT: int(3000, 0, 65535),
     PUBLIC_URL: httpUrl(),
+    // Sent as `Authorization: Bearer <token>`: the b64token characters of RFC 6750 section 2.1.
+    METRICS_TOKEN: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .trim()
+        .regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'must be a bearer token: letters, digits and - . _ ~ + / (RFC 6750), no spaces')
+        .optional(),
+    ),
     LOG_LEVEL: z.preprocess(
       emptyToUndefined,
       z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -122,7 +131,7 @@ export function configuredProviders(c: Config): Set<ProviderName> {
 
 /** Every secret in the config, for log redaction tests and scrubbing. */
 export function secretsOf(c: Config): string[] {
-  return [c.DISCORD_TOKEN, c.SLACK_BOT_TOKEN, c.SLACK_SIGNING_SECRET, c.SLACK_APP_TOKEN, c.RUNBASE_API_KEY, c.RUNBLOB_API_KEY].filter(
+  return [c.DISCORD_TOKEN, c.SLACK_BOT_TOKEN, c.SLACK_SIGNING_SECRET, c.SLACK_APP_TOKEN, c.RUNBASE_API_KEY, c.RUNBLOB_API_KEY, c.METRICS_TOKEN].filter(
     (s): s is string => !!s,
   );
 }

@@ -21,6 +21,7 @@
 import type { Dispatcher } from 'undici';
 import { UserFacingError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import type { ProviderClient } from '../providers/types.ts';
 import { abortPromise, sleep } from '../util/sleep.ts';
 import type { EngineApi, QuotaView } from './api.ts';
@@ -88,6 +89,8 @@ export interface EngineOptions extends EngineSettings {
   /** This process's identity in job leases; default random. */
   processId?: string;
   timing?: EngineTiming;
+  /** The app's metrics (src/metrics.ts): jobs, spend, rate-budget waits, failed deliveries. */
+  metrics?: Metrics;
 }
 
 /** How long close() waits for running jobs to stop (a hung deliverer cannot be interrupted). */
@@ -124,8 +127,8 @@ export class Engine implements EngineApi {
       now,
       timing: jobTiming,
       records,
-      lanes: new Lanes({ providers: opts.providers, store: opts.store, log: opts.log, now, rateLimits: timing.rateLimits, scheduler: timing.scheduler }),
-      deliveries: new Deliveries({ records, now, retryDelaysMs: jobTiming.deliveryRetryDelaysMs }),
+      lanes: new Lanes({ providers: opts.providers, store: opts.store, log: opts.log, now, rateLimits: timing.rateLimits, scheduler: timing.scheduler, metrics: opts.metrics }),
+      deliveries: new Deliveries({ records, now, retryDelaysMs: jobTiming.deliveryRetryDelaysMs, metrics: opts.metrics }),
       callbacks: new ProviderCallbacks({
         store: opts.store,
         log: opts.log,
@@ -144,6 +147,7 @@ export class Engine implements EngineApi {
       fetchAllowHosts: opts.fetchAllowHosts,
       dispatcher: opts.dispatcher,
       referenceDispatcher: opts.referenceDispatcher ?? createGuardedDispatcher({ allowHosts: opts.fetchAllowHosts }),
+      metrics: opts.metrics,
     };
     this.#runner = new JobRunner(this.#ctx);
     this.#sweep = new ResumeSweep({ ctx: this.#ctx, runner: this.#runner, closed: () => this.#closed });
@@ -175,6 +179,7 @@ export class Engine implements EngineApi {
       return structuredClone(job);
     }
     this.#runner.start(job, model, { providerRefs, resumed: false, log });
+    this.#ctx.metrics?.jobsStarted.inc({ platform: job.request.requester.platform, model: model.key, provider: model.provider });
     return structuredClone(job);
   }
 

@@ -5,6 +5,7 @@
  * (docs/rate-budget.md).
  */
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../metrics.ts';
 import type { ProviderClient, ProviderName, RequestGate } from '../providers/types.ts';
 import { PollScheduler, type PollSchedulerOptions } from './poll-scheduler.ts';
 import { RateBudget, type RateBudgetOptions, type SharedRateBudget } from './rate-budget.ts';
@@ -30,6 +31,8 @@ export interface LanesOptions {
   rateLimits?: Partial<Record<ProviderName, RateLimitOptions>> | undefined;
   /** Poll plan overrides for every scheduler. */
   scheduler?: Omit<PollSchedulerOptions, 'budget' | 'log' | 'now'> | undefined;
+  /** Observes every wait for a budget (imagine_rate_budget_wait_seconds). */
+  metrics?: Metrics | undefined;
 }
 
 /** How often a failing store is reported by a shared budget (it fails closed, so requests wait meanwhile). */
@@ -59,7 +62,7 @@ export class Lanes {
           now: opts.now,
           log: opts.log.child({ provider: client.name, keyId: client.keyId }),
         });
-        lane = { client, budget, scheduler, gate: (kind, signal) => budget.acquire(kind, signal) };
+        lane = { client, budget, scheduler, gate: gateOf(budget, client, opts.metrics) };
         byKey.set(client.keyId, lane);
       }
       if (!this.#byProvider.has(client.name)) this.#byProvider.set(client.name, lane);
@@ -79,6 +82,17 @@ export class Lanes {
   close(): void {
     for (const lane of new Set(this.#byProvider.values())) lane.scheduler.close();
   }
+}
+
+/** The budget's acquire as a RequestGate, timing each wait when there are metrics. */
+function gateOf(budget: RateBudget, client: ProviderClient, metrics: Metrics | undefined): RequestGate {
+  if (!metrics) return (kind, signal) => budget.acquire(kind, signal);
+  const waited = metrics.rateBudgetWait.labels({ provider: client.name, key: client.keyId });
+  return async (kind, signal) => {
+    const started = performance.now();
+    await budget.acquire(kind, signal);
+    waited.observe((performance.now() - started) / 1000);
+  };
 }
 
 function sharedBudget(store: Store, keyId: string, log: Logger): SharedRateBudget {

@@ -179,6 +179,23 @@ export class RedisStore implements Store {
     await this.#client.eval(RELEASE_LEASE_LUA, { keys: [this.#key(key)], arguments: [owner] });
   }
 
+  /**
+   * PING, bounded by `timeoutMs`: while the connection is down the client queues commands until it
+   * reconnects, so a PING would wait rather than fail.
+   */
+  async ping(timeoutMs: number): Promise<void> {
+    if (!this.#client.isReady) throw new Error('redis is not connected');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`redis did not answer PING within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.#client.ping(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -304,6 +304,11 @@ export class SqliteStore implements Store {
     this.#sql.releaseLease.run({ key: this.#key(key), owner });
   }
 
+  /** `SELECT 1` (synchronous: the timeout has nothing to bound); throws once closed. */
+  async ping(_timeoutMs: number): Promise<void> {
+    this.#db.prepare('SELECT 1').get();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -48,5 +48,11 @@ export interface Store {
   lease(key: string, owner: string, ttlMs: number): Promise<boolean>;
   releaseLease(key: string, owner: string): Promise<void>;
 
+  /**
+   * A cheap round trip (SQLite `SELECT 1`, Redis `PING`) for the readiness check (GET /readyz):
+   * resolves when the store answered within `timeoutMs`, rejects otherwise.
+   */
+  ping(timeoutMs: number): Promise<void>;
+
   close(): Promise<void>;
 }

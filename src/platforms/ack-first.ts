@@ -37,11 +37,22 @@ export class AckFirst {
    */
   readonly quietMs: number;
   #lastBegunAt = -Infinity;
+  readonly #onAck: ((seconds: number) => void) | undefined;
 
-  constructor(maxWaitMs = ACK_PRIORITY_MAX_WAIT_MS, now: () => number = () => performance.now(), opts: { quietMs?: number } = {}) {
+  /**
+   * `onAck`: told how long each successful ack() took (imagine_ack_latency_seconds). The
+   * adapters call ack() in the same turn as the interaction arrived (before any I/O), so this is
+   * from receipt to the acknowledgement.
+   */
+  constructor(
+    maxWaitMs = ACK_PRIORITY_MAX_WAIT_MS,
+    now: () => number = () => performance.now(),
+    opts: { quietMs?: number; onAck?: (seconds: number) => void } = {},
+  ) {
     this.maxWaitMs = maxWaitMs;
     this.#now = now;
     this.quietMs = opts.quietMs ?? ACK_QUIET_MS;
+    this.#onAck = opts.onAck;
   }
 
   /** Acknowledgements in flight (for tests and diagnostics). */
@@ -56,9 +67,12 @@ export class AckFirst {
 
   /** Wraps the first response of an interaction (Discord: the interaction callback). */
   async ack<T>(send: () => Promise<T>): Promise<T> {
+    const started = this.#now();
     const done = this.begin();
     try {
-      return await send();
+      const sent = await send();
+      this.#onAck?.((this.#now() - started) / 1000);
+      return sent;
     } finally {
       done();
     }

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import type { z } from 'zod';
 import type { ProviderName } from './types.ts';
 import type { Logger } from '../log.ts';
-import type { RequestOptions } from './types.ts';
+import type { ProviderMetrics, RequestOptions } from './types.ts';
 import { MalformedResponseError, ProviderError } from './errors.ts';
 import { providerErrorFromNetwork, providerErrorFromResponse } from './error-parsing.ts';
 import { withRetry, type CallKind, type RetryPolicy, type Sleep } from './retry.ts';
@@ -35,6 +35,8 @@ export interface ProviderClientOptions {
   maxAttempts?: number;
   /** Clock for Retry-After dates. */
   now?: () => number;
+  /** Counts every attempt: requests, 429s, errors by code, latency (the app's Metrics, src/metrics.ts). */
+  metrics?: ProviderMetrics;
 }
 
 /** A short stable id for an API key (groups rate budgets, appears in logs); never the key itself. */
@@ -74,6 +76,7 @@ export class ProviderHttp {
   readonly #timeoutMs: number;
   readonly #retry: Partial<RetryPolicy>;
   readonly #now: () => number;
+  readonly #metrics: ProviderMetrics | undefined;
   #closed = false;
 
   constructor(provider: ProviderName, opts: ProviderClientOptions) {
@@ -91,6 +94,7 @@ export class ProviderHttp {
       new Agent({ keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs });
     this.log = (opts.log ?? pino({ level: 'silent' })).child({ provider, keyId: this.keyId });
     this.#now = opts.now ?? Date.now;
+    this.#metrics = opts.metrics;
     this.#retry = {};
     if (opts.sleep) this.#retry.sleep = opts.sleep;
     if (opts.random) this.#retry.random = opts.random;
@@ -105,15 +109,22 @@ export class ProviderHttp {
       async () => {
         // Every attempt passes the gate, so the per-key budget counts retries too.
         if (gate) await gate(spec.gateKind, signal);
-        const json = await this.#attempt(spec.method, spec.path, spec.body, signal);
-        const parsed = spec.answer.safeParse(json);
-        if (!parsed.success) {
-          throw new MalformedResponseError({
-            provider: this.provider,
-            message: `${spec.method} ${spec.path} answered a body that does not match the documented schema: ${describeIssues(parsed.error)}`,
-          });
+        const started = performance.now();
+        try {
+          const json = await this.#attempt(spec.method, spec.path, spec.body, signal);
+          const parsed = spec.answer.safeParse(json);
+          if (!parsed.success) {
+            throw new MalformedResponseError({
+              provider: this.provider,
+              message: `${spec.method} ${spec.path} answered a body that does not match the documented schema: ${describeIssues(parsed.error)}`,
+            });
+          }
+          this.#observe(spec.gateKind, started, undefined);
+          return parsed.data;
+        } catch (err) {
+          this.#observe(spec.gateKind, started, err);
+          throw err;
         }
-        return parsed.data;
       },
       {
         ...this.#retry,
@@ -133,6 +144,20 @@ export class ProviderHttp {
           ),
       },
     );
+  }
+
+  /** Reports one attempt to the metrics: its latency, and its status and code when it failed. */
+  #observe(kind: 'create' | 'poll', started: number, err: unknown): void {
+    if (!this.#metrics) return;
+    const failure = err instanceof ProviderError ? err : undefined;
+    this.#metrics.providerAttempt({
+      provider: this.provider,
+      keyId: this.keyId,
+      kind,
+      seconds: (performance.now() - started) / 1000,
+      status: failure?.status,
+      errorCode: failure?.code,
+    });
   }
 
   async #attempt(method: 'GET' | 'POST', path: string, body: unknown, signal: AbortSignal | undefined): Promise<unknown> {

@@ -5,7 +5,7 @@
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
-import type { ProviderClient } from './types.ts';
+import type { ProviderClient, ProviderMetrics } from './types.ts';
 import type { ProviderClientOptions } from './http.ts';
 import type { Sleep } from './retry.ts';
 import { RunbaseClient } from './runbase/client.ts';
@@ -27,6 +27,8 @@ export interface ProviderDeps {
   sleep?: Sleep;
   random?: () => number;
   maxAttempts?: number;
+  /** Counts every provider request (the app's Metrics, src/metrics.ts). */
+  metrics?: ProviderMetrics;
 }
 
 export type ConfiguredProviderClient = (RunbaseClient | RunblobClient) & ProviderClient;
@@ -43,6 +45,7 @@ export function createProviderClients(
     if (deps.sleep) opts.sleep = deps.sleep;
     if (deps.random) opts.random = deps.random;
     if (deps.maxAttempts !== undefined) opts.maxAttempts = deps.maxAttempts;
+    if (deps.metrics) opts.metrics = deps.metrics;
     return opts;
   };
   const clients: ConfiguredProviderClient[] = [];

@@ -90,3 +90,21 @@ export interface ProviderClient {
   /** Idempotent: retried on network errors, 408, 429, 5xx. */
   getTask(taskId: string, opts?: RequestOptions): Promise<TaskSnapshot>;
 }
+
+/** What a provider client reports after each HTTP attempt (src/metrics.ts counts it). */
+export interface ProviderAttempt {
+  provider: ProviderName;
+  /** The client's keyId: a short hash of the API key, never the key. */
+  keyId: string;
+  kind: 'create' | 'poll';
+  seconds: number;
+  /** The HTTP status of a failed attempt's answer; undefined on success or a transport failure. */
+  status: number | undefined;
+  /** The catalogue code of the ProviderError the attempt ended with, if any. */
+  errorCode: string | undefined;
+}
+
+/** Where a client reports its attempts (the app's Metrics); optional for the clients. */
+export interface ProviderMetrics {
+  providerAttempt(a: ProviderAttempt): void;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, configuredProviders, parseConfig } from '../../src/config.ts';
+import { ConfigError, configuredProviders, parseConfig, secretsOf } from '../../src/config.ts';
 
 describe('parseConfig', () => {
   it('applies the documented defaults to an empty environment', () => {
@@ -76,6 +76,16 @@ describe('parseConfig', () => {
     const key = 'ab'.repeat(32);
     expect(parseConfig({ DISCORD_TOKEN: 't', DISCORD_APPLICATION_ID: '1', DISCORD_PUBLIC_KEY: ` ${key} ` }).DISCORD_PUBLIC_KEY).toBe(key);
     expect(() => parseConfig({ DISCORD_PUBLIC_KEY: key.slice(2) })).toThrow(/DISCORD_PUBLIC_KEY/);
+  });
+
+  it('takes METRICS_TOKEN as a bearer token, refuses one that cannot be sent in the header, and redacts it', () => {
+    expect(parseConfig({}).METRICS_TOKEN).toBeUndefined();
+    const c = parseConfig({ METRICS_TOKEN: ' s3cret-Token_1.x~+/= ' });
+    expect(c.METRICS_TOKEN).toBe('s3cret-Token_1.x~+/=');
+    expect(secretsOf(c)).toContain('s3cret-Token_1.x~+/=');
+    for (const bad of ['two words', 'tøken', 'a"b']) {
+      expect(() => parseConfig({ METRICS_TOKEN: bad })).toThrow(/METRICS_TOKEN: must be a bearer token/);
+    }
   });
 
   it('accepts Socket Mode without a signing secret', () => {

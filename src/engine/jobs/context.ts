@@ -5,6 +5,7 @@
  */
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
 import type { ProviderReference } from '../../providers/types.ts';
 import type { JobRecord } from '../job.ts';
 import type { Lane, Lanes } from '../lanes.ts';
@@ -80,6 +81,8 @@ export interface JobContext {
   dispatcher: Dispatcher | undefined;
   /** For user-given reference URLs (SSRF-guarded). */
   referenceDispatcher: Dispatcher;
+  /** The app's metrics (src/metrics.ts); undefined in tests that do not look. */
+  metrics?: Metrics | undefined;
 }
 
 /** A job this process is running (or delivering). */

@@ -5,6 +5,7 @@
  * (`undeliverable`), so nobody is left looking at a placeholder that never moves.
  */
 import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
 import { sleep } from '../../util/sleep.ts';
 import { isTerminalJobState, type Deliverer, type DelivererRegistry, type JobRecord, type JobTask, type ProgressEvent, type ProgressPhase } from '../job.ts';
 import type { Platform } from '../request.ts';
@@ -18,11 +19,13 @@ export class Deliveries {
   readonly #records: JobRecords;
   readonly #now: () => number;
   readonly #retryDelaysMs: readonly number[];
+  readonly #metrics: Metrics | undefined;
 
-  constructor(o: { records: JobRecords; now: () => number; retryDelaysMs: readonly number[] }) {
+  constructor(o: { records: JobRecords; now: () => number; retryDelaysMs: readonly number[]; metrics?: Metrics | undefined }) {
     this.#records = o.records;
     this.#now = o.now;
     this.#retryDelaysMs = o.retryDelaysMs;
+    this.#metrics = o.metrics;
   }
 
   set(platform: Platform, deliverer: Deliverer): void {
@@ -117,6 +120,7 @@ export class Deliveries {
   }
 
   async #undeliverable(deliverer: Deliverer, job: JobRecord, err: unknown, log: Logger): Promise<void> {
+    this.#metrics?.deliveriesFailed.inc({ platform: job.request.requester.platform });
     await deliverer.undeliverable?.(structuredClone(job), err).catch((e: unknown) => log.warn({ err: e }, 'could not tell the requester the delivery failed'));
   }
 }

@@ -62,11 +62,13 @@ export class JobRunner {
       done: Promise.resolve(),
     };
     this.#runs.set(job.id, run);
+    this.#ctx.metrics?.jobsInFlight.inc();
     run.done = this.#drive(run, o.resumed)
       .catch((err: unknown) => run.log.error({ err }, 'job run failed unexpectedly; it resumes on the next start'))
       .finally(() => {
         for (const t of run.timers) clearTimeout(t);
         this.#runs.delete(job.id);
+        this.#ctx.metrics?.jobsInFlight.dec();
       });
   }
 
@@ -128,7 +130,7 @@ export class JobRunner {
         await rm(join(ctx.dataDir, 'refs', job.id), { recursive: true, force: true }).catch(() => undefined);
         await ctx.records.forgetReferences(job.id).catch(() => undefined);
       }
-      if (!job.quota.settled) await settle(run, ctx.quotas, ctx.records);
+      if (!job.quota.settled) await settle(run, ctx.quotas, ctx.records, ctx.metrics);
       if (run.stop.signal.aborted) return;
       ctx.deliveries.emit(run, false);
       await ctx.deliveries.deliver(run);
@@ -148,6 +150,7 @@ export class JobRunner {
     }
     job.finishedAt = this.#ctx.now();
     await this.#ctx.records.persist(run);
+    this.#ctx.metrics?.jobFinished(job, run.model);
     run.log.info({ state: job.state, made: made.length, failed: job.tasks.length - made.length, ms: job.finishedAt - job.createdAt }, 'job finished');
   }
 

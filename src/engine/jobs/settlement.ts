@@ -2,6 +2,7 @@
  * Settlement: refunds the units of images not delivered and corrects the spend counter to what
  * the providers reported, exactly once per job, even if the process dies anywhere in here.
  */
+import type { Metrics } from '../../metrics.ts';
 import type { JobTask } from '../job.ts';
 import type { ModelSpec, Resolution } from '../models.ts';
 import type { Quotas } from '../quota.ts';
@@ -35,7 +36,7 @@ function mayHaveBeenCreated(t: JobTask): boolean {
  * and the guards let through only what did not land. Partial success is covered: the one refund
  * is for every image not made. The `settled` flag only saves the round trips.
  */
-export async function settle(run: Run, quotas: Quotas, records: JobRecords): Promise<void> {
+export async function settle(run: Run, quotas: Quotas, records: JobRecords, metrics?: Metrics): Promise<void> {
   const { job } = run;
   const { quota } = job;
   const count = job.tasks.length;
@@ -53,6 +54,9 @@ export async function settle(run: Run, quotas: Quotas, records: JobRecords): Pro
   const adjusted = await quotas.adjustSpendOnce(settlementId, quota.day, spentUsd - quota.spendReservedUsd);
   // `applied: false` on a resumed settlement whose changes had already landed before the crash.
   run.log.info({ refundedUnits: refundUnits, chargedUnits: quota.reserved - refundUnits, spentUsd, applied: refunded || adjusted }, 'job settled');
+  // The metric counts what the providers reported, not the estimates for creates of unknown outcome.
+  const reportedUsd = job.tasks.reduce((sum, t) => (t.taskId !== undefined ? sum + (t.costUsd ?? 0) : sum), 0);
+  if (reportedUsd > 0 && run.model) metrics?.spendUsd.inc({ provider: run.model.provider, model: run.model.key }, reportedUsd);
   quota.refunded = refundUnits;
   quota.settled = true;
   await records.persist(run);

@@ -128,7 +128,10 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
   });
   if (snapshot.costUsd !== undefined) task.costUsd = snapshot.costUsd;
   if (snapshot.status === 'failed') {
-    throw taskFailedError(model.provider, snapshot.failure ?? { code: 'GENERATION_FAILED', message: 'the task failed without a reason' });
+    const failure = taskFailedError(model.provider, snapshot.failure ?? { code: 'GENERATION_FAILED', message: 'the task failed without a reason' });
+    // A failure the provider reported in a 2xx answer: the client counted the request, not this.
+    ctx.metrics?.providerErrors.inc({ provider: model.provider, code: failure.code });
+    throw failure;
   }
   const url = snapshot.outputUrls[0];
   if (!url) throw new MalformedResponseError({ provider: model.provider, message: 'task succeeded without an output URL' });

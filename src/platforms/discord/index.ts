@@ -14,10 +14,11 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { Client, DiscordAPIError, Events, GatewayIntentBits, Options, Routes } from 'discord.js';
+import { Client, DiscordAPIError, Events, GatewayIntentBits, Options, Routes, Status } from 'discord.js';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
 import type { HttpServer } from '../http/server.ts';
 import { AckFirst } from '../ack-first.ts';
 import { DiscordDelivery, ORIGINALS_PATH_PREFIX } from './delivery.ts';
@@ -34,6 +35,14 @@ export interface DiscordDeps {
   http: HttpServer;
   /** Tests shorten the wait for the gateway's READY (LOGIN_TIMEOUT_MS). */
   loginTimeoutMs?: number;
+  /** The app's metrics: acknowledgement latency, refusals. */
+  metrics?: Metrics;
+}
+
+export interface DiscordAdapter {
+  /** For GET /readyz: the gateway is READY (every shard), or the HTTP interactions endpoint is mounted. */
+  ready(): boolean;
+  stop(): Promise<void>;
 }
 
 /** How long to wait for the gateway's READY before giving up at start. */
@@ -41,8 +50,8 @@ export const LOGIN_TIMEOUT_MS = 30_000;
 /** stop() waits this long for a gateway login still under way (HTTP mode) before destroying it. */
 const STOP_LOGIN_WAIT_MS = 5_000;
 
-export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise<void> }> {
-  const { config, engine, http } = deps;
+export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
+  const { config, engine, http, metrics } = deps;
   const loginTimeoutMs = deps.loginTimeoutMs ?? LOGIN_TIMEOUT_MS;
   const log = deps.log.child({ platform: 'discord' });
   if (!config.DISCORD_TOKEN) throw new Error('startDiscord needs DISCORD_TOKEN');
@@ -61,9 +70,10 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
   // HTTP interactions: first responses become HTTP answers, which webhook calls must not overtake.
   const answers = config.DISCORD_PUBLIC_KEY ? new HttpAnswers(client.rest) : undefined;
   const messages = new DiscordMessages(client.rest, { httpAnswers: answers !== undefined });
-  const ackFirst = new AckFirst();
+  const ackLatency = metrics?.ackLatency.labels({ platform: 'discord' });
+  const ackFirst = new AckFirst(undefined, undefined, ackLatency ? { onAck: (s) => ackLatency.observe(s) } : {});
   const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst });
-  const handler = new InteractionHandler({ engine, log, messages, ackFirst });
+  const handler = new InteractionHandler({ engine, log, messages, ackFirst, ...(metrics && { metrics }) });
 
   engine.setDeliverer('discord', delivery);
   mountOriginals(http, engine, log);
@@ -123,6 +133,8 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
       gateway = { client: gw, connecting };
     }
     return {
+      // Interactions come to the endpoint, mounted above.
+      ready: () => true,
       async stop() {
         stopEndpoint();
         delivery.throttle.stop();
@@ -144,11 +156,17 @@ export async function startDiscord(deps: DiscordDeps): Promise<{ stop(): Promise
   }
 
   return {
+    ready: () => gatewayReady(client),
     async stop() {
       delivery.throttle.stop();
       await client.destroy();
     },
   };
+}
+
+/** Every shard of the gateway session is READY (not reconnecting, resuming or disconnected). */
+function gatewayReady(client: Client): boolean {
+  return client.isReady() && client.ws.shards.size > 0 && client.ws.shards.every((shard) => shard.status === Status.Ready);
 }
 
 /** discord.js's dispatch of one gateway packet (WebSocketManager#handlePacket, private in its typings). */

@@ -30,6 +30,7 @@ import { JobNotFoundError } from '../../engine/errors.ts';
 import type { ReferenceInput, Requester } from '../../engine/request.ts';
 import { UserFacingError, errorCode, toUserMessage } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
 import { AckFirst } from '../ack-first.ts';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES } from './fit-upload.ts';
 import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
@@ -44,6 +45,8 @@ export interface InteractionDeps {
   log: Logger;
   messages: DiscordMessages;
   ackFirst?: AckFirst;
+  /** Counts refusals by code (#fail). */
+  metrics?: Metrics;
 }
 
 export function requesterOf(i: Interaction): Requester {
@@ -92,12 +95,14 @@ export class InteractionHandler {
   readonly #log: Logger;
   readonly #messages: DiscordMessages;
   readonly #ackFirst: AckFirst;
+  readonly #metrics: Metrics | undefined;
 
   constructor(deps: InteractionDeps) {
     this.#engine = deps.engine;
     this.#log = deps.log;
     this.#messages = deps.messages;
     this.#ackFirst = deps.ackFirst ?? new AckFirst();
+    this.#metrics = deps.metrics;
   }
 
   /** Entry point for discord.js's interactionCreate. Never throws, never rejects. */
@@ -215,6 +220,7 @@ export class InteractionHandler {
     const context = { interactionId: i.id, userId: i.user.id, code, ...(i.isChatInputCommand() ? { command: i.commandName } : { customId: i.customId }) };
     if (code === 'INTERNAL') this.#log.error({ ...context, err }, 'discord interaction failed');
     else this.#log.info(context, 'discord interaction refused');
+    this.#metrics?.refusals.inc({ platform: 'discord', code });
     const content = errorContent(toUserMessage(err));
     try {
       if (answer.state === 'none') {

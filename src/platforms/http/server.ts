@@ -1,8 +1,10 @@
 /**
- * The bot's one HTTP server: health, provider callbacks, short-lived reference-image URLs and
- * Slack's events endpoint all mount here, so an operator opens one port (PORT). The composition
- * root (src/app.ts) mounts the engine's routes with mountCallbacks and mountFiles.
+ * The bot's one HTTP server: health, readiness, metrics, provider callbacks, short-lived
+ * reference-image URLs and Slack's events endpoint all mount here, so an operator opens one port
+ * (PORT). The composition root (src/app.ts) mounts the engine's routes with mountCallbacks and
+ * mountFiles, and /metrics and /readyz with mountMetrics and mountReadiness.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -30,10 +32,12 @@ export interface HttpServer {
   readonly localUrl: string;
   readonly server: Server;
   /**
-   * Shutting down: /healthz answers 503 so a load balancer stops sending new requests here, while
-   * routes keep answering until close().
+   * Shutting down: /healthz (and /readyz) answer 503 so a load balancer stops sending new
+   * requests here, while routes keep answering until close().
    */
   drain(): void;
+  /** True once drain() was called. */
+  readonly draining: boolean;
   close(): Promise<void>;
 }
 
@@ -77,6 +81,9 @@ export async function startHttpServer(port: number, log: Logger, host = '0.0.0.0
     server,
     drain() {
       draining = true;
+    },
+    get draining() {
+      return draining;
     },
     close: () =>
       new Promise<void>((resolve) => {
@@ -168,5 +175,66 @@ export function mountCallbacks(http: HttpServer, prefix: string, receive: Callba
     }
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     await after();
+  });
+}
+
+/** What GET /metrics serves: the app's registry (src/metrics.ts). */
+export interface MetricsSource {
+  readonly contentType: string;
+  text(): Promise<string>;
+}
+
+/** Digests compared, so the comparison takes the same time whatever the lengths. */
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * GET /metrics: the Prometheus text exposition. With `token` (METRICS_TOKEN), only for a request
+ * carrying `Authorization: Bearer <token>` (RFC 6750), compared in constant time; 401 otherwise,
+ * since PORT may be public.
+ */
+export function mountMetrics(http: HttpServer, metrics: MetricsSource, token: string | undefined): void {
+  const expected = token === undefined ? undefined : digest(token);
+  http.mount('GET', '/metrics', async (req, res, { rest }) => {
+    if (rest !== '') {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+      return;
+    }
+    if (expected) {
+      const given = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+      if (!timingSafeEqual(digest(given), expected)) {
+        res
+          .writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer realm="metrics"' })
+          .end('{"error":"unauthorized"}');
+        return;
+      }
+    }
+    const body = await metrics.text();
+    res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' }).end(body);
+  });
+}
+
+/** One part of readiness: true when ready. A throw or rejection counts as not ready. */
+export type ReadinessCheck = () => boolean | Promise<boolean>;
+
+/**
+ * GET /readyz: 200 `{ready:true,checks}` only while every check passes and the server is not
+ * draining; 503 `{ready:false,checks,notReady}` naming the parts that are not. The checks run at
+ * each request, together; each must bound its own time (the store's ping has a timeout).
+ * `checks` may gain entries after mounting (a platform while it starts). /healthz stays the
+ * liveness check.
+ */
+export function mountReadiness(http: HttpServer, checks: ReadonlyMap<string, ReadinessCheck>): void {
+  http.mount('GET', '/readyz', async (_req, res) => {
+    const entries = [...checks];
+    const results = await Promise.all(
+      entries.map(async ([name, check]) => [name, await Promise.resolve().then(check).then((ok) => ok === true, () => false)] as const),
+    );
+    const state: Record<string, boolean> = Object.fromEntries(results);
+    const notReady = results.filter(([, ok]) => !ok).map(([name]) => name);
+    if (http.draining) notReady.push('draining');
+    const ready = notReady.length === 0;
+    res
+      .writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+      .end(JSON.stringify(ready ? { ready, checks: state } : { ready, checks: state, notReady }));
   });
 }

@@ -15,6 +15,7 @@ import { sleep } from '../../util/sleep.ts';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
 import type { AckFirst } from '../ack-first.ts';
 
 export type WebClient = webApi.WebClient;
@@ -117,6 +118,8 @@ export interface SlackContext {
    * lives 3 s) skips the concurrency limit.
    */
   afterAck(what: string, work: () => Promise<void>, opts?: { urgent?: boolean }): void;
+  /** The app's metrics: the one catch (listeners/after-ack.ts) counts refusals. */
+  metrics?: Metrics | undefined;
 }
 
 /** The Slack error code of a Web API failure (`not_in_channel`, `message_not_found`…), if any. */

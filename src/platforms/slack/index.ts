@@ -16,6 +16,7 @@ import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Logger as BoltLog
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
+import type { Metrics } from '../../metrics.ts';
 import type { HttpServer } from '../http/server.ts';
 import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
 import { SlackDeliverer } from './deliverer.ts';
@@ -31,9 +32,16 @@ export interface SlackDeps {
   http: HttpServer;
   /** Time knobs for tests and benches; production uses the defaults. */
   tuning?: Partial<SlackTuning>;
+  /** The app's metrics: acknowledgement latency, refusals. */
+  metrics?: Metrics;
 }
 
 export interface SlackAdapter {
+  /**
+   * For GET /readyz: auth.test succeeded (the start fails otherwise), and the events endpoint is
+   * mounted (HTTP mode) or the Socket Mode WebSocket is connected.
+   */
+  ready(): boolean;
   stop(): Promise<void>;
 }
 
@@ -80,7 +88,7 @@ async function pruneOldReferences(dir: string, now: number, log: Logger): Promis
 }
 
 export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
-  const { config, engine, http } = deps;
+  const { config, engine, http, metrics } = deps;
   // The composition root already gives a `platform: 'slack'` child logger.
   const { log } = deps;
   const token = config.SLACK_BOT_TOKEN;
@@ -114,6 +122,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     convoStore: false,
   });
   await app.init();
+  if (metrics) observeAcks(app, metrics);
 
   const tasks = new Set<Promise<unknown>>();
   const ackFirst = new AckFirst();
@@ -132,6 +141,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       void guarded.finally(() => tasks.delete(guarded));
     },
     ackFirst,
+    metrics,
     afterAck(what, work, opts = {}) {
       const run = async () => {
         if (opts.urgent) {
@@ -160,8 +170,14 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
   ctx.track(pruneOldReferences(slackRefsDir(config), ctx.tuning.now(), log), 'prune references');
 
   let stopped = false;
+  let connected = false;
   if (socketMode) {
+    // The client reconnects by itself; readiness follows its state (@slack/socket-mode's events).
+    const socket = (receiver as SocketModeReceiver).client;
+    socket.on('connected', () => (connected = true));
+    for (const down of ['reconnecting', 'disconnecting', 'disconnected']) socket.on(down, () => (connected = false));
     await app.start();
+    connected = true;
     log.info('slack connected (Socket Mode)');
   } else {
     const listener = (receiver as HTTPReceiver).requestListener;
@@ -184,10 +200,12 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
         if (!res.headersSent) res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
       }
     });
+    connected = true;
     log.info({ path: SLACK_EVENTS_PATH }, 'slack events endpoint mounted (HTTP mode)');
   }
 
   return {
+    ready: () => connected && !stopped,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -198,5 +216,25 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       await Promise.race([pending, new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS)))]);
       clearTimeout(timer);
     },
+  };
+}
+
+/**
+ * imagine_ack_latency_seconds{platform="slack"}: from Bolt receiving an event (HTTP: the request
+ * read and its signature checked; Socket Mode: the envelope) to its ack() sent, for both
+ * transports. Bolt's receivers hand every event to App#processEvent, wrapped here.
+ */
+function observeAcks(app: App, metrics: Metrics): void {
+  const latency = metrics.ackLatency.labels({ platform: 'slack' });
+  const processEvent = app.processEvent.bind(app);
+  app.processEvent = (event) => {
+    const received = performance.now();
+    return processEvent({
+      ...event,
+      ack: async (response) => {
+        await event.ack(response);
+        latency.observe((performance.now() - received) / 1000);
+      },
+    });
   };
 }

@@ -33,6 +33,7 @@ export async function tellFailure(ctx: SlackContext, what: string, where: Where,
   const code = errorCode(err);
   if (code === 'INTERNAL') ctx.log.error({ err, code, user: where.user, what }, 'slack request failed');
   else ctx.log.info({ code, user: where.user, what }, 'slack request refused');
+  ctx.metrics?.refusals.inc({ platform: 'slack', code });
   await tellUser(ctx, where, toUserMessage(err));
 }
 

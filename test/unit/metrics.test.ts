@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { METRIC_NAMES, Metrics } from '../../src/metrics.ts';
+import { createLogger } from '../../src/log.ts';
+import { SqliteStore, MEMORY_DATABASE } from '../../src/engine/store-sqlite.ts';
+
+describe('Metrics', () => {
+  it('declares exactly METRIC_NAMES, in a registry of its own per instance', async () => {
+    const a = new Metrics({ defaultMetrics: false });
+    const b = new Metrics({ defaultMetrics: false });
+    expect(a.registry.getMetricsAsArray().map((m) => m.name).sort()).toEqual([...METRIC_NAMES].sort());
+    a.refusals.inc({ platform: 'discord', code: 'QUOTA_EXCEEDED' });
+    expect(await a.text()).toContain('imagine_refusals_total{platform="discord",code="QUOTA_EXCEEDED"} 1');
+    expect(await b.text()).not.toContain('imagine_refusals_total{');
+  });
+
+  it('counts a provider attempt: request, latency, a 429 and its error code', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    m.providerAttempt({ provider: 'runbase', keyId: 'abc123', kind: 'poll', seconds: 0.2, status: 429, errorCode: 'PROVIDER_RATE_LIMITED' });
+    m.providerAttempt({ provider: 'runbase', keyId: 'abc123', kind: 'create', seconds: 0.1, status: undefined, errorCode: undefined });
+    const text = await m.text();
+    expect(text).toContain('imagine_provider_requests_total{provider="runbase",key="abc123",kind="poll"} 1');
+    expect(text).toContain('imagine_provider_requests_total{provider="runbase",key="abc123",kind="create"} 1');
+    expect(text).toContain('imagine_provider_rate_limited_total{provider="runbase",key="abc123"} 1');
+    expect(text).toContain('imagine_provider_errors_total{provider="runbase",code="PROVIDER_RATE_LIMITED"} 1');
+    expect(text).toContain('imagine_provider_request_duration_seconds_count{provider="runbase",kind="create"} 1');
+  });
+
+  it('includes prom-client default process metrics unless turned off', async () => {
+    expect(await new Metrics().text()).toContain('process_cpu_user_seconds_total');
+  });
+});
+
+describe('Store.ping (SQLite)', () => {
+  it('answers while open and rejects once closed', async () => {
+    const store = new SqliteStore(MEMORY_DATABASE, { log: createLogger({ level: 'silent' }) });
+    await expect(store.ping(100)).resolves.toBeUndefined();
+    await store.close();
+    await expect(store.ping(100)).rejects.toThrow();
+  });
+});

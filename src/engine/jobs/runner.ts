@@ -69,15 +69,25 @@ export class JobRunner {
       });
   }
 
-  /** Stops every run where it is (their jobs stay in the store); resolves when they stopped or after `maxWaitMs`. */
-  async stopAll(reason: unknown, maxWaitMs: number): Promise<number> {
+  /** Aborts every run where it is (their jobs stay in the store; each run releases its lease as it ends); returns how many. */
+  abortAll(reason: unknown): number {
     const runs = [...this.#runs.values()];
     for (const run of runs) run.stop.abort(reason);
+    return runs.length;
+  }
+
+  /**
+   * Stops every run where it is (their jobs stay in the store, their leases released); resolves
+   * when they stopped or after `maxWaitMs`, with how many there were and how many still run.
+   */
+  async stopAll(reason: unknown, maxWaitMs: number): Promise<{ stopped: number; stillRunning: number }> {
+    const runs = [...this.#runs.values()];
+    this.abortAll(reason);
     // A deliverer cannot be interrupted; do not wait on a hung one forever.
     const gaveUp = new AbortController();
     await Promise.race([Promise.allSettled(runs.map((r) => r.done)), sleep(maxWaitMs, gaveUp.signal).catch(() => undefined)]);
     gaveUp.abort(); // no timer left behind to hold the process open
-    return runs.length;
+    return { stopped: runs.length, stillRunning: runs.filter((r) => this.#runs.get(r.job.id) === r).length };
   }
 
   async #drive(run: Run, resumed: boolean): Promise<void> {

@@ -280,9 +280,12 @@ export class Engine implements EngineApi {
     if (this.#closed) return;
     this.#closed = true;
     this.#sweep.stopTakeover();
+    const startedAt = performance.now();
     const { stopped, stillRunning } = await this.#runner.stopAll(new EngineClosedError(), CLOSE_WAIT_MS);
+    // One budget for both waits (main.ts exits anyway 10 s after SIGTERM).
     const gaveUp = new AbortController();
-    await Promise.race([Promise.allSettled(this.#admitting), sleep(CLOSE_WAIT_MS, gaveUp.signal).catch(() => undefined)]);
+    const left = Math.max(0, CLOSE_WAIT_MS - (performance.now() - startedAt));
+    await Promise.race([Promise.allSettled(this.#admitting), sleep(left, gaveUp.signal).catch(() => undefined)]);
     gaveUp.abort();
     await this.#sweep.stopHeartbeat(stillRunning > 0 || this.#admitting.size > 0);
     this.#handedOver = true;

@@ -21,13 +21,25 @@ export interface BotEvent {
   code?: string;
 }
 
+export interface BotsOptions {
+  fakeUrl: string;
+  fakeKey: string;
+  storeUrl: string;
+  keyPrefix: string;
+  workDir: string;
+}
+
 /** Every bot's events, in arrival order. */
 export class Bots {
   readonly events: BotEvent[] = [];
   readonly workers = new Map<string, LineWorker>();
   readonly #waiters = new Set<() => void>();
 
-  constructor(readonly o: { fakeUrl: string; fakeKey: string; storeUrl: string; keyPrefix: string; workDir: string }) {}
+  readonly o: BotsOptions;
+
+  constructor(o: BotsOptions) {
+    this.o = o;
+  }
 
   async spawn(processId: string): Promise<LineWorker> {
     const w = spawnLineWorker('test/faults/bot-worker.ts', [this.o.fakeUrl, this.o.fakeKey, this.o.storeUrl, this.o.keyPrefix, processId, this.o.workDir]);

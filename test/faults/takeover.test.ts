@@ -73,7 +73,7 @@ describe('fault: a bot process stops with jobs in flight', () => {
     const exitMs = Date.now() - termAt;
     await bots.until(() => bots.of('delivered').length >= 30, 40_000, '30 deliveries');
     const times = takeoverTimes(bots, victimJobs, termAt);
-    console.log(`[faults] SIGTERM: the process exited after ${secs(exitMs)} s; its 10 jobs were taken over in ${secs(Math.min(...times))}–${secs(Math.max(...times))} s`);
+    console.log(`[faults] SIGTERM: the process exited after ${exitMs} ms; its 10 jobs were taken over in ${secs(Math.min(...times))}–${secs(Math.max(...times))} s`);
     expect(bots.of('closed', 'p0')).toHaveLength(1);
     // Within a heartbeat interval (2 s) of the handover, plus the close itself: not the 6 s of a lapse.
     expect(Math.max(...times)).toBeLessThan(4_000);

@@ -73,9 +73,20 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
   const store = await openStore(config.STORE_URL, { log });
   const stops: Array<() => Promise<void>> = [() => store.close()];
   let http: HttpServer | undefined;
+  let handOver: (() => Promise<void>) | undefined;
   const stop = async () => {
     // First tell load balancers (health checks) to send nothing new here.
     http?.drain();
+    // Then hand the running jobs over at once (docs/architecture.md "Scaling out"): live peers
+    // take them within a heartbeat, while the platforms below still take commands (queued for
+    // a peer, or refused with BOT_RESTARTING when there is none) until they stop.
+    if (handOver) {
+      try {
+        await handOver();
+      } catch (err) {
+        log.warn({ err }, 'error while handing jobs over');
+      }
+    }
     for (const s of stops.reverse()) {
       try {
         await s();
@@ -109,6 +120,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
       ...(opts.engineTiming ? { timing: opts.engineTiming } : {}),
     });
     stops.push(() => engine.close());
+    handOver = () => engine.close();
     // The engine's routes: provider completion callbacks, and references published for URL-only providers.
     mountCallbacks(http, CALLBACK_PATH_PREFIX, engine.providerCallback, log);
     mountFiles(http, REFERENCE_PATH_PREFIX, engine.referenceFile);

@@ -1,6 +1,7 @@
 /**
  * Entry point (`npm start`): load .env, validate the environment, start the bot, stop cleanly on
- * SIGTERM/SIGINT (jobs in flight stay in the store and resume on the next start).
+ * SIGTERM/SIGINT: jobs in flight stay in the store, handed over to the other processes sharing
+ * it at once, else resumed on the next start (docs/architecture.md "Scaling out").
  */
 import { ConfigError, loadDotEnv, parseConfig, secretsOf } from './config.ts';
 import { createLogger } from './log.ts';

@@ -30,7 +30,15 @@ import { newJobId } from './ids.ts';
 import { isTerminalJobState, type Deliverer, type JobRecord } from './job.ts';
 import { EngineClosedError } from './job-errors.ts';
 import { admit } from './jobs/admission.ts';
-import { CALLBACK_TOKEN_TTL_MS, jobTimingOf, TAKEOVER_INTERVAL_MS, type JobContext, type JobTiming } from './jobs/context.ts';
+import {
+  CALLBACK_TOKEN_TTL_MS,
+  HEARTBEAT_INTERVAL_MS,
+  HEARTBEAT_TTL_MS,
+  jobTimingOf,
+  TAKEOVER_INTERVAL_MS,
+  type JobContext,
+  type JobTiming,
+} from './jobs/context.ts';
 import { Deliveries } from './jobs/delivery.ts';
 import { JobRecords } from './jobs/records.ts';
 import { ResumeSweep } from './jobs/resume.ts';
@@ -49,8 +57,12 @@ import { parseRequest, resolveModel, validateAgainstModel } from './validate.ts'
 export interface EngineTiming extends Partial<Omit<JobTiming, 'deadlineMs'>> {
   /** Overrides EngineOptions.deadlineMs (JOB_DEADLINE_SECONDS, whose minimum is 10 s). */
   deadlineMs?: number;
-  /** 0 turns the periodic takeover of dead processes' jobs off. */
+  /** 0 turns the periodic sweep for unheld jobs off (a stopped peer's jobs are still taken, by the heartbeat). */
   takeoverIntervalMs?: number;
+  /** This process's heartbeat period; peers are looked at just after each one. */
+  heartbeatIntervalMs?: number;
+  /** How long a heartbeat lives (> 2 × heartbeatIntervalMs). */
+  heartbeatTtlMs?: number;
   /** Per provider: replaces the limit its traits give, as RateBudgetOptions (reserve/padding, shared buckets' k and m included). */
   rateLimits?: LanesOptions['rateLimits'];
   /** Poll plan overrides for every scheduler. */
@@ -108,7 +120,13 @@ export class Engine implements EngineApi {
   readonly #runner: JobRunner;
   readonly #sweep: ResumeSweep;
   readonly #ownsReferenceDispatcher: boolean;
+  /** The first heartbeat: no job is leased before it landed (a peer would take the job at once). */
+  readonly #alive: Promise<void>;
+  /** Submissions in progress; close() lets them land in the store before it hands over. */
+  readonly #admitting = new Set<Promise<unknown>>();
   #closed = false;
+  /** close() ended the heartbeat: peers have swept this process's jobs, nothing more can be handed over. */
+  #handedOver = false;
 
   constructor(opts: EngineOptions) {
     const now = opts.now ?? Date.now;
@@ -151,8 +169,12 @@ export class Engine implements EngineApi {
     };
     this.#runner = new JobRunner(this.#ctx);
     this.#sweep = new ResumeSweep({ ctx: this.#ctx, runner: this.#runner, closed: () => this.#closed });
-    // Several processes sharing Redis: when one dies, its jobs' leases expire and another process
-    // takes them over (start-up resume() covers the single-process case).
+    // Several processes sharing Redis: when one dies or stops, another takes its jobs over as soon
+    // as its heartbeat is gone (start-up resume() covers the single-process case).
+    const heartbeatIntervalMs = timing.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS;
+    const heartbeatTtlMs = timing.heartbeatTtlMs ?? HEARTBEAT_TTL_MS;
+    if (heartbeatTtlMs <= 2 * heartbeatIntervalMs) throw new RangeError('heartbeatTtlMs must exceed 2 × heartbeatIntervalMs');
+    this.#alive = this.#sweep.startHeartbeat({ intervalMs: heartbeatIntervalMs, ttlMs: heartbeatTtlMs });
     this.#sweep.startTakeover(timing.takeoverIntervalMs ?? TAKEOVER_INTERVAL_MS);
     opts.log.info(
       { models: this.models.map((m) => m.key), defaultModel: this.defaultModel.key, processId: this.processId },
@@ -163,18 +185,31 @@ export class Engine implements EngineApi {
   // ── EngineApi ────────────────────────────────────────────────────────────────────────────────
 
   async submit(input: ImagineRequestInput): Promise<JobRecord> {
-    // Stopping: nothing is reserved or stored, and the user is told to try again in a moment.
-    if (this.#closed) throw new UserFacingError('BOT_RESTARTING');
+    // Stopping, and no live peer to hand the job to (or the handover is done): nothing is reserved
+    // or stored, and the user is told to try again in a moment.
+    if (this.#closed && (this.#handedOver || this.#sweep.livePeers === 0)) throw new UserFacingError('BOT_RESTARTING');
+    const admitting = this.#submit(input);
+    this.#admitting.add(admitting);
+    try {
+      return await admitting;
+    } finally {
+      this.#admitting.delete(admitting);
+    }
+  }
+
+  async #submit(input: ImagineRequestInput): Promise<JobRecord> {
     const request = parseRequest(input, this.defaultModel.key);
     const model = resolveModel(this.models, request.model);
     // Stored with the catalog key, never an alias: buttons and resume look it up by key.
     request.model = model.key;
     validateAgainstModel(request, model, this.models);
 
+    await this.#alive;
     const { job, providerRefs, log } = await admit(this.#ctx, request, model);
     if (this.#closed) {
-      // close() ran while this request was being prepared: its schedulers are gone, so a task
-      // created now would be charged and then failed. The job is durable: the next start runs it.
+      // Stopping (close() ran before or while this request was prepared): the schedulers are gone,
+      // so a task created now would be charged and then failed. The job is durable and queued; its
+      // lease is released, and a live peer takes it when close() ends the heartbeat (else the next start).
       await this.#ctx.records.releaseLease(job.id).catch(() => undefined);
       return structuredClone(job);
     }
@@ -215,7 +250,8 @@ export class Engine implements EngineApi {
     this.#ctx.deliveries.set(platform, deliverer);
   }
 
-  resume(): Promise<number> {
+  async resume(): Promise<number> {
+    await this.#alive;
     return this.#sweep.sweep({ takeover: false });
   }
 
@@ -238,14 +274,29 @@ export class Engine implements EngineApi {
     }
   }
 
+  /**
+   * Hands over and stops: every run stops where it is (its job stays in the store, its lease
+   * released), submissions in progress land in the store, then the heartbeat ends, so live peers
+   * take all of them at their next look (≤ the heartbeat interval). A run that did not stop in
+   * time keeps the heartbeat alive until the process exits (it lapses then), so no peer runs
+   * that job beside it.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#sweep.stopTakeover();
-    const stoppedJobs = await this.#runner.stopAll(new EngineClosedError(), CLOSE_WAIT_MS);
+    const startedAt = performance.now();
+    const { stopped, stillRunning } = await this.#runner.stopAll(new EngineClosedError(), CLOSE_WAIT_MS);
+    // One budget for both waits (main.ts exits anyway 10 s after SIGTERM).
+    const gaveUp = new AbortController();
+    const left = Math.max(0, CLOSE_WAIT_MS - (performance.now() - startedAt));
+    await Promise.race([Promise.allSettled(this.#admitting), sleep(left, gaveUp.signal).catch(() => undefined)]);
+    gaveUp.abort();
+    await this.#sweep.stopHeartbeat(stillRunning > 0 || this.#admitting.size > 0);
+    this.#handedOver = true;
     this.#ctx.lanes.close();
     if (this.#ownsReferenceDispatcher) await this.#ctx.referenceDispatcher.close().catch(() => undefined);
-    this.#ctx.log.info({ stoppedJobs }, 'engine closed');
+    this.#ctx.log.info({ stoppedJobs: stopped, stillRunning }, 'engine closed; its jobs are handed over');
   }
 
   // ── What the composition root's HTTP routes call ─────────────────────────────────────────────

@@ -38,10 +38,14 @@ if ARGV[4] ~= '' and value < tonumber(ARGV[4]) then redis.call('SET', KEYS[2], A
 redis.call('PEXPIREAT', KEYS[2], ARGV[3])
 return 1`;
 
-/** KEYS[1] lease; ARGV owner, ttl ms. Takes a free lease or renews our own; 1 when held. */
+/**
+ * KEYS[1] lease; ARGV owner, ttl ms, alive prefix ('' for none). Takes a free lease or renews our
+ * own; with a prefix, also one whose holder has no live `prefix..holder` key; 1 when held. (The
+ * holder's key is only known inside the script; the store is one Redis server, not a cluster.)
+ */
 const LEASE_LUA = `
 local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
+if holder == false or holder == ARGV[1] or (ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3] .. holder) == 0) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
@@ -167,12 +171,16 @@ export class RedisStore implements Store {
     return members.map(String).sort();
   }
 
-  async lease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+  async lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean> {
     const reply = await this.#client.eval(LEASE_LUA, {
       keys: [this.#key(key)],
-      arguments: [owner, String(Math.max(1, Math.ceil(ttlMs)))],
+      arguments: [owner, String(Math.max(1, Math.ceil(ttlMs))), alivePrefix === undefined ? '' : this.#key(alivePrefix)],
     });
     return Number(reply) === 1;
+  }
+
+  async leaseHolder(key: string): Promise<string | undefined> {
+    return (await this.#client.get(this.#key(key))) ?? undefined;
   }
 
   async releaseLease(key: string, owner: string): Promise<void> {

@@ -139,7 +139,9 @@ export class SqliteStore implements Store {
     | 'setRemove'
     | 'setMembers'
     | 'lease'
-    | 'releaseLease',
+    | 'leaseFromDead'
+    | 'releaseLease'
+    | 'leaseHolder',
     StatementSync
   >;
 
@@ -206,7 +208,15 @@ export class SqliteStore implements Store {
         ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
         WHERE leases.owner = excluded.owner OR leases.expires_at <= :now
         RETURNING owner`),
+      // The same, and also when the holder has no live lease at :alive || holder (its process died).
+      leaseFromDead: db.prepare(`
+        INSERT INTO leases(key, owner, expires_at) VALUES (:key, :owner, :exp)
+        ON CONFLICT(key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+        WHERE leases.owner = excluded.owner OR leases.expires_at <= :now
+          OR NOT EXISTS (SELECT 1 FROM leases AS alive WHERE alive.key = :alive || leases.owner AND alive.expires_at > :now)
+        RETURNING owner`),
       releaseLease: db.prepare('DELETE FROM leases WHERE key = :key AND owner = :owner'),
+      leaseHolder: db.prepare('SELECT owner FROM leases WHERE key = :key AND expires_at > :now'),
     };
 
     this.kv = new Keyv({
@@ -295,9 +305,16 @@ export class SqliteStore implements Store {
     return (this.#sql.setMembers.all({ key: this.#key(key) }) as Row[]).map((r) => String(r.member));
   }
 
-  async lease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+  async lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean> {
     const now = Date.now();
-    return this.#sql.lease.get({ key: this.#key(key), owner, exp: now + ttlMs, now }) !== undefined;
+    const args = { key: this.#key(key), owner, exp: now + ttlMs, now };
+    if (alivePrefix === undefined) return this.#sql.lease.get(args) !== undefined;
+    return this.#sql.leaseFromDead.get({ ...args, alive: this.#key(alivePrefix) }) !== undefined;
+  }
+
+  async leaseHolder(key: string): Promise<string | undefined> {
+    const row = this.#sql.leaseHolder.get({ key: this.#key(key), now: Date.now() }) as Row | undefined;
+    return row === undefined ? undefined : String(row.owner);
   }
 
   async releaseLease(key: string, owner: string): Promise<void> {

@@ -44,9 +44,13 @@ export interface Store {
   /**
    * Acquires or renews a lease held by `owner` for `ttlMs`. True when `owner` holds it after the
    * call. Lets several processes share one store: each running job is owned by one process.
+   * With `alivePrefix`, a live lease is taken too when its holder has no live lease at
+   * `alivePrefix + holder` (the holder's process stopped renewing its heartbeat): one atomic step.
    */
-  lease(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean>;
   releaseLease(key: string, owner: string): Promise<void>;
+  /** The owner of the live lease `key`, or undefined when nobody holds it. */
+  leaseHolder(key: string): Promise<string | undefined>;
 
   /**
    * A cheap round trip (SQLite `SELECT 1`, Redis `PING`) for the readiness check (GET /readyz):

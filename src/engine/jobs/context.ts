@@ -18,11 +18,26 @@ import type { JobRecords } from './records.ts';
 
 /** Callback tokens only matter while a task can still complete (the deadline), plus a margin for resumes. */
 export const CALLBACK_TOKEN_TTL_MS = 2 * DAY_MS;
-/** How often a running engine looks for jobs whose process died (their lease expired). 0 turns it off. */
+/**
+ * How often a running engine sweeps for unfinished jobs nobody holds (a lease that expired while
+ * its process lives). A dead or stopping process's jobs are found sooner, by the heartbeat. 0 turns it off.
+ */
 export const TAKEOVER_INTERVAL_MS = 60_000;
+/**
+ * Each process writes its heartbeat this often, and looks at its peers' heartbeats just after. A
+ * process's jobs are taken over at most HEARTBEAT_TTL_MS + HEARTBEAT_INTERVAL_MS (8 s) after it
+ * died (docs/architecture.md "Scaling out").
+ */
+export const HEARTBEAT_INTERVAL_MS = 2_000;
+/** A heartbeat lives this long; a process that could not renew it for TTL − interval stops its runs. */
+export const HEARTBEAT_TTL_MS = 6_000;
 /** Elapsed-time progress ticks (adapters throttle their edits further). */
 export const PROGRESS_TICK_MS = 2_000;
-/** A job's lease; renewed every third of it while the job runs. */
+/**
+ * A job's lease; renewed every third of it while the job runs. It names the process: a holder
+ * whose heartbeat is gone loses it at once, so this only bounds how long a lease outlives a run
+ * that ended without releasing it.
+ */
 export const LEASE_TTL_MS = 30_000;
 /** Waits between delivery attempts; after the last one the job waits for the next start. */
 export const DELIVERY_RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 15_000];

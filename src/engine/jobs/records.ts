@@ -1,8 +1,12 @@
 /**
  * Job records and leases in the store. A job is written at every state change, so a process
- * killed at any point can resume it; each running job is leased (`lease:job:<id>`), renewed
- * while it runs, so processes sharing Redis never run the same job twice. The unfinished set
- * holds the jobs that are not yet terminal AND delivered; resume walks it.
+ * killed at any point can resume it; each running job is leased (`lease:job:<id>`, naming the
+ * process), renewed while it runs, so processes sharing Redis never run the same job twice. The
+ * unfinished set holds the jobs that are not yet terminal AND delivered; resume walks it.
+ *
+ * Each process also heart-beats: one short lease `alive:<processId>` per PROCESS, and its name
+ * in the `processes` set. A job lease whose holder's heartbeat is gone is taken at once, without
+ * waiting for the job lease to expire (docs/architecture.md "Scaling out").
  */
 import { DAY_MS } from '../quota.ts';
 import type { JobRecord } from '../job.ts';
@@ -16,6 +20,10 @@ export const JOB_TTL_MS = 60 * DAY_MS;
 export const UNFINISHED_JOBS_KEY = 'jobs:unfinished';
 export const jobKey = (jobId: string): string => `job:${jobId}`;
 export const jobLeaseKey = (jobId: string): string => `lease:job:${jobId}`;
+/** A process's heartbeat lease is `${ALIVE_KEY_PREFIX}<processId>`. */
+export const ALIVE_KEY_PREFIX = 'alive:';
+/** The set of processes that heart-beat (or did, until a peer saw them stop and swept their jobs). */
+export const PROCESSES_KEY = 'processes';
 const jobReferencesKey = (jobId: string) => `job-refs:${jobId}`;
 
 export class JobRecords {
@@ -63,9 +71,38 @@ export class JobRecords {
     await this.#store.kv.delete(jobReferencesKey(jobId));
   }
 
-  /** Takes or renews this process's lease on the job; false when another live process holds it. */
+  /**
+   * Takes or renews this process's lease on the job; false when another live process holds it
+   * (a holder whose heartbeat is gone is not live: its lease is taken).
+   */
   lease(jobId: string): Promise<boolean> {
-    return this.#store.lease(jobLeaseKey(jobId), this.#processId, this.#leaseTtlMs);
+    return this.#store.lease(jobLeaseKey(jobId), this.#processId, this.#leaseTtlMs, ALIVE_KEY_PREFIX);
+  }
+
+  /**
+   * Writes this process's heartbeat (for `ttlMs`) and its name in the processes set (again each
+   * time: a peer that saw the heartbeat lapse, during a store outage, forgot the name).
+   */
+  async heartbeat(ttlMs: number): Promise<void> {
+    await this.#store.lease(ALIVE_KEY_PREFIX + this.#processId, this.#processId, ttlMs);
+    await this.#store.setAdd(PROCESSES_KEY, this.#processId);
+  }
+
+  /** Ends this process's heartbeat: peers see it stopped at their next look and take its jobs. */
+  endHeartbeat(): Promise<void> {
+    return this.#store.releaseLease(ALIVE_KEY_PREFIX + this.#processId, this.#processId);
+  }
+
+  /** The other processes in the set, split by whether their heartbeat lives. */
+  async peers(): Promise<{ live: string[]; stopped: string[] }> {
+    const others = (await this.#store.setMembers(PROCESSES_KEY)).filter((p) => p !== this.#processId);
+    const holders = await Promise.all(others.map((p) => this.#store.leaseHolder(ALIVE_KEY_PREFIX + p)));
+    return { live: others.filter((_, i) => holders[i] !== undefined), stopped: others.filter((_, i) => holders[i] === undefined) };
+  }
+
+  /** Drops a stopped process from the set once its jobs were swept. */
+  forgetProcess(processId: string): Promise<void> {
+    return this.#store.setRemove(PROCESSES_KEY, processId);
   }
 
   releaseLease(jobId: string): Promise<void> {

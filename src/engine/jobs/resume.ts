@@ -1,18 +1,35 @@
 /**
  * Resume and takeover: starts every unfinished job no live process holds. At start (resume) a
- * process picks up what was left; while running, a periodic sweep (takeover) takes the jobs of a
- * process that died (their leases expired), so processes sharing Redis cover for each other.
+ * process picks up what was left; while running, it heart-beats and looks at its peers' heartbeats
+ * every few seconds: when one stopped (killed, or handed its jobs over on SIGTERM), a sweep
+ * (takeover) takes its jobs at once. A slower periodic sweep also takes jobs whose lease expired
+ * while their process lives. docs/architecture.md "Scaling out" has the timing and the traffic.
  */
+import { LeaseLostError } from '../job-errors.ts';
 import { isTerminalJobState } from '../job.ts';
 import { MODEL_CATALOG } from '../models.ts';
 import { jobLogger, type JobContext } from './context.ts';
 import type { JobRunner } from './runner.ts';
+
+/** A process's heartbeat: written every `intervalMs`, lives `ttlMs` (> 2 × intervalMs). */
+export interface HeartbeatTiming {
+  intervalMs: number;
+  ttlMs: number;
+}
 
 export class ResumeSweep {
   readonly #ctx: JobContext;
   readonly #runner: JobRunner;
   readonly #closed: () => boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #beatTimer: ReturnType<typeof setInterval> | undefined;
+  #beating: Promise<void> | undefined;
+  #looking = false;
+  /** performance.now() when the last heartbeat that landed was sent: the store keeps it until then + ttl. */
+  #lastBeatSentAt = -Infinity;
+  /** True after this process stopped its runs because its heartbeat could not be renewed in time. */
+  #fenced = false;
+  #livePeers = 0;
 
   constructor(o: {
     ctx: JobContext;
@@ -22,6 +39,83 @@ export class ResumeSweep {
     this.#ctx = o.ctx;
     this.#runner = o.runner;
     this.#closed = o.closed;
+  }
+
+  /**
+   * Starts the heartbeat: the first one now (resolves when it landed or failed), then one every
+   * `intervalMs`, each followed by a look at the peers. A process whose heartbeat may lapse
+   * before it lands again (it has not landed for ttl − interval) stops its runs itself, so a peer
+   * that takes its jobs once the heartbeat is gone never runs one beside it.
+   */
+  startHeartbeat(t: HeartbeatTiming): Promise<void> {
+    const first = this.#beat(t);
+    this.#beatTimer = setInterval(() => {
+      void this.#beat(t);
+      this.#fenceIfLapsing(t);
+      void this.#lookAtPeers();
+    }, t.intervalMs);
+    this.#beatTimer.unref();
+    return first;
+  }
+
+  /**
+   * Stops the heartbeat and ends it in the store, so peers take this process's jobs at once; with
+   * `keepAlive` (a run still going), it goes on beating until the process exits.
+   */
+  async stopHeartbeat(keepAlive: boolean): Promise<void> {
+    if (keepAlive) return;
+    clearInterval(this.#beatTimer);
+    await this.#beating;
+    await this.#ctx.records.endHeartbeat().catch((err: unknown) => this.#ctx.log.warn({ err }, 'could not end the heartbeat'));
+  }
+
+  /** Other processes whose heartbeat lived at the last look (they can take jobs this one hands over). */
+  get livePeers(): number {
+    return this.#livePeers;
+  }
+
+  #beat(t: HeartbeatTiming): Promise<void> {
+    if (this.#beating) return this.#beating; // the store is slow: one heartbeat at a time
+    const sentAt = performance.now();
+    this.#beating = this.#ctx.records.heartbeat(t.ttlMs).then(
+      () => {
+        this.#lastBeatSentAt = Math.max(this.#lastBeatSentAt, sentAt);
+        if (this.#fenced) {
+          this.#fenced = false;
+          this.#ctx.log.info('heartbeat renewed again; resuming the jobs this process stopped');
+          this.sweep({ takeover: true }).catch((err: unknown) => this.#ctx.log.warn({ err }, 'resume after heartbeat failed'));
+        }
+      },
+      (err: unknown) => this.#ctx.log.warn({ err }, 'heartbeat failed'),
+    ).finally(() => {
+      this.#beating = undefined;
+    });
+    return this.#beating;
+  }
+
+  #fenceIfLapsing(t: HeartbeatTiming): void {
+    if (this.#fenced || this.#closed() || performance.now() - this.#lastBeatSentAt < t.ttlMs - t.intervalMs) return;
+    this.#fenced = true;
+    const stopped = this.#runner.abortAll(new LeaseLostError());
+    this.#ctx.log.error({ stoppedJobs: stopped }, 'heartbeat not renewed in time: stopped this process\'s jobs (a peer may take them)');
+  }
+
+  /** Sweeps when a peer's heartbeat is gone, then forgets that peer. */
+  async #lookAtPeers(): Promise<void> {
+    if (this.#looking || this.#closed() || this.#fenced) return;
+    this.#looking = true;
+    try {
+      const { live, stopped } = await this.#ctx.records.peers();
+      this.#livePeers = live.length;
+      if (stopped.length === 0) return;
+      this.#ctx.log.info({ stopped }, 'peer processes stopped; taking over their jobs');
+      await this.sweep({ takeover: true });
+      for (const p of stopped) await this.#ctx.records.forgetProcess(p);
+    } catch (err) {
+      this.#ctx.log.warn({ err }, 'looking at peer processes failed');
+    } finally {
+      this.#looking = false;
+    }
   }
 
   /** Sweeps every `intervalMs` for jobs whose process stopped; 0 turns it off. */
@@ -45,7 +139,7 @@ export class ResumeSweep {
    */
   async sweep(o: { takeover: boolean }): Promise<number> {
     const { records, deliveries, log } = this.#ctx;
-    if (this.#closed()) return 0;
+    if (this.#closed() || this.#fenced) return 0;
     const ids = await records.unfinished();
     let resumed = 0;
     for (const id of ids) {

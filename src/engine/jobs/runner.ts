@@ -73,10 +73,24 @@ export class JobRunner {
   }
 
   /**
-   * Stops every run where it is (their jobs stay in the store); resolves when they stopped or after
-   * `maxWaitMs`. A create already on the wire is let finish meanwhile, so its task id is recorded.
+   * Aborts every run where it is, a create on the wire included (their jobs stay in the store; each
+   * run releases its lease as it ends): this process may no longer own them. Returns how many.
    */
-  async stopAll(reason: unknown, maxWaitMs: number): Promise<number> {
+  abortAll(reason: unknown): number {
+    const runs = [...this.#runs.values()];
+    for (const run of runs) {
+      run.stop.abort(reason);
+      run.abandon.abort(reason);
+    }
+    return runs.length;
+  }
+
+  /**
+   * Stops every run where it is (their jobs stay in the store, their leases released); resolves
+   * when they stopped or after `maxWaitMs`, with how many there were and how many still run. A
+   * create already on the wire is let finish meanwhile, so its task id is recorded.
+   */
+  async stopAll(reason: unknown, maxWaitMs: number): Promise<{ stopped: number; stillRunning: number }> {
     const runs = [...this.#runs.values()];
     for (const run of runs) run.stop.abort(reason);
     // A deliverer cannot be interrupted, and a create may hang; do not wait on them forever.
@@ -84,7 +98,7 @@ export class JobRunner {
     await Promise.race([Promise.allSettled(runs.map((r) => r.done)), sleep(maxWaitMs, gaveUp.signal).catch(() => undefined)]);
     gaveUp.abort(); // no timer left behind to hold the process open
     for (const run of runs) run.abandon.abort(reason);
-    return runs.length;
+    return { stopped: runs.length, stillRunning: runs.filter((r) => this.#runs.get(r.job.id) === r).length };
   }
 
   async #drive(run: Run, resumed: boolean): Promise<void> {

@@ -249,6 +249,33 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     expect(await store.lease('job:1', 'proc-c', 60_000)).toBe(true);
   });
 
+  it('with an alive prefix, takes a live lease whose holder has no live heartbeat lease, atomically', async () => {
+    await fresh();
+    expect(await store.leaseHolder('job:1')).toBeUndefined();
+    // proc-a holds the job and heart-beats.
+    expect(await store.lease('alive:proc-a', 'proc-a', 300)).toBe(true);
+    expect(await store.lease('job:1', 'proc-a', 60_000)).toBe(true);
+    expect(await store.leaseHolder('job:1')).toBe('proc-a');
+    expect(await store.leaseHolder('alive:proc-a')).toBe('proc-a');
+    // While proc-a's heartbeat lives, its job lease stays its own, with or without the prefix.
+    expect(await store.lease('job:1', 'proc-b', 60_000, 'alive:')).toBe(false);
+    expect(await store.lease('job:1', 'proc-b', 60_000)).toBe(false);
+    // proc-a stops heart-beating: its 60 s job lease is taken at once, but only with the prefix.
+    await sleep(400);
+    expect(await store.leaseHolder('alive:proc-a')).toBeUndefined();
+    expect(await store.lease('job:1', 'proc-b', 60_000)).toBe(false);
+    expect(await store.lease('job:1', 'proc-b', 60_000, 'alive:')).toBe(true);
+    expect(await store.leaseHolder('job:1')).toBe('proc-b');
+    // proc-a has lost it (its renewal fails); proc-b's heartbeat is missing too, but the holder renews its own.
+    expect(await store.lease('job:1', 'proc-a', 60_000)).toBe(false);
+    expect(await store.lease('job:1', 'proc-b', 60_000, 'alive:')).toBe(true);
+    // A released heartbeat counts as dead at once.
+    expect(await store.lease('alive:proc-b', 'proc-b', 60_000)).toBe(true);
+    expect(await store.lease('job:1', 'proc-c', 60_000, 'alive:')).toBe(false);
+    await store.releaseLease('alive:proc-b', 'proc-b');
+    expect(await store.lease('job:1', 'proc-c', 60_000, 'alive:')).toBe(true);
+  });
+
   it('shares data between two stores opened on the same backend (two processes)', async () => {
     await fresh();
     const second = await backend.open(`${backend.name}-${testNo}:`);

@@ -3,8 +3,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../../../src/engine/job.ts';
-import { jobKey, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
-import { build, req, store, TIMING, useEngineFixture } from '../engine-fixture.ts';
+import { ALIVE_KEY_PREFIX, jobKey, PROCESSES_KEY, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
+import { build, logLines, req, store, TIMING, useEngineFixture } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -20,6 +20,7 @@ describe('resume and takeover', () => {
     await store.kv.set(jobKey(copy.id), copy);
     await store.setAdd(UNFINISHED_JOBS_KEY, copy.id);
     expect(await store.lease('lease:job:otherJob0001', 'someone-else', 60_000)).toBe(true);
+    expect(await store.lease(`${ALIVE_KEY_PREFIX}someone-else`, 'someone-else', 60_000)).toBe(true); // its heartbeat
     const creates = client.creates.length;
     expect(await engine.resume()).toBe(0);
     expect(client.creates.length).toBe(creates);
@@ -27,7 +28,7 @@ describe('resume and takeover', () => {
     expect(await engine.resume()).toBe(1);
     expect((await engine.waitFor(copy.id)).state).toBe('succeeded');
   });
-  it('takes over, on its own, the jobs of a process that died (lease expired), but not one whose delivery gave up', async () => {
+  it('takes over, on its own, the jobs of a process that died (heartbeat lapsed), but not one whose delivery gave up', async () => {
     const { engine: first } = build({ processId: 'first' });
     const base = await first.submit(req());
     await first.waitFor(base.id);
@@ -40,7 +41,9 @@ describe('resume and takeover', () => {
       job.quota = { ...job.quota, settled: state !== 'queued' };
       await store.kv.set(jobKey(id), job);
       await store.setAdd(UNFINISHED_JOBS_KEY, id);
-      await store.lease(`lease:job:${id}`, 'dead-process', 150);
+      await store.lease(`lease:job:${id}`, 'dead-process', 60_000);
+      // It dies: its heartbeat lapses after 150 ms (its 60 s job leases do not matter then).
+      await store.lease(`${ALIVE_KEY_PREFIX}dead-process`, 'dead-process', 150);
     };
     const { deliverer } = build({ processId: 'unused' });
     engine.setDeliverer('discord', deliverer);
@@ -60,5 +63,105 @@ describe('resume and takeover', () => {
     expect((await store.kv.get<JobRecord>(jobKey('gaveUpJob001')))!.deliveredAt).toBeUndefined();
     while ((await store.setMembers(UNFINISHED_JOBS_KEY)).length > 1) await new Promise((r) => setTimeout(r, 10));
     expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual(['gaveUpJob001']);
+  });
+});
+
+/** Heartbeats scaled down (production: every 2 s, living 6 s); job leases far longer, so only the heartbeat can explain a takeover. */
+const BEAT = { ...TIMING, heartbeatIntervalMs: 40, heartbeatTtlMs: 150, takeoverIntervalMs: 0, leaseTtlMs: 60_000 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const never = (taskId: string) => ({ taskId, status: 'running' as const, outputUrls: [] });
+async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(5);
+  }
+}
+
+describe('takeover by heartbeat', () => {
+  it('close() hands the running jobs over: a live peer takes them at its next look, long before their lease expires', async () => {
+    // a's heartbeat would live 5 s after its last beat: only ending it explains a takeover within 1 s.
+    const a = build({ processId: 'a', timing: { ...BEAT, heartbeatTtlMs: 5_000 } });
+    a.client.script = never;
+    const b = build({ processId: 'b', timing: BEAT });
+    const job = await a.engine.submit(req());
+    await until(() => a.client.polls.length > 0);
+    const closedAt = Date.now();
+    await a.engine.close();
+    await until(() => b.deliverer.delivered.length > 0);
+    const handedOverMs = Date.now() - closedAt;
+    expect(handedOverMs).toBeLessThan(1_000); // the job lease had 60 s left
+    expect(b.deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
+    expect(b.deliverer.delivered[0]!.state).toBe('succeeded');
+    // The peer polled the task the first process created: created once.
+    expect(a.client.creates).toHaveLength(1);
+    expect(b.client.creates).toHaveLength(0);
+    expect(a.deliverer.delivered).toEqual([]);
+  });
+
+  it('a process whose heartbeat lapsed (killed) loses its jobs to a peer at once, and is forgotten', async () => {
+    const { engine: first } = build({ processId: 'first', timing: BEAT });
+    const base = await first.submit(req());
+    await first.waitFor(base.id);
+    const job: JobRecord = { ...(await first.getJob(base.id))!, id: 'ghostsJob001', state: 'queued' };
+    delete job.deliveredAt;
+    job.tasks = [{ index: 0, status: 'unsubmitted' }];
+    job.quota = { ...job.quota, settled: false };
+    await first.close(); // only the survivor may take it
+    await store.kv.set(jobKey(job.id), job);
+    await store.setAdd(UNFINISHED_JOBS_KEY, job.id);
+    // 'ghost' ran it: a 60 s job lease, and a heartbeat that stops 100 ms from now.
+    await store.setAdd(PROCESSES_KEY, 'ghost');
+    await store.lease('lease:job:ghostsJob001', 'ghost', 60_000);
+    await store.lease(`${ALIVE_KEY_PREFIX}ghost`, 'ghost', 100);
+    const { engine, deliverer } = build({ processId: 'survivor', timing: BEAT });
+    await sleep(60);
+    expect(deliverer.delivered).toEqual([]); // its heartbeat still lives
+    await until(() => deliverer.delivered.length > 0, 1_000);
+    expect(deliverer.delivered.map((j) => j.id)).toEqual(['ghostsJob001']);
+    expect((await engine.getJob('ghostsJob001'))!.state).toBe('succeeded');
+    await until(async () => !(await store.setMembers(PROCESSES_KEY)).includes('ghost'), 1_000);
+  });
+
+  it('a process that cannot renew its heartbeat stops its runs (a peer may take them), and resumes them when it can again', async () => {
+    const { engine, client, deliverer } = build({ processId: 'cut-off', timing: BEAT });
+    client.script = never;
+    const job = await engine.submit(req());
+    await until(() => client.polls.length > 0);
+    const lease = store.lease.bind(store);
+    let broken = true;
+    store.lease = (key, ...rest) => (broken && key.startsWith(ALIVE_KEY_PREFIX) ? Promise.reject(new Error('store unreachable')) : lease(key, ...rest));
+    await until(() => logLines.some((l) => l.includes('heartbeat not renewed in time')), 1_000);
+    await sleep(50); // the run has stopped: no poll any more
+    const polls = client.polls.length;
+    await sleep(100);
+    expect(client.polls.length).toBe(polls);
+    broken = false;
+    client.script = (taskId) => ({ taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`] });
+    await until(() => deliverer.delivered.length > 0);
+    expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
+    expect(client.creates).toHaveLength(1);
+  });
+
+  it('during close(), a new command is queued for a live peer, which runs it; with no live peer it is refused with BOT_RESTARTING', async () => {
+    const a = build({ processId: 'a', timing: BEAT });
+    const b = build({ processId: 'b', timing: BEAT });
+    await sleep(100); // a has looked at its peers: b lives
+    const closing = a.engine.close();
+    const queued = await a.engine.submit(req());
+    expect(queued.state).toBe('queued');
+    await closing;
+    await until(() => b.deliverer.delivered.length > 0);
+    expect(b.deliverer.delivered.map((j) => j.id)).toEqual([queued.id]);
+    expect(a.client.creates).toHaveLength(0);
+    // Handed over: nothing more is taken.
+    await expect(a.engine.submit(req())).rejects.toMatchObject({ code: 'BOT_RESTARTING' });
+
+    const alone = build({ processId: 'alone', timing: { ...BEAT, heartbeatIntervalMs: 20, heartbeatTtlMs: 60 } });
+    await b.engine.close();
+    await sleep(100); // alone has looked: nobody lives
+    const closingAlone = alone.engine.close();
+    await expect(alone.engine.submit(req())).rejects.toMatchObject({ code: 'BOT_RESTARTING' });
+    await closingAlone;
   });
 });

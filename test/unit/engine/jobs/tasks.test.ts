@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EngineTiming } from '../../../../src/engine/engine.ts';
 import type { JobRecord } from '../../../../src/engine/job.ts';
-import { jobKey } from '../../../../src/engine/jobs/records.ts';
+import { ALIVE_KEY_PREFIX, jobKey } from '../../../../src/engine/jobs/records.ts';
 import { RateLimitedError } from '../../../../src/providers/errors.ts';
 import type { CreatedTask, RequestOptions, TaskInput } from '../../../../src/providers/types.ts';
 import { build, req, ScriptedClient, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
@@ -55,6 +55,7 @@ describe('one task: create, watch, download', () => {
     expect(stored.tasks[0]!.submittedAt).toBeUndefined();
     // (The first job is another process's business here: keep this test to the queued one.)
     expect(await store.lease(`lease:job:${first.id}`, 'elsewhere', 60_000)).toBe(true);
+    expect(await store.lease(`${ALIVE_KEY_PREFIX}elsewhere`, 'elsewhere', 60_000)).toBe(true); // a live process
     const { engine: next, client: nextClient } = build({ processId: 'second' });
     expect(await next.resume()).toBe(1);
     const done = await next.waitFor(queued.id);

@@ -24,6 +24,17 @@ export const configSchema = z
     DISCORD_PUBLIC_KEY: optionalString,
     DISCORD_GUILD_ID: optionalString,
     DISCORD_API_URL: url('https://discord.com/api'),
+    /** Gateway shards this process runs: `auto` (Discord's recommended count) or N (shards 0..N-1 of N). docs/discord.md "Sharding". */
+    DISCORD_SHARDS: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .trim()
+        .regex(/^(auto|[1-9]\d*)$/i, 'must be "auto" or a whole number of shards (1 or more)')
+        .transform((v): 'auto' | number => (v.toLowerCase() === 'auto' ? 'auto' : Number(v)))
+        .refine((v) => v === 'auto' || Number.isSafeInteger(v), 'is too large')
+        .default('auto'),
+    ),
 
     SLACK_BOT_TOKEN: optionalString,
     SLACK_SIGNING_SECRET: optionalString,

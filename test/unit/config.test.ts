@@ -88,6 +88,24 @@ describe('parseConfig', () => {
     }
   });
 
+  it('DISCORD_SHARDS: auto by default, or a positive whole number; anything else is a readable error', () => {
+    expect(parseConfig({}).DISCORD_SHARDS).toBe('auto');
+    expect(parseConfig({ DISCORD_SHARDS: '' }).DISCORD_SHARDS).toBe('auto');
+    expect(parseConfig({ DISCORD_SHARDS: ' AUTO ' }).DISCORD_SHARDS).toBe('auto');
+    expect(parseConfig({ DISCORD_SHARDS: '2' }).DISCORD_SHARDS).toBe(2);
+    expect(parseConfig({ DISCORD_SHARDS: '16 ' }).DISCORD_SHARDS).toBe(16);
+    for (const bad of ['0', '-2', '1.5', 'two', '2,3', '99999999999999999999']) {
+      let error: unknown;
+      try {
+        parseConfig({ DISCORD_SHARDS: bad });
+      } catch (err) {
+        error = err;
+      }
+      expect(error, bad).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems, bad).toEqual([expect.stringMatching(/^DISCORD_SHARDS: (must be "auto" or a whole number of shards \(1 or more\)|is too large)$/)]);
+    }
+  });
+
   it('accepts Socket Mode without a signing secret', () => {
     expect(() => parseConfig({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' })).not.toThrow();
   });

@@ -14,7 +14,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { Client, DiscordAPIError, Events, GatewayIntentBits, Options, Routes, Status } from 'discord.js';
+import { Client, DiscordAPIError, Events, GatewayCloseCodes, GatewayIntentBits, Options, Routes, Status, type ClientOptions } from 'discord.js';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
@@ -59,6 +59,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   const newClient = () =>
     new Client({
       intents: [GatewayIntentBits.Guilds],
+      ...shardOptions(config.DISCORD_SHARDS),
       rest: { api: config.DISCORD_API_URL ?? DISCORD_API_DEFAULT, agent: discordRestAgent() },
       // The bot never reads message history: keep no messages in memory.
       makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
@@ -89,8 +90,16 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
     const ready = new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`Discord gateway not ready after ${loginTimeoutMs} ms`)), loginTimeoutMs);
       gw.once(Events.ClientReady, (c) => {
-        log.info({ user: c.user.tag, guilds: c.guilds.cache.size }, 'discord ready');
+        log.info({ user: c.user.tag, guilds: c.guilds.cache.size, shards: c.ws.shards.size }, 'discord ready');
         resolve();
+      });
+      // A shard Discord closed for good before READY (4010 invalid shard, 4011 sharding required…):
+      // discord.js rejects the login with a bare "Sharding is required"; say which shard, which code, which setting.
+      gw.once(Events.ShardDisconnect, (event, shardId) => {
+        const name = (GatewayCloseCodes as Record<number, string | undefined>)[event.code] ?? 'closed';
+        const sharding = event.code === GatewayCloseCodes.InvalidShard || event.code === GatewayCloseCodes.ShardingRequired;
+        const hint = sharding ? ' (DISCORD_SHARDS: docs/discord.md "Sharding")' : '';
+        reject(new Error(`Discord closed the gateway of shard ${shardId} before READY: ${event.code} ${name}${hint}`));
       });
     });
     try {
@@ -169,6 +178,14 @@ function gatewayReady(client: Client): boolean {
   return client.isReady() && client.ws.shards.size > 0 && client.ws.shards.every((shard) => shard.status === Status.Ready);
 }
 
+/**
+ * DISCORD_SHARDS as discord.js takes it: `auto` asks GET /gateway/bot for Discord's recommended
+ * count; N runs shards 0..N-1 of N in this process (a bare number would mean the one shard of that id).
+ */
+function shardOptions(shards: Config['DISCORD_SHARDS']): Pick<ClientOptions, 'shards' | 'shardCount'> {
+  return shards === 'auto' ? { shards: 'auto' } : { shards: Array.from({ length: shards }, (_, i) => i), shardCount: shards };
+}
+
 /** discord.js's dispatch of one gateway packet (WebSocketManager#handlePacket, private in its typings). */
 interface PacketDispatcher {
   handlePacket(packet?: { t?: unknown; d?: unknown }, shard?: unknown): boolean;
@@ -182,7 +199,7 @@ interface PacketDispatcher {
  * throw there is an unhandled rejection, which ends the process; packets held back until the
  * client is ready (its guilds received) are replayed from setImmediate, where a throw is an
  * uncaught exception. Wrapping the method on this
- * client covers both, for every event, and the listeners it calls: the event is logged (its name,
+ * client covers both, for every event of every shard (one method for all of them), and the listeners it calls: the event is logged (its name,
  * id and interaction type, never its token) and dropped.
  */
 function guardGatewayPackets(client: Client, log: Logger): void {

@@ -18,7 +18,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { EventEmitter } from 'node:events';
 import sharp from 'sharp';
-import { FakeGateway } from './gateway.ts';
+import { FakeGateway, type ShardPair } from './gateway.ts';
 import { InteractionsEndpointClient, type EndpointAnswer, type EndpointPostOptions } from './interactions-endpoint.ts';
 import { boundaryOf, parseMultipart, type UploadedPart } from './multipart.ts';
 import { snowflake } from './snowflake.ts';
@@ -29,6 +29,8 @@ export const DEFAULT_UPLOAD_LIMIT_BYTES = 10 * MiB;
 export const MAX_REQUEST_BYTES = 25 * MiB;
 export const ACK_DEADLINE_MS = 3_000;
 export const TOKEN_LIFETIME_MS = 15 * 60_000;
+/** Guilds one gateway session may hold before Discord requires sharding (docs/discord.md "Sharding"). */
+export const MAX_GUILDS_PER_SHARD = 2_500;
 
 /** Permission bits used by the fake (https://discord.com/developers/docs/topics/permissions). */
 export const Permission = {
@@ -78,6 +80,15 @@ export interface FakeDiscordOptions {
   keepUploads?: boolean;
   /** GET /gateway/bot names a gateway nobody listens on (a host that cannot reach the gateway). */
   gatewayUnreachable?: boolean;
+  /**
+   * A session (one shard) may hold at most this many guilds, or the gateway closes it with 4011
+   * Sharding required. Discord's limit is 2,500 (the default).
+   */
+  maxGuildsPerShard?: number;
+  /** GET /gateway/bot's recommended `shards`. Default: the fewest that keep every shard within maxGuildsPerShard (at least 1 per 1,000 guilds). */
+  recommendedShards?: number;
+  /** GET /gateway/bot's `session_start_limit.max_concurrency`: identifies allowed per 5 s. Default 1, as for most bots. */
+  maxConcurrency?: number;
   /**
    * HTTP interactions: how long after receiving the app's answer it takes effect (Discord applies
    * it on its side while the app's next webhook call may already be on its way). Default 0.
@@ -167,6 +178,8 @@ export interface FakeInteraction {
   guildId?: string;
   /** For component clicks: the message holding the component. */
   sourceMessageId?: string;
+  /** Delivered over the gateway: the [shard_id, num_shards] of the session it went to. */
+  shard?: ShardPair;
   /** Delivered by HTTP: settles once the app's answer is applied or its failure recorded; never rejects. */
   httpDelivery?: Promise<void>;
   /** Delivered by HTTP: the status the app answered (none when it did not answer). */
@@ -230,6 +243,9 @@ export class FakeDiscord extends EventEmitter {
   private readonly keepUploads: boolean;
   private readonly httpAnswerLatencyMs: number;
   private readonly gatewayUnreachable: boolean;
+  private readonly maxGuildsPerShard: number;
+  private readonly recommendedShards: number | undefined;
+  private readonly maxConcurrency: number;
   private readonly rateLimitRules: RateLimitRule[] = [];
   private readonly errorRules: { method?: string; path: RegExp; withFiles: boolean; remaining: number; status: number; error: DiscordErrorBody }[] = [];
   private readonly server = createServer((req, res) => void this.handle(req, res));
@@ -253,6 +269,9 @@ export class FakeDiscord extends EventEmitter {
     this.keepUploads = opts.keepUploads ?? true;
     this.httpAnswerLatencyMs = opts.httpAnswerLatencyMs ?? 0;
     this.gatewayUnreachable = opts.gatewayUnreachable ?? false;
+    this.maxGuildsPerShard = opts.maxGuildsPerShard ?? MAX_GUILDS_PER_SHARD;
+    this.recommendedShards = opts.recommendedShards;
+    this.maxConcurrency = opts.maxConcurrency ?? 1;
     this.endpoint = new InteractionsEndpointClient(this.ackDeadlineMs);
     this.publicKeyHex = this.endpoint.publicKeyHex;
   }
@@ -266,6 +285,7 @@ export class FakeDiscord extends EventEmitter {
       application: { id: this.applicationId, flags: 0 },
       guilds: () => this.guilds.map((g) => this.guildPayload(g)),
       resumeUrl: this.gatewayUrl,
+      maxGuildsPerShard: this.maxGuildsPerShard,
     });
     this.server.on('upgrade', (req, socket, head) => {
       if ((req.url ?? '').startsWith('/gateway')) this.gateway.handleUpgrade(req, socket, head);
@@ -290,9 +310,17 @@ export class FakeDiscord extends EventEmitter {
   get channelId(): string {
     return this.guilds[0]!.channels[0]!.id;
   }
-  /** IDENTIFY payloads the bot sent (intents…). */
+  /** IDENTIFY payloads the bot sent (intents, shard…). */
   get identifies(): Record<string, unknown>[] {
     return this.gateway.identifies;
+  }
+  /** The [shard_id, num_shards] of every bot session connected now, oldest first. */
+  get connectedShards(): ShardPair[] {
+    return this.gateway.shards();
+  }
+  /** GET /gateway/bot's recommended shard count for the guilds the bot is in now. */
+  get shardCount(): number {
+    return this.recommendedShards ?? Math.max(1, Math.ceil(this.guilds.length / 1_000), Math.ceil(this.guilds.length / this.maxGuildsPerShard));
   }
 
   waitForBot(timeoutMs = 10_000): Promise<void> {
@@ -497,16 +525,20 @@ export class FakeDiscord extends EventEmitter {
       interaction.httpDelivery = this.deliverByHttp(interaction, this.endpointUrl);
       return interaction;
     }
-    if (!this.gateway.send('INTERACTION_CREATE', payload)) throw new Error('no bot is connected to the fake gateway');
+    const shard = this.gateway.send('INTERACTION_CREATE', payload, where.guildId);
+    if (!shard) throw new Error(`no bot session on the fake gateway for the shard of ${where.guildId === undefined ? 'DMs' : `guild ${where.guildId}`}`);
+    interaction.shard = shard;
     return interaction;
   }
 
   /**
    * Sends one raw gateway dispatch to the bot, as is: any event name, any `d`, even one Discord
-   * would never send (robustness tests). False when no bot is connected.
+   * would never send (robustness tests), to the shard of its `guild_id` (shard 0 without a
+   * numeric one). False when that shard has no session.
    */
   sendDispatch(t: string, d: unknown): boolean {
-    return this.gateway.send(t, d);
+    const guildId = d && typeof d === 'object' && 'guild_id' in d ? d.guild_id : undefined;
+    return this.gateway.send(t, d, typeof guildId === 'string' && /^\d+$/.test(guildId) ? guildId : undefined) !== undefined;
   }
 
   /**
@@ -697,7 +729,11 @@ export class FakeDiscord extends EventEmitter {
     if (path === '/gateway/bot' && method === 'GET') {
       return {
         status: 200,
-        json: { url: this.gatewayUnreachable ? 'ws://127.0.0.1:9/gateway' : this.gatewayUrl, shards: 1, session_start_limit: { total: 1000, remaining: 999, reset_after: 86_400_000, max_concurrency: 1 } },
+        json: {
+          url: this.gatewayUnreachable ? 'ws://127.0.0.1:9/gateway' : this.gatewayUrl,
+          shards: this.shardCount,
+          session_start_limit: { total: 1000, remaining: 999, reset_after: 86_400_000, max_concurrency: this.maxConcurrency },
+        },
       };
     }
     if (path === '/gateway' && method === 'GET') return { status: 200, json: { url: this.gatewayUrl } };

@@ -11,3 +11,9 @@ export function snowflake(atMs: number = Date.now()): string {
 export function snowflakeTime(id: string): number {
   return Number(BigInt(id) >> 22n) + DISCORD_EPOCH_MS;
 }
+
+/** A fresh snowflake whose guild's events go to shard `shardId` of `count`: `(id >> 22) % count` (docs/discord.md "Sharding"). */
+export function snowflakeOnShard(shardId: number, count: number, atMs: number = Date.now()): string {
+  const t = Math.floor(atMs) - DISCORD_EPOCH_MS;
+  return snowflake(DISCORD_EPOCH_MS + t - (t % count) + shardId);
+}

@@ -1,9 +1,10 @@
 /**
  * The metrics the bot exposes on /metrics, as the Grafana dashboard (ops/grafana/dashboards/) may
- * query them: name, type and labels. The metrics module is being written in parallel; until it
- * exists this list is the one place that names them (for the ops tests), and it should then be
- * exported from that module and imported here.
+ * query them: name, type and labels. The bot's own come from src/metrics.ts; prom-client's
+ * defaults and Prometheus's `up` are listed here.
  */
+import { METRIC_NAMES, Metrics } from '../../../src/metrics.ts';
+
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
 export interface MetricShape {
@@ -11,20 +12,20 @@ export interface MetricShape {
   labels: readonly string[];
 }
 
+/** The bot's own metrics, read from src/metrics.ts (the one place that declares them). */
+function botMetrics(): Record<string, MetricShape> {
+  const registry = new Metrics({ defaultMetrics: false }).registry;
+  return Object.fromEntries(
+    METRIC_NAMES.map((name) => {
+      const metric = registry.getSingleMetric(name) as unknown as { labelNames?: readonly string[]; constructor: { name: string } } | undefined;
+      if (!metric) throw new Error(`${name} is in METRIC_NAMES but not registered`);
+      return [name, { type: metric.constructor.name.toLowerCase() as MetricType, labels: metric.labelNames ?? [] }];
+    }),
+  );
+}
+
 export const METRICS: Readonly<Record<string, MetricShape>> = {
-  imagine_jobs_started_total: { type: 'counter', labels: ['platform', 'model', 'provider'] },
-  imagine_jobs_finished_total: { type: 'counter', labels: ['platform', 'model', 'provider', 'outcome'] },
-  imagine_job_duration_seconds: { type: 'histogram', labels: ['platform', 'model', 'outcome'] },
-  imagine_provider_request_duration_seconds: { type: 'histogram', labels: ['provider', 'kind'] },
-  imagine_provider_requests_total: { type: 'counter', labels: ['provider', 'key', 'kind'] },
-  imagine_provider_rate_limited_total: { type: 'counter', labels: ['provider', 'key'] },
-  imagine_provider_errors_total: { type: 'counter', labels: ['provider', 'code'] },
-  imagine_rate_budget_wait_seconds: { type: 'histogram', labels: ['provider', 'key'] },
-  imagine_refusals_total: { type: 'counter', labels: ['platform', 'code'] },
-  imagine_spend_usd_total: { type: 'counter', labels: ['provider', 'model'] },
-  imagine_jobs_in_flight: { type: 'gauge', labels: [] },
-  imagine_deliveries_failed_total: { type: 'counter', labels: ['platform'] },
-  imagine_ack_latency_seconds: { type: 'histogram', labels: ['platform'] },
+  ...botMetrics(),
 
   // prom-client's default metrics (collectDefaultMetrics), those the dashboard uses:
   // https://github.com/siimon/prom-client#default-metrics

@@ -7,7 +7,7 @@
  * - Change ratio (per image, a select): that image as the only reference, the new ratio, one image.
  * `componentsFor` says which of these to show; the adapters render the data.
  */
-import { ValidationError } from '../src/engine/errors.ts';
+import { UserFacingError } from '../src/errors.ts';
 import type { JobRecord, JobTask } from '../src/engine/job.ts';
 import { MODEL_CATALOG, type ModelSpec, type Ratio } from '../src/engine/models.ts';
 import type {
@@ -36,14 +36,11 @@ export interface ActionOptions {
 
 const imageName = (index: number) => `image ${index + 1}`;
 
-/** The parent's model among the configured ones, or a ValidationError saying it is gone. */
+/** The parent's model among the configured ones, or a refusal saying it is gone. */
 function configuredModel(models: readonly ModelSpec[], key: string): ModelSpec {
   const model = models.find((m) => m.key === key);
   if (!model) {
-    throw new ValidationError(
-      'model',
-      `${modelLabel(key)} is no longer offered by this bot, so this button cannot use it. Run /imagine again with another model.`,
-    );
+    throw new UserFacingError('MODEL_GONE', { label: modelLabel(key) });
   }
   return model;
 }
@@ -63,13 +60,10 @@ export function upscaleModel(models: readonly ModelSpec[], originalKey: string):
 }
 
 function succeededTask(parent: JobRecord, index: number | undefined, verb: string): JobTask {
-  if (index === undefined) throw new ValidationError('references', `Choose which image to ${verb}.`);
+  if (index === undefined) throw new UserFacingError('IMAGE_NOT_CHOSEN', { verb });
   const task = parent.tasks.find((t) => t.index === index);
   if (!task || task.status !== 'succeeded' || (!task.image && !task.outputUrl)) {
-    throw new ValidationError(
-      'references',
-      `${imageName(index).replace(/^i/, 'I')} of this job was not made, so it cannot be used to ${verb}. Pick another image or rerun.`,
-    );
+    throw new UserFacingError('IMAGE_NOT_MADE', { n: index + 1, verb });
   }
   return task;
 }
@@ -80,11 +74,11 @@ export function referenceForImage(task: JobTask): ReferenceInput {
   const localPath = task.image?.path;
   if (url) return { kind: 'url', url, ...(localPath !== undefined && { localPath }) };
   if (localPath !== undefined) return { kind: 'file', path: localPath };
-  throw new ValidationError('references', `Image ${task.index + 1} of this job is no longer available.`);
+  throw new UserFacingError('IMAGE_GONE', { n: task.index + 1 });
 }
 
 /**
- * The engine request for a click on `parent`'s button. Throws ValidationError with a sentence for
+ * The engine request for a click on `parent`'s button. Throws a UserFacingError with a sentence for
  * the clicker when the action cannot be done (image not made, model gone, ratio not offered by
  * the model, no configured model makes 4K).
  */
@@ -114,10 +108,7 @@ export function requestForAction(parent: JobRecord, action: JobAction, opts: Act
       const task = succeededTask(parent, opts.index, 'upscale');
       const model = upscaleModel(opts.models, base.model);
       if (!model) {
-        throw new ValidationError(
-          'resolution',
-          'None of the models this bot offers can make 4K images, so images cannot be upscaled here.',
-        );
+        throw new UserFacingError('NO_4K_MODEL');
       }
       const switched = model.key !== base.model;
       return {
@@ -140,10 +131,7 @@ export function requestForAction(parent: JobRecord, action: JobAction, opts: Act
       const model = configuredModel(opts.models, base.model);
       const ratio = opts.ratio;
       if (ratio === undefined || !model.ratios.includes(ratio)) {
-        throw new ValidationError(
-          'ratio',
-          `${ratio === undefined ? 'No ratio was chosen' : `${model.label} can't make ${ratio} images`}. Choose one of: ${model.ratios.join(', ')}.`,
-        );
+        throw new UserFacingError('RATIO_NOT_OFFERED', { label: model.label, ratio, ratios: model.ratios });
       }
       return {
         ...common,

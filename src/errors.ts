@@ -44,6 +44,17 @@ export const USER_SENTENCES = {
     `I don't know the command /${p.command}. Try ${p.known.map((c) => `/${c}`).join(' or ')}.`,
   UNKNOWN_CONTROL: () =>
     "This button isn't one the bot knows anymore (it may come from an older version of the bot). Run /imagine again.",
+  MODEL_GONE: (p: { label: string }) =>
+    `${p.label} is no longer offered by this bot, so this button cannot use it. Run /imagine again with another model.`,
+  IMAGE_NOT_CHOSEN: (p: { verb: string }) => `Choose which image to ${p.verb}.`,
+  IMAGE_NOT_MADE: (p: { n: number; verb: string }) =>
+    `Image ${p.n} of this job was not made, so it cannot be used to ${p.verb}. Pick another image or rerun.`,
+  IMAGE_GONE: (p: { n: number }) => `Image ${p.n} of this job is no longer available.`,
+  NO_4K_MODEL: () => 'None of the models this bot offers can make 4K images, so images cannot be upscaled here.',
+  RATIO_NOT_OFFERED: (p: { label: string; ratio: string | undefined; ratios: readonly string[] }) =>
+    `${p.ratio === undefined ? 'No ratio was chosen' : `${p.label} can't make ${p.ratio} images`}. Choose one of: ${p.ratios.join(', ')}.`,
+  PRIVATE_NOT_OFFERED: (p: { where: string }) =>
+    `Private results are only possible on ${p.where}, so nothing was started and nothing was charged. Leave out --private (or ask in a direct message with the bot).`,
   JOB_NOT_FOUND: () => 'This image is too old or was deleted, so its buttons no longer work. Run /imagine again.',
   NOT_OWNER: (p: { owner: string; moderatorsToo: boolean }) =>
     `Only ${p.owner}, who asked for these images${p.moderatorsToo ? ', or members who can manage messages' : ''}, can delete them.`,

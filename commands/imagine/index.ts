@@ -5,6 +5,8 @@
  * where the platform's placeholder is.
  */
 import { parseRequest, resolveModel, validateAgainstModel } from '../../src/engine/validate.ts';
+import type { Platform } from '../../src/engine/request.ts';
+import { UserFacingError } from '../../src/errors.ts';
 import type { Command, CommandInput, Invocation, PrepareContext } from '../command.ts';
 import { IMAGINE_DEFINITION } from './definition.ts';
 import { parseOptionValues } from './flags.ts';
@@ -23,6 +25,12 @@ function prepare(input: CommandInput, context: PrepareContext): Invocation {
     context.models,
     context.defaultModel,
   );
+  // A private result is a platform's feature (Discord's ephemeral messages); elsewhere asking for
+  // one must not quietly post in public.
+  const privateOn: readonly Platform[] = IMAGINE_DEFINITION.options.private.platforms;
+  if (parsed.private && !privateOn.includes(input.requester.platform)) {
+    throw new UserFacingError('PRIVATE_NOT_OFFERED', { where: privateOn.map((p) => p[0]!.toUpperCase() + p.slice(1)).join(' and ') });
+  }
   // The engine checks the same again on submit; here it answers before anything is shown.
   const request = parseRequest(parsed.request, context.defaultModel.key);
   validateAgainstModel(request, resolveModel(context.models, request.model), context.models);

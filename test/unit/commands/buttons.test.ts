@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { componentRows, componentsFor, requestForAction } from '../../../commands/buttons.ts';
 import { decodeAction } from '../../../commands/custom-id.ts';
-import { refusal } from '../../support/errors.ts';
+import { botRefusal as refusal } from '../../support/errors.ts';
 import { MODEL_CATALOG, configuredModels } from '../../../src/engine/models.ts';
 import { imagineRequestSchema } from '../../../src/engine/request.ts';
 import { JOB_ID, failedTask, makeJob, okTask } from './job-fixture.ts';
@@ -109,7 +109,7 @@ describe('requestForAction', () => {
 
   it('Change ratio refuses a ratio the model does not offer, listing those it does', () => {
     const err = refusal(() => requestForAction(makeJob(), 'ratio', { index: 0, ratio: '8:1', clicker, location, models: all }));
-    expect(err.field).toBe('ratio');
+    expect(err.code).toBe('RATIO_NOT_OFFERED');
     expect(err.userMessage).toBe(
       "Nano Banana Pro (Runbase) can't make 8:1 images. Choose one of: auto, 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9.",
     );

@@ -6,6 +6,7 @@
 import type { ChatInputCommandInteraction } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import { imagine, type CommandInput } from '../../../../commands/index.ts';
+import { sentenceFor } from '../../../../src/errors.ts';
 import type { EngineApi } from '../../../../src/engine/api.ts';
 import { configuredModels, type ModelSpec } from '../../../../src/engine/models.ts';
 import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
@@ -70,5 +71,15 @@ describe('the same /imagine through every platform gives the same request', () =
     expect(inPrompt).toEqual(expected);
     const both = await requestFor(discordInput({ prompt: 'a red fox in the snow --ar 1:1 --model runblob-pro --res 2K --n 2 --cr 0.5', ratio: '16:9' }));
     expect(both).toEqual(expected);
+  });
+});
+
+describe('what only one platform can do', () => {
+  it('--private is refused where results cannot be private (Slack), so nothing is posted publicly by mistake', () => {
+    const slack = { platform: 'slack', userId: 'U1' } as const;
+    expect(() => imagine.prepare({ options: { prompt: 'a secret cat --private' }, refs: [], requester: slack }, context)).toThrow(
+      expect.objectContaining({ userMessage: sentenceFor('PRIVATE_NOT_OFFERED', { where: 'Discord' }) }),
+    );
+    expect(imagine.prepare({ options: { prompt: 'a secret cat --private' }, refs: [], requester }, context).visibility).toBe('private');
   });
 });

@@ -284,17 +284,3 @@ function missingValueSentence(target: FlagTarget, shownAs: string): string {
       return `${shownAs} takes no value.`;
   }
 }
-
-/**
- * Whether a request asks for a private (ephemeral) result, known before anything else happens:
- * Discord must defer ephemerally within 3 s, before the full parse. Never throws: a bad flag is
- * reported by the full parse afterwards.
- */
-export function wantsPrivate(prompt: string, explicit?: boolean): boolean {
-  if (explicit !== undefined) return explicit;
-  try {
-    return parseImagineText(prompt).options.private === true;
-  } catch {
-    return /(^|\s)(?:--|—|–)private(?=[\s=]|$)/iu.test(prompt);
-  }
-}

@@ -50,7 +50,7 @@ function definedOnly(options: ImagineOptionsInput): Partial<ImagineOptions> {
  * when reference images are given, so the result keeps their shape), 1K, one image.
  *
  * Throws ValidationError for a bad flag, an unknown model, or an empty/too long prompt.
- * `options.private` is not part of the request: the adapter reads it (see wantsPrivate).
+ * `options.private` is not part of the request: parseImagineInput returns it beside the request.
  */
 export function buildImagineRequest(
   input: ImagineInput,

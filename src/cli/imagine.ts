@@ -1,6 +1,6 @@
 /**
  * `npm run imagine -- "prompt" [flags]`: the chat's flags (--model, --ar, --res, --n, --cr and their
- * aliases, from commands/options.ts), as separate words or inside the prompt, plus --ref with a
+ * aliases, from commands/imagine/definition.ts), as separate words or inside the prompt, plus --ref with a
  * local file or a link, and -h/--help.
  *
  * One job from the command line, through the same engine as the bot (same validation, quotas,

@@ -53,7 +53,8 @@ export async function startHttpServer(port: number, log: Logger, host = '0.0.0.0
       return;
     }
     Promise.resolve(route.handler(req, res, { rest: path.slice(route.prefix.length) })).catch((err: unknown) => {
-      log.error({ err, path, method: req.method }, 'http handler failed');
+      // The route, not the path: paths may carry tokens (callbacks, reference links).
+      log.error({ err, route: route.prefix, method: req.method }, 'http handler failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":"internal"}');
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { helpText, parseImagineText, parseOptionValues, wantsPrivate } from '../../../../commands/imagine/index.ts';
+import { helpText, parseImagineText, parseOptionValues } from '../../../../commands/imagine/index.ts';
 import { ValidationError } from '../../../../src/engine/errors.ts';
 import { MODEL_CATALOG } from '../../../../src/engine/models.ts';
 
@@ -181,15 +181,6 @@ describe('parseOptionValues', () => {
   });
 });
 
-describe('wantsPrivate', () => {
-  it('prefers the explicit option, else reads --private, and never throws', () => {
-    expect(wantsPrivate('a cat --private', false)).toBe(false);
-    expect(wantsPrivate('a cat', true)).toBe(true);
-    expect(wantsPrivate('a cat —private')).toBe(true);
-    expect(wantsPrivate('a cat --ar 7:3 --private')).toBe(true);
-    expect(wantsPrivate('a private cat')).toBe(false);
-  });
-});
 
 describe('helpText', () => {
   it('explains every flag and alias with an example, and names each configured model by a flag that selects it', () => {

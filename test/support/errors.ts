@@ -1,24 +1,19 @@
 import { ValidationError } from '../../src/engine/errors.ts';
 import { BotError } from '../../src/errors.ts';
 
-/** The ValidationError `fn` throws (so a test can read its user sentence); fails when it throws none or another error. */
-export function refusal(fn: () => unknown): ValidationError {
+/** The error of class `cls` that `fn` throws (so a test can read its user sentence); fails when it throws none or another error. */
+function thrown<E extends Error>(fn: () => unknown, cls: abstract new (...args: never[]) => E): E {
   try {
     fn();
   } catch (err) {
-    if (err instanceof ValidationError) return err;
+    if (err instanceof cls) return err;
     throw err;
   }
-  throw new Error('expected a ValidationError');
+  throw new Error(`expected a ${cls.name}`);
 }
 
-/** The BotError `fn` throws (any refusal from the catalogue); fails when it throws none or another error. */
-export function botRefusal(fn: () => unknown): BotError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof BotError) return err;
-    throw err;
-  }
-  throw new Error('expected a BotError');
-}
+/** The ValidationError `fn` throws. */
+export const refusal = (fn: () => unknown): ValidationError => thrown(fn, ValidationError);
+
+/** The BotError `fn` throws (any refusal from the catalogue). */
+export const botRefusal = (fn: () => unknown): BotError => thrown(fn, BotError);

@@ -8,21 +8,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snowflake, type FakeInteraction } from '../fakes/discord/index.ts';
+import { captureProcessErrors, type ProcessErrors } from '../support/process-errors.ts';
 import { expectDiscordInvariants, isFinal, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
 
 let h: DiscordHarness;
-/** What reached process-level handlers: in production, each of these ends the process. */
-const fatal: unknown[] = [];
-const record = (err: unknown) => void fatal.push(err);
+let fatal: ProcessErrors;
 
 beforeAll(async () => {
-  process.on('uncaughtException', record);
-  process.on('unhandledRejection', record);
+  fatal = captureProcessErrors();
   h = await startDiscordHarness();
 });
 afterAll(async () => {
-  process.off('uncaughtException', record);
-  process.off('unhandledRejection', record);
+  fatal?.stop();
   await h?.close();
 });
 
@@ -80,7 +77,7 @@ describe('Discord malformed gateway events', () => {
     const next = await h.imagine('a lighthouse at dusk');
     expect(isFinal(await h.result(next))).toBe(true);
 
-    expect(fatal).toEqual([]);
+    expect(fatal.caught).toEqual([]);
     const dropped = h.logLines
       .map((l) => JSON.parse(l) as { msg?: string; event?: string; id?: string; type?: number })
       .filter((l) => l.event === 'INTERACTION_CREATE' && l.msg?.includes('dropped'));
@@ -97,28 +94,34 @@ describe('Discord malformed gateway events', () => {
     expect(h.discord.sendDispatch('CHANNEL_CREATE', null)).toBe(true);
     expect(h.discord.sendDispatch('GUILD_UPDATE', null)).toBe(true);
     expect(isFinal(await h.result(await h.imagine('a lighthouse at night')))).toBe(true);
-    expect(fatal).toEqual([]);
+    expect(fatal.caught).toEqual([]);
     const events = h.logLines.map((l) => JSON.parse(l) as { msg?: string; event?: string }).filter((l) => l.msg?.includes('dropped')).map((l) => l.event);
     expect(events).toEqual(expect.arrayContaining(['CHANNEL_CREATE', 'GUILD_UPDATE']));
   });
 });
 
-describe('Discord malformed gateway events held back before the guilds arrive', () => {
-  it('drops them when discord.js handles them later, and answers the next /imagine', async () => {
+describe('Discord malformed gateway events before the guilds arrive', () => {
+  it('drops each (held-back interactions, guilds with no or broken data) and answers the next /imagine', async () => {
     const id = snowflake();
     const token = 'held-back-interaction-token-0123456789';
+    const guildId = snowflake();
     const bot = await startDiscordHarness({
       beforeStart: (discord) => {
         // Sent between READY and GUILD_CREATE: discord.js queues them and replays them from setImmediate.
         discord.sendDispatchBeforeGuilds('INTERACTION_CREATE', { id, type: 2, token, version: 1, data: { id: snowflake(), name: 'imagine', type: 1 }, app_permissions: 'nope', user: { id: '100000000000000009', username: 'eve' }, entitlements: [] });
         discord.sendDispatchBeforeGuilds('INTERACTION_CREATE', null);
+        // While the shard waits for its guilds, discord.js reads each GUILD_CREATE's id itself.
+        discord.sendDispatchBeforeGuilds('GUILD_CREATE', null);
+        discord.sendDispatchBeforeGuilds('GUILD_CREATE', { id: guildId, name: 'broken', channels: 'not-a-list', roles: 7 });
       },
     });
     try {
       expect(isFinal(await bot.result(await bot.imagine('a lighthouse in fog')))).toBe(true);
-      expect(fatal).toEqual([]);
+      expect(fatal.caught).toEqual([]);
       const dropped = bot.logLines.map((l) => JSON.parse(l) as { msg?: string; event?: string; id?: string }).filter((l) => l.msg?.includes('dropped'));
-      expect(dropped.map((l) => l.id)).toEqual([id, undefined]);
+      expect(dropped.filter((l) => l.event === 'INTERACTION_CREATE').map((l) => l.id)).toEqual([id, undefined]);
+      // Each bad guild once (discord.js's handler and its own read of the id both fail on null).
+      expect(dropped.filter((l) => l.event === 'GUILD_CREATE').map((l) => l.id)).toEqual([undefined, guildId]);
       expect(bot.logLines.join('')).not.toContain(token);
     } finally {
       await bot.close();

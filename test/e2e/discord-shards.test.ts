@@ -13,6 +13,7 @@ import { startHttpServer } from '../../src/platforms/http/server.ts';
 import { captureLogger } from '../integration/engine-harness.ts';
 import { shardOf, snowflake, snowflakeOnShard, startFakeDiscord, type FakeDiscordOptions, type FakeGuild, type FakeInteraction } from '../fakes/discord/index.ts';
 import { expectDiscordInvariants, isFinal, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
+import { captureProcessErrors, type ProcessErrors } from '../support/process-errors.ts';
 
 function guildOnShard(shardId: number, count: number, name: string): FakeGuild {
   return { id: snowflakeOnShard(shardId, count), name, channels: [{ id: snowflake(), name: 'general' }] };
@@ -32,18 +33,14 @@ const shardsOf = (identifies: Record<string, unknown>[]) => identifies.map((i) =
 
 describe('Discord with 2 shards (DISCORD_SHARDS=auto, the fake recommends 2)', () => {
   let h: DiscordHarness;
-  /** What reached process-level handlers: in production, each of these ends the process. */
-  const fatal: unknown[] = [];
-  const record = (err: unknown) => void fatal.push(err);
+  let fatal: ProcessErrors;
 
   beforeAll(async () => {
-    process.on('uncaughtException', record);
-    process.on('unhandledRejection', record);
+    fatal = captureProcessErrors();
     h = await startDiscordHarness({ discord: twoShardDiscord() });
   });
   afterAll(async () => {
-    process.off('uncaughtException', record);
-    process.off('unhandledRejection', record);
+    fatal?.stop();
     await h?.close();
   });
 
@@ -97,7 +94,7 @@ describe('Discord with 2 shards (DISCORD_SHARDS=auto, the fake recommends 2)', (
     const next = await h.imagine('a heron at dusk', { where: one.id });
     expect(next.shard).toEqual([1, 2]);
     expect(isFinal(await h.result(next))).toBe(true);
-    expect(fatal).toEqual([]);
+    expect(fatal.caught).toEqual([]);
     const dropped = h.logLines.map((l) => JSON.parse(l) as { msg?: string; id?: string }).filter((l) => l.msg?.includes('dropped'));
     expect(dropped.map((l) => l.id)).toEqual([bad.id]);
     expectDiscordInvariants(h.discord);

@@ -186,33 +186,66 @@ function shardOptions(shards: Config['DISCORD_SHARDS']): Pick<ClientOptions, 'sh
   return shards === 'auto' ? { shards: 'auto' } : { shards: Array.from({ length: shards }, (_, i) => i), shardCount: shards };
 }
 
-/** discord.js's dispatch of one gateway packet (WebSocketManager#handlePacket, private in its typings). */
-interface PacketDispatcher {
+/** discord.js's gateway manager (WebSocketManager: handlePacket, attachEvents and _ws are private in its typings). */
+interface GatewayInternals {
   handlePacket(packet?: { t?: unknown; d?: unknown }, shard?: unknown): boolean;
+  attachEvents(): void;
+  /** @discordjs/ws's manager, created at login; attachEvents() subscribes discord.js to it. */
+  _ws: { emit(event: string, ...args: unknown[]): boolean } | null;
 }
 
 /**
- * One malformed gateway event costs that event only. For every dispatch, discord.js's
- * `client.ws.handlePacket` runs the event's handler, which builds the library's structures (for
- * INTERACTION_CREATE, the interaction: bit fields, the user, the message of a click…) and emits
- * the client event synchronously. It is called from @discordjs/ws's async message handler, so a
- * throw there is an unhandled rejection, which ends the process; packets held back until the
- * client is ready (its guilds received) are replayed from setImmediate, where a throw is an
- * uncaught exception. Wrapping the method on this
- * client covers both, for every event of every shard (one method for all of them), and the listeners it calls: the event is logged (its name,
- * id and interaction type, never its token) and dropped.
+ * One malformed gateway event costs that event only. Two places in discord.js can throw on a
+ * packet it did not expect, and both are wrapped on this client (one manager for every shard):
+ * - `handlePacket` runs the event's handler, which builds the library's structures (for
+ *   INTERACTION_CREATE, the interaction: bit fields, the user, the message of a click…) and
+ *   emits the client event, listeners included. Packets held back until the client is ready
+ *   (its guilds received) are replayed from setImmediate, where a throw is an uncaught exception.
+ * - its listeners on @discordjs/ws's manager (attachEvents): around handlePacket they read the
+ *   payload themselves (a GUILD_CREATE's `d.id` while the shard waits for its guilds, READY's
+ *   `guilds`), outside that guard. They run inside @discordjs/ws's async message handler, so a
+ *   throw there is an unhandled rejection, which ends the process.
+ * The event is logged once (its name, shard, id and interaction type, never its token) and
+ * dropped; a guild whose GUILD_CREATE is lost counts as unavailable after discord.js's
+ * `waitGuildTimeout`, as when Discord sends none.
  */
 function guardGatewayPackets(client: Client, log: Logger): void {
-  const ws = client.ws as unknown as PacketDispatcher;
+  const ws = client.ws as unknown as GatewayInternals;
+  const logged = new WeakSet<object>();
+  const drop = (err: unknown, packet: unknown, shardId?: unknown) => {
+    if (packet && typeof packet === 'object') {
+      if (logged.has(packet)) return;
+      logged.add(packet);
+    }
+    const p = packet && typeof packet === 'object' ? (packet as { t?: unknown; d?: unknown }) : undefined;
+    const d = p?.d && typeof p.d === 'object' ? (p.d as { id?: unknown; type?: unknown }) : undefined;
+    log.warn({ err, event: p?.t, shardId, id: d?.id, type: d?.type }, 'discord gateway event that could not be handled; dropped');
+  };
   const handlePacket = ws.handlePacket.bind(ws);
   ws.handlePacket = (packet, shard) => {
     try {
       return handlePacket(packet, shard);
     } catch (err) {
-      const d = packet?.d && typeof packet.d === 'object' ? (packet.d as { id?: unknown; type?: unknown }) : undefined;
-      log.warn({ err, event: packet?.t, id: d?.id, type: d?.type }, 'discord gateway event that could not be handled; dropped');
+      drop(err, packet, (shard as { id?: unknown } | undefined)?.id);
       return true;
     }
+  };
+  const attachEvents = ws.attachEvents.bind(ws);
+  ws.attachEvents = () => {
+    attachEvents();
+    const manager = ws._ws;
+    if (!manager) return;
+    const emit = manager.emit.bind(manager);
+    manager.emit = (event, ...args) => {
+      try {
+        return emit(event, ...args);
+      } catch (err) {
+        // 'dispatch' carries { data: packet, shardId }, 'ready' { data: READY's d, shardId }.
+        const arg = args[0] as { data?: unknown; shardId?: unknown } | undefined;
+        drop(err, event === 'dispatch' ? arg?.data : { t: event === 'ready' ? 'READY' : event, d: arg?.data }, arg?.shardId);
+        return true;
+      }
+    };
   };
 }
 

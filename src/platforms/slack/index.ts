@@ -22,6 +22,7 @@ import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, 
 import { SlackDeliverer } from './deliverer.ts';
 import { slackRefsDir } from './files.ts';
 import { registerListeners } from './listeners/index.ts';
+import { answerUnacknowledged } from './listeners/unknown.ts';
 import { SLACK_EVENTS_PATH } from './manifest.ts';
 import { AckFirst } from '../ack-first.ts';
 
@@ -122,6 +123,8 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     convoStore: false,
   });
   await app.init();
+  // Inside observeAcks' wrapper, so its answers are timed like any ack.
+  answerUnacknowledged(app, log);
   if (metrics) observeAcks(app, metrics);
 
   const tasks = new Set<Promise<unknown>>();
@@ -188,6 +191,11 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       }
       // In flight from arrival until the answer (ack, 401, 404…) is sent or the client gives up.
       res.once('close', ackFirst.begin());
+      if (stampedInTheFuture(req.headers['x-slack-request-timestamp'], Date.now())) {
+        log.warn('slack request stamped more than 5 minutes in the future; refused');
+        res.writeHead(401).end();
+        return;
+      }
       // Bolt parses the form only for exactly "application/x-www-form-urlencoded"; with a
       // parameter ("; charset=utf-8", as many HTTP clients send) it would answer 400. The
       // signature covers the body only, so the media type can be normalised.
@@ -217,6 +225,21 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       clearTimeout(timer);
     },
   };
+}
+
+/** Slack's tolerance for a request's timestamp, either way. */
+export const SLACK_TIMESTAMP_TOLERANCE_S = 5 * 60;
+
+/**
+ * Slack's verification refuses a request whose X-Slack-Request-Timestamp is more than five
+ * minutes away from the local time in either direction ("absolute value",
+ * https://docs.slack.dev/authentication/verifying-requests-from-slack); Bolt's HTTPReceiver
+ * (5.x, verifySlackRequest) only refuses the past, so the future is refused here, before Bolt.
+ * A missing or unreadable header is left to Bolt (401 as well).
+ */
+export function stampedInTheFuture(header: string | string[] | undefined, nowMs: number): boolean {
+  const ts = typeof header === 'string' ? Number(header) : Number.NaN;
+  return Number.isFinite(ts) && ts - Math.floor(nowMs / 1000) > SLACK_TIMESTAMP_TOLERANCE_S;
 }
 
 /**

@@ -27,7 +27,8 @@ import { PROMPT_SENTENCES } from '../../engine/request.ts';
 import type { ModelSpec } from '../../engine/models.ts';
 import { REFERENCE_FILETYPES, type SlackFileRef } from './files.ts';
 import { clip } from './format.ts';
-import { fileRef, slackFileSchema } from './payloads.ts';
+import { fileRef, inputStateSchema, slackFileSchema, type InputState } from './payloads.ts';
+import { sentenceFor } from '../../errors.ts';
 
 export const IMAGINE_MODAL_CALLBACK_ID = 'imagine_modal';
 /** The reference images' file_input. Every other input's block_id is its option's name, and so is its element's action_id. */
@@ -196,8 +197,8 @@ export function imagineModal(input: ImagineModalInput): types.ModalView {
   };
 }
 
-/** A view_submission's state values, as Slack sends them. */
-export type ViewStateValues = Record<string, Record<string, { type?: string; value?: string | null; selected_option?: { value: string } | null; files?: unknown[] }>>;
+/** A view_submission's state values, as Slack sends them: each input's entry is read with inputStateSchema. */
+export type ViewStateValues = Record<string, Record<string, unknown>>;
 
 /** The options a Slack modal may hold, whatever the models configured when it was opened. */
 const SLACK_VALUE_OPTIONS = IMAGINE_VALUE_OPTION_NAMES.filter((name) => (IMAGINE_OPTIONS[name] as OptionDefinition).platforms?.includes('slack') ?? true);
@@ -216,9 +217,14 @@ export interface ModalSubmission {
 export function readSubmission(values: ViewStateValues): ModalSubmission {
   // Each input block holds one element: its state is the block's only entry, whatever its action_id
   // (views opened by an older version used "value").
-  const get = (block: string) => {
+  // An entry of the wrong shape (a value that is not a string…) is that input's error, told under it.
+  const get = (block: string): InputState | undefined => {
     const states = values[block];
-    return states ? (states[block] ?? Object.values(states)[0]) : undefined;
+    const raw = states ? (states[block] ?? Object.values(states)[0]) : undefined;
+    if (raw === undefined) return undefined;
+    const read = inputStateSchema.safeParse(raw);
+    if (!read.success) throw new ValidationError(block === IMAGES_BLOCK ? 'references' : block, sentenceFor('UNREADABLE_REQUEST', {}));
+    return read.data;
   };
   const options: Partial<Record<ImagineValueOptionName, unknown>> = {};
   for (const name of SLACK_VALUE_OPTIONS) {

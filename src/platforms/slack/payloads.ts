@@ -83,12 +83,25 @@ export const appMentionSchema = z.object({
 });
 export type AppMentionPayload = z.infer<typeof appMentionSchema>;
 
+/**
+ * One input's entry in a view_submission's `view.state.values` (block_id → action_id → this):
+ * text and number inputs send `value`, selects `selected_option`, file_input `files`. Read per
+ * input (modal.ts readSubmission), so a value of the wrong type flags that input only.
+ */
+export const inputStateSchema = z.object({
+  type: z.string().optional(),
+  value: z.string().nullish(),
+  selected_option: z.object({ value: z.string() }).nullish(),
+  files: z.array(z.unknown()).nullish(),
+});
+export type InputState = z.infer<typeof inputStateSchema>;
+
 export const viewSubmissionSchema = z.object({
   user: userSchema,
   team: teamSchema,
   view: z.object({
     private_metadata: z.string().default(''),
-    state: z.object({ values: z.record(z.string(), z.record(z.string(), z.any())) }),
+    state: z.object({ values: z.record(z.string(), z.record(z.string(), z.unknown())) }),
     blocks: z.array(z.object({ block_id: z.string().optional() }).loose()).default([]),
   }),
 });

@@ -31,7 +31,15 @@ export function modalSubmission(deps: ListenerDeps) {
       return;
     }
     const s = read.data;
-    const verdict = checkSubmission(s, deps.ctx.engine);
+    let verdict: ReturnType<typeof checkSubmission>;
+    try {
+      verdict = checkSubmission(s, deps.ctx.engine);
+    } catch (err) {
+      // A bug or a payload no schema foresaw: the user still gets an answer in the modal.
+      deps.ctx.log.error({ err }, 'slack modal submission could not be checked');
+      await ack({ response_action: 'errors', errors: { prompt: sentenceFor('UNREADABLE_REQUEST', {}) } });
+      return;
+    }
     if (verdict.kind === 'errors') {
       await ack({ response_action: 'errors', errors: verdict.errors });
       return;

@@ -1,0 +1,130 @@
+/**
+ * Malformed and unexpected Slack requests against the real Bolt App inside the real bot, sent
+ * from outside as signed HTTP requests: each is answered at once (well before Bolt's own 3 s
+ * timeout and its 404), nothing reaches the process-level handlers, and nothing runs or is
+ * charged. The real listeners keep what is theirs.
+ */
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import type { AckResult } from '../fakes/slack/driver.ts';
+import { sentenceFor } from '../../src/errors.ts';
+import { COMMAND_NAMES } from '../../commands/index.ts';
+import { captureProcessErrors, type ProcessErrors } from '../support/process-errors.ts';
+import { startSlackHarness, type SlackHarness } from './slack-harness.ts';
+
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
+/** Bolt's receiver answers an unacknowledged request after 3001 ms; an answer "at once" is far below. */
+const AT_ONCE_MS = 1500;
+const alice = { id: 'UALICE', name: 'alice' };
+type Json = Record<string, unknown>;
+
+let h: SlackHarness;
+let fatal: ProcessErrors;
+
+beforeAll(async () => {
+  fatal = captureProcessErrors();
+  h = await startSlackHarness();
+});
+afterAll(async () => {
+  fatal?.stop();
+  await h?.close();
+});
+
+function atOnce(r: AckResult): AckResult {
+  expect(r.status).toBe(200);
+  expect(r.ackMs).toBeLessThan(AT_ONCE_MS);
+  return r;
+}
+
+const postPayload = (payload: Json) => h.driver.post(new URLSearchParams({ payload: JSON.stringify(payload) }).toString());
+const jobsStarted = () => h.runbase.runs.size + h.runblob.tasks.size;
+
+/** Opens the /imagine form in `channel` and returns its view id. */
+async function openForm(channel: string): Promise<string> {
+  const cmd = atOnce(await h.driver.slashCommand({ user: alice, channel, text: '' }));
+  const open = await h.fake.waitFor(() => h.fake.callsTo('views.open').find((c) => (c.args as Json).trigger_id === (cmd as { triggerId?: string }).triggerId), 5000, 'views.open');
+  return String(((open.response as { view: Json }).view).id);
+}
+
+describe('Slack request timestamps', () => {
+  test('a correctly signed request stamped more than 5 minutes in the future is refused with 401 and never runs', async () => {
+    const before = jobsStarted();
+    const future = Math.floor(Date.now() / 1000) + 6 * 60;
+    expect((await h.driver.slashCommand({ user: alice, channel: 'CFUTURE', text: 'from the future' }, { timestampSec: future })).status).toBe(401);
+    // Within the tolerance (clocks a little apart) it is accepted.
+    const nearFuture = Math.floor(Date.now() / 1000) + 60;
+    atOnce(await h.driver.slashCommand({ user: alice, channel: 'CNEAR', text: 'help' }, { timestampSec: nearFuture }));
+    await h.fake.waitFor(() => h.fake.ephemerals.find((e) => e.channel === 'CNEAR'), 5000, 'help in CNEAR');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.fake.calls.filter((c) => (c.args as Json).channel === 'CFUTURE' || (c.args as Json).channel_id === 'CFUTURE')).toEqual([]);
+    expect(jobsStarted()).toBe(before);
+    expect(fatal.caught).toEqual([]);
+  });
+});
+
+describe('Slack form submissions with values of the wrong type', () => {
+  test('each is answered with a field error under the input at fault, and nothing runs', async () => {
+    const before = jobsStarted();
+    const unreadable = sentenceFor('UNREADABLE_REQUEST', {});
+    const d = h.driver;
+    const cases: { values: Record<string, Record<string, Json>>; field: string }[] = [
+      { values: { prompt: { value: d.text('a cat') }, creativity: { value: { type: 'number_input', value: 0.4 } } }, field: 'creativity' },
+      { values: { prompt: { value: d.text('a cat') }, model: { value: { type: 'static_select', selected_option: { value: 7 } } } }, field: 'model' },
+      { values: { prompt: { value: { type: 'plain_text_input', value: { text: 'a cat' } } } }, field: 'prompt' },
+      { values: { prompt: { value: d.text('a cat') }, images: { value: { type: 'file_input', files: 'F123' } } }, field: 'images' },
+    ];
+    for (const { values, field } of cases) {
+      const viewId = await openForm('CFORMTYPES');
+      const r = atOnce(await d.submitView({ user: alice, viewId, values }));
+      expect(JSON.parse(r.body), field).toEqual({ response_action: 'errors', errors: { [field]: unreadable } });
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect(h.fake.messagesIn('CFORMTYPES').filter((m) => m.byBot)).toEqual([]);
+    expect(jobsStarted()).toBe(before);
+    expect(fatal.caught).toEqual([]);
+  });
+});
+
+describe('Slack requests no listener takes', () => {
+  test('an unknown slash command is answered at once with a private sentence naming the known ones', async () => {
+    const r = atOnce(await h.driver.slashCommand({ user: alice, channel: 'CUNKNOWN', text: 'a cat', command: '/paint' }));
+    expect(JSON.parse(r.body)).toEqual({ response_type: 'ephemeral', text: sentenceFor('UNKNOWN_COMMAND', { command: 'paint', known: COMMAND_NAMES }) });
+  });
+
+  test('unknown buttons, forms, shortcuts, closed forms and untyped bodies get a plain ack at once', async () => {
+    const before = jobsStarted();
+    const team = { id: h.fake.teamId };
+    const user = { id: alice.id, username: 'alice', team_id: h.fake.teamId };
+    const view = { id: 'VOTHER', callback_id: 'another_form', type: 'modal', private_metadata: '', state: { values: {} }, blocks: [] };
+    const requests: Record<string, Json> = {
+      'a button of another app version': {
+        type: 'block_actions',
+        team,
+        user,
+        channel: { id: 'CUNKNOWN' },
+        container: { type: 'message', channel_id: 'CUNKNOWN', message_ts: '1.000001' },
+        actions: [{ type: 'button', action_id: 'legacy:upscale:1', block_id: 'b', action_ts: '1.1' }],
+      },
+      'a click whose actions are null': { type: 'block_actions', team, user, actions: null },
+      'a form of another version': { type: 'view_submission', team, user, view },
+      'a form without its view': { type: 'view_submission', team, user, view: null },
+      'a closed form': { type: 'view_closed', team, user, view, is_cleared: false },
+      'a global shortcut': { type: 'shortcut', team, user, callback_id: 'not_ours', trigger_id: 't' },
+      'a message shortcut of another version': { type: 'message_action', team, user, callback_id: 'old_shortcut', trigger_id: 't', channel: { id: 'CUNKNOWN' }, message: { ts: '1.000001' } },
+      'a body of no known type': { type: 'mystery', team, user },
+    };
+    for (const [name, payload] of Object.entries(requests)) {
+      const r = await postPayload(payload);
+      expect({ name, status: r.status, body: r.body }).toEqual({ name, status: 200, body: '' });
+      expect(r.ackMs, name).toBeLessThan(AT_ONCE_MS);
+    }
+    expect(jobsStarted()).toBe(before);
+    expect(fatal.caught).toEqual([]);
+  });
+
+  test('the real listeners keep theirs: /imagine with text is acknowledged once, empty, and runs', async () => {
+    const r = atOnce(await h.driver.slashCommand({ user: alice, channel: 'CREAL', text: 'a real cat' }));
+    expect(r.body).toBe('');
+    await h.fake.waitFor(() => h.fake.messagesIn('CREAL').find((m) => JSON.stringify(m.blocks ?? []).includes('imagine:delete:')), 30_000, 'result in CREAL');
+    expect(fatal.caught).toEqual([]);
+  });
+});

@@ -128,3 +128,27 @@ describe('Slack requests no listener takes', () => {
     expect(fatal.caught).toEqual([]);
   });
 });
+
+describe('Slack Socket Mode: malformed messages and envelopes no listener takes', () => {
+  let s: SlackHarness;
+  beforeAll(async () => {
+    s = await startSlackHarness({ socketMode: true });
+    await s.fake.socketConnected();
+  });
+  afterAll(async () => {
+    await s?.close();
+  });
+
+  test('a message @slack/socket-mode cannot read is dropped, an unknown command is answered at once, and /imagine still works', async () => {
+    for (const raw of ['null', '{"type":"events_api","envelope_id":"e1","payload":null}', '{"type":"events_api","envelope_id":"e2"}', '{"type":"ws_message"}']) s.fake.socketSendRaw(raw);
+    const { form } = s.driver.payloads.slashCommand({ user: alice, channel: 'CSOCKBAD', text: 'a cat', command: '/paint' });
+    const unknown = await s.fake.socketSend('slash_commands', form);
+    expect(unknown.ackMs).toBeLessThan(AT_ONCE_MS);
+    expect(unknown.payload).toMatchObject({ text: sentenceFor('UNKNOWN_COMMAND', { command: 'paint', known: COMMAND_NAMES }) });
+
+    const real = s.driver.payloads.slashCommand({ user: alice, channel: 'CSOCKOK', text: 'a socket cat' });
+    expect((await s.fake.socketSend('slash_commands', real.form)).ackMs).toBeLessThan(AT_ONCE_MS);
+    await s.fake.waitFor(() => s.fake.messagesIn('CSOCKOK').find((m) => JSON.stringify(m.blocks ?? []).includes('imagine:delete:')), 30_000, 'result in CSOCKOK');
+    expect(fatal.caught).toEqual([]);
+  });
+});

@@ -177,6 +177,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
   if (socketMode) {
     // The client reconnects by itself; readiness follows its state (@slack/socket-mode's events).
     const socket = (receiver as SocketModeReceiver).client;
+    guardSocketMessages(socket, log);
     socket.on('connected', () => (connected = true));
     for (const down of ['reconnecting', 'disconnecting', 'disconnected']) socket.on(down, () => (connected = false));
     await app.start();
@@ -225,6 +226,28 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * One malformed Socket Mode message costs that message only. @slack/socket-mode (2.x) handles
+ * each WebSocket message in an async listener that reads the envelope without checks (JSON
+ * `null`, an `events_api` envelope without `payload.event`…): a throw there is an unhandled
+ * rejection, which ends the process. Its listeners are re-registered behind a guard that logs
+ * and drops the message; Slack redelivers an envelope it got no ack for.
+ */
+function guardSocketMessages(socket: SocketModeReceiver['client'], log: Logger): void {
+  const listeners = socket.listeners('ws_message') as Array<(data: unknown, isBinary: unknown) => unknown>;
+  socket.removeAllListeners('ws_message');
+  const dropped = (err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'slack socket mode message that could not be handled; dropped');
+  for (const listener of listeners) {
+    socket.on('ws_message', (data: unknown, isBinary: unknown) => {
+      try {
+        void Promise.resolve(listener(data, isBinary)).catch(dropped);
+      } catch (err) {
+        dropped(err);
+      }
+    });
+  }
 }
 
 /** Slack's tolerance for a request's timestamp, either way. */

@@ -150,6 +150,8 @@ export interface FakeSlack {
   socketSend(type: string, payload: Json, timeoutMs?: number): Promise<{ ackMs: number; payload: unknown }>;
   /** Resolves once an app has completed the Socket Mode handshake. */
   socketConnected(timeoutMs?: number): Promise<void>;
+  /** Socket Mode: sends `text` as it is (a malformed message), expecting no ack. */
+  socketSendRaw(text: string): void;
   callsTo(method: string): ApiCall[];
   /** The live (not deleted) message at channel/ts. */
   message(channel: string, ts: string): FakeMessage | undefined;
@@ -732,6 +734,11 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
         });
         ws.send(JSON.stringify({ envelope_id: envelopeId, type, payload, accepts_response_payload: type !== 'events_api' }));
       });
+    },
+    socketSendRaw: (text) => {
+      const ws = [...sockets][0];
+      if (!ws) throw new Error('fake Slack: no Socket Mode connection');
+      ws.send(text);
     },
     socketConnected: async (timeoutMs = 5000) => {
       const deadline = Date.now() + timeoutMs;

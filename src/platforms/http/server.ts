@@ -52,12 +52,18 @@ export async function startHttpServer(port: number, log: Logger, host = '0.0.0.0
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
       return;
     }
-    Promise.resolve(route.handler(req, res, { rest: path.slice(route.prefix.length) })).catch((err: unknown) => {
+    const failed = (err: unknown) => {
       // The route, not the path: paths may carry tokens (callbacks, reference links).
       log.error({ err, route: route.prefix, method: req.method }, 'http handler failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
       res.end('{"error":"internal"}');
-    });
+    };
+    // A synchronous throw would escape the server's 'request' event: an uncaught exception.
+    try {
+      Promise.resolve(route.handler(req, res, { rest: path.slice(route.prefix.length) })).catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   });
   // Slack and Discord retry slow requests; keep sockets short-lived but reusable.
   server.keepAliveTimeout = 5_000;

@@ -61,6 +61,27 @@ describe('Slack request timestamps', () => {
   });
 });
 
+describe('Slack request bodies that are not objects', () => {
+  test('a signed JSON null, a form payload of null and other non-objects get a 400 at once', async () => {
+    const bodies: [string, string][] = [
+      ['null', 'application/json'],
+      ['payload=null', 'application/x-www-form-urlencoded'],
+      ['7', 'application/json'],
+      ['"text"', 'application/json'],
+      ['payload=true', 'application/x-www-form-urlencoded'],
+    ];
+    for (const [body, type] of bodies) {
+      const r = await h.driver.post(body, {}, type);
+      expect({ body, status: r.status }).toEqual({ body, status: 400 });
+      expect(r.ackMs).toBeLessThan(AT_ONCE_MS);
+    }
+    // Unsigned, it is refused as unsigned.
+    expect((await h.driver.post('null', { unsigned: true }, 'application/json')).status).toBe(401);
+    atOnce(await h.driver.slashCommand({ user: alice, channel: 'CAFTERNULL', text: 'help' }));
+    expect(fatal.caught).toEqual([]);
+  });
+});
+
 describe('Slack form submissions with values of the wrong type', () => {
   test('each is answered with a field error under the input at fault, and nothing runs', async () => {
     const before = jobsStarted();

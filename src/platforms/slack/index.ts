@@ -12,12 +12,12 @@
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { App, HTTPReceiver, LogLevel, SocketModeReceiver, type Logger as BoltLogger } from '@slack/bolt';
+import { App, HTTPModuleFunctions, HTTPReceiver, LogLevel, SocketModeReceiver, defaultBodyLimit, type BufferedIncomingMessage, type Logger as BoltLogger } from '@slack/bolt';
 import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
-import type { HttpServer } from '../http/server.ts';
+import { readBody, type HttpServer } from '../http/server.ts';
 import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
 import { SlackDeliverer } from './deliverer.ts';
 import { slackRefsDir } from './files.ts';
@@ -185,7 +185,8 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     log.info('slack connected (Socket Mode)');
   } else {
     const listener = (receiver as HTTPReceiver).requestListener;
-    http.mount('POST', SLACK_EVENTS_PATH, (req, res) => {
+    const signingSecret = config.SLACK_SIGNING_SECRET!;
+    http.mount('POST', SLACK_EVENTS_PATH, async (req, res) => {
       if (stopped) {
         res.writeHead(503).end();
         return;
@@ -202,6 +203,27 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
       // signature covers the body only, so the media type can be normalised.
       const type = req.headers['content-type'];
       if (type) req.headers['content-type'] = type.split(';')[0]!.trim().toLowerCase();
+      // The body is read here, with Bolt's own limit, and handed to Bolt already read (its
+      // receiver then uses req.rawBody). Bolt 5.x reads `body.ssl_check` of the parsed body
+      // outside any catch: a signed body that parses to null (JSON `null`, `payload=null`) would
+      // be an unhandled rejection, ending the process. Slack only sends objects.
+      let rawBody: Buffer;
+      try {
+        rawBody = await readBody(req, defaultBodyLimit);
+      } catch {
+        if (!res.headersSent) res.writeHead(413).end();
+        return;
+      }
+      const buffered = Object.assign(req, { rawBody });
+      if (!parsesToObject(buffered)) {
+        const signed = await HTTPModuleFunctions.parseAndVerifyHTTPRequest({ signingSecret }, buffered, res).then(
+          () => true,
+          () => false,
+        );
+        log.warn({ signed }, 'slack request whose body is not an object; refused');
+        res.writeHead(signed ? 400 : 401).end();
+        return;
+      }
       try {
         listener(req, res);
       } catch {
@@ -247,6 +269,16 @@ function guardSocketMessages(socket: SocketModeReceiver['client'], log: Logger):
         dropped(err);
       }
     });
+  }
+}
+
+/** Whether Bolt's own parse of the body gives an object (or fails, which Bolt answers with 400 itself). */
+function parsesToObject(req: BufferedIncomingMessage): boolean {
+  try {
+    const body: unknown = HTTPModuleFunctions.parseHTTPRequestBody(req);
+    return typeof body === 'object' && body !== null;
+  } catch {
+    return true;
   }
 }
 

@@ -173,3 +173,73 @@ describe('Slack Socket Mode: malformed messages and envelopes no listener takes'
     expect(fatal.caught).toEqual([]);
   });
 });
+
+/** Every path (objects and arrays, up to `depth` levels) of a JSON value, for one-field mutations. */
+function pathsOf(value: unknown, depth: number, prefix: (string | number)[] = []): (string | number)[][] {
+  if (depth === 0 || typeof value !== 'object' || value === null) return [];
+  const keys: (string | number)[] = Array.isArray(value) ? value.map((_, i) => i) : Object.keys(value);
+  return keys.flatMap((k) => [[...prefix, k], ...pathsOf((value as Record<string | number, unknown>)[k], depth - 1, [...prefix, k])]);
+}
+
+function mutated<T>(value: T, path: (string | number)[], replacement: unknown): T {
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  let at = copy;
+  for (const k of path.slice(0, -1)) at = at[k] as Record<string | number, unknown>;
+  at[path.at(-1)!] = replacement;
+  return copy as T;
+}
+
+describe('Slack payloads with one field of the wrong type', () => {
+  test('every command, click, form, shortcut and mention with one field replaced is answered at once, and the bot goes on', async () => {
+    const replacements: unknown[] = [null, 7, 'x', [], {}, true];
+    const [result] = await (async () => {
+      atOnce(await h.driver.slashCommand({ user: alice, channel: 'CFUZZ', text: 'a fuzzed cat' }));
+      return h.fake.waitFor(() => {
+        const found = h.fake.messagesIn('CFUZZ').filter((m) => JSON.stringify(m.blocks ?? []).includes('imagine:delete:'));
+        return found.length ? found : undefined;
+      }, 30_000, 'result in CFUZZ');
+    })();
+    const deleteId = JSON.stringify(result!.blocks).match(/imagine:delete:[^"]+/)![0];
+    const rerunId = deleteId.replace('delete', 'rerun');
+    const viewId = await openForm('CFUZZ');
+    const view = h.fake.views.get(viewId)!.view as Json;
+    const d = h.driver;
+    const click = d.payloads.blockActions({ user: alice, message: result!, actionId: rerunId }).payload;
+    const form = {
+      type: 'view_submission',
+      team: { id: h.fake.teamId },
+      user: { id: alice.id, username: 'alice', team_id: h.fake.teamId },
+      view: { ...view, state: { values: { prompt: { prompt: d.text('a fuzzed form') }, creativity: { creativity: d.number('0.5') } } } },
+    };
+    const shortcut = { type: 'message_action', team: { id: h.fake.teamId }, user: { id: alice.id }, callback_id: 'imagine_with_images', trigger_id: 't', channel: { id: 'CFUZZ' }, message: { ts: result!.ts, files: [] } };
+    const mention = d.payloads.mention({ message: result! }).body;
+    const command = d.payloads.slashCommand({ user: alice, channel: 'CFUZZ', text: 'a fuzzed command' }).form;
+
+    const sent: { what: string; status: number; ms: number }[] = [];
+    const send = async (what: string, body: string, type: string) => {
+      const r = await d.post(body, {}, type);
+      sent.push({ what, status: r.status, ms: r.ackMs });
+    };
+    for (const [name, payload, depth] of [['click', click, 3], ['form', form, 5], ['shortcut', shortcut, 3]] as const) {
+      for (const path of pathsOf(payload, depth)) {
+        for (const v of replacements) await send(`${name} ${path.join('.')}=${JSON.stringify(v)}`, new URLSearchParams({ payload: JSON.stringify(mutated(payload, path, v)) }).toString(), 'application/x-www-form-urlencoded');
+      }
+    }
+    for (const path of pathsOf(mention, 2)) {
+      for (const v of replacements) await send(`mention ${path.join('.')}=${JSON.stringify(v)}`, JSON.stringify(mutated(mention, path, v)), 'application/json');
+    }
+    // A form field holds only strings: each field emptied or dropped.
+    for (const key of Object.keys(command)) {
+      await send(`command ${key}=""`, new URLSearchParams({ ...command, [key]: '' }).toString(), 'application/x-www-form-urlencoded');
+      const { [key]: _dropped, ...rest } = command;
+      await send(`command without ${key}`, new URLSearchParams(rest).toString(), 'application/x-www-form-urlencoded');
+    }
+    expect(sent.length).toBeGreaterThan(300);
+    expect(sent.filter((s) => ![200, 400].includes(s.status) || s.ms >= AT_ONCE_MS)).toEqual([]);
+    expect(fatal.caught).toEqual([]);
+    // Still serving: a fresh command runs (another user: the storm may have used alice's quota).
+    atOnce(await h.driver.slashCommand({ user: { id: 'UAFTER', name: 'after' }, channel: 'CFUZZEND', text: 'after the storm' }));
+    await h.fake.waitFor(() => h.fake.messagesIn('CFUZZEND').find((m) => JSON.stringify(m.blocks ?? []).includes('imagine:delete:')), 30_000, 'result in CFUZZEND');
+    expect(fatal.caught).toEqual([]);
+  });
+});

@@ -6,6 +6,9 @@
  * thrown out of the library (which would kill the process: an unhandled rejection in
  * @discordjs/ws's message handler), and the next /imagine is answered as usual.
  */
+import { readdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snowflake, type FakeInteraction } from '../fakes/discord/index.ts';
 import { captureProcessErrors, type ProcessErrors } from '../support/process-errors.ts';
@@ -97,6 +100,18 @@ describe('Discord malformed gateway events', () => {
     expect(fatal.caught).toEqual([]);
     const events = h.logLines.map((l) => JSON.parse(l) as { msg?: string; event?: string }).filter((l) => l.msg?.includes('dropped')).map((l) => l.event);
     expect(events).toEqual(expect.arrayContaining(['CHANNEL_CREATE', 'GUILD_UPDATE']));
+  });
+});
+
+describe('every gateway event discord.js handles, with no data or data of the wrong kind', () => {
+  it('costs that event only, and the next /imagine is answered', async () => {
+    // The dispatches discord.js has a handler for (its packet handler table), READY and RESUMED included.
+    const handlers = join(dirname(createRequire(import.meta.url).resolve('discord.js')), 'client/websocket/handlers');
+    const events = (await readdir(handlers)).filter((f) => /^[A-Z_]+\.js$/.test(f)).map((f) => f.slice(0, -3));
+    expect(events.length).toBeGreaterThan(50);
+    for (const event of events) for (const d of [null, 7, [], { id: 'x', guild_id: 'y', channel_id: [], user: null }]) expect(h.discord.sendDispatch(event, d), event).toBe(true);
+    expect(isFinal(await h.result(await h.imagine('a lighthouse after the storm')))).toBe(true);
+    expect(fatal.caught).toEqual([]);
   });
 });
 

@@ -191,7 +191,19 @@ interface GatewayInternals {
   handlePacket(packet?: { t?: unknown; d?: unknown }, shard?: unknown): boolean;
   attachEvents(): void;
   /** @discordjs/ws's manager, created at login; attachEvents() subscribes discord.js to it. */
-  _ws: { emit(event: string, ...args: unknown[]): boolean } | null;
+  _ws: { emit(event: string, ...args: unknown[]): boolean; strategy?: ShardingInternals } | null;
+}
+
+/** @discordjs/ws's SimpleShardingStrategy: its shards exist (spawn) before connect() opens them. */
+interface ShardingInternals {
+  shards?: Map<number, ShardInternals>;
+  connect?(): Promise<void>;
+}
+
+/** @discordjs/ws's WebSocketShard: each WebSocket message goes to `this.onMessage` (looked up per message). */
+interface ShardInternals {
+  id: number;
+  onMessage(data: unknown, isBinary: boolean): Promise<void>;
 }
 
 /**
@@ -205,9 +217,13 @@ interface GatewayInternals {
  *   payload themselves (a GUILD_CREATE's `d.id` while the shard waits for its guilds, READY's
  *   `guilds`), outside that guard. They run inside @discordjs/ws's async message handler, so a
  *   throw there is an unhandled rejection, which ends the process.
+ * - @discordjs/ws's own message handler reads some payloads without checks (READY's
+ *   `d.session_id`, HELLO's `d.heartbeat_interval`, INVALID_SESSION's `d`): each shard's
+ *   `onMessage` is wrapped before the strategy connects it.
  * The event is logged once (its name, shard, id and interaction type, never its token) and
  * dropped; a guild whose GUILD_CREATE is lost counts as unavailable after discord.js's
- * `waitGuildTimeout`, as when Discord sends none.
+ * `waitGuildTimeout`, as when Discord sends none. A lost HELLO or READY costs that connection:
+ * Discord closes a session that does not heartbeat, and discord.js reconnects.
  */
 function guardGatewayPackets(client: Client, log: Logger): void {
   const ws = client.ws as unknown as GatewayInternals;
@@ -245,6 +261,29 @@ function guardGatewayPackets(client: Client, log: Logger): void {
         drop(err, event === 'dispatch' ? arg?.data : { t: event === 'ready' ? 'READY' : event, d: arg?.data }, arg?.shardId);
         return true;
       }
+    };
+    const strategy = manager.strategy;
+    if (!strategy?.connect || !strategy.shards) return;
+    const connect = strategy.connect.bind(strategy);
+    const guarded = new WeakSet<ShardInternals>();
+    strategy.connect = () => {
+      for (const shard of strategy.shards!.values()) {
+        if (guarded.has(shard)) continue;
+        guarded.add(shard);
+        const onMessage = shard.onMessage.bind(shard);
+        shard.onMessage = (data, isBinary) =>
+          onMessage(data, isBinary).catch((err: unknown) => {
+            // Unpacked again only for the log line (uncompressed JSON text, as the bot connects).
+            let packet: unknown;
+            try {
+              packet = typeof data === 'string' ? JSON.parse(data) : undefined;
+            } catch {
+              packet = undefined;
+            }
+            drop(err, packet, shard.id);
+          });
+      }
+      return connect();
     };
   };
 }

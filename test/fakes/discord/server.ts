@@ -201,8 +201,11 @@ export interface FakeMessage {
 export interface FakeInteraction {
   id: string;
   token: string;
-  type: 2 | 3;
+  /** 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT, 5 MODAL_SUBMIT. */
+  type: 2 | 3 | 5;
   payload: Record<string, unknown>;
+  /** The modal this interaction answered with (callback type 9), as the user sees it until submitted. */
+  modal?: OpenModal;
   /** performance.now() when the dispatch left the gateway (or the POST to the Interactions Endpoint URL started). */
   dispatchedAt: number;
   createdAtMs: number;
@@ -248,6 +251,23 @@ export interface SlashCommandInput {
    * context): what a forged or stale client could still send, since the API does not check it.
    */
   ignoreCommandVisibility?: boolean;
+}
+
+export interface OpenModal {
+  custom_id: string;
+  title: string;
+  /** Top-level components as sent, with ids assigned (action rows of text inputs, labels, text displays). */
+  components: Record<string, unknown>[];
+  submitted: boolean;
+}
+
+export interface ModalSubmitInput {
+  /** The interaction that opened the modal (callback type 9). */
+  interaction: FakeInteraction;
+  /** Text inputs' values by custom_id; an input left out keeps its prefilled `value` (or is empty). */
+  values?: Record<string, string>;
+  /** Default: the user the modal was shown to. */
+  user?: FakeUser;
 }
 
 export interface ComponentClickInput {
@@ -624,8 +644,51 @@ export class FakeDiscord extends EventEmitter {
     return id;
   }
 
+  /**
+   * Submits the modal `input.interaction` opened, as its user pressing Submit: an interaction of
+   * type 5 MODAL_SUBMIT whose data holds the modal's custom_id and its components with the text
+   * inputs' values, in the modal's own structure (action row → `components`, label → `component`)
+   * and with the message when the modal was opened from a component
+   * (https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-modal-submit-data-structure,
+   * https://discord.com/developers/docs/components/reference#label). Throws where Discord's client
+   * would not let the user submit: no open modal, already submitted, expired with the token that
+   * opened it, a required input empty or a length out of bounds.
+   */
+  async submitModal(input: ModalSubmitInput): Promise<FakeInteraction> {
+    const opener = this.interactions.get(input.interaction.id) ?? input.interaction;
+    const modal = opener.modal;
+    if (!modal) throw new Error('submitModal: that interaction did not open a modal');
+    if (modal.submitted) throw new Error('submitModal: the modal was already submitted (it closes on submit)');
+    if (Date.now() - opener.createdAtMs > this.tokenLifetimeMs) throw new Error('submitModal: the modal expired with its interaction token');
+    const values = { ...input.values };
+    const answer = (c: Record<string, unknown>): Record<string, unknown> => {
+      if (c.type !== 4) throw new Error(`submitModal: component type ${String(c.type)} is not supported by the fake (text inputs only)`);
+      const customId = String(c.custom_id);
+      const value = values[customId] ?? (typeof c.value === 'string' ? c.value : '');
+      delete values[customId];
+      if (c.required !== false && value.length === 0) throw new Error(`submitModal: ${customId} is required`);
+      if (value.length > 0 && ((typeof c.min_length === 'number' && value.length < c.min_length) || value.length > (typeof c.max_length === 'number' ? c.max_length : 4000))) {
+        throw new Error(`submitModal: ${customId} must be ${String(c.min_length ?? 0)}–${String(c.max_length ?? 4000)} characters`);
+      }
+      return { type: 4, id: c.id, custom_id: customId, value };
+    };
+    const components = modal.components.map((c) => {
+      if (c.type === 1) return { type: 1, id: c.id, components: ((c.components ?? []) as Record<string, unknown>[]).map(answer) };
+      if (c.type === 18) return { type: 18, id: c.id, component: answer(c.component as Record<string, unknown>) };
+      return { type: c.type, id: c.id };
+    });
+    const unknown = Object.keys(values);
+    if (unknown.length > 0) throw new Error(`submitModal: the modal has no text input ${unknown.join(', ')}`);
+    modal.submitted = true;
+    const opened = (opener.payload.member as { user?: { id: string; username: string; global_name?: string | null } } | undefined)?.user ?? (opener.payload.user as { id: string; username: string; global_name?: string | null });
+    const user = input.user ?? { id: opened.id, username: opened.username, global_name: opened.global_name ?? null };
+    const where = opener.guildId ? { guildId: opener.guildId, channelId: opener.channelId } : { channelId: opener.channelId, dmUser: user };
+    const source = opener.sourceMessageId ? this.messages.get(opener.sourceMessageId) : undefined;
+    return this.dispatchInteraction(5, { custom_id: modal.custom_id, components }, user, where, undefined, opener.payload.attachment_size_limit as number, source);
+  }
+
   private async dispatchInteraction(
-    type: 2 | 3,
+    type: 2 | 3 | 5,
     data: Record<string, unknown>,
     user: FakeUser,
     where: { guildId?: string; channelId: string; dmUser?: FakeUser },
@@ -1019,8 +1082,12 @@ export class FakeDiscord extends EventEmitter {
     if (err) return { status: 400, json: err };
     const body = parsed.json as { type: number; data?: Record<string, unknown> | null };
     const data = body.data ?? {};
+    if (body.type === 9 && interaction.type === 5) {
+      return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'A modal cannot be answered with another modal.' }]) };
+    }
     if (body.type === 6 || body.type === 7) {
-      if (interaction.type !== 3) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'Interaction callback type 6/7 is only valid for component interactions.' }]) };
+      // A modal submitted from a component's modal may update that component's message too.
+      if (interaction.type !== 3 && !(interaction.type === 5 && interaction.sourceMessageId)) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'Interaction callback type 6/7 is only valid for component interactions.' }]) };
     }
     if (body.type === 5 && typeof data.flags === 'number' && (data.flags & ~MESSAGE_FLAG_EPHEMERAL) !== 0) {
       return { status: 400, json: invalidFormBody([{ path: ['data', 'flags'], code: 'invalid_value', message: 'Only the EPHEMERAL flag may be set when deferring.' }]) };
@@ -1051,6 +1118,17 @@ export class FakeDiscord extends EventEmitter {
         this.applyWrite(source, built.write);
       }
       messageId = source?.id;
+    }
+    if (body.type === 9) {
+      const modal = data as { custom_id: string; title: string; components: Record<string, unknown>[] };
+      let next = 1;
+      const assign = (c: Record<string, unknown>): Record<string, unknown> => ({
+        ...c,
+        id: typeof c.id === 'number' ? c.id : next++,
+        ...(Array.isArray(c.components) && { components: (c.components as Record<string, unknown>[]).map(assign) }),
+        ...(c.component !== undefined && { component: assign(c.component as Record<string, unknown>) }),
+      });
+      interaction.modal = { custom_id: modal.custom_id, title: modal.title, components: modal.components.map(assign), submitted: false };
     }
     interaction.ackedAt = now;
     interaction.ackLatencyMs = now - interaction.dispatchedAt;

@@ -7,6 +7,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AttachmentBuilder, Client, GatewayIntentBits, MessageFlags, Routes, type ChatInputCommandInteraction } from 'discord.js';
 import { startFakeDiscord, type FakeDiscord, MiB } from '../fakes/discord/index.ts';
 
+/** Short enough for a test, long enough for the edits before expiry on a loaded machine. */
+const TOKEN_LIFETIME_MS = 2500;
+
 let discord: FakeDiscord;
 let client: Client;
 let onCommand: (i: ChatInputCommandInteraction) => Promise<void>;
@@ -23,7 +26,7 @@ async function connect(fake: FakeDiscord): Promise<Client> {
 }
 
 beforeEach(async () => {
-  discord = await startFakeDiscord({ ackDeadlineMs: 400, tokenLifetimeMs: 800 });
+  discord = await startFakeDiscord({ ackDeadlineMs: 400, tokenLifetimeMs: TOKEN_LIFETIME_MS });
   client = await connect(discord);
 });
 afterEach(async () => {
@@ -83,6 +86,7 @@ describe('fake Discord', () => {
     const results: (string | number)[] = [];
     const record = (label: string) => (e: { code?: number; status?: number }) => void results.push(`${label}:${e.status}:${e.code ?? ''}`);
     onCommand = async (i) => {
+      const receivedAt = Date.now();
       await i.deferReply({ flags: MessageFlags.Ephemeral });
       const big = new AttachmentBuilder(Buffer.alloc(10 * MiB + 1), { name: 'big.png' });
       await i.editReply({ files: [big] }).catch(record('big'));
@@ -93,7 +97,8 @@ describe('fake Discord', () => {
       await i.editReply({ content: 'x'.repeat(2001) }).catch(record('long'));
       await i.editReply({ content: 'ok' });
       results.push('edited');
-      await new Promise((r) => setTimeout(r, 900));
+      // Wait until the token has surely expired, however long the edits above took on a busy machine.
+      await new Promise((r) => setTimeout(r, Math.max(0, receivedAt + TOKEN_LIFETIME_MS + 200 - Date.now())));
       await i.editReply({ content: 'late' }).catch(record('expired'));
     };
     const interaction = await discord.sendCommand({ name: 'imagine', options: [{ name: 'prompt', type: 3, value: 'x' }] });

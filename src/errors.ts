@@ -58,6 +58,9 @@ export const USER_SENTENCES = {
   JOB_NOT_FOUND: () => 'This image is too old or was deleted, so its buttons no longer work. Run /imagine again.',
   NOT_OWNER: (p: { owner: string; moderatorsToo: boolean }) =>
     `Only ${p.owner}, who asked for these images${p.moderatorsToo ? ', or members who can manage messages' : ''}, can delete them.`,
+  CANCEL_NOT_OWNER: (p: { owner: string; moderatorsToo: boolean }) =>
+    `Only ${p.owner}, who asked for this image${p.moderatorsToo ? ', or members who can manage messages' : ''}, can cancel it.`,
+  CANCEL_TOO_LATE: () => 'This job has already finished, so it can no longer be canceled. Delete its message instead.',
   DELETE_FAILED: () => "The images couldn't be deleted. Please try again.",
   FORM_EXPIRED: () => 'This form has expired. Run /imagine again.',
   FORM_UNAVAILABLE: () => 'Slack did not give me a way to open the form. Type your prompt after /imagine instead (see /imagine help).',
@@ -70,6 +73,7 @@ export const USER_SENTENCES = {
   BOT_RESTARTING: () => 'The bot is restarting right now, so nothing was started and nothing was charged. Please try again in a moment.',
 
   // A job that ran.
+  CANCELED: () => 'This image was canceled, so it was not posted.',
   SUBMISSION_UNKNOWN: () =>
     `The bot restarted while sending this image to the image service, so it was not made. Please try again; ${REFUNDED}.`,
   PROVIDER_NOT_CONFIGURED: () =>

@@ -224,6 +224,18 @@ export class Engine implements EngineApi {
     return this.#ctx.records.get(jobId);
   }
 
+  async cancel(jobId: string, by: Requester): Promise<JobRecord> {
+    const job = await this.getJob(jobId);
+    if (!job) throw new JobNotFoundError(jobId);
+    if (job.state === 'canceled') return job;
+    if (job.deliveredAt !== undefined) throw new UserFacingError('CANCEL_TOO_LATE');
+    await this.#ctx.records.requestCancel(jobId, { userId: by.userId, at: this.#ctx.now() });
+    // Held here: stopped at once. Held elsewhere (or by nobody yet): its holder reads the request.
+    this.#runner.cancel(jobId);
+    this.#ctx.log.info({ jobId, by: by.userId, state: job.state }, 'job cancel requested');
+    return job;
+  }
+
   async updateLocation(jobId: string, patch: PlatformLocation): Promise<void> {
     const run = this.#runner.get(jobId);
     if (run) {

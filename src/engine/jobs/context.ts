@@ -117,6 +117,11 @@ export interface Run {
   abandon: AbortController;
   /** Aborted at the job's deadline: tasks still pending fail with DEADLINE_EXCEEDED. */
   deadline: AbortController;
+  /**
+   * Aborted when a cancel request is seen (JobRecords.cancelRequest): tasks not yet sent are
+   * never sent, tasks the provider accepted are no longer watched; the job ends `canceled`.
+   */
+  cancel: AbortController;
   signal: AbortSignal;
   /** Serialises writes of this job's record so an older snapshot never lands after a newer one. */
   writes: Promise<void>;

@@ -25,6 +25,14 @@ export const ALIVE_KEY_PREFIX = 'alive:';
 /** The set of processes that heart-beat (or did, until a peer saw them stop and swept their jobs). */
 export const PROCESSES_KEY = 'processes';
 const jobReferencesKey = (jobId: string) => `job-refs:${jobId}`;
+/** A cancel request, written by whichever process got the click; the job's holder honours it. */
+export const jobCancelKey = (jobId: string): string => `cancel:job:${jobId}`;
+
+/** Who asked to cancel a job, and when (the record of a cancel request). */
+export interface CancelRequest {
+  userId: string;
+  at: number;
+}
 
 export class JobRecords {
   readonly #store: Store;
@@ -69,6 +77,20 @@ export class JobRecords {
 
   async forgetReferences(jobId: string): Promise<void> {
     await this.#store.kv.delete(jobReferencesKey(jobId));
+  }
+
+  /**
+   * Records a request to cancel the job, for whichever process holds it (now or after a restart):
+   * it is read before each create is sent, at each lease renewal and before delivery. Set once;
+   * lives as long as the job record.
+   */
+  async requestCancel(jobId: string, request: CancelRequest): Promise<void> {
+    if (await this.cancelRequest(jobId)) return;
+    await this.#store.kv.set(jobCancelKey(jobId), request, JOB_TTL_MS);
+  }
+
+  cancelRequest(jobId: string): Promise<CancelRequest | undefined> {
+    return this.#store.kv.get<CancelRequest>(jobCancelKey(jobId)).then((r) => r ?? undefined);
   }
 
   /**

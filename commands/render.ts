@@ -160,7 +160,15 @@ export function failureText(job: JobRecord, fmt: TextFormat = PLAIN_FORMAT): str
     failedTasks(job).find((t) => t.error)?.error?.userMessage ??
     sentenceFor('INTERNAL', {});
   const lines = [`${fmt.bold(headline)}: "${fmt.escape(truncatePrompt(job.request.prompt, 200))}"`, reason];
-  if (job.quota.reserved > 0 && job.quota.refunded >= job.quota.reserved) {
+  const paid = job.state === 'canceled' ? job.tasks.filter((t) => t.taskId !== undefined).length : 0;
+  if (paid > 0) {
+    // Accepted by the provider before the cancel: paid for there, so charged (docs/architecture.md "Cancel").
+    const charged = job.quota.reserved - job.quota.refunded;
+    lines.push(
+      `The image service had already started ${plural(paid, 'image')}, which ${paid === 1 ? 'is' : 'are'} paid for: ${plural(charged, 'unit')} charged` +
+        `${job.quota.refunded > 0 ? `, ${plural(job.quota.refunded, 'unit')} refunded` : ''}.`,
+    );
+  } else if (job.quota.reserved > 0 && job.quota.refunded >= job.quota.reserved) {
     lines.push(`You were not charged (${plural(job.quota.reserved, 'unit')} refunded).`);
   }
   return lines.join('\n');

@@ -17,6 +17,7 @@ import {
 } from 'discord.js';
 import {
   COMMAND_NAMES,
+  cancelJob,
   decodeAction,
   findCommand,
   requestForAction,
@@ -142,11 +143,12 @@ export class InteractionHandler {
     const ref = decodeAction(i.customId, value);
     if (!ref) throw new UserFacingError('UNKNOWN_CONTROL');
     if (ref.action === 'delete') return this.#delete(i, answer, ref.jobId);
+    if (ref.action === 'cancel') return this.#cancel(i, answer, ref.jobId);
     return this.#action(i, answer, ref);
   }
 
   /** Upscale, ratio, rerun: a new job charged to the clicker, replying to the clicked message. */
-  async #action(i: ComponentInteraction, answer: Answer, ref: Exclude<ActionRef, { action: 'delete' }>): Promise<void> {
+  async #action(i: ComponentInteraction, answer: Answer, ref: Exclude<ActionRef, { action: 'delete' | 'cancel' }>): Promise<void> {
     // A click on a private result stays private.
     const ephemeral = i.message.flags.has(MessageFlags.Ephemeral);
     if (!(await this.#defer(i, answer, ephemeral))) return;
@@ -163,6 +165,18 @@ export class InteractionHandler {
     });
     const job = await this.#engine.submit(request);
     this.#log.info({ interactionId: i.id, userId: i.user.id, parentJobId: ref.jobId, action: ref.action, jobId: job.id, model: job.request.model }, 'discord click submitted');
+  }
+
+  /**
+   * Cancel on a placeholder: the requester, or a member who can manage messages. The click only
+   * acknowledges (deferUpdate); the job's own delivery then turns the placeholder into what
+   * happened (refunded, or charged for what the provider had accepted), on whichever process runs it.
+   */
+  async #cancel(i: ComponentInteraction, answer: Answer, jobId: string): Promise<void> {
+    if (!(await this.#deferUpdate(i, answer))) return;
+    const moderator = i.inGuild() && (i.memberPermissions?.has(PermissionFlagsBits.ManageMessages) ?? false);
+    const job = await cancelJob(this.#engine, jobId, requesterOf(i), { moderator, moderatorsExist: i.inGuild() });
+    this.#log.info({ jobId, userId: i.user.id, state: job.state, interactionId: i.id }, 'discord cancel requested');
   }
 
   async #delete(i: ComponentInteraction, answer: Answer, jobId: string): Promise<void> {

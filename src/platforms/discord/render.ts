@@ -5,6 +5,7 @@
  */
 import { escapeMarkdown } from 'discord.js';
 import {
+  cancelButtonFor,
   componentRows,
   componentsFor,
   failureText,
@@ -70,6 +71,12 @@ export function rowsJson(rows: readonly ComponentRow[]): ActionRowJson[] {
 /** The action rows under a finished job (Upscale U1…U4, Rerun, Delete, Change ratio). */
 export function jobComponentsJson(job: JobRecord, models: readonly ModelSpec[]): ActionRowJson[] {
   return rowsJson(componentRows(componentsFor(job, models)));
+}
+
+/** The placeholder's components: Cancel while the job runs. */
+export function placeholderComponentsJson(job: JobRecord): ActionRowJson[] {
+  const cancel = cancelButtonFor(job);
+  return cancel ? rowsJson([{ kind: 'buttons', buttons: [cancel] }]) : [];
 }
 
 /** The placeholder's text: state and elapsed time (computed now, so a delayed edit is not stale). */

@@ -6,6 +6,8 @@ import { sentenceFor } from '../src/errors.ts';
 import type { QuotaView } from '../src/engine/api.ts';
 import type { JobRecord, JobTask, ProgressEvent } from '../src/engine/job.ts';
 import { MODEL_CATALOG, RESOLUTIONS } from '../src/engine/models.ts';
+import { JOB_TTL_MS } from '../src/engine/jobs/records.ts';
+import { DAY_MS } from '../src/engine/quota.ts';
 import type { Requester } from '../src/engine/request.ts';
 
 export interface TextFormat {
@@ -16,6 +18,8 @@ export interface TextFormat {
   time(epochMs: number): string;
   /** Escapes user text (the prompt) so it cannot inject markup or mentions. */
   escape(text: string): string;
+  /** A link to the job's message on the platform, when it has one anyone can open (not private). */
+  jobLink?(job: JobRecord): string | undefined;
 }
 
 export const PLAIN_FORMAT: TextFormat = {
@@ -144,7 +148,7 @@ export function summaryText(job: JobRecord, fmt: TextFormat = PLAIN_FORMAT, requ
   const size = first ? `${first.width}×${first.height} (${r.resolution})` : r.resolution;
   const took = job.finishedAt !== undefined ? formatElapsed(job.finishedAt - job.createdAt) : undefined;
   lines.push(
-    [modelLabel(r.model), r.ratio, size, ...(took ? [took] : []), `by ${requesterText ?? fmt.mention(r.requester)}`].join(' · '),
+    [modelLabel(r.model), r.ratio, size, ...(took ? [took] : []), `by ${requesterText ?? fmt.mention(r.requester)}`, `job ${job.id}`].join(' · '),
   );
   if (r.note) lines.push(r.note);
   const failed = failedPartsText(job);
@@ -202,4 +206,34 @@ export function undeliverableText(job: JobRecord, platform: 'Discord' | 'Slack',
     `${many ? 'Your images are' : 'Your image is'} ready for "${fmt.escape(truncatePrompt(job.request.prompt))}", but ${platform} would not take ${it} (${reason}). ` +
     `I'll try again to post ${it} the next time the bot starts, at no extra cost. Run /imagine again if you want new ones now.`
   );
+}
+
+/** "2026-12-05 16:38 UTC": a day and time that reads the same everywhere. */
+function utcDateTime(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+const STATE_WORDS: Record<JobRecord['state'], string> = {
+  queued: 'queued',
+  submitted: 'generating',
+  running: 'generating',
+  succeeded: 'done',
+  failed: 'failed',
+  canceled: 'canceled',
+};
+
+/**
+ * The /history answer: the requester's last jobs, newest first, one line each (when, prompt,
+ * model, state, job id, link to the message), and how to post one again.
+ */
+export function historyText(jobs: readonly JobRecord[], fmt: TextFormat = PLAIN_FORMAT): string {
+  if (jobs.length === 0) return 'You have no images yet. Run /imagine to make one.';
+  const lines = jobs.map((job, n) => {
+    const r = job.request;
+    const link = fmt.jobLink?.(job);
+    const made = job.tasks.filter((t) => t.status === 'succeeded' && t.image).length;
+    const state = job.state === 'succeeded' ? plural(made, 'image') : STATE_WORDS[job.state];
+    return `${n + 1}. ${utcDateTime(job.createdAt)} · "${fmt.escape(truncatePrompt(r.prompt, 80))}" · ${modelLabel(r.model)} · ${state} · job ${fmt.bold(job.id)}${link ? ` · ${link}` : ''}`;
+  });
+  return [`Your last ${plural(jobs.length, 'job')}, newest first:`, ...lines, `Post one again with /show and its job id. Images are kept as long as their job: ${Math.round(JOB_TTL_MS / DAY_MS)} days.`].join('\n');
 }

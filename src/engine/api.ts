@@ -48,6 +48,9 @@ export interface EngineApi {
   /** Merges `patch` into the job's platform location (e.g. the placeholder's message id) and persists it. */
   updateLocation(jobId: string, patch: PlatformLocation): Promise<void>;
 
+  /** The requester's last jobs, newest first, at most `limit` (and at most 50 are kept). */
+  history(requester: Requester, limit: number): Promise<JobRecord[]>;
+
   /** A user's allowance today. */
   quota(requester: Requester): Promise<QuotaView>;
 

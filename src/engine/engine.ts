@@ -206,6 +206,8 @@ export class Engine implements EngineApi {
 
     await this.#alive;
     const { job, providerRefs, log } = await admit(this.#ctx, request, model);
+    // For /history: losing this entry must not fail a job that is already durable and charged.
+    await this.#ctx.records.remember(job).catch((err: unknown) => log.warn({ err }, 'could not add the job to its requester history'));
     if (this.#closed) {
       // Stopping (close() ran before or while this request was prepared): the schedulers are gone,
       // so a task created now would be charged and then failed. The job is durable and queued; its
@@ -252,6 +254,10 @@ export class Engine implements EngineApi {
 
   claimOnce(key: string, ttlMs: number): Promise<boolean> {
     return this.#store.setIfAbsent(`once:${key}`, '1', ttlMs);
+  }
+
+  history(requester: Requester, limit: number): Promise<JobRecord[]> {
+    return this.#ctx.records.history(requester, limit);
   }
 
   quota(requester: Requester): Promise<QuotaView> {

@@ -120,6 +120,16 @@ export class DiscordDelivery implements Deliverer {
     }
   }
 
+  /**
+   * /show: the job's result (images, summary, buttons pointing at the same job) as the answer at
+   * `loc`, a new interaction's deferred reply. The job's own record and messages are untouched.
+   */
+  async showAt(job: JobRecord, loc: DiscordLocation): Promise<void> {
+    const { files, originals } = await this.#prepareFiles(job, loc);
+    await this.#ackFirst.turn();
+    await this.#messages.editOriginal(loc, resultBody(job, files, originals, this.#engine.models), files);
+  }
+
   async #editProgress(job: JobRecord, event: ProgressEvent, loc: DiscordLocation): Promise<void> {
     const body = { content: progressContent(job, event, this.#now()), components: placeholderComponentsJson(job), allowed_mentions: NO_MENTIONS };
     if (tokenUsable(loc, this.#now()) && !this.#deadTokens.has(job.id)) {

@@ -28,6 +28,7 @@ import {
 } from '../../../commands/index.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import { JobNotFoundError } from '../../engine/errors.ts';
+import type { JobRecord } from '../../engine/job.ts';
 import type { ReferenceInput, Requester } from '../../engine/request.ts';
 import { UserFacingError, errorCode, toUserMessage } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -48,6 +49,8 @@ export interface InteractionDeps {
   ackFirst?: AckFirst;
   /** Counts refusals by code (#fail). */
   metrics?: Metrics;
+  /** Posts a finished job's result again at `location` (/show): DiscordDelivery.showAt. */
+  show?: (job: JobRecord, location: DiscordLocation) => Promise<void>;
 }
 
 export function requesterOf(i: Interaction): Requester {
@@ -97,8 +100,10 @@ export class InteractionHandler {
   readonly #messages: DiscordMessages;
   readonly #ackFirst: AckFirst;
   readonly #metrics: Metrics | undefined;
+  readonly #show: InteractionDeps['show'];
 
   constructor(deps: InteractionDeps) {
+    this.#show = deps.show;
     this.#engine = deps.engine;
     this.#log = deps.log;
     this.#messages = deps.messages;
@@ -133,6 +138,7 @@ export class InteractionHandler {
       format: DISCORD_FORMAT,
       location,
       reply: async (text) => void (await this.#messages.editOriginal(location, { content: clipContent(text), allowed_mentions: NO_MENTIONS })),
+      ...(this.#show && { show: (job: JobRecord) => this.#show!(job, location) }),
     };
     const job = await invocation.run(surface);
     if (job) this.#log.info({ interactionId: i.id, userId: i.user.id, command: command.name, jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord command submitted');

@@ -49,7 +49,8 @@ import { createGuardedDispatcher } from './net-guard.ts';
 import { ProviderCallbacks } from './provider-callbacks.ts';
 import type { Quotas } from './quota.ts';
 import { ReferenceHost, type PublishedFile } from './reference-host.ts';
-import type { ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
+import type { ImagineRequest, ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
+import { reachableByLink } from './references.ts';
 import type { Store } from './store.ts';
 import { parseRequest, resolveModel, validateAgainstModel } from './validate.ts';
 
@@ -199,9 +200,10 @@ export class Engine implements EngineApi {
 
   async #submit(input: ImagineRequestInput): Promise<JobRecord> {
     const request = parseRequest(input, this.defaultModel.key);
-    const model = resolveModel(this.models, request.model);
+    let model = resolveModel(this.models, request.model);
     // Stored with the catalog key, never an alias: buttons and resume look it up by key.
     request.model = model.key;
+    if (request.modelFromDefault) model = this.#modelForReferences(request, model);
     validateAgainstModel(request, model, this.models);
 
     await this.#alive;
@@ -218,6 +220,35 @@ export class Engine implements EngineApi {
     this.#runner.start(job, model, { providerRefs, resumed: false, log });
     this.#ctx.metrics?.jobsStarted.inc({ platform: job.request.requester.platform, model: model.key, provider: model.provider });
     return structuredClone(job);
+  }
+
+  /** Whether `model`'s provider can receive these references (inline, by their own link, or through the bot's server). */
+  #takesReferences(model: ModelSpec, request: ImagineRequest): boolean {
+    if (this.#ctx.lanes.get(model.provider)?.client.traits.inlineReferences) return true;
+    return this.#ctx.referenceHost !== undefined || reachableByLink(request.references, this.#ctx.fetchAllowHosts);
+  }
+
+  /**
+   * The user chose no model and the default cannot receive the references (a link-only provider,
+   * files only the bot has, no PUBLIC_URL, as with Slack in Socket Mode): the first configured
+   * model that can, and that can do the rest of the request, is used, and the note says so. When
+   * none can, the default stays and admission refuses with the fix (REFERENCE_NEEDS_PUBLIC_URL).
+   */
+  #modelForReferences(request: ImagineRequest, model: ModelSpec): ModelSpec {
+    if (request.references.length === 0 || this.#takesReferences(model, request)) return model;
+    const fits = (m: ModelSpec) => {
+      try {
+        validateAgainstModel({ ...request, model: m.key }, m, this.models);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const other = this.models.find((m) => m !== model && this.#takesReferences(m, request) && fits(m));
+    if (!other) return model;
+    request.model = other.key;
+    request.note = `${model.label} only takes reference images by link and this bot has no public address, so this uses ${other.label}.`;
+    return other;
   }
 
   async getJob(jobId: string): Promise<JobRecord | undefined> {

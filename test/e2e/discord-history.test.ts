@@ -4,7 +4,7 @@
  * private job only to its requester, privately.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MESSAGE_FLAG_EPHEMERAL, type FakeMessage } from '../fakes/discord/index.ts';
+import { MESSAGE_FLAG_EPHEMERAL, type FakeMessage, type FakeUser } from '../fakes/discord/index.ts';
 import { USERS, customIdOf, expectDiscordInvariants, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
 
 let h: DiscordHarness;
@@ -24,7 +24,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-const show = (jobId: string, user = USERS.alice, more: { private?: boolean } = {}) =>
+const show = (jobId: string, user: FakeUser = USERS.alice, more: { private?: boolean } = {}) =>
   h.discord.sendCommand({
     name: 'show',
     user,

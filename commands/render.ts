@@ -80,12 +80,16 @@ export function progressText(job: JobRecord, event: ProgressEvent, fmt: TextForm
   let status: string;
   switch (event.phase) {
     case 'queued':
-      status = 'Queued';
+      status = event.queue
+        ? `Queued: ${event.queue.ahead === 0 ? 'next in line' : `${plural(event.queue.ahead, 'job')} ahead`}, about ${formatWait(event.queue.etaMs)}`
+        : 'Queued';
       break;
     case 'generating': {
       const images = job.request.count === 1 ? 'your image' : `${job.request.count} images`;
       status = actionInProgress(job) ?? `Generating ${images}…`;
       if (event.total > 1 && event.done > 0) status += ` (${event.done} of ${event.total} done)`;
+      const eta = generatingEstimate(job, event);
+      if (eta) status += ` ${eta}`;
       break;
     }
     case 'downloading':
@@ -96,6 +100,34 @@ export function progressText(job: JobRecord, event: ProgressEvent, fmt: TextForm
       break;
   }
   return `${fmt.bold(status)} · ${formatElapsed(event.elapsedMs)}\n${settingsLine(job, fmt)}`;
+}
+
+/** "5 s", "40 s", "2 min": rounded up to 5 s (or a minute), so it changes seldom. */
+export function formatWait(ms: number): string {
+  const s = Math.max(5, Math.ceil(ms / 5_000) * 5);
+  return s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
+}
+
+/** Cells of the progress bar. */
+export const PROGRESS_BAR_CELLS = 10;
+
+/** "▰▰▰▱▱▱▱▱▱▱" for a fraction; never full before the result is there. */
+export function progressBar(fraction: number): string {
+  const filled = Math.min(PROGRESS_BAR_CELLS - 1, Math.max(0, Math.floor(fraction * PROGRESS_BAR_CELLS)));
+  return '▰'.repeat(filled) + '▱'.repeat(PROGRESS_BAR_CELLS - filled);
+}
+
+/**
+ * While generating: the time left against the usual time of this model and size (learned from
+ * recent jobs), with a bar; past it, only that it takes longer than usual (a bar would lie).
+ */
+function generatingEstimate(job: JobRecord, event: ProgressEvent): string | undefined {
+  const g = event.generating;
+  if (!g || !(g.expectedMs > 0)) return undefined;
+  const elapsed = event.elapsedMs - (g.since - job.createdAt);
+  const left = g.expectedMs - elapsed;
+  if (left <= 0) return `(longer than the usual ${formatWait(g.expectedMs)})`;
+  return `${progressBar(elapsed / g.expectedMs)} about ${formatWait(left)} left`;
 }
 
 /** `"prompt" · Model · ratio · resolution` */

@@ -27,11 +27,13 @@ import { abortPromise, sleep } from '../util/sleep.ts';
 import type { EngineApi, QuotaView } from './api.ts';
 import { JobNotFoundError } from './errors.ts';
 import { newJobId } from './ids.ts';
+import { DurationEstimates } from './estimates.ts';
 import { isTerminalJobState, type Deliverer, type JobRecord } from './job.ts';
 import { EngineClosedError } from './job-errors.ts';
 import { admit } from './jobs/admission.ts';
 import {
   CALLBACK_TOKEN_TTL_MS,
+  EXPECTED_TASK_MS,
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TTL_MS,
   jobTimingOf,
@@ -138,6 +140,10 @@ export class Engine implements EngineApi {
 
     const jobTiming = jobTimingOf(timing, opts.deadlineMs);
     const records = new JobRecords({ store: opts.store, processId: this.processId, leaseTtlMs: jobTiming.leaseTtlMs, now });
+    const durations = new DurationEstimates((key, resolution) => {
+      const model = this.models.find((m) => m.key === key);
+      return model ? jobTiming.expectedMs(model, resolution) : EXPECTED_TASK_MS[resolution];
+    });
     this.#ownsReferenceDispatcher = !opts.referenceDispatcher;
     this.#store = opts.store;
     this.#ctx = {
@@ -147,7 +153,7 @@ export class Engine implements EngineApi {
       timing: jobTiming,
       records,
       lanes: new Lanes({ providers: opts.providers, store: opts.store, log: opts.log, now, rateLimits: timing.rateLimits, scheduler: timing.scheduler, metrics: opts.metrics }),
-      deliveries: new Deliveries({ records, now, retryDelaysMs: jobTiming.deliveryRetryDelaysMs, metrics: opts.metrics }),
+      deliveries: new Deliveries({ records, now, retryDelaysMs: jobTiming.deliveryRetryDelaysMs, metrics: opts.metrics, durations }),
       callbacks: new ProviderCallbacks({
         store: opts.store,
         log: opts.log,
@@ -167,6 +173,7 @@ export class Engine implements EngineApi {
       dispatcher: opts.dispatcher,
       referenceDispatcher: opts.referenceDispatcher ?? createGuardedDispatcher({ allowHosts: opts.fetchAllowHosts }),
       metrics: opts.metrics,
+      durations,
     };
     this.#runner = new JobRunner(this.#ctx);
     this.#sweep = new ResumeSweep({ ctx: this.#ctx, runner: this.#runner, closed: () => this.#closed });

@@ -13,6 +13,7 @@ import type { ModelSpec, Resolution } from '../models.ts';
 import type { ProviderCallbacks } from '../provider-callbacks.ts';
 import { DAY_MS, type Quotas } from '../quota.ts';
 import type { ReferenceHost } from '../reference-host.ts';
+import type { DurationEstimates } from '../estimates.ts';
 import type { Deliveries } from './delivery.ts';
 import type { JobRecords } from './records.ts';
 
@@ -98,6 +99,8 @@ export interface JobContext {
   referenceDispatcher: Dispatcher;
   /** The app's metrics (src/metrics.ts); undefined in tests that do not look. */
   metrics?: Metrics | undefined;
+  /** Recent generation times per model and resolution, for the placeholder's estimate. */
+  durations?: DurationEstimates | undefined;
 }
 
 /** A job this process is running (or delivering). */

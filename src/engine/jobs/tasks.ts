@@ -145,6 +145,7 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
   task.outputUrl = url;
   task.status = 'succeeded';
   task.completedAt = ctx.now();
+  if (task.submittedAt !== undefined) ctx.durations?.record(model.key, job.request.resolution, task.completedAt - task.submittedAt);
   if (job.state === 'submitted' || job.state === 'queued') job.state = 'running';
   await ctx.records.persist(run);
 }

@@ -46,6 +46,14 @@ describe('Discord cancel', () => {
     const i = await h.imagine('waits for the budget', { values: { model: 'runblob-pro', count: 2 }, user: USERS.alice });
     const placeholder = await placeholderWithCancel(i);
     expect(await used(USERS.alice.id)).toBe(2);
+    // The placeholder says where the job stands behind the binding budget, and about how long.
+    await h.discord.waitFor(() => (/Queued: next in line, about \d+ (s|min)/.test(h.discord.originalMessage(i)?.content ?? '') ? true : undefined), 5_000, 'the queue position');
+    const third = await h.imagine('behind it', { values: { model: 'runblob-pro' }, user: USERS.mod });
+    const thirdText = await h.discord.waitFor(() => {
+      const content = h.discord.originalMessage(third)?.content ?? '';
+      return /Queued: 1 job ahead, about \d+ (s|min)/.test(content) ? content : undefined;
+    }, 5_000, 'the third job one behind');
+    expect(thirdText).toContain('behind it');
     const cancel = customIdOf(placeholder, { label: 'Cancel' });
 
     // Someone else: refused privately, the job goes on.

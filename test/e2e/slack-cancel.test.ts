@@ -13,7 +13,8 @@ const bob = { id: 'UBOB', name: 'bob' };
 let h: SlackHarness;
 
 beforeAll(async () => {
-  h = await startSlackHarness();
+  // RunBlob: one request a minute, so a RunBlob job behind another waits for the budget (never sent).
+  h = await startSlackHarness({ engineTiming: { rateLimits: { runbase: { requests: 1000, windowMs: 1000 }, runblob: { requests: 1, windowMs: 60_000, reserve: 0, windowPaddingMs: 0 } } } });
 });
 afterAll(async () => {
   await h?.close();
@@ -36,13 +37,14 @@ function canceledIn(channel: string, ts: string): Promise<FakeMessage> {
 const used = async (userId: string) => (await h.bot.engine.quota({ platform: 'slack', userId })).used;
 
 describe('Slack cancel', () => {
-  test('before the provider accepted it: refused to others, then nothing made, nothing charged, nothing uploaded', async () => {
-    // Runbase turns every create away (429: nothing is made); the job keeps waiting to send it.
-    h.runbase.injectFault({ match: 'create', status: 429, times: 1_000 });
-    await h.driver.slashCommand({ user: alice, channel: 'CCANCEL1', text: 'never sent --n 2 --model runbase-2' });
+  test('before the provider accepted it: its place in the queue is shown; refused to others, then nothing made, nothing charged, nothing uploaded', async () => {
+    await h.driver.slashCommand({ user: bob, channel: 'CCANCEL0', text: 'takes the only RunBlob request --model runblob-pro' });
+    await h.fake.waitFor(() => (h.runblob.tasks.size === 1 ? true : undefined), 10_000, 'the first create');
+    await h.driver.slashCommand({ user: alice, channel: 'CCANCEL1', text: 'never sent --n 2 --model runblob-pro' });
     const placeholder = await placeholderIn('CCANCEL1');
     expect(await used(alice.id)).toBe(2);
     const cancel = cancelIdOf(placeholder)!;
+    await h.fake.waitFor(() => (/Queued: next in line, about \d+ (s|min)/.test(blocksText(h.fake.message('CCANCEL1', placeholder.ts)!)) ? true : undefined), 10_000, 'the queue position');
 
     const r0 = await h.driver.clickButton({ user: bob, message: placeholder, actionId: cancel });
     expect(r0.status).toBe(200);
@@ -54,14 +56,16 @@ describe('Slack cancel', () => {
     const m = await canceledIn('CCANCEL1', placeholder.ts);
     expect(blocksText(m)).toContain('not charged (2 units refunded)');
     expect(cancelIdOf(m)).toBeUndefined();
-    expect([...h.runbase.runs.values()].filter((run) => run.prompt === 'never sent')).toHaveLength(0);
+    expect([...h.runblob.tasks.values()].filter((t) => t.prompt === 'never sent')).toHaveLength(0);
+    expect(h.runblob.tasks.size).toBe(1);
     expect(await used(alice.id)).toBe(0);
     expect(h.fake.callsTo('files.completeUploadExternal').filter((c) => c.args.channel_id === 'CCANCEL1')).toHaveLength(0);
   });
 
   test('after the provider accepted it: charged, said so, no image uploaded', async () => {
     const before = await used(bob.id);
-    await h.driver.slashCommand({ user: bob, channel: 'CCANCEL2', text: 'accepted then canceled [slow:4000] --model runblob-pro' });
+    const created = h.runbase.runs.size;
+    await h.driver.slashCommand({ user: bob, channel: 'CCANCEL2', text: 'accepted then canceled [slow:4000] --model runbase-2' });
     const placeholder = await placeholderIn('CCANCEL2');
     const jobId = cancelIdOf(placeholder)!.split(':')[2]!;
     await h.fake.waitFor(async () => ((await h.bot.engine.getJob(jobId))?.tasks[0]?.taskId ? true : undefined), 10_000, 'the task id');
@@ -70,7 +74,7 @@ describe('Slack cancel', () => {
     const m = await canceledIn('CCANCEL2', placeholder.ts);
     expect(blocksText(m)).toContain('already started 1 image, which is paid for: 1 unit charged');
     expect(await used(bob.id)).toBe(before + 1);
-    expect(h.runblob.tasks.size).toBe(1);
+    expect(h.runbase.runs.size).toBe(created + 1);
     expect(h.fake.callsTo('files.completeUploadExternal').filter((c) => c.args.channel_id === 'CCANCEL2')).toHaveLength(0);
   });
 });

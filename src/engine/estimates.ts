@@ -1,5 +1,5 @@
 /**
- * What the placeholder says about time (docs/architecture.md "How long"): how long a job waiting
+ * What the placeholder says about time (docs/architecture.md "How long: what the placeholder says"): how long a job waiting
  * for the provider's rate budget still waits, from the budget's own window (its refill rate), and
  * how long generating an image takes, learned from this process's recent jobs per model and
  * resolution (the documented typical times until there are some: EXPECTED_TASK_MS).

@@ -57,7 +57,7 @@ export class Deliveries {
         : run.downloading > 0
           ? 'downloading'
           : 'generating';
-    // How long (docs/architecture.md "How long"): the place in the rate budget's queue while
+    // How long (docs/architecture.md "How long: what the placeholder says"): the place in the rate budget's queue while
     // waiting for it, else the usual generation time of this model and size.
     const queue = phase === 'queued' && !run.signal.aborted ? run.lane?.budget.queuePosition(run.signal) : undefined;
     const since = Math.min(...job.tasks.flatMap((t) => (t.taskId !== undefined && t.submittedAt !== undefined ? [t.submittedAt] : [])));

@@ -80,6 +80,8 @@ describe('Discord cancel', () => {
     const jobId = customIdOf(placeholder, { label: 'Cancel' }).split(':')[2]!;
     await h.discord.waitFor(async () => ((await h.bot.engine.getJob(jobId))?.tasks[0]?.taskId ? true : undefined), 5_000, 'the task id');
 
+    // While generating, the placeholder measures it against the usual time of this model and size.
+    await h.discord.waitFor(() => (/Generating your image… (▰*▱* about \d+ s left|\(longer than the usual \d+ s\))/.test(h.discord.originalMessage(i)?.content ?? '') ? true : undefined), 5_000, 'the generating estimate');
     await h.discord.clickComponent({ message: placeholder, customId: customIdOf(placeholder, { label: 'Cancel' }), user: USERS.mod, permissions: MODERATOR_PERMISSIONS });
     const m = await canceledMessage(i);
     expect(m.attachments).toHaveLength(0);

@@ -8,6 +8,8 @@
  * `componentsFor` says which of these to show; the adapters render the data.
  */
 import { UserFacingError } from '../src/errors.ts';
+import type { EngineApi } from '../src/engine/api.ts';
+import { isTerminalJobState } from '../src/engine/job.ts';
 import type { JobRecord, JobTask } from '../src/engine/job.ts';
 import { MODEL_CATALOG, type ModelSpec, type Ratio } from '../src/engine/models.ts';
 import type {
@@ -259,4 +261,28 @@ export function componentRows(components: JobComponents, maxRows = DISCORD_MAX_A
     rows.push({ kind: 'select', select });
   }
   return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancel: the one button of a placeholder (docs/architecture.md "Cancel").
+
+/** The Cancel button under a job's placeholder while it runs; none once it is finished. */
+export function cancelButtonFor(job: JobRecord): ButtonSpec | undefined {
+  if (isTerminalJobState(job.state)) return undefined;
+  return { customId: encodeAction({ action: 'cancel', jobId: job.id }), label: 'Cancel', emoji: '✖️', style: 'secondary' };
+}
+
+/**
+ * A click on Cancel: allowed to the job's requester and, where the platform says so (Discord's
+ * MANAGE_MESSAGES), to moderators. The engine writes the request to the store; whichever process
+ * runs the job stops it, and its placeholder then says what was refunded or charged.
+ */
+export async function cancelJob(engine: Pick<EngineApi, 'getJob' | 'cancel'>, jobId: string, clicker: Requester, o: { moderator: boolean; moderatorsExist: boolean }): Promise<JobRecord> {
+  const job = await engine.getJob(jobId);
+  if (!job) throw new UserFacingError('JOB_NOT_FOUND');
+  const owner = job.request.requester;
+  if ((owner.platform !== clicker.platform || owner.userId !== clicker.userId) && !o.moderator) {
+    throw new UserFacingError('CANCEL_NOT_OWNER', { owner: `<@${owner.userId}>`, moderatorsToo: o.moderatorsExist });
+  }
+  return engine.cancel(jobId, clicker);
 }

@@ -38,6 +38,11 @@ export interface CommandSurface {
   readonly location: PlatformLocation;
   /** Shows `text` as the answer (it replaces the placeholder; private when the invocation is). */
   reply(text: string): Promise<void>;
+  /**
+   * Posts a finished job's images again as the answer, with its summary and buttons (/show).
+   * Absent where the platform cannot (the CLI).
+   */
+  show?(job: JobRecord): Promise<void>;
 }
 
 export interface Invocation {

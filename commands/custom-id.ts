@@ -18,14 +18,15 @@ export const MAX_CUSTOM_ID_CHARS = 100;
 /** Job ids must not contain the separator; the engine's ids (uuid-like) fit easily. */
 const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
 
-export const COMPONENT_ACTIONS = ['upscale', 'ratio', 'rerun', 'delete'] as const;
+export const COMPONENT_ACTIONS = ['upscale', 'ratio', 'rerun', 'delete', 'cancel'] as const;
 export type ComponentAction = (typeof COMPONENT_ACTIONS)[number];
 
 export type ActionRef =
   | { action: 'upscale'; jobId: string; index: number }
   | { action: 'ratio'; jobId: string; index: number; ratio?: Ratio }
   | { action: 'rerun'; jobId: string }
-  | { action: 'delete'; jobId: string };
+  | { action: 'delete'; jobId: string }
+  | { action: 'cancel'; jobId: string };
 
 /** What encodeAction accepts: the brief's loose shape; index is required for upscale and ratio. */
 export interface ActionInput {
@@ -70,6 +71,7 @@ export function decodeAction(id: string, selectedValue?: string): ActionRef | un
   switch (action) {
     case 'rerun':
     case 'delete':
+    case 'cancel':
       return indexText === undefined ? { action, jobId } : undefined;
     case 'upscale':
     case 'ratio': {

@@ -6,8 +6,10 @@
 import type { Command } from './command.ts';
 import { imagine } from './imagine/index.ts';
 import { quota } from './quota.ts';
+import { history } from './history.ts';
+import { show } from './show.ts';
 
-export const COMMANDS = [imagine, quota] as const satisfies readonly Command[];
+export const COMMANDS = [imagine, quota, history, show] as const satisfies readonly Command[];
 export type CommandName = (typeof COMMANDS)[number]['name'];
 
 /** The command called `name` (without the slash), if the bot has one. */
@@ -22,6 +24,8 @@ export * from './command.ts';
 export * from './options.ts';
 export * from './imagine/index.ts';
 export * from './quota.ts';
+export * from './history.ts';
+export * from './show.ts';
 export * from './custom-id.ts';
 export * from './buttons.ts';
 export * from './render.ts';

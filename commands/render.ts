@@ -6,6 +6,8 @@ import { sentenceFor } from '../src/errors.ts';
 import type { QuotaView } from '../src/engine/api.ts';
 import type { JobRecord, JobTask, ProgressEvent } from '../src/engine/job.ts';
 import { MODEL_CATALOG, RESOLUTIONS } from '../src/engine/models.ts';
+import { JOB_TTL_MS } from '../src/engine/jobs/records.ts';
+import { DAY_MS } from '../src/engine/quota.ts';
 import type { Requester } from '../src/engine/request.ts';
 
 export interface TextFormat {
@@ -16,6 +18,8 @@ export interface TextFormat {
   time(epochMs: number): string;
   /** Escapes user text (the prompt) so it cannot inject markup or mentions. */
   escape(text: string): string;
+  /** A link to the job's message on the platform, when it has one anyone can open (not private). */
+  jobLink?(job: JobRecord): string | undefined;
 }
 
 export const PLAIN_FORMAT: TextFormat = {
@@ -76,12 +80,16 @@ export function progressText(job: JobRecord, event: ProgressEvent, fmt: TextForm
   let status: string;
   switch (event.phase) {
     case 'queued':
-      status = 'Queued';
+      status = event.queue
+        ? `Queued: ${event.queue.ahead === 0 ? 'next in line' : `${plural(event.queue.ahead, 'job')} ahead`}, about ${formatWait(event.queue.etaMs)}`
+        : 'Queued';
       break;
     case 'generating': {
       const images = job.request.count === 1 ? 'your image' : `${job.request.count} images`;
       status = actionInProgress(job) ?? `Generating ${images}…`;
       if (event.total > 1 && event.done > 0) status += ` (${event.done} of ${event.total} done)`;
+      const eta = generatingEstimate(job, event);
+      if (eta) status += ` ${eta}`;
       break;
     }
     case 'downloading':
@@ -92,6 +100,34 @@ export function progressText(job: JobRecord, event: ProgressEvent, fmt: TextForm
       break;
   }
   return `${fmt.bold(status)} · ${formatElapsed(event.elapsedMs)}\n${settingsLine(job, fmt)}`;
+}
+
+/** "5 s", "40 s", "2 min": rounded up to 5 s (or a minute), so it changes seldom. */
+export function formatWait(ms: number): string {
+  const s = Math.max(5, Math.ceil(ms / 5_000) * 5);
+  return s < 90 ? `${s} s` : `${Math.round(s / 60)} min`;
+}
+
+/** Cells of the progress bar. */
+export const PROGRESS_BAR_CELLS = 10;
+
+/** "▰▰▰▱▱▱▱▱▱▱" for a fraction; never full before the result is there. */
+export function progressBar(fraction: number): string {
+  const filled = Math.min(PROGRESS_BAR_CELLS - 1, Math.max(0, Math.floor(fraction * PROGRESS_BAR_CELLS)));
+  return '▰'.repeat(filled) + '▱'.repeat(PROGRESS_BAR_CELLS - filled);
+}
+
+/**
+ * While generating: the time left against the usual time of this model and size (learned from
+ * recent jobs), with a bar; past it, only that it takes longer than usual (a bar would lie).
+ */
+function generatingEstimate(job: JobRecord, event: ProgressEvent): string | undefined {
+  const g = event.generating;
+  if (!g || !(g.expectedMs > 0)) return undefined;
+  const elapsed = event.elapsedMs - (g.since - job.createdAt);
+  const left = g.expectedMs - elapsed;
+  if (left <= 0) return `(longer than the usual ${formatWait(g.expectedMs)})`;
+  return `${progressBar(elapsed / g.expectedMs)} about ${formatWait(left)} left`;
 }
 
 /** `"prompt" · Model · ratio · resolution` */
@@ -144,7 +180,7 @@ export function summaryText(job: JobRecord, fmt: TextFormat = PLAIN_FORMAT, requ
   const size = first ? `${first.width}×${first.height} (${r.resolution})` : r.resolution;
   const took = job.finishedAt !== undefined ? formatElapsed(job.finishedAt - job.createdAt) : undefined;
   lines.push(
-    [modelLabel(r.model), r.ratio, size, ...(took ? [took] : []), `by ${requesterText ?? fmt.mention(r.requester)}`].join(' · '),
+    [modelLabel(r.model), r.ratio, size, ...(took ? [took] : []), `by ${requesterText ?? fmt.mention(r.requester)}`, `job ${job.id}`].join(' · '),
   );
   if (r.note) lines.push(r.note);
   const failed = failedPartsText(job);
@@ -160,7 +196,15 @@ export function failureText(job: JobRecord, fmt: TextFormat = PLAIN_FORMAT): str
     failedTasks(job).find((t) => t.error)?.error?.userMessage ??
     sentenceFor('INTERNAL', {});
   const lines = [`${fmt.bold(headline)}: "${fmt.escape(truncatePrompt(job.request.prompt, 200))}"`, reason];
-  if (job.quota.reserved > 0 && job.quota.refunded >= job.quota.reserved) {
+  const paid = job.state === 'canceled' ? job.tasks.filter((t) => t.taskId !== undefined).length : 0;
+  if (paid > 0) {
+    // Accepted by the provider before the cancel: paid for there, so charged (docs/architecture.md "Cancel").
+    const charged = job.quota.reserved - job.quota.refunded;
+    lines.push(
+      `The image service had already started ${plural(paid, 'image')}, which ${paid === 1 ? 'is' : 'are'} paid for: ${plural(charged, 'unit')} charged` +
+        `${job.quota.refunded > 0 ? `, ${plural(job.quota.refunded, 'unit')} refunded` : ''}.`,
+    );
+  } else if (job.quota.reserved > 0 && job.quota.refunded >= job.quota.reserved) {
     lines.push(`You were not charged (${plural(job.quota.reserved, 'unit')} refunded).`);
   }
   return lines.join('\n');
@@ -194,4 +238,34 @@ export function undeliverableText(job: JobRecord, platform: 'Discord' | 'Slack',
     `${many ? 'Your images are' : 'Your image is'} ready for "${fmt.escape(truncatePrompt(job.request.prompt))}", but ${platform} would not take ${it} (${reason}). ` +
     `I'll try again to post ${it} the next time the bot starts, at no extra cost. Run /imagine again if you want new ones now.`
   );
+}
+
+/** "2026-12-05 16:38 UTC": a day and time that reads the same everywhere. */
+function utcDateTime(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+const STATE_WORDS: Record<JobRecord['state'], string> = {
+  queued: 'queued',
+  submitted: 'generating',
+  running: 'generating',
+  succeeded: 'done',
+  failed: 'failed',
+  canceled: 'canceled',
+};
+
+/**
+ * The /history answer: the requester's last jobs, newest first, one line each (when, prompt,
+ * model, state, job id, link to the message), and how to post one again.
+ */
+export function historyText(jobs: readonly JobRecord[], fmt: TextFormat = PLAIN_FORMAT): string {
+  if (jobs.length === 0) return 'You have no images yet. Run /imagine to make one.';
+  const lines = jobs.map((job, n) => {
+    const r = job.request;
+    const link = fmt.jobLink?.(job);
+    const made = job.tasks.filter((t) => t.status === 'succeeded' && t.image).length;
+    const state = job.state === 'succeeded' ? plural(made, 'image') : STATE_WORDS[job.state];
+    return `${n + 1}. ${utcDateTime(job.createdAt)} · "${fmt.escape(truncatePrompt(r.prompt, 80))}" · ${modelLabel(r.model)} · ${state} · job ${fmt.bold(job.id)}${link ? ` · ${link}` : ''}`;
+  });
+  return [`Your last ${plural(jobs.length, 'job')}, newest first:`, ...lines, `Post one again with /show and its job id. Images are kept as long as their job: ${Math.round(JOB_TTL_MS / DAY_MS)} days.`].join('\n');
 }

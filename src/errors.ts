@@ -58,6 +58,9 @@ export const USER_SENTENCES = {
   JOB_NOT_FOUND: () => 'This image is too old or was deleted, so its buttons no longer work. Run /imagine again.',
   NOT_OWNER: (p: { owner: string; moderatorsToo: boolean }) =>
     `Only ${p.owner}, who asked for these images${p.moderatorsToo ? ', or members who can manage messages' : ''}, can delete them.`,
+  CANCEL_NOT_OWNER: (p: { owner: string; moderatorsToo: boolean }) =>
+    `Only ${p.owner}, who asked for this image${p.moderatorsToo ? ', or members who can manage messages' : ''}, can cancel it.`,
+  CANCEL_TOO_LATE: () => 'This job has already finished, so it can no longer be canceled. Delete its message instead.',
   DELETE_FAILED: () => "The images couldn't be deleted. Please try again.",
   FORM_EXPIRED: () => 'This form has expired. Run /imagine again.',
   FORM_UNAVAILABLE: () => 'Slack did not give me a way to open the form. Type your prompt after /imagine instead (see /imagine help).',
@@ -69,7 +72,16 @@ export const USER_SENTENCES = {
     'Mention me with a prompt, e.g. `@Imagine a red fox in the snow --ar 16:9`, and attach JPEG, PNG or WEBP images to use them as references. `/imagine help` lists the flags.',
   BOT_RESTARTING: () => 'The bot is restarting right now, so nothing was started and nothing was charged. Please try again in a moment.',
 
+  // /show and /history.
+  SHOW_NOT_FOUND: (p: { jobId: string; days: number }) =>
+    `There is no job "${p.jobId}" of yours: check the id (/history lists your jobs), or it is older than ${p.days} days and gone.`,
+  SHOW_PRIVATE_JOB: () => 'That job was private, so it can only be shown privately: run /show again with private set to True.',
+  SHOW_NOT_FINISHED: () => 'That job is still running: its images appear in its own message when they are ready.',
+  SHOW_NO_IMAGES: () => 'That job made no image (it failed or was canceled), so there is nothing to show. Rerun it from its message.',
+  SHOW_IMAGES_GONE: () => "That job's image files are no longer on the bot's disk, so they cannot be posted again.",
+
   // A job that ran.
+  CANCELED: () => 'This image was canceled, so it was not posted.',
   SUBMISSION_UNKNOWN: () =>
     `The bot restarted while sending this image to the image service, so it was not made. Please try again; ${REFUNDED}.`,
   PROVIDER_NOT_CONFIGURED: () =>

@@ -81,6 +81,7 @@ export function parseImagineInput(
   const request: ImagineRequestInput = {
     prompt: parsed.prompt,
     model: model.key,
+    ...(options.model === undefined && { modelFromDefault: true }),
     ratio: options.ratio ?? (references.length > 0 ? DEFAULT_RATIO_WITH_REFERENCES : DEFAULT_RATIO),
     resolution: options.resolution ?? DEFAULT_RESOLUTION,
     count: options.count ?? DEFAULT_COUNT,

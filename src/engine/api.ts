@@ -34,8 +34,22 @@ export interface EngineApi {
 
   getJob(jobId: string): Promise<JobRecord | undefined>;
 
+  /**
+   * Asks to cancel a job, for `by` (the caller checked they may). The request is written to the
+   * store and honoured by whichever process holds the job, now or after a restart: a task not
+   * yet accepted by the provider is never sent and its units are refunded; one already accepted
+   * is paid for at the provider, so its units stay charged and its image is not posted. The job
+   * ends `canceled` and its deliverer shows that instead of images. Resolves with the job as it
+   * was at the request; rejects with CANCEL_TOO_LATE when its result is already posted, or
+   * JobNotFoundError.
+   */
+  cancel(jobId: string, by: Requester): Promise<JobRecord>;
+
   /** Merges `patch` into the job's platform location (e.g. the placeholder's message id) and persists it. */
   updateLocation(jobId: string, patch: PlatformLocation): Promise<void>;
+
+  /** The requester's last jobs, newest first, at most `limit` (and at most 50 are kept). */
+  history(requester: Requester, limit: number): Promise<JobRecord[]>;
 
   /** A user's allowance today. */
   quota(requester: Requester): Promise<QuotaView>;

@@ -27,11 +27,13 @@ import { abortPromise, sleep } from '../util/sleep.ts';
 import type { EngineApi, QuotaView } from './api.ts';
 import { JobNotFoundError } from './errors.ts';
 import { newJobId } from './ids.ts';
+import { DurationEstimates } from './estimates.ts';
 import { isTerminalJobState, type Deliverer, type JobRecord } from './job.ts';
 import { EngineClosedError } from './job-errors.ts';
 import { admit } from './jobs/admission.ts';
 import {
   CALLBACK_TOKEN_TTL_MS,
+  EXPECTED_TASK_MS,
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TTL_MS,
   jobTimingOf,
@@ -49,7 +51,8 @@ import { createGuardedDispatcher } from './net-guard.ts';
 import { ProviderCallbacks } from './provider-callbacks.ts';
 import type { Quotas } from './quota.ts';
 import { ReferenceHost, type PublishedFile } from './reference-host.ts';
-import type { ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
+import type { ImagineRequest, ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
+import { reachableByLink } from './references.ts';
 import type { Store } from './store.ts';
 import { parseRequest, resolveModel, validateAgainstModel } from './validate.ts';
 
@@ -137,6 +140,10 @@ export class Engine implements EngineApi {
 
     const jobTiming = jobTimingOf(timing, opts.deadlineMs);
     const records = new JobRecords({ store: opts.store, processId: this.processId, leaseTtlMs: jobTiming.leaseTtlMs, now });
+    const durations = new DurationEstimates((key, resolution) => {
+      const model = this.models.find((m) => m.key === key);
+      return model ? jobTiming.expectedMs(model, resolution) : EXPECTED_TASK_MS[resolution];
+    });
     this.#ownsReferenceDispatcher = !opts.referenceDispatcher;
     this.#store = opts.store;
     this.#ctx = {
@@ -146,7 +153,7 @@ export class Engine implements EngineApi {
       timing: jobTiming,
       records,
       lanes: new Lanes({ providers: opts.providers, store: opts.store, log: opts.log, now, rateLimits: timing.rateLimits, scheduler: timing.scheduler, metrics: opts.metrics }),
-      deliveries: new Deliveries({ records, now, retryDelaysMs: jobTiming.deliveryRetryDelaysMs, metrics: opts.metrics }),
+      deliveries: new Deliveries({ records, now, retryDelaysMs: jobTiming.deliveryRetryDelaysMs, metrics: opts.metrics, durations }),
       callbacks: new ProviderCallbacks({
         store: opts.store,
         log: opts.log,
@@ -166,6 +173,7 @@ export class Engine implements EngineApi {
       dispatcher: opts.dispatcher,
       referenceDispatcher: opts.referenceDispatcher ?? createGuardedDispatcher({ allowHosts: opts.fetchAllowHosts }),
       metrics: opts.metrics,
+      durations,
     };
     this.#runner = new JobRunner(this.#ctx);
     this.#sweep = new ResumeSweep({ ctx: this.#ctx, runner: this.#runner, closed: () => this.#closed });
@@ -199,13 +207,16 @@ export class Engine implements EngineApi {
 
   async #submit(input: ImagineRequestInput): Promise<JobRecord> {
     const request = parseRequest(input, this.defaultModel.key);
-    const model = resolveModel(this.models, request.model);
+    let model = resolveModel(this.models, request.model);
     // Stored with the catalog key, never an alias: buttons and resume look it up by key.
     request.model = model.key;
+    if (request.modelFromDefault) model = this.#modelForReferences(request, model);
     validateAgainstModel(request, model, this.models);
 
     await this.#alive;
     const { job, providerRefs, log } = await admit(this.#ctx, request, model);
+    // For /history: losing this entry must not fail a job that is already durable and charged.
+    await this.#ctx.records.remember(job).catch((err: unknown) => log.warn({ err }, 'could not add the job to its requester history'));
     if (this.#closed) {
       // Stopping (close() ran before or while this request was prepared): the schedulers are gone,
       // so a task created now would be charged and then failed. The job is durable and queued; its
@@ -218,10 +229,51 @@ export class Engine implements EngineApi {
     return structuredClone(job);
   }
 
+  /** Whether `model`'s provider can receive these references (inline, by their own link, or through the bot's server). */
+  #takesReferences(model: ModelSpec, request: ImagineRequest): boolean {
+    if (this.#ctx.lanes.get(model.provider)?.client.traits.inlineReferences) return true;
+    return this.#ctx.referenceHost !== undefined || reachableByLink(request.references, this.#ctx.fetchAllowHosts);
+  }
+
+  /**
+   * The user chose no model and the default cannot receive the references (a link-only provider,
+   * files only the bot has, no PUBLIC_URL, as with Slack in Socket Mode): the first configured
+   * model that can, and that can do the rest of the request, is used, and the note says so. When
+   * none can, the default stays and admission refuses with the fix (REFERENCE_NEEDS_PUBLIC_URL).
+   */
+  #modelForReferences(request: ImagineRequest, model: ModelSpec): ModelSpec {
+    if (request.references.length === 0 || this.#takesReferences(model, request)) return model;
+    const fits = (m: ModelSpec) => {
+      try {
+        validateAgainstModel({ ...request, model: m.key }, m, this.models);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const other = this.models.find((m) => m !== model && this.#takesReferences(m, request) && fits(m));
+    if (!other) return model;
+    request.model = other.key;
+    request.note = `${model.label} only takes reference images by link and this bot has no public address, so this uses ${other.label}.`;
+    return other;
+  }
+
   async getJob(jobId: string): Promise<JobRecord | undefined> {
     const run = this.#runner.get(jobId);
     if (run) return structuredClone(run.job);
     return this.#ctx.records.get(jobId);
+  }
+
+  async cancel(jobId: string, by: Requester): Promise<JobRecord> {
+    const job = await this.getJob(jobId);
+    if (!job) throw new JobNotFoundError(jobId);
+    if (job.state === 'canceled') return job;
+    if (job.deliveredAt !== undefined) throw new UserFacingError('CANCEL_TOO_LATE');
+    await this.#ctx.records.requestCancel(jobId, { userId: by.userId, at: this.#ctx.now() });
+    // Held here: stopped at once. Held elsewhere (or by nobody yet): its holder reads the request.
+    this.#runner.cancel(jobId);
+    this.#ctx.log.info({ jobId, by: by.userId, state: job.state }, 'job cancel requested');
+    return job;
   }
 
   async updateLocation(jobId: string, patch: PlatformLocation): Promise<void> {
@@ -240,6 +292,10 @@ export class Engine implements EngineApi {
 
   claimOnce(key: string, ttlMs: number): Promise<boolean> {
     return this.#store.setIfAbsent(`once:${key}`, '1', ttlMs);
+  }
+
+  history(requester: Requester, limit: number): Promise<JobRecord[]> {
+    return this.#ctx.records.history(requester, limit);
   }
 
   quota(requester: Requester): Promise<QuotaView> {

@@ -33,6 +33,23 @@ export class ProviderUnavailableError extends BotError<'PROVIDER_NOT_CONFIGURED'
   }
 }
 
+/**
+ * The requester (or a Discord member who can manage messages) canceled the job. Stops its tasks:
+ * one not yet accepted by the provider is never sent (refunded); one already accepted is paid
+ * for at the provider, so its units stay charged and its image is not fetched or posted
+ * (docs/architecture.md "Cancel").
+ */
+export class JobCanceledError extends BotError<'CANCELED'> {
+  readonly code = 'CANCELED';
+  constructor() {
+    super('the job was canceled');
+    this.name = 'JobCanceledError';
+  }
+  protected get sentenceParams() {
+    return {};
+  }
+}
+
 /** close() stopped the job; it stays in the store and resumes on the next start. */
 export class EngineClosedError extends Error {
   readonly code = 'ENGINE_CLOSED';

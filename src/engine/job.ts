@@ -95,6 +95,10 @@ export interface ProgressEvent {
   total: number;
   /** True when the state or phase changed (adapters edit at once); false for elapsed-time ticks. */
   changed: boolean;
+  /** Waiting for the provider's rate budget: other jobs' creates before this one's, and the estimated wait. */
+  queue?: { ahead: number; etaMs: number };
+  /** Generating: since when (the first task accepted), and how long this model and size usually take. */
+  generating?: { since: number; expectedMs: number };
 }
 
 /**

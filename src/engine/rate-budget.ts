@@ -21,6 +21,7 @@
  *
  * Result downloads are not counted: see DownloadResultOptions.gate in results.ts.
  */
+import { estimateWaitMs } from './estimates.ts';
 import { sleep, type Sleep } from '../util/sleep.ts';
 import { SharedBuckets, type SharedRateBudget } from './shared-buckets.ts';
 
@@ -167,6 +168,23 @@ export class RateBudget {
     this.#pausedUntil = Math.max(this.#pausedUntil, this.#now() + ms);
     this.#wake?.abort();
     if (this.#waiting() > 0) void this.#pump();
+  }
+
+  /**
+   * Where the creates of a run (its `signal`, as passed to acquire) stand in the queue: how many
+   * other runs' creates wait before its first one, and how long until its turn (estimates.ts,
+   * from this budget's window). Undefined when none of its creates waits.
+   */
+  queuePosition(signal: AbortSignal): { ahead: number; etaMs: number } | undefined {
+    const index = this.#creates.findIndex((w) => w.signal === signal);
+    if (index < 0) return undefined;
+    const ahead = new Set(this.#creates.slice(0, index).map((w) => w.signal)).size;
+    // Polls waiting alternate with creates (maxConsecutiveCreates), so they take turns before it too.
+    const before = index + Math.min(this.#polls.length, this.#maxConsecutiveCreates === 0 ? this.#polls.length : Math.ceil((index + 1) / this.#maxConsecutiveCreates));
+    const now = this.#now();
+    this.#prune(now);
+    const etaMs = estimateWaitMs({ now, stamps: this.#stamps, windowMs: this.windowMs, limit: this.limit, pausedUntil: this.#pausedUntil }, before + 1);
+    return { ahead, etaMs };
   }
 
   /** Requests of `kind` waiting for a token. */

@@ -182,13 +182,21 @@ export async function fileToDataUrl(path: string, mime: string): Promise<string>
 }
 
 /** Is `url` something the provider can fetch by itself: public https (or allow-listed)? */
-function isFetchableByProvider(url: string, allowHosts: readonly string[]): boolean {
+export function isFetchableByProvider(url: string, allowHosts: readonly string[]): boolean {
   try {
     checkUrlAllowed(url, allowHosts);
     return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether a provider that only takes links (no traits.inlineReferences) can get every one of
+ * these references without the bot's own server: each is a link the provider can fetch itself.
+ */
+export function reachableByLink(refs: readonly ReferenceInput[], allowHosts: readonly string[]): boolean {
+  return refs.every((r) => r.kind === 'url' && isFetchableByProvider(r.url, allowHosts));
 }
 
 /**

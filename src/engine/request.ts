@@ -79,6 +79,12 @@ export const imagineRequestSchema = z.object({
     .optional(),
   /** A short note for the user, e.g. "switched to Nano Banana Pro for 4K". */
   note: z.string().optional(),
+  /**
+   * True when `model` is the default because the user chose none: the engine may then use another
+   * configured model that can take the references, and says so in `note` (docs/architecture.md
+   * "The model catalog"). Absent: the model was chosen (or derived from a parent job) and is kept.
+   */
+  modelFromDefault: z.boolean().optional(),
 });
 export type ImagineRequest = z.infer<typeof imagineRequestSchema>;
 export type ImagineRequestInput = z.input<typeof imagineRequestSchema>;

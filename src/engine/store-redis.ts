@@ -171,6 +171,17 @@ export class RedisStore implements Store {
     return members.map(String).sort();
   }
 
+  /** One MULTI/EXEC: LREM the old copy, LPUSH, LTRIM to `max`, PEXPIRE. */
+  async recentPush(key: string, member: string, max: number, ttlMs: number): Promise<void> {
+    assertInteger('max', max);
+    const k = this.#key(key);
+    await this.#client.multi().lRem(k, 0, member).lPush(k, member).lTrim(k, 0, max - 1).pExpire(k, Math.max(1, Math.ceil(ttlMs))).exec();
+  }
+
+  async recentList(key: string): Promise<string[]> {
+    return (await this.#client.lRange(this.#key(key), 0, -1)).map(String);
+  }
+
   async lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean> {
     const reply = await this.#client.eval(LEASE_LUA, {
       keys: [this.#key(key)],

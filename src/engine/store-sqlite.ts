@@ -138,6 +138,10 @@ export class SqliteStore implements Store {
     | 'setAdd'
     | 'setRemove'
     | 'setMembers'
+    | 'recentUpsert'
+    | 'recentTouch'
+    | 'recentTrim'
+    | 'recentList'
     | 'lease'
     | 'leaseFromDead'
     | 'releaseLease'
@@ -162,6 +166,7 @@ export class SqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS once_keys (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS set_members (key TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS recent_lists (key TEXT NOT NULL, member TEXT NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID;
     `);
 
     // Named parameters: :key, :delta, :limit, :exp (expiry to set), :now.
@@ -202,6 +207,17 @@ export class SqliteStore implements Store {
       setAdd: db.prepare('INSERT INTO set_members(key, member) VALUES (:key, :member) ON CONFLICT DO NOTHING'),
       setRemove: db.prepare('DELETE FROM set_members WHERE key = :key AND member = :member'),
       setMembers: db.prepare('SELECT member FROM set_members WHERE key = :key ORDER BY member'),
+      // recentPush (inside its transaction): the member becomes the newest, then older rows beyond
+      // :max (and expired ones) go, and the list's expiry moves to :exp.
+      recentUpsert: db.prepare(`
+        INSERT INTO recent_lists(key, member, seq, expires_at)
+        VALUES (:key, :member, (SELECT COALESCE(MAX(seq), 0) + 1 FROM recent_lists WHERE key = :key), :exp)
+        ON CONFLICT(key, member) DO UPDATE SET seq = excluded.seq, expires_at = excluded.expires_at`),
+      recentTouch: db.prepare('UPDATE recent_lists SET expires_at = :exp WHERE key = :key'),
+      recentTrim: db.prepare(`
+        DELETE FROM recent_lists WHERE key = :key AND (expires_at <= :now OR member NOT IN (
+          SELECT member FROM recent_lists WHERE key = :key AND expires_at > :now ORDER BY seq DESC LIMIT :max))`),
+      recentList: db.prepare('SELECT member FROM recent_lists WHERE key = :key AND expires_at > :now ORDER BY seq DESC'),
       // Held by nobody, expired, or already ours → take or renew it; otherwise no row comes back.
       lease: db.prepare(`
         INSERT INTO leases(key, owner, expires_at) VALUES (:key, :owner, :exp)
@@ -237,6 +253,7 @@ export class SqliteStore implements Store {
       this.#db.prepare('DELETE FROM counters WHERE expires_at <= ?').run(now);
       this.#db.prepare('DELETE FROM once_keys WHERE expires_at <= ?').run(now);
       this.#db.prepare('DELETE FROM leases WHERE expires_at <= ?').run(now);
+      this.#db.prepare('DELETE FROM recent_lists WHERE expires_at <= ?').run(now);
       this.#db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
     } catch (err) {
       // Only housekeeping: expired rows are invisible anyway. A busy database is retried next time.
@@ -303,6 +320,26 @@ export class SqliteStore implements Store {
 
   async setMembers(key: string): Promise<string[]> {
     return (this.#sql.setMembers.all({ key: this.#key(key) }) as Row[]).map((r) => String(r.member));
+  }
+
+  async recentPush(key: string, member: string, max: number, ttlMs: number): Promise<void> {
+    assertInteger('max', max);
+    const now = Date.now();
+    const k = this.#key(key);
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      this.#sql.recentUpsert.run({ key: k, member, exp: now + ttlMs });
+      this.#sql.recentTouch.run({ key: k, exp: now + ttlMs });
+      this.#sql.recentTrim.run({ key: k, now, max });
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async recentList(key: string): Promise<string[]> {
+    return (this.#sql.recentList.all({ key: this.#key(key), now: Date.now() }) as Row[]).map((r) => String(r.member));
   }
 
   async lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean> {

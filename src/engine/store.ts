@@ -42,6 +42,15 @@ export interface Store {
   setMembers(key: string): Promise<string[]>;
 
   /**
+   * A bounded list of recent members, newest first (a user's last jobs, for /history). In ONE
+   * atomic step: puts `member` first (an earlier copy is removed), keeps the `max` newest, and
+   * makes the whole list expire `ttlMs` after this push.
+   */
+  recentPush(key: string, member: string, max: number, ttlMs: number): Promise<void>;
+  /** The list `key`, newest first ([] when missing or expired). */
+  recentList(key: string): Promise<string[]>;
+
+  /**
    * Acquires or renews a lease held by `owner` for `ttlMs`. True when `owner` holds it after the
    * call. Lets several processes share one store: each running job is owned by one process.
    * With `alivePrefix`, a live lease is taken too when its holder has no live lease at

@@ -74,7 +74,9 @@ const OPTION_TYPES: Record<string, number> = { prompt: 3, model: 3, ratio: 3, re
 /** A message is final when the bot put a result (images/buttons) or a finished text in it. */
 export function isFinal(m: FakeMessage | undefined): boolean {
   if (!m || m.history.length === 0) return false;
-  return m.components.length > 0 || m.attachments.length > 0 || m.content.startsWith('⚠️');
+  // A placeholder's only component is Cancel (imagine:cancel:…); a result's are its buttons.
+  const resultComponents = componentsOf(m).filter((c) => !String(c.custom_id).startsWith('imagine:cancel:'));
+  return resultComponents.length > 0 || m.attachments.length > 0 || m.content.startsWith('⚠️');
 }
 
 export async function startDiscordHarness(opts: DiscordHarnessOptions = {}): Promise<DiscordHarness> {

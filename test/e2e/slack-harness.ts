@@ -3,6 +3,7 @@
  * Slack and fake Runbase/RunBlob on 127.0.0.1, with time scaled down. A restart stops the bot and
  * starts a new one on the same store and data directory, as a process restart would.
  */
+import type { EngineTiming } from '../../src/engine/engine.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +27,8 @@ export interface SlackHarnessOptions {
   env?: Record<string, string>;
   /** Socket Mode (SLACK_APP_TOKEN, no signing secret) instead of HTTP mode. */
   socketMode?: boolean;
+  /** Replaces parts of FAST_ENGINE_TIMING (e.g. a binding rate budget). */
+  engineTiming?: EngineTiming;
 }
 
 export interface RunningBot {
@@ -66,13 +69,13 @@ export const FAST_SLACK_TUNING = { editIntervalMs: 200, progressEditsPerMinute: 
  * The real composition root (src/app.ts), exactly what `npm start` runs, with the engine's and
  * the adapter's clocks scaled down (`fast`, the default) or at production timing (benches).
  */
-export async function startRealBot(env: Record<string, string>, log: Logger, opts: { fast?: boolean } = {}): Promise<RunningBot> {
+export async function startRealBot(env: Record<string, string>, log: Logger, opts: { fast?: boolean; engineTiming?: EngineTiming } = {}): Promise<RunningBot> {
   const bot = await startBot(
     parseConfig(env),
     (opts.fast ?? true)
       ? {
           log,
-          engineTiming: FAST_ENGINE_TIMING,
+          engineTiming: { ...FAST_ENGINE_TIMING, ...opts.engineTiming },
           slackTuning: FAST_SLACK_TUNING,
           providerRetry: { maxAttempts: 3, sleep: (ms: number) => new Promise((r) => setTimeout(r, Math.min(ms, 50))) },
         }
@@ -102,7 +105,8 @@ export async function startSlackHarness(opts: SlackHarnessOptions = {}): Promise
     ...opts.env,
   };
   const log = testLogger();
-  let bot = await startRealBot(env, log);
+  const botOpts = opts.engineTiming ? { engineTiming: opts.engineTiming } : {};
+  let bot = await startRealBot(env, log, botOpts);
   const driverFor = (b: RunningBot) => createSlackDriver({ eventsUrl: `${b.http.localUrl}/slack/events`, signingSecret: SIGNING_SECRET, fake });
   const harness: SlackHarness = {
     fake,
@@ -113,7 +117,7 @@ export async function startSlackHarness(opts: SlackHarnessOptions = {}): Promise
     dataDir,
     async restart() {
       await bot.stop();
-      bot = await startRealBot(env, log);
+      bot = await startRealBot(env, log, botOpts);
       harness.bot = bot;
       harness.driver = driverFor(bot);
     },

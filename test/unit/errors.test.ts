@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { JobNotFoundError, QuotaExceededError, REFERENCE_PROBLEMS, ReferenceError, ResultDownloadError, SpendCapError, DeadlineExceededError, ValidationError } from '../../src/engine/errors.ts';
-import { ProviderUnavailableError, SubmissionUnknownError } from '../../src/engine/job-errors.ts';
+import { JobCanceledError, ProviderUnavailableError, SubmissionUnknownError } from '../../src/engine/job-errors.ts';
 import {
   BotError,
   USER_SENTENCES,
@@ -40,6 +40,8 @@ const SAMPLES: { [C in ErrorCode]: SentenceParams<C> } = {
   PRIVATE_NOT_OFFERED: { where: 'Discord' },
   JOB_NOT_FOUND: {},
   NOT_OWNER: { owner: '<@U1>', moderatorsToo: true },
+  CANCEL_NOT_OWNER: { owner: '<@1>', moderatorsToo: true },
+  CANCEL_TOO_LATE: {},
   DELETE_FAILED: {},
   FORM_EXPIRED: {},
   FORM_UNAVAILABLE: {},
@@ -47,6 +49,12 @@ const SAMPLES: { [C in ErrorCode]: SentenceParams<C> } = {
   UNREADABLE_REQUEST: {},
   MENTION_WITHOUT_PROMPT: {},
   BOT_RESTARTING: {},
+  SHOW_NOT_FOUND: { jobId: 'AbCdEfGh1234', days: 60 },
+  SHOW_PRIVATE_JOB: {},
+  SHOW_NOT_FINISHED: {},
+  SHOW_NO_IMAGES: {},
+  SHOW_IMAGES_GONE: {},
+  CANCELED: {},
   SUBMISSION_UNKNOWN: {},
   PROVIDER_NOT_CONFIGURED: {},
   DEADLINE_EXCEEDED: { minutes: 10 },
@@ -124,6 +132,7 @@ describe('every error class speaks through the catalogue', () => {
     new ResultDownloadError('HTTP 500'),
     new JobNotFoundError('j1'),
     new SubmissionUnknownError(),
+    new JobCanceledError(),
     new ProviderUnavailableError('runbase'),
     ...[400, 401, 402, 403, 404, 408, 422, 429, 500, 503, 302].map((status) => providerErrorFromResponse('runbase', status, '')),
     ...[...Object.keys(TASK_FAILURE_CODES), 'SOMETHING_NEW'].map((code) => taskFailedError('runblob', { code, message: code })),

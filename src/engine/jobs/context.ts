@@ -13,6 +13,7 @@ import type { ModelSpec, Resolution } from '../models.ts';
 import type { ProviderCallbacks } from '../provider-callbacks.ts';
 import { DAY_MS, type Quotas } from '../quota.ts';
 import type { ReferenceHost } from '../reference-host.ts';
+import type { DurationEstimates } from '../estimates.ts';
 import type { Deliveries } from './delivery.ts';
 import type { JobRecords } from './records.ts';
 
@@ -98,6 +99,8 @@ export interface JobContext {
   referenceDispatcher: Dispatcher;
   /** The app's metrics (src/metrics.ts); undefined in tests that do not look. */
   metrics?: Metrics | undefined;
+  /** Recent generation times per model and resolution, for the placeholder's estimate. */
+  durations?: DurationEstimates | undefined;
 }
 
 /** A job this process is running (or delivering). */
@@ -117,6 +120,11 @@ export interface Run {
   abandon: AbortController;
   /** Aborted at the job's deadline: tasks still pending fail with DEADLINE_EXCEEDED. */
   deadline: AbortController;
+  /**
+   * Aborted when a cancel request is seen (JobRecords.cancelRequest): tasks not yet sent are
+   * never sent, tasks the provider accepted are no longer watched; the job ends `canceled`.
+   */
+  cancel: AbortController;
   signal: AbortSignal;
   /** Serialises writes of this job's record so an older snapshot never lands after a newer one. */
   writes: Promise<void>;

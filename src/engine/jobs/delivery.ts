@@ -9,6 +9,7 @@ import type { Metrics } from '../../metrics.ts';
 import { sleep } from '../../util/sleep.ts';
 import { isTerminalJobState, type Deliverer, type DelivererRegistry, type JobRecord, type JobTask, type ProgressEvent, type ProgressPhase } from '../job.ts';
 import type { Platform } from '../request.ts';
+import type { DurationEstimates } from '../estimates.ts';
 import type { Run } from './context.ts';
 import type { JobRecords } from './records.ts';
 
@@ -20,8 +21,10 @@ export class Deliveries {
   readonly #now: () => number;
   readonly #retryDelaysMs: readonly number[];
   readonly #metrics: Metrics | undefined;
+  readonly #durations: DurationEstimates | undefined;
 
-  constructor(o: { records: JobRecords; now: () => number; retryDelaysMs: readonly number[]; metrics?: Metrics | undefined }) {
+  constructor(o: { records: JobRecords; now: () => number; retryDelaysMs: readonly number[]; metrics?: Metrics | undefined; durations?: DurationEstimates }) {
+    this.#durations = o.durations;
     this.#records = o.records;
     this.#now = o.now;
     this.#retryDelaysMs = o.retryDelaysMs;
@@ -54,7 +57,16 @@ export class Deliveries {
         : run.downloading > 0
           ? 'downloading'
           : 'generating';
-    const key = `${job.state}|${phase}|${done}`;
+    // How long (docs/architecture.md "How long: what the placeholder says"): the place in the rate budget's queue while
+    // waiting for it, else the usual generation time of this model and size.
+    const queue = phase === 'queued' && !run.signal.aborted ? run.lane?.budget.queuePosition(run.signal) : undefined;
+    const since = Math.min(...job.tasks.flatMap((t) => (t.taskId !== undefined && t.submittedAt !== undefined ? [t.submittedAt] : [])));
+    const generating =
+      phase === 'generating' && Number.isFinite(since) && this.#durations
+        ? { since, expectedMs: this.#durations.expectedMs(job.request.model, job.request.resolution) }
+        : undefined;
+    // A new place in the queue is a change the user must see at once; the estimate rides on ticks.
+    const key = `${job.state}|${phase}|${done}|${queue?.ahead ?? ''}`;
     const changed = key !== run.lastProgressKey;
     if (!changed && !tick) return;
     run.lastProgressKey = key;
@@ -66,6 +78,8 @@ export class Deliveries {
       done,
       total: job.tasks.length,
       changed,
+      ...(queue && { queue }),
+      ...(generating && { generating }),
     };
     try {
       Promise.resolve(deliverer.progress(structuredClone(job), event)).catch((err: unknown) =>

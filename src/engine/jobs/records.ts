@@ -11,6 +11,7 @@
 import { DAY_MS } from '../quota.ts';
 import type { JobRecord } from '../job.ts';
 import type { PreparedReference } from '../references.ts';
+import type { Requester } from '../request.ts';
 import type { Store } from '../store.ts';
 import type { Run } from './context.ts';
 
@@ -25,6 +26,18 @@ export const ALIVE_KEY_PREFIX = 'alive:';
 /** The set of processes that heart-beat (or did, until a peer saw them stop and swept their jobs). */
 export const PROCESSES_KEY = 'processes';
 const jobReferencesKey = (jobId: string) => `job-refs:${jobId}`;
+/** How many of a user's jobs /history can list (the newest). */
+export const HISTORY_MAX_JOBS = 50;
+/** A user's last jobs, newest first (Store.recentPush); lives as long as the job records. */
+export const historyKey = (r: Requester): string => `history:${r.platform}:${r.userId}`;
+/** A cancel request, written by whichever process got the click; the job's holder honours it. */
+export const jobCancelKey = (jobId: string): string => `cancel:job:${jobId}`;
+
+/** Who asked to cancel a job, and when (the record of a cancel request). */
+export interface CancelRequest {
+  userId: string;
+  at: number;
+}
 
 export class JobRecords {
   readonly #store: Store;
@@ -69,6 +82,32 @@ export class JobRecords {
 
   async forgetReferences(jobId: string): Promise<void> {
     await this.#store.kv.delete(jobReferencesKey(jobId));
+  }
+
+  /** Adds a job to its requester's history (the newest HISTORY_MAX_JOBS are kept). */
+  remember(job: JobRecord): Promise<void> {
+    return this.#store.recentPush(historyKey(job.request.requester), job.id, HISTORY_MAX_JOBS, JOB_TTL_MS);
+  }
+
+  /** A user's last jobs, newest first (those whose record is gone are left out). */
+  async history(requester: Requester, limit: number): Promise<JobRecord[]> {
+    const ids = (await this.#store.recentList(historyKey(requester))).slice(0, limit);
+    const jobs = await Promise.all(ids.map((id) => this.get(id)));
+    return jobs.filter((j): j is JobRecord => j !== undefined);
+  }
+
+  /**
+   * Records a request to cancel the job, for whichever process holds it (now or after a restart):
+   * it is read before each create is sent, at each lease renewal and before delivery. Set once;
+   * lives as long as the job record.
+   */
+  async requestCancel(jobId: string, request: CancelRequest): Promise<void> {
+    if (await this.cancelRequest(jobId)) return;
+    await this.#store.kv.set(jobCancelKey(jobId), request, JOB_TTL_MS);
+  }
+
+  cancelRequest(jobId: string): Promise<CancelRequest | undefined> {
+    return this.#store.kv.get<CancelRequest>(jobCancelKey(jobId)).then((r) => r ?? undefined);
   }
 
   /**

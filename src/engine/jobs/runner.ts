@@ -12,7 +12,7 @@ import type { ProviderReference } from '../../providers/types.ts';
 import { sleep } from '../../util/sleep.ts';
 import { DeadlineExceededError } from '../errors.ts';
 import { isTerminalJobState, type JobRecord } from '../job.ts';
-import { LeaseLostError } from '../job-errors.ts';
+import { JobCanceledError, LeaseLostError, toJobError } from '../job-errors.ts';
 import type { ModelSpec } from '../models.ts';
 import type { JobContext, Run } from './context.ts';
 import { settle } from './settlement.ts';
@@ -45,6 +45,7 @@ export class JobRunner {
   start(job: JobRecord, model: ModelSpec | undefined, o: StartOptions): void {
     const stop = new AbortController();
     const deadline = new AbortController();
+    const cancel = new AbortController();
     const run: Run = {
       job,
       model,
@@ -53,7 +54,8 @@ export class JobRunner {
       stop,
       abandon: new AbortController(),
       deadline,
-      signal: AbortSignal.any([stop.signal, deadline.signal]),
+      cancel,
+      signal: AbortSignal.any([stop.signal, deadline.signal, cancel.signal]),
       writes: Promise.resolve(),
       downloading: 0,
       lastProgressKey: '',
@@ -70,6 +72,14 @@ export class JobRunner {
         this.#runs.delete(job.id);
         this.#ctx.metrics?.jobsInFlight.dec();
       });
+  }
+
+  /** Cancels a run of this process at once (the request is already in the store). */
+  cancel(jobId: string): boolean {
+    const run = this.#runs.get(jobId);
+    if (!run) return false;
+    if (!run.cancel.signal.aborted) run.cancel.abort(new JobCanceledError());
+    return true;
   }
 
   /**
@@ -107,6 +117,8 @@ export class JobRunner {
     let leaseLost = false;
     // Keep the lease while this process works on the job.
     const renew = setInterval(() => {
+      // A cancel clicked on another process: seen here at the latest one renewal later.
+      this.#checkCancel(run).catch((err: unknown) => run.log.warn({ err }, 'could not read the cancel request'));
       ctx.records.lease(job.id).then(
         (held) => {
           if (!held && !run.stop.signal.aborted) {
@@ -123,6 +135,7 @@ export class JobRunner {
     }, Math.max(50, Math.floor(ctx.timing.leaseTtlMs / 3)));
     run.timers.push(renew);
     try {
+      if (!isTerminalJobState(job.state)) await this.#checkCancel(run);
       if (!isTerminalJobState(job.state)) {
         const remaining = job.deadlineAt - ctx.now();
         const deadlineIn = resumed ? Math.max(remaining, ctx.timing.resumeGraceMs) : Math.max(0, remaining);
@@ -146,6 +159,8 @@ export class JobRunner {
       }
       if (!job.quota.settled) await settle(run, ctx.quotas, ctx.records, ctx.metrics);
       if (run.stop.signal.aborted) return;
+      // Canceled after the images were made but before they were posted: nothing is posted.
+      if (job.deliveredAt === undefined && job.state !== 'canceled' && (await this.#checkCancel(run))) await this.#markCanceled(run);
       ctx.deliveries.emit(run, false);
       await ctx.deliveries.deliver(run);
     } finally {
@@ -154,10 +169,36 @@ export class JobRunner {
     }
   }
 
-  /** Terminal state from the tasks: any image → succeeded (partial success keeps per-task errors). */
+  /** True (and the run's cancel aborted) when someone asked to cancel the job. */
+  async #checkCancel(run: Run): Promise<boolean> {
+    if (run.cancel.signal.aborted) return true;
+    if (!(await this.#ctx.records.cancelRequest(run.job.id))) return false;
+    run.log.info('cancel requested; stopping the job');
+    if (!run.cancel.signal.aborted) run.cancel.abort(new JobCanceledError());
+    return true;
+  }
+
+  async #markCanceled(run: Run): Promise<void> {
+    const { job } = run;
+    job.state = 'canceled';
+    job.error = toJobError(run.cancel.signal.reason ?? new JobCanceledError());
+    job.finishedAt ??= this.#ctx.now();
+    await this.#ctx.records.persist(run);
+  }
+
+  /**
+   * Terminal state from the tasks: any image → succeeded (partial success keeps per-task errors);
+   * a canceled run → canceled, whatever was made (nothing of it is posted).
+   */
   async #finish(run: Run): Promise<void> {
     const { job } = run;
     const made = job.tasks.filter((t) => t.status === 'succeeded' && t.image);
+    if (run.cancel.signal.aborted) {
+      await this.#markCanceled(run);
+      this.#ctx.metrics?.jobFinished(job, run.model);
+      run.log.info({ state: job.state, made: made.length, accepted: job.tasks.filter((t) => t.taskId !== undefined).length }, 'job canceled');
+      return;
+    }
     job.state = made.length > 0 ? 'succeeded' : 'failed';
     if (made.length === 0) {
       job.error = job.tasks.find((t) => t.error)?.error ?? { code: 'INTERNAL', userMessage: sentenceFor('INTERNAL', {}) };

@@ -25,6 +25,11 @@ const CREATE_OUTCOME_UNKNOWN_CODES: ReadonlySet<string> = new Set([
   'PROVIDER_MALFORMED_RESPONSE',
 ]);
 
+/** A task canceled after the provider accepted it (it has a task id): the provider charges it. */
+export function paidButCanceled(t: JobTask): boolean {
+  return t.taskId !== undefined && t.error?.code === 'CANCELED';
+}
+
 function mayHaveBeenCreated(t: JobTask): boolean {
   return t.submittedAt !== undefined && CREATE_OUTCOME_UNKNOWN_CODES.has(t.error?.code ?? '');
 }
@@ -40,7 +45,9 @@ export async function settle(run: Run, quotas: Quotas, records: JobRecords, metr
   const { job } = run;
   const { quota } = job;
   const count = job.tasks.length;
-  const failed = job.tasks.filter((t) => !(t.status === 'succeeded' && t.image)).length;
+  // Units come back for every image not made, except those of a canceled job the provider had
+  // already accepted: they are paid for at the provider (docs/architecture.md "Cancel").
+  const failed = job.tasks.filter((t) => !(t.status === 'succeeded' && t.image) && !paidButCanceled(t)).length;
   const refundUnits = count > 0 ? Math.round((quota.reserved / count) * failed) : 0;
   const estimatePerImage = count > 0 ? quota.spendReservedUsd / count : 0;
   // Money spent: what the provider reported per created task (Runbase reports 0 for failed runs),

@@ -18,7 +18,7 @@ import { sleep } from '../../util/sleep.ts';
 import { ReferenceError, ResultDownloadError } from '../errors.ts';
 import { EXTENSION_BY_MIME, IMAGE_EXTENSIONS } from '../image-sniff.ts';
 import type { JobTask } from '../job.ts';
-import { ProviderUnavailableError, SubmissionUnknownError, toJobError } from '../job-errors.ts';
+import { JobCanceledError, ProviderUnavailableError, SubmissionUnknownError, toJobError } from '../job-errors.ts';
 import type { Lane } from '../lanes.ts';
 import type { ModelSpec } from '../models.ts';
 import { toProviderReferences } from '../references.ts';
@@ -39,7 +39,9 @@ export async function runTask(ctx: JobContext, run: Run, task: JobTask): Promise
     if (task.status === 'succeeded' && !task.image) await downloadTask(ctx, run, task);
   } catch (err) {
     if (run.stop.signal.aborted) return; // stopped: the task resumes where it is
-    const reason = run.deadline.signal.aborted ? run.deadline.signal.reason : err;
+    // A create whose outcome is unknown stays SUBMISSION_UNKNOWN even when canceled (settlement counts it as maybe paid).
+    const canceled = run.cancel.signal.aborted && !(err instanceof SubmissionUnknownError);
+    const reason = canceled ? run.cancel.signal.reason : run.deadline.signal.aborted ? run.deadline.signal.reason : err;
     task.status = 'failed';
     task.error = toJobError(reason);
     task.completedAt = ctx.now();
@@ -67,6 +69,11 @@ async function createTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpe
     // The deadline may stop a create waiting for its turn, but not one on the wire: that one may
     // already have made (and charged) the task, whose id must then be recorded, not dropped.
     await lane.gate(kind, run.signal);
+    // A cancel clicked on another process is honoured here, before anything can be charged.
+    if (task.submittedAt === undefined && (await ctx.records.cancelRequest(job.id))) {
+      run.cancel.abort(new JobCanceledError());
+      throw run.cancel.signal.reason;
+    }
     // From here the provider may create (and charge) the task: mark it, so a crash is detected.
     // Not before the gate: a create still queued for the budget when the process dies was never
     // sent, and the next start sends it instead of failing it as SUBMISSION_UNKNOWN.
@@ -138,6 +145,7 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
   task.outputUrl = url;
   task.status = 'succeeded';
   task.completedAt = ctx.now();
+  if (task.submittedAt !== undefined) ctx.durations?.record(model.key, job.request.resolution, task.completedAt - task.submittedAt);
   if (job.state === 'submitted' || job.state === 'queued') job.state = 'running';
   await ctx.records.persist(run);
 }

@@ -20,7 +20,7 @@ import { fitImagesForUpload, type UploadFile } from './fit-upload.ts';
 import { UPLOAD_SAFETY_MARGIN_MS, parseLocation, tokenUsable, type DiscordLocation } from './location.ts';
 import { isNoAccess, isTokenGone, isUnknownMessage, type DiscordMessages, type SentMessage } from './messages.ts';
 import { undeliverableText } from '../../../commands/render.ts';
-import { DISCORD_FORMAT, NO_MENTIONS, clipContent, progressContent, resultBody, type OriginalLink } from './render.ts';
+import { DISCORD_FORMAT, NO_MENTIONS, clipContent, placeholderComponentsJson, progressContent, resultBody, type OriginalLink } from './render.ts';
 import { EditThrottle } from './throttle.ts';
 import { AckFirst } from '../ack-first.ts';
 
@@ -120,8 +120,18 @@ export class DiscordDelivery implements Deliverer {
     }
   }
 
+  /**
+   * /show: the job's result (images, summary, buttons pointing at the same job) as the answer at
+   * `loc`, a new interaction's deferred reply. The job's own record and messages are untouched.
+   */
+  async showAt(job: JobRecord, loc: DiscordLocation): Promise<void> {
+    const { files, originals } = await this.#prepareFiles(job, loc);
+    await this.#ackFirst.turn();
+    await this.#messages.editOriginal(loc, resultBody(job, files, originals, this.#engine.models), files);
+  }
+
   async #editProgress(job: JobRecord, event: ProgressEvent, loc: DiscordLocation): Promise<void> {
-    const body = { content: progressContent(job, event, this.#now()), allowed_mentions: NO_MENTIONS };
+    const body = { content: progressContent(job, event, this.#now()), components: placeholderComponentsJson(job), allowed_mentions: NO_MENTIONS };
     if (tokenUsable(loc, this.#now()) && !this.#deadTokens.has(job.id)) {
       try {
         const sent = await this.#messages.editOriginal(loc, body);

@@ -74,7 +74,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   const ackLatency = metrics?.ackLatency.labels({ platform: 'discord' });
   const ackFirst = new AckFirst(undefined, undefined, ackLatency ? { onAck: (s) => ackLatency.observe(s) } : {});
   const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst });
-  const handler = new InteractionHandler({ engine, log, messages, ackFirst, ...(metrics && { metrics }) });
+  const handler = new InteractionHandler({ engine, log, messages, ackFirst, ...(metrics && { metrics }), show: (job, location) => delivery.showAt(job, location) });
 
   engine.setDeliverer('discord', delivery);
   mountOriginals(http, engine, log);

@@ -17,6 +17,7 @@ import {
 } from 'discord.js';
 import {
   COMMAND_NAMES,
+  cancelJob,
   decodeAction,
   findCommand,
   requestForAction,
@@ -27,6 +28,7 @@ import {
 } from '../../../commands/index.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import { JobNotFoundError } from '../../engine/errors.ts';
+import type { JobRecord } from '../../engine/job.ts';
 import type { ReferenceInput, Requester } from '../../engine/request.ts';
 import { UserFacingError, errorCode, toUserMessage } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -47,6 +49,8 @@ export interface InteractionDeps {
   ackFirst?: AckFirst;
   /** Counts refusals by code (#fail). */
   metrics?: Metrics;
+  /** Posts a finished job's result again at `location` (/show): DiscordDelivery.showAt. */
+  show?: (job: JobRecord, location: DiscordLocation) => Promise<void>;
 }
 
 export function requesterOf(i: Interaction): Requester {
@@ -96,8 +100,10 @@ export class InteractionHandler {
   readonly #messages: DiscordMessages;
   readonly #ackFirst: AckFirst;
   readonly #metrics: Metrics | undefined;
+  readonly #show: InteractionDeps['show'];
 
   constructor(deps: InteractionDeps) {
+    this.#show = deps.show;
     this.#engine = deps.engine;
     this.#log = deps.log;
     this.#messages = deps.messages;
@@ -132,6 +138,7 @@ export class InteractionHandler {
       format: DISCORD_FORMAT,
       location,
       reply: async (text) => void (await this.#messages.editOriginal(location, { content: clipContent(text), allowed_mentions: NO_MENTIONS })),
+      ...(this.#show && { show: (job: JobRecord) => this.#show!(job, location) }),
     };
     const job = await invocation.run(surface);
     if (job) this.#log.info({ interactionId: i.id, userId: i.user.id, command: command.name, jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord command submitted');
@@ -142,11 +149,12 @@ export class InteractionHandler {
     const ref = decodeAction(i.customId, value);
     if (!ref) throw new UserFacingError('UNKNOWN_CONTROL');
     if (ref.action === 'delete') return this.#delete(i, answer, ref.jobId);
+    if (ref.action === 'cancel') return this.#cancel(i, answer, ref.jobId);
     return this.#action(i, answer, ref);
   }
 
   /** Upscale, ratio, rerun: a new job charged to the clicker, replying to the clicked message. */
-  async #action(i: ComponentInteraction, answer: Answer, ref: Exclude<ActionRef, { action: 'delete' }>): Promise<void> {
+  async #action(i: ComponentInteraction, answer: Answer, ref: Exclude<ActionRef, { action: 'delete' | 'cancel' }>): Promise<void> {
     // A click on a private result stays private.
     const ephemeral = i.message.flags.has(MessageFlags.Ephemeral);
     if (!(await this.#defer(i, answer, ephemeral))) return;
@@ -163,6 +171,18 @@ export class InteractionHandler {
     });
     const job = await this.#engine.submit(request);
     this.#log.info({ interactionId: i.id, userId: i.user.id, parentJobId: ref.jobId, action: ref.action, jobId: job.id, model: job.request.model }, 'discord click submitted');
+  }
+
+  /**
+   * Cancel on a placeholder: the requester, or a member who can manage messages. The click only
+   * acknowledges (deferUpdate); the job's own delivery then turns the placeholder into what
+   * happened (refunded, or charged for what the provider had accepted), on whichever process runs it.
+   */
+  async #cancel(i: ComponentInteraction, answer: Answer, jobId: string): Promise<void> {
+    if (!(await this.#deferUpdate(i, answer))) return;
+    const moderator = i.inGuild() && (i.memberPermissions?.has(PermissionFlagsBits.ManageMessages) ?? false);
+    const job = await cancelJob(this.#engine, jobId, requesterOf(i), { moderator, moderatorsExist: i.inGuild() });
+    this.#log.info({ jobId, userId: i.user.id, state: job.state, interactionId: i.id }, 'discord cancel requested');
   }
 
   async #delete(i: ComponentInteraction, answer: Answer, jobId: string): Promise<void> {

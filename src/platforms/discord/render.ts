@@ -5,6 +5,7 @@
  */
 import { escapeMarkdown } from 'discord.js';
 import {
+  cancelButtonFor,
   componentRows,
   componentsFor,
   failureText,
@@ -17,6 +18,7 @@ import {
 import type { JobRecord, ProgressEvent } from '../../engine/job.ts';
 import type { ModelSpec } from '../../engine/models.ts';
 import type { UploadFile } from './fit-upload.ts';
+import { parseLocation } from './location.ts';
 
 export const MAX_CONTENT_CHARS = 2000;
 
@@ -27,7 +29,18 @@ export const DISCORD_FORMAT: TextFormat = {
   // Markdown is escaped; "<@…>", "<#…>", "<t:…>" are broken up so a prompt cannot render mentions
   // (allowed_mentions already stops pings).
   escape: (text) => escapeMarkdown(text).replace(/<([@#]|t:|a?:)/g, '<\u200b$1'),
+  jobLink: (job) => {
+    const url = messageUrl(job);
+    return url && `[message](<${url}>)`;
+  },
 };
+
+/** The public message of a job (its placeholder, later its result); none for private ones. */
+export function messageUrl(job: JobRecord): string | undefined {
+  const loc = parseLocation(job.request.location);
+  if (!loc || loc.ephemeral || !loc.messageId) return undefined;
+  return `https://discord.com/channels/${loc.guildId ?? '@me'}/${loc.channelId}/${loc.messageId}`;
+}
 
 /** Nobody is pinged unless a body says so. */
 export const NO_MENTIONS = { parse: [] as never[] };
@@ -70,6 +83,12 @@ export function rowsJson(rows: readonly ComponentRow[]): ActionRowJson[] {
 /** The action rows under a finished job (Upscale U1…U4, Rerun, Delete, Change ratio). */
 export function jobComponentsJson(job: JobRecord, models: readonly ModelSpec[]): ActionRowJson[] {
   return rowsJson(componentRows(componentsFor(job, models)));
+}
+
+/** The placeholder's components: Cancel while the job runs. */
+export function placeholderComponentsJson(job: JobRecord): ActionRowJson[] {
+  const cancel = cancelButtonFor(job);
+  return cancel ? rowsJson([{ kind: 'buttons', buttons: [cancel] }]) : [];
 }
 
 /** The placeholder's text: state and elapsed time (computed now, so a delayed edit is not stale). */

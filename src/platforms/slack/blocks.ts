@@ -9,7 +9,7 @@
  * block, button text ≤ 75, action_id ≤ 255, value ≤ 2000, section text ≤ 3000.
  */
 import type { types } from '@slack/bolt';
-import { componentsFor, type ButtonSpec, type RatioSelectSpec } from '../../../commands/buttons.ts';
+import { cancelButtonFor, componentsFor, type ButtonSpec, type RatioSelectSpec } from '../../../commands/buttons.ts';
 import { failureText, progressText, summaryText, undeliverableText } from '../../../commands/render.ts';
 import type { JobRecord, ProgressEvent } from '../../engine/job.ts';
 import type { ModelSpec } from '../../engine/models.ts';
@@ -28,6 +28,7 @@ export const MAX_BUTTON_TEXT_CHARS = 75;
 export const MAX_FALLBACK_TEXT_CHARS = 3000;
 export const BUTTONS_BLOCK_ID = 'imagine_buttons';
 export const RATIO_BLOCK_ID = 'imagine_ratio';
+export const CANCEL_BLOCK_ID = 'imagine_cancel';
 
 const section = (text: string): Block => ({ type: 'section', text: { type: 'mrkdwn', text: clip(text, MAX_SECTION_TEXT_CHARS) } });
 const context = (text: string): Block => ({ type: 'context', elements: [{ type: 'mrkdwn', text: clip(text, MAX_SECTION_TEXT_CHARS) }] });
@@ -37,6 +38,8 @@ export function placeholderMessage(job: JobRecord, event: ProgressEvent): SlackM
   const blocks: Block[] = [section(`⏳ ${progressText(job, event, SLACK_FORMAT)}`)];
   const notes = [`Requested by ${SLACK_FORMAT.mention(job.request.requester)}`, ...(job.request.note ? [job.request.note] : [])];
   blocks.push(context(notes.join(' · ')));
+  const cancel = cancelButtonFor(job);
+  if (cancel) blocks.push({ type: 'actions', block_id: CANCEL_BLOCK_ID, elements: [button(cancel, 0)] });
   return { text: clip(progressText(job, event, SLACK_PLAIN_FORMAT), MAX_FALLBACK_TEXT_CHARS), blocks };
 }
 

@@ -198,6 +198,21 @@ export class SlackDeliverer implements Deliverer {
   }
 
   /**
+   * /show: the job's images uploaded again where the command was typed, then its summary and
+   * buttons (pointing at the same job) as a new message. The job's own record is untouched.
+   */
+  async showAt(job: JobRecord, where: Where): Promise<void> {
+    const ctx = this.#ctx;
+    await uploadImages(ctx, job, imagesOf(job), where.channel, where.threadTs);
+    const content = resultMessage(job, ctx.engine.models);
+    await inChannel(ctx, where.channel, () =>
+      interactive(ctx, () =>
+        ctx.client.chat.postMessage({ channel: where.channel, ...(where.threadTs ? { thread_ts: where.threadTs } : {}), ...content, unfurl_links: false, unfurl_media: false }),
+      ),
+    );
+  }
+
+  /**
    * The engine stopped retrying this job's delivery: the placeholder says the images are made
    * but Slack refused them, and the requester is told privately. Never throws.
    */

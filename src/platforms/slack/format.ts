@@ -4,10 +4,21 @@
  * cannot inject mentions or links (docs.slack.dev "Formatting text for app surfaces").
  */
 import type { TextFormat } from '../../../commands/render.ts';
+import type { JobRecord } from '../../engine/job.ts';
 
 /** Slack's three control characters in mrkdwn. */
 export function escapeMrkdwn(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/**
+ * A job's message: Slack's permalink shape (https://slack.com/archives/<channel>/p<ts without the
+ * dot>), which Slack opens in the reader's workspace; chat.getPermalink would cost a call per job.
+ */
+export function messageUrl(job: JobRecord): string | undefined {
+  const { channel, ts } = job.request.location as { channel?: unknown; ts?: unknown };
+  if (typeof channel !== 'string' || typeof ts !== 'string') return undefined;
+  return `https://slack.com/archives/${channel}/p${ts.replace('.', '')}`;
 }
 
 export const SLACK_FORMAT: TextFormat = {
@@ -15,6 +26,10 @@ export const SLACK_FORMAT: TextFormat = {
   mention: (r) => `<@${r.userId}>`,
   time: (ms) => `<!date^${Math.floor(ms / 1000)}^{time}|${new Date(ms).toISOString().slice(11, 16)} UTC>`,
   escape: escapeMrkdwn,
+  jobLink: (job) => {
+    const url = messageUrl(job);
+    return url && `<${url}|message>`;
+  },
 };
 
 /** Plain text for notification fallbacks (`text` next to `blocks`): no markup, mentions by id. */

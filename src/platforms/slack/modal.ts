@@ -150,10 +150,11 @@ export interface ImagineModalInput {
 
 /** The modal view for views.open. */
 export function imagineModal(input: ImagineModalInput): types.ModalView {
-  const { models, defaultModel, meta } = input;
+  const { models, meta } = input;
   const initial: Readonly<Partial<Record<string, string>>> = {
     ...(input.prompt ? { prompt: input.prompt } : {}),
-    model: defaultModel.key,
+    // No model preselected: left at "Default", the engine may pick a model that takes the
+    // attached files when the default cannot (docs/slack.md "Reference images").
     resolution: DEFAULT_RESOLUTION,
     count: String(DEFAULT_COUNT),
   };

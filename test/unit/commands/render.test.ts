@@ -58,9 +58,9 @@ describe('progressText', () => {
 describe('summaryText', () => {
   it('gives prompt, model, ratio, size and resolution, time taken and the requester', () => {
     expect(summaryText(makeJob(), MARKDOWN)).toBe(
-      '"a lighthouse at dusk, oil painting"\nNano Banana Pro (Runbase) · 16:9 · 1376×768 (1K) · 0:42 · by <@111>',
+      '"a lighthouse at dusk, oil painting"\nNano Banana Pro (Runbase) · 16:9 · 1376×768 (1K) · 0:42 · by <@111> · job job_01JDZ8Q3K9V2M4N6P8R0T2W4Y6',
     );
-    expect(summaryText(makeJob(), MARKDOWN, 'ada (requester)').endsWith('by ada (requester)')).toBe(true);
+    expect(summaryText(makeJob(), MARKDOWN, 'ada (requester)')).toContain('by ada (requester) · job ');
   });
 
   it('says what a button job did and shows its note', () => {
@@ -78,7 +78,7 @@ describe('summaryText', () => {
     expect(summaryText(job)).toBe(
       [
         'Upscaled image 2 to 4K: "a lighthouse at dusk, oil painting"',
-        'Nano Banana Pro (RunBlob) · 16:9 · 5504×3072 (4K) · 2:05 · by ada',
+        'Nano Banana Pro (RunBlob) · 16:9 · 5504×3072 (4K) · 2:05 · by ada · job job_01JDZ8Q3K9V2M4N6P8R0T2W4Y6',
         "Nano Banana (RunBlob) can't make 4K images, so this upscale uses Nano Banana Pro (RunBlob).",
       ].join('\n'),
     );

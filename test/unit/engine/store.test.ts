@@ -229,6 +229,27 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     expect(await store.setMembers('elsewhere')).toEqual(['job-z']);
   });
 
+  it('keeps a bounded list of recent members, newest first, that expires after its last push', async () => {
+    await fresh();
+    expect(await store.recentList('history:u1')).toEqual([]);
+    for (const id of ['j1', 'j2', 'j3', 'j4']) await store.recentPush('history:u1', id, 3, 60_000);
+    await store.recentPush('history:u2', 'other', 3, 60_000);
+    expect(await store.recentList('history:u1')).toEqual(['j4', 'j3', 'j2']);
+    // Pushed again: moves to the front, no duplicate.
+    await store.recentPush('history:u1', 'j2', 3, 60_000);
+    expect(await store.recentList('history:u1')).toEqual(['j2', 'j4', 'j3']);
+    expect(await store.recentList('history:u2')).toEqual(['other']);
+    await store.recentPush('history:u3', 'short', 3, 80);
+    await sleep(150);
+    expect(await store.recentList('history:u3')).toEqual([]);
+  });
+
+  it('keeps a recent list exact under concurrent pushes', async () => {
+    await fresh();
+    await Promise.all(Array.from({ length: 30 }, (_, i) => store.recentPush('history:race', `j${i}`, 50, 60_000)));
+    expect((await store.recentList('history:race')).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `j${i}`).sort());
+  });
+
   it('gives a lease to one owner, renews it, and lets another take it only after it expires', async () => {
     await fresh();
     expect(await store.lease('job:1', 'proc-a', 300)).toBe(true);

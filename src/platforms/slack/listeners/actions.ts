@@ -4,7 +4,7 @@
  * Delete, which only the requester may use.
  */
 import type { App } from '@slack/bolt';
-import { requestForAction } from '../../../../commands/buttons.ts';
+import { cancelJob, requestForAction } from '../../../../commands/buttons.ts';
 import { decodeAction } from '../../../../commands/custom-id.ts';
 import { JobNotFoundError } from '../../../engine/errors.ts';
 import type { PlatformLocation, Requester } from '../../../engine/request.ts';
@@ -40,6 +40,9 @@ async function onAction(deps: ListenerDeps, b: BlockActionsPayload, where: Where
   const parent = await ctx.engine.getJob(ref.jobId);
   if (!parent) throw new JobNotFoundError(ref.jobId);
   if (ref.action === 'delete') return deleteResult(deps, parent.request.requester, parent.request.location, where, messageTs);
+  // Cancel on a placeholder: only the requester (Slack gives the bot no moderator permission to
+  // read). The job's delivery then turns the placeholder into what happened.
+  if (ref.action === 'cancel') return void (await cancelJob(ctx.engine, ref.jobId, requesterOf(b.user), { moderator: false, moderatorsExist: false }));
   const request = requestForAction(parent, ref.action, {
     ...('index' in ref ? { index: ref.index } : {}),
     ...('ratio' in ref && ref.ratio ? { ratio: ref.ratio } : {}),

@@ -18,7 +18,7 @@ import { UserFacingError } from '../../../errors.ts';
 export interface ListenerDeps {
   ctx: SlackContext;
   /** The deliverer's side of a submission: it must know a placeholder is coming, then post it. */
-  jobs: Pick<SlackDeliverer, 'trackSubmission' | 'postPlaceholder'>;
+  jobs: Pick<SlackDeliverer, 'trackSubmission' | 'postPlaceholder'> & Partial<Pick<SlackDeliverer, 'showAt'>>;
 }
 
 const HELP_WORDS = new Set(['help', '--help', '-h', '?']);
@@ -50,6 +50,7 @@ function surfaceFor(deps: ListenerDeps, where: Where): CommandSurface {
     format: SLACK_FORMAT,
     location: locationFor(where),
     reply: (text) => tellUser(ctx, where, text),
+    ...(jobs.showAt && { show: (job: JobRecord) => jobs.showAt!(job, where) }),
   };
 }
 

@@ -18,6 +18,7 @@ describe('buildImagineRequest', () => {
     expect(request).toEqual({
       prompt: 'a cat',
       model: 'runbase-2',
+      modelFromDefault: true,
       ratio: '1:1',
       resolution: '1K',
       count: 1,

@@ -63,6 +63,36 @@ describe('admission: validate, then charge, then persist', () => {
     expect(inline.creates[0]!.references).toEqual([{ kind: 'data', dataUrl: expect.stringMatching(/^data:image\/png;base64,/) }]);
   });
 
+  it('no model chosen, files the default cannot receive (no PUBLIC_URL): a configured model that takes inline images is used, and the note says so', async () => {
+    const runbase = new ScriptedClient('runbase', { inlineReferences: undefined });
+    const runblob = new ScriptedClient('runblob', { inlineReferences: { maxBytes: 1_000_000 } });
+    // Two providers, two keys (the engine keeps one lane per API key).
+    Object.defineProperty(runblob, 'keyId', { value: 'runblob-key' });
+    const { engine } = build({ clients: [runbase, runblob] });
+    expect(engine.defaultModel.provider).toBe('runbase');
+    const file = join(dir, 'ref.png');
+    await writeFile(file, await renderPng({ width: 8, height: 8, seed: 1 }));
+    const job = await engine.submit(req({ model: engine.defaultModel.key, modelFromDefault: true, ratio: 'auto', references: [{ kind: 'file', path: file, name: 'ref.png' }] }));
+    await engine.waitFor(job.id);
+    expect(job.request.model).toMatch(/^runblob-/);
+    expect(job.request.note).toBe(`${engine.defaultModel.label} only takes reference images by link and this bot has no public address, so this uses ${engine.models.find((m) => m.key === job.request.model)!.label}.`);
+    expect(runbase.creates).toEqual([]);
+    expect(runblob.creates[0]!.references).toEqual([{ kind: 'data', dataUrl: expect.stringMatching(/^data:image\/png;base64,/) }]);
+
+    // A model the user chose is kept, and refused with the fix.
+    const chosen = await engine.submit(req({ model: engine.defaultModel.key, references: [{ kind: 'file', path: file, name: 'ref.png' }] })).catch((e: unknown) => e);
+    expect((chosen as ReferenceError).code).toBe('REFERENCE_NEEDS_PUBLIC_URL');
+  });
+
+  it('no model chosen and no configured model can receive the files: refused with the fix, uncharged', async () => {
+    const { engine, quotas } = build({ clients: [new ScriptedClient('runbase', { inlineReferences: undefined })] });
+    const file = join(dir, 'ref.png');
+    await writeFile(file, await renderPng({ width: 8, height: 8, seed: 1 }));
+    const err = await engine.submit(req({ modelFromDefault: true, references: [{ kind: 'file', path: file, name: 'ref.png' }] })).catch((e: unknown) => e);
+    expect((err as ReferenceError).code).toBe('REFERENCE_NEEDS_PUBLIC_URL');
+    expect((await quotas.view(user)).used).toBe(0);
+  });
+
   it('publishes a local reference for a URL-only provider when the bot serves references', async () => {
     const urlOnly = new ScriptedClient('runblob', { inlineReferences: undefined });
     const { engine } = build({ clients: [urlOnly], settings: { publicUrl: 'https://bot.example.com', servesReferences: true } });

@@ -145,7 +145,7 @@ describe('Discord dispatcher', () => {
     await handler(engine, calls).handle(slashCommand(calls, 'paint', {}));
     await handler(engine, calls).handle(button(calls, 'someone-else:thing'));
     expect(calls).toEqual([
-      ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_COMMAND', { command: 'paint', known: ['imagine', 'quota'] })}`],
+      ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_COMMAND', { command: 'paint', known: ['imagine', 'quota', 'history', 'show'] })}`],
       ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_CONTROL', {})}`],
     ]);
   });

@@ -34,7 +34,8 @@ describe('the /imagine modal', () => {
     expect(blocks.map((b) => b.block_id)).toEqual(['prompt', 'model', 'ratio', 'resolution', 'count', 'creativity', 'images']);
     const model = (blocks[1]!.element as Json).options as Json[];
     expect(model.map((o) => o.value)).toEqual(MODEL_CATALOG.map((m) => m.key));
-    expect(((blocks[1]!.element as Json).initial_option as Json).value).toBe('runbase-pro');
+    // Left at "Default" unless chosen, so the engine knows the user picked no model.
+    expect((blocks[1]!.element as Json).initial_option).toBeUndefined();
     const files = blocks[6]!.element as Json;
     expect(files).toMatchObject({ type: 'file_input', filetypes: ['jpg', 'jpeg', 'png', 'webp'], max_files: 8 });
     expect(blocks[0]!.optional).toBeUndefined();

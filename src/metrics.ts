@@ -41,7 +41,8 @@ const BUDGET_WAIT_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 /** Discord and Slack both want the acknowledgement within 3 s (docs/discord.md, docs/slack.md). */
 const ACK_LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5];
 
-export type JobOutcome = 'succeeded' | 'failed';
+/** How a job ended: its terminal state (a canceled job is neither a success nor a failure). */
+export type JobOutcome = 'succeeded' | 'failed' | 'canceled';
 export class Metrics implements ProviderMetrics {
   readonly registry = new Registry();
 
@@ -144,7 +145,7 @@ export class Metrics implements ProviderMetrics {
 
   /** A job reached its terminal state in this process: counted, and its duration observed. */
   jobFinished(job: JobRecord, model: ModelSpec | undefined): void {
-    const outcome: JobOutcome = job.state === 'succeeded' ? 'succeeded' : 'failed';
+    const outcome: JobOutcome = job.state === 'succeeded' || job.state === 'canceled' ? job.state : 'failed';
     const { platform } = job.request.requester;
     const modelKey = model?.key ?? job.request.model;
     this.jobsFinished.inc({ platform, model: modelKey, provider: model?.provider ?? 'none', outcome });

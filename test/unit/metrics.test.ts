@@ -25,6 +25,16 @@ describe('Metrics', () => {
     expect(text).toContain('imagine_provider_request_duration_seconds_count{provider="runbase",kind="create"} 1');
   });
 
+  it('counts a job by its terminal state: a canceled job is neither a success nor a failure', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    const job = (state: string) => ({ state, createdAt: 0, updatedAt: 1000, finishedAt: 1000, request: { model: 'runblob-2', requester: { platform: 'slack' } } }) as never;
+    for (const state of ['canceled', 'succeeded', 'failed', 'canceled']) m.jobFinished(job(state), undefined);
+    const text = await m.text();
+    expect(text).toContain('imagine_jobs_finished_total{platform="slack",model="runblob-2",provider="none",outcome="canceled"} 2');
+    expect(text).toContain('imagine_jobs_finished_total{platform="slack",model="runblob-2",provider="none",outcome="succeeded"} 1');
+    expect(text).toContain('imagine_jobs_finished_total{platform="slack",model="runblob-2",provider="none",outcome="failed"} 1');
+  });
+
   it('includes prom-client default process metrics unless turned off', async () => {
     expect(await new Metrics().text()).toContain('process_cpu_user_seconds_total');
   });

@@ -50,6 +50,7 @@ export const USER_SENTENCES = {
   IMAGE_NOT_MADE: (p: { n: number; verb: string }) =>
     `Image ${p.n} of this job was not made, so it cannot be used to ${p.verb}. Pick another image or rerun.`,
   IMAGE_GONE: (p: { n: number }) => `Image ${p.n} of this job is no longer available.`,
+  NO_REFERENCE_MODEL: () => 'None of the models this bot offers can start from an image, so images cannot be edited or varied here.',
   NO_4K_MODEL: () => 'None of the models this bot offers can make 4K images, so images cannot be upscaled here.',
   RATIO_NOT_OFFERED: (p: { label: string; ratio: string | undefined; ratios: readonly string[] }) =>
     `${p.ratio === undefined ? 'No ratio was chosen' : `${p.label} can't make ${p.ratio} images`}. Choose one of: ${p.ratios.join(', ')}.`,

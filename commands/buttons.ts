@@ -380,3 +380,50 @@ export function componentRows(components: JobComponents, maxRows = DISCORD_MAX_A
   }
   return rows;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The forms Edit and Remix open (a Discord modal, a Slack modal view), as data.
+
+/** The id of the form's one text field, on both platforms. */
+export const FORM_TEXT_ID = 'text';
+/** A form's title and field label: within Discord's 45 and Slack's 24 characters. */
+const MAX_FORM_TITLE_CHARS = 24;
+/** Discord's text input takes at most 4000 characters; so does a prompt (MAX_PROMPT_CHARS). */
+export const MAX_FORM_TEXT_CHARS = 4000;
+
+export interface FormSpec {
+  /** The durable id of the button that opened it (commands/custom-id.ts): the submission is read with decodeAction. */
+  readonly customId: string;
+  readonly title: string;
+  readonly label: string;
+  /** Shown in the empty field (≤ 100 characters, Discord's limit). */
+  readonly placeholder: string;
+  /** What the field holds when the form opens. */
+  readonly value?: string;
+  readonly multiline: boolean;
+}
+
+/** Edit image N: one field, the instruction. */
+export function editForm(jobId: string, index: number): FormSpec {
+  return {
+    customId: encodeAction({ action: 'edit', jobId, index }),
+    title: `Edit ${imageName(index)}`.slice(0, MAX_FORM_TITLE_CHARS),
+    label: 'What should change?',
+    placeholder: 'e.g. make the sky purple, remove the car',
+    multiline: true,
+  };
+}
+
+/** Remix: the prompt and its flags, to change and run again (remixText). */
+export function remixForm(job: JobRecord): FormSpec {
+  const text = remixText(job.request);
+  return {
+    customId: encodeAction({ action: 'remix', jobId: job.id }),
+    title: 'Remix',
+    label: 'Prompt and flags',
+    placeholder: 'a red fox in the snow --ar 16:9',
+    // A prompt near the limit leaves no room for its flags: then the prompt alone (the defaults apply).
+    value: text.length <= MAX_FORM_TEXT_CHARS ? text : job.request.prompt.slice(0, MAX_FORM_TEXT_CHARS),
+    multiline: true,
+  };
+}

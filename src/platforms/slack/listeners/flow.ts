@@ -72,10 +72,16 @@ async function postPlaceholder(deps: ListenerDeps, job: JobRecord, where: Where)
 /** Opens the /imagine modal; throws a refusal when Slack gave no trigger or would not open it. */
 export async function openModal(deps: ListenerDeps, triggerId: string | undefined, meta: ModalMetadata): Promise<void> {
   const { ctx } = deps;
+  await openView(deps, triggerId, imagineModal({ models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, meta }));
+}
+
+/** Opens a modal view (the /imagine modal, an Edit or Remix form); throws a refusal when Slack gave no trigger or would not open it. */
+export async function openView(deps: ListenerDeps, triggerId: string | undefined, view: Parameters<SlackContext['client']['views']['open']>[0]['view']): Promise<void> {
+  const { ctx } = deps;
   if (!triggerId) throw new UserFacingError('FORM_UNAVAILABLE');
   try {
     // No rate-limit wait here: the trigger_id dies 3 s after the click.
-    await ctx.client.views.open({ trigger_id: triggerId, view: imagineModal({ models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, meta }) });
+    await ctx.client.views.open({ trigger_id: triggerId, view });
   } catch (err) {
     ctx.log.warn({ err: String(err), code: slackErrorCode(err) }, 'views.open failed');
     throw new UserFacingError('FORM_OPEN_FAILED');

@@ -427,3 +427,19 @@ export function remixForm(job: JobRecord): FormSpec {
     multiline: true,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reply to refine: a reply to a result (Discord) or a mention in its thread (Slack) edits it.
+
+/** "2: make the sky purple" picks image 2; a bare instruction edits the first image made. */
+const PICK_IMAGE = /^\s*([1-9])\s*[:.)]\s*([\s\S]*)$/u;
+
+/**
+ * The Edit request for a refining reply to `parent`: `text` is the reply without the bot's
+ * mention, optionally starting with the image's number ("2: …"). Throws like an Edit click.
+ */
+export function refineRequest(parent: JobRecord, text: string, opts: Omit<ActionOptions, 'index' | 'text' | 'ratio'>): ImagineRequestInput {
+  const picked = PICK_IMAGE.exec(text);
+  const index = picked ? Number(picked[1]) - 1 : parent.tasks.find((t) => t.status === 'succeeded' && (t.image ?? t.outputUrl))?.index ?? 0;
+  return requestForAction(parent, 'edit', { ...opts, index, text: picked ? picked[2]! : text });
+}

@@ -40,7 +40,7 @@ import {
   type JobTiming,
 } from './jobs/context.ts';
 import { Deliveries } from './jobs/delivery.ts';
-import { JobRecords } from './jobs/records.ts';
+import { JOB_TTL_MS, JobRecords } from './jobs/records.ts';
 import { ResumeSweep } from './jobs/resume.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Lanes, type LanesOptions } from './lanes.ts';
@@ -240,6 +240,14 @@ export class Engine implements EngineApi {
 
   claimOnce(key: string, ttlMs: number): Promise<boolean> {
     return this.#store.setIfAbsent(`once:${key}`, '1', ttlMs);
+  }
+
+  async linkJob(key: string, jobId: string): Promise<void> {
+    await this.#store.kv.set(`link:${key}`, jobId, JOB_TTL_MS);
+  }
+
+  async linkedJob(key: string): Promise<string | undefined> {
+    return (await this.#store.kv.get<string>(`link:${key}`)) ?? undefined;
   }
 
   quota(requester: Requester): Promise<QuotaView> {

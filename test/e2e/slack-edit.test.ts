@@ -149,4 +149,33 @@ describe('Edit, Vary and Remix', () => {
     acked(await h.driver.clickButton({ user: alice, message: root, actionId: `imagine:vary:${jobId}:0` }));
     await results('CRESTART', 2, root.ts);
   });
+
+  test('a mention in a result’s thread edits its latest result ("2:" picks image 2), charged to whoever mentioned', async () => {
+    acked(await h.driver.slashCommand({ user: alice, channel: 'CREFINE', text: 'a mountain lake --n 2' }));
+    const [root] = (await results('CREFINE', 1)) as [FakeMessage];
+    const rootJob = jobIdOf(root);
+    const before = await used(bob);
+    const reply = h.fake.seedMessage({ channel: 'CREFINE', user: bob.id, threadTs: root.ts, text: `<@${h.fake.botUserId}> 2: add a red canoe` });
+    acked(await h.driver.mention({ message: reply }));
+    const [first] = (await results('CREFINE', 1, root.ts)) as [FakeMessage];
+    expect(blocksText(first)).toContain('Edited image 2');
+    expect(runsFor('add a red canoe')[0]!.input.image_urls).toEqual([await imageUrl(rootJob, 1)]);
+    expect(await used(bob)).toBe(before + 1);
+
+    // The thread's latest result is now the edit: the next mention edits it (after a restart too).
+    await h.restart();
+    const again = h.fake.seedMessage({ channel: 'CREFINE', user: alice.id, threadTs: root.ts, text: `<@${h.fake.botUserId}> make it winter` });
+    acked(await h.driver.mention({ message: again }));
+    await results('CREFINE', 2, root.ts);
+    expect(runsFor('make it winter')[0]!.input.image_urls).toEqual([await imageUrl(jobIdOf(first), 0)]);
+    expect(runsFor('make it winter')).toHaveLength(1);
+  });
+
+  test('a mention in a thread that holds no result is a new prompt, as before', async () => {
+    const top = h.fake.seedMessage({ channel: 'CNOREFINE', user: alice.id, text: 'just chatting' });
+    const inThread = h.fake.seedMessage({ channel: 'CNOREFINE', user: alice.id, threadTs: top.ts, text: `<@${h.fake.botUserId}> a brand new owl` });
+    acked(await h.driver.mention({ message: inThread }));
+    await results('CNOREFINE', 1, top.ts);
+    expect(runsFor('a brand new owl')[0]!.input.image_urls ?? []).toEqual([]);
+  });
 });

@@ -68,6 +68,8 @@ export const USER_SENTENCES = {
     "I couldn't read that request from Slack, so nothing was started and nothing was charged. Please try again.",
   MENTION_WITHOUT_PROMPT: () =>
     'Mention me with a prompt, e.g. `@Imagine a red fox in the snow --ar 16:9`, and attach JPEG, PNG or WEBP images to use them as references. `/imagine help` lists the flags.',
+  REFINE_WITHOUT_TEXT: () =>
+    'Reply to a result and mention me with what should change, e.g. `@Imagine make the sky purple`, or `@Imagine 2: make the sky purple` for image 2.',
   BOT_RESTARTING: () => 'The bot is restarting right now, so nothing was started and nothing was charged. Please try again in a moment.',
 
   // A job that ran.

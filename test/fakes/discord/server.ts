@@ -160,7 +160,10 @@ export interface FakeMessage {
 export interface FakeInteraction {
   id: string;
   token: string;
-  type: 2 | 3;
+  /** 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT, 5 MODAL_SUBMIT. */
+  type: 2 | 3 | 5;
+  /** The modal this interaction answered with (callback type 9), for submitModal. */
+  modal?: Record<string, unknown>;
   payload: Record<string, unknown>;
   /** performance.now() when the dispatch left the gateway (or the POST to the Interactions Endpoint URL started). */
   dispatchedAt: number;
@@ -440,6 +443,77 @@ export class FakeDiscord extends EventEmitter {
     return this.dispatchInteraction(3, data, user, where, input.permissions, undefined, message);
   }
 
+  /**
+   * The user fills in and submits the modal a click opened (MODAL_SUBMIT, interaction type 5):
+   * `values` by text input custom_id. The submission's data mirrors the modal's layout, Label
+   * (type 18) or action row, as Discord sends it (discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-modal-submit-data-structure);
+   * a modal opened from a message component carries that message.
+   */
+  async submitModal(input: { interaction: FakeInteraction; values: Record<string, string>; user?: FakeUser }): Promise<FakeInteraction> {
+    const opener = input.interaction;
+    const modal = opener.modal;
+    if (!modal) throw new Error('submitModal: that interaction did not open a modal');
+    const field = (c: Record<string, unknown>) => ({ type: 4, custom_id: c.custom_id, value: input.values[String(c.custom_id)] ?? '' });
+    const components = (modal.components as Record<string, unknown>[]).map((row) =>
+      row.type === 18
+        ? { type: 18, component: field(row.component as Record<string, unknown>) }
+        : { type: 1, components: (row.components as Record<string, unknown>[]).map(field) },
+    );
+    const message = opener.sourceMessageId ? this.messages.get(opener.sourceMessageId) : undefined;
+    const user = input.user ?? { id: opener.userId, username: opener.userId === DEFAULT_USER.id ? DEFAULT_USER.username : `user${opener.userId}` };
+    const where = opener.guildId ? { guildId: opener.guildId, channelId: opener.channelId } : { channelId: opener.channelId, dmUser: user };
+    return this.dispatchInteraction(5, { custom_id: modal.custom_id, components }, user, where, undefined, undefined, message);
+  }
+
+  /**
+   * A user posts a message in a guild channel (MESSAGE_CREATE, sent only to a session with the
+   * GUILD_MESSAGES intent, 1 << 9). `replyTo` makes it a reply (type 19, message_reference and
+   * referenced_message); `mentionBot` puts the bot in `mentions`. Without the MESSAGE_CONTENT
+   * intent (1 << 15), content is empty unless the message mentions the bot
+   * (discord.com/developers/docs/events/gateway#message-content-intent). Returns whether a
+   * session received it.
+   */
+  postUserMessage(input: { user: FakeUser; content: string; channelId?: string; guildId?: string; replyTo?: string; mentionBot?: boolean }): { id: string; delivered: boolean } {
+    const guild = this.guilds.find((g) => g.id === (input.guildId ?? this.guildId))!;
+    const channelId = input.channelId ?? guild.channels[0]!.id;
+    // Kept like any message, so the bot can reply to it (message_reference).
+    const stored = this.newMessage({ channelId, guildId: guild.id, type: input.replyTo ? 19 : 0, flags: 0 });
+    stored.authorId = input.user.id;
+    stored.content = input.content;
+    if (input.replyTo) stored.messageReference = { message_id: input.replyTo, channel_id: channelId, guild_id: guild.id };
+    const id = stored.id;
+    const author = { id: input.user.id, username: input.user.username, global_name: input.user.global_name ?? null, discriminator: '0', avatar: null, public_flags: 0 };
+    const referenced = input.replyTo ? this.messages.get(input.replyTo) : undefined;
+    const session = this.gateway.current(guild.id);
+    const intents = session?.intents ?? 0;
+    const readable = input.mentionBot === true || (intents & (1 << 15)) !== 0;
+    const d = {
+      id,
+      channel_id: channelId,
+      guild_id: guild.id,
+      author,
+      member: { roles: [], joined_at: new Date(Date.now() - 86_400_000).toISOString(), deaf: false, mute: false, flags: 0, pending: false, nick: null, avatar: null, premium_since: null },
+      content: readable ? input.content : '',
+      timestamp: new Date().toISOString(),
+      edited_timestamp: null,
+      tts: false,
+      mention_everyone: false,
+      mentions: input.mentionBot ? [{ ...this.botUser, public_flags: 0 }] : [],
+      mention_roles: [],
+      attachments: [],
+      embeds: [],
+      pinned: false,
+      flags: 0,
+      type: input.replyTo ? 19 : 0,
+      ...(input.replyTo && {
+        message_reference: { type: 0, message_id: input.replyTo, channel_id: channelId, guild_id: guild.id },
+        referenced_message: referenced ? this.messageJson(referenced) : null,
+      }),
+    };
+    const delivered = session !== undefined && (intents & (1 << 9)) !== 0 && this.gateway.send('MESSAGE_CREATE', d, guild.id) !== undefined;
+    return { id, delivered };
+  }
+
   private registeredCommand(name: string): { id?: string } | undefined {
     const all = [...(this.commands.global ?? []), ...[...this.commands.guild.values()].flat()] as { name: string; id?: string }[];
     return all.find((c) => c.name === name);
@@ -462,7 +536,7 @@ export class FakeDiscord extends EventEmitter {
   }
 
   private async dispatchInteraction(
-    type: 2 | 3,
+    type: 2 | 3 | 5,
     data: Record<string, unknown>,
     user: FakeUser,
     where: { guildId?: string; channelId: string; dmUser?: FakeUser },
@@ -802,6 +876,11 @@ export class FakeDiscord extends EventEmitter {
     if (err) return { status: 400, json: err };
     const body = parsed.json as { type: number; data?: Record<string, unknown> | null };
     const data = body.data ?? {};
+    if (body.type === 9) {
+      // Discord: a modal cannot be the response to a MODAL_SUBMIT.
+      if (interaction.type === 5) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'A modal cannot answer a modal submission.' }]) };
+      interaction.modal = data;
+    }
     if (body.type === 6 || body.type === 7) {
       if (interaction.type !== 3) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'Interaction callback type 6/7 is only valid for component interactions.' }]) };
     }
@@ -1009,7 +1088,7 @@ export class FakeDiscord extends EventEmitter {
       }),
     };
     // Answers to component clicks are replies to the message holding the component.
-    if (i?.type === 3 && i.sourceMessageId) {
+    if ((i?.type === 3 || i?.type === 5) && i.sourceMessageId) {
       msg.type = 19;
       msg.messageReference = { message_id: i.sourceMessageId, channel_id: i.channelId, ...(i.guildId && { guild_id: i.guildId }) };
     }

@@ -169,6 +169,13 @@ describe('Edit, Vary and Remix', () => {
     await results('CREFINE', 2, root.ts);
     expect(runsFor('make it winter')[0]!.input.image_urls).toEqual([await imageUrl(jobIdOf(first), 0)]);
     expect(runsFor('make it winter')).toHaveLength(1);
+
+    // "help" in the thread is still help, not an edit.
+    const runs = h.runbase.runs.size;
+    const help = h.fake.seedMessage({ channel: 'CREFINE', user: alice.id, threadTs: root.ts, text: `<@${h.fake.botUserId}> help` });
+    acked(await h.driver.mention({ message: help }));
+    await h.fake.waitFor(() => h.fake.ephemerals.find((e) => e.user === alice.id && e.channel === 'CREFINE' && e.text.includes('How to use /imagine')), 5000, 'help');
+    expect(h.runbase.runs.size).toBe(runs);
   });
 
   test('a mention in a thread that holds no result is a new prompt, as before', async () => {

@@ -24,6 +24,9 @@ export interface ListenerDeps {
 const HELP_WORDS = new Set(['help', '--help', '-h', '?']);
 const QUOTA_WORDS = new Set(['quota', '--quota']);
 
+/** Whether a typed text is `help` or `quota` rather than a prompt or an instruction. */
+export const isCommandWord = (text: string) => HELP_WORDS.has(text.toLowerCase()) || QUOTA_WORDS.has(text.toLowerCase());
+
 /**
  * A prompt typed after /imagine or in a mention (never empty): `help`, `quota`, or a job with
  * `refs` (the mention's files) as references. Where a command's text becomes a request.

@@ -14,7 +14,7 @@ import { resultThreadKey } from '../deliverer.ts';
 import { appMentionSchema, fileRef, requesterOf, type AppMentionPayload } from '../payloads.ts';
 import { UserFacingError } from '../../../errors.ts';
 import { afterAck, readPayload } from './after-ack.ts';
-import { answerText, startJob, type ListenerDeps } from './flow.ts';
+import { answerText, isCommandWord, startJob, type ListenerDeps } from './flow.ts';
 
 /** Slack retries an event a few times within minutes (at once, after 1 min, after 5 min); kept longer. */
 const MENTION_DEDUPE_MS = 2 * 60 * 60 * 1000;
@@ -46,7 +46,7 @@ async function onMention(deps: ListenerDeps, m: AppMentionPayload, where: Where,
   // Only the bot's own mention is removed: other mentions may be part of the prompt.
   const text = (botUserId ? m.text.replaceAll(new RegExp(`<@${botUserId}(?:\\|[^>]*)?>`, 'g'), ' ') : m.text).replace(/\s+/g, ' ').trim();
   if (text === '') throw new UserFacingError('MENTION_WITHOUT_PROMPT');
-  const resultJob = m.thread_ts ? await deps.ctx.engine.linkedJob(resultThreadKey(m.channel, m.thread_ts)) : undefined;
+  const resultJob = m.thread_ts && !isCommandWord(text) ? await deps.ctx.engine.linkedJob(resultThreadKey(m.channel, m.thread_ts)) : undefined;
   const parent = resultJob === undefined ? undefined : await deps.ctx.engine.getJob(resultJob);
   if (parent) {
     const request = refineRequest(parent, text, { clicker: requesterOf({ id: m.user }), location: locationFor(where), models: deps.ctx.engine.models });

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeMessage, FakeUser } from '../fakes/discord/index.ts';
+import type { OpenModal } from '../fakes/discord/server.ts';
 import { USERS, customIdOf, expectDiscordInvariants, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
 
 let h: DiscordHarness;
@@ -18,7 +19,7 @@ const imageUrl = async (jobId: string, index: number) => (await h.bot.engine.get
 const runsFor = (prompt: string) => [...h.runbase!.runs.values()].filter((r) => r.prompt === prompt);
 
 /** Clicks a form button on `message`, checks the modal, fills it in and returns the finished reply. */
-async function viaForm(message: FakeMessage, customId: string, user: FakeUser, fill: (modal: Record<string, unknown>) => string) {
+async function viaForm(message: FakeMessage, customId: string, user: FakeUser, fill: (modal: OpenModal) => string) {
   const click = await h.discord.clickComponent({ message, customId, user });
   await waitUntil(() => click.callbackType === 9);
   const modal = click.modal!;
@@ -37,7 +38,7 @@ async function waitUntil<T>(check: () => T | undefined | false, timeoutMs = 8000
   }
 }
 
-const textInput = (modal: Record<string, unknown>) => ((modal.components as Record<string, unknown>[])[0]!.component as Record<string, unknown>);
+const textInput = (modal: OpenModal) => modal.components[0]!.component as Record<string, unknown>;
 
 beforeAll(async () => {
   h = await startDiscordHarness();

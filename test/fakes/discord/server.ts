@@ -41,7 +41,14 @@ export const Permission = {
   AttachFiles: 1n << 15n,
   ReadMessageHistory: 1n << 16n,
   UseApplicationCommands: 1n << 31n,
+  Administrator: 1n << 3n,
+  ManageChannels: 1n << 4n,
+  ManageGuild: 1n << 5n,
+  AddReactions: 1n << 6n,
+  ManageRoles: 1n << 28n,
 } as const;
+/** Every permission bit Discord defines today (up to 1 << 52), what ADMINISTRATOR and the owner get. */
+export const ALL_PERMISSIONS = (1n << 53n) - 1n;
 export const MEMBER_PERMISSIONS =
   Permission.ViewChannel | Permission.SendMessages | Permission.EmbedLinks | Permission.AttachFiles | Permission.ReadMessageHistory | Permission.UseApplicationCommands;
 export const MODERATOR_PERMISSIONS = MEMBER_PERMISSIONS | Permission.ManageMessages;
@@ -56,12 +63,44 @@ export interface FakeUser {
   global_name?: string | null;
 }
 
+/**
+ * Channel types (https://discord.com/developers/docs/resources/channel#channel-object-channel-types):
+ * 0 text, 2 voice, 4 category, 5 announcement, 10/11/12 announcement/public/private thread, 15 forum.
+ */
+export const ChannelType = { GuildText: 0, DM: 1, GuildVoice: 2, GuildCategory: 4, GuildAnnouncement: 5, AnnouncementThread: 10, PublicThread: 11, PrivateThread: 12, GuildForum: 15 } as const;
+const THREAD_TYPES: ReadonlySet<number> = new Set([10, 11, 12]);
+
+export interface FakeChannel {
+  id: string;
+  name: string;
+  /** Default 0 (GUILD_TEXT). */
+  type?: number;
+  /** The category of a channel, or the channel a thread lives in. */
+  parentId?: string;
+}
+
+/** A guild role (https://discord.com/developers/docs/topics/permissions#role-object). @everyone's id is the guild's. */
+export interface FakeRole {
+  id: string;
+  name: string;
+  position: number;
+  permissions: bigint;
+}
+
 export interface FakeGuild {
   id: string;
   name: string;
-  channels: { id: string; name: string }[];
+  channels: FakeChannel[];
   /** Per-file upload limit in this guild (boosts raise it). */
   uploadLimitBytes?: number;
+  /** Roles; @everyone (id = guild id, MEMBER_PERMISSIONS) is added when missing. */
+  roles?: FakeRole[];
+  /** Role ids of each member by user id (@everyone implied). */
+  memberRoles?: Record<string, string[]>;
+  /** The owner has every permission. Default '1' (nobody the tests use). */
+  ownerId?: string;
+  /** What the bot may do in this guild (`app_permissions`). Default MODERATOR_PERMISSIONS. */
+  appPermissions?: bigint;
 }
 
 export interface FakeDiscordOptions {
@@ -153,6 +192,8 @@ export interface FakeMessage {
   editedAt?: number;
   edits: number;
   deleted: boolean;
+  /** Reactions: emoji (as in the URL: unicode, or name:id) → user ids who reacted. */
+  reactions?: Map<string, Set<string>>;
   /** Snapshot of content/attachments/components after every write, oldest first. */
   history: { at: number; content: string; attachments: { filename: string; size: number }[]; components: number; flags: number }[];
 }
@@ -162,9 +203,9 @@ export interface FakeInteraction {
   token: string;
   /** 2 APPLICATION_COMMAND, 3 MESSAGE_COMPONENT, 5 MODAL_SUBMIT. */
   type: 2 | 3 | 5;
-  /** The modal this interaction answered with (callback type 9), for submitModal. */
-  modal?: Record<string, unknown>;
   payload: Record<string, unknown>;
+  /** The modal this interaction answered with (callback type 9), as the user sees it until submitted. */
+  modal?: OpenModal;
   /** performance.now() when the dispatch left the gateway (or the POST to the Interactions Endpoint URL started). */
   dispatchedAt: number;
   createdAtMs: number;
@@ -201,8 +242,32 @@ export interface SlashCommandInput {
   /** A guild id from the options, or 'dm' for a DM with the bot. Default: the first guild. */
   where?: string | 'dm';
   channelId?: string;
+  /** member.permissions as is; default: computed from the member's roles (memberPermissions). */
   permissions?: bigint;
   attachmentSizeLimit?: number;
+  /**
+   * Dispatch even though Discord's client would not offer the command to this user (the member
+   * lacks the registered default_member_permissions, or the command is not available in this
+   * context): what a forged or stale client could still send, since the API does not check it.
+   */
+  ignoreCommandVisibility?: boolean;
+}
+
+export interface OpenModal {
+  custom_id: string;
+  title: string;
+  /** Top-level components as sent, with ids assigned (action rows of text inputs, labels, text displays). */
+  components: Record<string, unknown>[];
+  submitted: boolean;
+}
+
+export interface ModalSubmitInput {
+  /** The interaction that opened the modal (callback type 9). */
+  interaction: FakeInteraction;
+  /** Text inputs' values by custom_id; an input left out keeps its prefilled `value` (or is empty). */
+  values?: Record<string, string>;
+  /** Default: the user the modal was shown to. */
+  user?: FakeUser;
 }
 
 export interface ComponentClickInput {
@@ -211,7 +276,23 @@ export interface ComponentClickInput {
   /** For select menus. */
   values?: string[];
   user?: FakeUser;
+  /** member.permissions as is; default: computed from the member's roles. */
   permissions?: bigint;
+}
+
+/** A command as Discord returns it after registration, with the fields that decide who sees it. */
+export interface RegisteredCommand {
+  id: string;
+  name: string;
+  type: number;
+  guild_id?: string;
+  /** A permission bitfield as a decimal string, or null (everyone). */
+  default_member_permissions: string | null;
+  /** Interaction contexts: 0 GUILD, 1 BOT_DM, 2 PRIVATE_CHANNEL; null for guild commands. */
+  contexts: number[] | null;
+  integration_types: number[];
+  dm_permission?: boolean;
+  [key: string]: unknown;
 }
 
 interface RateLimitRule {
@@ -392,10 +473,15 @@ export class FakeDiscord extends EventEmitter {
   /** Dispatches a slash command (INTERACTION_CREATE type 2) like a user typing it. */
   async sendCommand(input: SlashCommandInput): Promise<FakeInteraction> {
     const user = input.user ?? DEFAULT_USER;
-    const command = this.registeredCommand(input.name);
+    const where = this.placeOf(input.where, input.channelId, user);
+    const command = this.registeredCommand(input.name, where.guildId);
+    if (command && !input.ignoreCommandVisibility) {
+      const permissions = input.permissions ?? (where.guildId ? this.memberPermissions(user.id, where.guildId) : ALL_PERMISSIONS);
+      const hidden = this.commandHiddenReason(command, where, permissions);
+      if (hidden) throw new Error(`sendCommand: Discord's client would not offer this command to ${user.username}: ${hidden} (pass ignoreCommandVisibility to send it anyway)`);
+    }
     const options: Record<string, unknown>[] = (input.options ?? []).map((o) => ({ ...o }));
     const resolvedAttachments: Record<string, unknown> = {};
-    const where = this.placeOf(input.where, input.channelId, user);
     for (const [name, file] of Object.entries(input.attachments ?? {})) {
       const id = snowflake();
       const contentType = file.contentType ?? 'image/png';
@@ -418,7 +504,7 @@ export class FakeDiscord extends EventEmitter {
       name: input.name,
       type: 1,
       options,
-      ...(where.guildId && { guild_id: where.guildId }),
+      ...(command?.guild_id !== undefined && { guild_id: command.guild_id }),
       ...(Object.keys(resolvedAttachments).length > 0 && { resolved: { attachments: resolvedAttachments } }),
     };
     return this.dispatchInteraction(2, data, user, where, input.permissions, input.attachmentSizeLimit);
@@ -441,28 +527,6 @@ export class FakeDiscord extends EventEmitter {
       ...(component.type === 3 && { values: input.values ?? [] }),
     };
     return this.dispatchInteraction(3, data, user, where, input.permissions, undefined, message);
-  }
-
-  /**
-   * The user fills in and submits the modal a click opened (MODAL_SUBMIT, interaction type 5):
-   * `values` by text input custom_id. The submission's data mirrors the modal's layout, Label
-   * (type 18) or action row, as Discord sends it (discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-modal-submit-data-structure);
-   * a modal opened from a message component carries that message.
-   */
-  async submitModal(input: { interaction: FakeInteraction; values: Record<string, string>; user?: FakeUser }): Promise<FakeInteraction> {
-    const opener = input.interaction;
-    const modal = opener.modal;
-    if (!modal) throw new Error('submitModal: that interaction did not open a modal');
-    const field = (c: Record<string, unknown>) => ({ type: 4, custom_id: c.custom_id, value: input.values[String(c.custom_id)] ?? '' });
-    const components = (modal.components as Record<string, unknown>[]).map((row) =>
-      row.type === 18
-        ? { type: 18, component: field(row.component as Record<string, unknown>) }
-        : { type: 1, components: (row.components as Record<string, unknown>[]).map(field) },
-    );
-    const message = opener.sourceMessageId ? this.messages.get(opener.sourceMessageId) : undefined;
-    const user = input.user ?? { id: opener.userId, username: opener.userId === DEFAULT_USER.id ? DEFAULT_USER.username : `user${opener.userId}` };
-    const where = opener.guildId ? { guildId: opener.guildId, channelId: opener.channelId } : { channelId: opener.channelId, dmUser: user };
-    return this.dispatchInteraction(5, { custom_id: modal.custom_id, components }, user, where, undefined, undefined, message);
   }
 
   /**
@@ -514,9 +578,103 @@ export class FakeDiscord extends EventEmitter {
     return { id, delivered };
   }
 
-  private registeredCommand(name: string): { id?: string } | undefined {
-    const all = [...(this.commands.global ?? []), ...[...this.commands.guild.values()].flat()] as { name: string; id?: string }[];
-    return all.find((c) => c.name === name);
+  /** A guild's command of that name first (it shadows a global one there), else the global one. */
+  private registeredCommand(name: string, guildId?: string): RegisteredCommand | undefined {
+    const guild = guildId ? (this.commands.guild.get(guildId) as RegisteredCommand[] | undefined) : undefined;
+    return guild?.find((c) => c.name === name) ?? (this.commands.global as RegisteredCommand[] | undefined)?.find((c) => c.name === name);
+  }
+
+  /** Commands as registered (global, or a guild's), as Discord returns them. */
+  registeredCommands(guildId?: string): RegisteredCommand[] {
+    return ((guildId ? this.commands.guild.get(guildId) : this.commands.global) ?? []) as RegisteredCommand[];
+  }
+
+  /**
+   * Why Discord's client would not offer `command` to this user here, or undefined when it would.
+   * Discord hides a command from members lacking ALL the bits of its default_member_permissions
+   * ("0": administrators only; ADMINISTRATOR and the owner pass everything) unless the server
+   * overrides it in Server Settings → Integrations, and outside its `contexts` (or in DMs with
+   * dm_permission false). The API does not check either when the interaction arrives: the check is
+   * the client's (https://discord.com/developers/docs/interactions/application-commands#permissions,
+   * https://discord.com/developers/docs/interactions/application-commands#interaction-contexts).
+   */
+  commandHiddenReason(command: RegisteredCommand, where: { guildId?: string }, permissions: bigint): string | undefined {
+    const context = where.guildId ? 0 : 1;
+    if (command.contexts ? !command.contexts.includes(context) : context === 1 && (command.guild_id !== undefined || command.dm_permission === false)) {
+      return `/${command.name} is not available in ${context === 0 ? 'servers' : 'DMs'} (contexts ${JSON.stringify(command.contexts)})`;
+    }
+    if (context === 0 && command.default_member_permissions !== null) {
+      const needed = BigInt(command.default_member_permissions);
+      if ((permissions & needed) !== needed || (needed === 0n && (permissions & Permission.Administrator) === 0n)) {
+        return `/${command.name} needs permissions ${command.default_member_permissions}; the member has ${permissions}`;
+      }
+    }
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Guild state: roles, members' roles, channels
+
+  private guildById(guildId: string = this.guildId): FakeGuild {
+    const guild = this.guilds.find((g) => g.id === guildId);
+    if (!guild) throw new Error(`unknown guild ${guildId}`);
+    return guild;
+  }
+
+  /** A guild's roles, @everyone first (created with MEMBER_PERMISSIONS when missing). */
+  roles(guildId?: string): FakeRole[] {
+    const guild = this.guildById(guildId);
+    guild.roles ??= [];
+    if (!guild.roles.some((r) => r.id === guild.id)) guild.roles.unshift({ id: guild.id, name: '@everyone', position: 0, permissions: MEMBER_PERMISSIONS });
+    return guild.roles;
+  }
+
+  /** Creates a role (above the others unless `position` says) and tells the bot (GUILD_ROLE_CREATE, GUILDS intent). */
+  createRole(init: { name: string; permissions?: bigint; position?: number; guildId?: string }): FakeRole {
+    const roles = this.roles(init.guildId);
+    const guildId = init.guildId ?? this.guildId;
+    const role: FakeRole = { id: snowflake(), name: init.name, position: init.position ?? Math.max(...roles.map((r) => r.position)) + 1, permissions: init.permissions ?? 0n };
+    roles.push(role);
+    this.gateway?.send('GUILD_ROLE_CREATE', { guild_id: guildId, role: roleJson(role) }, guildId);
+    return role;
+  }
+
+  /** Sets a member's roles (role ids of that guild; @everyone is implied). */
+  setMemberRoles(userId: string, roleIds: string[], guildId?: string): void {
+    const guild = this.guildById(guildId);
+    const known = new Set(this.roles(guild.id).map((r) => r.id));
+    for (const id of roleIds) if (!known.has(id)) throw new Error(`setMemberRoles: guild ${guild.id} has no role ${id}`);
+    (guild.memberRoles ??= {})[userId] = roleIds.filter((id) => id !== guild.id);
+  }
+
+  /** A member's role ids (without @everyone). */
+  memberRoleIds(userId: string, guildId?: string): string[] {
+    return this.guildById(guildId).memberRoles?.[userId] ?? [];
+  }
+
+  /**
+   * A member's guild-level permissions as Discord computes them: the owner has all; otherwise
+   * @everyone's permissions OR each of the member's roles', and ADMINISTRATOR means all
+   * (https://discord.com/developers/docs/topics/permissions#permission-overwrites; channel
+   * overwrites are not modelled).
+   */
+  memberPermissions(userId: string, guildId?: string): bigint {
+    const guild = this.guildById(guildId);
+    if (userId === guild.ownerId) return ALL_PERMISSIONS;
+    const roles = this.roles(guild.id);
+    const mine = new Set([guild.id, ...this.memberRoleIds(userId, guild.id)]);
+    const base = roles.filter((r) => mine.has(r.id)).reduce((acc, r) => acc | r.permissions, 0n);
+    return (base & Permission.Administrator) !== 0n ? ALL_PERMISSIONS : base;
+  }
+
+  /** Adds a channel or thread to a guild and tells the bot (CHANNEL_CREATE / THREAD_CREATE, GUILDS intent). */
+  addChannel(init: { name: string; type?: number; parentId?: string; guildId?: string }): FakeChannel {
+    const guild = this.guildById(init.guildId);
+    const channel: FakeChannel = { id: snowflake(), name: init.name, type: init.type ?? 0, ...(init.parentId !== undefined && { parentId: init.parentId }) };
+    guild.channels.push(channel);
+    const isThread = THREAD_TYPES.has(channel.type!);
+    this.gateway?.send(isThread ? 'THREAD_CREATE' : 'CHANNEL_CREATE', { ...channelJson(guild, channel, guild.channels.indexOf(channel)), ...(isThread && { newly_created: true }) }, guild.id);
+    return channel;
   }
 
   private placeOf(where: string | undefined, channelId: string | undefined, user: FakeUser): { guildId?: string; channelId: string; dmUser?: FakeUser } {
@@ -535,6 +693,49 @@ export class FakeDiscord extends EventEmitter {
     return id;
   }
 
+  /**
+   * Submits the modal `input.interaction` opened, as its user pressing Submit: an interaction of
+   * type 5 MODAL_SUBMIT whose data holds the modal's custom_id and its components with the text
+   * inputs' values, in the modal's own structure (action row → `components`, label → `component`)
+   * and with the message when the modal was opened from a component
+   * (https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-modal-submit-data-structure,
+   * https://discord.com/developers/docs/components/reference#label). Throws where Discord's client
+   * would not let the user submit: no open modal, already submitted, expired with the token that
+   * opened it, a required input empty or a length out of bounds.
+   */
+  async submitModal(input: ModalSubmitInput): Promise<FakeInteraction> {
+    const opener = this.interactions.get(input.interaction.id) ?? input.interaction;
+    const modal = opener.modal;
+    if (!modal) throw new Error('submitModal: that interaction did not open a modal');
+    if (modal.submitted) throw new Error('submitModal: the modal was already submitted (it closes on submit)');
+    if (Date.now() - opener.createdAtMs > this.tokenLifetimeMs) throw new Error('submitModal: the modal expired with its interaction token');
+    const values = { ...input.values };
+    const answer = (c: Record<string, unknown>): Record<string, unknown> => {
+      if (c.type !== 4) throw new Error(`submitModal: component type ${String(c.type)} is not supported by the fake (text inputs only)`);
+      const customId = String(c.custom_id);
+      const value = values[customId] ?? (typeof c.value === 'string' ? c.value : '');
+      delete values[customId];
+      if (c.required !== false && value.length === 0) throw new Error(`submitModal: ${customId} is required`);
+      if (value.length > 0 && ((typeof c.min_length === 'number' && value.length < c.min_length) || value.length > (typeof c.max_length === 'number' ? c.max_length : 4000))) {
+        throw new Error(`submitModal: ${customId} must be ${String(c.min_length ?? 0)}–${String(c.max_length ?? 4000)} characters`);
+      }
+      return { type: 4, id: c.id, custom_id: customId, value };
+    };
+    const components = modal.components.map((c) => {
+      if (c.type === 1) return { type: 1, id: c.id, components: ((c.components ?? []) as Record<string, unknown>[]).map(answer) };
+      if (c.type === 18) return { type: 18, id: c.id, component: answer(c.component as Record<string, unknown>) };
+      return { type: c.type, id: c.id };
+    });
+    const unknown = Object.keys(values);
+    if (unknown.length > 0) throw new Error(`submitModal: the modal has no text input ${unknown.join(', ')}`);
+    modal.submitted = true;
+    const opened = (opener.payload.member as { user?: { id: string; username: string; global_name?: string | null } } | undefined)?.user ?? (opener.payload.user as { id: string; username: string; global_name?: string | null });
+    const user = input.user ?? { id: opened.id, username: opened.username, global_name: opened.global_name ?? null };
+    const where = opener.guildId ? { guildId: opener.guildId, channelId: opener.channelId } : { channelId: opener.channelId, dmUser: user };
+    const source = opener.sourceMessageId ? this.messages.get(opener.sourceMessageId) : undefined;
+    return this.dispatchInteraction(5, { custom_id: modal.custom_id, components }, user, where, undefined, opener.payload.attachment_size_limit as number, source);
+  }
+
   private async dispatchInteraction(
     type: 2 | 3 | 5,
     data: Record<string, unknown>,
@@ -550,8 +751,9 @@ export class FakeDiscord extends EventEmitter {
     const id = snowflake(now - (TOKEN_LIFETIME_MS - this.tokenLifetimeMs));
     const token = Buffer.from(`interaction:${id}:${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`).toString('base64url');
     const userObj = { id: user.id, username: user.username, global_name: user.global_name ?? null, discriminator: '0', avatar: null, public_flags: 0 };
-    const perms = (permissions ?? MEMBER_PERMISSIONS).toString();
     const guild = where.guildId ? this.guilds.find((g) => g.id === where.guildId) : undefined;
+    const perms = (permissions ?? (guild ? this.memberPermissions(user.id, guild.id) : MEMBER_PERMISSIONS)).toString();
+    const channel = guild?.channels.find((c) => c.id === where.channelId);
     const payload: Record<string, unknown> = {
       id,
       application_id: this.applicationId,
@@ -561,9 +763,9 @@ export class FakeDiscord extends EventEmitter {
       data,
       channel_id: where.channelId,
       channel: guild
-        ? { id: where.channelId, type: 0, guild_id: guild.id, name: guild.channels.find((c) => c.id === where.channelId)?.name ?? 'channel', position: 0, permission_overwrites: [], nsfw: false, parent_id: null, permissions: perms }
+        ? { ...(channel ? channelJson(guild, channel, guild.channels.indexOf(channel)) : { id: where.channelId, type: 0, guild_id: guild.id, name: 'channel', position: 0, permission_overwrites: [], nsfw: false, parent_id: null }), permissions: perms }
         : { id: where.channelId, type: 1, recipients: [userObj], last_message_id: null, flags: 0 },
-      app_permissions: (MODERATOR_PERMISSIONS).toString(),
+      app_permissions: (guild?.appPermissions ?? MODERATOR_PERMISSIONS).toString(),
       locale: 'en-US',
       entitlements: [],
       authorizing_integration_owners: guild ? { '0': guild.id } : { '0': '0' },
@@ -574,7 +776,7 @@ export class FakeDiscord extends EventEmitter {
             guild_id: guild.id,
             guild: { id: guild.id, locale: 'en-US', features: [] },
             guild_locale: 'en-US',
-            member: { user: userObj, roles: [], permissions: perms, joined_at: new Date(now - 86_400_000).toISOString(), nick: null, avatar: null, deaf: false, mute: false, flags: 0, pending: false, premium_since: null },
+            member: { user: userObj, roles: this.memberRoleIds(user.id, guild.id), permissions: perms, joined_at: new Date(now - 86_400_000).toISOString(), nick: null, avatar: null, deaf: false, mute: false, flags: 0, pending: false, premium_since: null },
           }
         : { user: userObj }),
       ...(message && { message: this.messageJson(message) }),
@@ -842,18 +1044,71 @@ export class FakeDiscord extends EventEmitter {
       if (method === 'PUT') {
         const err = validateBody('commandsBulkOverwrite', parsed.json) ?? commandRules(parsed.json as Record<string, unknown>[]);
         if (err) return { status: 400, json: err };
-        const saved = (parsed.json as Record<string, unknown>[]).map((c) => ({
-          ...c,
-          id: snowflake(),
-          application_id: this.applicationId,
-          version: snowflake(),
-          type: c.type ?? 1,
-          ...(guildId && { guild_id: guildId }),
-        }));
+        // Discord answers with every field set: the bitfield as a string, contexts defaulting to
+        // every context for global commands (null for guild ones), integration_types to guild install
+        // (https://discord.com/developers/docs/interactions/application-commands#application-command-object).
+        const saved = (parsed.json as Record<string, unknown>[]).map((c): RegisteredCommand => {
+          const dmp = c.default_member_permissions;
+          const contexts = Array.isArray(c.contexts) ? (c.contexts as number[]) : guildId ? null : c.dm_permission === false ? [0] : [0, 1, 2];
+          return {
+            ...c,
+            id: snowflake(),
+            application_id: this.applicationId,
+            version: snowflake(),
+            name: String(c.name),
+            type: typeof c.type === 'number' ? c.type : 1,
+            default_member_permissions: dmp === undefined || dmp === null ? null : BigInt(dmp as string | number).toString(),
+            contexts,
+            integration_types: Array.isArray(c.integration_types) ? (c.integration_types as number[]) : [0],
+            nsfw: c.nsfw === true,
+            ...(guildId ? { guild_id: guildId } : { dm_permission: c.dm_permission !== false && (contexts === null || contexts.includes(1)) }),
+          };
+        });
         if (guildId) this.commands.guild.set(guildId, saved);
         else this.commands.global = saved;
         return { status: 200, json: saved };
       }
+    }
+    if ((m = /^\/guilds\/(\d+)\/(roles|channels)$/.exec(path)) && method === 'GET') {
+      const guild = this.guilds.find((g) => g.id === m![1]);
+      if (!guild) return { status: 404, json: ERRORS.unknownGuild };
+      // GET /guilds/{id}/channels lists channels, not threads (those come from the threads endpoints).
+      if (m[2] === 'roles') return { status: 200, json: this.roles(guild.id).map(roleJson) };
+      return { status: 200, json: guild.channels.flatMap((c, i) => (THREAD_TYPES.has(c.type ?? 0) ? [] : [channelJson(guild, c, i)])) };
+    }
+    if ((m = /^\/guilds\/(\d+)\/members\/(\d+)$/.exec(path)) && method === 'GET') {
+      const guild = this.guilds.find((g) => g.id === m![1]);
+      if (!guild) return { status: 404, json: ERRORS.unknownGuild };
+      const userId = m[2]!;
+      return {
+        status: 200,
+        json: {
+          user: { id: userId, username: `user${userId.slice(-4)}`, global_name: null, discriminator: '0', avatar: null, public_flags: 0 },
+          roles: this.memberRoleIds(userId, guild.id),
+          nick: null,
+          avatar: null,
+          joined_at: new Date(Date.now() - 86_400_000).toISOString(),
+          premium_since: null,
+          deaf: false,
+          mute: false,
+          flags: 0,
+          pending: false,
+        },
+      };
+    }
+    if ((m = /^\/channels\/(\d+)$/.exec(path)) && method === 'GET') {
+      const channelId = m[1]!;
+      const guild = this.guilds.find((g) => g.channels.some((c) => c.id === channelId));
+      if (guild) {
+        const i = guild.channels.findIndex((c) => c.id === channelId);
+        return { status: 200, json: channelJson(guild, guild.channels[i]!, i) };
+      }
+      const recipient = [...this.dmChannels].find(([, id]) => id === channelId)?.[0];
+      if (recipient === undefined) return { status: 404, json: ERRORS.unknownChannel };
+      return { status: 200, json: { id: channelId, type: 1, last_message_id: null, flags: 0, recipients: [{ id: recipient, username: `user${recipient.slice(-4)}`, discriminator: '0', avatar: null, global_name: null }] } };
+    }
+    if ((m = /^\/channels\/(\d+)\/messages\/(\d+)\/reactions\/([^/]+)\/@me$/.exec(path)) && (method === 'PUT' || method === 'DELETE')) {
+      return this.ownReaction(method, m[1]!, m[2]!, m[3]!);
     }
     if ((m = /^\/channels\/(\d+)\/messages(?:\/(\d+))?$/.exec(path))) {
       return this.channelRoute(method, m[1]!, m[2], parsed);
@@ -876,13 +1131,12 @@ export class FakeDiscord extends EventEmitter {
     if (err) return { status: 400, json: err };
     const body = parsed.json as { type: number; data?: Record<string, unknown> | null };
     const data = body.data ?? {};
-    if (body.type === 9) {
-      // Discord: a modal cannot be the response to a MODAL_SUBMIT.
-      if (interaction.type === 5) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'A modal cannot answer a modal submission.' }]) };
-      interaction.modal = data;
+    if (body.type === 9 && interaction.type === 5) {
+      return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'A modal cannot be answered with another modal.' }]) };
     }
     if (body.type === 6 || body.type === 7) {
-      if (interaction.type !== 3) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'Interaction callback type 6/7 is only valid for component interactions.' }]) };
+      // A modal submitted from a component's modal may update that component's message too.
+      if (interaction.type !== 3 && !(interaction.type === 5 && interaction.sourceMessageId)) return { status: 400, json: invalidFormBody([{ path: ['type'], code: 'invalid_value', message: 'Interaction callback type 6/7 is only valid for component interactions.' }]) };
     }
     if (body.type === 5 && typeof data.flags === 'number' && (data.flags & ~MESSAGE_FLAG_EPHEMERAL) !== 0) {
       return { status: 400, json: invalidFormBody([{ path: ['data', 'flags'], code: 'invalid_value', message: 'Only the EPHEMERAL flag may be set when deferring.' }]) };
@@ -913,6 +1167,17 @@ export class FakeDiscord extends EventEmitter {
         this.applyWrite(source, built.write);
       }
       messageId = source?.id;
+    }
+    if (body.type === 9) {
+      const modal = data as { custom_id: string; title: string; components: Record<string, unknown>[] };
+      let next = 1;
+      const assign = (c: Record<string, unknown>): Record<string, unknown> => ({
+        ...c,
+        id: typeof c.id === 'number' ? c.id : next++,
+        ...(Array.isArray(c.components) && { components: (c.components as Record<string, unknown>[]).map(assign) }),
+        ...(c.component !== undefined && { component: assign(c.component as Record<string, unknown>) }),
+      });
+      interaction.modal = { custom_id: modal.custom_id, title: modal.title, components: modal.components.map(assign), submitted: false };
     }
     interaction.ackedAt = now;
     interaction.ackLatencyMs = now - interaction.dispatchedAt;
@@ -1036,6 +1301,27 @@ export class FakeDiscord extends EventEmitter {
       return { status: 200, json: this.messageJson(msg) };
     }
     return { status: 405, json: { code: 0, message: '405: Method Not Allowed' } };
+  }
+
+  /**
+   * PUT/DELETE /channels/{id}/messages/{id}/reactions/{emoji}/@me: 204 either way; the emoji is a
+   * URL-encoded unicode emoji or `name:id` for a custom one (10014 Unknown Emoji otherwise)
+   * (https://discord.com/developers/docs/resources/message#create-reaction).
+   */
+  private ownReaction(method: string, channelId: string, messageId: string, emoji: string): Answer {
+    const msg = this.messages.get(messageId);
+    if (!msg || msg.deleted || msg.channelId !== channelId || (msg.flags & MESSAGE_FLAG_EPHEMERAL) !== 0) return { status: 404, json: ERRORS.unknownMessage };
+    // rec.path is already decoded: a custom emoji is name:id, anything else must be one pictograph sequence.
+    if (!/^[\w-]{2,32}:\d+$/.test(emoji) && !/^\p{Extended_Pictographic}/u.test(emoji) && !/^[\u{1F1E6}-\u{1F1FF}0-9#*]/u.test(emoji)) {
+      return { status: 400, json: ERRORS.unknownEmoji };
+    }
+    msg.reactions ??= new Map();
+    const users = msg.reactions.get(emoji) ?? new Set<string>();
+    if (method === 'PUT') users.add(this.botUser.id);
+    else users.delete(this.botUser.id);
+    if (users.size > 0) msg.reactions.set(emoji, users);
+    else msg.reactions.delete(emoji);
+    return { status: 204 };
   }
 
   private takeEditSlot(messageId: string): Answer | undefined {
@@ -1243,13 +1529,13 @@ export class FakeDiscord extends EventEmitter {
       icon: null,
       splash: null,
       discovery_splash: null,
-      owner_id: '1',
+      owner_id: g.ownerId ?? '1',
       afk_channel_id: null,
       afk_timeout: 300,
       verification_level: 0,
       default_message_notifications: 0,
       explicit_content_filter: 0,
-      roles: [{ id: g.id, name: '@everyone', permissions: MEMBER_PERMISSIONS.toString(), position: 0, color: 0, hoist: false, managed: false, mentionable: false, flags: 0, icon: null, unicode_emoji: null }],
+      roles: this.roles(g.id).map(roleJson),
       emojis: [],
       stickers: [],
       features: [],
@@ -1274,13 +1560,68 @@ export class FakeDiscord extends EventEmitter {
       members: [],
       presences: [],
       voice_states: [],
-      threads: [],
+      threads: g.channels.flatMap((c, i) => (THREAD_TYPES.has(c.type ?? 0) ? [channelJson(g, c, i)] : [])),
       stage_instances: [],
       guild_scheduled_events: [],
       soundboard_sounds: [],
-      channels: g.channels.map((c, i) => ({ id: c.id, type: 0, name: c.name, guild_id: g.id, position: i, permission_overwrites: [], parent_id: null, nsfw: false, topic: null, rate_limit_per_user: 0, last_message_id: null })),
+      channels: g.channels.flatMap((c, i) => (THREAD_TYPES.has(c.type ?? 0) ? [] : [channelJson(g, c, i)])),
     };
   }
+}
+
+/** A role as Discord's API returns it (https://discord.com/developers/docs/topics/permissions#role-object). */
+function roleJson(r: FakeRole): Record<string, unknown> {
+  return {
+    id: r.id,
+    name: r.name,
+    color: 0,
+    colors: { primary_color: 0, secondary_color: null, tertiary_color: null },
+    hoist: false,
+    icon: null,
+    unicode_emoji: null,
+    position: r.position,
+    permissions: r.permissions.toString(),
+    managed: false,
+    mentionable: false,
+    flags: 0,
+  };
+}
+
+/** A guild channel or thread as Discord's API returns it (https://discord.com/developers/docs/resources/channel#channel-object). */
+function channelJson(g: FakeGuild, c: FakeChannel, position: number): Record<string, unknown> {
+  const type = c.type ?? 0;
+  if (THREAD_TYPES.has(type)) {
+    return {
+      id: c.id,
+      type,
+      guild_id: g.id,
+      name: c.name,
+      parent_id: c.parentId ?? null,
+      owner_id: '1',
+      last_message_id: null,
+      rate_limit_per_user: 0,
+      message_count: 0,
+      member_count: 1,
+      total_message_sent: 0,
+      flags: 0,
+      thread_metadata: { archived: false, auto_archive_duration: 1440, archive_timestamp: new Date().toISOString(), locked: false, ...(type === 12 && { invitable: true }) },
+    };
+  }
+  return {
+    id: c.id,
+    type,
+    guild_id: g.id,
+    name: c.name,
+    position,
+    permission_overwrites: [],
+    parent_id: c.parentId ?? null,
+    nsfw: false,
+    flags: 0,
+    ...(type !== 4 && { last_message_id: null, rate_limit_per_user: 0 }),
+    ...((type === 0 || type === 5 || type === 15) && { topic: null }),
+    ...(type === 2 && { bitrate: 64_000, user_limit: 0, rtc_region: null }),
+    ...(type === 15 && { available_tags: [], default_reaction_emoji: null, default_sort_order: null, default_forum_layout: 0 }),
+  };
 }
 
 interface Answer {

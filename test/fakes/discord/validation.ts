@@ -99,6 +99,17 @@ export function validateBody(kind: BodyKind, body: unknown): DiscordErrorBody | 
     const item = schema('ApplicationCommandUpdateRequestSchema');
     const issues: Issue[] = [];
     body.forEach((cmd, i) => {
+      // Discord's docs give default_member_permissions as a string ("a bit set"); the OpenAPI
+      // description as an integer. Both are accepted; a string must hold a decimal integer
+      // (https://discord.com/developers/docs/interactions/application-commands#application-command-object).
+      const dmp = (cmd as { default_member_permissions?: unknown } | null)?.default_member_permissions;
+      if (typeof dmp === 'string') {
+        if (!/^\d{1,20}$/.test(dmp)) {
+          issues.push({ code: 'number_type_coerce', path: [i, 'default_member_permissions'], message: `Value "${dmp}" is not int.` });
+          return;
+        }
+        cmd = { ...(cmd as object), default_member_permissions: Number(dmp) };
+      }
       const r = item.safeParse(cmd);
       if (!r.success) issues.push(...r.error.issues.map((is) => ({ ...is, path: [i, ...is.path] })));
     });
@@ -124,5 +135,7 @@ export const ERRORS = {
   missingPermissions: { code: 50013, message: 'Missing Permissions' },
   cannotEditOthers: { code: 50005, message: 'Cannot edit a message authored by another user' },
   notFound: { code: 0, message: '404: Not Found' },
+  unknownGuild: { code: 10004, message: 'Unknown Guild' },
+  unknownEmoji: { code: 10014, message: 'Unknown Emoji' },
   interactionNotReplied: { code: 10015, message: 'Unknown Webhook' },
 } as const satisfies Record<string, DiscordErrorBody>;

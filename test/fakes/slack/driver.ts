@@ -73,6 +73,12 @@ export interface SlackDriver {
    * signed JSON `event_callback`; `retryNum` adds Slack's retry headers.
    */
   mention(opts: { message: FakeMessage; retryNum?: number }): Promise<AckResult & { eventId: string }>;
+  /**
+   * A user posts `text` (which should hold `<@botUserId>`) in a channel, or as a reply in the
+   * thread `threadTs` (e.g. a result's thread), optionally with files: the message is seeded in the
+   * fake (so conversations.replies sees it) and its `app_mention` (with `thread_ts`) sent.
+   */
+  mentionAs(opts: { user: SlackUser; channel: string; text: string; threadTs?: string; files?: FakeFile[] }): Promise<AckResult & { eventId: string; message: FakeMessage }>;
   /** Clicks a button (or picks a select option) on a message the bot posted. */
   clickButton(opts: ClickOptions): Promise<AckResult & { triggerId: string; responseUrl: string }>;
   /** Runs a message shortcut on a message. */
@@ -91,7 +97,7 @@ export interface SlackDriver {
 }
 
 /** What the driver needs from a fake Slack (a bench may pass a stand-in living in another process). */
-export type DriverFake = Pick<FakeSlack, 'teamId' | 'issueTriggerId' | 'newResponseUrl' | 'fileObject' | 'views'> & Partial<Pick<FakeSlack, 'botUserId'>>;
+export type DriverFake = Pick<FakeSlack, 'teamId' | 'issueTriggerId' | 'newResponseUrl' | 'fileObject' | 'views'> & Partial<Pick<FakeSlack, 'botUserId' | 'seedMessage'>>;
 
 export function createSlackDriver(opts: { eventsUrl: string; signingSecret: string; fake: DriverFake; now?: () => number }): SlackDriver {
   const { eventsUrl, signingSecret, fake } = opts;
@@ -224,6 +230,13 @@ export function createSlackDriver(opts: { eventsUrl: string; signingSecret: stri
       const retry: Record<string, string> = retryNum ? { 'x-slack-retry-num': String(retryNum), 'x-slack-retry-reason': 'http_timeout' } : {};
       const r = await post(JSON.stringify(body), {}, 'application/json', retry);
       return { ...r, eventId };
+    },
+    async mentionAs({ user, channel, text, threadTs, files }) {
+      if (!fake.seedMessage) throw new Error('driver: mentionAs needs a fake that can seed messages');
+      const message = fake.seedMessage({ channel, user: user.id, text, ...(files ? { files } : {}), ...(threadTs ? { threadTs } : {}) });
+      const { body, eventId } = buildMention({ message });
+      const r = await post(JSON.stringify(body), {}, 'application/json');
+      return { ...r, eventId, message };
     },
     async clickButton(opts) {
       const { payload, triggerId, responseUrl } = buildBlockActions(opts);

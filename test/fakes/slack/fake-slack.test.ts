@@ -2,7 +2,10 @@
 import { webApi } from '@slack/bolt';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startFakeSlack, type FakeSlack } from './fake-slack.ts';
+import { createSlackDriver } from './driver.ts';
 
 let fake: FakeSlack;
 let client: webApi.WebClient;
@@ -98,5 +101,123 @@ describe('fake Slack', () => {
     const statuses = [];
     for (let i = 0; i < 6; i++) statuses.push(await post());
     expect(statuses).toEqual([200, 200, 200, 200, 200, 404]);
+  });
+
+  test('users.info: admin/owner/guest flags and tz as seeded; user_not_found; missing_scope without users:read', async () => {
+    fake.addUser({ id: 'U0ADMIN', name: 'ada', is_admin: true, tz: 'Europe/Paris' });
+    fake.addUser({ id: 'U0OWNER', name: 'olga', is_admin: true, is_owner: true, is_primary_owner: true });
+    fake.addUser({ id: 'U0GUEST', name: 'gus', is_restricted: true, deleted: true });
+    const admin = (await client.users.info({ user: 'U0ADMIN' })).user!;
+    expect([admin.is_admin, admin.is_owner, admin.is_primary_owner, admin.is_restricted, admin.deleted, admin.tz]).toEqual([true, false, false, false, false, 'Europe/Paris']);
+    expect([3600, 7200]).toContain(admin.tz_offset);
+    const owner = (await client.users.info({ user: 'U0OWNER' })).user!;
+    expect([owner.is_admin, owner.is_owner, owner.is_primary_owner]).toEqual([true, true, true]);
+    const guest = (await client.users.info({ user: 'U0GUEST' })).user!;
+    expect([guest.is_admin, guest.is_restricted, guest.deleted]).toEqual([false, true, true]);
+    expect(await code(client.users.info({ user: 'U0NOBODY' }))).toBe('user_not_found');
+
+    const scoped = await startFakeSlack({ scopes: ['chat:write', 'commands'], users: [{ id: 'U0ADMIN', name: 'ada', is_admin: true }] });
+    try {
+      const c = new webApi.WebClient(scoped.botToken, { slackApiUrl: scoped.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
+      const err = (await c.users.info({ user: 'U0ADMIN' }).catch((e: unknown) => e)) as { data: { error: string; needed: string; provided: string } };
+      expect(err.data).toMatchObject({ error: 'missing_scope', needed: 'users:read', provided: 'chat:write,commands' });
+    } finally {
+      await scoped.close();
+    }
+  });
+
+  test('usergroups.list and usergroups.users.list: seeded groups, disabled ones hidden, no_such_subteam', async () => {
+    fake.addUsergroup({ id: 'S0ART', handle: 'artists', name: 'Artists', users: ['U1', 'U2'] });
+    fake.addUsergroup({ id: 'S0OLD', handle: 'old', name: 'Old', users: ['U3'], disabled: true });
+    const listed = await client.usergroups.list({ include_users: true });
+    expect(listed.usergroups!.map((g) => [g.id, g.handle, g.users, g.user_count])).toEqual([['S0ART', 'artists', ['U1', 'U2'], 2]]);
+    expect((await client.usergroups.list({ include_disabled: true })).usergroups!.map((g) => g.id)).toEqual(['S0ART', 'S0OLD']);
+    expect((await client.usergroups.users.list({ usergroup: 'S0ART' })).users).toEqual(['U1', 'U2']);
+    expect(await code(client.usergroups.users.list({ usergroup: 'S0NONE' }))).toBe('no_such_subteam');
+  });
+
+  test('conversations.info: name and privacy of a channel, is_im for a DM, channel_not_found', async () => {
+    fake.addChannel({ id: 'C0ART', name: 'art' });
+    fake.addChannel({ id: 'C0SECRET', name: 'secret', is_private: true });
+    const art = (await client.conversations.info({ channel: 'C0ART' })).channel!;
+    expect([art.name, art.is_private, art.is_channel, art.is_im]).toEqual(['art', false, true, false]);
+    const secret = (await client.conversations.info({ channel: 'C0SECRET' })).channel!;
+    expect([secret.name, secret.is_private, secret.is_group]).toEqual(['secret', true, true]);
+    expect((await client.conversations.info({ channel: 'DU0ADMIN' })).channel!.is_im).toBe(true);
+    expect(await code(client.conversations.info({ channel: 'C0NOWHERE' }))).toBe('channel_not_found');
+  });
+
+  test('app_mention in a result’s thread, and conversations.replies reads the thread with its files', async () => {
+    const received: { body: string }[] = [];
+    const app = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push({ body });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    try {
+      const driver = createSlackDriver({ eventsUrl: `http://127.0.0.1:${(app.address() as AddressInfo).port}/slack/events`, signingSecret: 's', fake });
+      const parent = await client.chat.postMessage({ channel: 'C3', text: 'a cat' });
+      const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.alloc(50, 1)]);
+      await client.filesUploadV2({ channel_id: 'C3', thread_ts: parent.ts!, file_uploads: [{ file: png, filename: 'cat-1.png' }] });
+      const { message } = await driver.mentionAs({ user: { id: 'U1' }, channel: 'C3', threadTs: parent.ts!, text: `<@${fake.botUserId}> make it night` });
+      const event = (JSON.parse(received[0]!.body) as { event: Record<string, unknown> }).event;
+      expect(event).toMatchObject({ type: 'app_mention', user: 'U1', channel: 'C3', thread_ts: parent.ts, ts: message.ts, text: `<@${fake.botUserId}> make it night` });
+
+      // Asking with the mention's ts gives the whole thread: parent first, the result's file, the mention.
+      const thread = await client.conversations.replies({ channel: 'C3', ts: message.ts });
+      expect(thread.messages!.map((m) => [m.ts, m.files?.map((f) => f.name) ?? []])).toEqual([
+        [parent.ts, []],
+        [expect.any(String), ['cat-1.png']],
+        [message.ts, []],
+      ]);
+      expect(thread.messages![0]).toMatchObject({ thread_ts: parent.ts, reply_count: 2 });
+      const file = thread.messages![1]!.files![0]!;
+      const bytes = await request(file.url_private!, { headers: { authorization: `Bearer ${fake.botToken}` } });
+      expect(Buffer.from(await bytes.body.arrayBuffer())).toEqual(png);
+      expect(await code(client.conversations.replies({ channel: 'C3', ts: '1.000000' }))).toBe('thread_not_found');
+    } finally {
+      await new Promise<void>((resolve) => app.close(() => resolve()));
+    }
+  });
+
+  test('a modal opened from a button is submitted with its private_metadata and the inputs’ values', async () => {
+    const received: Record<string, unknown>[] = [];
+    const app = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        received.push(JSON.parse(new URLSearchParams(body).get('payload')!) as Record<string, unknown>);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    try {
+      const driver = createSlackDriver({ eventsUrl: `http://127.0.0.1:${(app.address() as AddressInfo).port}/slack/events`, signingSecret: 's', fake });
+      const result = await client.chat.postMessage({ channel: 'C4', text: 'r', blocks: [{ type: 'actions', elements: [{ type: 'button', action_id: 'edit', text: { type: 'plain_text', text: 'Edit' }, value: 'job1:2' }] }] });
+      const click = await driver.clickButton({ user: { id: 'U1' }, message: fake.message('C4', result.ts!)!, actionId: 'edit' });
+      const opened = await client.views.open({
+        trigger_id: click.triggerId,
+        view: {
+          type: 'modal',
+          callback_id: 'edit',
+          private_metadata: JSON.stringify({ job: 'job1', image: 2 }),
+          title: { type: 'plain_text', text: 'Edit' },
+          submit: { type: 'plain_text', text: 'Go' },
+          blocks: [{ type: 'input', block_id: 'what', label: { type: 'plain_text', text: 'What should change?' }, element: { type: 'plain_text_input', action_id: 'instruction' } }],
+        },
+      });
+      await driver.submitView({ user: { id: 'U1' }, viewId: opened.view!.id!, values: { what: { any: driver.text('make it night') } } });
+      const submission = received.at(-1) as { type: string; view: { callback_id: string; private_metadata: string; state: { values: unknown } } };
+      expect(submission.type).toBe('view_submission');
+      expect(submission.view.callback_id).toBe('edit');
+      expect(JSON.parse(submission.view.private_metadata)).toEqual({ job: 'job1', image: 2 });
+      expect(submission.view.state.values).toEqual({ what: { instruction: { type: 'plain_text_input', value: 'make it night' } } });
+    } finally {
+      await new Promise<void>((resolve) => app.close(() => resolve()));
+    }
   });
 });

@@ -7,7 +7,8 @@
  *
  * Methods: auth.test, chat.postMessage/update/postEphemeral/delete, views.open/update,
  * files.getUploadURLExternal (+ the upload URL), files.completeUploadExternal, files.info,
- * files.delete. Also: url_private downloads (bot token required, 403 otherwise) and response_url.
+ * files.delete, users.info, usergroups.list, usergroups.users.list, conversations.info,
+ * conversations.replies. Also: url_private downloads (bot token required, 403 otherwise) and response_url.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -108,6 +109,40 @@ export interface Upload {
   authorization: string | undefined;
 }
 
+/** A workspace member as users.info describes one (https://api.slack.com/methods/users.info). */
+export interface SlackUserInfo {
+  id: string;
+  name: string;
+  real_name?: string;
+  is_admin?: boolean;
+  is_owner?: boolean;
+  is_primary_owner?: boolean;
+  /** Guests: multi-channel (is_restricted) or single-channel (also is_ultra_restricted). */
+  is_restricted?: boolean;
+  is_ultra_restricted?: boolean;
+  is_bot?: boolean;
+  deleted?: boolean;
+  /** IANA time zone, e.g. 'Europe/Paris'. Default 'America/Los_Angeles'. */
+  tz?: string;
+}
+
+/** A user group (https://api.slack.com/methods/usergroups.list). */
+export interface SlackUsergroup {
+  id: string;
+  handle: string;
+  name: string;
+  users: string[];
+  /** Disabled groups are listed only with include_disabled. */
+  disabled?: boolean;
+}
+
+/** A conversation as conversations.info describes it (https://api.slack.com/methods/conversations.info). */
+export interface SlackChannelInfo {
+  id: string;
+  name: string;
+  is_private?: boolean;
+}
+
 type Fault = ({ kind: 'ratelimit'; retryAfterSec: number } | { kind: 'error'; error: string }) & { match?: (args: Json) => boolean };
 
 export interface FakeSlackOptions {
@@ -124,6 +159,17 @@ export interface FakeSlackOptions {
   /** Private channels with today's C… ids (Slack gives new private channels C ids too). */
   privateChannels?: string[];
   now?: () => number;
+  /** Workspace members for users.info (the bot user is always there). */
+  users?: SlackUserInfo[];
+  usergroups?: SlackUsergroup[];
+  /** Named channels for conversations.info; channels the bot posted in are known too (named after their id). */
+  channels?: SlackChannelInfo[];
+  /**
+   * The bot token's scopes. When set, users.info, usergroups.*, conversations.info and
+   * conversations.replies answer `missing_scope` (with `needed` and `provided`) without theirs, as
+   * Slack does; unset, every scope is granted.
+   */
+  scopes?: string[];
 }
 
 export interface FakeSlack {
@@ -163,7 +209,13 @@ export interface FakeSlack {
   newResponseUrl(): string;
   /** Adds a user's file (a reference image) reachable only with the bot token. */
   addUserFile(opts: { name: string; mimetype: string; bytes: Buffer; user: string }): FakeFile;
-  /** Seeds a message written by a user (e.g. one carrying images, for the message shortcut). */
+  /** Adds or replaces a workspace member (users.info). */
+  addUser(user: SlackUserInfo): void;
+  /** Adds or replaces a user group (usergroups.list / usergroups.users.list). */
+  addUsergroup(group: SlackUsergroup): void;
+  /** Adds or replaces a named channel (conversations.info). */
+  addChannel(channel: SlackChannelInfo): void;
+  /** Seeds a message written by a user (e.g. one carrying images, for the message shortcut, or a reply in a thread with `threadTs`). */
   seedMessage(opts: { channel: string; user: string; text: string; files?: FakeFile[]; threadTs?: string }): FakeMessage;
   /** The next `count` calls to `method` (matching `match`, when given) answer 429 with Retry-After. */
   injectRateLimit(method: string, count: number, retryAfterSec: number, match?: (args: Json) => boolean): void;
@@ -228,6 +280,11 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
   const responseUrlPosts: ResponseUrlPost[] = [];
   const refusedDownloads: string[] = [];
   const faults = new Map<string, Fault[]>();
+  const users = new Map<string, SlackUserInfo>([[FAKE_BOT_USER_ID, { id: FAKE_BOT_USER_ID, name: 'imagine', is_bot: true }]]);
+  for (const u of opts.users ?? []) users.set(u.id, u);
+  const usergroups = new Map<string, SlackUsergroup>((opts.usergroups ?? []).map((g) => [g.id, g]));
+  const channelInfos = new Map<string, SlackChannelInfo>((opts.channels ?? []).map((c) => [c.id, c]));
+  const scopes = opts.scopes ? new Set(opts.scopes) : undefined;
   let seq = 0;
   let baseUrl = '';
 
@@ -486,6 +543,130 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
       return { ok: true, channel: { id: channel, is_member: true } };
     },
 
+    'users.info': (args) => {
+      const u = typeof args.user === 'string' ? users.get(args.user) : undefined;
+      if (!u) return fail('user_not_found');
+      const tz = u.tz ?? 'America/Los_Angeles';
+      return {
+        ok: true,
+        user: {
+          id: u.id,
+          team_id: FAKE_TEAM_ID,
+          name: u.name,
+          deleted: u.deleted ?? false,
+          color: '9f69e7',
+          real_name: u.real_name ?? u.name,
+          tz,
+          tz_label: tz,
+          tz_offset: tzOffsetSeconds(tz, now()),
+          profile: { real_name: u.real_name ?? u.name, display_name: u.name, team: FAKE_TEAM_ID },
+          is_admin: u.is_admin ?? false,
+          is_owner: u.is_owner ?? false,
+          is_primary_owner: u.is_primary_owner ?? false,
+          is_restricted: u.is_restricted ?? false,
+          is_ultra_restricted: u.is_ultra_restricted ?? false,
+          is_bot: u.is_bot ?? false,
+          is_app_user: false,
+          updated: Math.floor(now() / 1000),
+        },
+      };
+    },
+
+    'usergroups.list': (args) => {
+      const includeUsers = args.include_users === true || args.include_users === 'true';
+      const includeDisabled = args.include_disabled === true || args.include_disabled === 'true';
+      const list = [...usergroups.values()].filter((g) => includeDisabled || !g.disabled);
+      return {
+        ok: true,
+        usergroups: list.map((g) => ({
+          id: g.id,
+          team_id: FAKE_TEAM_ID,
+          is_usergroup: true,
+          name: g.name,
+          description: '',
+          handle: g.handle,
+          is_external: false,
+          date_create: 1_700_000_000,
+          date_update: 1_700_000_000,
+          date_delete: g.disabled ? 1_700_000_001 : 0,
+          auto_type: null,
+          created_by: 'U0FAKEADM',
+          updated_by: 'U0FAKEADM',
+          deleted_by: null,
+          prefs: { channels: [], groups: [] },
+          user_count: g.users.length,
+          ...(includeUsers ? { users: g.users } : {}),
+        })),
+      };
+    },
+
+    'usergroups.users.list': (args) => {
+      const g = typeof args.usergroup === 'string' ? usergroups.get(args.usergroup) : undefined;
+      if (!g) return fail('no_such_subteam');
+      if (g.disabled && !(args.include_disabled === true || args.include_disabled === 'true')) return fail('no_such_subteam');
+      return { ok: true, users: g.users };
+    },
+
+    'conversations.info': (args) => {
+      const id = args.channel;
+      if (typeof id !== 'string' || !id) return fail('channel_not_found');
+      if (id.startsWith('D')) {
+        return { ok: true, channel: { id, created: 1_700_000_000, is_im: true, is_org_shared: false, user: id.slice(1), is_user_deleted: false, priority: 0 } };
+      }
+      const known = channelInfos.get(id) ?? (messages.some((m) => m.channel === id) || notInChannel.has(id) ? { id, name: id.toLowerCase() } : undefined);
+      if (!known) return fail('channel_not_found');
+      const isPrivate = known.is_private ?? (id.startsWith('G') || privateChannels.has(id));
+      return {
+        ok: true,
+        channel: {
+          id,
+          name: known.name,
+          is_channel: !isPrivate,
+          is_group: isPrivate,
+          is_im: false,
+          is_mpim: false,
+          is_private: isPrivate,
+          created: 1_700_000_000,
+          is_archived: false,
+          is_general: known.name === 'general',
+          is_shared: false,
+          is_ext_shared: false,
+          is_org_shared: false,
+          is_member: !notInChannel.has(id),
+          creator: 'U0FAKEADM',
+          name_normalized: known.name,
+          topic: { value: '', creator: '', last_set: 0 },
+          purpose: { value: '', creator: '', last_set: 0 },
+        },
+      };
+    },
+
+    'conversations.replies': (args) => {
+      const { channel, ts } = args;
+      if (typeof channel !== 'string' || !channel) return fail('channel_not_found');
+      if (typeof ts !== 'string' || !ts) return fail('invalid_arguments', { response_metadata: { messages: ['[ERROR] missing required field: ts'] } });
+      if (notInChannel.has(channel) && !channel.startsWith('C')) return fail('channel_not_found');
+      const parent = findMessage(channel, ts);
+      if (!parent || parent.deleted) return fail('thread_not_found');
+      // The thread's parent first, then its replies oldest first; asking with a reply's ts gives that
+      // reply's thread (https://api.slack.com/methods/conversations.replies).
+      const root = parent.threadTs ? findMessage(channel, parent.threadTs) : parent;
+      const rootTs = parent.threadTs ?? parent.ts;
+      const replies = messages.filter((m) => !m.deleted && m.channel === channel && m.threadTs === rootTs && m.ts !== rootTs).sort((a, b) => Number(a.ts) - Number(b.ts));
+      const limit = Number(args.limit ?? 1000) || 1000;
+      const thread = [...(root && !root.deleted ? [root] : []), ...replies].slice(0, limit);
+      return {
+        ok: true,
+        messages: thread.map((m) =>
+          m.ts === rootTs
+            ? { ...messageJson(m), thread_ts: rootTs, reply_count: replies.length, reply_users: [...new Set(replies.map((r) => r.user))], reply_users_count: new Set(replies.map((r) => r.user)).size, latest_reply: replies.at(-1)?.ts ?? rootTs }
+            : { ...messageJson(m), parent_user_id: root?.user ?? parent.user },
+        ),
+        has_more: replies.length + 1 > limit,
+        response_metadata: { next_cursor: '' },
+      };
+    },
+
     'files.info': (args) => {
       const f = typeof args.file === 'string' ? files.get(args.file) : undefined;
       if (!f || f.deleted) return fail('file_not_found');
@@ -549,7 +730,22 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
     if (!token) return record(200, fail('not_authed'));
     if (token !== botToken) return record(200, fail('invalid_auth'));
     if (fault?.kind === 'error') return record(200, fail(fault.error));
+    const needed = scopeNeeded(method, args);
+    if (scopes && needed && !scopes.has(needed)) return record(200, fail('missing_scope', { needed, provided: [...scopes].join(',') }));
     return record(200, handler(args));
+  };
+
+  /** The scope a method needs (https://api.slack.com/methods: each method's "Required scopes"); by channel type for conversations.*. */
+  const scopeNeeded = (method: string, args: Json): string | undefined => {
+    const kind = () => {
+      const id = String(args.channel ?? '');
+      return id.startsWith('D') ? 'im' : id.startsWith('G') || privateChannels.has(id) || channelInfos.get(id)?.is_private ? 'groups' : 'channels';
+    };
+    if (method === 'users.info') return 'users:read';
+    if (method === 'usergroups.list' || method === 'usergroups.users.list') return 'usergroups:read';
+    if (method === 'conversations.info') return `${kind()}:read`;
+    if (method === 'conversations.replies') return `${kind()}:history`;
+    return undefined;
   };
 
   const handleUpload = async (req: IncomingMessage, res: ServerResponse, fileId: string) => {
@@ -678,6 +874,9 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
       return `${baseUrl}/response/${id}`;
     },
     addUserFile: ({ name, mimetype, bytes, user }) => makeFile(name, mimetype, bytes, user),
+    addUser: (u) => void users.set(u.id, u),
+    addUsergroup: (g) => void usergroups.set(g.id, g),
+    addChannel: (c) => void channelInfos.set(c.id, c),
     seedMessage: ({ channel, user, text, files: fs = [], threadTs }) => {
       const ts = nextTs();
       const m: FakeMessage = {
@@ -749,6 +948,14 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
       }),
   };
   return fake;
+}
+
+/** A time zone's offset from UTC in seconds at `at` (users.info's tz_offset). */
+function tzOffsetSeconds(tz: string, at: number): number {
+  const parts = new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: 'numeric', day: 'numeric', hour: 'numeric', minute: 'numeric', second: 'numeric' }).formatToParts(at);
+  const n = (t: string) => Number(parts.find((p) => p.type === t)?.value);
+  const asUtc = Date.UTC(n('year'), n('month') - 1, n('day'), n('hour'), n('minute'), n('second'));
+  return Math.round((asUtc - Math.floor(at / 1000) * 1000) / 1000);
 }
 
 /** The content type Slack would detect from the bytes. */

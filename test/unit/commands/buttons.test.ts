@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { componentRows, componentsFor, remixText, requestForAction } from '../../../commands/buttons.ts';
+import { componentRows, componentsFor, refineRequest, remixText, requestForAction } from '../../../commands/buttons.ts';
 import { decodeAction } from '../../../commands/custom-id.ts';
 import { botRefusal as refusal } from '../../support/errors.ts';
 import { MODEL_CATALOG, configuredModels } from '../../../src/engine/models.ts';
@@ -55,6 +55,19 @@ describe('requestForAction', () => {
     const none = all.map((m) => ({ ...m, maxReferences: 0 }));
     expect(refusal(() => requestForAction(parent, 'vary', { index: 0, clicker, location, models: none }))).toMatchObject({ code: 'NO_REFERENCE_MODEL' });
     expect(componentsFor(parent, none).edit).toEqual([]);
+  });
+
+  it('a refining reply edits the first image made, or the one its "N:" names', () => {
+    const parent = makeJob({ tasks: [failedTask(0), okTask(1), okTask(2)], request: { count: 3 } });
+    expect(refineRequest(parent, 'make it night', { clicker, location, models: all })).toMatchObject({
+      prompt: 'make it night',
+      parent: { jobId: JOB_ID, action: 'edit', imageIndex: 1 },
+    });
+    expect(refineRequest(parent, '3: add snow', { clicker, location, models: all })).toMatchObject({ prompt: 'add snow', parent: { imageIndex: 2 } });
+    expect(refineRequest(parent, '3) add snow', { clicker, location, models: all }).parent?.imageIndex).toBe(2);
+    expect(refusal(() => refineRequest(parent, '1: add snow', { clicker, location, models: all }))).toMatchObject({ code: 'IMAGE_NOT_MADE' });
+    // A number that is part of the instruction is not a pick.
+    expect(refineRequest(parent, '2 cats on the roof', { clicker, location, models: all }).prompt).toBe('2 cats on the roof');
   });
 
   it('Remix reads the form text as /imagine does; the prefilled text gives back the same request', () => {

@@ -188,6 +188,19 @@ export class FakeGateway {
     return s.shard;
   }
 
+  /**
+   * Sends a dispatch built from the receiving session's intents (undefined: not sent, e.g. the
+   * session lacks the event's intent); returns whether it was sent.
+   */
+  sendForIntents(t: string, build: (intents: number) => unknown, guildId?: string): boolean {
+    const s = this.current(guildId);
+    if (!s) return false;
+    const d = build(s.intents ?? 0);
+    if (d === undefined) return false;
+    this.dispatch(s, t, d);
+    return true;
+  }
+
   /** The shard of every open, identified session, oldest first. */
   shards(): ShardPair[] {
     return this.sessions.filter((s) => s.identifiedAt !== undefined && s.socket.readyState === WebSocket.OPEN).map((s) => s.shard);

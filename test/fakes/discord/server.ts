@@ -187,6 +187,8 @@ export interface FakeMessage {
   interactionId?: string;
   interactionMetadata?: Record<string, unknown>;
   authorId: string;
+  /** Set when a user (not the bot) wrote the message (postUserMessage). */
+  author?: FakeUser;
   webhookId?: string;
   createdAt: number;
   editedAt?: number;
@@ -269,6 +271,24 @@ export interface ModalSubmitInput {
   /** Default: the user the modal was shown to. */
   user?: FakeUser;
 }
+
+export interface UserMessageInput {
+  /** E.g. `<@botId> make the sky purple`; `<@id>` mentions are parsed from it. */
+  content: string;
+  user?: FakeUser;
+  /** A guild channel; default the first guild's first channel. Ignored with `dm`. */
+  channelId?: string;
+  /** Post in the user's DM with the bot instead. */
+  dm?: boolean;
+  /** Makes the message a reply (type 19) to this message, in the same channel. */
+  replyTo?: FakeMessage | string;
+  /** A reply pings (mentions) the replied-to author unless the user turned it off; Discord's client pings by default. */
+  replyPing?: boolean;
+  attachments?: { filename: string; data: Buffer; contentType?: string }[];
+}
+
+/** Gateway intents the fake checks (https://discord.com/developers/docs/events/gateway#gateway-intents). */
+export const Intent = { Guilds: 1 << 0, GuildMessages: 1 << 9, DirectMessages: 1 << 12, MessageContent: 1 << 15 } as const;
 
 export interface ComponentClickInput {
   message: FakeMessage | string;
@@ -808,6 +828,70 @@ export class FakeDiscord extends EventEmitter {
   }
 
   /**
+   * A user posts a message (optionally a reply, optionally with attachments). The gateway sends
+   * MESSAGE_CREATE only to a bot that identified with GUILD_MESSAGES (guild channels) or
+   * DIRECT_MESSAGES (DMs); `content`, `embeds`, `attachments` and `components` arrive empty unless
+   * the bot has MESSAGE_CONTENT, is mentioned (a reply that pings the bot's message counts), or the
+   * message is a DM to it (https://discord.com/developers/docs/events/gateway#message-content-intent).
+   * Returns the message and whether the bot was sent the event.
+   */
+  async postUserMessage(input: UserMessageInput): Promise<{ message: FakeMessage; dispatched: boolean }> {
+    const user = input.user ?? DEFAULT_USER;
+    const guild = input.dm ? undefined : this.guilds.find((g) => g.channels.some((c) => c.id === (input.channelId ?? this.channelId)));
+    if (!input.dm && !guild) throw new Error(`postUserMessage: unknown channel ${input.channelId}`);
+    const channelId = input.dm ? this.dmChannelFor(user.id) : (input.channelId ?? this.channelId);
+    const target = input.replyTo === undefined ? undefined : typeof input.replyTo === 'string' ? this.messages.get(input.replyTo) : input.replyTo;
+    if (input.replyTo !== undefined && (!target || target.deleted || target.channelId !== channelId)) throw new Error('postUserMessage: the replied-to message is not in that channel');
+    const msg = this.newMessage({ channelId, ...(guild && { guildId: guild.id }), type: target ? 19 : 0, flags: 0 });
+    msg.authorId = user.id;
+    msg.author = user;
+    msg.content = input.content;
+    msg.mentions = mentionsOf(input.content, undefined);
+    if (target) {
+      msg.messageReference = { message_id: target.id, channel_id: channelId, ...(guild && { guild_id: guild.id }) };
+      if (input.replyPing !== false && target.authorId !== user.id && !msg.mentions.includes(target.authorId)) msg.mentions.push(target.authorId);
+    }
+    for (const file of input.attachments ?? []) {
+      msg.attachments.push(this.storeAttachment({ field: 'files[0]', filename: file.filename, data: file.data, ...(file.contentType !== undefined && { contentType: file.contentType }) }, file.filename));
+    }
+    msg.history.push({ at: Date.now(), content: msg.content, attachments: msg.attachments.map((a) => ({ filename: a.filename, size: a.size })), components: 0, flags: 0 });
+    this.emit('message', msg);
+    const needed = guild ? Intent.GuildMessages : Intent.DirectMessages;
+    const dispatched = this.gateway.sendForIntents(
+      'MESSAGE_CREATE',
+      (intents) => {
+        if ((intents & needed) === 0) return undefined;
+        const json = this.messageJsonFor(msg, intents);
+        // MESSAGE_CREATE's extra fields: guild_id, member, mentions and the channel's type
+        // (https://discord.com/developers/docs/events/gateway-events#message-create).
+        return {
+          ...json,
+          channel_type: guild ? (guild.channels.find((c) => c.id === channelId)?.type ?? 0) : 1,
+          ...(target && { referenced_message: this.messageJsonFor(target, intents) }),
+          ...(guild && { guild_id: guild.id, member: { roles: this.memberRoleIds(user.id, guild.id), joined_at: new Date(Date.now() - 86_400_000).toISOString(), nick: null, avatar: null, deaf: false, mute: false, flags: 0, pending: false, premium_since: null } }),
+        };
+      },
+      guild?.id,
+    );
+    return { message: msg, dispatched };
+  }
+
+  /**
+   * The message as a bot with these intents sees it: a user's message loses its content, embeds,
+   * attachments and components without MESSAGE_CONTENT, unless it mentions the bot or is in a DM.
+   */
+  private messageJsonFor(msg: FakeMessage, intents: number): Record<string, unknown> {
+    const json = this.messageJson(msg);
+    const visible = !msg.author || (intents & Intent.MessageContent) !== 0 || msg.guildId === undefined || msg.mentions.includes(this.botUser.id);
+    return visible ? json : { ...json, content: '', embeds: [], attachments: [], components: [] };
+  }
+
+  /** Intents of the newest identified session (what REST reads of messages are filtered by). */
+  private get botIntents(): number {
+    return Number(this.gateway.identifies.at(-1)?.intents ?? 0);
+  }
+
+  /**
    * Sends one raw gateway dispatch to the bot, as is: any event name, any `d`, even one Discord
    * would never send (robustness tests), to the shard of its `guild_id` (shard 0 without a
    * numeric one). False when that shard has no session.
@@ -1286,7 +1370,11 @@ export class FakeDiscord extends EventEmitter {
     }
     const msg = this.messages.get(messageId);
     if (!msg || msg.deleted || msg.channelId !== channelId || (msg.flags & MESSAGE_FLAG_EPHEMERAL) !== 0) return { status: 404, json: ERRORS.unknownMessage };
-    if (method === 'GET') return { status: 200, json: this.messageJson(msg) };
+    if (method === 'GET') {
+      const json = this.messageJsonFor(msg, this.botIntents);
+      const ref = msg.messageReference ? this.messages.get(msg.messageReference.message_id) : undefined;
+      return { status: 200, json: { ...json, ...(msg.type === 19 && { referenced_message: ref && !ref.deleted ? this.messageJsonFor(ref, this.botIntents) : null }) } };
+    }
     if (method === 'DELETE') {
       msg.deleted = true;
       return { status: 204 };
@@ -1496,7 +1584,9 @@ export class FakeDiscord extends EventEmitter {
       type: msg.type,
       channel_id: msg.channelId,
       content: msg.content,
-      author: { id: this.botUser.id, username: this.botUser.username, discriminator: '0000', avatar: null, bot: true, global_name: null, public_flags: 0, flags: 0 },
+      author: msg.author
+        ? { id: msg.author.id, username: msg.author.username, discriminator: '0', avatar: null, global_name: msg.author.global_name ?? null, public_flags: 0, flags: 0 }
+        : { id: this.botUser.id, username: this.botUser.username, discriminator: '0000', avatar: null, bot: true, global_name: null, public_flags: 0, flags: 0 },
       attachments: msg.attachments.map((a) => ({
         id: a.id,
         filename: a.filename,
@@ -1507,7 +1597,11 @@ export class FakeDiscord extends EventEmitter {
         ...(a.width !== undefined && { width: a.width, height: a.height }),
       })),
       embeds: msg.embeds,
-      mentions: msg.mentions.map((id) => ({ id, username: `user${id.slice(-4)}`, discriminator: '0', avatar: null, global_name: null, public_flags: 0 })),
+      mentions: msg.mentions.map((id) =>
+        id === this.botUser.id
+          ? { id, username: this.botUser.username, discriminator: '0000', avatar: null, bot: true, global_name: null, public_flags: 0 }
+          : { id, username: `user${id.slice(-4)}`, discriminator: '0', avatar: null, global_name: null, public_flags: 0 },
+      ),
       mention_roles: [],
       mention_everyone: false,
       pinned: false,

@@ -282,7 +282,7 @@ export function createSlackDriver(opts: { eventsUrl: string; signingSecret: stri
         api_app_id: 'A0FAKEAPP',
         token: 'deprecated-verification-token',
         trigger_id: fake.issueTriggerId(),
-        view: { ...v.view, state: { values: state } },
+        view: { ...v.view, state: { values: state }, root_view_id: v.id, previous_view_id: null, app_installed_team_id: fake.teamId },
         response_urls: [],
         is_enterprise_install: false,
         enterprise: null,

@@ -114,11 +114,18 @@ describe('fake Slack', () => {
     expect([owner.is_admin, owner.is_owner, owner.is_primary_owner]).toEqual([true, true, true]);
     const guest = (await client.users.info({ user: 'U0GUEST' })).user!;
     expect([guest.is_admin, guest.is_restricted, guest.deleted]).toEqual([false, true, true]);
-    expect(await code(client.users.info({ user: 'U0NOBODY' }))).toBe('user_not_found');
+    // Anyone else is an ordinary member (whoever runs a command is in the workspace), unless the fake is strict.
+    const member = (await client.users.info({ user: 'U0MEMBER' })).user!;
+    expect([member.is_admin, member.is_owner, member.is_restricted, member.deleted]).toEqual([false, false, false, false]);
+    expect(await code(client.users.info({ user: 'not-a-user' }))).toBe('user_not_found');
 
-    const scoped = await startFakeSlack({ scopes: ['chat:write', 'commands'], users: [{ id: 'U0ADMIN', name: 'ada', is_admin: true }] });
+    const scoped = await startFakeSlack({ scopes: ['chat:write', 'commands'], users: [{ id: 'U0ADMIN', name: 'ada', is_admin: true }], unseededUsers: 'not_found' });
     try {
       const c = new webApi.WebClient(scoped.botToken, { slackApiUrl: scoped.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
+      const strict = await startFakeSlack({ unseededUsers: 'not_found' });
+      const s = new webApi.WebClient(strict.botToken, { slackApiUrl: strict.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
+      expect(await code(s.users.info({ user: 'U0NOBODY' }))).toBe('user_not_found');
+      await strict.close();
       const err = (await c.users.info({ user: 'U0ADMIN' }).catch((e: unknown) => e)) as { data: { error: string; needed: string; provided: string } };
       expect(err.data).toMatchObject({ error: 'missing_scope', needed: 'users:read', provided: 'chat:write,commands' });
     } finally {

@@ -161,6 +161,12 @@ export interface FakeSlackOptions {
   now?: () => number;
   /** Workspace members for users.info (the bot user is always there). */
   users?: SlackUserInfo[];
+  /**
+   * users.info for a well-formed user id that was not seeded: 'member' (default) answers an
+   * ordinary member named after the id (whoever runs a command is in the workspace);
+   * 'not_found' answers user_not_found, as for an id that is not a member.
+   */
+  unseededUsers?: 'member' | 'not_found';
   usergroups?: SlackUsergroup[];
   /** Named channels for conversations.info; channels the bot posted in are known too (named after their id). */
   channels?: SlackChannelInfo[];
@@ -544,7 +550,8 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
     },
 
     'users.info': (args) => {
-      const u = typeof args.user === 'string' ? users.get(args.user) : undefined;
+      const id = typeof args.user === 'string' ? args.user : '';
+      const u = users.get(id) ?? (opts.unseededUsers !== 'not_found' && /^[UW][A-Z0-9]{2,}$/.test(id) ? { id, name: id.toLowerCase() } : undefined);
       if (!u) return fail('user_not_found');
       const tz = u.tz ?? 'America/Los_Angeles';
       return {

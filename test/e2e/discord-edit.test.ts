@@ -123,9 +123,9 @@ describe('Discord reply to refine', () => {
 
   it('a reply mentioning the bot edits the result ("2:" picks image 2), charged to the author', async () => {
     const before = await used(USERS.bob);
-    const sent = h.discord.postUserMessage({ user: USERS.bob, content: `${botMention()} 2: add a red canoe`, replyTo: parent.id, mentionBot: true });
-    expect(sent.delivered).toBe(true);
-    const m = await answerTo(sent.id);
+    const sent = await h.discord.postUserMessage({ user: USERS.bob, content: `${botMention()} 2: add a red canoe`, replyTo: parent.id });
+    expect(sent.dispatched).toBe(true);
+    const m = await answerTo(sent.message.id);
     expect(m.content).toContain('Edited image 2');
     expect(m.content).toContain(`<@${USERS.bob.id}>`);
     expect(runsFor('add a red canoe')[0]!.input.image_urls).toEqual([await imageUrl(parentJob, 1)]);
@@ -135,18 +135,19 @@ describe('Discord reply to refine', () => {
     // The edit's own message is a result too: replying to it refines the edit, after a restart too.
     await h.restart();
     await h.discord.waitForBot();
-    const again = h.discord.postUserMessage({ user: USERS.alice, content: `${botMention()} make it winter`, replyTo: m.id, mentionBot: true });
-    await answerTo(again.id);
+    const again = await h.discord.postUserMessage({ user: USERS.alice, content: `${botMention()} make it winter`, replyTo: m.id, replyPing: false });
+    await answerTo(again.message.id);
     expect(runsFor('make it winter')[0]!.input.image_urls).toEqual([await imageUrl(jobIdOf(m), 0)]);
     expectDiscordInvariants(h.discord);
   });
 
   it('replies without a mention, or to other messages, are ignored; a bare mention is answered privately by DM', async () => {
     const runsBefore = h.runbase!.runs.size;
-    h.discord.postUserMessage({ user: USERS.bob, content: 'nice picture', replyTo: parent.id });
+    // A reply pings the bot by default (it is the replied-to author), but says nothing to it: ignored.
+    await h.discord.postUserMessage({ user: USERS.bob, content: 'nice picture', replyTo: parent.id });
     const other = h.discord.seedBotMessage({ content: 'not a result', components: [] });
-    h.discord.postUserMessage({ user: USERS.bob, content: `${botMention()} make it red`, replyTo: other.id, mentionBot: true });
-    const bare = h.discord.postUserMessage({ user: USERS.bob, content: botMention(), replyTo: parent.id, mentionBot: true });
+    await h.discord.postUserMessage({ user: USERS.bob, content: `${botMention()} make it red`, replyTo: other.id });
+    const bare = (await h.discord.postUserMessage({ user: USERS.bob, content: botMention(), replyTo: parent.id })).message;
     const dm = await waitUntil(() => [...h.discord.messages.values()].find((m) => !m.guildId && m.content.includes('mention me with what should change')));
     expect(dm.channelId).not.toBe(parent.channelId);
     await new Promise((r) => setTimeout(r, 300));

@@ -51,7 +51,10 @@ export class ReplyRefiner {
     try {
       const parentMessageId = message.reference?.messageId;
       const botId = message.client.user?.id;
-      if (message.author.bot || !message.inGuild() || !parentMessageId || !botId || !message.mentions.users.has(botId)) return;
+      // The mention must be typed: a reply to the bot's message pings it by default (it is then in
+      // `mentions`) without being addressed to it ("nice picture").
+      const mention = botId === undefined ? undefined : new RegExp(`<@!?${botId}>`);
+      if (message.author.bot || !message.inGuild() || !parentMessageId || !mention || !mention.test(message.content)) return;
       const jobId = await this.#deps.engine.linkedJob(resultMessageKey(parentMessageId));
       if (jobId === undefined) return; // a reply to something that is not one of our results
       if (!(await this.#deps.engine.claimOnce(`discord:reply:${message.id}`, REPLY_DEDUPE_MS))) return;

@@ -549,55 +549,6 @@ export class FakeDiscord extends EventEmitter {
     return this.dispatchInteraction(3, data, user, where, input.permissions, undefined, message);
   }
 
-  /**
-   * A user posts a message in a guild channel (MESSAGE_CREATE, sent only to a session with the
-   * GUILD_MESSAGES intent, 1 << 9). `replyTo` makes it a reply (type 19, message_reference and
-   * referenced_message); `mentionBot` puts the bot in `mentions`. Without the MESSAGE_CONTENT
-   * intent (1 << 15), content is empty unless the message mentions the bot
-   * (discord.com/developers/docs/events/gateway#message-content-intent). Returns whether a
-   * session received it.
-   */
-  postUserMessage(input: { user: FakeUser; content: string; channelId?: string; guildId?: string; replyTo?: string; mentionBot?: boolean }): { id: string; delivered: boolean } {
-    const guild = this.guilds.find((g) => g.id === (input.guildId ?? this.guildId))!;
-    const channelId = input.channelId ?? guild.channels[0]!.id;
-    // Kept like any message, so the bot can reply to it (message_reference).
-    const stored = this.newMessage({ channelId, guildId: guild.id, type: input.replyTo ? 19 : 0, flags: 0 });
-    stored.authorId = input.user.id;
-    stored.content = input.content;
-    if (input.replyTo) stored.messageReference = { message_id: input.replyTo, channel_id: channelId, guild_id: guild.id };
-    const id = stored.id;
-    const author = { id: input.user.id, username: input.user.username, global_name: input.user.global_name ?? null, discriminator: '0', avatar: null, public_flags: 0 };
-    const referenced = input.replyTo ? this.messages.get(input.replyTo) : undefined;
-    const session = this.gateway.current(guild.id);
-    const intents = session?.intents ?? 0;
-    const readable = input.mentionBot === true || (intents & (1 << 15)) !== 0;
-    const d = {
-      id,
-      channel_id: channelId,
-      guild_id: guild.id,
-      author,
-      member: { roles: [], joined_at: new Date(Date.now() - 86_400_000).toISOString(), deaf: false, mute: false, flags: 0, pending: false, nick: null, avatar: null, premium_since: null },
-      content: readable ? input.content : '',
-      timestamp: new Date().toISOString(),
-      edited_timestamp: null,
-      tts: false,
-      mention_everyone: false,
-      mentions: input.mentionBot ? [{ ...this.botUser, public_flags: 0 }] : [],
-      mention_roles: [],
-      attachments: [],
-      embeds: [],
-      pinned: false,
-      flags: 0,
-      type: input.replyTo ? 19 : 0,
-      ...(input.replyTo && {
-        message_reference: { type: 0, message_id: input.replyTo, channel_id: channelId, guild_id: guild.id },
-        referenced_message: referenced ? this.messageJson(referenced) : null,
-      }),
-    };
-    const delivered = session !== undefined && (intents & (1 << 9)) !== 0 && this.gateway.send('MESSAGE_CREATE', d, guild.id) !== undefined;
-    return { id, delivered };
-  }
-
   /** A guild's command of that name first (it shadows a global one there), else the global one. */
   private registeredCommand(name: string, guildId?: string): RegisteredCommand | undefined {
     const guild = guildId ? (this.commands.guild.get(guildId) as RegisteredCommand[] | undefined) : undefined;

@@ -5,6 +5,15 @@
  * - Upscale (per image): that image as the only reference, same prompt, 4K, one image; switches
  *   to a 4K-capable model when the parent's cannot, and says so in `note`.
  * - Change ratio (per image, a select): that image as the only reference, the new ratio, one image.
+ * - Vary (per image): that image as the only reference, the same prompt and options, for close
+ *   variations.
+ * - Edit (per image, through a form): that image as the only reference and the instruction typed
+ *   in the form ("make the sky purple") as the prompt, one image. Replying to a result with a
+ *   mention of the bot does the same.
+ * - Remix (through a form prefilled with the prompt and its flags, remixText): the edited text
+ *   read as /imagine reads it, with the parent's references.
+ * Vary and Edit keep the parent's model when it takes references, else switch to one that does
+ * and say so in `note`.
  * `componentsFor` says which of these to show; the adapters render the data.
  */
 import { UserFacingError } from '../src/errors.ts';
@@ -20,6 +29,8 @@ import type {
   Requester,
 } from '../src/engine/request.ts';
 import { encodeAction } from './custom-id.ts';
+import { IMAGINE_OPTIONS } from './imagine/definition.ts';
+import { parseImagineInput } from './imagine/request.ts';
 import { DISCORD_MAX_CHOICES, RATIO_LABELS } from './options.ts';
 import { modelLabel } from './render.ts';
 
@@ -28,6 +39,8 @@ export interface ActionOptions {
   index?: number;
   /** The chosen ratio: required for ratio. */
   ratio?: Ratio;
+  /** What the form said: the instruction for edit, the prompt with its flags for remix. */
+  text?: string;
   /** Who clicked: the new job is charged to them. */
   clicker: Requester;
   /** Where the new job's messages go (a reply to the parent's message). */
@@ -59,6 +72,44 @@ export function upscaleModel(models: readonly ModelSpec[], originalKey: string):
     models.find((m) => m.provider === provider && m.resolutions.includes('4K')) ??
     models.find((m) => m.resolutions.includes('4K'))
   );
+}
+
+/**
+ * The model an edit or a variation of `originalKey` uses: the original when it takes reference
+ * images, else a configured one that does, of the same provider first. Undefined when none does.
+ */
+export function referenceModel(models: readonly ModelSpec[], originalKey: string): ModelSpec | undefined {
+  const original = configuredModel(models, originalKey);
+  if (original.maxReferences > 0) return original;
+  return (
+    models.find((m) => m.provider === original.provider && m.maxReferences > 0) ?? models.find((m) => m.maxReferences > 0)
+  );
+}
+
+/** referenceModel, or the refusal saying no configured model takes a reference image. */
+function modelForReference(models: readonly ModelSpec[], originalKey: string): { model: ModelSpec; note?: string } {
+  const model = referenceModel(models, originalKey);
+  if (!model) throw new UserFacingError('NO_REFERENCE_MODEL');
+  if (model.key === originalKey) return { model };
+  return { model, note: `${modelLabel(originalKey)} can't start from an image, so this uses ${model.label}.` };
+}
+
+/**
+ * The Remix form's text: the prompt followed by the flags that reproduce the job (each flag's
+ * main name from IMAGINE_OPTIONS), so reading it back as /imagine does gives the same request.
+ * References are not in the text: a remix keeps the parent's.
+ */
+export function remixText(request: ImagineRequestInput): string {
+  const flag = (name: 'model' | 'ratio' | 'resolution' | 'count' | 'creativity', value: string | number) =>
+    `--${IMAGINE_OPTIONS[name].flags[0]} ${String(value)}`;
+  return [
+    request.prompt,
+    flag('model', request.model),
+    flag('ratio', request.ratio),
+    flag('resolution', request.resolution),
+    flag('count', request.count),
+    ...(request.creativity !== undefined ? [flag('creativity', request.creativity)] : []),
+  ].join(' ');
 }
 
 function succeededTask(parent: JobRecord, index: number | undefined, verb: string): JobTask {
@@ -146,6 +197,34 @@ export function requestForAction(parent: JobRecord, action: JobAction, opts: Act
         parent: { jobId: parent.id, action, imageIndex: task.index },
       };
     }
+    case 'vary':
+    case 'edit': {
+      const task = succeededTask(parent, opts.index, action);
+      const { model, note } = modelForReference(opts.models, base.model);
+      const edit = action === 'edit';
+      return {
+        ...common,
+        // Edit: the instruction is the prompt (the engine refuses an empty one with its sentence).
+        prompt: edit ? (opts.text ?? '').trim() : base.prompt,
+        model: model.key,
+        ratio: model.ratios.includes(base.ratio) ? base.ratio : 'auto',
+        resolution: model.resolutions.includes(base.resolution) ? base.resolution : '1K',
+        count: edit ? 1 : base.count,
+        ...(base.creativity !== undefined && model.creativity && { creativity: base.creativity }),
+        references: [referenceForImage(task)],
+        parent: { jobId: parent.id, action, imageIndex: task.index },
+        ...(note !== undefined && { note }),
+      };
+    }
+    case 'remix': {
+      // Read as /imagine reads a prompt (flags, defaults, the model by name), keeping the parent's references.
+      const { request } = parseImagineInput(
+        { prompt: opts.text ?? '', options: {}, refs: [...(base.references ?? [])], requester: opts.clicker, location: opts.location },
+        opts.models,
+        configuredModel(opts.models, base.model),
+      );
+      return { ...request, parent: { jobId: parent.id, action } };
+    }
   }
 }
 
@@ -161,8 +240,10 @@ export interface ButtonSpec {
   readonly label: string;
   readonly emoji: string;
   readonly style: ButtonStyle;
-  /** The image the button acts on (upscale). */
+  /** The image the button acts on (upscale, vary, edit). */
   readonly index?: number;
+  /** The label where there is room (Slack): "Upscale 4K · image 2". */
+  readonly title: string;
 }
 
 export interface RatioSelectSpec {
@@ -183,6 +264,12 @@ export interface JobComponents {
   readonly delete: ButtonSpec;
   /** One per successful image, when the job's model is still configured. */
   readonly ratioSelects: readonly RatioSelectSpec[];
+  /** One per successful image, when some configured model takes a reference image. */
+  readonly vary: readonly ButtonSpec[];
+  /** One per successful image (opens a form), same condition as vary. */
+  readonly edit: readonly ButtonSpec[];
+  /** Opens the form prefilled with the prompt and its flags; shown with Rerun. */
+  readonly remix?: ButtonSpec;
 }
 
 /**
@@ -196,6 +283,7 @@ export function componentsFor(job: JobRecord, models: readonly ModelSpec[]): Job
   const deleteButton: ButtonSpec = {
     customId: encodeAction({ action: 'delete', jobId: job.id }),
     label: 'Delete',
+    title: 'Delete',
     emoji: '🗑️',
     style: 'danger',
   };
@@ -203,7 +291,15 @@ export function componentsFor(job: JobRecord, models: readonly ModelSpec[]): Job
   const rerun: ButtonSpec | undefined = model && {
     customId: encodeAction({ action: 'rerun', jobId: job.id }),
     label: made.length > 0 ? 'Rerun' : 'Try again',
+    title: made.length > 0 ? 'Rerun' : 'Try again',
     emoji: '🔄',
+    style: 'secondary',
+  };
+  const remix: ButtonSpec | undefined = model && {
+    customId: encodeAction({ action: 'remix', jobId: job.id }),
+    label: 'Remix',
+    title: 'Remix',
+    emoji: '📝',
     style: 'secondary',
   };
 
@@ -213,11 +309,28 @@ export function componentsFor(job: JobRecord, models: readonly ModelSpec[]): Job
     ? made.map((t) => ({
         customId: encodeAction({ action: 'upscale', jobId: job.id, index: t.index }),
         label: several ? `U${t.index + 1}` : 'Upscale 4K',
+        title: several ? `Upscale 4K · ${imageName(t.index)}` : 'Upscale 4K',
         emoji: '⬆️',
         style: 'primary',
         index: t.index,
       }))
     : [];
+
+  // A model gone from the configuration makes referenceModel throw: no Vary or Edit then.
+  const canReference = model !== undefined && referenceModel(models, model.key) !== undefined;
+  const perImage = (action: 'vary' | 'edit', short: string, long: string, emoji: string): ButtonSpec[] =>
+    canReference
+      ? made.map((t) => ({
+          customId: encodeAction({ action, jobId: job.id, index: t.index }),
+          label: several ? `${short}${t.index + 1}` : long,
+          title: several ? `${long} · ${imageName(t.index)}` : long,
+          emoji,
+          style: 'secondary',
+          index: t.index,
+        }))
+      : [];
+  const vary = perImage('vary', 'V', 'Vary', '🔀');
+  const edit = perImage('edit', 'E', 'Edit', '✏️');
 
   const ratioOptions = (model?.ratios ?? []).slice(0, DISCORD_MAX_CHOICES).map((r) => ({ label: RATIO_LABELS[r], value: r }));
   const ratioSelects: RatioSelectSpec[] =
@@ -230,7 +343,7 @@ export function componentsFor(job: JobRecord, models: readonly ModelSpec[]): Job
         }))
       : [];
 
-  return { upscale, ...(rerun && { rerun }), delete: deleteButton, ratioSelects };
+  return { upscale, vary, edit, ...(rerun && { rerun }), ...(remix && { remix }), delete: deleteButton, ratioSelects };
 }
 
 /** Discord's classic message limits: 5 action rows; a row holds up to 5 buttons or one select. */
@@ -242,20 +355,27 @@ export type ComponentRow =
   | { readonly kind: 'select'; readonly select: RatioSelectSpec };
 
 /**
- * Lays components out in rows within Discord's limits: the Upscale buttons, then Rerun and
- * Delete (on the Upscale row when they fit), then one ratio select per row while rows remain.
- * With four images only three selects fit; the fourth image's ratio can still be changed after
- * upscaling it. Slack has room for everything and may render JobComponents directly.
+ * Lays components out in rows within Discord's limits (docs/discord.md "Components"): the groups
+ * Upscale (U1…U4), Vary (V1…V4), Edit (E1…E4) and the job's actions (Rerun, Remix, Delete), in
+ * that order, each group whole, consecutive groups sharing a row when they fit in 5 buttons;
+ * then one ratio select per row while rows remain. One image: [Upscale, Vary, Edit] [Rerun,
+ * Remix, Delete] and its select. Four images: four button rows and image 1's select; another
+ * image's ratio can be changed after varying or upscaling it. Slack has room for everything and
+ * renders JobComponents directly.
  */
 export function componentRows(components: JobComponents, maxRows = DISCORD_MAX_ACTION_ROWS): ComponentRow[] {
-  const actions = [...(components.rerun ? [components.rerun] : []), components.delete];
+  const actions = [...(components.rerun ? [components.rerun] : []), ...(components.remix ? [components.remix] : []), components.delete];
   const rows: ComponentRow[] = [];
-  if (components.upscale.length + actions.length <= DISCORD_MAX_BUTTONS_PER_ROW) {
-    rows.push({ kind: 'buttons', buttons: [...components.upscale, ...actions] });
-  } else {
-    rows.push({ kind: 'buttons', buttons: components.upscale });
-    rows.push({ kind: 'buttons', buttons: actions });
+  let row: ButtonSpec[] = [];
+  for (const group of [components.upscale, components.vary, components.edit, actions]) {
+    if (group.length === 0) continue;
+    if (row.length + group.length > DISCORD_MAX_BUTTONS_PER_ROW) {
+      rows.push({ kind: 'buttons', buttons: row });
+      row = [];
+    }
+    row = [...row, ...group];
   }
+  if (row.length > 0) rows.push({ kind: 'buttons', buttons: row });
   for (const select of components.ratioSelects) {
     if (rows.length >= maxRows) break;
     rows.push({ kind: 'select', select });
@@ -269,7 +389,7 @@ export function componentRows(components: JobComponents, maxRows = DISCORD_MAX_A
 /** The Cancel button under a job's placeholder while it runs; none once it is finished. */
 export function cancelButtonFor(job: JobRecord): ButtonSpec | undefined {
   if (isTerminalJobState(job.state)) return undefined;
-  return { customId: encodeAction({ action: 'cancel', jobId: job.id }), label: 'Cancel', emoji: '✖️', style: 'secondary' };
+  return { customId: encodeAction({ action: 'cancel', jobId: job.id }), label: 'Cancel', title: 'Cancel', emoji: '✖️', style: 'secondary' };
 }
 
 /**
@@ -285,4 +405,67 @@ export async function cancelJob(engine: Pick<EngineApi, 'getJob' | 'cancel'>, jo
     throw new UserFacingError('CANCEL_NOT_OWNER', { owner: `<@${owner.userId}>`, moderatorsToo: o.moderatorsExist });
   }
   return engine.cancel(jobId, clicker);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The forms Edit and Remix open (a Discord modal, a Slack modal view), as data.
+
+/** The id of the form's one text field, on both platforms. */
+export const FORM_TEXT_ID = 'text';
+/** A form's title and field label: within Discord's 45 and Slack's 24 characters. */
+const MAX_FORM_TITLE_CHARS = 24;
+/** Discord's text input takes at most 4000 characters; so does a prompt (MAX_PROMPT_CHARS). */
+export const MAX_FORM_TEXT_CHARS = 4000;
+
+export interface FormSpec {
+  /** The durable id of the button that opened it (commands/custom-id.ts): the submission is read with decodeAction. */
+  readonly customId: string;
+  readonly title: string;
+  readonly label: string;
+  /** Shown in the empty field (≤ 100 characters, Discord's limit). */
+  readonly placeholder: string;
+  /** What the field holds when the form opens. */
+  readonly value?: string;
+  readonly multiline: boolean;
+}
+
+/** Edit image N: one field, the instruction. */
+export function editForm(jobId: string, index: number): FormSpec {
+  return {
+    customId: encodeAction({ action: 'edit', jobId, index }),
+    title: `Edit ${imageName(index)}`.slice(0, MAX_FORM_TITLE_CHARS),
+    label: 'What should change?',
+    placeholder: 'e.g. make the sky purple, remove the car',
+    multiline: true,
+  };
+}
+
+/** Remix: the prompt and its flags, to change and run again (remixText). */
+export function remixForm(job: JobRecord): FormSpec {
+  const text = remixText(job.request);
+  return {
+    customId: encodeAction({ action: 'remix', jobId: job.id }),
+    title: 'Remix',
+    label: 'Prompt and flags',
+    placeholder: 'a red fox in the snow --ar 16:9',
+    // A prompt near the limit leaves no room for its flags: then the prompt alone (the defaults apply).
+    value: text.length <= MAX_FORM_TEXT_CHARS ? text : job.request.prompt.slice(0, MAX_FORM_TEXT_CHARS),
+    multiline: true,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reply to refine: a reply to a result (Discord) or a mention in its thread (Slack) edits it.
+
+/** "2: make the sky purple" picks image 2; a bare instruction edits the first image made. */
+const PICK_IMAGE = /^\s*([1-9])\s*[:.)]\s*([\s\S]*)$/u;
+
+/**
+ * The Edit request for a refining reply to `parent`: `text` is the reply without the bot's
+ * mention, optionally starting with the image's number ("2: …"). Throws like an Edit click.
+ */
+export function refineRequest(parent: JobRecord, text: string, opts: Omit<ActionOptions, 'index' | 'text' | 'ratio'>): ImagineRequestInput {
+  const picked = PICK_IMAGE.exec(text);
+  const index = picked ? Number(picked[1]) - 1 : parent.tasks.find((t) => t.status === 'succeeded' && (t.image ?? t.outputUrl))?.index ?? 0;
+  return requestForAction(parent, 'edit', { ...opts, index, text: picked ? picked[2]! : text });
 }

@@ -18,7 +18,7 @@ export const MAX_CUSTOM_ID_CHARS = 100;
 /** Job ids must not contain the separator; the engine's ids (uuid-like) fit easily. */
 const JOB_ID_PATTERN = /^[A-Za-z0-9_-]{1,80}$/;
 
-export const COMPONENT_ACTIONS = ['upscale', 'ratio', 'rerun', 'delete', 'cancel'] as const;
+export const COMPONENT_ACTIONS = ['upscale', 'ratio', 'rerun', 'delete', 'cancel', 'vary', 'edit', 'remix'] as const;
 export type ComponentAction = (typeof COMPONENT_ACTIONS)[number];
 
 export type ActionRef =
@@ -26,7 +26,12 @@ export type ActionRef =
   | { action: 'ratio'; jobId: string; index: number; ratio?: Ratio }
   | { action: 'rerun'; jobId: string }
   | { action: 'delete'; jobId: string }
-  | { action: 'cancel'; jobId: string };
+  | { action: 'cancel'; jobId: string }
+  // Vary: that image as the reference, same prompt. Edit and Remix open a form first: the form
+  // (Discord modal, Slack view) carries the same id, so its submission is read the same way.
+  | { action: 'vary'; jobId: string; index: number }
+  | { action: 'edit'; jobId: string; index: number }
+  | { action: 'remix'; jobId: string };
 
 /** What encodeAction accepts: the brief's loose shape; index is required for upscale and ratio. */
 export interface ActionInput {
@@ -36,7 +41,7 @@ export interface ActionInput {
   ratio?: Ratio;
 }
 
-const needsIndex = (action: ComponentAction) => action === 'upscale' || action === 'ratio';
+const needsIndex = (action: ComponentAction) => action === 'upscale' || action === 'ratio' || action === 'vary' || action === 'edit';
 
 /**
  * Encodes a click target. Throws (a programming error, never a user one) for a job id with a
@@ -72,13 +77,16 @@ export function decodeAction(id: string, selectedValue?: string): ActionRef | un
     case 'rerun':
     case 'delete':
     case 'cancel':
+    case 'remix':
       return indexText === undefined ? { action, jobId } : undefined;
     case 'upscale':
+    case 'vary':
+    case 'edit':
     case 'ratio': {
       if (indexText === undefined || !/^\d$/.test(indexText)) return undefined;
       const index = Number(indexText);
       if (index >= MAX_IMAGES_PER_JOB) return undefined;
-      if (action === 'upscale') return { action, jobId, index };
+      if (action !== 'ratio') return { action, jobId, index };
       const ratio = ALL_RATIOS.find((r) => r === selectedValue);
       return ratio ? { action, jobId, index, ratio } : { action, jobId, index };
     }

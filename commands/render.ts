@@ -67,7 +67,12 @@ function actionInProgress(job: JobRecord): string | undefined {
       return `Upscaling ${image} to 4K…`;
     case 'ratio':
       return `Remaking ${image} at ${job.request.ratio}…`;
+    case 'vary':
+      return `Varying ${image}…`;
+    case 'edit':
+      return `Editing ${image}…`;
     case 'rerun':
+    case 'remix':
       return undefined;
   }
 }
@@ -148,6 +153,12 @@ function actionDone(job: JobRecord): string | undefined {
       return `Remade ${image} at ${job.request.ratio}`;
     case 'rerun':
       return 'Rerun';
+    case 'vary':
+      return `Varied ${image}`;
+    case 'edit':
+      return `Edited ${image}`;
+    case 'remix':
+      return 'Remix';
   }
 }
 

@@ -50,6 +50,7 @@ export const USER_SENTENCES = {
   IMAGE_NOT_MADE: (p: { n: number; verb: string }) =>
     `Image ${p.n} of this job was not made, so it cannot be used to ${p.verb}. Pick another image or rerun.`,
   IMAGE_GONE: (p: { n: number }) => `Image ${p.n} of this job is no longer available.`,
+  NO_REFERENCE_MODEL: () => 'None of the models this bot offers can start from an image, so images cannot be edited or varied here.',
   NO_4K_MODEL: () => 'None of the models this bot offers can make 4K images, so images cannot be upscaled here.',
   RATIO_NOT_OFFERED: (p: { label: string; ratio: string | undefined; ratios: readonly string[] }) =>
     `${p.ratio === undefined ? 'No ratio was chosen' : `${p.label} can't make ${p.ratio} images`}. Choose one of: ${p.ratios.join(', ')}.`,
@@ -70,6 +71,8 @@ export const USER_SENTENCES = {
     "I couldn't read that request from Slack, so nothing was started and nothing was charged. Please try again.",
   MENTION_WITHOUT_PROMPT: () =>
     'Mention me with a prompt, e.g. `@Imagine a red fox in the snow --ar 16:9`, and attach JPEG, PNG or WEBP images to use them as references. `/imagine help` lists the flags.',
+  REFINE_WITHOUT_TEXT: () =>
+    'Reply to a result and mention me with what should change, e.g. `@Imagine make the sky purple`, or `@Imagine 2: make the sky purple` for image 2.',
   BOT_RESTARTING: () => 'The bot is restarting right now, so nothing was started and nothing was charged. Please try again in a moment.',
 
   // /show and /history.

@@ -60,6 +60,15 @@ export interface EngineApi {
    */
   claimOnce(key: string, ttlMs: number): Promise<boolean>;
 
+  /**
+   * Remembers that the platform message or thread `key` shows `jobId` (kept as long as job
+   * records), so a reply there can find the job: Slack links a result's thread to its latest
+   * result for "mention me in the thread to edit" without reading the thread's history.
+   */
+  linkJob(key: string, jobId: string): Promise<void>;
+  /** The job last linked to `key`, if any. */
+  linkedJob(key: string): Promise<string | undefined>;
+
   /** Registers the adapter that renders progress and delivers results for a platform. */
   setDeliverer(platform: Platform, deliverer: Deliverer): void;
 

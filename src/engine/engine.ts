@@ -42,7 +42,7 @@ import {
   type JobTiming,
 } from './jobs/context.ts';
 import { Deliveries } from './jobs/delivery.ts';
-import { JobRecords } from './jobs/records.ts';
+import { JOB_TTL_MS, JobRecords } from './jobs/records.ts';
 import { ResumeSweep } from './jobs/resume.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { Lanes, type LanesOptions } from './lanes.ts';
@@ -296,6 +296,14 @@ export class Engine implements EngineApi {
 
   history(requester: Requester, limit: number): Promise<JobRecord[]> {
     return this.#ctx.records.history(requester, limit);
+  }
+
+  async linkJob(key: string, jobId: string): Promise<void> {
+    await this.#store.kv.set(`link:${key}`, jobId, JOB_TTL_MS);
+  }
+
+  async linkedJob(key: string): Promise<string | undefined> {
+    return (await this.#store.kv.get<string>(`link:${key}`)) ?? undefined;
   }
 
   quota(requester: Requester): Promise<QuotaView> {

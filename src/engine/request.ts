@@ -49,7 +49,8 @@ export type Requester = z.infer<typeof requesterSchema>;
 export const locationSchema = z.record(z.string(), z.unknown());
 export type PlatformLocation = z.infer<typeof locationSchema>;
 
-export const JOB_ACTIONS = ['upscale', 'ratio', 'rerun'] as const;
+/** What a job derived from another did (commands/buttons.ts): set by the bot, shown in its texts. */
+export const JOB_ACTIONS = ['upscale', 'ratio', 'rerun', 'vary', 'edit', 'remix'] as const;
 export type JobAction = (typeof JOB_ACTIONS)[number];
 
 /** What a user is told about a prompt that cannot be used, wherever it is checked. */

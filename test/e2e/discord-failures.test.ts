@@ -32,7 +32,7 @@ describe('Discord failures', () => {
       expect(m.content).toContain(TASK_FAILURE_SENTENCES[code]!);
       expect(m.content).toContain('You were not charged');
       expect(m.attachments).toHaveLength(0);
-      expect(componentsOf(m).map((c) => c.label)).toEqual(['Try again', 'Delete']);
+      expect(componentsOf(m).map((c) => c.label)).toEqual(['Try again', 'Remix', 'Delete']);
       expect((await h.bot.engine.quota({ platform: 'discord', userId: user.id })).used).toBe(0);
     });
   }

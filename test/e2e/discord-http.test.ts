@@ -96,7 +96,7 @@ describe('Discord over the HTTP interactions endpoint', () => {
     expect(m.history.length).toBeGreaterThan(1);
     expect(m.attachments.map((a) => a.content_type)).toEqual(['image/png', 'image/png']);
     expect(m.content).toContain('"an owl over a moonlit lake"');
-    expect(componentsOf(m).filter((c) => c.type === 2).map((c) => c.label)).toEqual(['U1', 'U2', 'Rerun', 'Delete']);
+    expect(componentsOf(m).filter((c) => c.type === 2).map((c) => c.label)).toEqual(['U1', 'U2', 'V1', 'V2', 'E1', 'E2', 'Rerun', 'Remix', 'Delete']);
     expectHttpModeInvariants();
   });
 
@@ -110,6 +110,19 @@ describe('Discord over the HTTP interactions endpoint', () => {
     expect(m.content).toContain('Upscaled image 1 to 4K');
     const after = await h.bot.engine.quota({ platform: 'discord', userId: USERS.bob.id });
     expect(after.used - before.used).toBe(4);
+    expectHttpModeInvariants();
+  });
+
+  it('Edit over HTTP: the modal is the HTTP answer, its submission a new job from that image', async () => {
+    const parent = await h.result(await h.imagine('a paper lantern', { values: { model: 'runblob-pro' } }));
+    const click = await h.discord.clickComponent({ message: parent, customId: customIdOf(parent, { prefix: 'imagine:edit:' }), user: USERS.bob });
+    await h.discord.waitFor(() => click.callbackType === 9 || undefined, 5_000, 'modal');
+    expect(click.httpStatus).toBe(200);
+    const before = h.runblob!.tasks.size;
+    const m = await h.result(await h.discord.submitModal({ interaction: click, user: USERS.bob, values: { text: 'make it glow green' } }));
+    expect(m.content).toContain('Edited image 1');
+    const task = [...h.runblob!.tasks.values()].slice(before)[0]!;
+    expect([task.prompt, task.images.length]).toEqual(['make it glow green', 1]);
     expectHttpModeInvariants();
   });
 

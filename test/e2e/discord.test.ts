@@ -28,7 +28,7 @@ describe('/imagine on Discord', () => {
     const progress = m.history.slice(0, -1).map((s) => s.content);
     expect(progress.length).toBeGreaterThan(0);
     expect(progress.some((c) => /Queued|Generating|Downloading|Finishing/.test(c) && /\d+:\d\d/.test(c))).toBe(true);
-    // The result: two images, the summary, U1 U2 Rerun Delete, and a ratio select per image.
+    // The result: two images, the summary, U, V, E per image, Rerun Remix Delete, and a ratio select per image.
     expect(m.attachments.map((a) => a.content_type)).toEqual(['image/png', 'image/png']);
     expect(m.attachments.every((a) => a.width === 1024 && a.height === 1024)).toBe(true);
     expect(m.content).toContain('"a red fox in the snow"');
@@ -36,7 +36,7 @@ describe('/imagine on Discord', () => {
     expect(m.content).toContain(`<@${USERS.alice.id}>`);
     expect(m.mentions).toEqual([]);
     const labels = componentsOf(m).filter((c) => c.type === 2).map((c) => c.label);
-    expect(labels).toEqual(['U1', 'U2', 'Rerun', 'Delete']);
+    expect(labels).toEqual(['U1', 'U2', 'V1', 'V2', 'E1', 'E2', 'Rerun', 'Remix', 'Delete']);
     expect(componentsOf(m).filter((c) => c.type === 3)).toHaveLength(2);
     expect(m.flags & 64).toBe(0);
     expectDiscordInvariants(h.discord);

@@ -114,7 +114,12 @@ describe('/imagine with flags', () => {
     expect(actionIds(result!)).toEqual([
       `imagine:upscale:${id}:0`,
       `imagine:upscale:${id}:1`,
+      `imagine:vary:${id}:0`,
+      `imagine:vary:${id}:1`,
+      `imagine:edit:${id}:0`,
+      `imagine:edit:${id}:1`,
       `imagine:rerun:${id}`,
+      `imagine:remix:${id}`,
       `imagine:delete:${id}`,
       `imagine:ratio:${id}:0`,
       `imagine:ratio:${id}:1`,

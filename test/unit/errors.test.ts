@@ -36,6 +36,8 @@ const SAMPLES: { [C in ErrorCode]: SentenceParams<C> } = {
   IMAGE_NOT_MADE: { n: 2, verb: 'upscale' },
   IMAGE_GONE: { n: 2 },
   NO_4K_MODEL: {},
+  NO_REFERENCE_MODEL: {},
+  REFINE_WITHOUT_TEXT: {},
   RATIO_NOT_OFFERED: { label: 'Nano Banana Pro (RunBlob)', ratio: '8:1', ratios: ['1:1', '16:9'] },
   PRIVATE_NOT_OFFERED: { where: 'Discord' },
   JOB_NOT_FOUND: {},

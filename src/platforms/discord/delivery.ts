@@ -22,6 +22,7 @@ import { isNoAccess, isTokenGone, isUnknownMessage, type DiscordMessages, type S
 import { undeliverableText } from '../../../commands/render.ts';
 import { DISCORD_FORMAT, NO_MENTIONS, clipContent, placeholderComponentsJson, progressContent, resultBody, type OriginalLink } from './render.ts';
 import { EditThrottle } from './throttle.ts';
+import { resultMessageKey } from './replies.ts';
 import { AckFirst } from '../ack-first.ts';
 
 export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
@@ -33,7 +34,7 @@ export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
 export const MAX_PROGRESS_EDITS_IN_FLIGHT = 10;
 
 export interface DeliveryDeps {
-  engine: Pick<EngineApi, 'models' | 'updateLocation'>;
+  engine: Pick<EngineApi, 'models' | 'updateLocation'> & Partial<Pick<EngineApi, 'linkJob'>>;
   log: Logger;
   messages: DiscordMessages;
   /** PUBLIC_URL: when set, links to full-size originals point at the bot's own server. */
@@ -181,6 +182,7 @@ export class DiscordDelivery implements Deliverer {
       try {
         const sent = await this.#messages.editOriginal(loc, body, files);
         await this.#rememberMessage(job, loc, sent);
+        await this.#linkResult(job, sent);
         log.info({ via: 'interaction', messageId: sent.id, files: files.length, reencoded: originals.length }, 'discord result delivered');
         return;
       } catch (err) {
@@ -204,6 +206,7 @@ export class DiscordDelivery implements Deliverer {
       };
       try {
         const sent = await this.#messages.postToChannel(loc.channelId, body, files);
+        await this.#linkResult(job, sent);
         log.info({ via: 'channel', messageId: sent.id }, 'discord result delivered');
         await this.#pointPlaceholderAt(loc, sent, log);
         return;
@@ -217,6 +220,12 @@ export class DiscordDelivery implements Deliverer {
     const body = resultBody(job, files, originals, this.#engine.models, `-# ${why}\n`);
     const sent = await this.#messages.postToChannel(dm, body, files);
     log.info({ via: 'dm', messageId: sent.id }, 'discord result delivered');
+  }
+
+  /** A reply to this result that mentions the bot edits it (replies.ts): remember which job the message shows. */
+  async #linkResult(job: JobRecord, sent: SentMessage): Promise<void> {
+    if (!sent?.id || !job.tasks.some((t) => t.status === 'succeeded' && t.image)) return;
+    await this.#engine.linkJob?.(resultMessageKey(sent.id), job.id).catch((err: unknown) => this.#log.warn({ err, jobId: job.id }, 'could not link the discord result message'));
   }
 
   /** Best effort: the stale placeholder says where the result went. */

@@ -4,7 +4,8 @@
  * are registered by `npm run register` (register.ts), never here.
  *
  * Interactions arrive one of two ways (Discord uses one or the other, never both):
- * - the gateway: discord.js logs in with the Guilds intent only (no privileged intents);
+ * - the gateway: discord.js logs in with the Guilds and GuildMessages intents (no privileged
+ *   intents); GuildMessages brings the replies that mention the bot (reply to refine, replies.ts);
  * - the HTTP interactions endpoint, once the application's Interactions Endpoint URL is set:
  *   Discord POSTs them to /discord/interactions on the bot's HTTP server (http-interactions.ts),
  *   which several processes behind a load balancer can share. Mounted when DISCORD_PUBLIC_KEY is
@@ -23,6 +24,7 @@ import type { HttpServer } from '../http/server.ts';
 import { AckFirst } from '../ack-first.ts';
 import { DiscordDelivery, ORIGINALS_PATH_PREFIX } from './delivery.ts';
 import { InteractionHandler } from './interactions.ts';
+import { ReplyRefiner } from './replies.ts';
 import { DiscordMessages } from './messages.ts';
 import { discordRestAgent } from './rest-agent.ts';
 import { DISCORD_API_DEFAULT } from './command-json.ts';
@@ -58,7 +60,9 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
 
   const newClient = () =>
     new Client({
-      intents: [GatewayIntentBits.Guilds],
+      // GuildMessages: replies mentioning the bot (replies.ts); not privileged, and a message that
+      // mentions the bot carries its content without the Message Content intent.
+      intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages],
       ...shardOptions(config.DISCORD_SHARDS),
       rest: { api: config.DISCORD_API_URL ?? DISCORD_API_DEFAULT, agent: discordRestAgent() },
       // The bot never reads message history: keep no messages in memory.
@@ -75,6 +79,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   const ackFirst = new AckFirst(undefined, undefined, ackLatency ? { onAck: (s) => ackLatency.observe(s) } : {});
   const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst });
   const handler = new InteractionHandler({ engine, log, messages, ackFirst, ...(metrics && { metrics }), show: (job, location) => delivery.showAt(job, location) });
+  const replies = new ReplyRefiner({ engine, log, messages, ...(metrics && { metrics }) });
 
   engine.setDeliverer('discord', delivery);
   mountOriginals(http, engine, log);
@@ -83,6 +88,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   const connectGateway = async (gw: Client) => {
     guardGatewayPackets(gw, log);
     gw.on(Events.InteractionCreate, (interaction) => void handler.handle(interaction));
+    gw.on(Events.MessageCreate, (message) => void replies.handle(message));
     gw.on(Events.Error, (err) => log.error({ err }, 'discord client error'));
     gw.on(Events.Warn, (message) => log.warn({ message }, 'discord client warning'));
     gw.on(Events.ShardDisconnect, (event, shardId) => log.warn({ code: event.code, shardId }, 'discord gateway disconnected'));

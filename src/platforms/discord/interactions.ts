@@ -13,12 +13,16 @@ import {
   type ButtonInteraction,
   type ChatInputCommandInteraction,
   type Interaction,
+  type ModalSubmitInteraction,
   type StringSelectMenuInteraction,
 } from 'discord.js';
 import {
   COMMAND_NAMES,
   cancelJob,
+  FORM_TEXT_ID,
   decodeAction,
+  editForm,
+  remixForm,
   findCommand,
   requestForAction,
   type ActionRef,
@@ -37,10 +41,12 @@ import { AckFirst } from '../ack-first.ts';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES } from './fit-upload.ts';
 import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
 import type { DiscordMessages } from './messages.ts';
-import { DISCORD_FORMAT, NO_MENTIONS, clipContent, errorContent } from './render.ts';
+import { DISCORD_FORMAT, NO_MENTIONS, clipContent, errorContent, modalJson } from './render.ts';
 
 type ComponentInteraction = ButtonInteraction | StringSelectMenuInteraction;
-type Answerable = ChatInputCommandInteraction | ComponentInteraction;
+type Answerable = ChatInputCommandInteraction | ComponentInteraction | ModalSubmitInteraction;
+/** What starts a job from a result: a click (Vary, Upscale…) or a form's submission (Edit, Remix). */
+type FromResult = ComponentInteraction | ModalSubmitInteraction;
 
 export interface InteractionDeps {
   engine: EngineApi;
@@ -113,11 +119,11 @@ export class InteractionHandler {
 
   /** Entry point for discord.js's interactionCreate. Never throws, never rejects. */
   handle(i: Interaction): Promise<void> {
-    if (!i.isChatInputCommand() && !i.isButton() && !i.isStringSelectMenu()) return Promise.resolve();
+    if (!i.isChatInputCommand() && !i.isButton() && !i.isStringSelectMenu() && !i.isModalSubmit()) return Promise.resolve();
     const answer: Answer = { state: 'none' };
     let work: Promise<void>;
     try {
-      work = i.isChatInputCommand() ? this.#command(i, answer) : this.#component(i, answer);
+      work = i.isChatInputCommand() ? this.#command(i, answer) : i.isModalSubmit() ? this.#form(i, answer) : this.#component(i, answer);
     } catch (err) {
       work = Promise.reject(err);
     }
@@ -150,21 +156,45 @@ export class InteractionHandler {
     if (!ref) throw new UserFacingError('UNKNOWN_CONTROL');
     if (ref.action === 'delete') return this.#delete(i, answer, ref.jobId);
     if (ref.action === 'cancel') return this.#cancel(i, answer, ref.jobId);
+    if (ref.action === 'edit') return this.#showForm(i, answer, modalJson(editForm(ref.jobId, ref.index)));
+    if (ref.action === 'remix') {
+      // A modal can only be the first response, so this one store read comes before it (a few ms
+      // of the 3 s): the form is prefilled with the job's prompt and flags.
+      const job = await this.#engine.getJob(ref.jobId);
+      if (!job) throw new JobNotFoundError(ref.jobId);
+      return this.#showForm(i, answer, modalJson(remixForm(job)));
+    }
     return this.#action(i, answer, ref);
   }
 
-  /** Upscale, ratio, rerun: a new job charged to the clicker, replying to the clicked message. */
-  async #action(i: ComponentInteraction, answer: Answer, ref: Exclude<ActionRef, { action: 'delete' | 'cancel' }>): Promise<void> {
+  async #showForm(i: ComponentInteraction, answer: Answer, modal: Record<string, unknown>): Promise<void> {
+    await this.#ackFirst.ack(() => i.showModal(modal as never));
+    answer.state = 'updated';
+  }
+
+  /** Edit and Remix forms: their id is the button's, the one field holds the instruction or the prompt. */
+  async #form(i: ModalSubmitInteraction, answer: Answer): Promise<void> {
+    const ref = decodeAction(i.customId);
+    if (!ref || (ref.action !== 'edit' && ref.action !== 'remix')) throw new UserFacingError('UNKNOWN_CONTROL');
+    return this.#action(i, answer, ref, i.fields.getTextInputValue(FORM_TEXT_ID));
+  }
+
+  /**
+   * Upscale, ratio, rerun, vary, and the Edit and Remix forms (`text`): a new job charged to the
+   * clicker, replying to the result it came from.
+   */
+  async #action(i: FromResult, answer: Answer, ref: Exclude<ActionRef, { action: 'delete' | 'cancel' }>, text?: string): Promise<void> {
     // A click on a private result stays private.
-    const ephemeral = i.message.flags.has(MessageFlags.Ephemeral);
+    const ephemeral = i.message?.flags.has(MessageFlags.Ephemeral) ?? false;
     if (!(await this.#defer(i, answer, ephemeral))) return;
-    const location: DiscordLocation = { ...locationOf(i, ephemeral), parentMessageId: i.message.id };
+    const location: DiscordLocation = { ...locationOf(i, ephemeral), ...(i.message && { parentMessageId: i.message.id }) };
     answer.location = location;
     const parent = await this.#engine.getJob(ref.jobId);
     if (!parent) throw new JobNotFoundError(ref.jobId);
     const request = requestForAction(parent, ref.action, {
       ...('index' in ref && { index: ref.index }),
       ...('ratio' in ref && ref.ratio !== undefined && { ratio: ref.ratio }),
+      ...(text !== undefined && { text }),
       clicker: requesterOf(i),
       location,
       models: this.#engine.models,

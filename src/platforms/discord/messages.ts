@@ -98,6 +98,10 @@ export class DiscordMessages {
     return (await this.rest.patch(Routes.channelMessage(channelId, messageId), { body })) as SentMessage;
   }
 
+  async deleteInChannel(channelId: string, messageId: string): Promise<void> {
+    await this.rest.delete(Routes.channelMessage(channelId, messageId));
+  }
+
   /** The DM channel with a user (created by Discord if needed). */
   async openDm(userId: string): Promise<string> {
     const channel = (await this.rest.post(Routes.userChannels(), { body: { recipient_id: userId } })) as { id: string };

@@ -6,6 +6,8 @@
 import { escapeMarkdown } from 'discord.js';
 import {
   cancelButtonFor,
+  FORM_TEXT_ID,
+  MAX_FORM_TEXT_CHARS,
   componentRows,
   componentsFor,
   failureText,
@@ -13,6 +15,7 @@ import {
   summaryText,
   type ButtonSpec,
   type ComponentRow,
+  type FormSpec,
   type TextFormat,
 } from '../../../commands/index.ts';
 import type { JobRecord, ProgressEvent } from '../../engine/job.ts';
@@ -133,5 +136,33 @@ export function resultBody(job: JobRecord, files: readonly UploadFile[], origina
     components: jobComponentsJson(job, models),
     attachments: files.map((f, i) => ({ id: String(i), filename: f.name, description: `Image ${i + 1}` })),
     allowed_mentions: { parse: [] },
+  };
+}
+
+/**
+ * A form as a Discord modal (interaction callback type 9): one Label (type 18) holding a
+ * paragraph text input (type 4), Discord's current layout for modal fields
+ * (discord.com/developers/docs/components/reference#label). The modal's custom_id is the
+ * button's durable id, so the submission (MODAL_SUBMIT) names the job and the image.
+ */
+export function modalJson(form: FormSpec): Record<string, unknown> {
+  return {
+    custom_id: form.customId,
+    title: form.title.slice(0, 45),
+    components: [
+      {
+        type: 18,
+        label: form.label.slice(0, 45),
+        component: {
+          type: 4,
+          custom_id: FORM_TEXT_ID,
+          style: form.multiline ? 2 : 1,
+          required: true,
+          max_length: MAX_FORM_TEXT_CHARS,
+          placeholder: form.placeholder.slice(0, 100),
+          ...(form.value !== undefined && { value: form.value }),
+        },
+      },
+    ],
   };
 }

@@ -1,6 +1,7 @@
 /**
  * Block Kit for the job's one public message: the placeholder while the job runs, then the
- * summary with its buttons (Upscale 4K per image, Rerun, Change ratio per image, Delete). The
+ * summary with its buttons (Upscale 4K, Vary and Edit per image, Rerun, Remix, Change ratio per
+ * image, Delete). The
  * texts are the shared ones (commands/render.ts) and the components come from
  * commands/buttons.ts, so Slack and Discord say and offer the same things. Every action_id (and
  * button value) is the durable `imagine:<action>:<jobId>[:<index>]`, so clicks work after restarts.
@@ -39,7 +40,7 @@ export function placeholderMessage(job: JobRecord, event: ProgressEvent): SlackM
   const notes = [`Requested by ${SLACK_FORMAT.mention(job.request.requester)}`, ...(job.request.note ? [job.request.note] : [])];
   blocks.push(context(notes.join(' · ')));
   const cancel = cancelButtonFor(job);
-  if (cancel) blocks.push({ type: 'actions', block_id: CANCEL_BLOCK_ID, elements: [button(cancel, 0)] });
+  if (cancel) blocks.push({ type: 'actions', block_id: CANCEL_BLOCK_ID, elements: [button(cancel)] });
   return { text: clip(progressText(job, event, SLACK_PLAIN_FORMAT), MAX_FALLBACK_TEXT_CHARS), blocks };
 }
 
@@ -56,17 +57,12 @@ export function queuedEvent(job: JobRecord, now = Date.now()): ProgressEvent {
   };
 }
 
-function buttonText(b: ButtonSpec, imageCount: number): string {
-  const label = b.index !== undefined && imageCount > 1 ? `Upscale 4K · image ${b.index + 1}` : b.index !== undefined ? 'Upscale 4K' : b.label;
-  return clip(`${b.emoji} ${label}`, MAX_BUTTON_TEXT_CHARS);
-}
-
-function button(b: ButtonSpec, imageCount: number): types.Button {
+function button(b: ButtonSpec): types.Button {
   const el: types.Button = {
     type: 'button',
     action_id: b.customId,
     value: b.customId,
-    text: { type: 'plain_text', text: buttonText(b, imageCount), emoji: true },
+    text: { type: 'plain_text', text: clip(`${b.emoji} ${b.title}`, MAX_BUTTON_TEXT_CHARS), emoji: true },
   };
   if (b.style === 'primary') el.style = 'primary';
   if (b.style === 'danger') {
@@ -93,8 +89,8 @@ function ratioSelect(s: RatioSelectSpec): types.StaticSelect {
 
 function componentBlocks(job: JobRecord, models: readonly ModelSpec[]): Block[] {
   const c = componentsFor(job, models);
-  const imageCount = c.upscale.length;
-  const buttons = [...c.upscale, ...(c.rerun ? [c.rerun] : []), c.delete].map((b) => button(b, imageCount));
+  // At most 4 × 3 image buttons + 3: within the 25 elements of an actions block.
+  const buttons = [...c.upscale, ...c.vary, ...c.edit, ...(c.rerun ? [c.rerun] : []), ...(c.remix ? [c.remix] : []), c.delete].map(button);
   const blocks: Block[] = [{ type: 'actions', block_id: BUTTONS_BLOCK_ID, elements: buttons }];
   if (c.ratioSelects.length > 0) blocks.push({ type: 'actions', block_id: RATIO_BLOCK_ID, elements: c.ratioSelects.map(ratioSelect) });
   return blocks;

@@ -43,6 +43,9 @@ function whereOf(loc: SlackLocation): Where {
 /** A placeholder rate limited for longer than this is not posted late (the result will do). */
 const PLACEHOLDER_RETRY_MAX_MS = 60_000;
 
+/** The engine link from a result's thread (its root message) to the latest result in it. */
+export const resultThreadKey = (channel: string, threadTs: string) => `slack:thread:${channel}:${threadTs}`;
+
 export class SlackDeliverer implements Deliverer {
   readonly #ctx: SlackContext;
   /** Placeholders being posted or posted by this process (resumed jobs read location.ts). */
@@ -191,7 +194,10 @@ export class SlackDeliverer implements Deliverer {
       }
     }
 
-    await this.#showFinal(job, placeholder, channel, threadTs, content);
+    const finalTs = await this.#showFinal(job, placeholder, channel, threadTs, content);
+    // A mention of the bot in this result's thread edits its latest result (listeners/mention.ts).
+    const root = threadTs ?? finalTs;
+    if (root && images.length > 0) await ctx.engine.linkJob(resultThreadKey(channel, root), job.id).catch((err: unknown) => log.warn({ err }, 'could not link the thread to its result'));
     this.#placeholders.delete(job.id);
     this.#edits.forget(job.id);
     log.info({ state: job.state, images: images.length, channel }, 'slack result delivered');
@@ -233,12 +239,12 @@ export class SlackDeliverer implements Deliverer {
   }
 
   /** Turns the placeholder into the final message; posts a new one when it is gone or never existed. */
-  async #showFinal(job: JobRecord, placeholder: Placeholder | undefined, channel: string, threadTs: string | undefined, content: SlackMessageContent) {
+  async #showFinal(job: JobRecord, placeholder: Placeholder | undefined, channel: string, threadTs: string | undefined, content: SlackMessageContent): Promise<string | undefined> {
     const ctx = this.#ctx;
     if (placeholder) {
       try {
         await background(ctx, () => ctx.client.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...content }));
-        return;
+        return placeholder.ts;
       } catch (err) {
         const code = slackErrorCode(err);
         if (code !== 'message_not_found' && code !== 'cant_update_message') throw err;
@@ -251,6 +257,7 @@ export class SlackDeliverer implements Deliverer {
       ),
     );
     if (res.ts) await ctx.engine.updateLocation(job.id, { ts: res.ts }).catch(() => undefined);
+    return res.ts;
   }
 
   /** Waits for in-flight edits (stop()). */

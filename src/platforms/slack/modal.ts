@@ -22,6 +22,7 @@ import {
   type ImagineValueOptionName,
 } from '../../../commands/imagine/index.ts';
 import { resolveOptions, type OptionDefinition, type ResolvedOption } from '../../../commands/options.ts';
+import { FORM_TEXT_ID, type FormSpec } from '../../../commands/buttons.ts';
 import { ValidationError } from '../../engine/errors.ts';
 import { PROMPT_SENTENCES } from '../../engine/request.ts';
 import type { ModelSpec } from '../../engine/models.ts';
@@ -247,4 +248,35 @@ export function readSubmission(values: ViewStateValues): ModalSubmission {
 export function modalErrorBlock(field: string): string {
   if (field === 'references') return IMAGES_BLOCK;
   return (SLACK_VALUE_OPTIONS as readonly string[]).includes(field) ? field : 'prompt';
+}
+
+/**
+ * An Edit or Remix form (commands/buttons.ts FormSpec) as a modal view: one multiline text
+ * input (block and action id FORM_TEXT_ID). Its callback_id is the button's durable id, so the
+ * submission names the job and the image; where the result goes travels in private_metadata.
+ */
+export function formView(form: FormSpec, meta: Omit<ModalMetadata, 'refs'>): types.ModalView {
+  return {
+    type: 'modal',
+    callback_id: form.customId,
+    title: plain(clip(form.title, 24)),
+    submit: plain(form.title.startsWith('Edit') ? 'Edit' : 'Imagine'),
+    close: plain('Cancel'),
+    private_metadata: encodeMetadata({ ...meta, refs: [] }),
+    blocks: [
+      {
+        type: 'input',
+        block_id: FORM_TEXT_ID,
+        label: plain(form.label),
+        element: {
+          type: 'plain_text_input',
+          action_id: FORM_TEXT_ID,
+          multiline: form.multiline,
+          max_length: MAX_TEXT_INPUT_CHARS,
+          placeholder: plain(form.placeholder),
+          ...(form.value !== undefined ? { initial_value: clip(form.value, MAX_TEXT_INPUT_CHARS) } : {}),
+        },
+      },
+    ],
+  };
 }

@@ -38,6 +38,8 @@ export const blockActionsSchema = z.object({
     .nullish(),
   message: z.object({ ts: z.string(), thread_ts: z.string().optional() }).nullish(),
   response_url: z.string().optional(),
+  /** Opens a modal within 3 s of the click (Edit, Remix). */
+  trigger_id: z.string().optional(),
   actions: z
     .array(
       z.object({

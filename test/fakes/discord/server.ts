@@ -1413,7 +1413,7 @@ export class FakeDiscord extends EventEmitter {
       }),
     };
     // Answers to component clicks are replies to the message holding the component.
-    if (i?.type === 3 && i.sourceMessageId) {
+    if ((i?.type === 3 || i?.type === 5) && i.sourceMessageId) {
       msg.type = 19;
       msg.messageReference = { message_id: i.sourceMessageId, channel_id: i.channelId, ...(i.guildId && { guild_id: i.guildId }) };
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { componentRows, componentsFor, requestForAction } from '../../../commands/buttons.ts';
+import { componentRows, componentsFor, refineRequest, remixText, requestForAction } from '../../../commands/buttons.ts';
 import { decodeAction } from '../../../commands/custom-id.ts';
 import { botRefusal as refusal } from '../../support/errors.ts';
 import { MODEL_CATALOG, configuredModels } from '../../../src/engine/models.ts';
@@ -11,6 +11,78 @@ const location = { channelId: 'c1', replyTo: 'm1' };
 const all = MODEL_CATALOG;
 
 describe('requestForAction', () => {
+  it('Vary keeps prompt and options with that image as the only reference, for the clicker', () => {
+    const parent = makeJob({ request: { references: [{ kind: 'url', url: 'https://example.com/original-ref.png' }], count: 2 } });
+    const request = requestForAction(parent, 'vary', { index: 1, clicker, location, models: all });
+    expect(request).toEqual({
+      prompt: 'a lighthouse at dusk, oil painting',
+      model: 'runbase-pro',
+      ratio: '16:9',
+      resolution: '1K',
+      count: 2,
+      references: [{ kind: 'url', url: 'https://cdn.provider.example/out/1.png', localPath: `/data/images/${JOB_ID}/1.png` }],
+      requester: clicker,
+      location,
+      parent: { jobId: JOB_ID, action: 'vary', imageIndex: 1 },
+    });
+    expect(imagineRequestSchema.safeParse(request).success).toBe(true);
+  });
+
+  it('Edit makes one image from that image with the instruction as the prompt; an empty one is refused by the schema', () => {
+    const parent = makeJob({ request: { model: 'runblob-2', creativity: 0.4 } });
+    const request = requestForAction(parent, 'edit', { index: 0, text: '  make the sky purple ', clicker, location, models: all });
+    expect(request).toMatchObject({
+      prompt: 'make the sky purple',
+      model: 'runblob-2',
+      count: 1,
+      creativity: 0.4,
+      references: [{ kind: 'url', url: 'https://cdn.provider.example/out/0.png', localPath: `/data/images/${JOB_ID}/0.png` }],
+      requester: clicker,
+      parent: { jobId: JOB_ID, action: 'edit', imageIndex: 0 },
+    });
+    expect(request.note).toBeUndefined();
+    const empty = requestForAction(parent, 'edit', { index: 0, text: ' ', clicker, location, models: all });
+    expect(imagineRequestSchema.safeParse(empty).success).toBe(false);
+    expect(refusal(() => requestForAction(parent, 'edit', { index: 3, text: 'x', clicker, location, models: all }))).toMatchObject({ code: 'IMAGE_NOT_MADE' });
+  });
+
+  it('Edit from a model that takes no reference switches to one that does and says so; none at all is refused', () => {
+    const noRefs = all.map((m) => (m.key === 'runbase-pro' ? { ...m, maxReferences: 0 } : m));
+    const parent = makeJob({ request: { model: 'runbase-pro' } });
+    const request = requestForAction(parent, 'edit', { index: 0, text: 'night', clicker, location, models: noRefs });
+    expect(request.model).toBe(noRefs.find((m) => m.provider === 'runbase' && m.maxReferences > 0)!.key);
+    expect(request.note).toMatch(/^Nano Banana Pro \(Runbase\) can't start from an image, so this uses /);
+    const none = all.map((m) => ({ ...m, maxReferences: 0 }));
+    expect(refusal(() => requestForAction(parent, 'vary', { index: 0, clicker, location, models: none }))).toMatchObject({ code: 'NO_REFERENCE_MODEL' });
+    expect(componentsFor(parent, none).edit).toEqual([]);
+  });
+
+  it('a refining reply edits the first image made, or the one its "N:" names', () => {
+    const parent = makeJob({ tasks: [failedTask(0), okTask(1), okTask(2)], request: { count: 3 } });
+    expect(refineRequest(parent, 'make it night', { clicker, location, models: all })).toMatchObject({
+      prompt: 'make it night',
+      parent: { jobId: JOB_ID, action: 'edit', imageIndex: 1 },
+    });
+    expect(refineRequest(parent, '3: add snow', { clicker, location, models: all })).toMatchObject({ prompt: 'add snow', parent: { imageIndex: 2 } });
+    expect(refineRequest(parent, '3) add snow', { clicker, location, models: all }).parent?.imageIndex).toBe(2);
+    expect(refusal(() => refineRequest(parent, '1: add snow', { clicker, location, models: all }))).toMatchObject({ code: 'IMAGE_NOT_MADE' });
+    // A number that is part of the instruction is not a pick.
+    expect(refineRequest(parent, '2 cats on the roof', { clicker, location, models: all }).prompt).toBe('2 cats on the roof');
+  });
+
+  it('Remix reads the form text as /imagine does; the prefilled text gives back the same request', () => {
+    const refs = [{ kind: 'url' as const, url: 'https://example.com/ref.png' }];
+    const parent = makeJob({ request: { model: 'runblob-2', creativity: 0.3, references: refs, ratio: '4:5', resolution: '2K', count: 3 } });
+    const text = remixText(parent.request);
+    expect(text).toBe('a lighthouse at dusk, oil painting --model runblob-2 --ar 4:5 --res 2K --n 3 --cr 0.3');
+    const same = requestForAction(parent, 'remix', { text, clicker, location, models: all });
+    const rerun = requestForAction(parent, 'rerun', { clicker, location, models: all });
+    expect(same).toEqual({ ...rerun, parent: { jobId: JOB_ID, action: 'remix' } });
+    const changed = requestForAction(parent, 'remix', { text: 'a lighthouse at dawn --ar 16:9', clicker, location, models: all });
+    expect(changed).toMatchObject({ prompt: 'a lighthouse at dawn', ratio: '16:9', model: 'runblob-2', count: 1, references: refs });
+    expect(refusal(() => requestForAction(parent, 'remix', { text: 'x --bogus 1', clicker, location, models: all }))).toMatchObject({ code: 'INVALID_REQUEST' });
+  });
+
   it('Rerun repeats prompt, options and references for the clicker', () => {
     const refs = [{ kind: 'url' as const, url: 'https://example.com/ref.png' }];
     const parent = makeJob({ request: { model: 'runblob-2', creativity: 0.3, references: refs, ratio: '4:5', resolution: '2K', count: 3 } });
@@ -161,11 +233,14 @@ describe('componentsFor', () => {
     expect(componentsFor(makeJob({ request: { model: 'runblob-standard' } }), all).upscale).toHaveLength(2);
   });
 
-  it('offers only Try again and Delete for a failed job', () => {
+  it('offers only Try again, Remix and Delete for a failed job', () => {
     const c = componentsFor(makeJob({ state: 'failed', tasks: [failedTask(0), failedTask(1)] }), all);
     expect(c.upscale).toEqual([]);
     expect(c.ratioSelects).toEqual([]);
     expect(c.rerun?.label).toBe('Try again');
+    expect(c.vary).toEqual([]);
+    expect(c.edit).toEqual([]);
+    expect(c.remix?.label).toBe('Remix');
   });
 
   it('lays out within Discord limits: at most 5 rows, 5 buttons a row, one select a row', () => {
@@ -175,11 +250,19 @@ describe('componentsFor', () => {
       expect(rows.length, `${n} images`).toBeLessThanOrEqual(5);
       for (const row of rows) if (row.kind === 'buttons') expect(row.buttons.length).toBeLessThanOrEqual(5);
       const buttons = rows.flatMap((r) => (r.kind === 'buttons' ? r.buttons.map((b) => b.label) : []));
-      expect(buttons).toEqual([...(n === 1 ? ['Upscale 4K'] : Array.from({ length: n }, (_, i) => `U${i + 1}`)), 'Rerun', 'Delete']);
+      const per = (short: string, long: string) => (n === 1 ? [long] : Array.from({ length: n }, (_, i) => `${short}${i + 1}`));
+      expect(buttons).toEqual([...per('U', 'Upscale 4K'), ...per('V', 'Vary'), ...per('E', 'Edit'), 'Rerun', 'Remix', 'Delete']);
       const ids = rows.flatMap((r) => (r.kind === 'buttons' ? r.buttons.map((b) => b.customId) : [r.select.customId]));
       expect(new Set(ids).size).toBe(ids.length); // custom_id unique within a message
     }
     const four = componentRows(componentsFor(makeJob({ request: { count: 4 }, tasks: [0, 1, 2, 3].map((i) => okTask(i)) }), all));
-    expect(four.filter((r) => r.kind === 'select')).toHaveLength(3);
+    // U, V, E and the job's actions take four rows; one row is left for image 1's ratio select.
+    expect(four.filter((r) => r.kind === 'select')).toHaveLength(1);
+    const one = componentRows(componentsFor(makeJob({ request: { count: 1 }, tasks: [okTask(0)] }), all));
+    expect(one.map((r) => (r.kind === 'buttons' ? r.buttons.map((b) => b.label) : 'select'))).toEqual([
+      ['Upscale 4K', 'Vary', 'Edit'],
+      ['Rerun', 'Remix', 'Delete'],
+      'select',
+    ]);
   });
 });

@@ -21,6 +21,15 @@ describe('component ids', () => {
         ratio: '21:9',
       });
     }
+    for (const index of [0, 3]) {
+      for (const action of ['vary', 'edit'] as const) {
+        expect(decodeAction(encodeAction({ action, jobId: JOB, index }))).toEqual({ action, jobId: JOB, index });
+      }
+    }
+    expect(encodeAction({ action: 'edit', jobId: JOB, index: 1 })).toBe(`imagine:edit:${JOB}:1`);
+    expect(decodeAction(encodeAction({ action: 'remix', jobId: JOB }))).toEqual({ action: 'remix', jobId: JOB });
+    expect(decodeAction(`imagine:remix:${JOB}:1`)).toBeUndefined();
+    expect(decodeAction(`imagine:vary:${JOB}`)).toBeUndefined();
     expect(decodeAction(encodeAction({ action: 'rerun', jobId: JOB }))).toEqual({ action: 'rerun', jobId: JOB });
     expect(decodeAction(encodeAction({ action: 'delete', jobId: JOB }))).toEqual({ action: 'delete', jobId: JOB });
     // A select value that is not a ratio leaves ratio unset (the click handler then says so).

@@ -24,6 +24,9 @@ export interface ListenerDeps {
 const HELP_WORDS = new Set(['help', '--help', '-h', '?']);
 const QUOTA_WORDS = new Set(['quota', '--quota']);
 
+/** Whether a typed text is `help` or `quota` rather than a prompt or an instruction. */
+export const isCommandWord = (text: string) => HELP_WORDS.has(text.toLowerCase()) || QUOTA_WORDS.has(text.toLowerCase());
+
 /**
  * A prompt typed after /imagine or in a mention (never empty): `help`, `quota`, or a job with
  * `refs` (the mention's files) as references. Where a command's text becomes a request.
@@ -73,10 +76,16 @@ async function postPlaceholder(deps: ListenerDeps, job: JobRecord, where: Where)
 /** Opens the /imagine modal; throws a refusal when Slack gave no trigger or would not open it. */
 export async function openModal(deps: ListenerDeps, triggerId: string | undefined, meta: ModalMetadata): Promise<void> {
   const { ctx } = deps;
+  await openView(deps, triggerId, imagineModal({ models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, meta }));
+}
+
+/** Opens a modal view (the /imagine modal, an Edit or Remix form); throws a refusal when Slack gave no trigger or would not open it. */
+export async function openView(deps: ListenerDeps, triggerId: string | undefined, view: Parameters<SlackContext['client']['views']['open']>[0]['view']): Promise<void> {
+  const { ctx } = deps;
   if (!triggerId) throw new UserFacingError('FORM_UNAVAILABLE');
   try {
     // No rate-limit wait here: the trigger_id dies 3 s after the click.
-    await ctx.client.views.open({ trigger_id: triggerId, view: imagineModal({ models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, meta }) });
+    await ctx.client.views.open({ trigger_id: triggerId, view });
   } catch (err) {
     ctx.log.warn({ err: String(err), code: slackErrorCode(err) }, 'views.open failed');
     throw new UserFacingError('FORM_OPEN_FAILED');

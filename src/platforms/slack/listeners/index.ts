@@ -7,6 +7,7 @@
 import type { App } from '@slack/bolt';
 import * as actions from './actions.ts';
 import * as commands from './commands.ts';
+import * as forms from './forms.ts';
 import type { ListenerDeps } from './flow.ts';
 import * as mention from './mention.ts';
 import * as modal from './modal.ts';
@@ -17,6 +18,7 @@ export type { ListenerDeps } from './flow.ts';
 export function registerListeners(app: App, deps: ListenerDeps): void {
   commands.register(app, deps);
   modal.register(app, deps);
+  forms.register(app, deps);
   shortcut.register(app, deps);
   actions.register(app, deps);
   mention.register(app, deps);

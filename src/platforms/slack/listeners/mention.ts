@@ -1,15 +1,20 @@
 /**
  * "@Imagine a prompt --flags" with images attached: a job whose references are the attached
  * files (each checked like any reference: a non-image or a too-large file is named in the
- * error), answered in the message's thread. Events are acknowledged by Bolt itself (HTTP 200 on
- * arrival, or the Socket Mode envelope's ack).
+ * error), answered in the message's thread. In the thread of a result, the mention edits that
+ * thread's latest result instead ("@Imagine make the sky purple", "@Imagine 2: …" for image 2),
+ * like its Edit button: the deliverer links each thread to its latest result in the store, so
+ * no history scope is needed. Events are acknowledged by Bolt itself (HTTP 200 on arrival, or
+ * the Socket Mode envelope's ack).
  */
 import type { App } from '@slack/bolt';
-import type { Where } from '../context.ts';
-import { appMentionSchema, fileRef, type AppMentionPayload } from '../payloads.ts';
+import { refineRequest } from '../../../../commands/buttons.ts';
+import { locationFor, type Where } from '../context.ts';
+import { resultThreadKey } from '../deliverer.ts';
+import { appMentionSchema, fileRef, requesterOf, type AppMentionPayload } from '../payloads.ts';
 import { UserFacingError } from '../../../errors.ts';
 import { afterAck, readPayload } from './after-ack.ts';
-import { answerText, type ListenerDeps } from './flow.ts';
+import { answerText, isCommandWord, startJob, type ListenerDeps } from './flow.ts';
 
 /** Slack retries an event a few times within minutes (at once, after 1 min, after 5 min); kept longer. */
 const MENTION_DEDUPE_MS = 2 * 60 * 60 * 1000;
@@ -41,6 +46,12 @@ async function onMention(deps: ListenerDeps, m: AppMentionPayload, where: Where,
   // Only the bot's own mention is removed: other mentions may be part of the prompt.
   const text = (botUserId ? m.text.replaceAll(new RegExp(`<@${botUserId}(?:\\|[^>]*)?>`, 'g'), ' ') : m.text).replace(/\s+/g, ' ').trim();
   if (text === '') throw new UserFacingError('MENTION_WITHOUT_PROMPT');
+  const resultJob = m.thread_ts && !isCommandWord(text) ? await deps.ctx.engine.linkedJob(resultThreadKey(m.channel, m.thread_ts)) : undefined;
+  const parent = resultJob === undefined ? undefined : await deps.ctx.engine.getJob(resultJob);
+  if (parent) {
+    const request = refineRequest(parent, text, { clicker: requesterOf({ id: m.user }), location: locationFor(where), models: deps.ctx.engine.models });
+    return startJob(deps, request, where);
+  }
   await answerText(deps, text, { platform: 'slack', userId: m.user }, where, (m.files ?? []).map(fileRef));
 }
 

@@ -72,6 +72,7 @@ function interactionBase(calls: Call[]) {
     applicationId: 'app1',
     token: 'tok',
     createdTimestamp: Date.now(),
+    isModalSubmit: () => false,
     channelId: 'c1',
     guildId: 'g1',
     user: { id: 'u1', username: 'ada', globalName: null },

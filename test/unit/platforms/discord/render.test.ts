@@ -41,11 +41,11 @@ describe('Discord rendering', () => {
     expect(text).toBe('a \\*bold\\* fox <\u200b@123>');
   });
 
-  it('lays out U1–U4, Rerun, Delete and ratio selects within Discord limits, with valid bodies', () => {
+  it('lays out U1–U4, V1–V4, E1–E4, Rerun, Remix, Delete and a ratio select within Discord limits, with valid bodies', () => {
     const rows = jobComponentsJson(job(), models);
     expect(rows.length).toBeLessThanOrEqual(5);
     const buttons = rows.flatMap((r) => r.components).filter((c) => c.type === 2);
-    expect(buttons.map((b) => b.label)).toEqual(['U1', 'U2', 'U3', 'U4', 'Rerun', 'Delete']);
+    expect(buttons.map((b) => b.label)).toEqual(['U1', 'U2', 'U3', 'U4', 'V1', 'V2', 'V3', 'V4', 'E1', 'E2', 'E3', 'E4', 'Rerun', 'Remix', 'Delete']);
     for (const r of rows) expect(r.components.length).toBeLessThanOrEqual(5);
     const ids = rows.flatMap((r) => r.components).map((c) => c.custom_id as string);
     expect(new Set(ids).size).toBe(ids.length);
@@ -72,7 +72,7 @@ describe('Discord rendering', () => {
     const failed = job({ state: 'failed', tasks: [], error: { code: 'TASK_MODERATION_FAILED', userMessage: 'Refused under the content policy.' } }, 1);
     expect(resultContent(failed, [])).toContain('Refused under the content policy.');
     const labels = jobComponentsJson(failed, models).flatMap((r) => r.components).map((c) => c.label);
-    expect(labels).toEqual(['Try again', 'Delete']);
+    expect(labels).toEqual(['Try again', 'Remix', 'Delete']);
   });
 
   it('shows state and elapsed time in the placeholder, computed when the edit is sent', () => {

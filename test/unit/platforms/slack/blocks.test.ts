@@ -24,15 +24,27 @@ describe('result message', () => {
     expect(decoded).toEqual([
       { action: 'upscale', jobId: job.id, index: 0 },
       { action: 'upscale', jobId: job.id, index: 1 },
+      { action: 'vary', jobId: job.id, index: 0 },
+      { action: 'vary', jobId: job.id, index: 1 },
+      { action: 'edit', jobId: job.id, index: 0 },
+      { action: 'edit', jobId: job.id, index: 1 },
       { action: 'rerun', jobId: job.id },
+      { action: 'remix', jobId: job.id },
       { action: 'delete', jobId: job.id },
       { action: 'ratio', jobId: job.id, index: 0 },
       { action: 'ratio', jobId: job.id, index: 1 },
     ]);
-    expect(els.slice(0, 2).map((e) => (e.text as Json).text)).toEqual(['⬆️ Upscale 4K · image 1', '⬆️ Upscale 4K · image 2']);
+    expect(els.slice(0, 6).map((e) => (e.text as Json).text)).toEqual([
+      '⬆️ Upscale 4K · image 1',
+      '⬆️ Upscale 4K · image 2',
+      '🔀 Vary · image 1',
+      '🔀 Vary · image 2',
+      '✏️ Edit · image 1',
+      '✏️ Edit · image 2',
+    ]);
     // Buttons carry the durable id as their value too.
-    expect(els[2]!.value).toBe(els[2]!.action_id);
-    expect((els[3] as Json).style).toBe('danger');
+    expect(els[6]!.value).toBe(els[6]!.action_id);
+    expect((els[8] as Json).style).toBe('danger');
     expect(msg.text).toContain('a red fox in the snow');
   });
 
@@ -40,7 +52,10 @@ describe('result message', () => {
     const one = resultMessage(makeJob({ request: { count: 1 } }), ALL_MODELS);
     expect(elements(one.blocks).map((e) => (e.type === 'button' ? (e.text as Json).text : e.type))).toEqual([
       '⬆️ Upscale 4K',
+      '🔀 Vary',
+      '✏️ Edit',
       '🔄 Rerun',
+      '📝 Remix',
       '🗑️ Delete',
       'static_select',
     ]);
@@ -79,6 +94,6 @@ describe('placeholder and failure', () => {
     const msg = failedMessage(job, ALL_MODELS);
     expect(validateBlocks(msg.blocks, 'message')).toEqual([]);
     expect(msg.text).toContain(sentence);
-    expect(elements(msg.blocks).map((e) => (e.text as Json).text)).toEqual(['🔄 Try again', '🗑️ Delete']);
+    expect(elements(msg.blocks).map((e) => (e.text as Json).text)).toEqual(['🔄 Try again', '📝 Remix', '🗑️ Delete']);
   });
 });

@@ -27,7 +27,7 @@ function setup(tuning: Partial<SlackContext['tuning']> = {}) {
   const locations: Record<string, unknown>[] = [];
   const ctx: SlackContext = {
     config: {} as SlackContext['config'],
-    engine: { models: ALL_MODELS, updateLocation: async (_id: string, patch: Record<string, unknown>) => void locations.push(patch) } as unknown as SlackContext['engine'],
+    engine: { models: ALL_MODELS, updateLocation: async (_id: string, patch: Record<string, unknown>) => void locations.push(patch), linkJob: async () => undefined } as unknown as SlackContext['engine'],
     log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
     client,
     botToken: 'xoxb-test',

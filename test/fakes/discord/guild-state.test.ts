@@ -4,28 +4,13 @@
  * default_member_permissions / contexts (and the client-side visibility the driver enforces),
  * reactions.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { ChannelType as DjsChannelType, Client, GatewayIntentBits, PermissionFlagsBits, Routes, type Interaction } from 'discord.js';
-import { ALL_PERMISSIONS, ChannelType, MEMBER_PERMISSIONS, Permission, startFakeDiscord, type FakeDiscord, type FakeDiscordOptions } from './index.ts';
+import { describe, expect, it } from 'vitest';
+import { ChannelType as DjsChannelType, PermissionFlagsBits, Routes, type Interaction } from 'discord.js';
+import { ALL_PERMISSIONS, ChannelType, MEMBER_PERMISSIONS, Permission } from './index.ts';
 import { snowflake } from './snowflake.ts';
+import { startWithClient } from './test-client.ts';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
-
-async function start(opts: FakeDiscordOptions = {}): Promise<{ discord: FakeDiscord; client: Client; seen: Interaction[] }> {
-  const discord = await startFakeDiscord(opts);
-  cleanups.push(() => discord.close());
-  const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: discord.apiUrl } });
-  const ready = new Promise<void>((resolve) => client.once('clientReady', () => resolve()));
-  await client.login(discord.token);
-  await ready;
-  cleanups.push(() => client.destroy());
-  const seen: Interaction[] = [];
-  client.on('interactionCreate', (i) => void seen.push(i));
-  return { discord, client, seen };
-}
+const start = startWithClient;
 
 const bob = { id: '100000000000000002', username: 'bob' };
 

@@ -3,27 +3,11 @@
  * and recorded, `submitModal` sending MODAL_SUBMIT shaped as Discord does (action rows and Label
  * components), with the message for modals opened from a button, once, and not after the token.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { Client, GatewayIntentBits, MessageFlags, Routes, type Interaction, type ModalSubmitInteraction } from 'discord.js';
-import { startFakeDiscord, type FakeDiscord, type FakeDiscordOptions } from './index.ts';
+import { describe, expect, it } from 'vitest';
+import { MessageFlags, Routes, type ModalSubmitInteraction } from 'discord.js';
+import { startWithClient } from './test-client.ts';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn();
-});
-
-async function start(opts: FakeDiscordOptions = {}): Promise<{ discord: FakeDiscord; client: Client; seen: Interaction[] }> {
-  const discord = await startFakeDiscord(opts);
-  cleanups.push(() => discord.close());
-  const client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: discord.apiUrl } });
-  const ready = new Promise<void>((resolve) => client.once('clientReady', () => resolve()));
-  await client.login(discord.token);
-  await ready;
-  cleanups.push(() => client.destroy());
-  const seen: Interaction[] = [];
-  client.on('interactionCreate', (i) => void seen.push(i));
-  return { discord, client, seen };
-}
+const start = startWithClient;
 
 /** A modal with both layouts Discord accepts: a Label (type 18) and the older action row. */
 const MODAL = {

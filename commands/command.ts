@@ -6,6 +6,7 @@
  * throws is rendered by the dispatcher's one catch, privately.
  */
 import type { EngineApi } from '../src/engine/api.ts';
+import type { UserPreferences } from '../src/engine/governance/api.ts';
 import type { JobRecord } from '../src/engine/job.ts';
 import type { ImagineRequestInput, PlatformLocation, ReferenceInput, Requester } from '../src/engine/request.ts';
 import type { CommandDefinition } from './options.ts';
@@ -34,6 +35,11 @@ export interface CommandSurface {
   submit(request: ImagineRequestInput): Promise<JobRecord>;
   /** The platform's markup for shared texts. */
   readonly format: TextFormat;
+  /**
+   * What the platform knows of the server asked in, to refuse an admin's mention of a channel,
+   * role or member that is not there. Absent where there is no server (DMs, the CLI).
+   */
+  readonly directory?: ServerDirectory;
   /** Where the answer is: the engine delivers a job's progress and results there. */
   readonly location: PlatformLocation;
   /** Shows `text` as the answer (it replaces the placeholder; private when the invocation is). */
@@ -43,6 +49,14 @@ export interface CommandSurface {
    * Absent where the platform cannot (the CLI).
    */
   show?(job: JobRecord): Promise<void>;
+}
+
+/** Lookups in the server (guild or workspace) a command was used in. */
+export interface ServerDirectory {
+  hasChannel(channelId: string): Promise<boolean>;
+  /** Discord only (Slack has no roles): absent on Slack. */
+  hasRole?(roleId: string): Promise<boolean>;
+  hasMember(userId: string): Promise<boolean>;
 }
 
 export interface Invocation {
@@ -55,10 +69,22 @@ export interface Invocation {
   run(surface: CommandSurface): Promise<JobRecord | void>;
 }
 
-/** What `prepare` may read of the engine: configuration in memory, no I/O. */
-export type PrepareContext = Pick<EngineApi, 'models' | 'defaultModel'>;
+/**
+ * What `prepare` may read: the engine's configuration in memory, and for commands that declare
+ * `usesPreferences`, the requester's /settings, which the dispatcher read (one store read) before
+ * calling prepare.
+ */
+export type PrepareContext = Pick<EngineApi, 'models' | 'defaultModel'> & { readonly preferences?: UserPreferences };
 
 export interface Command extends CommandDefinition {
+  /**
+   * Only a server's admins may use it (docs/governance.md): Discord shows it to members with
+   * Manage Server by default (default_member_permissions) and never in DMs; Slack checks the
+   * user's admin flags (users.info) or the operator's SLACK_ADMIN_USERS.
+   */
+  readonly admin?: true;
+  /** The dispatcher reads the requester's /settings before `prepare` and passes them in its context. */
+  readonly usesPreferences?: true;
   /**
    * Parses and validates the input without I/O (so it runs before the platform answers), or throws
    * a BotError whose sentence says what to fix.

@@ -39,6 +39,36 @@ export const USER_SENTENCES = {
   SPEND_CAP_REACHED: (p: { resetsAt: number }) =>
     `The bot has reached its daily spending cap. New images are possible again after ${fmtUtc(p.resetsAt)}.`,
 
+  // A server's rules (docs/governance.md): set by its admins, within the operator's ceilings.
+  CHANNEL_NOT_ALLOWED: (p: { channels: readonly string[] }) =>
+    `This server's admins don't allow /imagine in this channel, so nothing was started and nothing was charged. ${
+      p.channels.length > 0 ? `Use it in ${p.channels.map((c) => `<#${c}>`).join(', ')}.` : 'Ask them where it can be used.'
+    }`,
+  USER_BLOCKED: () => "This server's admins have blocked you from making images here, so nothing was started and nothing was charged.",
+  PROMPT_FILTERED: () =>
+    "A rule set by this server's admins refused this prompt, so nothing was started and nothing was charged. Rephrase it.",
+  MODEL_NOT_ALLOWED: (p: { label: string; allowed: readonly string[] }) =>
+    `This server's admins don't allow ${p.label}. Choose one of: ${p.allowed.join(', ')}.`,
+  RESOLUTION_NOT_ALLOWED: (p: { resolution: string; max: string }) =>
+    `This server allows images up to ${p.max}, so ${p.resolution} can't be made here. Choose ${p.max} or lower.`,
+  COUNT_NOT_ALLOWED: (p: { count: number; max: number }) =>
+    `This server allows at most ${p.max} image${p.max === 1 ? '' : 's'} per request, not ${p.count}. Ask for fewer.`,
+  SERVER_SPEND_CAP_REACHED: (p: { resetsAt: number }) =>
+    `This server has reached the daily spending cap its admins set. New images are possible again after ${fmtUtc(p.resetsAt)}.`,
+
+  // Admin commands and /settings.
+  NOT_ADMIN: (p: { who: string }) => `Only ${p.who} can change the bot's settings here.`,
+  ADMIN_NEEDS_SERVER: (p: { command: string }) => `/${p.command} changes a server's settings, so it only works in a server's channels, not in direct messages.`,
+  ADMIN_INVALID: (p: { sentence: string }) => p.sentence,
+  ABOVE_CEILING: (p: { what: string; value: string; ceiling: string }) =>
+    `The bot's operator allows at most ${p.ceiling} for ${p.what}, so ${p.value} can't be set. Choose ${p.ceiling} or less.`,
+  UNLIMITED_NOT_ALLOWED: (p: { ceiling: number }) =>
+    `The bot's operator doesn't allow unlimited allowances. Give a number of units, at most ${p.ceiling}.`,
+  UNKNOWN_MODEL: (p: { given: string; known: readonly string[] }) => `There is no model "${p.given}". Choose one of: ${p.known.join(', ')}.`,
+  UNKNOWN_CHANNEL: (p: { id: string }) => `There is no channel <#${p.id}> (${p.id}) in this server that the bot can see. Mention a channel of this server.`,
+  UNKNOWN_ROLE: (p: { id: string }) => `There is no role ${p.id} in this server. Mention one of this server's roles, e.g. @Members.`,
+  UNKNOWN_USER: (p: { id: string }) => `There is no member ${p.id} here. Mention a member, e.g. @alice.`,
+
   // Controls, forms and requests from the platforms.
   UNKNOWN_COMMAND: (p: { command: string; known: readonly string[] }) =>
     `I don't know the command /${p.command}. Try ${p.known.map((c) => `/${c}`).join(' or ')}.`,

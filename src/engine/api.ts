@@ -2,6 +2,7 @@
  * What platform adapters, commands and the CLI may ask of the engine. Implemented by Engine
  * (engine.ts). Adapters code against this interface only.
  */
+import type { GovernanceApi } from './governance/api.ts';
 import type { Deliverer, JobRecord } from './job.ts';
 import type { ModelSpec, Resolution } from './models.ts';
 import type { ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
@@ -23,6 +24,13 @@ export interface EngineApi {
   readonly models: readonly ModelSpec[];
   /** The model used when none is chosen. */
   readonly defaultModel: ModelSpec;
+
+  /**
+   * Servers' and workspaces' settings, each user's /settings, usage and the audit log
+   * (src/engine/governance/). submit() applies them: a request a server's rules refuse is
+   * rejected before anything is reserved or sent.
+   */
+  readonly governance: GovernanceApi;
 
   /**
    * Validates the request (shape, model capabilities, references), reserves quota, persists the

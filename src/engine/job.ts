@@ -116,6 +116,11 @@ export interface Deliverer {
    * delivery failure. Best effort; its own failures are logged.
    */
   undeliverable?(job: JobRecord, err: unknown): Promise<void>;
+  /**
+   * Posts `text` (mentions as `<@id>`, `<#id>`, `<@&id>`) in `channelId` of the platform: a
+   * server's log channel (docs/governance.md). Best effort; its own failures are logged.
+   */
+  notify?(channelId: string, text: string): Promise<void>;
 }
 
 export type DelivererRegistry = Partial<Record<Platform, Deliverer>>;

@@ -38,6 +38,12 @@ export const requesterSchema = z.object({
   platform: z.enum(PLATFORMS),
   userId: z.string().min(1),
   name: z.string().optional(),
+  /** The server (Discord guild id) or workspace (Slack team id) asked in; absent in DMs and the CLI. */
+  scope: z.string().optional(),
+  /** The channel asked in (the server's channel rules apply to it). */
+  channelId: z.string().optional(),
+  /** Discord: the member's role ids (the server's role tiers apply to them). */
+  roles: z.array(z.string()).optional(),
 });
 export type Requester = z.infer<typeof requesterSchema>;
 
@@ -86,6 +92,11 @@ export const imagineRequestSchema = z.object({
    * "The model catalog"). Absent: the model was chosen (or derived from a parent job) and is kept.
    */
   modelFromDefault: z.boolean().optional(),
+  /**
+   * The fields neither the user's options nor their /settings chose: the server's defaults
+   * (docs/governance.md) replace them before the request is checked against the server's limits.
+   */
+  defaulted: z.array(z.enum(['model', 'ratio', 'resolution'])).optional(),
 });
 export type ImagineRequest = z.infer<typeof imagineRequestSchema>;
 export type ImagineRequestInput = z.input<typeof imagineRequestSchema>;

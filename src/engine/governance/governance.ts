@@ -103,7 +103,7 @@ export class Governance implements GovernanceApi {
           ceiling: `${this.ceilings.maxDailyUnits} units`,
         });
       const settings = await this.settings(scope);
-      await this.#audit.record(scope, { actorId: actor.userId, kind: 'admin', summary: `${who} granted <@${action.userId}> ${action.units} extra units for today` }, settings.logChannel);
+      await this.#audit.record(scope, { actorId: actor.userId, kind: 'admin', summary: `${who} granted <@${action.userId}> ${unitsText(action.units)} more for today` }, settings.logChannel);
       return settings;
     }
     if (action.kind === 'reset') {
@@ -199,9 +199,11 @@ export class Governance implements GovernanceApi {
   }
 }
 
+const unitsText = (n: number) => `${n} unit${n === 1 ? '' : 's'}`;
+
 /** "set the daily units to 10": the audit log's words for a change (a filter entry is never echoed). */
 export function describeChange(change: Exclude<AdminAction, { kind: 'grant' } | { kind: 'reset' }>): string {
-  const allowance = (a: unknown) => (a === null ? 'the default' : a === UNLIMITED ? 'unlimited' : `${String(a)} units`);
+  const allowance = (a: number | typeof UNLIMITED | null) => (a === null ? 'the default' : a === UNLIMITED ? 'unlimited' : unitsText(a));
   switch (change.kind) {
     case 'channels':
       return change.mode === 'all'

@@ -219,6 +219,24 @@ export class SlackDeliverer implements Deliverer {
   }
 
   /**
+   * A workspace's log channel (docs/governance.md): every admin change and filter refusal, posted
+   * as the bot. Slack only notifies a whole channel for `<!here>`, `<!channel>`, `<!everyone>` and
+   * a user group's `<!subteam^…>` ("Formatting text for app surfaces", special mentions); they are
+   * written out as plain words, so a log line never pings anyone but a member it names. Best
+   * effort: a failure is logged, never thrown.
+   */
+  async notify(channelId: string, text: string): Promise<void> {
+    const ctx = this.#ctx;
+    try {
+      await inChannel(ctx, channelId, () =>
+        background(ctx, () => ctx.client.chat.postMessage({ channel: channelId, text: withoutBroadcasts(text), unfurl_links: false, unfurl_media: false })),
+      );
+    } catch (err) {
+      ctx.log.warn({ err: String(err), code: slackErrorCode(err), channel: channelId }, 'could not post to the log channel');
+    }
+  }
+
+  /**
    * The engine stopped retrying this job's delivery: the placeholder says the images are made
    * but Slack refused them, and the requester is told privately. Never throws.
    */
@@ -264,4 +282,11 @@ export class SlackDeliverer implements Deliverer {
   close(): Promise<void> {
     return this.#edits.close();
   }
+}
+
+/** `<!here>` → `@here`, `<!subteam^S1|@artists>` → `@artists`: the text stays, the broadcast goes. */
+export function withoutBroadcasts(text: string): string {
+  return text.replace(/<!([^>|]*)(?:\|([^>]*))?>/g, (_, command: string, label: string | undefined) =>
+    label ?? (command.startsWith('subteam^') ? `@${command.slice('subteam^'.length)}` : command.startsWith('date^') ? command : `@${command}`),
+  );
 }

@@ -109,11 +109,22 @@ export const viewSubmissionSchema = z.object({
 });
 export type ViewSubmissionPayload = z.infer<typeof viewSubmissionSchema>;
 
-export const requesterOf = (user: SlackUser): Requester => ({
-  platform: 'slack',
-  userId: user.id,
-  ...(user.username || user.name ? { name: (user.username ?? user.name)! } : {}),
-});
+/**
+ * Who asked, and where: the workspace (team id) is the scope whose settings apply
+ * (docs/governance.md), the channel the one its channel rules are checked against. On Slack a DM
+ * is still in the workspace, so it keeps the scope (unlike a Discord DM, which has no server).
+ */
+export const requesterOf = (user: SlackUser | string, where: Pick<Where, 'team' | 'channel'>): Requester => {
+  const u = typeof user === 'string' ? { id: user } : user;
+  const name = u.username ?? u.name;
+  return {
+    platform: 'slack',
+    userId: u.id,
+    ...(name ? { name } : {}),
+    ...(where.team ? { scope: where.team } : {}),
+    channelId: where.channel,
+  };
+};
 
 /** A file as a reference to download (the docs' link is url_private; url_private_download serves the same bytes). */
 export function fileRef(f: SlackFile): SlackFileRef {

@@ -48,12 +48,12 @@ async function onAction(deps: ListenerDeps, b: BlockActionsPayload, where: Where
   if (ref.action === 'delete') return deleteResult(deps, parent.request.requester, parent.request.location, where, messageTs);
   // Cancel on a placeholder: only the requester (Slack gives the bot no moderator permission to
   // read). The job's delivery then turns the placeholder into what happened.
-  if (ref.action === 'cancel') return void (await cancelJob(ctx.engine, ref.jobId, requesterOf(b.user), { moderator: false, moderatorsExist: false }));
+  if (ref.action === 'cancel') return void (await cancelJob(ctx.engine, ref.jobId, requesterOf(b.user, where), { moderator: false, moderatorsExist: false }));
   if (ref.action === 'remix') return openView(deps, b.trigger_id, formView(remixForm(parent), meta));
   const request = requestForAction(parent, ref.action, {
     ...('index' in ref ? { index: ref.index } : {}),
     ...('ratio' in ref && ref.ratio ? { ratio: ref.ratio } : {}),
-    clicker: requesterOf(b.user),
+    clicker: requesterOf(b.user, where),
     location: locationFor(where),
     models: ctx.engine.models,
   });

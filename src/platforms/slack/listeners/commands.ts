@@ -6,11 +6,11 @@
 import type { App } from '@slack/bolt';
 import { COMMANDS, imagine, quota, type Command } from '../../../../commands/index.ts';
 import type { Requester } from '../../../engine/request.ts';
-import { commandSchema, whereOfCommand, type CommandPayload } from '../payloads.ts';
+import { commandSchema, requesterOf, whereOfCommand, type CommandPayload } from '../payloads.ts';
 import { afterAck, readPayload, type AckArgs } from './after-ack.ts';
 import { answerText, openModal, runCommand, type ListenerDeps } from './flow.ts';
 
-const requesterOf = (c: CommandPayload): Requester => ({ platform: 'slack', userId: c.user_id, ...(c.user_name ? { name: c.user_name } : {}) });
+const requesterOfCommand = (c: CommandPayload): Requester => requesterOf({ id: c.user_id, ...(c.user_name ? { name: c.user_name } : {}) }, whereOfCommand(c));
 
 export function imagineCommand(deps: ListenerDeps) {
   return async ({ ack, body }: AckArgs): Promise<void> => {
@@ -23,7 +23,7 @@ export function imagineCommand(deps: ListenerDeps) {
       const meta = { channel: c.channel_id, ...(c.thread_ts ? { threadTs: c.thread_ts } : {}), refs: [] };
       afterAck(deps, '/imagine', where, () => openModal(deps, c.trigger_id, meta), { urgent: true });
     } else {
-      afterAck(deps, '/imagine', where, () => answerText(deps, text, requesterOf(c), where));
+      afterAck(deps, '/imagine', where, () => answerText(deps, text, requesterOfCommand(c), where));
     }
   };
 }
@@ -40,7 +40,7 @@ export function textCommand(deps: ListenerDeps, command: Command) {
     if (!c) return;
     const where = whereOfCommand(c);
     const options = textOption ? { [textOption]: c.text.trim() } : {};
-    afterAck(deps, `/${command.name}`, where, () => runCommand(deps, command, { options, refs: [], requester: requesterOf(c) }, where));
+    afterAck(deps, `/${command.name}`, where, () => runCommand(deps, command, { options, refs: [], requester: requesterOfCommand(c) }, where));
   };
 }
 

@@ -4,7 +4,7 @@
  * its placeholder posted; plus the modal and help answers. Nothing here catches: a refusal is
  * thrown to the one catch after the ack (after-ack.ts), which tells the user.
  */
-import { helpText, imagine, quota, type Command, type CommandSurface, type ImagineInput } from '../../../../commands/index.ts';
+import { helpText, imagine, quota, type Command, type CommandSurface, type ImagineInput, type PrepareContext } from '../../../../commands/index.ts';
 import type { JobRecord } from '../../../engine/job.ts';
 import type { ImagineRequestInput, Requester } from '../../../engine/request.ts';
 import { locationFor, slackApiUrl, slackErrorCode, tellUser, type SlackContext, type Where } from '../context.ts';
@@ -12,6 +12,7 @@ import type { SlackDeliverer } from '../deliverer.ts';
 import { downloadSlackFiles, removeDownloads, slackRefsDir, type DownloadOptions, type SlackFileRef } from '../files.ts';
 import { SLACK_FORMAT } from '../format.ts';
 import { imagineModal, type ModalMetadata } from '../modal.ts';
+import { workspaceOf } from '../workspace.ts';
 import { UserFacingError } from '../../../errors.ts';
 
 /** What every listener gets (as the bolt-js starter's `register(app)`, plus the adapter's context). */
@@ -51,6 +52,8 @@ function surfaceFor(deps: ListenerDeps, where: Where): CommandSurface {
     engine: ctx.engine,
     submit: (request) => jobs.trackSubmission(ctx.engine.submit(request)),
     format: SLACK_FORMAT,
+    // The workspace is the server: its channels and members (no roles on Slack).
+    directory: workspaceOf(ctx).directory,
     location: locationFor(where),
     reply: (text) => tellUser(ctx, where, text),
     ...(jobs.showAt && { show: (job: JobRecord) => jobs.showAt!(job, where) }),
@@ -59,7 +62,15 @@ function surfaceFor(deps: ListenerDeps, where: Where): CommandSurface {
 
 /** Runs a command from the registry; a job it starts gets its placeholder where the request came from. */
 export async function runCommand(deps: ListenerDeps, command: Command, input: Parameters<Command['prepare']>[0], where: Where): Promise<void> {
-  const job = await command.prepare(input, deps.ctx.engine).run(surfaceFor(deps, where));
+  const { ctx } = deps;
+  // Admin commands: workspace admins and owners, or the operator's SLACK_ADMIN_USERS. A DM is
+  // still in the workspace (the scope), so unlike Discord it is allowed.
+  if (command.admin) await workspaceOf(ctx).requireAdmin(input.requester.userId);
+  // The requester's /settings: one store read, before prepare (which does no I/O). This runs
+  // after the ack, so it never delays Slack's 3 s answer.
+  const preferences = command.usesPreferences ? await ctx.engine.governance.preferences(input.requester) : undefined;
+  const context: PrepareContext = { models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, ...(preferences ? { preferences } : {}) };
+  const job = await command.prepare(input, context).run(surfaceFor(deps, where));
   if (job) await postPlaceholder(deps, job, where);
 }
 

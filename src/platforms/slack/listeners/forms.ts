@@ -51,7 +51,7 @@ export function formSubmission(deps: ListenerDeps) {
       const request = requestForAction(parent, ref.action, {
         ...('index' in ref ? { index: ref.index } : {}),
         text,
-        clicker: requesterOf(s.user),
+        clicker: requesterOf(s.user, where),
         location: locationFor(where),
         models: deps.ctx.engine.models,
       });

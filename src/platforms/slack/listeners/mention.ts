@@ -22,14 +22,14 @@ const MENTION_DEDUPE_MS = 2 * 60 * 60 * 1000;
 /** The part of Bolt's event listener arguments the mention handler uses. */
 export interface EventArgs {
   event: unknown;
-  context: { botUserId?: string; retryNum?: number };
+  context: { botUserId?: string; retryNum?: number; teamId?: string };
 }
 
 export function appMention(deps: ListenerDeps) {
   return async ({ event, context }: EventArgs): Promise<void> => {
     const m = readPayload(deps, appMentionSchema, event, 'mention');
     if (!m) return;
-    const where: Where = { channel: m.channel, user: m.user, threadTs: m.thread_ts ?? m.ts, ...(m.team ? { team: m.team } : {}) };
+    const where: Where = { channel: m.channel, user: m.user, threadTs: m.thread_ts ?? m.ts, ...((m.team ?? context.teamId) ? { team: (m.team ?? context.teamId)! } : {}) };
     afterAck(deps, 'mention', where, async () => {
       // Slack redelivers an event it believes was lost (no 200 within 3 s, an error, a dropped
       // connection), for up to an hour, possibly to another process: each message once.
@@ -49,10 +49,10 @@ async function onMention(deps: ListenerDeps, m: AppMentionPayload, where: Where,
   const resultJob = m.thread_ts && !isCommandWord(text) ? await deps.ctx.engine.linkedJob(resultThreadKey(m.channel, m.thread_ts)) : undefined;
   const parent = resultJob === undefined ? undefined : await deps.ctx.engine.getJob(resultJob);
   if (parent) {
-    const request = refineRequest(parent, text, { clicker: requesterOf({ id: m.user }), location: locationFor(where), models: deps.ctx.engine.models });
+    const request = refineRequest(parent, text, { clicker: requesterOf(m.user, where), location: locationFor(where), models: deps.ctx.engine.models });
     return startJob(deps, request, where);
   }
-  await answerText(deps, text, { platform: 'slack', userId: m.user }, where, (m.files ?? []).map(fileRef));
+  await answerText(deps, text, requesterOf(m.user, where), where, (m.files ?? []).map(fileRef));
 }
 
 export function register(app: App, deps: ListenerDeps): void {

@@ -64,7 +64,7 @@ export function checkSubmission(
     const sub = readSubmission(s.view.state.values as ViewStateValues);
     // Flags typed in the prompt, the model choice and what that model can make are checked now,
     // while the user can fix them (the command's own checks, before anything runs).
-    imagine.prepare({ options: { ...sub.options, prompt: sub.prompt }, refs: [], requester: requesterOf(s.user) }, engine);
+    imagine.prepare({ options: { ...sub.options, prompt: sub.prompt }, refs: [], requester: requesterOf(s.user, { channel: meta.channel, ...(s.team?.id ? { team: s.team.id } : {}) }) }, engine);
   } catch (err) {
     if (err instanceof ValidationError) return { kind: 'errors', errors: { [inModal(modalErrorBlock(err.field))]: err.userMessage } };
     throw err;
@@ -75,7 +75,7 @@ export function checkSubmission(
 async function onSubmitted(deps: ListenerDeps, s: ViewSubmissionPayload, meta: ModalMetadata, where: Where): Promise<void> {
   const { ctx } = deps;
   const sub = readSubmission(s.view.state.values as ViewStateValues);
-  await startWithFiles(deps, { prompt: sub.prompt, options: sub.options, requester: requesterOf(s.user) }, [...meta.refs, ...sub.files], where, async (id) => {
+  await startWithFiles(deps, { prompt: sub.prompt, options: sub.options, requester: requesterOf(s.user, where) }, [...meta.refs, ...sub.files], where, async (id) => {
     const f = (await ctx.client.files.info({ file: id })).file;
     const url = f?.url_private ?? f?.url_private_download;
     return url ? { url, ...(f?.name ? { name: f.name } : {}) } : undefined;

@@ -8,8 +8,10 @@ import { imagine } from './imagine/index.ts';
 import { quota } from './quota.ts';
 import { history } from './history.ts';
 import { show } from './show.ts';
+import { settings } from './settings.ts';
+import { imagineAdmin } from './admin/index.ts';
 
-export const COMMANDS = [imagine, quota, history, show] as const satisfies readonly Command[];
+export const COMMANDS = [imagine, quota, history, show, settings, imagineAdmin] as const satisfies readonly Command[];
 export type CommandName = (typeof COMMANDS)[number]['name'];
 
 /** The command called `name` (without the slash), if the bot has one. */
@@ -26,6 +28,8 @@ export * from './imagine/index.ts';
 export * from './quota.ts';
 export * from './history.ts';
 export * from './show.ts';
+export * from './settings.ts';
+export * from './admin/index.ts';
 export * from './custom-id.ts';
 export * from './buttons.ts';
 export * from './render.ts';

@@ -14,6 +14,11 @@ import { parseImagineInput } from './request.ts';
 
 function prepare(input: CommandInput, context: PrepareContext): Invocation {
   const { prompt, ...values } = input.options;
+  // A private result is a platform's feature (Discord's ephemeral messages); elsewhere asking for
+  // one must not quietly post in public, but a "private by default" preference simply doesn't apply.
+  const privateOn: readonly Platform[] = IMAGINE_DEFINITION.options.private.platforms;
+  const offersPrivate = privateOn.includes(input.requester.platform);
+  const preferences = context.preferences && !offersPrivate ? { ...context.preferences, private: undefined } : context.preferences;
   const parsed = parseImagineInput(
     {
       prompt: typeof prompt === 'string' ? prompt : '',
@@ -24,11 +29,9 @@ function prepare(input: CommandInput, context: PrepareContext): Invocation {
     },
     context.models,
     context.defaultModel,
+    preferences,
   );
-  // A private result is a platform's feature (Discord's ephemeral messages); elsewhere asking for
-  // one must not quietly post in public.
-  const privateOn: readonly Platform[] = IMAGINE_DEFINITION.options.private.platforms;
-  if (parsed.private && !privateOn.includes(input.requester.platform)) {
+  if (parsed.private && !offersPrivate) {
     throw new UserFacingError('PRIVATE_NOT_OFFERED', { where: privateOn.map((p) => p[0]!.toUpperCase() + p.slice(1)).join(' and ') });
   }
   // The engine checks the same again on submit; here it answers before anything is shown.
@@ -40,7 +43,8 @@ function prepare(input: CommandInput, context: PrepareContext): Invocation {
   };
 }
 
-export const imagine = { ...IMAGINE_DEFINITION, prepare } satisfies Command;
+/** usesPreferences: the dispatcher reads the requester's /settings (one store read) before prepare. */
+export const imagine = { ...IMAGINE_DEFINITION, usesPreferences: true, prepare } satisfies Command;
 
 export * from './definition.ts';
 export * from './flags.ts';

@@ -5,7 +5,8 @@
  * validation (src/engine/validate.ts), which the command runs before the platform answers.
  */
 import { ValidationError } from '../../src/engine/errors.ts';
-import type { ModelSpec } from '../../src/engine/models.ts';
+import type { UserPreferences } from '../../src/engine/governance/api.ts';
+import { findModel, type ModelSpec } from '../../src/engine/models.ts';
 import {
   MAX_PROMPT_CHARS,
   PROMPT_SENTENCES,
@@ -60,14 +61,40 @@ export function buildImagineRequest(
   return parseImagineInput(input, models, defaultModel).request;
 }
 
-/** buildImagineRequest's work, and whether the requester asked for a private result (`--private`, Discord's option). */
+/** The fields a server's defaults may fill (ImagineRequest.defaulted). */
+const DEFAULTABLE = ['model', 'ratio', 'resolution'] as const;
+
+/**
+ * The requester's /settings as options, beneath anything they typed or chose. A preferred model
+ * that is no longer configured is skipped (the default applies) rather than refusing every request.
+ */
+function preferredOptions(preferences: UserPreferences | undefined, models: readonly ModelSpec[]): Partial<ImagineOptions> {
+  if (!preferences) return {};
+  const { model, ratio, resolution, count, private: privately } = preferences;
+  return definedOnly({
+    model: model !== undefined && findModel(models, model) ? model : undefined,
+    ratio,
+    resolution,
+    count,
+    private: privately,
+  });
+}
+
+/**
+ * buildImagineRequest's work, and whether the requester asked for a private result (`--private`,
+ * Discord's option). With `preferences` (the requester's /settings), an option neither typed nor
+ * chosen comes from them (an explicit option wins). Model, ratio and resolution that still come
+ * from nobody are listed in `request.defaulted`, so the engine applies the server's defaults.
+ */
 export function parseImagineInput(
   input: ImagineInput,
   models: readonly ModelSpec[],
   defaultModel: ModelSpec,
+  preferences?: UserPreferences,
 ): { request: ImagineRequestInput; private: boolean } {
   const parsed = parseImagineText(input.prompt);
-  const options: Partial<ImagineOptions> = { ...parsed.options, ...definedOnly(input.options) };
+  const chosen: Partial<ImagineOptions> = { ...parsed.options, ...definedOnly(input.options) };
+  const options: Partial<ImagineOptions> = { ...preferredOptions(preferences, models), ...chosen };
 
   if (parsed.prompt === '') throw new ValidationError('prompt', PROMPT_SENTENCES.empty);
   if (parsed.prompt.length > MAX_PROMPT_CHARS) throw new ValidationError('prompt', PROMPT_SENTENCES.tooLong(parsed.prompt.length));
@@ -77,6 +104,9 @@ export function parseImagineInput(
     ...parsed.refs.map((url): ReferenceInput => ({ kind: 'url', url })),
   ];
   const model = options.model !== undefined ? resolveModel(models, options.model) : defaultModel;
+  // With reference images the default ratio ('auto', keep their shape) is deliberate, not a gap
+  // for the server's default ratio to fill.
+  const defaulted = DEFAULTABLE.filter((f) => options[f] === undefined && !(f === 'ratio' && references.length > 0));
 
   const request: ImagineRequestInput = {
     prompt: parsed.prompt,
@@ -89,6 +119,7 @@ export function parseImagineInput(
     references,
     requester: input.requester,
     location: input.location,
+    ...(defaulted.length > 0 && { defaulted }),
   };
   return { request, private: options.private === true };
 }

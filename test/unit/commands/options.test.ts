@@ -14,8 +14,8 @@ import { ALL_RATIOS, MODEL_CATALOG, configuredModels } from '../../../src/engine
 import { MAX_PROMPT_CHARS } from '../../../src/engine/request.ts';
 
 describe('command definitions', () => {
-  it('lists imagine, quota, history and show explicitly', () => {
-    expect(COMMANDS.map((c) => c.name)).toEqual(['imagine', 'quota', 'history', 'show']);
+  it('lists imagine, quota, history, show, settings and imagine-admin explicitly', () => {
+    expect(COMMANDS.map((c) => c.name)).toEqual(['imagine', 'quota', 'history', 'show', 'settings', 'imagine-admin']);
   });
 
   it.each(COMMANDS.map((c) => [c.name, c] as const))('%s fits Discord limits for names, descriptions and choices', (_name, command) => {

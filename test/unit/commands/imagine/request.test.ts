@@ -25,6 +25,8 @@ describe('buildImagineRequest', () => {
       references: [],
       requester,
       location: { channelId: 'c1' },
+      // Nobody chose these: the server's defaults may fill them (docs/governance.md).
+      defaulted: ['model', 'ratio', 'resolution'],
     });
     // What it builds is what the engine accepts.
     expect(imagineRequestSchema.safeParse(request).success).toBe(true);

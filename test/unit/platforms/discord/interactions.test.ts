@@ -11,6 +11,7 @@ import { configuredModels, type ModelSpec } from '../../../../src/engine/models.
 import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
 import { QuotaExceededError } from '../../../../src/engine/errors.ts';
 import { sentenceFor } from '../../../../src/errors.ts';
+import { COMMAND_NAMES } from '../../../../commands/index.ts';
 import { createLogger } from '../../../../src/log.ts';
 import { InteractionHandler } from '../../../../src/platforms/discord/interactions.ts';
 import type { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
@@ -146,7 +147,7 @@ describe('Discord dispatcher', () => {
     await handler(engine, calls).handle(slashCommand(calls, 'paint', {}));
     await handler(engine, calls).handle(button(calls, 'someone-else:thing'));
     expect(calls).toEqual([
-      ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_COMMAND', { command: 'paint', known: ['imagine', 'quota', 'history', 'show'] })}`],
+      ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_COMMAND', { command: 'paint', known: COMMAND_NAMES })}`],
       ['reply', 'ephemeral', `⚠️ ${sentenceFor('UNKNOWN_CONTROL', {})}`],
     ]);
   });

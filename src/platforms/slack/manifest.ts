@@ -26,9 +26,29 @@ export const PLACEHOLDER_HOST = 'https://your-bot.example.com';
  * chat:write.public: post in public channels without being invited first; files:write: the
  * result images (files.uploadV2); files:read: reference images from file_input and messages;
  * channels:join: join a public channel before uploading into it; app_mentions:read: "@Imagine a
- * prompt" with images attached (the Events API's app_mention).
+ * prompt" with images attached (the Events API's app_mention); users:read: users.info's admin
+ * and owner flags for /imagine-admin and the members an admin names; channels:read, groups:read:
+ * conversations.info for the channels an admin names (docs/governance.md).
  */
-export const BOT_SCOPES = ['commands', 'chat:write', 'chat:write.public', 'files:read', 'files:write', 'channels:join', 'app_mentions:read'] as const;
+export const BOT_SCOPES = [
+  'commands',
+  'chat:write',
+  'chat:write.public',
+  'files:read',
+  'files:write',
+  'channels:join',
+  'app_mentions:read',
+  'users:read',
+  'channels:read',
+  'groups:read',
+] as const;
+
+/** Slack's grey hint after a command's name, for the commands whose text is more than a prompt. */
+const USAGE_HINTS: Readonly<Record<string, () => string>> = {
+  imagine: () => imagineUsageHint(),
+  settings: () => '[--model pro] [--ar 16:9] [--res 2K] [--n 2] [--private on] | reset | (nothing: a form)',
+  'imagine-admin': () => 'help | show | channels allow #art | daily 20 | user @alice 50 | block @bob | filter add word | usage | audit',
+};
 /** Events the bot subscribes to (and handles). */
 export const BOT_EVENTS = ['app_mention'] as const;
 
@@ -69,7 +89,7 @@ export function buildSlackManifest(opts: ManifestOptions = {}) {
         command: `/${c.name}`,
         url: requestUrl,
         description: c.description,
-        ...(c.name === 'imagine' ? { usage_hint: imagineUsageHint() } : {}),
+        ...(USAGE_HINTS[c.name] ? { usage_hint: USAGE_HINTS[c.name]!() } : {}),
         should_escape: false,
       })),
       shortcuts: [

@@ -94,7 +94,7 @@ const LABELS: Readonly<Partial<Record<string, string>>> = {
   count: 'Number of images',
   creativity: 'Creativity',
 };
-const labelOf = (name: string) => LABELS[name] ?? name.charAt(0).toUpperCase() + name.slice(1);
+export const labelOf = (name: string) => LABELS[name] ?? name.charAt(0).toUpperCase() + name.slice(1);
 
 /** Hints where the description alone would mislead in a form (the prompt's flags; the ratio's default). */
 const HINTS: Readonly<Partial<Record<string, string>>> = {
@@ -103,8 +103,8 @@ const HINTS: Readonly<Partial<Record<string, string>>> = {
 };
 const PROMPT_PLACEHOLDER = 'a red fox in the snow, watercolor';
 
-const plain = (text: string) => ({ type: 'plain_text' as const, text, emoji: true });
-const option = (text: string, value: string): types.PlainTextOption => ({ text: plain(clip(text, 75)), value });
+export const plain = (text: string) => ({ type: 'plain_text' as const, text, emoji: true });
+export const option = (text: string, value: string): types.PlainTextOption => ({ text: plain(clip(text, 75)), value });
 
 /** An option's input element, or undefined for an option a modal input cannot hold. */
 function inputElement(o: ResolvedOption, initial: string | undefined): types.InputBlockElement | undefined {

@@ -4,11 +4,12 @@
  * job; without text it opens the modal (views.open within the trigger_id's 3 s, hence urgent).
  */
 import type { App } from '@slack/bolt';
-import { COMMANDS, imagine, quota, type Command } from '../../../../commands/index.ts';
+import { COMMANDS, imagine, quota, settings, type Command } from '../../../../commands/index.ts';
 import type { Requester } from '../../../engine/request.ts';
 import { commandSchema, requesterOf, whereOfCommand, type CommandPayload } from '../payloads.ts';
 import { afterAck, readPayload, type AckArgs } from './after-ack.ts';
 import { answerText, openModal, runCommand, type ListenerDeps } from './flow.ts';
+import { settingsCommand } from './settings.ts';
 
 const requesterOfCommand = (c: CommandPayload): Requester => requesterOf({ id: c.user_id, ...(c.user_name ? { name: c.user_name } : {}) }, whereOfCommand(c));
 
@@ -29,11 +30,14 @@ export function imagineCommand(deps: ListenerDeps) {
 }
 
 /**
- * Any other command: its text (if it takes one) is its first required string option, and the
+ * Any other command: its text (if it takes one) is its text option, and the
  * command from the registry answers privately or starts a job.
  */
 export function textCommand(deps: ListenerDeps, command: Command) {
-  const textOption = Object.entries(command.options).find(([, def]) => def.type === 'string' && def.required)?.[0];
+  // The text goes to the first required string option, else to the only string option
+  // (/imagine-admin's optional `action`: Slack passes its whole text the way Discord does).
+  const strings = Object.entries(command.options).filter(([, def]) => def.type === 'string');
+  const textOption = (strings.find(([, def]) => def.required) ?? (strings.length === 1 ? strings[0] : undefined))?.[0];
   return async ({ ack, body }: AckArgs): Promise<void> => {
     await ack();
     const c = readPayload(deps, commandSchema, body, `/${command.name}`);
@@ -48,6 +52,7 @@ export const quotaCommand = (deps: ListenerDeps) => textCommand(deps, quota);
 
 export function register(app: App, deps: ListenerDeps): void {
   for (const command of COMMANDS) {
-    app.command(new RegExp(`^/${command.name}$`), command === imagine ? imagineCommand(deps) : textCommand(deps, command));
+    const listener = command === imagine ? imagineCommand(deps) : command === settings ? settingsCommand(deps) : textCommand(deps, command);
+    app.command(new RegExp(`^/${command.name}$`), listener);
   }
 }

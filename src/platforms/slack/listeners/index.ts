@@ -11,6 +11,7 @@ import * as forms from './forms.ts';
 import type { ListenerDeps } from './flow.ts';
 import * as mention from './mention.ts';
 import * as modal from './modal.ts';
+import * as settings from './settings.ts';
 import * as shortcut from './shortcut.ts';
 
 export type { ListenerDeps } from './flow.ts';
@@ -18,6 +19,7 @@ export type { ListenerDeps } from './flow.ts';
 export function registerListeners(app: App, deps: ListenerDeps): void {
   commands.register(app, deps);
   modal.register(app, deps);
+  settings.register(app, deps);
   forms.register(app, deps);
   shortcut.register(app, deps);
   actions.register(app, deps);

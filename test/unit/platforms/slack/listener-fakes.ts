@@ -6,7 +6,8 @@
 import type { EngineApi, QuotaView } from '../../../../src/engine/api.ts';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import type { ModelSpec } from '../../../../src/engine/models.ts';
-import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
+import type { ImagineRequestInput, Requester } from '../../../../src/engine/request.ts';
+import type { UserPreferences } from '../../../../src/engine/governance/api.ts';
 import { createLogger } from '../../../../src/log.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
@@ -22,6 +23,8 @@ export interface FakeOptions {
   jobs?: Record<string, JobRecord>;
   /** Web API methods that fail, with the error they throw. */
   failing?: Record<string, unknown>;
+  /** Each user's saved /settings, by user id. */
+  preferences?: Record<string, UserPreferences>;
 }
 
 export function fakeSlack(opts: FakeOptions = {}) {
@@ -34,6 +37,7 @@ export function fakeSlack(opts: FakeOptions = {}) {
   const deferred: { what: string; urgent: boolean; work: () => Promise<void> }[] = [];
   const logs: Record<string, unknown>[] = [];
   const claimed = new Set<string>();
+  const preferences = new Map<string, UserPreferences>(Object.entries(opts.preferences ?? {}));
 
   const rec = (method: string, answer: Record<string, unknown> = {}) => async (args: Record<string, unknown>) => {
     events.push(method);
@@ -60,6 +64,10 @@ export function fakeSlack(opts: FakeOptions = {}) {
     getJob: async (id: string) => opts.jobs?.[id],
     quota: async () => quotaView,
     claimOnce: async (key: string) => !claimed.has(key) && !!claimed.add(key),
+    governance: {
+      preferences: async (r: Requester) => preferences.get(r.userId) ?? {},
+      setPreferences: async (r: Requester, p: UserPreferences) => (preferences.set(r.userId, p), p),
+    },
   } as unknown as EngineApi;
 
   const ctx: SlackContext = {

@@ -264,7 +264,8 @@ describe('registration', () => {
     register({ command: (p: RegExp) => void patterns.push(p) } as unknown as App, s.deps);
     for (const c of COMMANDS) expect(patterns.filter((p) => p.test(`/${c.name}`)), `/${c.name}`).toHaveLength(1);
     expect(patterns).toHaveLength(COMMANDS.length);
-    // A longer name (a future /imagine-admin) is not taken by /imagine's listener.
-    expect(patterns.some((p) => p.test('/imagine-admin'))).toBe(false);
+    // A longer name is not taken by a shorter command's listener (/imagine vs /imagine-admin).
+    expect(patterns.filter((p) => p.test('/imagine-admin'))).toHaveLength(1);
+    expect(patterns.some((p) => p.test('/imagine-admins'))).toBe(false);
   });
 });

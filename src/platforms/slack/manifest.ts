@@ -46,7 +46,7 @@ export const BOT_SCOPES = [
 /** Slack's grey hint after a command's name, for the commands whose text is more than a prompt. */
 const USAGE_HINTS: Readonly<Record<string, () => string>> = {
   imagine: () => imagineUsageHint(),
-  settings: () => '[--model pro] [--ar 16:9] [--res 2K] [--n 2] [--private on] | reset | (nothing: a form)',
+  settings: () => '[--model pro] [--ar 16:9] [--res 2K] [--n 2] | reset | (nothing: a form)',
   'imagine-admin': () => 'help | show | channels allow #art | daily 20 | user @alice 50 | block @bob | filter add word | usage | audit',
 };
 /** Events the bot subscribes to (and handles). */

@@ -1,7 +1,8 @@
 /**
  * /settings on Slack with no text: one private modal (views.open with the command's trigger_id)
  * holding the user's own defaults, prefilled with what they saved. Its inputs are /settings'
- * options (commands/settings.ts, which takes /imagine's choices and ranges: one source), each a
+ * options that Slack offers (commands/settings.ts, which takes /imagine's choices, ranges and
+ * platforms: one source; `private` is Discord's only), each a
  * select with "Not set" first, so a default can be cleared. A submission is the whole set of
  * defaults: it is read as `/settings reset:true <every chosen option>` and goes through the
  * shared command, which validates and saves it (engine.governance.setPreferences).
@@ -23,6 +24,7 @@ import type { ViewStateValues } from './modal.ts';
 export const SETTINGS_MODAL_CALLBACK_ID = 'imagine_settings';
 /** The select value that leaves a default unset (Slack offers no way to clear a static_select). */
 export const NOT_SET = 'none';
+export const PRIVATE_ON_SLACK = "--private only works on Discord: on Slack the channel sees the images, so it can't be a default here.";
 /** The inputs: every /settings option but `reset` (a submission always replaces the whole set). */
 const FIELD_NAMES = ['model', 'ratio', 'resolution', 'count', 'private'] as const satisfies readonly (keyof UserPreferences & keyof typeof SETTINGS_DEFINITION.options)[];
 type Field = (typeof FIELD_NAMES)[number];
@@ -134,6 +136,9 @@ export function parseSettingsText(text: string): Record<string, unknown> {
   if (parsed.prompt !== '' || parsed.refs.length > 0) {
     throw new ValidationError('flags', `"${parsed.prompt || '--ref'}" is not a setting. Write e.g. /settings --model pro --ar 16:9 --private on, /settings reset, or /settings alone for a form.`);
   }
+  // /imagine's private option is Discord's only (a Slack message with files is seen by the
+  // channel), so on Slack it is no default either.
+  if (parsed.options.private !== undefined) throw new ValidationError('private', PRIVATE_ON_SLACK);
   const other = Object.keys(parsed.options).find((k) => !(FIELD_NAMES as readonly string[]).includes(k));
   if (other) throw new ValidationError(other, `${other} is not one of your defaults. /settings sets: ${FIELD_NAMES.join(', ')}.`);
   return { ...parsed.options, ...(reset ? { reset: true } : {}) };

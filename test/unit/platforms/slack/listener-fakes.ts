@@ -7,7 +7,7 @@ import type { EngineApi, QuotaView } from '../../../../src/engine/api.ts';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import type { ModelSpec } from '../../../../src/engine/models.ts';
 import type { ImagineRequestInput, Requester } from '../../../../src/engine/request.ts';
-import type { UserPreferences } from '../../../../src/engine/governance/api.ts';
+import { serverSettingsSchema, type AdminAction, type UserPreferences } from '../../../../src/engine/governance/api.ts';
 import { createLogger } from '../../../../src/log.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
@@ -23,6 +23,8 @@ export interface FakeOptions {
   jobs?: Record<string, JobRecord>;
   /** Web API methods that fail, with the error they throw. */
   failing?: Record<string, unknown>;
+  /** users.info's flags by user id (every other id is an ordinary member). */
+  users?: Record<string, { is_admin?: boolean; is_owner?: boolean }>;
   /** Each user's saved /settings, by user id. */
   preferences?: Record<string, UserPreferences>;
 }
@@ -37,6 +39,7 @@ export function fakeSlack(opts: FakeOptions = {}) {
   const deferred: { what: string; urgent: boolean; work: () => Promise<void> }[] = [];
   const logs: Record<string, unknown>[] = [];
   const claimed = new Set<string>();
+  const applied: { scope: string; actor: Requester; action: AdminAction }[] = [];
   const preferences = new Map<string, UserPreferences>(Object.entries(opts.preferences ?? {}));
 
   const rec = (method: string, answer: Record<string, unknown> = {}) => async (args: Record<string, unknown>) => {
@@ -46,6 +49,15 @@ export function fakeSlack(opts: FakeOptions = {}) {
     return { ok: true, ...answer };
   };
   const client = {
+    users: {
+      info: async (args: Record<string, unknown>) => {
+        const id = String(args.user);
+        events.push('users.info');
+        calls.push({ method: 'users.info', args });
+        return { ok: true, user: { id, ...opts.users?.[id] } };
+      },
+    },
+    conversations: { info: rec('conversations.info', { channel: { id: 'C1' } }) },
     views: { open: rec('views.open') },
     chat: { postEphemeral: rec('chat.postEphemeral'), postMessage: rec('chat.postMessage', { ts: '9.9' }), delete: rec('chat.delete') },
     files: { delete: rec('files.delete'), info: rec('files.info', { file: { id: 'F1', url_private: 'https://files.slack.com/F1' } }) },
@@ -67,11 +79,16 @@ export function fakeSlack(opts: FakeOptions = {}) {
     governance: {
       preferences: async (r: Requester) => preferences.get(r.userId) ?? {},
       setPreferences: async (r: Requester, p: UserPreferences) => (preferences.set(r.userId, p), p),
+      apply: async (scope: string, actor: Requester, action: AdminAction) => {
+        applied.push({ scope, actor, action });
+        return serverSettingsSchema.parse({});
+      },
+      ceilings: { defaultDailyUnits: 20, maxDailyUnits: 100, allowUnlimited: true },
     },
   } as unknown as EngineApi;
 
   const ctx: SlackContext = {
-    config: { DATA_DIR: '/tmp/imagine-listener-tests' } as SlackContext['config'],
+    config: { DATA_DIR: '/tmp/imagine-listener-tests', SLACK_ADMIN_USERS: [] } as unknown as SlackContext['config'],
     engine,
     log: createLogger({ level: 'debug', pretty: false, destination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } }),
     client,
@@ -98,6 +115,7 @@ export function fakeSlack(opts: FakeOptions = {}) {
   };
   return {
     deps,
+    applied,
     ack,
     acks,
     events,

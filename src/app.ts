@@ -4,7 +4,7 @@
  * served at GET /metrics, and the readiness of each part at GET /readyz. main.ts calls it;
  * end-to-end tests call it too, so the tests run exactly what users run.
  */
-import { ConfigError, configuredProviders, secretsOf, type Config } from './config.ts';
+import { ceilingsOf, ConfigError, configuredProviders, secretsOf, type Config } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import type { EngineApi } from './engine/api.ts';
@@ -117,6 +117,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
       providers,
       log,
       metrics,
+      ceilings: ceilingsOf(config),
       ...(opts.engineTiming ? { timing: opts.engineTiming } : {}),
     });
     stops.push(() => engine.close());

@@ -3,6 +3,7 @@
  * (an ESLint rule enforces it). Names are a public contract: see README "Configuration".
  */
 import { z } from 'zod';
+import type { OperatorCeilings } from './engine/governance/api.ts';
 import type { ProviderName } from './providers/types.ts';
 
 const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
@@ -12,6 +13,19 @@ const httpUrl = () => z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$
 const url = (def: string) => httpUrl().transform((v) => v ?? def);
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
   z.preprocess(emptyToUndefined, z.coerce.number().int().min(min).max(max).default(def));
+/** true/false (also 1/0, yes/no); unset or empty means `def`. */
+const bool = (def: boolean) =>
+  z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .regex(/^(true|false|1|0|yes|no)$/, 'must be true or false')
+      .transform((v) => ['true', '1', 'yes'].includes(v))
+      .optional()
+      .transform((v) => v ?? def),
+  );
 const list = z.preprocess(
   (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : (v ?? [])),
   z.array(z.string()),
@@ -40,6 +54,8 @@ export const configSchema = z
     SLACK_SIGNING_SECRET: optionalString,
     SLACK_APP_TOKEN: optionalString,
     SLACK_API_URL: url('https://slack.com/api/'),
+    /** Slack user ids who may use the admin command besides the workspace's admins and owners (docs/governance.md). */
+    SLACK_ADMIN_USERS: list,
 
     RUNBASE_API_KEY: optionalString,
     RUNBASE_API_URL: url('https://runbase.net/api/v1'),
@@ -61,7 +77,13 @@ export const configSchema = z
     QUOTA_COST_2K: int(2, 0),
     QUOTA_COST_4K: int(4, 0),
     QUOTA_EXEMPT_USERS: list,
+    /** The most units per day a server's admins may give anyone (docs/governance.md "Two levels of authority"). */
+    QUOTA_MAX_DAILY_UNITS: int(100, 0),
+    /** Whether a server's admins may give a role or member no daily limit. */
+    QUOTA_ALLOW_UNLIMITED: bool(false),
     SPEND_CAP_DAILY_USD: z.preprocess(emptyToUndefined, z.coerce.number().positive().optional()),
+    /** The highest daily USD cap a server's admins may set (never above SPEND_CAP_DAILY_USD). */
+    SERVER_SPEND_CAP_MAX_USD: z.preprocess(emptyToUndefined, z.coerce.number().positive().optional()),
     JOB_DEADLINE_SECONDS: int(600, 10),
 
     FETCH_ALLOW_HOSTS: list,
@@ -98,7 +120,23 @@ function crossFieldProblems(env: Record<string, string | undefined>): string[] {
     problems.push('DISCORD_PUBLIC_KEY: must be the 64 hexadecimal characters of the application\'s Public Key (developer portal, General Information)');
   if (set('RUNBASE_API_KEY') && !(env.RUNBASE_API_KEY ?? '').trim().startsWith('sk-'))
     problems.push('RUNBASE_API_KEY: Runbase keys start with "sk-"');
+  // A server's default (QUOTA_DAILY_UNITS) must itself be within the ceiling servers choose under.
+  const daily = Number((env.QUOTA_DAILY_UNITS ?? '').trim() || 20);
+  const max = Number((env.QUOTA_MAX_DAILY_UNITS ?? '').trim() || 100);
+  if (Number.isFinite(daily) && Number.isFinite(max) && max < daily)
+    problems.push(`QUOTA_MAX_DAILY_UNITS: must be at least QUOTA_DAILY_UNITS (${daily}), got ${max}`);
   return problems;
+}
+
+/** The operator's ceilings (docs/governance.md) from the Config. */
+export function ceilingsOf(c: Config): OperatorCeilings {
+  return {
+    defaultDailyUnits: c.QUOTA_DAILY_UNITS,
+    maxDailyUnits: c.QUOTA_MAX_DAILY_UNITS,
+    allowUnlimited: c.QUOTA_ALLOW_UNLIMITED,
+    maxServerSpendCapUsd: c.SERVER_SPEND_CAP_MAX_USD,
+    globalSpendCapUsd: c.SPEND_CAP_DAILY_USD,
+  };
 }
 
 export type Config = z.infer<typeof configSchema>;

@@ -31,7 +31,7 @@ import {
 } from '../../commands/imagine/index.ts';
 import type { OptionDefinition } from '../../commands/options.ts';
 import { PLAIN_FORMAT } from '../../commands/render.ts';
-import { ConfigError, configuredProviders, loadDotEnv, parseConfig, secretsOf, type Config } from '../config.ts';
+import { ceilingsOf, ConfigError, configuredProviders, loadDotEnv, parseConfig, secretsOf, type Config } from '../config.ts';
 import { engineSettingsOf } from '../app.ts';
 import { createEngine, type Engine } from '../engine/engine.ts';
 import { ValidationError } from '../engine/errors.ts';
@@ -305,7 +305,7 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
       spendCapUsd: config.SPEND_CAP_DAILY_USD,
     });
     // A one-shot process must not take over the bot's jobs (it would stop them when it exits).
-    engine = createEngine({ ...engineSettingsOf(config, { references: false }), store, quotas, providers, log, timing: { takeoverIntervalMs: 0 } });
+    engine = createEngine({ ...engineSettingsOf(config, { references: false }), store, quotas, providers, log, ceilings: ceilingsOf(config), timing: { takeoverIntervalMs: 0 } });
     engine.setDeliverer('cli', deliverer);
     const requester: Requester = { platform: 'cli', userId: operatorName() };
     // The same command as chat: defaults, the unknown-model sentence (the configured models) and

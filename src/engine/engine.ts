@@ -50,6 +50,8 @@ import { chooseModels, type ModelSpec } from './models.ts';
 import { createGuardedDispatcher } from './net-guard.ts';
 import { ProviderCallbacks } from './provider-callbacks.ts';
 import type { Quotas } from './quota.ts';
+import type { OperatorCeilings } from './governance/api.ts';
+import { Governance, StoreAuditTrail, type AuditTrail, type UsageReports } from './governance/governance.ts';
 import { ReferenceHost, type PublishedFile } from './reference-host.ts';
 import type { ImagineRequest, ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
 import { reachableByLink } from './references.ts';
@@ -106,6 +108,15 @@ export interface EngineOptions extends EngineSettings {
   timing?: EngineTiming;
   /** The app's metrics (src/metrics.ts): jobs, spend, rate-budget waits, failed deliveries. */
   metrics?: Metrics;
+  /**
+   * The operator's ceilings (src/app.ts ceilingsOf maps the Config to them); default: servers may
+   * choose up to QUOTA_DAILY_UNITS, nothing unlimited, the global spend cap.
+   */
+  ceilings?: OperatorCeilings;
+  /** The audit log of admin changes and filter refusals; default a minimal one on the store. */
+  audit?: AuditTrail;
+  /** Usage reports per user and model; default none (an empty report). */
+  usage?: UsageReports;
 }
 
 /** How long close() waits for running jobs to stop (a hung deliverer cannot be interrupted). */
@@ -117,6 +128,7 @@ export class Engine implements EngineApi {
   readonly models: readonly ModelSpec[];
   readonly defaultModel: ModelSpec;
   readonly processId: string;
+  readonly governance: Governance;
 
   readonly #store: Store;
   readonly #ctx: JobContext;
@@ -143,6 +155,20 @@ export class Engine implements EngineApi {
     const durations = new DurationEstimates((key, resolution) => {
       const model = this.models.find((m) => m.key === key);
       return model ? jobTiming.expectedMs(model, resolution) : EXPECTED_TASK_MS[resolution];
+    });
+    this.governance = new Governance({
+      store: opts.store,
+      quotas: opts.quotas,
+      ceilings: opts.ceilings ?? {
+        defaultDailyUnits: opts.quotas.dailyUnits,
+        maxDailyUnits: opts.quotas.dailyUnits,
+        allowUnlimited: false,
+        globalSpendCapUsd: opts.quotas.spendCapUsd,
+      },
+      models: this.models,
+      defaultModel: this.defaultModel,
+      audit: opts.audit ?? new StoreAuditTrail(opts.store),
+      usage: opts.usage,
     });
     this.#ownsReferenceDispatcher = !opts.referenceDispatcher;
     this.#store = opts.store;
@@ -206,15 +232,18 @@ export class Engine implements EngineApi {
   }
 
   async #submit(input: ImagineRequestInput): Promise<JobRecord> {
-    const request = parseRequest(input, this.defaultModel.key);
+    // The server's rules (governance/policy.ts), the one place they apply: before references,
+    // quota or spend are touched and before anything is sent. A refusal charges nothing.
+    const decision = await this.governance.decide(parseRequest(input, this.defaultModel.key));
+    const request = decision.request;
     let model = resolveModel(this.models, request.model);
     // Stored with the catalog key, never an alias: buttons and resume look it up by key.
     request.model = model.key;
-    if (request.modelFromDefault) model = this.#modelForReferences(request, model);
+    if (request.modelFromDefault) model = this.#modelForReferences(request, model, decision.allowedModels);
     validateAgainstModel(request, model, this.models);
 
     await this.#alive;
-    const { job, providerRefs, log } = await admit(this.#ctx, request, model);
+    const { job, providerRefs, log } = await admit(this.#ctx, request, model, decision.limit);
     // For /history: losing this entry must not fail a job that is already durable and charged.
     await this.#ctx.records.remember(job).catch((err: unknown) => log.warn({ err }, 'could not add the job to its requester history'));
     if (this.#closed) {
@@ -241,7 +270,7 @@ export class Engine implements EngineApi {
    * model that can, and that can do the rest of the request, is used, and the note says so. When
    * none can, the default stays and admission refuses with the fix (REFERENCE_NEEDS_PUBLIC_URL).
    */
-  #modelForReferences(request: ImagineRequest, model: ModelSpec): ModelSpec {
+  #modelForReferences(request: ImagineRequest, model: ModelSpec, allowed: readonly ModelSpec[]): ModelSpec {
     if (request.references.length === 0 || this.#takesReferences(model, request)) return model;
     const fits = (m: ModelSpec) => {
       try {
@@ -251,7 +280,8 @@ export class Engine implements EngineApi {
         return false;
       }
     };
-    const other = this.models.find((m) => m !== model && this.#takesReferences(m, request) && fits(m));
+    // Only among the models the server allows.
+    const other = allowed.find((m) => m !== model && this.#takesReferences(m, request) && fits(m));
     if (!other) return model;
     request.model = other.key;
     request.note = `${model.label} only takes reference images by link and this bot has no public address, so this uses ${other.label}.`;
@@ -306,8 +336,10 @@ export class Engine implements EngineApi {
     return (await this.#store.kv.get<string>(`link:${key}`)) ?? undefined;
   }
 
-  quota(requester: Requester): Promise<QuotaView> {
-    return this.#ctx.quotas.view(requester);
+  /** The requester's allowance here (a server's tiers, overrides and grants applied) and today's use. */
+  async quota(requester: Requester): Promise<QuotaView> {
+    const { allowance } = await this.governance.allowance(requester);
+    return this.#ctx.quotas.view(requester, allowance);
   }
 
   setDeliverer(platform: Platform, deliverer: Deliverer): void {

@@ -11,6 +11,7 @@
  */
 import type { QuotaView } from './api.ts';
 import { QuotaExceededError, SpendCapError } from './errors.ts';
+import { UNLIMITED } from './governance/api.ts';
 import type { Resolution } from './models.ts';
 import type { Requester } from './request.ts';
 import type { Store } from './store.ts';
@@ -106,23 +107,50 @@ export class Quotas {
   }
 
   /**
-   * Takes `units` from today's allowance, atomically. Throws QuotaExceededError (nothing taken)
-   * when they do not fit. Exempt users reserve nothing and never fail.
+   * Takes `units` from today's allowance, atomically (one store step, so a 100-way race stays
+   * exact). `limit` is the effective allowance (a server's tiers, overrides and grants applied by
+   * governance/policy.ts; default the operator's QUOTA_DAILY_UNITS). The counter is per user per
+   * UTC day whatever the server, so a user's total can never pass what the operator allows.
+   * Throws QuotaExceededError (nothing taken) when they do not fit. Exempt users reserve nothing
+   * and never fail; an unlimited allowance counts the units without a limit.
    */
-  async reserve(requester: Requester, units: number): Promise<QuotaReservation> {
+  async reserve(requester: Requester, units: number, limit: number | typeof UNLIMITED = this.dailyUnits): Promise<QuotaReservation> {
     if (!Number.isSafeInteger(units) || units < 0) throw new RangeError(`units must be a non-negative integer, got ${units}`);
     const now = this.#now();
     const day = utcDay(now);
     if (this.isExempt(requester)) return { day, reserved: 0 };
     const resetsAt = nextUtcMidnight(now);
     const key = this.#userCounterKey(this.userKey(requester), day);
-    if (this.dailyUnits === 0) throw new QuotaExceededError(units, 0, resetsAt);
-    const after = await this.#store.addIfWithin(key, units, this.dailyUnits, this.#counterExpiry(day));
+    if (limit === UNLIMITED) {
+      await this.#store.add(key, units, this.#counterExpiry(day));
+      return { day, reserved: units };
+    }
+    if (limit === 0) throw new QuotaExceededError(units, 0, resetsAt);
+    const after = await this.#store.addIfWithin(key, units, limit, this.#counterExpiry(day));
     if (after === null) {
       const used = await this.#store.read(key);
-      throw new QuotaExceededError(units, Math.max(0, this.dailyUnits - used), resetsAt);
+      throw new QuotaExceededError(units, Math.max(0, limit - used), resetsAt);
     }
     return { day, reserved: units };
+  }
+
+  /** Units an admin of `scope` granted `userKey` for today (read into that server's limit). */
+  async grantedToday(scope: string, userKey: string): Promise<number> {
+    return Math.max(0, await this.#store.read(this.#grantCounterKey(scope, userKey, this.today())));
+  }
+
+  /**
+   * Adds `units` to today's grant for `userKey` in `scope`, atomically, as long as the day's
+   * grants stay ≤ `maxTotal` (the operator's ceiling). The new total, or null when it would pass.
+   */
+  async grant(scope: string, userKey: string, units: number, maxTotal: number): Promise<number | null> {
+    const day = this.today();
+    return this.#store.addIfWithin(this.#grantCounterKey(scope, userKey, day), units, maxTotal, this.#counterExpiry(day));
+  }
+
+  /** Zeroes `userKey`'s units used today (an admin's "reset"), in one atomic store step. */
+  async resetToday(userKey: string): Promise<void> {
+    await this.#store.resetCounter(this.#userCounterKey(userKey, this.today()));
   }
 
   /**
@@ -150,16 +178,18 @@ export class Quotas {
     return this.#store.addOnce(`quota-refund:${settlementId}`, this.#guardTtlMs(expiresAt), key, -units, expiresAt, 0);
   }
 
-  /** What `/quota` shows. */
-  async view(requester: Requester): Promise<QuotaView> {
+  /** What `/quota` shows, against `limit` (the effective allowance; default QUOTA_DAILY_UNITS). */
+  async view(requester: Requester, limit: number | typeof UNLIMITED = this.dailyUnits): Promise<QuotaView> {
     const now = this.#now();
     const day = utcDay(now);
     const used = Math.max(0, await this.#store.read(this.#userCounterKey(this.userKey(requester), day)));
+    // An unlimited allowance reads like an exemption: "no daily image limit".
+    const numeric = limit === UNLIMITED ? 0 : limit;
     return {
-      exempt: this.isExempt(requester),
-      limit: this.dailyUnits,
+      exempt: this.isExempt(requester) || limit === UNLIMITED,
+      limit: numeric,
       used,
-      left: Math.max(0, this.dailyUnits - used),
+      left: Math.max(0, numeric - used),
       resetsAt: nextUtcMidnight(now),
       costs: { ...this.costs },
     };
@@ -218,6 +248,10 @@ export class Quotas {
 
   #userCounterKey(userKey: string, day: string): string {
     return `quota:${day}:${userKey}`;
+  }
+
+  #grantCounterKey(scope: string, userKey: string, day: string): string {
+    return `grant:${day}:${scope}:${userKey}`;
   }
 
   #spendCounterKey(day: string): string {

@@ -140,6 +140,10 @@ export class RedisStore implements Store {
     return value === null ? 0 : Number(value);
   }
 
+  async resetCounter(key: string): Promise<void> {
+    await this.#client.del(this.#key(key));
+  }
+
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     const reply = await this.#client.set(this.#key(key), value, {
       condition: 'NX',

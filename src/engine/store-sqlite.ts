@@ -133,6 +133,7 @@ export class SqliteStore implements Store {
     | 'addIfWithin'
     | 'add'
     | 'read'
+    | 'resetCounter'
     | 'setIfAbsent'
     | 'addOnceCounter'
     | 'setAdd'
@@ -190,6 +191,7 @@ export class SqliteStore implements Store {
           expires_at = excluded.expires_at
         RETURNING value`),
       read: db.prepare('SELECT value FROM counters WHERE key = :key AND expires_at > :now'),
+      resetCounter: db.prepare('DELETE FROM counters WHERE key = :key'),
       setIfAbsent: db.prepare(`
         INSERT INTO once_keys(key, value, expires_at) VALUES (:key, :value, :exp)
         ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
@@ -283,6 +285,10 @@ export class SqliteStore implements Store {
   async read(key: string): Promise<number> {
     const row = this.#sql.read.get({ key: this.#key(key), now: Date.now() }) as Row | undefined;
     return row === undefined ? 0 : Number(row.value);
+  }
+
+  async resetCounter(key: string): Promise<void> {
+    this.#sql.resetCounter.run({ key: this.#key(key) });
   }
 
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {

@@ -20,6 +20,8 @@ export interface Store {
   add(key: string, delta: number, expiresAt: number): Promise<number>;
   /** Reads a counter (0 when missing or expired). */
   read(key: string): Promise<number>;
+  /** Atomically removes the counter `key` (it then reads 0): an admin's "reset this user's day". */
+  resetCounter(key: string): Promise<void>;
 
   /** Sets `key` only if absent (atomic); true when this call set it. For de-duplication. */
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { parseConfig, type Config } from '../../src/config.ts';
+import { ceilingsOf, parseConfig, type Config } from '../../src/config.ts';
 import { createEngine, type Engine, type EngineTiming } from '../../src/engine/engine.ts';
 import type { Deliverer, JobRecord, ProgressEvent } from '../../src/engine/job.ts';
 import { openStore } from '../../src/engine/open-store.ts';
@@ -137,6 +137,7 @@ export async function startEngineHarness(
       quotas,
       providers: createProviderClients(config, { log, ...fastRetry, timeoutMs: 5_000 }),
       log,
+      ceilings: ceilingsOf(config),
       ...(o.processId ?? opts.processId ? { processId: o.processId ?? opts.processId } : {}),
       timing: o.timing ?? opts.timing ?? FAST_TIMING,
     });

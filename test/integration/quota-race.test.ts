@@ -2,7 +2,8 @@
  * The acceptance criterion of the quota (issue 2, item 10): 100 simultaneous one-image (1K = 1
  * unit) requests from one user with 5 units left → exactly 5 accepted, and the counter ends at
  * the limit. On SQLite in one process, on SQLite shared by two processes, and on Redis across
- * four processes (quota-race-worker.ts).
+ * four processes (quota-race-worker.ts). And the same with a server's role tier and a grant
+ * deciding the limit (issue 10: it stays exact with tiers and grants in play).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,9 @@ import { Quotas } from '../../src/engine/quota.ts';
 import { QuotaExceededError } from '../../src/engine/errors.ts';
 import type { Requester } from '../../src/engine/request.ts';
 import { deleteRedisKeys, REDIS_URL, spawnLineWorker } from '../support/index.ts';
+import { Governance, StoreAuditTrail } from '../../src/engine/governance/governance.ts';
+import { MODEL_CATALOG } from '../../src/engine/models.ts';
+import { GOVERNED_LIMIT, GOVERNED_RACER, GOVERNED_SCOPE, GRANT_UNITS, LOW_TIER, RACE_CEILINGS, SERVER_UNITS, TIER_UNITS } from './quota-race-governed.ts';
 
 const log = createLogger({ level: 'silent' });
 const RUN_PREFIX = `test-quota-race-${randomUUID()}:`;
@@ -45,8 +49,9 @@ interface WorkerResult {
 }
 
 /** Starts `processes` workers, releases them together, and returns what each saw. */
-async function raceAcrossProcesses(storeUrl: string, keyPrefix: string, processes: number, perProcess: number) {
-  const workers = Array.from({ length: processes }, () => spawnLineWorker(WORKER, [storeUrl, keyPrefix, String(DAILY_UNITS), String(perProcess)]));
+async function raceAcrossProcesses(storeUrl: string, keyPrefix: string, processes: number, perProcess: number, mode = '') {
+  const args = [storeUrl, keyPrefix, String(DAILY_UNITS), String(perProcess), ...(mode ? [mode] : [])];
+  const workers = Array.from({ length: processes }, () => spawnLineWorker(WORKER, args));
   try {
     for (const w of workers) expect(await w.nextLine()).toBe('ready');
     for (const w of workers) w.child.stdin.write('go\n');
@@ -115,6 +120,50 @@ describe('100 simultaneous one-image requests with 5 units left', () => {
       expect(results.reduce((n, r) => n + r.accepted, 0)).toBe(UNITS_LEFT);
       expect(results.reduce((n, r) => n + r.refused, 0)).toBe(REQUESTS - UNITS_LEFT);
       expect(await quotas.view(racer)).toMatchObject({ used: DAILY_UNITS, left: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('the same race with a role tier and a grant in play', () => {
+  /** A server whose settings give the racer TIER_UNITS (highest of two tiers) plus GRANT_UNITS today. */
+  async function governedServer(storeUrl: string, keyPrefix: string) {
+    const { store, quotas } = await newQuotas(storeUrl, keyPrefix);
+    const governance = new Governance({ store, quotas, ceilings: RACE_CEILINGS, models: MODEL_CATALOG, defaultModel: MODEL_CATALOG[0]!, audit: new StoreAuditTrail(store) });
+    const admin: Requester = { platform: 'discord', userId: 'admin', scope: 'g1' };
+    await governance.apply(GOVERNED_SCOPE, admin, { kind: 'daily-units', units: SERVER_UNITS });
+    await governance.apply(GOVERNED_SCOPE, admin, { kind: 'role-tier', roleId: 'r-low', allowance: LOW_TIER });
+    await governance.apply(GOVERNED_SCOPE, admin, { kind: 'role-tier', roleId: 'r-tier', allowance: TIER_UNITS });
+    await governance.apply(GOVERNED_SCOPE, admin, { kind: 'grant', userId: 'racer', units: GRANT_UNITS });
+    expect(await governance.allowance(GOVERNED_RACER)).toEqual({ allowance: GOVERNED_LIMIT, granted: GRANT_UNITS, blocked: false });
+    // Used all but UNITS_LEFT of the governed limit (more than the flat rule's 20 allows).
+    await quotas.reserve(GOVERNED_RACER, GOVERNED_LIMIT - UNITS_LEFT, GOVERNED_LIMIT);
+    return { store, quotas, governance };
+  }
+
+  it('accepts exactly 5 on Redis across 4 processes', async () => {
+    const keyPrefix = `${RUN_PREFIX}governed-redis:`;
+    const { store, quotas } = await governedServer(REDIS_URL, keyPrefix);
+    try {
+      const results = await raceAcrossProcesses(REDIS_URL, keyPrefix, 4, REQUESTS / 4, 'governed');
+      expect(results.flatMap((r) => r.otherErrors)).toEqual([]);
+      expect(results.reduce((n, r) => n + r.accepted, 0)).toBe(UNITS_LEFT);
+      expect(results.reduce((n, r) => n + r.refused, 0)).toBe(REQUESTS - UNITS_LEFT);
+      expect(await quotas.view(GOVERNED_RACER, GOVERNED_LIMIT)).toMatchObject({ used: GOVERNED_LIMIT, left: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('accepts exactly 5 on one SQLite file shared by 2 processes', async () => {
+    const url = `sqlite://${join(tempDir, 'governed.sqlite')}`;
+    const { store, quotas } = await governedServer(url, RUN_PREFIX);
+    try {
+      const results = await raceAcrossProcesses(url, RUN_PREFIX, 2, REQUESTS / 2, 'governed');
+      expect(results.flatMap((r) => r.otherErrors)).toEqual([]);
+      expect(results.reduce((n, r) => n + r.accepted, 0)).toBe(UNITS_LEFT);
+      expect(await quotas.view(GOVERNED_RACER, GOVERNED_LIMIT)).toMatchObject({ used: GOVERNED_LIMIT, left: 0 });
     } finally {
       await store.close();
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, configuredProviders, parseConfig, secretsOf } from '../../src/config.ts';
+import { ceilingsOf, ConfigError, configuredProviders, parseConfig, secretsOf } from '../../src/config.ts';
 
 describe('parseConfig', () => {
   it('applies the documented defaults to an empty environment', () => {
@@ -108,5 +108,25 @@ describe('parseConfig', () => {
 
   it('accepts Socket Mode without a signing secret', () => {
     expect(() => parseConfig({ SLACK_BOT_TOKEN: 'xoxb-1', SLACK_APP_TOKEN: 'xapp-1' })).not.toThrow();
+  });
+
+  it('reads the operator’s governance ceilings, and refuses a maximum below the daily default', () => {
+    expect(ceilingsOf(parseConfig({}))).toEqual({ defaultDailyUnits: 20, maxDailyUnits: 100, allowUnlimited: false, maxServerSpendCapUsd: undefined, globalSpendCapUsd: undefined });
+    const c = parseConfig({ QUOTA_MAX_DAILY_UNITS: '40', QUOTA_ALLOW_UNLIMITED: 'TRUE', SERVER_SPEND_CAP_MAX_USD: '2.5', SPEND_CAP_DAILY_USD: '10', SLACK_ADMIN_USERS: 'U1, U2' });
+    expect(ceilingsOf(c)).toEqual({ defaultDailyUnits: 20, maxDailyUnits: 40, allowUnlimited: true, maxServerSpendCapUsd: 2.5, globalSpendCapUsd: 10 });
+    expect(c.SLACK_ADMIN_USERS).toEqual(['U1', 'U2']);
+    expect(parseConfig({ QUOTA_ALLOW_UNLIMITED: 'no' }).QUOTA_ALLOW_UNLIMITED).toBe(false);
+    const problems = (env: Record<string, string>) => {
+      try {
+        parseConfig(env);
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+      return [];
+    };
+    expect(problems({ QUOTA_DAILY_UNITS: '30', QUOTA_MAX_DAILY_UNITS: '25' })).toEqual(['QUOTA_MAX_DAILY_UNITS: must be at least QUOTA_DAILY_UNITS (30), got 25']);
+    expect(problems({ QUOTA_DAILY_UNITS: '150' })).toEqual(['QUOTA_MAX_DAILY_UNITS: must be at least QUOTA_DAILY_UNITS (150), got 100']);
+    expect(problems({ QUOTA_ALLOW_UNLIMITED: 'maybe' })).toEqual(['QUOTA_ALLOW_UNLIMITED: must be true or false']);
+    expect(problems({ SERVER_SPEND_CAP_MAX_USD: '-1' })).toHaveLength(1);
   });
 });

@@ -16,6 +16,7 @@ import { fetchReferences, toProviderReferences, type PreparedReference } from '.
 import { jobLogger, type JobContext } from './context.ts';
 import { estimatedUsdPerImage } from './settlement.ts';
 import type { Logger } from '../../log.ts';
+import type { Allowance } from '../governance/api.ts';
 
 export interface Admitted {
   job: JobRecord;
@@ -24,8 +25,12 @@ export interface Admitted {
   log: Logger;
 }
 
-/** Prepares, charges and persists a job (state queued) for `request`, validated against `model`. */
-export async function admit(ctx: JobContext, request: ImagineRequest, model: ModelSpec): Promise<Admitted> {
+/**
+ * Prepares, charges and persists a job (state queued) for `request`, validated against `model`.
+ * `limit` is the requester's effective allowance (governance/policy.ts decide(); default the
+ * operator's QUOTA_DAILY_UNITS).
+ */
+export async function admit(ctx: JobContext, request: ImagineRequest, model: ModelSpec, limit?: Allowance): Promise<Admitted> {
   const { quotas, records } = ctx;
   const id = newJobId();
   const log = jobLogger(ctx.log, id, model);
@@ -55,7 +60,7 @@ export async function admit(ctx: JobContext, request: ImagineRequest, model: Mod
   const userKey = quotas.userKey(request.requester);
   let reservation;
   try {
-    reservation = await quotas.reserve(request.requester, units);
+    reservation = await quotas.reserve(request.requester, units, limit);
   } catch (err) {
     await cleanRefs();
     throw err;

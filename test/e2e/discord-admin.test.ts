@@ -8,7 +8,7 @@ import { USAGE_TOP_MEMBERS, usageText } from '../../commands/index.ts';
 import { sentenceFor } from '../../src/errors.ts';
 import { DISCORD_FORMAT } from '../../src/platforms/discord/render.ts';
 import { DISCORD_ADMINS } from '../../src/platforms/discord/interactions.ts';
-import { Permission, type FakeInteraction, type FakeUser } from '../fakes/discord/index.ts';
+import { Permission, type FakeInteraction, type FakeMessage, type FakeUser } from '../fakes/discord/index.ts';
 import { USERS, expectDiscordInvariants, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
 
 const carol: FakeUser = { id: '100000000000000004', username: 'carol', global_name: 'Carol' };
@@ -16,6 +16,8 @@ const carol: FakeUser = { id: '100000000000000004', username: 'carol', global_na
 let h: DiscordHarness;
 let art: string;
 let general: string;
+/** A result in the server, to reply to. */
+let aResult: FakeMessage;
 beforeAll(async () => {
   // Units per member per day where the server sets nothing: 4; servers may give up to 50.
   h = await startDiscordHarness({ env: { QUOTA_DAILY_UNITS: '4', QUOTA_MAX_DAILY_UNITS: '50' } });
@@ -71,7 +73,8 @@ describe('/imagine-admin on Discord', () => {
     expect(providerJobs()).toBe(before);
     expect((await h.bot.engine.quota({ platform: 'discord', userId: carol.id, scope: h.discord.guildId })).used).toBe(0);
     const inside = await h.imagine('a fox', { user: carol, channelId: art });
-    expect((await h.result(inside)).attachments).toHaveLength(1);
+    aResult = await h.result(inside);
+    expect(aResult.attachments).toHaveLength(1);
     expect(await admin('channels all')).toBe('Done: /imagine now works in every channel.');
   });
 
@@ -99,6 +102,15 @@ describe('/imagine-admin on Discord', () => {
     expect(await refused(i)).toBe(sentenceFor('PROMPT_FILTERED', {}));
     expect(providerJobs()).toBe(before);
     expect(await admin('filter list')).toContain('• chateau');
+  });
+
+  it('the server\'s rules apply to a reply that refines a result too: a filtered one is refused by DM, never sent', async () => {
+    const before = providerJobs();
+    const sent = await h.discord.postUserMessage({ user: USERS.alice, content: `<@${h.discord.botUser.id}> turn it into a Château`, replyTo: aResult.id, channelId: art });
+    expect(sent.dispatched).toBe(true);
+    const dm = await h.discord.waitFor(() => [...h.discord.messages.values()].find((m) => !m.guildId && m.content.includes(sentenceFor('PROMPT_FILTERED', {}))), 8_000, 'the refusal by DM');
+    expect(dm.content).toContain(sentenceFor('PROMPT_FILTERED', {}));
+    expect(providerJobs()).toBe(before);
   });
 
   it('blocks and unblocks a member, grants units and resets a day', async () => {

@@ -142,3 +142,26 @@ describe('/imagine-admin on Discord', () => {
     expectDiscordInvariants(h.discord);
   });
 });
+
+describe('/imagine-admin over HTTP interactions (DISCORD_PUBLIC_KEY)', () => {
+  let hh: DiscordHarness;
+  beforeAll(async () => {
+    hh = await startDiscordHarness({ interactions: 'http', env: { QUOTA_DAILY_UNITS: '4' } });
+    const mods = hh.discord.createRole({ name: 'Mods', permissions: Permission.ManageGuild });
+    hh.discord.setMemberRoles(USERS.mod.id, [mods.id]);
+  });
+  afterAll(async () => {
+    await hh?.close();
+  });
+
+  const say = async (text: string, user: FakeUser, more: { ignoreCommandVisibility?: boolean } = {}) =>
+    (await hh.privateAnswer(await hh.discord.sendCommand({ name: 'imagine-admin', user, options: [{ name: 'action', type: 3, value: text }], ...more }))).content;
+
+  it('checks the member\'s permissions and applies a change the next /imagine obeys', async () => {
+    expect(await say('daily 40', USERS.alice, { ignoreCommandVisibility: true })).toBe(`⚠️ ${sentenceFor('NOT_ADMIN', { who: DISCORD_ADMINS })}`);
+    expect(await say('daily 1', USERS.mod)).toBe('Done: members now get 1 unit per day.');
+    const i = await hh.imagine('two foxes', { user: USERS.alice, values: { count: 2 } });
+    expect((await hh.privateAnswer(i)).content).toMatch(/^⚠️ You're out of image quota for today: this needs 2 units and you have 1 unit left/);
+    expectDiscordInvariants(hh.discord);
+  });
+});

@@ -11,14 +11,25 @@ import {
   type OptionType,
   type ResolvedOption,
 } from '../../../commands/index.ts';
+import { PermissionFlagsBits } from 'discord.js';
+import type { Command } from '../../../commands/index.ts';
 import type { ModelSpec } from '../../engine/models.ts';
 
 /** https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-type */
 export const OPTION_TYPE: Record<OptionType, number> = { string: 3, integer: 4, boolean: 5, number: 10, attachment: 11 };
 /** Contexts: 0 guild, 1 the bot's DM, 2 private channels (user installs). */
 export const COMMAND_CONTEXTS = [0, 1] as const;
+/** An admin command exists only in guilds (context 0): there is no server to govern in a DM. */
+export const ADMIN_COMMAND_CONTEXTS = [0] as const;
 /** 0 = guild install. */
 export const INTEGRATION_TYPES = [0] as const;
+/**
+ * Manage Server (MANAGE_GUILD, 1 << 5): admin commands are shown by default only to members with
+ * it; a server's owner can re-assign them in Integrations settings
+ * (https://discord.com/developers/docs/interactions/application-commands#permissions). Discord
+ * takes the bit set as a string.
+ */
+export const ADMIN_DEFAULT_MEMBER_PERMISSIONS = PermissionFlagsBits.ManageGuild.toString();
 
 const MAX_STRING_LENGTH = 6000;
 
@@ -41,6 +52,8 @@ export interface DiscordCommand {
   options: DiscordCommandOption[];
   contexts: number[];
   integration_types: number[];
+  /** Admin commands only: the permissions a member needs to see it by default. */
+  default_member_permissions?: string;
 }
 
 const clip = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
@@ -59,7 +72,7 @@ function optionJson(o: ResolvedOption): DiscordCommandOption {
   return json;
 }
 
-export function commandJson(command: CommandDefinition, models: readonly ModelSpec[]): DiscordCommand {
+export function commandJson(command: CommandDefinition & Pick<Command, 'admin'>, models: readonly ModelSpec[]): DiscordCommand {
   // Options no configured model can use (creativity without RunBlob) are already left out.
   const options = resolveOptions(command, models, 'discord');
   return {
@@ -67,8 +80,9 @@ export function commandJson(command: CommandDefinition, models: readonly ModelSp
     name: command.name,
     description: clip(command.description, DISCORD_MAX_DESCRIPTION_CHARS),
     options: options.map(optionJson),
-    contexts: [...COMMAND_CONTEXTS],
+    contexts: command.admin ? [...ADMIN_COMMAND_CONTEXTS] : [...COMMAND_CONTEXTS],
     integration_types: [...INTEGRATION_TYPES],
+    ...(command.admin && { default_member_permissions: ADMIN_DEFAULT_MEMBER_PERMISSIONS }),
   };
 }
 

@@ -125,6 +125,19 @@ export class DiscordDelivery implements Deliverer {
    * /show: the job's result (images, summary, buttons pointing at the same job) as the answer at
    * `loc`, a new interaction's deferred reply. The job's own record and messages are untouched.
    */
+  /**
+   * Posts `text` in a channel (a server's log channel, docs/governance.md). Mentions are shown but
+   * ping nobody (allowed_mentions parse [],
+   * https://discord.com/developers/docs/resources/message#allowed-mentions-object). Best effort.
+   */
+  async notify(channelId: string, text: string): Promise<void> {
+    try {
+      await this.#messages.postToChannel(channelId, { content: clipContent(text), allowed_mentions: NO_MENTIONS });
+    } catch (err) {
+      this.#log.warn({ err, channelId }, 'discord log channel post failed');
+    }
+  }
+
   async showAt(job: JobRecord, loc: DiscordLocation): Promise<void> {
     const { files, originals } = await this.#prepareFiles(job, loc);
     await this.#ackFirst.turn();

@@ -38,6 +38,7 @@ import { UserFacingError, errorCode, toUserMessage } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { AckFirst } from '../ack-first.ts';
+import { DiscordDirectories } from './directory.ts';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES } from './fit-upload.ts';
 import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
 import type { DiscordMessages } from './messages.ts';
@@ -57,10 +58,44 @@ export interface InteractionDeps {
   metrics?: Metrics;
   /** Posts a finished job's result again at `location` (/show): DiscordDelivery.showAt. */
   show?: (job: JobRecord, location: DiscordLocation) => Promise<void>;
+  /** Guilds' channels, roles and members for admin mentions; default: from `messages.rest`. */
+  directories?: DiscordDirectories;
 }
 
+/**
+ * Who asked, and where: the guild (the server whose rules apply), the channel, and the member's
+ * role ids (for role tiers). discord.js gives a cached GuildMember (its role manager also holds
+ * @everyone, whose id is the guild's) or the raw member object of the interaction payload
+ * (https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object).
+ */
 export function requesterOf(i: Interaction): Requester {
-  return { platform: 'discord', userId: i.user.id, name: i.user.globalName ?? i.user.username };
+  const member = i.member;
+  const roles = !member ? undefined : Array.isArray(member.roles) ? [...member.roles] : [...member.roles.cache.keys()].filter((id) => id !== i.guildId);
+  return {
+    platform: 'discord',
+    userId: i.user.id,
+    name: i.user.globalName ?? i.user.username,
+    ...(i.guildId && { scope: i.guildId }),
+    ...(i.channelId && { channelId: i.channelId }),
+    ...(roles && { roles }),
+  };
+}
+
+/** Who may use an admin command (docs/governance.md): Discord's own permission names. */
+export const DISCORD_ADMINS = 'members with the Manage Server permission';
+/** Manage Server, or Administrator (which implies every permission). */
+const ADMIN_PERMISSIONS = [PermissionFlagsBits.ManageGuild, PermissionFlagsBits.Administrator];
+
+/**
+ * Discord already hides an admin command from members without Manage Server
+ * (default_member_permissions, command-json.ts), but a server can re-assign it in its Integrations
+ * settings, and a misconfigured override must not hand the rules to anyone: the member's
+ * permissions in the interaction (member.permissions) are checked here too.
+ */
+function checkAdmin(i: ChatInputCommandInteraction, command: Command): void {
+  if (!command.admin) return;
+  if (!i.guildId) throw new UserFacingError('ADMIN_NEEDS_SERVER', { command: command.name });
+  if (!i.memberPermissions?.any(ADMIN_PERMISSIONS)) throw new UserFacingError('NOT_ADMIN', { who: DISCORD_ADMINS });
 }
 
 /** Everything needed to find this interaction's messages again, also from another process. */
@@ -107,9 +142,11 @@ export class InteractionHandler {
   readonly #ackFirst: AckFirst;
   readonly #metrics: Metrics | undefined;
   readonly #show: InteractionDeps['show'];
+  #directories: DiscordDirectories | undefined;
 
   constructor(deps: InteractionDeps) {
     this.#show = deps.show;
+    this.#directories = deps.directories;
     this.#engine = deps.engine;
     this.#log = deps.log;
     this.#messages = deps.messages;
@@ -133,8 +170,17 @@ export class InteractionHandler {
   async #command(i: ChatInputCommandInteraction, answer: Answer): Promise<void> {
     const command = findCommand(i.commandName);
     if (!command) throw new UserFacingError('UNKNOWN_COMMAND', { command: i.commandName, known: COMMAND_NAMES });
-    // Synchronous: the option values are in memory. A refusal here is answered ephemerally.
-    const invocation = command.prepare(commandInputOf(i, command), this.#engine);
+    checkAdmin(i, command);
+    const input = commandInputOf(i, command);
+    // A command that uses the requester's /settings costs one store read before the answer (a few
+    // ms of Discord's 3 s; docs/governance.md); prepare itself is synchronous: the option values
+    // are in memory. A refusal here is answered ephemerally.
+    const preferences = command.usesPreferences ? await this.#engine.governance.preferences(input.requester) : undefined;
+    const invocation = command.prepare(input, {
+      models: this.#engine.models,
+      defaultModel: this.#engine.defaultModel,
+      ...(preferences && { preferences }),
+    });
     const ephemeral = invocation.visibility === 'private';
     if (!(await this.#defer(i, answer, ephemeral))) return;
     const location = answer.location ?? locationOf(i, ephemeral);
@@ -143,11 +189,17 @@ export class InteractionHandler {
       submit: (request) => this.#engine.submit(request),
       format: DISCORD_FORMAT,
       location,
+      ...(i.guildId && { directory: this.#directoriesOf().forGuild(i.guildId) }),
       reply: async (text) => void (await this.#messages.editOriginal(location, { content: clipContent(text), allowed_mentions: NO_MENTIONS })),
       ...(this.#show && { show: (job: JobRecord) => this.#show!(job, location) }),
     };
     const job = await invocation.run(surface);
     if (job) this.#log.info({ interactionId: i.id, userId: i.user.id, command: command.name, jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord command submitted');
+  }
+
+  #directoriesOf(): DiscordDirectories {
+    this.#directories ??= new DiscordDirectories(this.#messages.rest);
+    return this.#directories;
   }
 
   async #component(i: ComponentInteraction, answer: Answer): Promise<void> {

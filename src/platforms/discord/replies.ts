@@ -85,7 +85,15 @@ export class ReplyRefiner {
       receivedAt: Date.now(),
     };
     const request = refineRequest(parent, text, {
-      clicker: { platform: 'discord', userId: message.author.id, name: message.author.globalName ?? message.author.username },
+      // The server's rules (channels, filter, tiers) apply to a reply as to /imagine: the same scope, channel and roles.
+      clicker: {
+        platform: 'discord',
+        userId: message.author.id,
+        name: message.author.globalName ?? message.author.username,
+        scope: message.guildId,
+        channelId: message.channelId,
+        ...(message.member && { roles: [...message.member.roles.cache.keys()].filter((id) => id !== message.guildId) }),
+      },
       location: base,
       models: engine.models,
     });

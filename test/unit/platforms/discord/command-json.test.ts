@@ -32,6 +32,17 @@ describe('Discord command JSON', () => {
     // Usable in servers and in DMs with the bot.
     expect(imagine.contexts).toEqual([0, 1]);
     expect(commands.find((c) => c.name === 'quota')).toMatchObject({ options: [] });
+    expect(imagine.default_member_permissions).toBeUndefined();
+  });
+
+  it('registers the admin command for servers only, shown by default to members with Manage Server', () => {
+    const commands = allCommandsJson(configuredModels(new Set(['runbase'])));
+    const admin = commands.find((c) => c.name === 'imagine-admin')!;
+    // MANAGE_GUILD is 1 << 5 (https://discord.com/developers/docs/topics/permissions#permissions-bitwise-permission-flags), as a string.
+    expect(admin).toMatchObject({ contexts: [0], default_member_permissions: '32' });
+    expect(admin.options.map((o) => [o.name, o.type, o.required])).toEqual([['action', 3, false]]);
+    expect(commands.find((c) => c.name === 'settings')).toMatchObject({ contexts: [0, 1] });
+    expect(commands.filter((c) => c.default_member_permissions !== undefined).map((c) => c.name)).toEqual(['imagine-admin']);
   });
 
   it('offers only configured models, and no creativity without a RunBlob model', () => {

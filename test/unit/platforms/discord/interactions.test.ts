@@ -30,6 +30,8 @@ function fakeEngine(opts: { submit?: (r: ImagineRequestInput) => Promise<JobReco
     submit: async (r: ImagineRequestInput) => (submitted.push(r), opts.submit ? opts.submit(r) : makeJob({ id: 'job_1' })),
     getJob: async () => undefined,
     quota: async () => ({ exempt: false, limit: 20, used: 3, left: 17, resetsAt: Date.UTC(2026, 11, 6), costs: { '1K': 1, '2K': 2, '4K': 4 } }),
+    // /imagine reads the requester's /settings before prepare: nobody here has any.
+    governance: { preferences: async () => ({}) },
   } as unknown as EngineApi;
   return { engine, submitted };
 }

@@ -1,0 +1,80 @@
+/**
+ * What the bot knows of a guild, for /imagine-admin's mentions (commands/command.ts
+ * ServerDirectory): its channels (GET /guilds/{id}/channels), roles (GET /guilds/{id}/roles) and
+ * members (GET /guilds/{id}/members/{user}), from Discord's REST
+ * (https://discord.com/developers/docs/resources/guild). Admin commands are rare, so lists are
+ * fetched when asked and kept briefly per process; a miss on a list older than a few seconds is
+ * fetched again (a channel or role created a moment ago is then found).
+ */
+import { DiscordAPIError, Routes, type REST } from 'discord.js';
+import type { ServerDirectory } from '../../../commands/index.ts';
+
+/** How long a guild's lists and a member's presence are reused. */
+export const DIRECTORY_CACHE_MS = 60_000;
+/** A miss on a list at least this old fetches it again before answering "unknown". */
+export const DIRECTORY_REFETCH_ON_MISS_MS = 5_000;
+
+/** https://discord.com/developers/docs/topics/opcodes-and-status-codes#json: 10004 Unknown Guild, 10007 Unknown Member, 10013 Unknown User. */
+const UNKNOWN_CODES = new Set<number | string>([10004, 10007, 10013]);
+
+interface Cached<T> {
+  at: number;
+  value: Promise<T>;
+}
+
+export class DiscordDirectories {
+  readonly #rest: REST;
+  readonly #now: () => number;
+  readonly #lists = new Map<string, Cached<ReadonlySet<string>>>();
+  readonly #members = new Map<string, Cached<boolean>>();
+
+  constructor(rest: REST, now: () => number = Date.now) {
+    this.#rest = rest;
+    this.#now = now;
+  }
+
+  /** The directory of one guild. */
+  forGuild(guildId: string): ServerDirectory {
+    return {
+      hasChannel: (id) => this.#inList(guildId, 'channels', id),
+      hasRole: (id) => this.#inList(guildId, 'roles', id),
+      hasMember: (id) => this.#hasMember(guildId, id),
+    };
+  }
+
+  async #inList(guildId: string, kind: 'channels' | 'roles', id: string): Promise<boolean> {
+    const key = `${guildId}:${kind}`;
+    const cached = this.#lists.get(key);
+    const age = cached ? this.#now() - cached.at : Infinity;
+    if (cached && age < DIRECTORY_CACHE_MS) {
+      const ids = await cached.value;
+      if (ids.has(id) || age < DIRECTORY_REFETCH_ON_MISS_MS) return ids.has(id);
+    }
+    return (await this.#fetchList(key, guildId, kind)).has(id);
+  }
+
+  #fetchList(key: string, guildId: string, kind: 'channels' | 'roles'): Promise<ReadonlySet<string>> {
+    const route = kind === 'channels' ? Routes.guildChannels(guildId) : Routes.guildRoles(guildId);
+    const value = (this.#rest.get(route) as Promise<{ id: string }[]>).then((items) => new Set(items.map((i) => i.id)));
+    this.#lists.set(key, { at: this.#now(), value });
+    // A failed fetch is not kept: the next question asks Discord again.
+    value.catch(() => this.#lists.delete(key));
+    return value;
+  }
+
+  async #hasMember(guildId: string, userId: string): Promise<boolean> {
+    const key = `${guildId}:${userId}`;
+    const cached = this.#members.get(key);
+    if (cached && this.#now() - cached.at < DIRECTORY_CACHE_MS) return cached.value;
+    const value = this.#rest.get(Routes.guildMember(guildId, userId)).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof DiscordAPIError && (UNKNOWN_CODES.has(err.code) || err.status === 404)) return false;
+        this.#members.delete(key);
+        throw err;
+      },
+    );
+    this.#members.set(key, { at: this.#now(), value });
+    return value;
+  }
+}

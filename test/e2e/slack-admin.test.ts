@@ -120,6 +120,11 @@ describe('an admin governs the workspace', () => {
     const e = await slash(bob, 'C0ART', '/imagine', 'a DRÁGON over the sea', "A rule set by this server's admins refused this prompt");
     expect(e.text).not.toContain('dragon');
     expect(providerRequests()).toBe(sent);
+    // A mention is in the workspace too: the same rule applies to it.
+    const before = h.fake.ephemerals.length;
+    acked(await h.driver.mentionAs({ user: bob, channel: 'C0ART', text: `<@${h.fake.botUserId}> a dragon at dawn` }));
+    await h.fake.waitFor(() => h.fake.ephemerals.slice(before).find((e) => e.user === bob.id && e.text.includes('refused this prompt')), WAIT_MS, 'the mention refused');
+    expect(providerRequests()).toBe(sent);
     await admin(ada, 'filter list', 'dragon');
   });
 

@@ -58,7 +58,7 @@ export const USER_SENTENCES = {
 
   // Admin commands and /settings.
   NOT_ADMIN: (p: { who: string }) => `Only ${p.who} can change the bot's settings here.`,
-  ADMIN_NEEDS_SERVER: (p: { command: string }) => `/${p.command} changes a server's settings, so it only works in a server's channels, not in direct messages.`,
+  ADMIN_NEEDS_SERVER: (p: { command: string }) => `The /${p.command} command changes a server's settings, so it only works in a server's channels, not in direct messages.`,
   ADMIN_INVALID: (p: { sentence: string }) => p.sentence,
   ABOVE_CEILING: (p: { what: string; value: string; ceiling: string }) =>
     `The bot's operator allows at most ${p.ceiling} for ${p.what}, so ${p.value} can't be set. Choose ${p.ceiling} or less.`,

@@ -277,11 +277,11 @@ function validPattern(entry: string): boolean {
   }
 }
 
-/** The help text: every form and what it does, from VERBS. */
+/** The help text: every form and what it does, from VERBS. Short enough for one Discord message (2,000 characters). */
 export function adminHelpText(command: string): string {
-  const lines = Object.values(VERBS).flatMap((verb) => verb.usage.map((u, i) => `  /${command} ${u}${i === 0 ? ` — ${verb.what}` : ''}`));
+  const lines = Object.values(VERBS).flatMap((verb) => verb.usage.map((u, i) => `• ${u}${i === 0 ? ` — ${verb.what}` : ''}`));
   return [
-    `/${command} shows and changes this server's rules for the image bot. Mention channels, roles and members as usual (#art, @Patrons, @alice).`,
+    `/${command} followed by one of these shows or changes this server's rules (mention channels, roles and members as usual: #art, @Patrons, @alice):`,
     ...lines,
     "Limits can't go past the bot operator's ceilings.",
   ].join('\n');

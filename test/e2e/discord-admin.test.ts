@@ -58,7 +58,7 @@ describe('/imagine-admin on Discord', () => {
   it('shows the settings summary, the help, and a sentence naming the mistake', async () => {
     const summary = await admin('show');
     expect(summary).toContain('**Channels**: /imagine works in every channel');
-    expect(await admin('help')).toContain('/imagine-admin tier @role <units|unlimited|remove>');
+    expect(await admin('help')).toContain('• tier @role <units|unlimited|remove> — ');
     expect(await admin('daily lots')).toBe('⚠️ "daily lots" doesn\'t fit. Use /imagine-admin daily <units|default> (units per member per day (default: the bot\'s own)). Mention channels as #channel, roles as @role and members as @member.');
     expect(await admin('paint it black')).toMatch(/^⚠️ "paint" is not something \/imagine-admin knows/);
     expect(await admin('channels allow <#123456789012345678>')).toBe(`⚠️ ${sentenceFor('UNKNOWN_CHANNEL', { id: '123456789012345678' })}`);

@@ -106,9 +106,11 @@ describe('parseAdminText', () => {
     expect(refusal('default model dall-e').code).toBe('UNKNOWN_MODEL');
   });
 
-  it('the help lists every form from the one table', () => {
+  it('the help lists every form from the one table, and fits one Discord message with the refusal around it', () => {
     const help = adminHelpText('imagine-admin');
     const forms = Object.values(VERBS).flatMap((v) => v.usage);
-    expect(forms.every((u) => help.includes(`/imagine-admin ${u}`))).toBe(true);
+    expect(forms.every((u) => help.includes(`• ${u}`))).toBe(true);
+    // Discord's message content limit (https://discord.com/developers/docs/resources/message#create-message).
+    expect(`⚠️ ${refusal('someverylongwordthatisnotaverb').message}`.length).toBeLessThanOrEqual(2000);
   });
 });

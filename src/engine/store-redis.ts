@@ -8,7 +8,7 @@ import { createClient } from '@redis/client';
 import KeyvRedis from '@keyv/redis';
 import { Keyv } from 'keyv';
 import type { Logger } from '../log.ts';
-import type { Store } from './store.ts';
+import type { CounterChange, ExpiringMember, Store } from './store.ts';
 
 type RedisClient = ReturnType<typeof createClient>;
 
@@ -220,5 +220,26 @@ export class RedisStore implements Store {
     this.#closed = true;
     if (this.#client.isOpen) await this.#client.close();
     this.#log.debug('redis store closed');
+  }
+
+  /** One MULTI/EXEC: INCRBY + PEXPIREAT per counter, SADD + PEXPIREAT per set member. */
+  async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = []): Promise<void> {
+    for (const c of counters) assertInteger('delta', c.delta);
+    if (counters.length === 0 && members.length === 0) return;
+    const multi = this.#client.multi();
+    for (const c of counters) multi.incrBy(this.#key(c.key), c.delta).pExpireAt(this.#key(c.key), Math.ceil(c.expiresAt));
+    for (const m of members) multi.sAdd(this.#key(m.key), m.member).pExpireAt(this.#key(m.key), Math.ceil(m.expiresAt));
+    await multi.exec();
+  }
+
+  /** MGET. */
+  async readMany(keys: readonly string[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const values = await this.#client.mGet(keys.map((k) => this.#key(k)));
+    return values.map((v) => (v === null ? 0 : Number(v)));
+  }
+
+  async expiringMembers(key: string): Promise<string[]> {
+    return this.setMembers(key);
   }
 }

@@ -50,6 +50,7 @@ import { chooseModels, type ModelSpec } from './models.ts';
 import { createGuardedDispatcher } from './net-guard.ts';
 import { ProviderCallbacks } from './provider-callbacks.ts';
 import type { Quotas } from './quota.ts';
+import { UsageLedger } from './governance/usage.ts';
 import { ReferenceHost, type PublishedFile } from './reference-host.ts';
 import type { ImagineRequest, ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
 import { reachableByLink } from './references.ts';
@@ -174,6 +175,7 @@ export class Engine implements EngineApi {
       referenceDispatcher: opts.referenceDispatcher ?? createGuardedDispatcher({ allowHosts: opts.fetchAllowHosts }),
       metrics: opts.metrics,
       durations,
+      usage: new UsageLedger(opts.store, { now }),
     };
     this.#runner = new JobRunner(this.#ctx);
     this.#sweep = new ResumeSweep({ ctx: this.#ctx, runner: this.#runner, closed: () => this.#closed });

@@ -56,6 +56,27 @@ const RELEASE_LEASE_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/**
+ * KEYS[1] guard, then ARGV[1] counters (KEYS[2..]), then the set keys; ARGV[2] guard ttl ms ('' for
+ * no guard), then per counter delta and expiresAt, then per set member the member and expiresAt.
+ * With a guard already set, changes nothing and returns 0; otherwise applies all and returns 1.
+ */
+const ADD_MANY_LUA = `
+local n = tonumber(ARGV[1])
+if ARGV[2] ~= '' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
+local a = 3
+for i = 2, n + 1 do
+  redis.call('INCRBY', KEYS[i], ARGV[a])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[a + 1])
+  a = a + 2
+end
+for i = n + 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[a])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[a + 1])
+  a = a + 2
+end
+return 1`;
+
 /** Connection attempts at boot before giving up (then the bot exits with the cause). */
 const INITIAL_CONNECT_RETRIES = 3;
 const RECONNECT_BASE_DELAY_MS = 50;
@@ -222,14 +243,20 @@ export class RedisStore implements Store {
     this.#log.debug('redis store closed');
   }
 
-  /** One MULTI/EXEC: INCRBY + PEXPIREAT per counter, SADD + PEXPIREAT per set member. */
-  async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = []): Promise<void> {
+  /** One script (atomic on the server, one round trip): the guard, INCRBY + PEXPIREAT per counter, SADD + PEXPIREAT per member. */
+  async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = [], guard?: { key: string; ttlMs: number }): Promise<boolean> {
     for (const c of counters) assertInteger('delta', c.delta);
-    if (counters.length === 0 && members.length === 0) return;
-    const multi = this.#client.multi();
-    for (const c of counters) multi.incrBy(this.#key(c.key), c.delta).pExpireAt(this.#key(c.key), Math.ceil(c.expiresAt));
-    for (const m of members) multi.sAdd(this.#key(m.key), m.member).pExpireAt(this.#key(m.key), Math.ceil(m.expiresAt));
-    await multi.exec();
+    if (counters.length === 0 && members.length === 0 && !guard) return true;
+    const reply = await this.#client.eval(ADD_MANY_LUA, {
+      keys: [this.#key(guard?.key ?? 'add-many:no-guard'), ...counters.map((c) => this.#key(c.key)), ...members.map((m) => this.#key(m.key))],
+      arguments: [
+        String(counters.length),
+        guard ? String(Math.max(1, Math.ceil(guard.ttlMs))) : '',
+        ...counters.flatMap((c) => [String(c.delta), String(Math.ceil(c.expiresAt))]),
+        ...members.flatMap((m) => [m.member, String(Math.ceil(m.expiresAt))]),
+      ],
+    });
+    return Number(reply) === 1;
   }
 
   /** MGET. */

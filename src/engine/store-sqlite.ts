@@ -388,20 +388,24 @@ export class SqliteStore implements Store {
     return this.#manySql;
   }
 
-  /** One BEGIN IMMEDIATE transaction over the `add` upsert and the set upserts. */
-  async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = []): Promise<void> {
+  /** One BEGIN IMMEDIATE transaction over the guard, the `add` upserts and the set upserts. */
+  async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = [], guard?: { key: string; ttlMs: number }): Promise<boolean> {
     for (const c of counters) assertInteger('delta', c.delta);
-    if (counters.length === 0 && members.length === 0) return;
+    if (counters.length === 0 && members.length === 0 && !guard) return true;
     const sql = this.#many();
     const now = Date.now();
     this.#db.exec('BEGIN IMMEDIATE');
     try {
-      for (const c of counters) this.#sql.add.get({ key: this.#key(c.key), delta: c.delta, exp: c.expiresAt, now });
-      for (const m of members) {
-        sql.memberTouch.run({ key: this.#key(m.key), exp: m.expiresAt, now });
-        sql.memberUpsert.run({ key: this.#key(m.key), member: m.member, exp: m.expiresAt });
+      const applies = !guard || this.#sql.setIfAbsent.get({ key: this.#key(guard.key), value: '1', exp: now + guard.ttlMs, now }) !== undefined;
+      if (applies) {
+        for (const c of counters) this.#sql.add.get({ key: this.#key(c.key), delta: c.delta, exp: c.expiresAt, now });
+        for (const m of members) {
+          sql.memberTouch.run({ key: this.#key(m.key), exp: m.expiresAt, now });
+          sql.memberUpsert.run({ key: this.#key(m.key), member: m.member, exp: m.expiresAt });
+        }
       }
       this.#db.exec('COMMIT');
+      return applies;
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       throw err;

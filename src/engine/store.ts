@@ -89,9 +89,11 @@ export interface Store {
   /**
    * Many counter changes (like add()) and expiring-set additions in ONE atomic step and one round
    * trip (SQLite: one transaction; Redis: MULTI/EXEC), for ledgers that touch many counters per
-   * event (governance/usage.ts: a job's usage by day, month, user and model).
+   * event (governance/usage.ts: a job's usage by day, month, user and model). With `guard`, it is
+   * also exactly-once like addOnce(): applied only when `guard.key` is absent (which it then sets
+   * for `guard.ttlMs`, in setIfAbsent's key space), all in the same step. True when applied.
    */
-  addMany(counters: readonly CounterChange[], members?: readonly ExpiringMember[]): Promise<void>;
+  addMany(counters: readonly CounterChange[], members?: readonly ExpiringMember[], guard?: { key: string; ttlMs: number }): Promise<boolean>;
   /** Reads several counters in one round trip (0 for a missing or expired one), in order. */
   readMany(keys: readonly string[]): Promise<number[]>;
   /** The members of an expiring set addMany() wrote, sorted ([] when missing or expired). */

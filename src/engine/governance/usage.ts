@@ -19,6 +19,9 @@ const DAY_RETENTION_MS = 35 * DAY_MS;
 /** Month counters are kept this long after their month starts (a year of monthly history). */
 const MONTH_RETENTION_MS = 400 * DAY_MS;
 
+/** A once-only guard outlives any resume of the job it protects (jobs live far less than this). */
+const ONCE_GUARD_TTL_MS = DAY_RETENTION_MS;
+
 const METRICS = ['images', 'units', 'usd'] as const;
 type Metric = (typeof METRICS)[number];
 /** `u` by user, `m` by model, `t` the total. */
@@ -63,10 +66,13 @@ export class UsageLedger {
 
   /**
    * Adds one job's usage to today's and this month's counters of `scope`. Outside a server (a
-   * DM without one, the CLI) there is no admin to show it to, so nothing is recorded.
+   * DM without one, the CLI) there is no admin to show it to, so nothing is recorded. With
+   * `onceId` (a job's settlement), a repeat with the same id changes nothing (Store.addMany's
+   * guard, in the same atomic step): a settlement resumed after a crash does not count twice.
+   * True when recorded.
    */
-  async record(scope: ScopeKey | undefined, userId: string, modelKey: string, used: UsageUsed): Promise<void> {
-    if (scope === undefined) return;
+  async record(scope: ScopeKey | undefined, userId: string, modelKey: string, used: UsageUsed, opts: { onceId?: string } = {}): Promise<boolean> {
+    if (scope === undefined) return false;
     assertCount('images', used.images);
     assertCount('units', used.units);
     if (!Number.isFinite(used.usd) || used.usd < 0) throw new RangeError(`usd must be a non-negative amount, got ${used.usd}`);
@@ -87,7 +93,8 @@ export class UsageLedger {
       members.push({ key: indexKey(scope, period, label, 'u'), member: userId, expiresAt });
       members.push({ key: indexKey(scope, period, label, 'm'), member: modelKey, expiresAt });
     }
-    await this.#store.addMany(counters, members);
+    const guard = opts.onceId === undefined ? undefined : { key: `usage-once:${opts.onceId}`, ttlMs: ONCE_GUARD_TTL_MS };
+    return this.#store.addMany(counters, members, guard);
   }
 
   /** This UTC day's or month's usage in `scope`: the total, and the `top` users and models by units (then images). */

@@ -64,12 +64,12 @@ export async function settle(run: Run, quotas: Quotas, records: JobRecords, metr
   const reportedUsd = job.tasks.reduce((sum, t) => (t.taskId !== undefined ? sum + (t.costUsd ?? 0) : sum), 0);
   if (reportedUsd > 0 && run.model) metrics?.spendUsd.inc({ provider: run.model.provider, model: run.model.key }, reportedUsd);
   await learnPrices(run, quotas);
-  // Usage is recorded once per job, before `settled` is persisted: a crash in between records it
-  // again at the resumed settlement (a report may count one job twice; it never loses one).
+  // Usage, once per job under the settlement's id (a resumed settlement records nothing twice).
   if (usage) {
     const delivered = job.tasks.filter((t) => t.status === 'succeeded' && t.image).length;
+    const used = { images: delivered, units: quota.reserved - refundUnits, usd: reportedUsd };
     await usage
-      .record(scopeOf(job.request.requester), job.request.requester.userId, run.model?.key ?? job.request.model, { images: delivered, units: quota.reserved - refundUnits, usd: reportedUsd })
+      .record(scopeOf(job.request.requester), job.request.requester.userId, run.model?.key ?? job.request.model, used, { onceId: settlementId })
       .catch((err: unknown) => run.log.warn({ err }, 'could not record usage'));
   }
   quota.refunded = refundUnits;

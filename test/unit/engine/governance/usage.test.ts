@@ -84,6 +84,20 @@ describe.each(BACKENDS)('UsageLedger on $name', (backend) => {
     expect(report.byModel.reduce((sum, r) => sum + r.images, 0)).toBe(40);
   });
 
+  it('with a once-id, records a job once even when two processes settle it at the same time', async () => {
+    const { store, prefix } = await backend.open();
+    const { store: other } = await backend.open(prefix);
+    const ledgers = [new UsageLedger(store, { now: () => NOON }), new UsageLedger(other, { now: () => NOON })];
+    const applied = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => ledgers[i % 2]!.record('discord:g1', 'alice', 'runblob-2', { images: 2, units: 4, usd: 0.09 }, { onceId: 'job:j1' })),
+    );
+    expect(applied.filter(Boolean)).toHaveLength(1);
+    expect(await ledgers[0]!.record('discord:g1', 'alice', 'runblob-2', { images: 1, units: 2, usd: 0.045 }, { onceId: 'job:j2' })).toBe(true);
+    const report = await ledgers[1]!.report('discord:g1', 'day', 5);
+    expect(report.total.images).toBe(3);
+    expect(report.byUser).toEqual([{ key: 'alice', images: 3, units: 6, usd: expect.closeTo(0.135, 10) as number }]);
+  });
+
   it('refuses amounts that are not counts', async () => {
     const { store } = await backend.open();
     const ledger = new UsageLedger(store, { now: () => NOON });

@@ -4,6 +4,9 @@
  * only through the store's atomic operations, so they stay exact across concurrent requests and
  * across processes sharing one store.
  *
+ * A job in a server (a Discord guild, a Slack workspace) is also counted on that server's own
+ * spend counter, against its ServerSettings.spendCapUsd when set (reserveSpend with a scope).
+ *
  * Life of a reservation: reserve() before submitting; nothing more on success (the units stay
  * spent); refund() what was not delivered. A job's settlement uses refundOnce()/adjustSpendOnce():
  * each change and its "done" guard are one atomic store step (Store.addOnce), so a process that

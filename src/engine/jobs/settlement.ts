@@ -65,12 +65,11 @@ export async function settle(run: Run, quotas: Quotas, records: JobRecords, metr
   if (reportedUsd > 0 && run.model) metrics?.spendUsd.inc({ provider: run.model.provider, model: run.model.key }, reportedUsd);
   await learnPrices(run, quotas);
   // Usage, once per job under the settlement's id (a resumed settlement records nothing twice).
+  // A failure propagates like the refund's: the job stays unsettled and the next start retries.
   if (usage) {
     const delivered = job.tasks.filter((t) => t.status === 'succeeded' && t.image).length;
     const used = { images: delivered, units: quota.reserved - refundUnits, usd: reportedUsd };
-    await usage
-      .record(scopeOf(job.request.requester), job.request.requester.userId, run.model?.key ?? job.request.model, used, { onceId: settlementId })
-      .catch((err: unknown) => run.log.warn({ err }, 'could not record usage'));
+    await usage.record(scopeOf(job.request.requester), job.request.requester.userId, run.model?.key ?? job.request.model, used, { onceId: settlementId });
   }
   quota.refunded = refundUnits;
   quota.settled = true;

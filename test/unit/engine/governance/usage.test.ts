@@ -98,6 +98,22 @@ describe.each(BACKENDS)('UsageLedger on $name', (backend) => {
     expect(report.byUser).toEqual([{ key: 'alice', images: 3, units: 6, usd: expect.closeTo(0.135, 10) as number }]);
   });
 
+  it("rests on Store.addMany / readMany / expiringMembers, which honour expiry and apply a guarded change once", async () => {
+    const { store } = await backend.open();
+    const later = Date.now() + 60_000;
+    const past = Date.now() - 1;
+    expect(await store.addMany([{ key: 'c1', delta: 3, expiresAt: later }, { key: 'c2', delta: -2, expiresAt: later }], [{ key: 's', member: 'x', expiresAt: later }])).toBe(true);
+    expect(await store.addMany([{ key: 'c1', delta: 4, expiresAt: later }, { key: 'gone', delta: 9, expiresAt: past }], [{ key: 's', member: 'y', expiresAt: later }, { key: 's-old', member: 'z', expiresAt: past }])).toBe(true);
+    expect(await store.readMany(['c1', 'c2', 'gone', 'missing'])).toEqual([7, -2, 0, 0]);
+    expect(await store.expiringMembers('s')).toEqual(['x', 'y']);
+    expect(await store.expiringMembers('s-old')).toEqual([]);
+    const guard = { key: 'once:1', ttlMs: 60_000 };
+    expect(await store.addMany([{ key: 'c1', delta: 1, expiresAt: later }], [], guard)).toBe(true);
+    expect(await store.addMany([{ key: 'c1', delta: 1, expiresAt: later }], [], guard)).toBe(false);
+    expect(await store.readMany(['c1'])).toEqual([8]);
+    expect(await store.setIfAbsent('once:1', '1', 60_000)).toBe(false); // the guard lives in setIfAbsent's key space
+  });
+
   it('refuses amounts that are not counts', async () => {
     const { store } = await backend.open();
     const ledger = new UsageLedger(store, { now: () => NOON });

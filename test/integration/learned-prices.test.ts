@@ -4,16 +4,19 @@
  * reported, so a cap admits as many images as it pays for (at most one image's worth idle), and
  * a price learned by one process is the next estimate of another on the same store.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SpendCapError } from '../../src/engine/errors.ts';
 import { startFakeRunblob } from '../fakes/runblob.ts';
 import { discordUser, startEngineHarness, tempDir, type EngineHarness } from './engine-harness.ts';
 import { MODEL_CATALOG } from '../../src/engine/models.ts';
+import { deleteRedisKeys, REDIS_URL } from '../support/index.ts';
 
+const RUN_PREFIX = `test-learned-prices-${Date.now()}-${Math.random().toString(36).slice(2)}:`;
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
+afterAll(() => deleteRedisKeys(RUN_PREFIX));
 
 const standard = MODEL_CATALOG.find((m) => m.key === 'runblob-standard')!;
 const request = (userId: string) => ({
@@ -36,8 +39,12 @@ async function harness(fakeOpts: Parameters<typeof startFakeRunblob>[0], env: Re
 const settled = (h: EngineHarness, ids: string[]) => Promise.all(ids.map((id) => h.engine.waitFor(id)));
 
 describe('learned prices and the spend cap', () => {
-  it('under a $0.10 cap, 20 simultaneous one-image RunBlob standard requests admit 5 (the documented $0.02 each), not 2', async () => {
-    const { fake, h } = await harness({}, { SPEND_CAP_DAILY_USD: '0.10' });
+  it.each([
+    { store: 'sqlite', storeUrl: undefined },
+    { store: 'redis', storeUrl: REDIS_URL },
+  ])('under a 0.10 USD cap, 20 simultaneous one-image RunBlob standard requests admit 5 (the documented 0.02 USD each), not 2 ($store)', async ({ storeUrl }) => {
+    const keyPrefix = `${RUN_PREFIX}${Math.random().toString(36).slice(2)}:`;
+    const { fake, h } = await harness({}, { SPEND_CAP_DAILY_USD: '0.10' }, { keyPrefix, ...(storeUrl ? { storeUrl } : {}) });
     const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => h.engine.submit(request(`u${i}`))));
     const admitted = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));

@@ -50,8 +50,10 @@ import { chooseModels, type ModelSpec } from './models.ts';
 import { createGuardedDispatcher } from './net-guard.ts';
 import { ProviderCallbacks } from './provider-callbacks.ts';
 import type { Quotas } from './quota.ts';
-import type { OperatorCeilings } from './governance/api.ts';
-import { Governance, StoreAuditTrail, type AuditTrail, type UsageReports } from './governance/governance.ts';
+import type { OperatorCeilings, ScopeKey } from './governance/api.ts';
+import { AuditLog } from './governance/audit.ts';
+import { Governance, type AuditTrail, type UsageReports } from './governance/governance.ts';
+import { UsageLedger } from './governance/usage.ts';
 import { ReferenceHost, type PublishedFile } from './reference-host.ts';
 import type { ImagineRequest, ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
 import { reachableByLink } from './references.ts';
@@ -156,6 +158,10 @@ export class Engine implements EngineApi {
       const model = this.models.find((m) => m.key === key);
       return model ? jobTiming.expectedMs(model, resolution) : EXPECTED_TASK_MS[resolution];
     });
+    const usage = new UsageLedger(opts.store, { now });
+    // A server's log channel is on its platform: the scope key starts with the platform's name.
+    const notify = (scope: ScopeKey, channelId: string, text: string) =>
+      this.#ctx.deliveries.notify(scope.slice(0, scope.indexOf(':')) as Platform, channelId, text);
     this.governance = new Governance({
       store: opts.store,
       quotas: opts.quotas,
@@ -167,8 +173,8 @@ export class Engine implements EngineApi {
       },
       models: this.models,
       defaultModel: this.defaultModel,
-      audit: opts.audit ?? new StoreAuditTrail(opts.store),
-      usage: opts.usage,
+      audit: opts.audit ?? new AuditLog(opts.store, { now, notify, log: opts.log }),
+      usage: opts.usage ?? usage,
     });
     this.#ownsReferenceDispatcher = !opts.referenceDispatcher;
     this.#store = opts.store;
@@ -200,6 +206,7 @@ export class Engine implements EngineApi {
       referenceDispatcher: opts.referenceDispatcher ?? createGuardedDispatcher({ allowHosts: opts.fetchAllowHosts }),
       metrics: opts.metrics,
       durations,
+      usage,
     };
     this.#runner = new JobRunner(this.#ctx);
     this.#sweep = new ResumeSweep({ ctx: this.#ctx, runner: this.#runner, closed: () => this.#closed });
@@ -243,7 +250,7 @@ export class Engine implements EngineApi {
     validateAgainstModel(request, model, this.models);
 
     await this.#alive;
-    const { job, providerRefs, log } = await admit(this.#ctx, request, model, decision.limit);
+    const { job, providerRefs, log } = await admit(this.#ctx, request, model, { limit: decision.limit, serverSpendCapUsd: decision.serverSpendCapUsd });
     // For /history: losing this entry must not fail a job that is already durable and charged.
     await this.#ctx.records.remember(job).catch((err: unknown) => log.warn({ err }, 'could not add the job to its requester history'));
     if (this.#closed) {

@@ -124,3 +124,17 @@ export class JobNotFoundError extends BotError<'JOB_NOT_FOUND'> {
     return {};
   }
 }
+
+/** A server's own daily USD cap (ServerSettings.spendCapUsd) is reached; the global one may not be. */
+export class ServerSpendCapError extends BotError<'SERVER_SPEND_CAP_REACHED'> {
+  readonly code = 'SERVER_SPEND_CAP_REACHED';
+  readonly resetsAt: number;
+  constructor(resetsAt: number) {
+    super('server daily spend cap reached');
+    this.name = 'ServerSpendCapError';
+    this.resetsAt = resetsAt;
+  }
+  protected get sentenceParams() {
+    return { resetsAt: this.resetsAt };
+  }
+}

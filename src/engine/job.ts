@@ -2,6 +2,7 @@
  * The persisted job record and its state machine. A job is written to the store at every
  * state change, so a process killed at any point can resume it (engine.resume()).
  */
+import type { ScopeKey } from './governance/api.ts';
 import type { ImagineRequest, Platform } from './request.ts';
 import type { TaskStatus } from '../providers/types.ts';
 import type { ImageMime } from './image-sniff.ts';
@@ -60,6 +61,8 @@ export interface JobQuota {
   settled: boolean;
   /** USD reserved against the global spend cap (estimate, corrected by reported costs). */
   spendReservedUsd: number;
+  /** The server whose own spend counter the same USD was reserved on (ServerSettings.spendCapUsd); settled with it. */
+  spendScope?: ScopeKey;
 }
 
 export interface JobRecord {

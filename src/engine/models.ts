@@ -32,7 +32,12 @@ export interface ModelSpec {
   readonly creativity: boolean;
   /** Short names accepted in `--model` (first configured model wins when two share an alias). */
   readonly aliases: readonly string[];
-  /** Rough list price per image in USD by resolution, used to reserve against the spend cap before the provider reports the real cost. */
+  /**
+   * Price per image in USD by resolution: the first spend reservation's estimate, until the
+   * provider reports what it charged (governance/prices.ts learns that and uses it instead).
+   * Only RunBlob `standard` has a documented price (docs/providers.md); the others are list
+   * prices kept on the high side, so a cap is not overshot before the first report arrives.
+   */
   readonly estimatedUsd: Readonly<Partial<Record<Resolution, number>>>;
 }
 
@@ -72,7 +77,9 @@ export const MODEL_CATALOG: readonly ModelSpec[] = [
     maxReferences: 4,
     creativity: true,
     aliases: ['standard', 'nano-banana', 'flash', 'nb'],
-    estimatedUsd: { '1K': 0.04 },
+    // Documented: the create answer's `"price": "0.0200"` (docs/providers.md "Create a task",
+    // https://docs.runblob.io/api-reference/nanobanana/generate). Reserving more left a cap idle (issue 10).
+    estimatedUsd: { '1K': 0.02 },
   },
   {
     key: 'runblob-pro',

@@ -4,15 +4,19 @@
  * only through the store's atomic operations, so they stay exact across concurrent requests and
  * across processes sharing one store.
  *
+ * A job in a server (a Discord guild, a Slack workspace) is also counted on that server's own
+ * spend counter, against its ServerSettings.spendCapUsd when set (reserveSpend with a scope).
+ *
  * Life of a reservation: reserve() before submitting; nothing more on success (the units stay
  * spent); refund() what was not delivered. A job's settlement uses refundOnce()/adjustSpendOnce():
  * each change and its "done" guard are one atomic store step (Store.addOnce), so a process that
  * dies at any point and settles the job again after a restart neither loses nor repeats it.
  */
 import type { QuotaView } from './api.ts';
-import { QuotaExceededError, SpendCapError } from './errors.ts';
-import { UNLIMITED } from './governance/api.ts';
-import type { Resolution } from './models.ts';
+import { QuotaExceededError, ServerSpendCapError, SpendCapError } from './errors.ts';
+import { UNLIMITED, type ScopeKey } from './governance/api.ts';
+import { PriceBook } from './governance/prices.ts';
+import type { ModelSpec, Resolution } from './models.ts';
 import type { Requester } from './request.ts';
 import type { Store } from './store.ts';
 
@@ -49,6 +53,8 @@ export interface QuotaOptions {
   /** Bot-wide daily cap in USD; undefined turns the cap off. */
   spendCapUsd?: number | undefined;
   now?: () => number;
+  /** Learned per-image prices for spend reservations; default one over this store. */
+  prices?: PriceBook;
 }
 
 export interface QuotaReservation {
@@ -62,12 +68,16 @@ export interface SpendReservation {
   /** The UTC day charged; give it back to adjustSpend(). */
   day: string;
   reservedUsd: number;
+  /** The server whose own counter was charged too (reserveSpend with a scope); release it with adjustServerSpend*. */
+  scope?: ScopeKey;
 }
 
 export class Quotas {
   readonly dailyUnits: number;
   readonly costs: Readonly<Record<Resolution, number>>;
   readonly spendCapUsd: number | undefined;
+  /** What a spend reservation estimates an image at (governance/prices.ts). */
+  readonly prices: PriceBook;
   readonly #store: Store;
   readonly #exempt: ReadonlySet<string>;
   readonly #now: () => number;
@@ -86,6 +96,7 @@ export class Quotas {
     this.spendCapUsd = opts.spendCapUsd;
     this.#exempt = new Set(opts.exemptUsers.map((u) => u.trim()).filter(Boolean));
     this.#now = opts.now ?? Date.now;
+    this.prices = opts.prices ?? new PriceBook(store, { now: this.#now });
   }
 
   /** `platform:userId`: the same id on two platforms is two people. */
@@ -196,22 +207,68 @@ export class Quotas {
   }
 
   /**
-   * Reserves an estimated cost against today's spending cap, atomically; throws SpendCapError
-   * (nothing reserved) when it would go over. With the cap off, spending is still counted.
+   * Reserves an estimated cost against today's spending caps, atomically enough that neither can
+   * be overshot: with `server`, first the server's own counter (against `capUsd`, its
+   * ServerSettings.spendCapUsd; counted even without a cap, so a cap set later in the day sees
+   * the day's spend), then the global one; when the global cap refuses, the server part is given
+   * back. Throws ServerSpendCapError or SpendCapError with nothing reserved. With the global cap
+   * off, spending is still counted.
    */
-  async reserveSpend(usd: number): Promise<SpendReservation> {
+  async reserveSpend(usd: number, server?: { scope: ScopeKey; capUsd: number | undefined }): Promise<SpendReservation> {
     const now = this.#now();
     const day = utcDay(now);
     const micros = toMicros(usd);
     if (micros <= 0) return { day, reservedUsd: 0 };
-    const key = this.#spendCounterKey(day);
-    if (this.spendCapUsd === undefined) {
-      await this.#store.add(key, micros, this.#counterExpiry(day));
-    } else {
-      const after = await this.#store.addIfWithin(key, micros, toMicros(this.spendCapUsd), this.#counterExpiry(day));
-      if (after === null) throw new SpendCapError(nextUtcMidnight(now));
+    const expiresAt = this.#counterExpiry(day);
+    const serverKey = server ? this.#serverSpendCounterKey(server.scope, day) : undefined;
+    if (server && serverKey) {
+      if (server.capUsd === undefined) await this.#store.add(serverKey, micros, expiresAt);
+      else if ((await this.#store.addIfWithin(serverKey, micros, toMicros(server.capUsd), expiresAt)) === null)
+        throw new ServerSpendCapError(nextUtcMidnight(now));
     }
-    return { day, reservedUsd: micros / MICRO_USD_PER_USD };
+    const key = this.#spendCounterKey(day);
+    try {
+      if (this.spendCapUsd === undefined) {
+        await this.#store.add(key, micros, expiresAt);
+      } else {
+        const after = await this.#store.addIfWithin(key, micros, toMicros(this.spendCapUsd), expiresAt);
+        if (after === null) throw new SpendCapError(nextUtcMidnight(now));
+      }
+    } catch (err) {
+      if (serverKey) await this.#subtractFloorZero(serverKey, micros, expiresAt);
+      throw err;
+    }
+    return { day, reservedUsd: micros / MICRO_USD_PER_USD, ...(server ? { scope: server.scope } : {}) };
+  }
+
+  /** The per-image estimate times `count`: what reserveSpend() is given for a job (learned prices, governance/prices.ts). */
+  estimateSpendUsd(model: ModelSpec, resolution: Resolution, count: number): number {
+    return this.prices.estimate(model, resolution) * count;
+  }
+
+  /** adjustSpend() for a server's own counter (reserveSpend with a scope). */
+  async adjustServerSpend(scope: ScopeKey, day: string, deltaUsd: number): Promise<void> {
+    const micros = toMicros(deltaUsd);
+    if (micros === 0) return;
+    const key = this.#serverSpendCounterKey(scope, day);
+    const expiresAt = this.#counterExpiry(day);
+    if (micros > 0) await this.#store.add(key, micros, expiresAt);
+    else await this.#subtractFloorZero(key, -micros, expiresAt);
+  }
+
+  /** adjustSpendOnce() for a server's own counter, with its own guard (the global one is separate). */
+  async adjustServerSpendOnce(settlementId: string, scope: ScopeKey, day: string, deltaUsd: number): Promise<boolean> {
+    const micros = toMicros(deltaUsd);
+    if (micros === 0) return false;
+    const expiresAt = this.#counterExpiry(day);
+    const guard = `spend-adjust-server:${settlementId}`;
+    return this.#store.addOnce(guard, this.#guardTtlMs(expiresAt), this.#serverSpendCounterKey(scope, day), micros, expiresAt, micros < 0 ? 0 : undefined);
+  }
+
+  /** USD counted against a server's own cap today. */
+  async serverSpentToday(scope: ScopeKey): Promise<number> {
+    const micros = await this.#store.read(this.#serverSpendCounterKey(scope, this.today()));
+    return Math.max(0, micros) / MICRO_USD_PER_USD;
   }
 
   /**
@@ -256,6 +313,10 @@ export class Quotas {
 
   #spendCounterKey(day: string): string {
     return `spend:${day}`;
+  }
+
+  #serverSpendCounterKey(scope: ScopeKey, day: string): string {
+    return `spend-server:${day}:${scope}`;
   }
 
   #counterExpiry(day: string): number {

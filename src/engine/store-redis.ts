@@ -8,7 +8,7 @@ import { createClient } from '@redis/client';
 import KeyvRedis from '@keyv/redis';
 import { Keyv } from 'keyv';
 import type { Logger } from '../log.ts';
-import type { Store } from './store.ts';
+import type { CounterChange, ExpiringMember, Store } from './store.ts';
 
 type RedisClient = ReturnType<typeof createClient>;
 
@@ -55,6 +55,27 @@ return 0`;
 const RELEASE_LEASE_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
+
+/**
+ * KEYS[1] guard, then ARGV[1] counters (KEYS[2..]), then the set keys; ARGV[2] guard ttl ms ('' for
+ * no guard), then per counter delta and expiresAt, then per set member the member and expiresAt.
+ * With a guard already set, changes nothing and returns 0; otherwise applies all and returns 1.
+ */
+const ADD_MANY_LUA = `
+local n = tonumber(ARGV[1])
+if ARGV[2] ~= '' and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then return 0 end
+local a = 3
+for i = 2, n + 1 do
+  redis.call('INCRBY', KEYS[i], ARGV[a])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[a + 1])
+  a = a + 2
+end
+for i = n + 2, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[a])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[a + 1])
+  a = a + 2
+end
+return 1`;
 
 /** Connection attempts at boot before giving up (then the bot exits with the cause). */
 const INITIAL_CONNECT_RETRIES = 3;
@@ -224,5 +245,32 @@ export class RedisStore implements Store {
     this.#closed = true;
     if (this.#client.isOpen) await this.#client.close();
     this.#log.debug('redis store closed');
+  }
+
+  /** One script (atomic on the server, one round trip): the guard, INCRBY + PEXPIREAT per counter, SADD + PEXPIREAT per member. */
+  async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = [], guard?: { key: string; ttlMs: number }): Promise<boolean> {
+    for (const c of counters) assertInteger('delta', c.delta);
+    if (counters.length === 0 && members.length === 0 && !guard) return true;
+    const reply = await this.#client.eval(ADD_MANY_LUA, {
+      keys: [this.#key(guard?.key ?? 'add-many:no-guard'), ...counters.map((c) => this.#key(c.key)), ...members.map((m) => this.#key(m.key))],
+      arguments: [
+        String(counters.length),
+        guard ? String(Math.max(1, Math.ceil(guard.ttlMs))) : '',
+        ...counters.flatMap((c) => [String(c.delta), String(Math.ceil(c.expiresAt))]),
+        ...members.flatMap((m) => [m.member, String(Math.ceil(m.expiresAt))]),
+      ],
+    });
+    return Number(reply) === 1;
+  }
+
+  /** MGET. */
+  async readMany(keys: readonly string[]): Promise<number[]> {
+    if (keys.length === 0) return [];
+    const values = await this.#client.mGet(keys.map((k) => this.#key(k)));
+    return values.map((v) => (v === null ? 0 : Number(v)));
+  }
+
+  async expiringMembers(key: string): Promise<string[]> {
+    return this.setMembers(key);
   }
 }

@@ -14,7 +14,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Keyv, type KeyvStoreAdapter, type StoredData } from 'keyv';
 import type { Logger } from '../log.ts';
-import type { Store } from './store.ts';
+import type { CounterChange, ExpiringMember, Store } from './store.ts';
 
 /** How long a writer waits for another process's write lock before failing. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -168,6 +168,7 @@ export class SqliteStore implements Store {
       CREATE TABLE IF NOT EXISTS set_members (key TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS recent_lists (key TEXT NOT NULL, member TEXT NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS expiring_members (key TEXT NOT NULL, member TEXT NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (key, member)) WITHOUT ROWID;
     `);
 
     // Named parameters: :key, :delta, :limit, :exp (expiry to set), :now.
@@ -256,6 +257,7 @@ export class SqliteStore implements Store {
       this.#db.prepare('DELETE FROM once_keys WHERE expires_at <= ?').run(now);
       this.#db.prepare('DELETE FROM leases WHERE expires_at <= ?').run(now);
       this.#db.prepare('DELETE FROM recent_lists WHERE expires_at <= ?').run(now);
+      this.#db.prepare('DELETE FROM expiring_members WHERE expires_at <= ?').run(now);
       this.#db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
     } catch (err) {
       // Only housekeeping: expired rows are invisible anyway. A busy database is retried next time.
@@ -375,5 +377,56 @@ export class SqliteStore implements Store {
     clearInterval(this.#purgeTimer);
     this.#db.close();
     this.#log.debug({ path: this.path }, 'sqlite store closed');
+  }
+
+  /** Prepared on first use (kept apart from #sql so the ledger's statements stay together). */
+  #manySql: Record<'memberUpsert' | 'memberTouch' | 'members', StatementSync> | undefined;
+
+  #many(): Record<'memberUpsert' | 'memberTouch' | 'members', StatementSync> {
+    this.#manySql ??= {
+      // A member whose set expired starts afresh; the whole set's expiry moves with each addition (like Redis PEXPIREAT).
+      memberUpsert: this.#db.prepare(`
+        INSERT INTO expiring_members(key, member, expires_at) VALUES (:key, :member, :exp)
+        ON CONFLICT(key, member) DO UPDATE SET expires_at = excluded.expires_at`),
+      memberTouch: this.#db.prepare('UPDATE expiring_members SET expires_at = :exp WHERE key = :key AND expires_at > :now'),
+      members: this.#db.prepare('SELECT member FROM expiring_members WHERE key = :key AND expires_at > :now ORDER BY member'),
+    };
+    return this.#manySql;
+  }
+
+  /** One BEGIN IMMEDIATE transaction over the guard, the `add` upserts and the set upserts. */
+  async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = [], guard?: { key: string; ttlMs: number }): Promise<boolean> {
+    for (const c of counters) assertInteger('delta', c.delta);
+    if (counters.length === 0 && members.length === 0 && !guard) return true;
+    const sql = this.#many();
+    const now = Date.now();
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const applies = !guard || this.#sql.setIfAbsent.get({ key: this.#key(guard.key), value: '1', exp: now + guard.ttlMs, now }) !== undefined;
+      if (applies) {
+        for (const c of counters) this.#sql.add.get({ key: this.#key(c.key), delta: c.delta, exp: c.expiresAt, now });
+        for (const m of members) {
+          sql.memberTouch.run({ key: this.#key(m.key), exp: m.expiresAt, now });
+          sql.memberUpsert.run({ key: this.#key(m.key), member: m.member, exp: m.expiresAt });
+        }
+      }
+      this.#db.exec('COMMIT');
+      return applies;
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async readMany(keys: readonly string[]): Promise<number[]> {
+    const now = Date.now();
+    return keys.map((key) => {
+      const row = this.#sql.read.get({ key: this.#key(key), now }) as Row | undefined;
+      return row === undefined ? 0 : Number(row.value);
+    });
+  }
+
+  async expiringMembers(key: string): Promise<string[]> {
+    return (this.#many().members.all({ key: this.#key(key), now: Date.now() }) as Row[]).map((r) => String(r.member));
   }
 }

@@ -6,6 +6,23 @@
  */
 import type { Keyv } from 'keyv';
 
+/** One counter change of Store.addMany. */
+export interface CounterChange {
+  key: string;
+  /** An integer, may be negative. */
+  delta: number;
+  /** Epoch ms the counter then expires at. */
+  expiresAt: number;
+}
+
+/** One member added to an expiring set by Store.addMany. */
+export interface ExpiringMember {
+  key: string;
+  member: string;
+  /** Epoch ms the whole set then expires at. */
+  expiresAt: number;
+}
+
 export interface Store {
   /** Key-value records (JSON-serialisable values). Namespaced per use by the caller's key prefix. */
   readonly kv: Keyv;
@@ -70,4 +87,17 @@ export interface Store {
   ping(timeoutMs: number): Promise<void>;
 
   close(): Promise<void>;
+
+  /**
+   * Many counter changes (like add()) and expiring-set additions in ONE atomic step and one round
+   * trip (SQLite: one transaction; Redis: MULTI/EXEC), for ledgers that touch many counters per
+   * event (governance/usage.ts: a job's usage by day, month, user and model). With `guard`, it is
+   * also exactly-once like addOnce(): applied only when `guard.key` is absent (which it then sets
+   * for `guard.ttlMs`, in setIfAbsent's key space), all in the same step. True when applied.
+   */
+  addMany(counters: readonly CounterChange[], members?: readonly ExpiringMember[], guard?: { key: string; ttlMs: number }): Promise<boolean>;
+  /** Reads several counters in one round trip (0 for a missing or expired one), in order. */
+  readMany(keys: readonly string[]): Promise<number[]>;
+  /** The members of an expiring set addMany() wrote, sorted ([] when missing or expired). */
+  expiringMembers(key: string): Promise<string[]>;
 }

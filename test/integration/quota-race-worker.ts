@@ -14,7 +14,8 @@ import { createLogger } from '../../src/log.ts';
 import { openStore } from '../../src/engine/open-store.ts';
 import { Quotas } from '../../src/engine/quota.ts';
 import { QuotaExceededError } from '../../src/engine/errors.ts';
-import { Governance, StoreAuditTrail } from '../../src/engine/governance/governance.ts';
+import { AuditLog } from '../../src/engine/governance/audit.ts';
+import { Governance } from '../../src/engine/governance/governance.ts';
 import { MODEL_CATALOG } from '../../src/engine/models.ts';
 import { parseRequest } from '../../src/engine/validate.ts';
 import { GOVERNED_RACER, RACE_CEILINGS } from './quota-race-governed.ts';
@@ -39,7 +40,7 @@ const governance = new Governance({
   ceilings: RACE_CEILINGS,
   models: MODEL_CATALOG,
   defaultModel: MODEL_CATALOG[0]!,
-  audit: new StoreAuditTrail(store),
+  audit: new AuditLog(store),
 });
 const request = parseRequest({ prompt: 'race', model: 'runblob-standard', ratio: '1:1', resolution: '1K', count: 1, requester: GOVERNED_RACER }, 'runblob-standard');
 async function reserveOne() {

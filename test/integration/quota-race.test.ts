@@ -17,7 +17,8 @@ import { Quotas } from '../../src/engine/quota.ts';
 import { QuotaExceededError } from '../../src/engine/errors.ts';
 import type { Requester } from '../../src/engine/request.ts';
 import { deleteRedisKeys, REDIS_URL, spawnLineWorker } from '../support/index.ts';
-import { Governance, StoreAuditTrail } from '../../src/engine/governance/governance.ts';
+import { AuditLog } from '../../src/engine/governance/audit.ts';
+import { Governance } from '../../src/engine/governance/governance.ts';
 import { MODEL_CATALOG } from '../../src/engine/models.ts';
 import { GOVERNED_LIMIT, GOVERNED_RACER, GOVERNED_SCOPE, GRANT_UNITS, LOW_TIER, RACE_CEILINGS, SERVER_UNITS, TIER_UNITS } from './quota-race-governed.ts';
 
@@ -130,7 +131,7 @@ describe('the same race with a role tier and a grant in play', () => {
   /** A server whose settings give the racer TIER_UNITS (highest of two tiers) plus GRANT_UNITS today. */
   async function governedServer(storeUrl: string, keyPrefix: string) {
     const { store, quotas } = await newQuotas(storeUrl, keyPrefix);
-    const governance = new Governance({ store, quotas, ceilings: RACE_CEILINGS, models: MODEL_CATALOG, defaultModel: MODEL_CATALOG[0]!, audit: new StoreAuditTrail(store) });
+    const governance = new Governance({ store, quotas, ceilings: RACE_CEILINGS, models: MODEL_CATALOG, defaultModel: MODEL_CATALOG[0]!, audit: new AuditLog(store) });
     const admin: Requester = { platform: 'discord', userId: 'admin', scope: 'g1' };
     await governance.apply(GOVERNED_SCOPE, admin, { kind: 'daily-units', units: SERVER_UNITS });
     await governance.apply(GOVERNED_SCOPE, admin, { kind: 'role-tier', roleId: 'r-low', allowance: LOW_TIER });

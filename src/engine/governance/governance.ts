@@ -161,13 +161,13 @@ export class Governance implements GovernanceApi {
    * server's settings and today's grant. A filter refusal is recorded in the audit log (who was
    * refused, never the rule or the prompt). Throws the refusal.
    */
-  async decide(request: ImagineRequest): Promise<Extract<PolicyDecision, { ok: true }>> {
+  async decide(request: ImagineRequest): Promise<Extract<PolicyDecision, { ok: true }> & { serverSpendCapUsd?: number | undefined }> {
     const scope = scopeOf(request.requester);
     const [settings, granted] = scope
       ? await Promise.all([this.settings(scope), this.#quotas.grantedToday(scope, this.#quotas.userKey(request.requester))])
       : [undefined, 0];
     const decision = decide({ request, settings, ceilings: this.ceilings, models: this.#models, exempt: this.#quotas.isExempt(request.requester), granted });
-    if (decision.ok) return decision;
+    if (decision.ok) return { ...decision, serverSpendCapUsd: settings?.spendCapUsd };
     if (decision.filtered && scope) {
       await this.#audit
         .record(scope, { actorId: request.requester.userId, kind: 'filter', summary: `The prompt filter refused a prompt from <@${request.requester.userId}>` }, settings?.logChannel)
@@ -238,29 +238,3 @@ export function describeChange(change: Exclude<AdminAction, { kind: 'grant' } | 
   }
 }
 
-/** Newest entries kept per scope by the fallback trail. */
-const STORE_AUDIT_MAX = 500;
-const STORE_AUDIT_TTL_MS = 90 * 24 * 60 * 60 * 1000;
-
-/**
- * A minimal audit trail on the store's recent lists, used until the ledger's AuditLog
- * (governance/audit.ts) is wired in its place. It does not post to a log channel.
- */
-export class StoreAuditTrail implements AuditTrail {
-  readonly #store: Store;
-  constructor(store: Store) {
-    this.#store = store;
-  }
-  async record(scope: ScopeKey, entry: Omit<AuditEntry, 'at'>): Promise<void> {
-    // A random suffix keeps two identical entries in the same ms apart (recentPush de-duplicates).
-    const full: AuditEntry & { n: string } = { at: Date.now(), ...entry, n: randomUUID() };
-    await this.#store.recentPush(`gov:audit:${scope}`, JSON.stringify(full), STORE_AUDIT_MAX, STORE_AUDIT_TTL_MS);
-  }
-  async list(scope: ScopeKey, limit: number): Promise<AuditEntry[]> {
-    const members = (await this.#store.recentList(`gov:audit:${scope}`)).slice(0, limit);
-    return members.map((m) => {
-      const { at, actorId, kind, summary } = JSON.parse(m) as AuditEntry;
-      return { at, actorId, kind, summary };
-    });
-  }
-}

@@ -14,7 +14,7 @@ import type { ImagineRequest } from '../request.ts';
 import type { ModelSpec } from '../models.ts';
 import { fetchReferences, toProviderReferences, type PreparedReference } from '../references.ts';
 import { jobLogger, type JobContext } from './context.ts';
-import { estimatedUsdPerImage } from './settlement.ts';
+import { scopeOf } from '../governance/api.ts';
 import type { Logger } from '../../log.ts';
 import type { Allowance } from '../governance/api.ts';
 
@@ -25,12 +25,16 @@ export interface Admitted {
   log: Logger;
 }
 
-/**
- * Prepares, charges and persists a job (state queued) for `request`, validated against `model`.
- * `limit` is the requester's effective allowance (governance/policy.ts decide(); default the
- * operator's QUOTA_DAILY_UNITS).
- */
-export async function admit(ctx: JobContext, request: ImagineRequest, model: ModelSpec, limit?: Allowance): Promise<Admitted> {
+/** What the requester's server adds to admission (the engine reads its settings before admitting). */
+export interface AdmitOptions {
+  /** The requester's effective allowance (governance/policy.ts decide(); default the operator's QUOTA_DAILY_UNITS). */
+  limit?: Allowance | undefined;
+  /** ServerSettings.spendCapUsd of the requester's server: reserved against too (Quotas.reserveSpend). */
+  serverSpendCapUsd?: number | undefined;
+}
+
+/** Prepares, charges and persists a job (state queued) for `request`, validated against `model`. */
+export async function admit(ctx: JobContext, request: ImagineRequest, model: ModelSpec, opts: AdmitOptions = {}): Promise<Admitted> {
   const { quotas, records } = ctx;
   const id = newJobId();
   const log = jobLogger(ctx.log, id, model);
@@ -60,15 +64,19 @@ export async function admit(ctx: JobContext, request: ImagineRequest, model: Mod
   const userKey = quotas.userKey(request.requester);
   let reservation;
   try {
-    reservation = await quotas.reserve(request.requester, units, limit);
+    reservation = await quotas.reserve(request.requester, units, opts.limit);
   } catch (err) {
     await cleanRefs();
     throw err;
   }
   const refundUnits = () => quotas.refund(userKey, reservation.day, reservation.reserved).catch((e: unknown) => log.error({ err: e }, 'refund failed'));
   let spendReservedUsd: number;
+  // Every job in a server is counted on the server's own spend counter too (usage, a cap set later).
+  const spendScope = scopeOf(request.requester);
   try {
-    spendReservedUsd = (await quotas.reserveSpend(estimatedUsdPerImage(model, request.resolution) * request.count)).reservedUsd;
+    await quotas.prices.fresh().catch((e: unknown) => log.warn({ err: e }, 'could not refresh learned prices'));
+    const usd = quotas.estimateSpendUsd(model, request.resolution, request.count);
+    spendReservedUsd = (await quotas.reserveSpend(usd, spendScope && { scope: spendScope, capUsd: opts.serverSpendCapUsd })).reservedUsd;
   } catch (err) {
     await refundUnits();
     await cleanRefs();
@@ -84,7 +92,15 @@ export async function admit(ctx: JobContext, request: ImagineRequest, model: Mod
     updatedAt: now,
     deadlineAt: now + ctx.timing.deadlineMs,
     tasks: Array.from({ length: request.count }, (_, index): JobTask => ({ index, status: 'unsubmitted' })),
-    quota: { userKey, day: reservation.day, reserved: reservation.reserved, refunded: 0, settled: false, spendReservedUsd },
+    quota: {
+      userKey,
+      day: reservation.day,
+      reserved: reservation.reserved,
+      refunded: 0,
+      settled: false,
+      spendReservedUsd,
+      ...(spendScope && spendReservedUsd > 0 ? { spendScope } : {}),
+    },
   };
   try {
     if (prepared.length > 0) await records.saveReferences(id, prepared);
@@ -95,6 +111,7 @@ export async function admit(ctx: JobContext, request: ImagineRequest, model: Mod
   } catch (err) {
     await refundUnits();
     await quotas.adjustSpend(reservation.day, -spendReservedUsd).catch(() => undefined);
+    if (spendScope) await quotas.adjustServerSpend(spendScope, reservation.day, -spendReservedUsd).catch(() => undefined);
     await cleanRefs();
     throw err;
   }

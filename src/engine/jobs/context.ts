@@ -14,6 +14,7 @@ import type { ProviderCallbacks } from '../provider-callbacks.ts';
 import { DAY_MS, type Quotas } from '../quota.ts';
 import type { ReferenceHost } from '../reference-host.ts';
 import type { DurationEstimates } from '../estimates.ts';
+import type { UsageLedger } from '../governance/usage.ts';
 import type { Deliveries } from './delivery.ts';
 import type { JobRecords } from './records.ts';
 
@@ -101,6 +102,8 @@ export interface JobContext {
   metrics?: Metrics | undefined;
   /** Recent generation times per model and resolution, for the placeholder's estimate. */
   durations?: DurationEstimates | undefined;
+  /** Per-server usage (governance/usage.ts), recorded at each job's settlement; undefined: not recorded. */
+  usage?: UsageLedger | undefined;
 }
 
 /** A job this process is running (or delivering). */

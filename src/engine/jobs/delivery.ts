@@ -35,6 +35,11 @@ export class Deliveries {
     this.#registry[platform] = deliverer;
   }
 
+  /** Posts `text` in a channel of `platform` (a server's log channel), if its deliverer can. */
+  async notify(platform: Platform, channelId: string, text: string): Promise<void> {
+    await this.#registry[platform]?.notify?.(channelId, text);
+  }
+
   has(platform: Platform): boolean {
     return this.#registry[platform] !== undefined;
   }

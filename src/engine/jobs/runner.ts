@@ -157,7 +157,7 @@ export class JobRunner {
         await rm(join(ctx.dataDir, 'refs', job.id), { recursive: true, force: true }).catch(() => undefined);
         await ctx.records.forgetReferences(job.id).catch(() => undefined);
       }
-      if (!job.quota.settled) await settle(run, ctx.quotas, ctx.records, ctx.metrics);
+      if (!job.quota.settled) await settle(run, ctx.quotas, ctx.records, ctx.metrics, ctx.usage);
       if (run.stop.signal.aborted) return;
       // Canceled after the images were made but before they were posted: nothing is posted.
       if (job.deliveredAt === undefined && job.state !== 'canceled' && (await this.#checkCancel(run))) await this.#markCanceled(run);

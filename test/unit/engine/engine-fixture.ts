@@ -115,7 +115,7 @@ export function crashAtWrite(target: Store, at: number, when: 'before' | 'after'
       throw new Error(`simulated crash ${when} settlement write ${at}`);
     };
   };
-  for (const name of ['add', 'addOnce', 'setIfAbsent', 'setAdd', 'setRemove']) wrap(target, name);
+  for (const name of ['add', 'addOnce', 'addMany', 'setIfAbsent', 'setAdd', 'setRemove']) wrap(target, name);
   wrap(target.kv, 'set', (args) => (args[1] as Partial<JobRecord> | undefined)?.finishedAt !== undefined);
   return {
     get crashed() {

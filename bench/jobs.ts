@@ -426,16 +426,24 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
   const jobs = opts.jobs ?? JOBS_BENCH_JOBS;
   const waiting = opts.waiting ?? JOBS_BENCH_WAITING;
   const processes = opts.processes ?? JOBS_BENCH_PROCESSES;
-  const fakes = await startFakes();
   const redis = await startRedis();
   try {
-    const info = fakes.ready;
+    // Fresh fakes for every runner: the fake Slack keeps every upload's bytes, so a later runner
+    // would otherwise pay for the earlier runners' garbage.
+    const withFakes = async <T>(run: (fakes: Awaited<ReturnType<typeof startFakes>>) => Promise<T>): Promise<T> => {
+      const fakes = await startFakes();
+      try {
+        return await run(fakes);
+      } finally {
+        await Promise.all([stopChild(fakes.child), stopChild(fakes.runblob)]);
+      }
+    };
     // Floor first and last: the mean of the two is the floor the bot runs are compared with (machine drift).
-    const floorA = await floorThroughput(fakes.child, info, jobs);
-    const one = await botThroughput(fakes.child, info, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs);
-    const three = await botThroughput(fakes.child, info, () => redis.url, processes, jobs);
-    const floorB = await floorThroughput(fakes.child, info, jobs);
-    const mem = await memoryAtWaiting(fakes.runblob, info, waiting);
+    const floorA = await withFakes((f) => floorThroughput(f.child, f.ready, jobs));
+    const one = await withFakes((f) => botThroughput(f.child, f.ready, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs));
+    const three = await withFakes((f) => botThroughput(f.child, f.ready, () => redis.url, processes, jobs));
+    const floorB = await withFakes((f) => floorThroughput(f.child, f.ready, jobs));
+    const mem = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting));
     const floorJps = (floorA.jobsPerSecond + floorB.jobsPerSecond) / 2;
     const floorCpu = (floorA.cpuMsPerJob! + floorB.cpuMsPerJob!) / 2;
     const meets = (ok: boolean) => (ok ? 'met' : 'NOT met');
@@ -469,8 +477,6 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
     ].join('\n');
   } finally {
     await redis.stop();
-    await stopChild(fakes.child);
-    await stopChild(fakes.runblob);
   }
 }
 

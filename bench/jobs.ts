@@ -262,6 +262,9 @@ function freePort(): Promise<number> {
 async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  // Never outlives the bench, even when it fails half-way.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
   await new Promise<void>((resolve, reject) => {
     child.once('error', reject);
     const deadline = Date.now() + 10_000;
@@ -272,7 +275,14 @@ async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
     };
     probe();
   });
-  return { url: `redis://127.0.0.1:${port}`, stop: () => new Promise((r) => (child.exitCode !== null ? r() : (child.once('exit', () => r()), child.kill('SIGTERM')))) };
+  const stop = () =>
+    new Promise<void>((r) => {
+      process.off('exit', killOnExit);
+      if (child.exitCode !== null || child.signalCode !== null) return r();
+      child.once('exit', () => r());
+      child.kill('SIGTERM');
+    });
+  return { url: `redis://127.0.0.1:${port}`, stop };
 }
 
 const here = fileURLToPath(import.meta.url);

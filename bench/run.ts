@@ -4,16 +4,20 @@
  *   - poll:    poll scheduler vs fixed 2 s polling against a simulated Runbase key (issue 2)
  *   - discord: ack latency of /imagine through the real discord.js vs a bare deferring client (issue 3)
  *   - slack:   ack latency of signed slash commands through Bolt vs a bare acking app (issue 4)
+ *   - jobs:    end-to-end jobs/s on 1 process (SQLite) and 3 (Redis) vs a REST-calls-only floor,
+ *              main-thread CPU and event-loop delay per job, RSS per in-flight job (issues 12, 13)
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
 import { runDiscordBench } from './discord.ts';
 import { runSlackBench } from './slack.ts';
+import { runJobsBench } from './jobs.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
   discord: () => runDiscordBench(),
   slack: () => runSlackBench(),
+  jobs: () => runJobsBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -80,6 +80,22 @@ describe('a server’s rules in the engine', () => {
     expect(creates(fake)).toBe(1);
   });
 
+  it('posts every admin change and filter refusal to the log channel through the platform’s deliverer', async () => {
+    const fake = await fakeRunblob();
+    const h = await harness(fake);
+    const posted: Array<{ channelId: string; text: string }> = [];
+    h.engine.setDeliverer('discord', { ...h.deliverer, notify: async (channelId, text) => void posted.push({ channelId, text }) });
+    await h.engine.governance.apply('discord:g1', admin, { kind: 'log-channel', channelId: 'c-log' });
+    await h.engine.governance.apply('discord:g1', admin, { kind: 'filter-add', pattern: 'forbidden fruit' });
+    expect(await refusalOf(h.engine.submit(request('a forbidden fruit')))).toBe('PROMPT_FILTERED');
+    // A server's channel ids are its platform's: nothing from another server reaches this log.
+    await h.engine.governance.apply('discord:g2', admin, { kind: 'block', userId: 'm1' });
+
+    expect(posted.map((p) => p.channelId)).toEqual(['c-log', 'c-log', 'c-log']);
+    expect(posted[2]?.text).toContain('<@m1>');
+    expect(posted[2]?.text).not.toMatch(/forbidden|fruit/i);
+  });
+
   it('refuses blocked members and channels outside an allow-list, charging nothing', async () => {
     const fake = await fakeRunblob();
     const h = await harness(fake);

@@ -6,12 +6,11 @@
  * the rules then apply to ordinary members' /imagine before anything reaches a provider.
  */
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import type { AckResult, SlackUser } from '../fakes/slack/driver.ts';
+import type { SlackUser } from '../fakes/slack/driver.ts';
 import type { FakeEphemeral } from '../fakes/slack/fake-slack.ts';
-import { startSlackHarness, type SlackHarness } from './slack-harness.ts';
+import { acked, startSlackHarness, type SlackHarness } from './slack-harness.ts';
 import type { Requester } from '../../src/engine/request.ts';
 
-const ACK_DEADLINE_MS = 3000;
 const WAIT_MS = 60_000;
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 120_000 });
 
@@ -49,11 +48,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-function acked<T extends AckResult>(r: T): T {
-  expect(r.status).toBe(200);
-  expect(r.ackMs).toBeLessThan(ACK_DEADLINE_MS);
-  return r;
-}
 
 /** Runs a slash command and waits for the private answer that contains `includes`. */
 async function slash(user: SlackUser, channel: string, command: string, text: string, includes: string): Promise<FakeEphemeral> {

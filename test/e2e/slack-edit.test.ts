@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import type { FakeMessage } from '../fakes/slack/fake-slack.ts';
 import type { AckResult } from '../fakes/slack/driver.ts';
-import { startSlackHarness, type SlackHarness } from './slack-harness.ts';
+import { acked, startSlackHarness, type SlackHarness } from './slack-harness.ts';
 
 const RESULT_TIMEOUT_MS = 60_000;
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 120_000 });
@@ -23,11 +23,6 @@ afterAll(async () => {
 });
 
 type Json = Record<string, unknown>;
-function acked<T extends AckResult>(r: T): T {
-  expect(r.status).toBe(200);
-  expect(r.ackMs).toBeLessThan(3000);
-  return r;
-}
 const blocksText = (m: FakeMessage) => JSON.stringify(m.blocks ?? []);
 const isResult = (m: FakeMessage) => blocksText(m).includes('imagine:delete:');
 const jobIdOf = (m: FakeMessage) => /imagine:delete:([A-Za-z0-9_-]+)/.exec(blocksText(m))![1]!;

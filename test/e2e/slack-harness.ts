@@ -13,9 +13,20 @@ import { createLogger, type Logger } from '../../src/log.ts';
 import type { EngineApi } from '../../src/engine/api.ts';
 import type { HttpServer } from '../../src/platforms/http/server.ts';
 import { FAKE_APP_TOKEN, startFakeSlack, type FakeSlack, type FakeSlackOptions } from '../fakes/slack/fake-slack.ts';
-import { createSlackDriver, type SlackDriver } from '../fakes/slack/driver.ts';
+import { expect } from 'vitest';
+import { createSlackDriver, type AckResult, type SlackDriver } from '../fakes/slack/driver.ts';
 import { startFakeRunbase, type FakeRunbase, type FakeRunbaseOptions } from '../fakes/runbase.ts';
 import { startFakeRunblob, type FakeRunblob, type FakeRunblobOptions } from '../fakes/runblob.ts';
+
+/** Slack's 3 s to acknowledge a command, action or form (docs/slack.md). */
+export const ACK_DEADLINE_MS = 3000;
+
+/** `r`, after checking Slack got a 200 within its deadline. */
+export function acked<T extends AckResult>(r: T): T {
+  expect(r.status).toBe(200);
+  expect(r.ackMs).toBeLessThan(ACK_DEADLINE_MS);
+  return r;
+}
 
 export const SIGNING_SECRET = 'fake-signing-secret-0123456789abcdef';
 

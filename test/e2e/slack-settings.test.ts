@@ -5,12 +5,11 @@
  * /imagine then uses them for every option not given.
  */
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import type { AckResult, SlackUser } from '../fakes/slack/driver.ts';
+import type { SlackUser } from '../fakes/slack/driver.ts';
 import type { FakeEphemeral, FakeMessage } from '../fakes/slack/fake-slack.ts';
-import { startSlackHarness, type SlackHarness } from './slack-harness.ts';
+import { acked, startSlackHarness, type SlackHarness } from './slack-harness.ts';
 import type { Requester } from '../../src/engine/request.ts';
 
-const ACK_DEADLINE_MS = 3000;
 const WAIT_MS = 60_000;
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 120_000 });
 
@@ -26,11 +25,6 @@ afterAll(async () => {
 });
 
 type Json = Record<string, unknown>;
-function acked<T extends AckResult>(r: T): T {
-  expect(r.status).toBe(200);
-  expect(r.ackMs).toBeLessThan(ACK_DEADLINE_MS);
-  return r;
-}
 const requester = (u: SlackUser): Requester => ({ platform: 'slack', userId: u.id, scope: h.fake.teamId, channelId: 'C0SET' });
 
 async function ephemeral(user: SlackUser, channel: string, includes: string, from: number): Promise<FakeEphemeral> {

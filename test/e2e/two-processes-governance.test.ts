@@ -11,13 +11,12 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
-import { createSlackDriver, type AckResult, type SlackDriver, type SlackUser } from '../fakes/slack/driver.ts';
+import { createSlackDriver, type SlackDriver, type SlackUser } from '../fakes/slack/driver.ts';
 import { startFakeSlack, type FakeEphemeral, type FakeSlack } from '../fakes/slack/fake-slack.ts';
 import { startFakeRunbase, type FakeRunbase } from '../fakes/runbase.ts';
 import { startFakeRunblob, type FakeRunblob } from '../fakes/runblob.ts';
-import { SIGNING_SECRET, startRealBot, testLogger, type RunningBot } from './slack-harness.ts';
+import { acked, SIGNING_SECRET, startRealBot, testLogger, type RunningBot } from './slack-harness.ts';
 
-const ACK_DEADLINE_MS = 3000;
 const WAIT_MS = 60_000;
 vi.setConfig({ testTimeout: 180_000, hookTimeout: 120_000 });
 
@@ -104,11 +103,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function acked<T extends AckResult>(r: T): T {
-  expect(r.status).toBe(200);
-  expect(r.ackMs).toBeLessThan(ACK_DEADLINE_MS);
-  return r;
-}
 
 /** A slash command through `driver` (one bot), waiting for the private answer holding `includes`. */
 async function slash(driver: SlackDriver, user: SlackUser, channel: string, command: string, text: string, includes: string): Promise<FakeEphemeral> {

@@ -66,6 +66,9 @@ export const userPreferencesSchema = z.object({
 });
 export type UserPreferences = z.infer<typeof userPreferencesSchema>;
 
+/** How long a dispatcher waits for a user's /settings before answering (Discord and Slack give 3 s). */
+export const PREFERENCES_READ_BUDGET_MS = 500;
+
 /** The operator's ceilings (environment, src/config.ts): no server setting goes past them. */
 export interface OperatorCeilings {
   /** QUOTA_DAILY_UNITS: a member's units per day where the server set nothing. */
@@ -150,7 +153,12 @@ export interface GovernanceApi {
   audit(scope: ScopeKey, limit: number): Promise<AuditEntry[]>;
   /** What `requester` may use per day here now (tiers, overrides, grants, ceilings applied). */
   allowance(requester: Requester): Promise<AllowanceView>;
-  preferences(requester: Requester): Promise<UserPreferences>;
+  /**
+   * The user's /settings. With `withinMs`, read before a platform's answer: when the store does
+   * not answer in time (an outage queues commands) it resolves `{}` (the defaults) rather than hold
+   * the answer past the platform's deadline; the server's rules still apply at submission.
+   */
+  preferences(requester: Requester, withinMs?: number): Promise<UserPreferences>;
   /** Replaces the user's preferences (validated against the catalog); `{}` clears them. */
   setPreferences(requester: Requester, preferences: UserPreferences): Promise<UserPreferences>;
 }

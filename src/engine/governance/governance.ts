@@ -143,8 +143,17 @@ export class Governance implements GovernanceApi {
     };
   }
 
-  async preferences(requester: Requester): Promise<UserPreferences> {
-    const raw = await this.#store.kv.get<unknown>(preferencesKey(requester));
+  async preferences(requester: Requester, withinMs?: number): Promise<UserPreferences> {
+    const read = this.#store.kv.get<unknown>(preferencesKey(requester));
+    let raw: unknown;
+    if (withinMs === undefined) raw = await read;
+    else {
+      const late = new AbortController();
+      const tooLate = sleep(withinMs, late.signal).then(() => undefined);
+      read.catch(() => undefined); // a read that fails after the budget is not an unhandled rejection
+      raw = await Promise.race([read.catch(() => undefined), tooLate]);
+      late.abort();
+    }
     const parsed = userPreferencesSchema.safeParse(raw ?? {});
     return parsed.success ? parsed.data : {};
   }

@@ -31,6 +31,7 @@ import {
   type CommandSurface,
 } from '../../../commands/index.ts';
 import type { EngineApi } from '../../engine/api.ts';
+import { PREFERENCES_READ_BUDGET_MS } from '../../engine/governance/api.ts';
 import { JobNotFoundError } from '../../engine/errors.ts';
 import type { JobRecord } from '../../engine/job.ts';
 import type { ReferenceInput, Requester } from '../../engine/request.ts';
@@ -175,7 +176,7 @@ export class InteractionHandler {
     // A command that uses the requester's /settings costs one store read before the answer (a few
     // ms of Discord's 3 s; docs/governance.md); prepare itself is synchronous: the option values
     // are in memory. A refusal here is answered ephemerally.
-    const preferences = command.usesPreferences ? await this.#engine.governance.preferences(input.requester) : undefined;
+    const preferences = command.usesPreferences ? await this.#engine.governance.preferences(input.requester, PREFERENCES_READ_BUDGET_MS) : undefined;
     const invocation = command.prepare(input, {
       models: this.#engine.models,
       defaultModel: this.#engine.defaultModel,

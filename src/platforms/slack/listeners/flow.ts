@@ -7,6 +7,7 @@
 import { helpText, imagine, quota, type Command, type CommandSurface, type ImagineInput, type PrepareContext } from '../../../../commands/index.ts';
 import type { JobRecord } from '../../../engine/job.ts';
 import type { ImagineRequestInput, Requester } from '../../../engine/request.ts';
+import { PREFERENCES_READ_BUDGET_MS } from '../../../engine/governance/api.ts';
 import { locationFor, slackApiUrl, slackErrorCode, tellUser, type SlackContext, type Where } from '../context.ts';
 import type { SlackDeliverer } from '../deliverer.ts';
 import { downloadSlackFiles, removeDownloads, slackRefsDir, type DownloadOptions, type SlackFileRef } from '../files.ts';
@@ -68,7 +69,7 @@ export async function runCommand(deps: ListenerDeps, command: Command, input: Pa
   if (command.admin) await workspaceOf(ctx).requireAdmin(input.requester.userId);
   // The requester's /settings: one store read, before prepare (which does no I/O). This runs
   // after the ack, so it never delays Slack's 3 s answer.
-  const preferences = command.usesPreferences ? await ctx.engine.governance.preferences(input.requester) : undefined;
+  const preferences = command.usesPreferences ? await ctx.engine.governance.preferences(input.requester, PREFERENCES_READ_BUDGET_MS) : undefined;
   const context: PrepareContext = { models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, ...(preferences ? { preferences } : {}) };
   const job = await command.prepare(input, context).run(surfaceFor(deps, where));
   if (job) await postPlaceholder(deps, job, where);

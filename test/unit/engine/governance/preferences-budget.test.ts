@@ -1,0 +1,44 @@
+/**
+ * A user's /settings are read before a platform's answer (Discord and Slack give 3 s): with a
+ * budget, a store that does not answer (an outage queues commands) yields the defaults in time
+ * instead of holding the answer; a store that answers gives the saved preferences.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../../../src/log.ts';
+import { openStore } from '../../../../src/engine/open-store.ts';
+import { Quotas } from '../../../../src/engine/quota.ts';
+import { MODEL_CATALOG } from '../../../../src/engine/models.ts';
+import { AuditLog } from '../../../../src/engine/governance/audit.ts';
+import { Governance } from '../../../../src/engine/governance/governance.ts';
+import { PREFERENCES_READ_BUDGET_MS } from '../../../../src/engine/governance/api.ts';
+import type { Requester } from '../../../../src/engine/request.ts';
+
+const log = createLogger({ level: 'silent' });
+const dir = mkdtempSync(join(tmpdir(), 'prefs-budget-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const user: Requester = { platform: 'discord', userId: 'u1', scope: 'g1' };
+
+describe('preferences read before the answer', () => {
+  it('gives the saved preferences, or the defaults within the budget when the store hangs', async () => {
+    const store = await openStore(`sqlite://${join(dir, 'prefs.sqlite')}`, { log });
+    try {
+      const quotas = new Quotas(store, { dailyUnits: 10, costs: { '1K': 1, '2K': 2, '4K': 4 }, exemptUsers: [] });
+      const ceilings = { defaultDailyUnits: 10, maxDailyUnits: 10, allowUnlimited: false };
+      const governance = new Governance({ store, quotas, ceilings, models: MODEL_CATALOG, defaultModel: MODEL_CATALOG[0]!, audit: new AuditLog(store) });
+      await governance.setPreferences(user, { ratio: '16:9', count: 2 });
+      expect(await governance.preferences(user, PREFERENCES_READ_BUDGET_MS)).toEqual({ ratio: '16:9', count: 2 });
+
+      // The store stops answering (Redis down: its client queues the command until it reconnects).
+      store.kv.get = (() => new Promise(() => undefined)) as typeof store.kv.get;
+      const started = performance.now();
+      expect(await governance.preferences(user, PREFERENCES_READ_BUDGET_MS)).toEqual({});
+      expect(performance.now() - started).toBeLessThan(3000);
+    } finally {
+      await store.close();
+    }
+  });
+});

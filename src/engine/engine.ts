@@ -192,10 +192,12 @@ export class Engine implements EngineApi {
         ttlMs: CALLBACK_TOKEN_TTL_MS,
         onCallback: (target) => {
           const run = this.#runner.get(target.jobId);
-          const taskId = run?.job.tasks[target.index]?.taskId;
-          // Not ours (another process runs it) or not created yet: polling covers it.
-          if (!run?.lane || taskId === undefined) return;
-          run.lane.scheduler.nudge(taskId);
+          // Not ours (another process runs it): its polling covers it.
+          if (!run) return;
+          // Remembered for a task whose create answer or watch is still to come (jobs/tasks.ts watchTask).
+          run.calledBack.add(target.index);
+          const taskId = run.job.tasks[target.index]?.taskId;
+          if (run.lane && taskId !== undefined) run.lane.scheduler.nudge(taskId);
         },
       }),
       dataDir: opts.dataDir,

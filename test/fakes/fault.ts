@@ -9,6 +9,8 @@
  *   match          'create' | 'get' | 'download' | … (the fake's request kinds) | 'any' | (req) => boolean
  *   times          how many matching requests it applies to (default 1)
  *   delayMs        wait this long before answering (alone: a slow but otherwise normal answer)
+ *   delayAnswerMs  process the request for real, then wait this long before sending its answer (a
+ *                  create whose task finishes, and calls back, before its answer reaches the client)
  *   status         answer this status instead of handling the request; with no `body` the fake's
  *                  documented error body for that status is sent (e.g. Runbase 429 → RATE_LIMITED)
  *   body           a JSON value; a string is sent raw (not JSON-encoded, Content-Type text/plain
@@ -64,6 +66,7 @@ export interface FaultSpec<K extends string = string> {
   rewrite?: (realJson: unknown) => unknown;
   headers?: Record<string, string>;
   delayMs?: number;
+  delayAnswerMs?: number;
   dropConnection?: boolean;
   handled?: boolean;
   malformed?: MalformedKind;
@@ -257,8 +260,9 @@ export async function startHarness<K extends string>(opts: HarnessOptions<K>): P
     if (fault.delayMs) await sleep(fault.delayMs);
     if (closed) return drop(req, record);
     const rewrites = fault.rewrite !== undefined;
-    const handled = fault.handled === true || rewrites || (fault.malformed !== undefined && fault.malformed !== 'non-json' && fault.malformed !== 'empty');
+    const handled = fault.handled === true || rewrites || fault.delayAnswerMs !== undefined || (fault.malformed !== undefined && fault.malformed !== 'non-json' && fault.malformed !== 'empty');
     let answer: Answer | undefined = handled ? await opts.handle(record, client) : undefined;
+    if (fault.delayAnswerMs) await sleep(fault.delayAnswerMs);
     if (fault.dropConnection) return drop(req, record);
     if (fault.malformed) {
       answer = malform(fault.malformed, answer ?? { status: 200 });

@@ -125,6 +125,22 @@ describe('engine: RunBlob callbacks', () => {
     expect(fake.counts.get).toBe(1);
   });
 
+  it('a callback that comes before the create answer still finishes the task at once (not at the first poll)', async () => {
+    // The task ends as it is created and calls back at once; the create's answer is held 300 ms.
+    const { fake, h } = await setup({ durationMs: 0 }, { timing: SLOW_POLLING });
+    fake.injectFault({ match: 'create', delayAnswerMs: 300 });
+    const started = Date.now();
+    const job = await h.engine.submit(request());
+    const done = await h.engine.waitFor(job.id);
+    expect(done.state).toBe('succeeded');
+    expect(Date.now() - started).toBeLessThan(3_000); // the first scheduled poll is ≥ 6 s away
+    await fake.callbacksSettled();
+    const create = fake.requests.find((r) => r.kind === 'create')!;
+    expect(fake.callbacks[0]).toMatchObject({ ok: true, status: 200 });
+    expect(fake.callbacks[0]!.sentAt - create.at).toBeLessThan(300); // it came before the create's answer
+    expect(fake.counts.get).toBe(1);
+  });
+
   it('a forged token gets 404 and triggers no fetch; a replayed callback triggers no second fetch', async () => {
     // The task runs for 3 s, so it is still watched while we post callbacks by hand.
     const { fake, h, http } = await setup({ durationMs: 3_000, callbacks: { mode: 'drop' } }, { timing: SLOW_POLLING });

@@ -133,6 +133,12 @@ export interface Run {
   writes: Promise<void>;
   downloading: number;
   lastProgressKey: string;
+  /**
+   * Tasks (by index) whose provider callback came in: a callback may come before the create's
+   * answer (a fast task), or before its watch began; the watch then polls at once instead of
+   * waiting for the poll plan.
+   */
+  calledBack: Set<number>;
   /** References as the provider receives them; computed at submit, or again on resume. */
   providerRefs: ProviderReference[] | undefined;
   timers: Array<ReturnType<typeof setTimeout>>;

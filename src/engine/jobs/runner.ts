@@ -59,6 +59,7 @@ export class JobRunner {
       writes: Promise.resolve(),
       downloading: 0,
       lastProgressKey: '',
+      calledBack: new Set(),
       providerRefs: o.providerRefs,
       timers: [],
       done: Promise.resolve(),

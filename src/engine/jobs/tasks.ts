@@ -121,7 +121,7 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
   const { job } = run;
   const taskId = task.taskId;
   if (taskId === undefined) throw new SubmissionUnknownError();
-  const snapshot = await lane.scheduler.watch(taskId, () => lane.client.getTask(taskId, { signal: run.signal, gate: lane.gate }), {
+  const watching = lane.scheduler.watch(taskId, () => lane.client.getTask(taskId, { signal: run.signal, gate: lane.gate }), {
     expectedMs: ctx.timing.expectedMs(model, job.request.resolution),
     startedAt: task.submittedAt ?? ctx.now(),
     signal: run.signal,
@@ -133,6 +133,9 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
       ctx.deliveries.emit(run, false);
     },
   });
+  // The provider called back before this watch began (even before the create's answer): poll now.
+  if (run.calledBack.has(task.index)) lane.scheduler.nudge(taskId);
+  const snapshot = await watching;
   if (snapshot.costUsd !== undefined) task.costUsd = snapshot.costUsd;
   if (snapshot.status === 'failed') {
     const failure = taskFailedError(model.provider, snapshot.failure ?? { code: 'GENERATION_FAILED', message: 'the task failed without a reason' });

@@ -8,14 +8,26 @@
  * Two rules:
  *  - work waits while an acknowledgement is in flight — bounded by `maxWaitMs`, so a steady
  *    stream of interactions delays it by at most that much;
- *  - waiting work is let go ONE piece per event-loop turn, each after pending I/O has run. With
- *    the embedded store, a job's submission is synchronous CPU work from start to its first
- *    network call (node:sqlite resolves every store promise at once): releasing hundreds of
- *    them together used to block the loop for hundreds of milliseconds while the next
- *    interactions sat unread in the gateway socket (bench/discord.ts measured the bot's p99 at
- *    2–3× a bare client's). One piece per turn keeps the longest stall to one piece of work.
+ *  - waiting work is let go in small batches, one batch per event-loop turn, each after pending
+ *    I/O has run, and only as much as keeps a turn within TURN_BUDGET_MS. With the embedded
+ *    store, a job's submission is synchronous CPU work from start to its first network call
+ *    (node:sqlite resolves every store promise at once): releasing hundreds of them together
+ *    used to block the loop for hundreds of milliseconds while the next interactions sat unread
+ *    in the gateway socket (bench/discord.ts measured the bot's p99 at 2–3× a bare client's).
+ *    One piece per turn, the rule before, kept stalls short but capped the whole bot at one
+ *    piece of work per turn: ~200 pieces/s under load, 30–35 jobs/s however idle the CPU
+ *    (`npm run bench -- jobs`). So the batch doubles while turns stay within the budget and
+ *    halves after a turn that went over it.
  */
 export const ACK_PRIORITY_MAX_WAIT_MS = 1_000;
+/**
+ * The longest event-loop turn (pump to pump) after which the next batch of work may still grow;
+ * a longer turn halves it. As long as ACK_QUIET_MS: an interaction arriving mid-turn waits about
+ * as long as work would have been held for it.
+ */
+export const TURN_BUDGET_MS = 10;
+/** The most pieces of work let go in one turn. */
+export const MAX_BATCH = 64;
 /** See AckFirst.quietMs. */
 export const ACK_QUIET_MS = 10;
 
@@ -27,6 +39,10 @@ export class AckFirst {
   readonly #waiting: { since: number; go: () => void }[] = [];
   #pumpScheduled = false;
   #holdTimer: NodeJS.Timeout | undefined;
+  /** Pieces let go in the next turn (see TURN_BUDGET_MS). */
+  #batch = 1;
+  /** When the previous turn let work go (NaN when it let none go: no turn to measure). */
+  #releasedAt = NaN;
 
   /**
    * Also hold work until no acknowledgement has begun for this long (0: off). A burst does not
@@ -97,7 +113,7 @@ export class AckFirst {
   /**
    * Resolves when it is this piece of work's turn: never in the same event-loop turn (pending
    * I/O runs first), never while an acknowledgement is in flight unless the work has waited
-   * `maxWaitMs`, and at most one piece per event-loop turn.
+   * `maxWaitMs`, and with only as many other pieces in the same turn as TURN_BUDGET_MS allows.
    */
   turn(): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -119,7 +135,10 @@ export class AckFirst {
 
   #pump(): void {
     const head = this.#waiting[0];
-    if (!head) return;
+    if (!head) {
+      this.#releasedAt = NaN;
+      return;
+    }
     if (this.#holdTimer) clearTimeout(this.#holdTimer);
     this.#holdTimer = undefined;
     const now = this.#now();
@@ -136,10 +155,18 @@ export class AckFirst {
         },
         Math.max(1, Math.ceil(this.#acksInFlight > 0 ? untilMaxWait : Math.min(untilMaxWait, quietIn))),
       );
+      this.#releasedAt = NaN;
       return;
     }
-    this.#waiting.shift();
-    head.go();
+    // The turn since the last release: the work it let go (up to its first I/O) and the I/O that came in.
+    const turnMs = now - this.#releasedAt;
+    // After a pause (nothing let go last turn) it starts again from one piece.
+    if (Number.isNaN(turnMs)) this.#batch = 1;
+    else if (turnMs <= TURN_BUDGET_MS) this.#batch = Math.min(MAX_BATCH, this.#batch * 2);
+    else this.#batch = Math.max(1, this.#batch >> 1);
+    for (let i = 0; i < this.#batch && this.#waiting.length > 0; i++) this.#waiting.shift()!.go();
+    // Nothing left: the next work starts a new run of turns, from one piece.
+    this.#releasedAt = this.#waiting.length > 0 ? now : NaN;
     this.#schedulePump();
   }
 }

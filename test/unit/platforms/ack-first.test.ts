@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AckFirst } from '../../../src/platforms/ack-first.ts';
+import { AckFirst, TURN_BUDGET_MS } from '../../../src/platforms/ack-first.ts';
 
 const immediate = () => new Promise<void>((resolve) => setImmediate(resolve));
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -51,17 +51,36 @@ describe('AckFirst', () => {
     expect(waited).toBeLessThan(250);
   });
 
-  it('releases waiting work one piece per event-loop turn, oldest first', async () => {
-    const gate = new AckFirst(1_000);
+  it('lets waiting work go oldest first, one piece in the first turn, doubling while turns stay short', async () => {
+    let clock = 0;
+    const gate = new AckFirst(1_000, () => clock, { quietMs: 0 });
     const order: number[] = [];
-    for (const n of [1, 2, 3]) void gate.turn().then(() => order.push(n));
+    for (let n = 1; n <= 20; n++) void gate.turn().then(() => order.push(n));
+    const released: number[] = [];
+    for (let turn = 0; turn < 3; turn++) {
+      await immediate();
+      released.push(order.length);
+    }
+    expect(released).toEqual([1, 3, 7]); // 1, then 2, then 4 pieces: each turn took 0 ms
+    clock += TURN_BUDGET_MS + 1; // the last turn went over the budget: the next batch is halved
     await immediate();
+    expect(order.length).toBe(9);
     await immediate();
-    const afterFirstTurns = order.length;
-    expect(afterFirstTurns).toBeGreaterThanOrEqual(1);
-    expect(afterFirstTurns).toBeLessThan(3);
+    expect(order.length).toBe(13); // a short turn again: doubled
     for (let i = 0; i < 5; i++) await immediate();
+    expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  });
+
+  it('starts again from one piece after a pause', async () => {
+    const gate = new AckFirst(10_000, () => 0, { quietMs: 0 });
+    const order: number[] = [];
+    for (let n = 1; n <= 3; n++) void gate.turn().then(() => order.push(n));
+    for (let i = 0; i < 3; i++) await immediate();
     expect(order).toEqual([1, 2, 3]);
+    await immediate(); // a turn with nothing waiting
+    for (let n = 4; n <= 10; n++) void gate.turn().then(() => order.push(n));
+    await immediate();
+    expect(order).toEqual([1, 2, 3, 4]);
   });
 
   it('a failed acknowledgement still releases the work behind it', async () => {

@@ -8,7 +8,7 @@ import { createClient } from '@redis/client';
 import KeyvRedis from '@keyv/redis';
 import { Keyv } from 'keyv';
 import type { Logger } from '../log.ts';
-import type { CounterChange, ExpiringMember, Store } from './store.ts';
+import { KV_CODEC, type CounterChange, type ExpiringMember, type Store } from './store.ts';
 
 type RedisClient = ReturnType<typeof createClient>;
 
@@ -106,7 +106,7 @@ export class RedisStore implements Store {
     // Records are stored as `${prefix}kv:${key}`; the adapter does the prefixing, so Keyv must not.
     const namespace = `${this.#prefix}kv`;
     const adapter = new KeyvRedis(client as never, { namespace, keyPrefixSeparator: ':', throwOnErrors: true });
-    this.kv = new Keyv({ store: adapter, namespace, useKeyPrefix: false, throwOnErrors: true });
+    this.kv = new Keyv({ store: adapter, namespace, useKeyPrefix: false, throwOnErrors: true, ...KV_CODEC });
   }
 
   /** Connects to `url` (redis:// or rediss://) and resolves once the connection is ready. */

@@ -14,7 +14,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Keyv, type KeyvStoreAdapter, type StoredData } from 'keyv';
 import type { Logger } from '../log.ts';
-import type { CounterChange, ExpiringMember, Store } from './store.ts';
+import { KV_CODEC, type CounterChange, type ExpiringMember, type Store } from './store.ts';
 
 /** How long a writer waits for another process's write lock before failing. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -241,6 +241,7 @@ export class SqliteStore implements Store {
     this.kv = new Keyv({
       store: new SqliteKeyvAdapter(db),
       namespace: `${this.#prefix}kv`,
+      ...KV_CODEC,
       // A failing database must surface as an error, never as "record not found".
       throwOnErrors: true,
     });

@@ -4,7 +4,22 @@
  * BEGIN IMMEDIATE transaction; Redis: Lua / INCRBY / SET NX). One interface, two
  * implementations: store-sqlite.ts and store-redis.ts.
  */
-import type { Keyv } from 'keyv';
+import { defaultDeserialize } from '@keyv/serialize';
+import type { Keyv, KeyvOptions } from 'keyv';
+
+/**
+ * How both stores' Keyv turns records into text: plain JSON.stringify / JSON.parse, which V8 runs
+ * natively, instead of Keyv's default (@keyv/serialize: a JavaScript walk of every value, and a
+ * JSON.parse reviver called for every string, to carry Buffers, which no record here holds). A
+ * job record is rewritten at each state change, so this was the larger part of the cost of a write
+ * (`npm run bench -- jobs`). Text written this way starts with JSON_RECORD_MARK; anything else was
+ * written by the default serializer (an older version of the bot) and is read with its reader.
+ */
+const JSON_RECORD_MARK = '{"json":1,';
+export const KV_CODEC: Pick<KeyvOptions, 'serialize' | 'deserialize'> = {
+  serialize: ({ value, expires }) => `${JSON_RECORD_MARK}"value":${JSON.stringify(value) ?? 'null'},"expires":${JSON.stringify(expires ?? null)}}`,
+  deserialize: (text) => (text.startsWith(JSON_RECORD_MARK) ? JSON.parse(text) : defaultDeserialize(text)),
+};
 
 /** One counter change of Store.addMany. */
 export interface CounterChange {

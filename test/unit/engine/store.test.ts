@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
+import { defaultSerialize } from '@keyv/serialize';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/log.ts';
 import { openStore } from '../../../src/engine/open-store.ts';
@@ -53,6 +54,18 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
   };
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((s) => s.close()));
+  });
+
+  it("reads records an older version wrote with Keyv's default serializer, and strings starting with ':' stay as they were", async () => {
+    await fresh();
+    const record = { prompt: ':smile: a cat', nested: { tag: '::x', n: 1, list: [':a', 'b'] }, none: null };
+    const ours = store.kv.serialize;
+    store.kv.serialize = defaultSerialize;
+    await store.kv.set('written-before', record);
+    store.kv.serialize = ours;
+    await store.kv.set('written-now', record);
+    expect(await store.kv.get('written-before')).toEqual(record);
+    expect(await store.kv.get('written-now')).toEqual(record);
   });
 
   it('keeps kv records: set, get, has, delete', async () => {

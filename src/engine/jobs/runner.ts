@@ -153,10 +153,14 @@ export class JobRunner {
         const broken = outcomes.find((r) => r.status === 'rejected');
         if (broken) throw broken.reason;
         if (run.stop.signal.aborted) return;
-        await this.#finish(run);
+        this.#finish(run);
+        // Written by the settlement below; a job settled already (never so while it runs) is written here.
+        if (job.quota.settled) await ctx.records.persist(run);
         // Every task was sent: the prepared references are not needed any more.
-        await rm(join(ctx.dataDir, 'refs', job.id), { recursive: true, force: true }).catch(() => undefined);
-        await ctx.records.forgetReferences(job.id).catch(() => undefined);
+        if (job.request.references.length > 0) {
+          await rm(join(ctx.dataDir, 'refs', job.id), { recursive: true, force: true }).catch(() => undefined);
+          await ctx.records.forgetReferences(job.id).catch(() => undefined);
+        }
       }
       if (!job.quota.settled) await settle(run, ctx.quotas, ctx.records, ctx.metrics, ctx.usage);
       if (run.stop.signal.aborted) return;
@@ -180,22 +184,28 @@ export class JobRunner {
   }
 
   async #markCanceled(run: Run): Promise<void> {
+    this.#cancelInMemory(run);
+    await this.#ctx.records.persist(run);
+  }
+
+  #cancelInMemory(run: Run): void {
     const { job } = run;
     job.state = 'canceled';
     job.error = toJobError(run.cancel.signal.reason ?? new JobCanceledError());
     job.finishedAt ??= this.#ctx.now();
-    await this.#ctx.records.persist(run);
   }
 
   /**
    * Terminal state from the tasks: any image → succeeded (partial success keeps per-task errors);
-   * a canceled run → canceled, whatever was made (nothing of it is posted).
+   * a canceled run → canceled, whatever was made (nothing of it is posted). Written with the
+   * settlement, which follows at once (settlement.ts persists the record): every task's outcome
+   * is in the store already, so a crash in between finishes the job the same way on resume.
    */
-  async #finish(run: Run): Promise<void> {
+  #finish(run: Run): void {
     const { job } = run;
     const made = job.tasks.filter((t) => t.status === 'succeeded' && t.image);
     if (run.cancel.signal.aborted) {
-      await this.#markCanceled(run);
+      this.#cancelInMemory(run);
       this.#ctx.metrics?.jobFinished(job, run.model);
       run.log.info({ state: job.state, made: made.length, accepted: job.tasks.filter((t) => t.taskId !== undefined).length }, 'job canceled');
       return;
@@ -205,7 +215,6 @@ export class JobRunner {
       job.error = job.tasks.find((t) => t.error)?.error ?? { code: 'INTERNAL', userMessage: sentenceFor('INTERNAL', {}) };
     }
     job.finishedAt = this.#ctx.now();
-    await this.#ctx.records.persist(run);
     this.#ctx.metrics?.jobFinished(job, run.model);
     run.log.info({ state: job.state, made: made.length, failed: job.tasks.length - made.length, ms: job.finishedAt - job.createdAt }, 'job finished');
   }

@@ -150,7 +150,8 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
   task.completedAt = ctx.now();
   if (task.submittedAt !== undefined) ctx.durations?.record(model.key, job.request.resolution, task.completedAt - task.submittedAt);
   if (job.state === 'submitted' || job.state === 'queued') job.state = 'running';
-  await ctx.records.persist(run);
+  // Not written here: the download that follows writes the task (image or failure). A crash in
+  // between resumes a task with its provider id, which is polled again for the output URL.
 }
 
 async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<void> {

@@ -89,8 +89,8 @@ export function recorder(): Deliverer & { delivered: JobRecord[]; events: Progre
 }
 
 /**
- * Simulates a process dying during settlement: counts the store writes made after the job's
- * terminal record is written, and makes the `at`-th one fail once, either before it lands
+ * Simulates a process dying during settlement: counts the store writes made after the record
+ * with every task's outcome is written, and makes the `at`-th one fail once, either before it lands
  * (nothing written) or after (written, but the process never learns it). The run stops there,
  * as a killed process would, and the job stays unfinished in the store for the next start.
  */
@@ -116,7 +116,11 @@ export function crashAtWrite(target: Store, at: number, when: 'before' | 'after'
     };
   };
   for (const name of ['add', 'addOnce', 'addMany', 'setIfAbsent', 'setAdd', 'setRemove']) wrap(target, name);
-  wrap(target.kv, 'set', (args) => (args[1] as Partial<JobRecord> | undefined)?.finishedAt !== undefined);
+  // Armed by the write that records the last task's outcome: the settlement's writes come next.
+  wrap(target.kv, 'set', (args) => {
+    const tasks = (args[1] as Partial<JobRecord> | undefined)?.tasks;
+    return tasks !== undefined && tasks.every((t) => t.status === 'failed' || (t.status === 'succeeded' && t.image !== undefined));
+  });
   return {
     get crashed() {
       return crashed;

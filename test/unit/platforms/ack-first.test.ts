@@ -51,7 +51,7 @@ describe('AckFirst', () => {
     expect(waited).toBeLessThan(250);
   });
 
-  it('lets waiting work go oldest first, one piece in the first turn, doubling while turns stay short', async () => {
+  it('lets waiting work go oldest first, one piece in the first turn, one more each turn that stayed short', async () => {
     let clock = 0;
     const gate = new AckFirst(1_000, () => clock, { quietMs: 0 });
     const order: number[] = [];
@@ -61,12 +61,12 @@ describe('AckFirst', () => {
       await immediate();
       released.push(order.length);
     }
-    expect(released).toEqual([1, 3, 7]); // 1, then 2, then 4 pieces: each turn took 0 ms
-    clock += TURN_BUDGET_MS + 1; // the last turn went over the budget: the next batch is halved
+    expect(released).toEqual([1, 3, 6]); // 1, then 2, then 3 pieces: each turn took 0 ms
+    clock += TURN_BUDGET_MS + 1; // the last turn went over the budget: the next batch is halved (3 → 1)
     await immediate();
-    expect(order.length).toBe(9);
+    expect(order.length).toBe(7);
     await immediate();
-    expect(order.length).toBe(13); // a short turn again: doubled
+    expect(order.length).toBe(9); // a short turn again: one more (2)
     for (let i = 0; i < 5; i++) await immediate();
     expect(order).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   });

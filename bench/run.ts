@@ -6,18 +6,22 @@
  *   - slack:   ack latency of signed slash commands through Bolt vs a bare acking app (issue 4)
  *   - jobs:    end-to-end jobs/s on 1 process (SQLite) and 3 (Redis) vs a REST-calls-only floor,
  *              main-thread CPU and event-loop delay per job, RSS per in-flight job (issues 12, 13)
+ *   - peak:    peak RSS of the Discord bot while four 4K results over the attachment limit are
+ *              fetched, fitted (re-encoded with sharp) and posted at once, above idle (issue 13)
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
 import { runDiscordBench } from './discord.ts';
 import { runSlackBench } from './slack.ts';
 import { runJobsBench } from './jobs.ts';
+import { runPeakBench } from './peak.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
   discord: () => runDiscordBench(),
   slack: () => runSlackBench(),
   jobs: () => runJobsBench(),
+  peak: () => runPeakBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { EXTENSION_BY_MIME, type ImageMime } from '../../engine/image-sniff.ts';
+import { concurrencyLimit } from '../../util/limit.ts';
 
 export const MiB = 1024 * 1024;
 export const DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES = 10 * MiB;
@@ -21,6 +22,15 @@ export const MAX_ATTACHMENTS_PER_MESSAGE = 10;
 /** Qualities tried in order; the first that fits wins, so the result is the highest that fits among them. */
 export const WEBP_QUALITIES = [95, 90, 85, 80, 70, 60, 50] as const;
 export const JPEG_QUALITIES = [90, 80, 70, 60, 50] as const;
+/**
+ * Re-encodes running at once in this process. Decoding a 4K PNG and encoding it as WebP holds
+ * about 100 MB; four 4K results fitted together peaked at 410–428 MB above idle, two at a time
+ * keep it far lower (`npm run bench -- peak`). Files within the limit are not re-encoded and
+ * never wait.
+ */
+export const REENCODE_CONCURRENCY = 2;
+const reencodeSlot = concurrencyLimit(REENCODE_CONCURRENCY);
+
 /** Last resort for pathological images: shrink (keeping the ratio) at a fixed JPEG quality. */
 const DOWNSCALE_FACTORS = [0.75, 0.5, 0.35, 0.25, 0.15] as const;
 
@@ -59,6 +69,11 @@ export async function fitToUploadLimit(image: SourceImage, budgetBytes: number, 
       return { name: `${baseName}.${EXTENSION_BY_MIME[image.mime]}`, data, contentType: image.mime, reencoded: false, originalBytes: data.length };
     }
   }
+  return reencodeSlot(() => reencode(image, budgetBytes, baseName));
+}
+
+/** The smallest change that brings the image under `budgetBytes`: WebP, then JPEG, then smaller. */
+async function reencode(image: SourceImage, budgetBytes: number, baseName: string): Promise<UploadFile> {
   const file = (data: Buffer, format: 'webp' | 'jpeg', encoding: string): UploadFile => ({
     name: `${baseName}.${format === 'webp' ? 'webp' : 'jpg'}`,
     data,

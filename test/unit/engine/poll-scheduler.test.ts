@@ -45,6 +45,32 @@ describe('PollScheduler', () => {
     expect(scheduler.size).toBe(0);
   });
 
+  it('with a callback to come, polls only as a safety net: first at 1.5 × the expected time, then backing off to 30 s', async () => {
+    const budget = new RateBudget({ requests: 20, windowMs: 10_000 });
+    const provider = fakeProvider(budget);
+    const scheduler = new PollScheduler({ budget });
+    const start = Date.now();
+    void scheduler.watch('t1', provider.pollFor('t1'), { expectedMs: 10_000, startedAt: start, expectCallback: true }).catch(() => undefined);
+    void scheduler.watch('t2', provider.pollFor('t2'), { expectedMs: 10_000, startedAt: start }).catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(14_000);
+    expect(provider.polls.filter((p) => p.taskId === 't1')).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    const at = (id: string) => provider.polls.filter((p) => p.taskId === id).map((p) => p.at - start);
+    expect(at('t1')[0]).toBeGreaterThanOrEqual(15_000);
+    const gaps = at('t1').slice(1).map((t, i) => t - at('t1')[i]!);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(2 * DEFAULT_POLL_PLAN.maxIntervalMs);
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(6 * DEFAULT_POLL_PLAN.tailCapMs + 1);
+    // Over ten minutes, a fraction of the polls the normal plan makes for the same task.
+    expect(at('t1').length * 4).toBeLessThan(at('t2').length);
+    // The callback's nudge still polls at once.
+    provider.doneAt.set('t1', Date.now());
+    const before = at('t1').length;
+    scheduler.nudge('t1');
+    await vi.advanceTimersByTimeAsync(10);
+    expect(at('t1').length).toBe(before + 1);
+    scheduler.close();
+  });
+
   it('never exceeds the budget with 80 watchers, creates included, and finishes them all', async () => {
     const budget = new RateBudget({ requests: 20, windowMs: 10_000 });
     const provider = fakeProvider(budget);

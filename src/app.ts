@@ -50,15 +50,17 @@ export interface StartOptions {
 }
 
 /**
- * The engine's settings from the config (the engine never sees the whole Config). `serves`: this
- * process serves the engine's HTTP routes (the bot does, the CLI does not).
+ * The engine's settings from the config (the engine never sees the whole Config). `serves.http`:
+ * this process serves the engine's HTTP routes, references and provider callbacks (the bot does,
+ * the CLI does not).
  */
-export function engineSettingsOf(config: Config, serves: { references: boolean }): EngineSettings {
+export function engineSettingsOf(config: Config, serves: { http: boolean }): EngineSettings {
   return {
     deadlineMs: config.JOB_DEADLINE_SECONDS * 1000,
     dataDir: config.DATA_DIR,
     publicUrl: config.PUBLIC_URL,
-    servesReferences: serves.references,
+    servesReferences: serves.http,
+    servesCallbacks: serves.http,
     fetchAllowHosts: config.FETCH_ALLOW_HOSTS,
     defaultModel: config.DEFAULT_MODEL,
   };
@@ -111,7 +113,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     });
     const providers = createProviderClients(config, { log, metrics, ...opts.providerRetry });
     const engine = createEngine({
-      ...engineSettingsOf(config, { references: true }),
+      ...engineSettingsOf(config, { http: true }),
       store,
       quotas,
       providers,

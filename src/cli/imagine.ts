@@ -305,7 +305,7 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
       spendCapUsd: config.SPEND_CAP_DAILY_USD,
     });
     // A one-shot process must not take over the bot's jobs (it would stop them when it exits).
-    engine = createEngine({ ...engineSettingsOf(config, { references: false }), store, quotas, providers, log, ceilings: ceilingsOf(config), timing: { takeoverIntervalMs: 0 } });
+    engine = createEngine({ ...engineSettingsOf(config, { http: false }), store, quotas, providers, log, ceilings: ceilingsOf(config), timing: { takeoverIntervalMs: 0 } });
     engine.setDeliverer('cli', deliverer);
     const requester: Requester = { platform: 'cli', userId: operatorName() };
     // The same command as chat: defaults, the unknown-model sentence (the configured models) and

@@ -89,6 +89,11 @@ export interface EngineSettings {
    * publicUrl: local references then reach URL-only providers.
    */
   servesReferences?: boolean;
+  /**
+   * True when the composition root serves `providerCallback` at CALLBACK_PATH_PREFIX on
+   * publicUrl: a provider's completion callback can reach this process.
+   */
+  servesCallbacks?: boolean;
   /** FETCH_ALLOW_HOSTS. */
   fetchAllowHosts: readonly string[];
   /** DEFAULT_MODEL: a model key, alias or label among the configured models; default the first. */
@@ -202,6 +207,8 @@ export class Engine implements EngineApi {
       }),
       dataDir: opts.dataDir,
       publicUrl: opts.publicUrl,
+      // Alone on the store: a callback to PUBLIC_URL reaches this process, the one running the job.
+      callbacksReachThisProcess: () => opts.servesCallbacks === true && opts.publicUrl !== undefined && this.#sweep.livePeers === 0,
       referenceHost: opts.servesReferences && opts.publicUrl ? new ReferenceHost({ publicUrl: opts.publicUrl }) : undefined,
       fetchAllowHosts: opts.fetchAllowHosts,
       dispatcher: opts.dispatcher,

@@ -68,14 +68,22 @@ export const DEFAULT_POLL_PLAN: PollPlanParams = {
 /**
  * The plan for a task whose provider calls back when it ends (RunBlob's `callback_url`,
  * docs/providers.md "Callback"): the callback nudges a poll at once, so polls are only the safety
- * net for a callback that never comes. The first waits until 1.5 × the expected time, the next
- * ones back off from 2 × maxIntervalMs up to 6 × tailCapMs (30 s by default). 1,000 RunBlob tasks
- * held for an hour cost about 200 polls/s with the normal plan, about 35 with this one, each
- * taking main-thread CPU and the key's request budget from new jobs' creates
- * (`npm run bench -- jobs`, "main-thread CPU while they wait").
+ * net for a callback that never comes. The first waits until 1.5 × the expected time; a poll that
+ * finds the task still running before its expected end (after an early nudge) is followed by the
+ * next one 2–4 × maxIntervalMs later (4–8 s by default); from then on the gaps grow up to
+ * 6 × tailCapMs (30 s). 1,000 RunBlob tasks held for an hour cost about 200 polls/s with the
+ * normal plan, about 35 with this one, each taking main-thread CPU and the key's request budget
+ * from new jobs' creates (`npm run bench -- jobs`, "main-thread CPU while they wait"). Used only
+ * where the callback reaches the process running the job (jobs/tasks.ts watchTask).
  */
 export function callbackSafetyNetPlan(p: PollPlanParams): PollPlanParams {
-  return { ...p, firstPollFraction: 3 * p.firstPollFraction, minIntervalMs: 2 * p.maxIntervalMs, tailCapMs: 6 * p.tailCapMs };
+  return {
+    ...p,
+    firstPollFraction: 3 * p.firstPollFraction,
+    minIntervalMs: 2 * p.maxIntervalMs,
+    maxIntervalMs: 4 * p.maxIntervalMs,
+    tailCapMs: 6 * p.tailCapMs,
+  };
 }
 
 /**

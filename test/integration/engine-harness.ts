@@ -132,7 +132,7 @@ export async function startEngineHarness(
   const fastRetry = { sleep: (ms: number, signal?: AbortSignal) => sleep(Math.min(ms, 30), signal), maxAttempts: 3 };
   const build = (o: { timing?: EngineTiming; processId?: string } = {}) =>
     createEngine({
-      ...engineSettingsOf(config, { references: opts.http !== undefined }),
+      ...engineSettingsOf(config, { http: opts.http !== undefined }),
       store,
       quotas,
       providers: createProviderClients(config, { log, ...fastRetry, timeoutMs: 5_000 }),

@@ -141,6 +141,46 @@ describe('engine: RunBlob callbacks', () => {
     expect(fake.counts.get).toBe(1);
   });
 
+  describe('polls are a safety net only where the callback comes back to the process running the job', () => {
+    // Expected 1 s: the normal plan's first poll is at 0.81 s, the safety net's at 1.5 s. The
+    // fake finishes at 300 ms and never calls back, so the first poll is what finds the result.
+    const PLAN_TIMING = {
+      ...FAST_TIMING,
+      expectedMs: () => 1_000,
+      heartbeatIntervalMs: 100,
+      heartbeatTtlMs: 300,
+      scheduler: { ...FAST_TIMING.scheduler, firstPollFraction: 0.5, minIntervalMs: 100, maxIntervalMs: 500 },
+    };
+    const firstPollAfterCreate = (fake: FakeRunblob) => {
+      const create = fake.requests.find((r) => r.kind === 'create')!;
+      return fake.requests.find((r) => r.kind === 'get')!.at - create.at;
+    };
+
+    it('this process serves the callback route and is alone: the first poll waits for 1.5 × the expected time', async () => {
+      const { fake, h } = await setup({ durationMs: 300, callbacks: { mode: 'drop' } }, { timing: PLAN_TIMING });
+      await h.engine.waitFor((await h.engine.submit(request())).id);
+      expect(firstPollAfterCreate(fake)).toBeGreaterThanOrEqual(1_400);
+    });
+
+    it('PUBLIC_URL set but no callback route here (the CLI): the normal plan', async () => {
+      const fake = await startFakeRunblob({ durationMs: 300, callbacks: { mode: 'drop' } });
+      cleanups.push(() => fake.close());
+      const h = await startEngineHarness({ RUNBLOB_API_KEY: fake.apiKey, RUNBLOB_API_URL: fake.url, PUBLIC_URL: 'http://127.0.0.1:9/' }, { timing: PLAN_TIMING });
+      cleanups.push(() => h.close());
+      await h.engine.waitFor((await h.engine.submit(request())).id);
+      expect((fake.requests.find((r) => r.kind === 'create')!.body as { callback_url?: string }).callback_url).toBeDefined();
+      expect(firstPollAfterCreate(fake)).toBeLessThan(1_200);
+    });
+
+    it('another live process shares the store (PUBLIC_URL may reach it instead): the normal plan', async () => {
+      const { fake, h } = await setup({ durationMs: 300, callbacks: { mode: 'drop' } }, { timing: PLAN_TIMING });
+      await h.restart({ timing: PLAN_TIMING, processId: 'peer-process' });
+      await new Promise((r) => setTimeout(r, 400)); // a heartbeat look sees the peer
+      await h.engine.waitFor((await h.engine.submit(request())).id);
+      expect(firstPollAfterCreate(fake)).toBeLessThan(1_200);
+    });
+  });
+
   it('a forged token gets 404 and triggers no fetch; a replayed callback triggers no second fetch', async () => {
     // The task runs for 3 s, so it is still watched while we post callbacks by hand.
     const { fake, h, http } = await setup({ durationMs: 3_000, callbacks: { mode: 'drop' } }, { timing: SLOW_POLLING });

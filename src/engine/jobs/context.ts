@@ -90,6 +90,11 @@ export interface JobContext {
   dataDir: string;
   /** PUBLIC_URL, for provider callbacks. */
   publicUrl: string | undefined;
+  /**
+   * Whether a provider's callback for a job run here reaches this process: it serves the callback
+   * route and no live peer shares the store (PUBLIC_URL then reaches one of them, maybe another).
+   */
+  callbacksReachThisProcess: () => boolean;
   /** Serves local references to URL-only providers; undefined when nobody serves them. */
   referenceHost: ReferenceHost | undefined;
   /** FETCH_ALLOW_HOSTS. */
@@ -139,6 +144,8 @@ export interface Run {
    * waiting for the poll plan.
    */
   calledBack: Set<number>;
+  /** Resumed after a restart or taken over: callbacks sent meanwhile went to a process that is gone. */
+  resumed: boolean;
   /** References as the provider receives them; computed at submit, or again on resume. */
   providerRefs: ProviderReference[] | undefined;
   timers: Array<ReturnType<typeof setTimeout>>;

@@ -60,6 +60,7 @@ export class JobRunner {
       downloading: 0,
       lastProgressKey: '',
       calledBack: new Set(),
+      resumed: o.resumed,
       providerRefs: o.providerRefs,
       timers: [],
       done: Promise.resolve(),

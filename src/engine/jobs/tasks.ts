@@ -128,8 +128,10 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
     expectedMs: ctx.timing.expectedMs(model, job.request.resolution),
     startedAt: task.submittedAt ?? ctx.now(),
     signal: run.signal,
-    // Its create carried a callback URL (createTask): polls are the safety net.
-    expectCallback: callsBack(ctx, lane),
+    // Its create carried a callback URL (createTask) that leads here: polls are the safety net.
+    // Not for a resumed job (a callback may have come while it was elsewhere) nor with live peers
+    // (PUBLIC_URL may reach another process, which drops it): the normal plan then.
+    expectCallback: callsBack(ctx, lane) && !run.resumed && ctx.callbacksReachThisProcess(),
     onSnapshot: (s) => {
       if (s.status !== 'running' || task.status !== 'pending') return;
       task.status = 'running';

@@ -190,7 +190,7 @@ export function build(
   });
   const clients = o.clients ?? [new ScriptedClient()];
   const engine = createEngine({
-    ...engineSettingsOf(config, { references: false }),
+    ...engineSettingsOf(config, { http: false }),
     ...o.settings,
     store,
     quotas,

@@ -50,16 +50,23 @@ describe('PollScheduler', () => {
     const provider = fakeProvider(budget);
     const scheduler = new PollScheduler({ budget });
     const start = Date.now();
-    void scheduler.watch('t1', provider.pollFor('t1'), { expectedMs: 10_000, startedAt: start, expectCallback: true }).catch(() => undefined);
-    void scheduler.watch('t2', provider.pollFor('t2'), { expectedMs: 10_000, startedAt: start }).catch(() => undefined);
+    const watch = (id: string, expectCallback: boolean) =>
+      void scheduler.watch(id, provider.pollFor(id), { expectedMs: 10_000, startedAt: start, expectCallback }).catch(() => undefined);
+    watch('t1', true);
+    watch('t2', false);
+    watch('t3', true);
     await vi.advanceTimersByTimeAsync(14_000);
-    expect(provider.polls.filter((p) => p.taskId === 't1')).toHaveLength(0);
+    expect(provider.polls.filter((p) => p.taskId !== 't2')).toHaveLength(0);
+    // An early nudge (a retried callback, say) that finds t3 still running: the next poll is not 0.5–2 s later.
+    scheduler.nudge('t3');
     await vi.advanceTimersByTimeAsync(10 * 60_000);
     const at = (id: string) => provider.polls.filter((p) => p.taskId === id).map((p) => p.at - start);
+    const gaps = (id: string) => at(id).slice(1).map((t, i) => t - at(id)[i]!);
     expect(at('t1')[0]).toBeGreaterThanOrEqual(15_000);
-    const gaps = at('t1').slice(1).map((t, i) => t - at('t1')[i]!);
-    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(2 * DEFAULT_POLL_PLAN.maxIntervalMs);
-    expect(Math.max(...gaps)).toBeLessThanOrEqual(6 * DEFAULT_POLL_PLAN.tailCapMs + 1);
+    expect(Math.min(...gaps('t1'))).toBeGreaterThanOrEqual(2 * DEFAULT_POLL_PLAN.maxIntervalMs);
+    expect(Math.max(...gaps('t1'))).toBeLessThanOrEqual(6 * DEFAULT_POLL_PLAN.tailCapMs + 1);
+    expect(at('t3')[0]).toBe(14_000);
+    expect(gaps('t3')[0]).toBeGreaterThanOrEqual(2 * DEFAULT_POLL_PLAN.maxIntervalMs);
     // Over ten minutes, a fraction of the polls the normal plan makes for the same task.
     expect(at('t1').length * 4).toBeLessThan(at('t2').length);
     // The callback's nudge still polls at once.
@@ -68,6 +75,22 @@ describe('PollScheduler', () => {
     scheduler.nudge('t1');
     await vi.advanceTimersByTimeAsync(10);
     expect(at('t1').length).toBe(before + 1);
+    scheduler.close();
+  });
+
+  it('with a callback to come, a nudge before the expected end that finds the task running is followed 4–8 s later', async () => {
+    const budget = new RateBudget({ requests: 20, windowMs: 10_000 });
+    const provider = fakeProvider(budget);
+    const scheduler = new PollScheduler({ budget });
+    const start = Date.now();
+    void scheduler.watch('t1', provider.pollFor('t1'), { expectedMs: 20_000, startedAt: start, expectCallback: true }).catch(() => undefined);
+    await vi.advanceTimersByTimeAsync(5_000);
+    scheduler.nudge('t1');
+    await vi.advanceTimersByTimeAsync(20_000);
+    const at = provider.polls.map((p) => p.at - start);
+    expect(at[0]).toBe(5_000);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(2 * DEFAULT_POLL_PLAN.maxIntervalMs);
+    expect(at[1]! - at[0]!).toBeLessThanOrEqual(4 * DEFAULT_POLL_PLAN.maxIntervalMs);
     scheduler.close();
   });
 

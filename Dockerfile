@@ -11,9 +11,10 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 FROM node:26-bookworm-slim
 ENV NODE_ENV=production
 # V8's young generation capped at 4 MB per semi-space (the default grows to 16 MB): under a burst
-# of jobs it is what the resident memory grows by, not the jobs themselves. With it, 1,000 jobs in
-# flight hold about a third less RSS at no CPU cost measurable on a 2-core machine
-# (`npm run bench -- jobs`, "Memory per in-flight job", which reads this line).
+# of jobs it is much of what the resident memory grows by, not the jobs themselves. With it, RSS
+# per in-flight job at 1,000 jobs was 54–74 KB against 85–110 KB (`npm run bench -- jobs`,
+# "Memory per in-flight job", which reads this line); CPU per job showed no difference beyond the
+# bench's run-to-run noise on a 2-core machine.
 ENV NODE_OPTIONS="--max-semi-space-size=4"
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

@@ -1,7 +1,7 @@
 /**
  * Runs at most `max` tasks at once; the others wait their turn, first come first served. A slot
- * is handed straight to the next waiter when a task ends (settled either way), so a caller that
- * arrives in between cannot take it and make it `max + 1`.
+ * is handed straight to the next waiter when a task ends (settled either way): the count of
+ * running tasks never depends on when the waiter resumes.
  */
 export function concurrencyLimit(max: number): <T>(task: () => Promise<T>) => Promise<T> {
   if (!Number.isInteger(max) || max < 1) throw new RangeError(`max must be a positive integer, got ${max}`);

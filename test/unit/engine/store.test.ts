@@ -63,7 +63,11 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     store.kv.serialize = defaultSerialize;
     await store.kv.set('written-before', record);
     store.kv.serialize = ours;
+    // What reaches the backend: the native JSON form, marked as such.
+    const written: string[] = [];
+    store.kv.hooks.addHandler('postSet', (data: { value: string }) => void written.push(data.value));
     await store.kv.set('written-now', record);
+    expect(written[0]?.startsWith('{"json":1,"value":')).toBe(true);
     expect(await store.kv.get('written-before')).toEqual(record);
     expect(await store.kv.get('written-now')).toEqual(record);
   });

@@ -25,7 +25,7 @@ describe('concurrencyLimit', () => {
     await tick();
     expect(started).toEqual([1, 2]);
     finishers.get(1)!.fail();
-    // A caller arriving while the slot is handed over must wait behind the queue.
+    // A caller arriving after the queue formed waits behind it.
     const late = limit(async () => (started.push(6), 6));
     await tick();
     expect(started).toEqual([1, 2, 3]);

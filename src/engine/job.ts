@@ -112,6 +112,13 @@ export interface ProgressEvent {
  */
 export interface Deliverer {
   progress(job: JobRecord, event: ProgressEvent): void | Promise<void>;
+  /**
+   * Whether an elapsed-time tick (a progress event with `changed: false`) would be shown now.
+   * When false, the engine skips the tick before building it (no copy of the job): with
+   * hundreds of jobs waiting, most ticks fall within the adapter's own throttle. Absent: every
+   * tick is sent.
+   */
+  wantsTick?(jobId: string): boolean;
   deliver(job: JobRecord): Promise<void>;
   /**
    * Called once when the engine stops retrying `deliver` (it tries again at the next start): the

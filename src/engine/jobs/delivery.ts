@@ -74,6 +74,8 @@ export class Deliveries {
     const key = `${job.state}|${phase}|${done}|${queue?.ahead ?? ''}`;
     const changed = key !== run.lastProgressKey;
     if (!changed && !tick) return;
+    // A tick the platform would not show now: no event, no copy of the job.
+    if (!changed && deliverer.wantsTick?.(job.id) === false) return;
     run.lastProgressKey = key;
     const event: ProgressEvent = {
       jobId: job.id,

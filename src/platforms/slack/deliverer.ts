@@ -160,6 +160,10 @@ export class SlackDeliverer implements Deliverer {
     if (job.request.requester.platform === 'slack') this.#edits.progress(job, event);
   }
 
+  wantsTick(jobId: string): boolean {
+    return this.#edits.tickDue(jobId);
+  }
+
   async deliver(job: JobRecord): Promise<void> {
     const ctx = this.#ctx;
     await ctx.ackFirst.turn();

@@ -8,6 +8,9 @@ import type { JobRecord, ProgressEvent } from '../../engine/job.ts';
 import { placeholderMessage } from './blocks.ts';
 import type { SlackContext } from './context.ts';
 
+/** Tokens a tick needs in the bucket: it leaves the last one to a state change. */
+const TICK_TOKEN_RESERVE = 2;
+
 /** A job's placeholder message. */
 export interface Placeholder {
   channel: string;
@@ -57,10 +60,25 @@ export class PlaceholderEdits {
     const refill = ((now - this.#editTokensAt) * this.#ctx.tuning.progressEditsPerMinute) / 60_000;
     this.#editTokens = Math.min(this.#editCapacity(), this.#editTokens + refill);
     this.#editTokensAt = now;
-    const reserve = forChange ? 1 : 2;
+    const reserve = forChange ? 1 : TICK_TOKEN_RESERVE;
     if (this.#editTokens < reserve) return false;
     this.#editTokens -= 1;
     return true;
+  }
+
+  /**
+   * Whether an elapsed-time tick of this job would be edited now: its last edit is editIntervalMs
+   * old, ticks are not paused by a 429, and the workspace budget has a token to spare for a tick.
+   * Reads the budget without taking from it.
+   */
+  tickDue(jobId: string): boolean {
+    const state = this.#edits.get(jobId);
+    if (state?.closed) return false;
+    const now = this.#ctx.tuning.now();
+    if (state && now - state.lastEditAt < this.#ctx.tuning.editIntervalMs) return false;
+    if (now < this.#ticksPausedUntil) return false;
+    const refill = ((now - this.#editTokensAt) * this.#ctx.tuning.progressEditsPerMinute) / 60_000;
+    return Math.min(this.#editCapacity(), this.#editTokens + refill) >= TICK_TOKEN_RESERVE;
   }
 
   progress(job: JobRecord, event: ProgressEvent): void {

@@ -27,6 +27,19 @@ describe('progress and delivery', () => {
     expect(deliverer.events.some((e) => !e.changed && e.phase === 'generating')).toBe(true);
     expect(deliverer.events.every((e) => e.total === 1 && e.jobId === job.id)).toBe(true);
   });
+  it('a deliverer that would not show a tick now gets none (and no copy of the job), but every state change', async () => {
+    const { engine, client, deliverer } = build();
+    client.script = (taskId, poll) =>
+      poll < 12 ? { taskId, status: 'running', outputUrls: [] } : { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`] };
+    const asked: string[] = [];
+    Object.assign(deliverer, { wantsTick: (jobId: string) => (asked.push(jobId), false) });
+    const job = await engine.submit(req());
+    await engine.waitFor(job.id);
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.every((id) => id === job.id)).toBe(true);
+    expect(deliverer.events.filter((e) => !e.changed)).toEqual([]);
+    expect(deliverer.events.filter((e) => e.changed).map((e) => e.phase)).toEqual(['queued', 'generating', 'generating', 'downloading', 'generating', 'done']);
+  });
   it('a job whose platform has no deliverer stays pending delivery', async () => {
     const { engine } = build();
     const job = await engine.submit(req({ requester: { platform: 'slack', userId: 'U1' } }));

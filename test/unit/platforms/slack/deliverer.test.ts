@@ -88,6 +88,21 @@ describe('placeholder edits', () => {
     expect(String(t.calls[1]!.args.text)).toContain('0:03');
   });
 
+  test('tells the engine whether a tick would be shown now (interval, 429 pause, budget), so it can skip building one', async () => {
+    const t = setup({ editIntervalMs: 3000, progressEditsPerMinute: 12 }); // capacity 2 tokens
+    expect(t.deliverer.wantsTick(job.id)).toBe(true); // never edited, budget full
+    t.deliverer.progress(job, ev({ changed: true }));
+    await t.settle();
+    expect(t.deliverer.wantsTick(job.id)).toBe(false); // edited just now
+    t.advance(3000);
+    expect(t.deliverer.wantsTick(job.id)).toBe(false); // 1 token left + 0.6 refilled: a tick leaves the last to a change
+    t.advance(2000);
+    expect(t.deliverer.wantsTick(job.id)).toBe(true);
+    t.deliverer.progress(job, ev({ elapsedMs: 5000 }));
+    await t.settle();
+    expect(t.calls).toHaveLength(2); // the engine's tick, when asked for, is shown
+  });
+
   test('the workspace edit budget caps edits; ticks leave the last token to a state change', async () => {
     const t = setup({ editIntervalMs: 0, progressEditsPerMinute: 12 }); // capacity 2 tokens
     const jobs = Array.from({ length: 4 }, (_, i) => makeJob({ id: `job${i}abcdefgh`, state: 'running', request: { location: { channel: 'C1', user: 'U', ts: `${i}.1` } } }));

@@ -12,7 +12,7 @@ FROM node:26-bookworm-slim
 ENV NODE_ENV=production
 # V8's young generation capped at 4 MB per semi-space (the default grows to 16 MB): under a burst
 # of jobs it is much of what the resident memory grows by, not the jobs themselves. With it, RSS
-# per in-flight job at 1,000 jobs was 54–74 KB against 85–110 KB (`npm run bench -- jobs`,
+# per in-flight job at 1,000 jobs was 54–78 KB against 83–110 KB (`npm run bench -- jobs`,
 # "Memory per in-flight job", which reads this line); CPU per job showed no difference beyond the
 # bench's run-to-run noise on a 2-core machine.
 ENV NODE_OPTIONS="--max-semi-space-size=4"

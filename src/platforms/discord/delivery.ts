@@ -71,6 +71,15 @@ export class DiscordDelivery implements Deliverer {
     this.throttle = deps.throttle ?? new EditThrottle({ onError: (err, key) => this.#log.debug({ err, jobId: key }, 'discord progress edit failed') });
   }
 
+  /**
+   * Whether the engine should build an elapsed-time tick for this job now: not while one already
+   * waits in the throttle (a waiting edit renders the elapsed time when it is sent), nor when
+   * progress is off for the job or too many edits are on their way (progress() drops it then).
+   */
+  wantsTick(jobId: string): boolean {
+    return !this.#noProgress.has(jobId) && this.#progressInFlight < MAX_PROGRESS_EDITS_IN_FLIGHT && !this.throttle.waitingOrClosed(jobId);
+  }
+
   progress(job: JobRecord, event: ProgressEvent): void {
     const loc = parseLocation(job.request.location);
     if (!loc || this.#noProgress.has(job.id)) return;

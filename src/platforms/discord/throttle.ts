@@ -62,6 +62,11 @@ export class EditThrottle {
     if (!slot.inFlight) this.#schedule(key, slot);
   }
 
+  /** Whether an edit for `key` waits for its turn (or `key` is closed): a newer one would only replace it. */
+  waitingOrClosed(key: string): boolean {
+    return this.#closed.has(key) || this.#slots.get(key)?.pending !== undefined;
+  }
+
   /** Whether an edit for `key` is running or waiting. */
   busy(key: string): boolean {
     const slot = this.#slots.get(key);

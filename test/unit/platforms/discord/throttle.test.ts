@@ -1,5 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DiscordDelivery } from '../../../../src/platforms/discord/delivery.ts';
+import type { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
 import { EditThrottle } from '../../../../src/platforms/discord/throttle.ts';
+import { createLogger } from '../../../../src/log.ts';
 
 /** An edit that records when it started and what it showed, and takes `ms` to complete. */
 function recorder(ms = 50) {
@@ -20,6 +23,26 @@ afterEach(() => {
 });
 
 describe('EditThrottle', () => {
+  it('tells the Discord deliverer a tick is not wanted while one already waits (it renders the time when sent) or the key is closed', async () => {
+    const throttle = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+    const delivery = new DiscordDelivery({
+      engine: { models: [], updateLocation: async () => undefined },
+      log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
+      messages: {} as DiscordMessages,
+      throttle,
+    });
+    const { edit } = recorder();
+    expect(delivery.wantsTick('job')).toBe(true);
+    throttle.submit('job', edit('queued'), true);
+    expect(delivery.wantsTick('job')).toBe(true); // one in flight, none waiting: a tick would be next
+    throttle.submit('job', edit('tick 0:01'), false);
+    expect(delivery.wantsTick('job')).toBe(false);
+    await vi.advanceTimersByTimeAsync(2_600);
+    expect(delivery.wantsTick('job')).toBe(true);
+    await throttle.finish('job', async () => undefined);
+    expect(delivery.wantsTick('job')).toBe(false);
+  });
+
   it('sends a state change at once and holds ticks to one per interval', async () => {
     const t = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
     const { sent, edit } = recorder();

@@ -19,12 +19,9 @@
  *   node bench/discord.ts --acks-only          # only the acknowledgement part (seconds, not minutes)
  *   node bench/discord.ts --profile=DIR        # also CPU profiles of each client per measured burst
  */
-import { ask, forkRole, percentile, stopChild } from './processes.ts';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { ask, discordBotChild, forkRole, percentile, stopChild } from './processes.ts';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { writeFile } from 'node:fs/promises';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
@@ -266,37 +263,7 @@ async function fakesChild(): Promise<void> {
 
 async function botChild(info: FakesInfo): Promise<void> {
   await installClientProbe();
-  const { parseConfig } = await import('../src/config.ts');
-  const { startBot } = await import('../src/app.ts');
-  const { createLogger } = await import('../src/log.ts');
-  const dataDir = await mkdtemp(join(tmpdir(), 'imagine-discord-bench-'));
-  // A known port, so PUBLIC_URL can be set: RunBlob then calls back when a task ends (the
-  // recommended deployment) instead of the bot finding out by polling.
-  const port = await new Promise<number>((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as AddressInfo).port;
-      probe.close(() => resolve(p));
-    });
-  });
-  const config = parseConfig({
-    DISCORD_TOKEN: info.bot.token,
-    DISCORD_APPLICATION_ID: info.bot.applicationId,
-    DISCORD_API_URL: info.bot.apiUrl,
-    RUNBLOB_API_KEY: info.runblobKey,
-    RUNBLOB_API_URL: info.runblobUrl,
-    STORE_URL: `sqlite://${join(dataDir, 'store.sqlite')}`,
-    DATA_DIR: dataDir,
-    FETCH_ALLOW_HOSTS: '127.0.0.1',
-    QUOTA_EXEMPT_USERS: BENCH_USER.id,
-    PORT: String(port),
-    PUBLIC_URL: `http://127.0.0.1:${port}`,
-    LOG_LEVEL: 'silent',
-  });
-  const bot = await startBot(config, { log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }) });
-  process.on('message', (m: { close?: boolean }) => {
-    if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
-  });
-  process.send!({ ready: {} });
+  await discordBotChild({ ...info.bot, runblobUrl: info.runblobUrl, runblobKey: info.runblobKey }, BENCH_USER.id, 'imagine-discord-bench-');
 }
 
 async function bareChild(info: FakesInfo): Promise<void> {

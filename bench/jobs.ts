@@ -31,7 +31,7 @@
  *   npm run bench -- jobs        # or: node bench/jobs.ts [--jobs=N] [--waiting=N]
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
  */
-import { ask, forkRole, percentile, stopChild } from './processes.ts';
+import { ask, forkRole, freePort, percentile, procStatusBytes, silentLog, sleep, standInSlackFake, stopChild } from './processes.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
@@ -40,8 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
-import { createLogger } from '../src/log.ts';
-import { createSlackDriver, type DriverFake } from '../test/fakes/slack/driver.ts';
+import { createSlackDriver } from '../test/fakes/slack/driver.ts';
 
 /** Jobs per throughput run (issue 13: "while 500 jobs run"). */
 export const JOBS_BENCH_JOBS = 500;
@@ -65,8 +64,6 @@ const HELD_TASK_MS = 3_600_000;
 /** Linux clock ticks per second for /proc/<pid>/stat (USER_HZ, 100 on every mainstream kernel: proc(5)). */
 const CLOCK_TICKS_PER_SECOND = 100;
 
-const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- children ---------------------------------------------------------------------------------
 
@@ -235,30 +232,12 @@ async function mainThreadCpuMs(pid: number): Promise<number> {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
-async function rssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = /^VmRSS:\s+(\d+) kB/m.exec(status);
-  if (!kb) throw new Error(`no VmRSS for ${pid}`);
-  return Number(kb[1]) * 1024;
-}
-
 /** One gauge from the bot's /metrics (prom-client text format, no labels). */
 async function metric(baseUrl: string, name: string): Promise<number> {
   const text = await (await request(`${baseUrl}/metrics`)).body.text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   if (!line) throw new Error(`/metrics has no ${name}`);
   return Number(line.slice(name.length + 1));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** A redis-server of this bench's own on a free port, nothing persisted: no other run's keys. */
@@ -311,16 +290,12 @@ async function imageNodeOptions(): Promise<string> {
   return env[1]!;
 }
 
-function standInFake(teamId: string): DriverFake {
-  return { teamId, issueTriggerId: () => `bench.${randomBytes(8).toString('hex')}`, newResponseUrl: () => 'http://127.0.0.1:9/unused-response-url', fileObject: () => ({}), views: new Map() };
-}
-
 /**
  * Sends `count` /imagine commands, spread over the bots' events URLs, each in its own channel
  * `${run}${i}` (Slack limits posting per channel, so a workspace's load is spread over channels).
  */
 async function sendCommands(teamId: string, baseUrls: string[], run: string, count: number, perSecond = Infinity): Promise<void> {
-  const drivers = baseUrls.map((u) => createSlackDriver({ eventsUrl: `${u}/slack/events`, signingSecret: SIGNING_SECRET, fake: standInFake(teamId) }));
+  const drivers = baseUrls.map((u) => createSlackDriver({ eventsUrl: `${u}/slack/events`, signingSecret: SIGNING_SECRET, fake: standInSlackFake(teamId) }));
   const start = performance.now();
   const sends: Promise<void>[] = [];
   for (let i = 0; i < count; i++) {
@@ -437,7 +412,7 @@ async function memoryAtWaiting(runblobFake: ChildProcess, info: FakesInfo, waiti
     const { pid, baseUrl } = bot.ready;
     await sleep(1_000);
     const idleHeap = await metric(baseUrl, 'nodejs_heap_size_used_bytes');
-    const idleRss = await rssBytes(pid);
+    const idleRss = await procStatusBytes(pid, 'VmRSS');
     // 200/s: a steady arrival, not a burst, so the figure is what the jobs hold, not a spike in socket buffers.
     await sendCommands(info.teamId, [baseUrl], nextRun(), waiting, 200);
     const deadline = Date.now() + 60_000;
@@ -445,7 +420,7 @@ async function memoryAtWaiting(runblobFake: ChildProcess, info: FakesInfo, waiti
     while ((held = (await ask<{ held: number }>(runblobFake, { held: true }, 'held')).held) < waiting && Date.now() < deadline) await sleep(100);
     if (held < waiting) throw new Error(`only ${held} of ${waiting} jobs reached the provider`);
     await sleep(2_000); // placeholders edited to "Generating", the engine's first polls planned
-    const rss = await rssBytes(pid);
+    const rss = await procStatusBytes(pid, 'VmRSS');
     const heap = await metric(baseUrl, 'nodejs_heap_size_used_bytes');
     const cpu0 = await mainThreadCpuMs(pid);
     await sleep(WAITING_CPU_WINDOW_MS);

@@ -27,12 +27,9 @@
  *
  *   npm run bench -- peak        # or: node bench/peak.ts
  */
-import { ask, forkRole, stopChild } from './processes.ts';
+import { ask, discordBotChild, forkRole, procStatusBytes, sleep, stopChild } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES } from '../src/platforms/discord/fit-upload.ts';
 
@@ -53,7 +50,6 @@ const RATIO = '1:1';
 const BENCH_USER = { id: '300000000000000004', username: 'peak-bench' };
 const MB = 2 ** 20;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A child whose parent went away (crash, kill, failed run) must not stay behind. */
 const exitWithParent = (cleanUp: () => Promise<unknown> = async () => undefined) =>
   process.on('disconnect', () => void cleanUp().finally(() => process.exit(1)));
@@ -180,51 +176,12 @@ async function runblobFakeChild(): Promise<void> {
   process.send!({ ready: { runblobUrl: runblob.url, runblobKey: runblob.apiKey } satisfies RunblobFakeInfo });
 }
 
-async function botChild(info: FakesInfo): Promise<void> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'imagine-peak-bench-'));
-  exitWithParent(() => rm(dataDir, { recursive: true, force: true }));
-  const { parseConfig } = await import('../src/config.ts');
-  const { startBot } = await import('../src/app.ts');
-  const { createLogger } = await import('../src/log.ts');
-  // A known port, so PUBLIC_URL can be set and RunBlob calls back when a task ends.
-  const port = await new Promise<number>((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const p = (probe.address() as AddressInfo).port;
-      probe.close(() => resolve(p));
-    });
-  });
-  const config = parseConfig({
-    DISCORD_TOKEN: info.token,
-    DISCORD_APPLICATION_ID: info.applicationId,
-    DISCORD_API_URL: info.apiUrl,
-    RUNBLOB_API_KEY: info.runblobKey,
-    RUNBLOB_API_URL: info.runblobUrl,
-    STORE_URL: `sqlite://${join(dataDir, 'store.sqlite')}`,
-    DATA_DIR: dataDir,
-    FETCH_ALLOW_HOSTS: '127.0.0.1',
-    QUOTA_EXEMPT_USERS: BENCH_USER.id,
-    PORT: String(port),
-    PUBLIC_URL: `http://127.0.0.1:${port}`,
-    LOG_LEVEL: 'silent',
-  });
-  const bot = await startBot(config, { log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }) });
-  process.on('message', (m: { close?: boolean }) => {
-    if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
-  });
-  process.send!({ ready: { pid: process.pid } });
-}
-
 // ---- measuring from outside ---------------------------------------------------------------------
 
 /** VmRSS and VmHWM of a process, bytes (/proc/<pid>/status, proc(5)). */
 async function memoryOf(pid: number): Promise<{ rss: number; hwm: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
-    if (!m) throw new Error(`no ${field} for ${pid}`);
-    return Number(m[1]) * 1024;
-  };
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  const [rss, hwm] = await Promise.all([procStatusBytes(pid, 'VmRSS'), procStatusBytes(pid, 'VmHWM')]);
+  return { rss, hwm };
 }
 
 /** Resets VmHWM to the current RSS (proc(5), /proc/<pid>/clear_refs, value 5); false where not allowed. */
@@ -381,7 +338,7 @@ if (process.argv[1] && here === process.argv[1]) {
   const role = process.argv.find((a) => a.startsWith('--role='))?.slice('--role='.length);
   if (role === 'discord-fake') await discordFakeChild();
   else if (role === 'runblob-fake') await runblobFakeChild();
-  else if (role === 'bot') await botChild(JSON.parse(process.env.PEAK_BENCH_FAKES!) as FakesInfo);
+  else if (role === 'bot') await discordBotChild(JSON.parse(process.env.PEAK_BENCH_FAKES!) as FakesInfo, BENCH_USER.id, 'imagine-peak-bench-');
   else {
     const rounds = process.argv.find((a) => a.startsWith('--rounds='))?.slice('--rounds='.length);
     process.stdout.write(`${await runPeakBench({ ...(rounds && { rounds: Number(rounds) }) })}\n`);

@@ -1,9 +1,17 @@
 /**
  * What the benches that run in several processes share: a bench file forks itself once per role
  * (`--role=NAME`, the parent's info in an environment variable), asks its children questions over
- * IPC, stops them, and reads percentiles off the latencies they report.
+ * IPC, stops them, and reads percentiles off the latencies they report; and the small pieces
+ * several benches' children use (a free port, /proc readings, the real Discord bot as a child).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../src/log.ts';
+import type { DriverFake } from '../test/fakes/slack/driver.ts';
 
 /** Forks `script --role=<role>` and resolves with the child's first `{ ready }` message. */
 export function forkRole<Ready>(script: string, role: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; ready: Ready }> {
@@ -55,4 +63,78 @@ export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A logger that writes nothing: a bench measures the bot, not its log output. */
+export const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
+
+/** A port free on 127.0.0.1 right now (the OS picks it), for a child told its own PUBLIC_URL. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A field of /proc/<pid>/status given in kB (VmRSS, VmHWM…: proc(5)), in bytes. */
+export async function procStatusBytes(pid: number, field: string): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
+  if (!kb) throw new Error(`no ${field} for ${pid}`);
+  return Number(kb[1]) * 1024;
+}
+
+/** The Slack driver (test/fakes/slack/driver.ts) only needs trigger ids and response URLs it never follows. */
+export function standInSlackFake(teamId: string): DriverFake {
+  return { teamId, issueTriggerId: () => `bench.${randomBytes(8).toString('hex')}`, newResponseUrl: () => 'http://127.0.0.1:9/unused-response-url', fileObject: () => ({}), views: new Map() };
+}
+
+/** Where a bench's Discord bot connects: a fake Discord application and a fake RunBlob. */
+export interface DiscordBotFakes {
+  apiUrl: string;
+  token: string;
+  applicationId: string;
+  runblobUrl: string;
+  runblobKey: string;
+}
+
+/**
+ * The child program of a bench's Discord bot: the real composition root (src/app.ts startBot,
+ * what `npm start` runs) against the fakes, with SQLite in a temporary DATA_DIR, `exemptUserId`
+ * free of quota, and PUBLIC_URL on a port of its own, so RunBlob calls back when a task ends (the
+ * recommended deployment). Answers `{ ready: { pid } }`; `{ close: true }` stops it and removes
+ * DATA_DIR, as does its parent going away (a failed or killed run leaves nothing behind).
+ */
+export async function discordBotChild(fakes: DiscordBotFakes, exemptUserId: string, dataDirPrefix: string): Promise<void> {
+  const dataDir = await mkdtemp(join(tmpdir(), dataDirPrefix));
+  const removeDataDir = () => rm(dataDir, { recursive: true, force: true });
+  process.on('disconnect', () => void removeDataDir().finally(() => process.exit(1)));
+  const { parseConfig } = await import('../src/config.ts');
+  const { startBot } = await import('../src/app.ts');
+  const port = await freePort();
+  const config = parseConfig({
+    DISCORD_TOKEN: fakes.token,
+    DISCORD_APPLICATION_ID: fakes.applicationId,
+    DISCORD_API_URL: fakes.apiUrl,
+    RUNBLOB_API_KEY: fakes.runblobKey,
+    RUNBLOB_API_URL: fakes.runblobUrl,
+    STORE_URL: `sqlite://${join(dataDir, 'store.sqlite')}`,
+    DATA_DIR: dataDir,
+    FETCH_ALLOW_HOSTS: '127.0.0.1',
+    QUOTA_EXEMPT_USERS: exemptUserId,
+    PORT: String(port),
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    LOG_LEVEL: 'silent',
+  });
+  const bot = await startBot(config, { log: silentLog() });
+  process.on('message', (m: { close?: boolean }) => {
+    if (m.close) void bot.stop().then(removeDataDir).then(() => process.exit(0));
+  });
+  process.send!({ ready: { pid: process.pid } });
 }

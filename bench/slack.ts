@@ -17,17 +17,15 @@
  *   node bench/slack.ts                          # prints both tables
  *   node bench/slack.ts --sustained | --burst    # one of them
  */
-import { ask, forkRole, percentile, stopChild } from './processes.ts';
-import { randomBytes } from 'node:crypto';
+import { ask, forkRole, percentile, silentLog, standInSlackFake, stopChild } from './processes.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { App, HTTPReceiver } from '@slack/bolt';
-import { createLogger } from '../src/log.ts';
 import { startHttpServer } from '../src/platforms/http/server.ts';
 import { boltLogger } from '../src/platforms/slack/index.ts';
-import { createSlackDriver, type DriverFake, type SlackDriver } from '../test/fakes/slack/driver.ts';
+import { createSlackDriver, type SlackDriver } from '../test/fakes/slack/driver.ts';
 
 export const SLACK_BENCH_COMMANDS = 500;
 /** Arrival rate: a very busy workspace (Slack itself spreads a team's commands out). */
@@ -43,7 +41,6 @@ const PROVIDER_DURATION_MS = 8_000;
 const SIGNING_SECRET = 'bench-signing-secret-0123456789abcdef';
 const BENCH_USER = 'UBENCH';
 
-const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
 
 
 // ---- children ---------------------------------------------------------------------------------
@@ -124,17 +121,6 @@ const spawnRole = (role: 'fakes' | 'bot' | 'bare', info?: FakesInfo) =>
 
 // ---- the load generator ---------------------------------------------------------------------
 
-/** The driver only needs trigger ids and response URLs it never follows. */
-function standInFake(teamId: string): DriverFake {
-  return {
-    teamId,
-    issueTriggerId: () => `bench.${randomBytes(8).toString('hex')}`,
-    newResponseUrl: () => 'http://127.0.0.1:9/unused-response-url',
-    fileObject: () => ({}),
-    views: new Map(),
-  };
-}
-
 /**
  * Open-loop load: command i is sent at start + i / rate, whatever the answers before it (as
  * Slack would: users do not wait for each other). Returns each command's ack latency.
@@ -180,7 +166,7 @@ async function runPhase(kind: 'sustained' | 'burst', count: number, perSecond: n
   try {
     const [botProc, bareProc] = await Promise.all([spawnRole('bot', fakes.ready), spawnRole('bare', fakes.ready)]);
     children.push(botProc.child, bareProc.child);
-    const standIn = standInFake(fakes.ready.teamId);
+    const standIn = standInSlackFake(fakes.ready.teamId);
     const botDriver = createSlackDriver({ eventsUrl: botProc.ready.eventsUrl, signingSecret: SIGNING_SECRET, fake: standIn });
     const bareDriver = createSlackDriver({ eventsUrl: bareProc.ready.eventsUrl, signingSecret: SIGNING_SECRET, fake: standIn });
     await load(bareDriver, WARMUP_COMMANDS, SLACK_BENCH_COMMANDS_PER_SECOND, 'warm');

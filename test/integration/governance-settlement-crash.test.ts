@@ -8,7 +8,7 @@ import { UsageLedger } from '../../src/engine/governance/usage.ts';
 import type { JobRecord } from '../../src/engine/job.ts';
 import { jobKey } from '../../src/engine/jobs/records.ts';
 import { MODEL_CATALOG } from '../../src/engine/models.ts';
-import { build, crashAtWrite, req, store, useEngineFixture, user } from '../unit/engine/engine-fixture.ts';
+import { build, crashAtWrite, FIRST_MADE_SECOND_FAILED, req, store, useEngineFixture, user } from '../unit/engine/engine-fixture.ts';
 
 useEngineFixture();
 const pro = MODEL_CATALOG.find((m) => m.key === 'runbase-pro')!;
@@ -18,12 +18,7 @@ describe('a server job settled across a crash', () => {
     'dies at settlement write $at ($when it lands), resumes, and every ledger is exact',
     async ({ at, when }) => {
       const { engine, quotas, client } = build({ spendCapUsd: 10 });
-      client.script = (taskId, poll) =>
-        poll < 2
-          ? { taskId, status: 'running', outputUrls: [] }
-          : taskId === 'task1'
-            ? { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`], costUsd: 0.05 }
-            : { taskId, status: 'failed', outputUrls: [], costUsd: 0, failure: { code: 'TIMEOUT', message: 't' } };
+      client.script = FIRST_MADE_SECOND_FAILED;
       const crash = crashAtWrite(store, at, when);
       const job = await engine.submit(req({ count: 2, requester: { ...user, scope: 'g1' } }));
       expect(job.quota).toMatchObject({ spendScope: 'discord:g1', spendReservedUsd: 0.26 });

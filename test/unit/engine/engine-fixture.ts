@@ -35,6 +35,14 @@ export const TIMING: EngineTiming = {
   scheduler: { minIntervalMs: 10, maxIntervalMs: 20, tailCapMs: 30, errorBackoffMs: 10, firstPollFraction: 0.1 },
 };
 
+/** A two-image job's script: the first image is made (reported cost $0.05), the second fails (Runbase reports $0). */
+export const FIRST_MADE_SECOND_FAILED = (taskId: string, poll: number): TaskSnapshot =>
+  poll < 2
+    ? { taskId, status: 'running', outputUrls: [] }
+    : taskId === 'task1'
+      ? { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`], costUsd: 0.05 }
+      : { taskId, status: 'failed', outputUrls: [], costUsd: 0, failure: { code: 'TIMEOUT', message: 't' } };
+
 /** A provider whose answers the test scripts. Default: pending → running → succeeded. */
 export class ScriptedClient implements ProviderClient {
   readonly name: ProviderName;

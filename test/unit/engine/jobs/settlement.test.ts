@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { jobKey, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
 import { InvalidRequestError, ProviderServerError } from '../../../../src/providers/errors.ts';
-import { build, crashAtWrite, req, store, useEngineFixture, user } from '../engine-fixture.ts';
+import { build, crashAtWrite, FIRST_MADE_SECOND_FAILED, req, store, useEngineFixture, user } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -61,13 +61,7 @@ describe('settlement', () => {
     'charges exactly once when the process dies at settlement write $at ($when it lands), then resumes',
     async ({ at, when }) => {
       const { engine, quotas, client } = build();
-      // Two images: the first is made (reported cost $0.05), the second fails (Runbase reports $0).
-      client.script = (taskId, poll) =>
-        poll < 2
-          ? { taskId, status: 'running', outputUrls: [] }
-          : taskId === 'task1'
-            ? { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`], costUsd: 0.05 }
-            : { taskId, status: 'failed', outputUrls: [], costUsd: 0, failure: { code: 'TIMEOUT', message: 't' } };
+      client.script = FIRST_MADE_SECOND_FAILED;
       const crash = crashAtWrite(store, at, when);
       const job = await engine.submit(req({ count: 2 }));
       const first = await engine.waitFor(job.id); // the run ends: finished, or stopped by the crash

@@ -57,13 +57,23 @@ export class PlaceholderEdits {
    */
   #takeEditToken(forChange: boolean): boolean {
     const now = this.#ctx.tuning.now();
-    const refill = ((now - this.#editTokensAt) * this.#ctx.tuning.progressEditsPerMinute) / 60_000;
-    this.#editTokens = Math.min(this.#editCapacity(), this.#editTokens + refill);
+    this.#editTokens = this.#tokensAt(now);
     this.#editTokensAt = now;
     const reserve = forChange ? 1 : TICK_TOKEN_RESERVE;
     if (this.#editTokens < reserve) return false;
     this.#editTokens -= 1;
     return true;
+  }
+
+  /** The workspace budget's tokens at `now`, refilled since it was last taken from. */
+  #tokensAt(now: number): number {
+    const refill = ((now - this.#editTokensAt) * this.#ctx.tuning.progressEditsPerMinute) / 60_000;
+    return Math.min(this.#editCapacity(), this.#editTokens + refill);
+  }
+
+  /** A tick is due for a job whose last edit was at `lastEditAt`: the interval has passed and no 429 pauses ticks. */
+  #tickTimeDue(lastEditAt: number, now: number): boolean {
+    return now - lastEditAt >= this.#ctx.tuning.editIntervalMs && now >= this.#ticksPausedUntil;
   }
 
   /**
@@ -75,10 +85,7 @@ export class PlaceholderEdits {
     const state = this.#edits.get(jobId);
     if (state?.closed) return false;
     const now = this.#ctx.tuning.now();
-    if (state && now - state.lastEditAt < this.#ctx.tuning.editIntervalMs) return false;
-    if (now < this.#ticksPausedUntil) return false;
-    const refill = ((now - this.#editTokensAt) * this.#ctx.tuning.progressEditsPerMinute) / 60_000;
-    return Math.min(this.#editCapacity(), this.#editTokens + refill) >= TICK_TOKEN_RESERVE;
+    return this.#tickTimeDue(state?.lastEditAt ?? 0, now) && this.#tokensAt(now) >= TICK_TOKEN_RESERVE;
   }
 
   progress(job: JobRecord, event: ProgressEvent): void {
@@ -88,8 +95,7 @@ export class PlaceholderEdits {
       this.#edits.set(job.id, state);
     }
     if (state.closed) return;
-    const now = this.#ctx.tuning.now();
-    const tickDue = now - state.lastEditAt >= this.#ctx.tuning.editIntervalMs && now >= this.#ticksPausedUntil;
+    const tickDue = this.#tickTimeDue(state.lastEditAt, this.#ctx.tuning.now());
     // A tick that would not be shown is dropped, not kept: the next one brings fresher numbers, and
     // a job that only waits holds no copy of its record here (`npm run bench -- jobs`, memory).
     if (!event.changed && !state.changePending && !tickDue) return;

@@ -154,9 +154,8 @@ export class JobRunner {
         const broken = outcomes.find((r) => r.status === 'rejected');
         if (broken) throw broken.reason;
         if (run.stop.signal.aborted) return;
+        // Written by the settlement below (a settled job is terminal in the store: it never gets here).
         this.#finish(run);
-        // Written by the settlement below; a job settled already (never so while it runs) is written here.
-        if (job.quota.settled) await ctx.records.persist(run);
         // Every task was sent: the prepared references are not needed any more.
         if (job.request.references.length > 0) {
           await rm(join(ctx.dataDir, 'refs', job.id), { recursive: true, force: true }).catch(() => undefined);

@@ -7,7 +7,7 @@
  *   submitted {jobId}                  a job this process accepted
  *   refused {code}                     a submit answered with a user-facing error
  *   running {jobId}                    the first progress of a job in this process (submitted or taken over)
- *   delivered {jobId, state}           the platform delivery (a recording deliverer)
+ *   delivered {jobId, state, error?}   the platform delivery (a recording deliverer); error: the job's or its task's code and detail
  *   closed                             SIGTERM: the engine closed (jobs handed over), exiting
  * Reads commands on stdin, one per line: `submit <n> <user prefix>`.
  * Argv: fakeUrl fakeKey storeUrl keyPrefix processId workDir
@@ -46,7 +46,8 @@ h.engine.setDeliverer('discord', {
     say('running', { jobId: job.id });
   },
   async deliver(job) {
-    say('delivered', { jobId: job.id, state: job.state });
+    const error = job.error ?? job.tasks.find((t) => t.error)?.error;
+    say('delivered', { jobId: job.id, state: job.state, ...(error ? { error: `${error.code}: ${error.detail ?? error.userMessage}` } : {}) });
   },
 });
 await h.engine.resume();

@@ -158,7 +158,7 @@ export class Engine implements EngineApi {
     ({ models: this.models, defaultModel: this.defaultModel } = chooseModels(new Set(opts.providers.map((p) => p.name)), opts.defaultModel));
 
     const jobTiming = jobTimingOf(timing, opts.deadlineMs);
-    const records = new JobRecords({ store: opts.store, processId: this.processId, leaseTtlMs: jobTiming.leaseTtlMs, now });
+    const records = new JobRecords({ store: opts.store, processId: this.processId, leaseTtlMs: jobTiming.leaseTtlMs, writeRetry: jobTiming.recordWriteRetry, now });
     const durations = new DurationEstimates((key, resolution) => {
       const model = this.models.find((m) => m.key === key);
       return model ? jobTiming.expectedMs(model, resolution) : EXPECTED_TASK_MS[resolution];

@@ -53,6 +53,19 @@ export const CREATE_RATE_LIMITED_BACKOFF_MS = 1_000;
 /** Typical generation time by resolution ("7–30 s", docs/providers.md); the poll plan centres on it. */
 export const EXPECTED_TASK_MS: Readonly<Record<Resolution, number>> = { '1K': 12_000, '2K': 18_000, '4K': 25_000 };
 
+/** Waits before retrying: firstDelayMs, doubling up to maxDelayMs, no retry after giveUpMs in all. */
+export interface RetryTiming {
+  firstDelayMs: number;
+  maxDelayMs: number;
+  giveUpMs: number;
+}
+/**
+ * A run's job-record write that failed (Redis restarting, a dropped connection) is tried again on
+ * this plan; a Redis client queues what is sent while it reconnects, so a retry lands as soon as
+ * the store is back.
+ */
+export const RECORD_WRITE_RETRY: RetryTiming = { firstDelayMs: 100, maxDelayMs: 2_000, giveUpMs: 60_000 };
+
 /** The timing the job parts run with (EngineTiming with the defaults applied). */
 export interface JobTiming {
   deadlineMs: number;
@@ -61,6 +74,7 @@ export interface JobTiming {
   leaseTtlMs: number;
   resumeGraceMs: number;
   createRateLimitedBackoffMs: number;
+  recordWriteRetry: RetryTiming;
   expectedMs: (model: ModelSpec, resolution: Resolution) => number;
 }
 
@@ -73,6 +87,7 @@ export function jobTimingOf(overrides: Partial<JobTiming>, deadlineMs: number): 
     leaseTtlMs: overrides.leaseTtlMs ?? LEASE_TTL_MS,
     resumeGraceMs: overrides.resumeGraceMs ?? RESUME_GRACE_MS,
     createRateLimitedBackoffMs: overrides.createRateLimitedBackoffMs ?? CREATE_RATE_LIMITED_BACKOFF_MS,
+    recordWriteRetry: overrides.recordWriteRetry ?? RECORD_WRITE_RETRY,
     expectedMs: overrides.expectedMs ?? ((_m, resolution) => EXPECTED_TASK_MS[resolution]),
   };
 }

@@ -13,10 +13,12 @@ import type { JobRecord } from '../job.ts';
 import type { PreparedReference } from '../references.ts';
 import type { Requester } from '../request.ts';
 import type { Store } from '../store.ts';
-import type { Run } from './context.ts';
+import { sleep } from '../../util/sleep.ts';
+import type { RetryTiming, Run } from './context.ts';
 
 /** Job records outlive the job so that buttons keep working for weeks (docs/architecture.md). */
 export const JOB_TTL_MS = 60 * DAY_MS;
+
 /** The store set of jobs that are not yet terminal-and-delivered; resume() walks it. */
 export const UNFINISHED_JOBS_KEY = 'jobs:unfinished';
 export const jobKey = (jobId: string): string => `job:${jobId}`;
@@ -43,12 +45,14 @@ export class JobRecords {
   readonly #store: Store;
   readonly #processId: string;
   readonly #leaseTtlMs: number;
+  readonly #writeRetry: RetryTiming;
   readonly #now: () => number;
 
-  constructor(o: { store: Store; processId: string; leaseTtlMs: number; now: () => number }) {
+  constructor(o: { store: Store; processId: string; leaseTtlMs: number; writeRetry: RetryTiming; now: () => number }) {
     this.#store = o.store;
     this.#processId = o.processId;
     this.#leaseTtlMs = o.leaseTtlMs;
+    this.#writeRetry = o.writeRetry;
     this.#now = o.now;
   }
 
@@ -61,14 +65,35 @@ export class JobRecords {
     await this.#store.kv.set(jobKey(job.id), job, JOB_TTL_MS);
   }
 
-  /** Writes the run's job record; writes of one job are serialised, each writes the latest state. */
+  /**
+   * Writes the run's job record; writes of one job are serialised, each writes the latest state.
+   * A store error is retried, backing off, while the run holds the job (JobTiming.recordWriteRetry):
+   * what the record holds (a task's provider id, a delivery) must
+   * not be lost to a dropped connection, and is no reason to fail a task that the provider made.
+   */
   persist(run: Run): Promise<void> {
-    const write = run.writes.then(async () => {
-      run.job.updatedAt = this.#now();
-      await this.#store.kv.set(jobKey(run.job.id), run.job, JOB_TTL_MS);
-    });
+    const write = run.writes.then(() => this.#writeRecord(run));
     run.writes = write.catch(() => undefined);
     return write;
+  }
+
+  async #writeRecord(run: Run): Promise<void> {
+    const retry = this.#writeRetry;
+    const started = performance.now();
+    for (let delayMs = retry.firstDelayMs; ; delayMs = Math.min(delayMs * 2, retry.maxDelayMs)) {
+      try {
+        run.job.updatedAt = this.#now();
+        await this.#store.kv.set(jobKey(run.job.id), run.job, JOB_TTL_MS);
+        return;
+      } catch (err) {
+        // Abandoned (a lost lease or heartbeat): another process may hold the job, so no later write.
+        if (run.abandon.signal.aborted || performance.now() - started + delayMs > retry.giveUpMs) throw err;
+        run.log.warn({ err, retryInMs: delayMs }, 'could not write the job record; retrying');
+        await sleep(delayMs, run.abandon.signal).catch(() => {
+          throw err;
+        });
+      }
+    }
   }
 
   /** The references prepared at submission (their files are under DATA_DIR/refs/<jobId>). */

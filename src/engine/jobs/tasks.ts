@@ -72,8 +72,12 @@ async function createTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpe
     // The deadline may stop a create waiting for its turn, but not one on the wire: that one may
     // already have made (and charged) the task, whose id must then be recorded, not dropped.
     await lane.gate(kind, run.signal);
-    // A cancel clicked on another process is honoured here, before anything can be charged.
-    if (task.submittedAt === undefined && (await ctx.records.cancelRequest(job.id))) {
+    // A cancel clicked on another process is honoured here, before anything can be charged. A
+    // store that does not answer now is no reason to fail the task: the next lease renewal and the
+    // delivery read the request again.
+    const cancelRequested = (): Promise<unknown> =>
+      ctx.records.cancelRequest(job.id).catch((err: unknown) => run.log.warn({ err }, 'could not read the cancel request; creating anyway'));
+    if (task.submittedAt === undefined && (await cancelRequested())) {
       run.cancel.abort(new JobCanceledError());
       throw run.cancel.signal.reason;
     }

@@ -30,6 +30,7 @@ export const TIMING: EngineTiming = {
   deliveryRetryDelaysMs: [10],
   leaseTtlMs: 2_000,
   createRateLimitedBackoffMs: 20,
+  recordWriteRetry: { firstDelayMs: 10, maxDelayMs: 20, giveUpMs: 100 },
   expectedMs: () => 30,
   rateLimits: { runbase: { requests: 1000, windowMs: 1000 }, runblob: { requests: 1000, windowMs: 1000 } },
   scheduler: { minIntervalMs: 10, maxIntervalMs: 20, tailCapMs: 30, errorBackoffMs: 10, firstPollFraction: 0.1 },

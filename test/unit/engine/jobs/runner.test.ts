@@ -41,6 +41,27 @@ describe('running a job', () => {
     expect(fromStore.deliveredAt).toBeTypeOf('number');
     expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual([]);
   });
+  it('a store write refused for a moment (a dropped connection) after a create is retried: the task id lands, the job succeeds, created once', async () => {
+    const { engine, client, quotas } = build();
+    const set = store.kv.set.bind(store.kv);
+    let refused = 0;
+    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+      // The first two writes that carry the provider's task id meet a dropped connection.
+      if ((value as Partial<JobRecord> | undefined)?.tasks?.some((t) => t.taskId) && refused < 2) {
+        refused++;
+        throw new Error('Socket closed unexpectedly');
+      }
+      return set(key, value, ttl);
+    }) as typeof store.kv.set;
+    const job = await engine.submit(req());
+    const done = await engine.waitFor(job.id);
+    expect(refused).toBe(2);
+    expect(done.state).toBe('succeeded');
+    expect(done.tasks[0]!.error).toBeUndefined();
+    expect(client.creates).toHaveLength(1);
+    expect((await store.kv.get<JobRecord>(jobKey(job.id)))!.tasks[0]!.taskId).toBe('task1');
+    expect((await quotas.view(user)).used).toBe(1);
+  });
   it('fails tasks still pending at the deadline with DEADLINE_EXCEEDED and refunds them', async () => {
     const { engine: e2, quotas, client } = build({ timing: { ...TIMING, deadlineMs: 200 } });
     client.script = (taskId) => ({ taskId, status: 'running', outputUrls: [] });

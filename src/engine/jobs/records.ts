@@ -137,10 +137,11 @@ export class JobRecords {
 
   /**
    * Takes or renews this process's lease on the job; false when another live process holds it
-   * (a holder whose heartbeat is gone is not live: its lease is taken).
+   * (a holder whose heartbeat is gone is not live: its lease is taken). With `onlyIfFree`, a lease
+   * another process holds is left to it even when its heartbeat is gone (until the lease expires).
    */
-  lease(jobId: string): Promise<boolean> {
-    return this.#store.lease(jobLeaseKey(jobId), this.#processId, this.#leaseTtlMs, ALIVE_KEY_PREFIX);
+  lease(jobId: string, o: { onlyIfFree?: boolean } = {}): Promise<boolean> {
+    return this.#store.lease(jobLeaseKey(jobId), this.#processId, this.#leaseTtlMs, o.onlyIfFree ? undefined : ALIVE_KEY_PREFIX);
   }
 
   /**

@@ -6,8 +6,9 @@
  * while their process lives. docs/architecture.md "Scaling out" has the timing and the traffic.
  */
 import { LeaseLostError } from '../job-errors.ts';
-import { isTerminalJobState } from '../job.ts';
+import { isTerminalJobState, type JobRecord } from '../job.ts';
 import { MODEL_CATALOG } from '../models.ts';
+import { sleep } from '../../util/sleep.ts';
 import { jobLogger, type JobContext } from './context.ts';
 import type { JobRunner } from './runner.ts';
 
@@ -29,6 +30,15 @@ export class ResumeSweep {
   #lastBeatSentAt = -Infinity;
   /** True after this process stopped its runs because its heartbeat could not be renewed in time. */
   #fenced = false;
+  /**
+   * performance.now() until which peers whose heartbeat is gone are not taken over: this process's
+   * own heartbeat was in trouble (the store did not answer), so theirs likely lapsed for the same
+   * outage, not because they died. They get a heartbeat's life to reconnect and land the writes
+   * their store client queued (a delivery, a task id) before anyone reads their jobs.
+   */
+  #peersGraceUntil = -Infinity;
+  /** The end of the runs the last fence stopped: resuming waits for it, or it would skip them as still running here. */
+  #fenceEnded: Promise<void> = Promise.resolve();
   #livePeers = 0;
 
   constructor(o: {
@@ -77,18 +87,36 @@ export class ResumeSweep {
   #beat(t: HeartbeatTiming): Promise<void> {
     if (this.#beating) return this.#beating; // the store is slow: one heartbeat at a time
     const sentAt = performance.now();
+    let again = false;
     this.#beating = this.#ctx.records.heartbeat(t.ttlMs).then(
       () => {
         this.#lastBeatSentAt = Math.max(this.#lastBeatSentAt, sentAt);
-        if (this.#fenced) {
-          this.#fenced = false;
-          this.#ctx.log.info('heartbeat renewed again; resuming the jobs this process stopped');
-          this.sweep({ takeover: true }).catch((err: unknown) => this.#ctx.log.warn({ err }, 'resume after heartbeat failed'));
+        if (performance.now() - sentAt > t.intervalMs) this.#storeTrouble(t);
+        if (!this.#fenced) return;
+        // A beat that waited out an outage may have landed long ago as far as this process can
+        // tell (it counts from the send): resume only on a fresh one, sent at once.
+        if (performance.now() - sentAt >= t.ttlMs - t.intervalMs) {
+          again = true;
+          return;
         }
+        this.#fenced = false;
+        this.#ctx.log.info('heartbeat renewed again; resuming the jobs this process stopped');
+        // A run that cannot end (a hung delivery) holds the others back for a heartbeat's life at most.
+        const waited = new AbortController();
+        Promise.race([this.#fenceEnded, sleep(t.ttlMs, waited.signal).catch(() => undefined)])
+          .then(() => {
+            waited.abort();
+            return this.sweep({ takeover: true });
+          })
+          .catch((err: unknown) => this.#ctx.log.warn({ err }, 'resume after heartbeat failed'));
       },
-      (err: unknown) => this.#ctx.log.warn({ err }, 'heartbeat failed'),
+      (err: unknown) => {
+        this.#storeTrouble(t);
+        this.#ctx.log.warn({ err }, 'heartbeat failed');
+      },
     ).finally(() => {
       this.#beating = undefined;
+      if (again && !this.#closed()) void this.#beat(t);
     });
     return this.#beating;
   }
@@ -96,18 +124,25 @@ export class ResumeSweep {
   #fenceIfLapsing(t: HeartbeatTiming): void {
     if (this.#fenced || this.#closed() || performance.now() - this.#lastBeatSentAt < t.ttlMs - t.intervalMs) return;
     this.#fenced = true;
-    const stopped = this.#runner.abortAll(new LeaseLostError());
+    this.#storeTrouble(t);
+    const { stopped, ended } = this.#runner.abortAll(new LeaseLostError());
+    this.#fenceEnded = ended;
     this.#ctx.log.error({ stoppedJobs: stopped }, 'heartbeat not renewed in time: stopped this process\'s jobs (a peer may take them)');
   }
 
-  /** Sweeps when a peer's heartbeat is gone, then forgets that peer. */
+  #storeTrouble(t: HeartbeatTiming): void {
+    this.#peersGraceUntil = Math.max(this.#peersGraceUntil, performance.now() + t.ttlMs + t.intervalMs);
+  }
+
+  /** Sweeps when a peer's heartbeat is gone, then forgets that peer (not during the grace after a store outage). */
   async #lookAtPeers(): Promise<void> {
-    if (this.#looking || this.#closed() || this.#fenced) return;
+    if (this.#looking || this.#closed() || this.#fenced || performance.now() < this.#peersGraceUntil) return;
     this.#looking = true;
     try {
       const { live, stopped } = await this.#ctx.records.peers();
       this.#livePeers = live.length;
-      if (stopped.length === 0) return;
+      // A look begun before an outage may answer after it: its "stopped" peers may only be reconnecting.
+      if (stopped.length === 0 || this.#fenced || performance.now() < this.#peersGraceUntil) return;
       this.#ctx.log.info({ stopped }, 'peer processes stopped; taking over their jobs');
       await this.sweep({ takeover: true });
       for (const p of stopped) await this.#ctx.records.forgetProcess(p);
@@ -135,30 +170,28 @@ export class ResumeSweep {
    * Starts every unfinished job no live process holds; returns how many. The periodic takeover
    * sweep takes a dead process's jobs, running or finished-but-undelivered; a job whose delivery
    * already failed every attempt waits for a start, so a delivery that keeps failing is not
-   * retried every minute.
+   * retried every minute. Right after a store outage it takes only jobs no process holds (see
+   * #peersGraceUntil). A job is read again once leased: what its last holder wrote before letting
+   * go of it (its delivery, say) is seen.
    */
   async sweep(o: { takeover: boolean }): Promise<number> {
-    const { records, deliveries, log } = this.#ctx;
+    const { records, log } = this.#ctx;
     if (this.#closed() || this.#fenced) return 0;
     const ids = await records.unfinished();
     let resumed = 0;
     for (const id of ids) {
       if (this.#runner.has(id)) continue;
       try {
-        const job = await records.get(id);
+        if (!(await this.#takeable(id, o.takeover))) continue;
+        // Asked at each lease: a sweep begun before an outage may go on after it.
+        if (!(await records.lease(id, { onlyIfFree: performance.now() < this.#peersGraceUntil }))) continue; // another process runs it
+        const job = await this.#takeable(id, o.takeover);
         if (!job) {
-          await records.markFinished(id);
+          if (!this.#runner.has(id)) await records.releaseLease(id);
           continue;
         }
-        if (isTerminalJobState(job.state) && job.deliveredAt !== undefined && job.quota.settled) {
-          await records.markFinished(id);
-          continue;
-        }
-        // A finished job is taken over (its process died before settling or delivering it), unless
-        // its delivery already gave up here or this process cannot deliver it: those wait for a start.
-        if (o.takeover && isTerminalJobState(job.state) && (deliveries.gaveUp(job) || !deliveries.has(job.request.requester.platform))) continue;
-        if (!(await records.lease(id))) continue; // another process runs it
-        if (this.#runner.has(id) || this.#closed()) continue; // started meanwhile here (submit or another sweep)
+        // Nothing awaited from here to start(): another sweep of this process may have started it.
+        if (this.#runner.has(id) || this.#closed()) continue;
         const model = MODEL_CATALOG.find((m) => m.key === job.request.model);
         const jobLog = jobLogger(log, id, model);
         jobLog.info(
@@ -172,5 +205,19 @@ export class ResumeSweep {
       }
     }
     return resumed;
+  }
+
+  /** The job, if a sweep should run it: not gone, not done (those leave the unfinished set), and deliverable here. */
+  async #takeable(id: string, takeover: boolean): Promise<JobRecord | undefined> {
+    const { records, deliveries } = this.#ctx;
+    const job = await records.get(id);
+    if (!job || (isTerminalJobState(job.state) && job.deliveredAt !== undefined && job.quota.settled)) {
+      await records.markFinished(id);
+      return undefined;
+    }
+    // A finished job is taken over (its process died before settling or delivering it), unless
+    // its delivery already gave up here or this process cannot deliver it: those wait for a start.
+    if (takeover && isTerminalJobState(job.state) && (deliveries.gaveUp(job) || !deliveries.has(job.request.requester.platform))) return undefined;
+    return job;
   }
 }

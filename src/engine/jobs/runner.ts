@@ -86,15 +86,16 @@ export class JobRunner {
 
   /**
    * Aborts every run where it is, a create on the wire included (their jobs stay in the store; each
-   * run releases its lease as it ends): this process may no longer own them. Returns how many.
+   * run releases its lease as it ends): this process may no longer own them. Returns how many,
+   * and a promise of their end.
    */
-  abortAll(reason: unknown): number {
+  abortAll(reason: unknown): { stopped: number; ended: Promise<void> } {
     const runs = [...this.#runs.values()];
     for (const run of runs) {
       run.stop.abort(reason);
       run.abandon.abort(reason);
     }
-    return runs.length;
+    return { stopped: runs.length, ended: Promise.allSettled(runs.map((r) => r.done)).then(() => undefined) };
   }
 
   /**

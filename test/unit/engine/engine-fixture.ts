@@ -147,6 +147,40 @@ let agent: MockAgent;
 const closers: Array<() => Promise<void>> = [];
 
 /** Registers the fixture's per-test set-up and tear-down in the calling test file. */
+const sharedStore = () => store;
+
+/**
+ * `target` as one process sees it through a connection that can drop: after `cut()` every call
+ * waits (as a Redis client queues commands while it reconnects) until `reconnect()`, then runs in
+ * the order it was made.
+ */
+export function cutOffStore(target: Store): { store: Store; cut(): void; reconnect(): void } {
+  let down: PromiseWithResolvers<void> | undefined;
+  const held = <T extends object>(obj: T): T =>
+    new Proxy(obj, {
+      get(t, p) {
+        const v: unknown = Reflect.get(t, p);
+        if (p === 'kv') return kv;
+        if (typeof v !== 'function') return v;
+        return async (...args: unknown[]) => {
+          if (down) await down.promise;
+          return (v as (...a: unknown[]) => unknown).apply(t, args);
+        };
+      },
+    });
+  const kv = held(target.kv);
+  return {
+    store: held(target),
+    cut() {
+      down ??= Promise.withResolvers<void>();
+    },
+    reconnect() {
+      down?.resolve();
+      down = undefined;
+    },
+  };
+}
+
 export function useEngineFixture(): void {
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'engine-unit-'));
@@ -188,8 +222,11 @@ export function build(
     spendCapUsd?: number;
     processId?: string;
     timing?: EngineTiming;
+    /** This process's view of the store (default the shared one; see cutOffStore). */
+    store?: Store;
   } = {},
 ) {
+  const store = o.store ?? sharedStore();
   const config = parseConfig({ RUNBASE_API_KEY: 'sk-unit', DATA_DIR: join(dir, 'data'), ...o.env });
   const quotas = new Quotas(store, {
     dailyUnits: o.dailyUnits ?? 10,

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { ALIVE_KEY_PREFIX, jobKey, PROCESSES_KEY, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
-import { build, logLines, req, store, TIMING, useEngineFixture } from '../engine-fixture.ts';
+import { build, cutOffStore, logLines, req, store, TIMING, useEngineFixture } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -27,6 +27,49 @@ describe('resume and takeover', () => {
     await store.releaseLease('lease:job:otherJob0001', 'someone-else');
     expect(await engine.resume()).toBe(1);
     expect((await engine.waitFor(copy.id)).state).toBe('succeeded');
+  });
+  it('reads a job again once leased: a delivery its holder recorded just before letting go is not made twice', async () => {
+    const { engine: first } = build({ processId: 'first' });
+    const base = await first.submit(req());
+    await first.waitFor(base.id);
+    const { engine, deliverer } = build({ processId: 'me' });
+    const job: JobRecord = { ...(await first.getJob(base.id))!, id: 'racingJob001' };
+    delete job.deliveredAt;
+    await store.kv.set(jobKey(job.id), job);
+    await store.setAdd(UNFINISHED_JOBS_KEY, job.id);
+    await store.lease(`${ALIVE_KEY_PREFIX}holder`, 'holder', 60_000);
+    await store.lease('lease:job:racingJob001', 'holder', 60_000);
+    // Between this process's first read and its lease, the holder delivers, records it and lets go.
+    const lease = store.lease.bind(store);
+    store.lease = async (key, ...rest) => {
+      if (key === 'lease:job:racingJob001' && (await store.leaseHolder(key)) === 'holder') {
+        await store.kv.set(jobKey(job.id), { ...job, deliveredAt: Date.now() });
+        await store.releaseLease(key, 'holder');
+      }
+      return lease(key, ...rest);
+    };
+    expect(await engine.resume()).toBe(0);
+    expect(deliverer.delivered).toEqual([]);
+    expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual([]);
+    expect(await store.leaseHolder('lease:job:racingJob001')).toBeUndefined();
+  });
+  it('two sweeps of one process at once (a resume and a takeover) start a job once', async () => {
+    const { engine: first } = build({ processId: 'first' });
+    const base = await first.submit(req());
+    await first.waitFor(base.id);
+    const { engine, client, deliverer } = build({ processId: 'me' });
+    const job: JobRecord = { ...(await first.getJob(base.id))!, id: 'twiceJob0001', state: 'queued' };
+    delete job.deliveredAt;
+    job.tasks = [{ index: 0, status: 'unsubmitted' }];
+    job.quota = { ...job.quota, settled: false };
+    await store.kv.set(jobKey(job.id), job);
+    await store.setAdd(UNFINISHED_JOBS_KEY, job.id);
+    const creates = client.creates.length;
+    const started = await Promise.all([engine.resume(), engine.resume()]);
+    expect(started.reduce((a, b) => a + b)).toBe(1);
+    expect((await engine.waitFor(job.id)).state).toBe('succeeded');
+    expect(client.creates.length).toBe(creates + 1);
+    expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
   });
   it('takes over, on its own, the jobs of a process that died (heartbeat lapsed), but not one whose delivery gave up', async () => {
     const { engine: first } = build({ processId: 'first' });
@@ -141,6 +184,60 @@ describe('takeover by heartbeat', () => {
     await until(() => deliverer.delivered.length > 0);
     expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
     expect(client.creates).toHaveLength(1);
+  });
+
+  it('after an outage longer than its heartbeat, a process stops its runs once, and resumes them once the store is back', async () => {
+    const cut = cutOffStore(store);
+    const { engine, client, deliverer } = build({ processId: 'alone', timing: BEAT, store: cut.store });
+    client.script = never;
+    const job = await engine.submit(req());
+    await until(() => client.polls.length > 0);
+    // The stopped run ends after the heartbeat is back (its lease's release is slow): the resume waits for it.
+    const release = store.releaseLease.bind(store);
+    store.releaseLease = async (key, owner) => {
+      if (key.startsWith('lease:job:')) await sleep(100);
+      return release(key, owner);
+    };
+    cut.cut();
+    await until(() => logLines.some((l) => l.includes('heartbeat not renewed in time')));
+    await sleep(200); // longer than the heartbeat's life
+    client.script = (taskId) => ({ taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`] });
+    cut.reconnect();
+    await until(() => deliverer.delivered.length > 0);
+    await sleep(200);
+    // The beat that waited out the outage is not taken for a fresh one: no second stop right after.
+    expect(logLines.filter((l) => l.includes('heartbeat not renewed in time'))).toHaveLength(1);
+    expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
+    expect(client.creates).toHaveLength(1);
+  });
+
+  it('after a store outage that cut both off, a peer does not take the jobs of a process whose heartbeat lapsed with it: that one reconnects and finishes them', async () => {
+    const cut = cutOffStore(store);
+    const a = build({ processId: 'a', timing: BEAT, store: cut.store });
+    a.client.script = never;
+    const b = build({ processId: 'b', timing: BEAT });
+    const job = await a.engine.submit(req());
+    await until(() => a.client.polls.length > 0);
+    // The outage: a's calls wait for the connection to come back; b's heartbeat is refused.
+    cut.cut();
+    const lease = store.lease.bind(store);
+    let bDown = true;
+    store.lease = (key, ...rest) => (bDown && key === `${ALIVE_KEY_PREFIX}b` ? Promise.reject(new Error('store unreachable')) : lease(key, ...rest));
+    await until(async () => (await store.leaseHolder(`${ALIVE_KEY_PREFIX}a`)) === undefined);
+    // b is back first and sees a's heartbeat gone: a may only be reconnecting, so b leaves a's job.
+    bDown = false;
+    await until(() => logLines.filter((l) => l.includes('heartbeat renewed again')).length > 0);
+    await sleep(60);
+    expect(await store.leaseHolder(`lease:job:${job.id}`)).toBe('a');
+    // a reconnects: what it queued lands, and it resumes its own job.
+    a.client.script = (taskId) => ({ taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.png`] });
+    cut.reconnect();
+    await until(() => a.deliverer.delivered.length > 0);
+    await sleep(300); // b's grace is over, and it has looked at its peers again
+    expect(a.deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
+    expect(b.deliverer.delivered).toEqual([]);
+    expect(b.client.polls).toEqual([]);
+    expect(a.client.creates).toHaveLength(1);
   });
 
   it('during close(), a new command is queued for a live peer, which runs it; with no live peer it is refused with BOT_RESTARTING', async () => {

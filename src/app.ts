@@ -12,6 +12,7 @@ import { createEngine, type EngineSettings, type EngineTiming } from './engine/e
 import { CALLBACK_PATH_PREFIX } from './engine/provider-callbacks.ts';
 import { REFERENCE_PATH_PREFIX } from './engine/reference-host.ts';
 import { openStore } from './engine/open-store.ts';
+import { STORE_PING_TIMEOUT_MS } from './engine/store.ts';
 import { Quotas } from './engine/quota.ts';
 import { createProviderClients, type ProviderDeps } from './providers/index.ts';
 import {
@@ -36,8 +37,6 @@ export interface BotHandle {
   stop(): Promise<void>;
 }
 
-/** How long GET /readyz waits for the store's ping before calling it not ready. */
-export const STORE_PING_TIMEOUT_MS = 1_000;
 
 export interface StartOptions {
   log?: Logger;

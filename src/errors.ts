@@ -104,6 +104,8 @@ export const USER_SENTENCES = {
   REFINE_WITHOUT_TEXT: () =>
     'Reply to a result and mention me with what should change, e.g. `@Imagine make the sky purple`, or `@Imagine 2: make the sky purple` for image 2.',
   BOT_RESTARTING: () => 'The bot is restarting right now, so nothing was started and nothing was charged. Please try again in a moment.',
+  STORE_UNAVAILABLE: () =>
+    "The bot could not reach its database just now, so your image was not started and any quota it took is given back. Please try again in a minute.",
 
   // /show and /history.
   SHOW_NOT_FOUND: (p: { jobId: string; days: number }) =>

@@ -19,7 +19,7 @@
  * (jobs/delivery.ts); each running job is leased in the store (jobs/records.ts).
  */
 import type { Dispatcher } from 'undici';
-import { UserFacingError } from '../errors.ts';
+import { BotError, UserFacingError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { ProviderClient } from '../providers/types.ts';
@@ -57,7 +57,7 @@ import { UsageLedger } from './governance/usage.ts';
 import { ReferenceHost, type PublishedFile } from './reference-host.ts';
 import type { ImagineRequest, ImagineRequestInput, Platform, PlatformLocation, Requester } from './request.ts';
 import { reachableByLink } from './references.ts';
-import type { Store } from './store.ts';
+import { STORE_PING_TIMEOUT_MS, type Store } from './store.ts';
 import { parseRequest, resolveModel, validateAgainstModel } from './validate.ts';
 
 /** Knobs for tests and benches (time scaled down); production uses the defaults. */
@@ -242,9 +242,27 @@ export class Engine implements EngineApi {
     this.#admitting.add(admitting);
     try {
       return await admitting;
+    } catch (err) {
+      throw await this.#explainStoreFailure(err);
     } finally {
       this.#admitting.delete(admitting);
     }
+  }
+
+  /**
+   * A submit that failed on something other than a refusal, while the store does not answer (Redis
+   * restarting, a dropped connection): STORE_UNAVAILABLE, so the user is told to try again rather
+   * than that something went wrong. Admission gave back what it had taken before the failure.
+   */
+  async #explainStoreFailure(err: unknown): Promise<unknown> {
+    if (err instanceof BotError) return err;
+    const answers = await this.#store.ping(STORE_PING_TIMEOUT_MS).then(
+      () => true,
+      () => false,
+    );
+    if (answers) return err;
+    this.#ctx.log.warn({ err }, 'a command failed while the store does not answer');
+    return new UserFacingError('STORE_UNAVAILABLE');
   }
 
   async #submit(input: ImagineRequestInput): Promise<JobRecord> {

@@ -38,6 +38,9 @@ export interface ExpiringMember {
   expiresAt: number;
 }
 
+/** How long a store's ping may take before it counts as not answering (GET /readyz, STORE_UNAVAILABLE). */
+export const STORE_PING_TIMEOUT_MS = 1_000;
+
 export interface Store {
   /** Key-value records (JSON-serialisable values). Namespaced per use by the caller's key prefix. */
   readonly kv: Keyv;
@@ -96,7 +99,8 @@ export interface Store {
   leaseHolder(key: string): Promise<string | undefined>;
 
   /**
-   * A cheap round trip (SQLite `SELECT 1`, Redis `PING`) for the readiness check (GET /readyz):
+   * A cheap round trip (SQLite `SELECT 1`, Redis `PING`) for the readiness check (GET /readyz) and
+   * to tell a user whose command failed on the store that it is down (STORE_UNAVAILABLE):
    * resolves when the store answered within `timeoutMs`, rejects otherwise.
    */
   ping(timeoutMs: number): Promise<void>;

@@ -51,6 +51,7 @@ const SAMPLES: { [C in ErrorCode]: SentenceParams<C> } = {
   UNREADABLE_REQUEST: {},
   MENTION_WITHOUT_PROMPT: {},
   BOT_RESTARTING: {},
+  STORE_UNAVAILABLE: {},
   CHANNEL_NOT_ALLOWED: { channels: ['123'] },
   USER_BLOCKED: {},
   PROMPT_FILTERED: {},

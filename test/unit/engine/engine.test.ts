@@ -6,7 +6,7 @@ import { ConfigError } from '../../../src/config.ts';
 import { sentenceFor } from '../../../src/errors.ts';
 import type { JobRecord } from '../../../src/engine/job.ts';
 import { jobKey, UNFINISHED_JOBS_KEY } from '../../../src/engine/jobs/records.ts';
-import { build, logLines, req, ScriptedClient, store, useEngineFixture } from './engine-fixture.ts';
+import { build, logLines, req, ScriptedClient, store, useEngineFixture, user } from './engine-fixture.ts';
 
 useEngineFixture();
 
@@ -20,6 +20,25 @@ describe('the engine façade', () => {
     expect((await store.kv.get<JobRecord>(jobKey(job.id)))!.request.location.messageId).toBe('m9');
     expect(logLines.join('')).not.toContain('secret-interaction-token-123');
     expect(logLines.join('')).toContain(job.id);
+  });
+  it('a command that fails on a store that does not answer is refused with STORE_UNAVAILABLE, its quota given back; one that fails while the store answers is not', async () => {
+    const { engine, quotas } = build();
+    const set = store.kv.set.bind(store.kv);
+    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+      if (key.startsWith('job:')) throw new Error('Socket closed unexpectedly');
+      return set(key, value, ttl);
+    }) as typeof store.kv.set;
+    const ping = store.ping.bind(store);
+    store.ping = () => Promise.reject(new Error('redis is not connected'));
+    await expect(engine.submit(req())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', userMessage: sentenceFor('STORE_UNAVAILABLE', {}) });
+    expect((await quotas.view(user)).used).toBe(0);
+    expect(logLines.some((l) => l.includes('a command failed while the store does not answer'))).toBe(true);
+    // The store answers: the failure is not the store's being away, and is not explained as such.
+    store.ping = ping;
+    const other = await engine.submit(req()).catch((err: unknown) => err);
+    expect(other).toBeInstanceOf(Error);
+    expect((other as { code?: string }).code).toBeUndefined();
+    expect((await quotas.view(user)).used).toBe(0);
   });
   it('close() stops a running job where it is; it stays in the store', async () => {
     const { engine, client } = build();

@@ -91,14 +91,14 @@ export class ResumeSweep {
     this.#beating = this.#ctx.records.heartbeat(t.ttlMs).then(
       () => {
         this.#lastBeatSentAt = Math.max(this.#lastBeatSentAt, sentAt);
-        if (performance.now() - sentAt > t.intervalMs) this.#storeTrouble(t);
-        if (!this.#fenced) return;
         // A beat that waited out an outage may have landed long ago as far as this process can
-        // tell (it counts from the send): resume only on a fresh one, sent at once.
-        if (performance.now() - sentAt >= t.ttlMs - t.intervalMs) {
+        // tell (it counts from the send): another goes at once, and only a prompt one resumes.
+        if (performance.now() - sentAt > t.intervalMs) {
+          this.#storeTrouble(t);
           again = true;
           return;
         }
+        if (!this.#fenced) return;
         this.#fenced = false;
         this.#ctx.log.info('heartbeat renewed again; resuming the jobs this process stopped');
         // A run that cannot end (a hung delivery) holds the others back for a heartbeat's life at most.

@@ -87,6 +87,14 @@ async function createTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpe
     if (task.submittedAt === undefined) {
       task.submittedAt = ctx.now();
       await ctx.records.persist(run);
+      // Abandoned while that write waited (it waited out a store outage, and the heartbeat lapsed):
+      // the create will not be sent (its signal is aborted), so the record must not say it may have
+      // been, or the next holder fails the task as SUBMISSION_UNKNOWN.
+      if (run.abandon.signal.aborted) {
+        delete task.submittedAt;
+        await ctx.records.persist(run).catch((err: unknown) => run.log.warn({ err }, 'could not record that the create was not sent'));
+        throw run.abandon.signal.reason;
+      }
     }
   };
   // Not `run.stop`: a restart must not cut off a create on the wire (see Run.abandon).

@@ -66,6 +66,7 @@ export class ScriptedClient implements ProviderClient {
   }
   async createTask(input: TaskInput, opts?: RequestOptions): Promise<CreatedTask> {
     await opts?.gate?.('create', opts.signal);
+    opts?.signal?.throwIfAborted(); // as the real clients: an aborted request is never sent
     const failure = this.createFailures.shift();
     if (failure) throw failure;
     this.creates.push(input);

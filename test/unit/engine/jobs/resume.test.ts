@@ -211,6 +211,32 @@ describe('takeover by heartbeat', () => {
     expect(client.creates).toHaveLength(1);
   });
 
+  it('a create whose "about to send" write waited out an outage that stopped the run is not sent, and is sent once on the resume (not failed as SUBMISSION_UNKNOWN)', async () => {
+    const cut = cutOffStore(store);
+    const { engine, client, deliverer } = build({ processId: 'alone', timing: BEAT, store: cut.store });
+    // The write marking the create as about to go out meets the outage and waits for it.
+    const set = store.kv.set.bind(store.kv);
+    const back = Promise.withResolvers<void>();
+    let held = false;
+    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+      const task = (value as Partial<JobRecord> | undefined)?.tasks?.[0];
+      if (!held && task?.submittedAt !== undefined && task.taskId === undefined) {
+        held = true;
+        cut.cut();
+        await back.promise;
+      }
+      return set(key, value, ttl);
+    }) as typeof store.kv.set;
+    const job = await engine.submit(req());
+    await until(() => logLines.some((l) => l.includes('heartbeat not renewed in time')));
+    expect(client.creates).toHaveLength(0);
+    cut.reconnect();
+    back.resolve();
+    await until(() => deliverer.delivered.length > 0);
+    expect(deliverer.delivered.map((j) => [j.id, j.state])).toEqual([[job.id, 'succeeded']]);
+    expect(client.creates).toHaveLength(1);
+  });
+
   it('after a store outage that cut both off, a peer does not take the jobs of a process whose heartbeat lapsed with it: that one reconnects and finishes them', async () => {
     const cut = cutOffStore(store);
     const a = build({ processId: 'a', timing: BEAT, store: cut.store });

@@ -44,12 +44,19 @@ return 1`;
  * holder's key is only known inside the script; the store is one Redis server, not a cluster.)
  */
 const LEASE_LUA = `
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] or (ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3] .. holder) == 0) then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+local held = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder == false or holder == ARGV[1] or (ARGV[3] ~= '' and redis.call('EXISTS', ARGV[3] .. holder) == 0) then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    held[i] = 1
+  else
+    held[i] = 0
+  end
 end
-return 0`;
+return held`;
+/** Leases renewed per script call: one call holds Redis for about a millisecond at most. */
+const LEASES_PER_CALL = 500;
 
 /** KEYS[1] lease; ARGV owner. Deletes it only when we hold it. */
 const RELEASE_LEASE_LUA = `
@@ -208,11 +215,17 @@ export class RedisStore implements Store {
   }
 
   async lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean> {
-    const reply = await this.#client.eval(LEASE_LUA, {
-      keys: [this.#key(key)],
-      arguments: [owner, String(Math.max(1, Math.ceil(ttlMs))), alivePrefix === undefined ? '' : this.#key(alivePrefix)],
-    });
-    return Number(reply) === 1;
+    return (await this.leaseMany([key], owner, ttlMs, alivePrefix))[0]!;
+  }
+
+  async leaseMany(keys: readonly string[], owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean[]> {
+    const args = [owner, String(Math.max(1, Math.ceil(ttlMs))), alivePrefix === undefined ? '' : this.#key(alivePrefix)];
+    const held: boolean[] = [];
+    for (let i = 0; i < keys.length; i += LEASES_PER_CALL) {
+      const reply = (await this.#client.eval(LEASE_LUA, { keys: keys.slice(i, i + LEASES_PER_CALL).map((k) => this.#key(k)), arguments: args })) as unknown[];
+      for (const r of reply) held.push(Number(r) === 1);
+    }
+    return held;
   }
 
   async leaseHolder(key: string): Promise<string | undefined> {

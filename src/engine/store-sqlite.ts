@@ -305,14 +305,22 @@ export class SqliteStore implements Store {
     const now = Date.now();
     // IMMEDIATE: take the write lock before reading the guard, so two processes cannot both see
     // it absent. node:sqlite is synchronous, so nothing else in this process runs in between.
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
+    return this.#immediate(() => {
       const guarded = this.#sql.setIfAbsent.get({ key: this.#key(guardKey), value: '1', exp: now + guardTtlMs, now }) !== undefined;
       if (guarded) {
         this.#sql.addOnceCounter.run({ key: this.#key(counterKey), delta, exp: expiresAt, now, floor: floor ?? null });
       }
-      this.#db.exec('COMMIT');
       return guarded;
+    });
+  }
+
+  /** `fn` in one BEGIN IMMEDIATE transaction (rolled back if it throws). */
+  #immediate<T>(fn: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = fn();
+      this.#db.exec('COMMIT');
+      return result;
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       throw err;
@@ -335,16 +343,11 @@ export class SqliteStore implements Store {
     assertInteger('max', max);
     const now = Date.now();
     const k = this.#key(key);
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
+    this.#immediate(() => {
       this.#sql.recentUpsert.run({ key: k, member, exp: now + ttlMs });
       this.#sql.recentTouch.run({ key: k, exp: now + ttlMs });
       this.#sql.recentTrim.run({ key: k, now, max });
-      this.#db.exec('COMMIT');
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    });
   }
 
   async recentList(key: string): Promise<string[]> {
@@ -352,10 +355,18 @@ export class SqliteStore implements Store {
   }
 
   async lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean> {
+    return (await this.leaseMany([key], owner, ttlMs, alivePrefix))[0]!;
+  }
+
+  /** Several keys in one transaction (one commit for all of them); each upsert is atomic on its own. */
+  async leaseMany(keys: readonly string[], owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean[]> {
     const now = Date.now();
-    const args = { key: this.#key(key), owner, exp: now + ttlMs, now };
-    if (alivePrefix === undefined) return this.#sql.lease.get(args) !== undefined;
-    return this.#sql.leaseFromDead.get({ ...args, alive: this.#key(alivePrefix) }) !== undefined;
+    const alive = alivePrefix === undefined ? undefined : this.#key(alivePrefix);
+    const one = (key: string): boolean => {
+      const args = { key: this.#key(key), owner, exp: now + ttlMs, now };
+      return (alive === undefined ? this.#sql.lease.get(args) : this.#sql.leaseFromDead.get({ ...args, alive })) !== undefined;
+    };
+    return keys.length === 1 ? [one(keys[0]!)] : this.#immediate(() => keys.map(one));
   }
 
   async leaseHolder(key: string): Promise<string | undefined> {
@@ -401,8 +412,7 @@ export class SqliteStore implements Store {
     if (counters.length === 0 && members.length === 0 && !guard) return true;
     const sql = this.#many();
     const now = Date.now();
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
+    return this.#immediate(() => {
       const applies = !guard || this.#sql.setIfAbsent.get({ key: this.#key(guard.key), value: '1', exp: now + guard.ttlMs, now }) !== undefined;
       if (applies) {
         for (const c of counters) this.#sql.add.get({ key: this.#key(c.key), delta: c.delta, exp: c.expiresAt, now });
@@ -411,12 +421,8 @@ export class SqliteStore implements Store {
           sql.memberUpsert.run({ key: this.#key(m.key), member: m.member, exp: m.expiresAt });
         }
       }
-      this.#db.exec('COMMIT');
       return applies;
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    });
   }
 
   async readMany(keys: readonly string[]): Promise<number[]> {

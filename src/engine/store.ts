@@ -94,6 +94,8 @@ export interface Store {
    * `alivePrefix + holder` (the holder's process stopped renewing its heartbeat): one atomic step.
    */
   lease(key: string, owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean>;
+  /** `lease` for each of `keys` (one round trip, each key its own atomic step): whether `owner` holds each after the call. */
+  leaseMany(keys: readonly string[], owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean[]>;
   releaseLease(key: string, owner: string): Promise<void>;
   /** The owner of the live lease `key`, or undefined when nobody holds it. */
   leaseHolder(key: string): Promise<string | undefined>;

@@ -314,6 +314,29 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     expect(await store.lease('job:1', 'proc-c', 60_000, 'alive:')).toBe(true);
   });
 
+  it('leaseMany takes or renews each key as lease() would, in one call, and answers per key in order', async () => {
+    await fresh();
+    expect(await store.leaseMany([], 'proc-a', 60_000, 'alive:')).toEqual([]);
+    expect(await store.lease('alive:proc-b', 'proc-b', 60_000)).toBe(true);
+    expect(await store.lease('job:b', 'proc-b', 60_000)).toBe(true); // a live peer's
+    expect(await store.lease('job:dead', 'proc-dead', 60_000)).toBe(true); // a dead peer's (no heartbeat)
+    expect(await store.lease('job:a', 'proc-a', 60_000)).toBe(true); // already ours
+    const keys = ['job:free', 'job:b', 'job:dead', 'job:a'];
+    expect(await store.leaseMany(keys, 'proc-a', 60_000)).toEqual([true, false, false, true]);
+    expect(await store.leaseMany(keys, 'proc-a', 60_000, 'alive:')).toEqual([true, false, true, true]);
+    expect(await Promise.all(keys.map((k) => store.leaseHolder(k)))).toEqual(['proc-a', 'proc-b', 'proc-a', 'proc-a']);
+    // More keys than one Redis script call takes: answered all the same, in order.
+    const many = Array.from({ length: 1_203 }, (_, i) => `job:many-${i}`);
+    expect(await store.lease('job:many-1000', 'proc-b', 60_000)).toBe(true);
+    const held = await store.leaseMany(many, 'proc-a', 60_000, 'alive:');
+    expect(held.filter((h) => !h)).toHaveLength(1);
+    expect(held[1_000]).toBe(false);
+    // Renewed: the ttl is the new one.
+    expect(await store.leaseMany(['job:a'], 'proc-a', 200)).toEqual([true]);
+    await sleep(300);
+    expect(await store.leaseHolder('job:a')).toBeUndefined();
+  });
+
   it('shares data between two stores opened on the same backend (two processes)', async () => {
     await fresh();
     const second = await backend.open(`${backend.name}-${testNo}:`);

@@ -141,6 +141,8 @@ export interface Run {
    * SUBMISSION_UNKNOWN (a create cut off mid-way may have made, and charged, the task).
    */
   abandon: AbortController;
+  /** Another process took the lease: this run ends without releasing it. */
+  leaseLost: boolean;
   /** Aborted at the job's deadline: tasks still pending fail with DEADLINE_EXCEEDED. */
   deadline: AbortController;
   /**

@@ -135,6 +135,12 @@ export class JobRecords {
     return this.#store.kv.get<CancelRequest>(jobCancelKey(jobId)).then((r) => r ?? undefined);
   }
 
+  /** The cancel requests of several jobs, in one read. */
+  async cancelRequests(jobIds: readonly string[]): Promise<Array<CancelRequest | undefined>> {
+    const requests = await this.#store.kv.getMany<CancelRequest>(jobIds.map(jobCancelKey));
+    return requests.map((r) => r ?? undefined);
+  }
+
   /**
    * Takes or renews this process's lease on the job; false when another live process holds it
    * (a holder whose heartbeat is gone is not live: its lease is taken). With `onlyIfFree`, a lease
@@ -142,6 +148,11 @@ export class JobRecords {
    */
   lease(jobId: string, o: { onlyIfFree?: boolean } = {}): Promise<boolean> {
     return this.#store.lease(jobLeaseKey(jobId), this.#processId, this.#leaseTtlMs, o.onlyIfFree ? undefined : ALIVE_KEY_PREFIX);
+  }
+
+  /** Renews this process's leases on the jobs, in one round trip: whether it still holds each. */
+  renewLeases(jobIds: readonly string[]): Promise<boolean[]> {
+    return this.#store.leaseMany(jobIds.map(jobLeaseKey), this.#processId, this.#leaseTtlMs, ALIVE_KEY_PREFIX);
   }
 
   /**

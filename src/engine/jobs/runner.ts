@@ -27,6 +27,9 @@ export interface StartOptions {
 export class JobRunner {
   readonly #ctx: JobContext;
   readonly #runs = new Map<string, Run>();
+  /** One timer renews every run's lease (while there are runs), in one store round trip. */
+  #renewTimer: ReturnType<typeof setInterval> | undefined;
+  #renewing = false;
 
   constructor(ctx: JobContext) {
     this.#ctx = ctx;
@@ -53,6 +56,7 @@ export class JobRunner {
       log: o.log,
       stop,
       abandon: new AbortController(),
+      leaseLost: false,
       deadline,
       cancel,
       signal: AbortSignal.any([stop.signal, deadline.signal, cancel.signal]),
@@ -66,12 +70,17 @@ export class JobRunner {
       done: Promise.resolve(),
     };
     this.#runs.set(job.id, run);
+    this.#renewTimer ??= setInterval(() => void this.#renewLeases(), Math.max(50, Math.floor(this.#ctx.timing.leaseTtlMs / 3)));
     this.#ctx.metrics?.jobsInFlight.inc();
     run.done = this.#drive(run, o.resumed)
       .catch((err: unknown) => run.log.error({ err }, 'job run failed unexpectedly; it resumes on the next start'))
       .finally(() => {
         for (const t of run.timers) clearTimeout(t);
         this.#runs.delete(job.id);
+        if (this.#runs.size === 0) {
+          clearInterval(this.#renewTimer);
+          this.#renewTimer = undefined;
+        }
         this.#ctx.metrics?.jobsInFlight.dec();
       });
   }
@@ -114,29 +123,47 @@ export class JobRunner {
     return { stopped: runs.length, stillRunning: runs.filter((r) => this.#runs.get(r.job.id) === r).length };
   }
 
+  /**
+   * Renews the lease of every run, and reads their cancel requests, in one round trip each (a
+   * cancel clicked on another process is seen here at the latest one renewal later). A run whose
+   * lease another process took stops at once.
+   */
+  async #renewLeases(): Promise<void> {
+    if (this.#renewing) return; // the store is slow: one renewal at a time
+    // Stopped runs too: one still delivering keeps its job from running beside it elsewhere.
+    const runs = [...this.#runs.values()];
+    if (runs.length === 0) return;
+    this.#renewing = true;
+    const ids = runs.map((r) => r.job.id);
+    try {
+      const [held, cancels] = await Promise.all([
+        this.#ctx.records.renewLeases(ids).catch((err: unknown) => {
+          this.#ctx.log.warn({ err, jobs: ids.length }, 'lease renewal failed');
+          return undefined;
+        }),
+        this.#ctx.records.cancelRequests(ids).catch((err: unknown) => {
+          this.#ctx.log.warn({ err, jobs: ids.length }, 'could not read the cancel requests');
+          return undefined;
+        }),
+      ]);
+      runs.forEach((run, i) => {
+        if (cancels?.[i]) this.#honourCancel(run);
+        if (held?.[i] !== false || run.stop.signal.aborted) return;
+        run.leaseLost = true;
+        run.log.error('lost the job lease to another process; stopping here');
+        const lost = new LeaseLostError();
+        run.stop.abort(lost);
+        // Another process runs the job now: this one must not record a task id in it.
+        run.abandon.abort(lost);
+      });
+    } finally {
+      this.#renewing = false;
+    }
+  }
+
   async #drive(run: Run, resumed: boolean): Promise<void> {
     const ctx = this.#ctx;
     const { job } = run;
-    let leaseLost = false;
-    // Keep the lease while this process works on the job.
-    const renew = setInterval(() => {
-      // A cancel clicked on another process: seen here at the latest one renewal later.
-      this.#checkCancel(run).catch((err: unknown) => run.log.warn({ err }, 'could not read the cancel request'));
-      ctx.records.lease(job.id).then(
-        (held) => {
-          if (!held && !run.stop.signal.aborted) {
-            leaseLost = true;
-            run.log.error('lost the job lease to another process; stopping here');
-            const lost = new LeaseLostError();
-            run.stop.abort(lost);
-            // Another process runs the job now: this one must not record a task id in it.
-            run.abandon.abort(lost);
-          }
-        },
-        (err: unknown) => run.log.warn({ err }, 'lease renewal failed'),
-      );
-    }, Math.max(50, Math.floor(ctx.timing.leaseTtlMs / 3)));
-    run.timers.push(renew);
     try {
       if (!isTerminalJobState(job.state)) await this.#checkCancel(run);
       if (!isTerminalJobState(job.state)) {
@@ -170,8 +197,7 @@ export class JobRunner {
       ctx.deliveries.emit(run, false);
       await ctx.deliveries.deliver(run);
     } finally {
-      clearInterval(renew);
-      if (!leaseLost) await ctx.records.releaseLease(job.id).catch(() => undefined);
+      if (!run.leaseLost) await ctx.records.releaseLease(job.id).catch(() => undefined);
     }
   }
 
@@ -179,9 +205,14 @@ export class JobRunner {
   async #checkCancel(run: Run): Promise<boolean> {
     if (run.cancel.signal.aborted) return true;
     if (!(await this.#ctx.records.cancelRequest(run.job.id))) return false;
-    run.log.info('cancel requested; stopping the job');
-    if (!run.cancel.signal.aborted) run.cancel.abort(new JobCanceledError());
+    this.#honourCancel(run);
     return true;
+  }
+
+  #honourCancel(run: Run): void {
+    if (run.cancel.signal.aborted) return;
+    run.log.info('cancel requested; stopping the job');
+    run.cancel.abort(new JobCanceledError());
   }
 
   async #markCanceled(run: Run): Promise<void> {

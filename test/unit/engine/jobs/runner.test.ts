@@ -6,8 +6,8 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../../../src/engine/job.ts';
-import { jobKey, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
-import { build, dir, req, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
+import { ALIVE_KEY_PREFIX, jobKey, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
+import { build, dir, logLines, req, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -61,6 +61,42 @@ describe('running a job', () => {
     expect(client.creates).toHaveLength(1);
     expect((await store.kv.get<JobRecord>(jobKey(job.id)))!.tasks[0]!.taskId).toBe('task1');
     expect((await quotas.view(user)).used).toBe(1);
+  });
+  it('renews the leases of all its runs in one store call per renewal, and a run whose lease another process took stops there and leaves it', async () => {
+    const { engine, client } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 150 } });
+    client.script = (taskId) => ({ taskId, status: 'running', outputUrls: [] });
+    const jobs = await Promise.all([1, 2, 3].map(() => engine.submit(req())));
+    while (new Set(client.polls).size < 3) await new Promise((r) => setTimeout(r, 5));
+    const leaseMany = store.leaseMany.bind(store);
+    const batches: string[][] = [];
+    store.leaseMany = (keys, ...rest) => {
+      batches.push([...keys]);
+      return leaseMany(keys, ...rest);
+    };
+    const lease = store.lease.bind(store);
+    const single: string[] = [];
+    store.lease = (key, ...rest) => {
+      if (key.startsWith('lease:job:')) single.push(key);
+      return lease(key, ...rest);
+    };
+    await new Promise((r) => setTimeout(r, 170)); // about three renewals (every 50 ms)
+    expect(batches.length).toBeGreaterThanOrEqual(2);
+    for (const b of batches) expect(b.sort()).toEqual(jobs.map((j) => `lease:job:${j.id}`).sort());
+    expect(single).toEqual([]);
+    // Another process takes the second job's lease: that run stops at the next renewal, the others go on.
+    const stolen = `lease:job:${jobs[1]!.id}`;
+    await store.releaseLease(stolen, 'me');
+    expect(await store.lease(stolen, 'thief', 60_000)).toBe(true);
+    expect(await store.lease(`${ALIVE_KEY_PREFIX}thief`, 'thief', 60_000)).toBe(true); // and it lives
+    while (logLines.every((l) => !l.includes('lost the job lease'))) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 100));
+    const pollsOf = (i: number) => client.polls.filter((t) => t === `task${i + 1}`).length;
+    const before = [0, 1, 2].map(pollsOf);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(pollsOf(1)).toBe(before[1]); // stopped
+    expect(pollsOf(0)).toBeGreaterThan(before[0]!);
+    expect(pollsOf(2)).toBeGreaterThan(before[2]!);
+    expect(await store.leaseHolder(stolen)).toBe('thief'); // not released by the run that lost it
   });
   it('fails tasks still pending at the deadline with DEADLINE_EXCEEDED and refunds them', async () => {
     const { engine: e2, quotas, client } = build({ timing: { ...TIMING, deadlineMs: 200 } });

@@ -29,13 +29,13 @@
  * program (`--role=slack-fake|runblob-fake|bot|floor`).
  *
  *   npm run bench -- jobs        # or: node bench/jobs.ts [--jobs=N] [--waiting=N]
+ *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # memory only, per NODE_OPTIONS
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
  */
-import { ask, forkRole, freePort, percentile, procStatusBytes, silentLog, sleep, standInSlackFake, stopChild } from './processes.ts';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { ask, forkRole, freePort, percentile, procStatusBytes, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -240,33 +240,6 @@ async function metric(baseUrl: string, name: string): Promise<number> {
   return Number(line.slice(name.length + 1));
 }
 
-/** A redis-server of this bench's own on a free port, nothing persisted: no other run's keys. */
-async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  // Never outlives the bench, even when it fails half-way.
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
-  await new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
-    const deadline = Date.now() + 10_000;
-    const probe = () => {
-      const s = createServer();
-      s.once('error', () => resolve()); // in use: redis is listening
-      s.listen(port, '127.0.0.1', () => s.close(() => (Date.now() > deadline ? reject(new Error('redis-server did not start')) : setTimeout(probe, 50))));
-    };
-    probe();
-  });
-  const stop = () =>
-    new Promise<void>((r) => {
-      process.off('exit', killOnExit);
-      if (child.exitCode !== null || child.signalCode !== null) return r();
-      child.once('exit', () => r());
-      child.kill('SIGTERM');
-    });
-  return { url: `redis://127.0.0.1:${port}`, stop };
-}
-
 const here = fileURLToPath(import.meta.url);
 /** Both fakes; `child` is the fake Slack's process (the one asked about progress). */
 async function startFakes() {
@@ -431,6 +404,26 @@ async function memoryAtWaiting(runblobFake: ChildProcess, info: FakesInfo, waiti
   }
 }
 
+/**
+ * Memory only, one fresh bot per NODE_OPTIONS variant ('' for Node's defaults), side by side in
+ * one run: for choosing the image's NODE_OPTIONS (`node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'`).
+ */
+async function compareMemory(variants: string[], waiting: number): Promise<string> {
+  const rows: string[] = [];
+  for (const nodeOptions of variants) {
+    const fakes = await startFakes();
+    try {
+      const m = await memoryAtWaiting(fakes.runblob, fakes.ready, waiting, nodeOptions);
+      rows.push(
+        `| \`${nodeOptions || "Node's defaults"}\` | ${(m.idleRss / 2 ** 20).toFixed(1)} → ${(m.rss / 2 ** 20).toFixed(1)} MB | **${((m.rss - m.idleRss) / 1024 / m.waiting).toFixed(1)} KB** | ${((m.heap - m.idleHeap) / 1024 / m.waiting).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s |`,
+      );
+    } finally {
+      await Promise.all([stopChild(fakes.child), stopChild(fakes.runblob)]);
+    }
+  }
+  return [`| NODE_OPTIONS (${waiting} jobs waiting) | RSS idle → waiting | RSS per job | heap per job | main-thread CPU while they wait |`, '|---|---|---|---|---|', ...rows].join('\n');
+}
+
 export async function runJobsBench(opts: { jobs?: number; waiting?: number; processes?: number } = {}): Promise<string> {
   const jobs = opts.jobs ?? JOBS_BENCH_JOBS;
   const waiting = opts.waiting ?? JOBS_BENCH_WAITING;
@@ -507,6 +500,11 @@ if (process.argv[1] && here === process.argv[1]) {
     const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
     const jobs = flag('jobs');
     const waiting = flag('waiting');
+    const variants = process.argv.filter((a) => a.startsWith('--memory-with=')).map((a) => a.slice('--memory-with='.length));
+    if (variants.length > 0) {
+      process.stdout.write(`${await compareMemory(variants, waiting ? Number(waiting) : JOBS_BENCH_WAITING)}\n`);
+      process.exit(0);
+    }
     process.stdout.write(`${await runJobsBench({ ...(jobs && { jobs: Number(jobs) }), ...(waiting && { waiting: Number(waiting) }) })}\n`);
   }
 }

@@ -2,9 +2,9 @@
  * What the benches that run in several processes share: a bench file forks itself once per role
  * (`--role=NAME`, the parent's info in an environment variable), asks its children questions over
  * IPC, stops them, and reads percentiles off the latencies they report; and the small pieces
- * several benches' children use (a free port, /proc readings, the real Discord bot as a child).
+ * several benches' children use (a free port, /proc readings, a private redis-server, the real Discord bot as a child).
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
@@ -137,4 +137,31 @@ export async function discordBotChild(fakes: DiscordBotFakes, exemptUserId: stri
     if (m.close) void bot.stop().then(removeDataDir).then(() => process.exit(0));
   });
   process.send!({ ready: { pid: process.pid } });
+}
+
+/** A redis-server of this bench's own on a free port, nothing persisted: no other run's keys. */
+export async function startRedis(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  // Never outlives the bench, even when it fails half-way.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  await new Promise<void>((resolve, reject) => {
+    child.once('error', reject);
+    const deadline = Date.now() + 10_000;
+    const probe = () => {
+      const s = createServer();
+      s.once('error', () => resolve()); // in use: redis is listening
+      s.listen(port, '127.0.0.1', () => s.close(() => (Date.now() > deadline ? reject(new Error('redis-server did not start')) : setTimeout(probe, 50))));
+    };
+    probe();
+  });
+  const stop = () =>
+    new Promise<void>((r) => {
+      process.off('exit', killOnExit);
+      if (child.exitCode !== null || child.signalCode !== null) return r();
+      child.once('exit', () => r());
+      child.kill('SIGTERM');
+    });
+  return { url: `redis://127.0.0.1:${port}`, stop };
 }

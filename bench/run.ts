@@ -8,6 +8,7 @@
  *              main-thread CPU and event-loop delay per job, RSS per in-flight job (issues 12, 13)
  *   - peak:    peak RSS of the Discord bot while four 4K results over the attachment limit are
  *              fetched, fitted (re-encoded with sharp) and posted at once, above idle (issue 13)
+ *   - leases:  main-thread CPU to keep 1,000 in-flight jobs leased: per job vs one batch (issue 13)
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
@@ -15,6 +16,7 @@ import { runDiscordBench } from './discord.ts';
 import { runSlackBench } from './slack.ts';
 import { runJobsBench } from './jobs.ts';
 import { runPeakBench } from './peak.ts';
+import { runLeasesBench } from './leases.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
@@ -22,6 +24,7 @@ const parts: Record<string, () => Promise<string>> = {
   slack: () => runSlackBench(),
   jobs: () => runJobsBench(),
   peak: () => runPeakBench(),
+  leases: () => runLeasesBench(),
 };
 
 const wanted = process.argv.slice(2);

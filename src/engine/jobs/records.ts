@@ -18,7 +18,6 @@ import type { RetryTiming, Run } from './context.ts';
 
 /** Job records outlive the job so that buttons keep working for weeks (docs/architecture.md). */
 export const JOB_TTL_MS = 60 * DAY_MS;
-
 /** The store set of jobs that are not yet terminal-and-delivered; resume() walks it. */
 export const UNFINISHED_JOBS_KEY = 'jobs:unfinished';
 export const jobKey = (jobId: string): string => `job:${jobId}`;
@@ -68,8 +67,8 @@ export class JobRecords {
   /**
    * Writes the run's job record; writes of one job are serialised, each writes the latest state.
    * A store error is retried, backing off, while the run holds the job (JobTiming.recordWriteRetry):
-   * what the record holds (a task's provider id, a delivery) must
-   * not be lost to a dropped connection, and is no reason to fail a task that the provider made.
+   * what the record holds (a task's provider id, a delivery) must not be lost to a dropped
+   * connection, and is no reason to fail a task that the provider made.
    */
   persist(run: Run): Promise<void> {
     const write = run.writes.then(() => this.#writeRecord(run));

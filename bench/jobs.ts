@@ -29,7 +29,7 @@
  * program (`--role=slack-fake|runblob-fake|bot|floor`).
  *
  *   npm run bench -- jobs        # or: node bench/jobs.ts [--jobs=N] [--waiting=N]
- *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # memory only, per NODE_OPTIONS
+ *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # per NODE_OPTIONS, side by side
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
  */
 import { ask, forkRole, freePort, percentile, procStatusBytes, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
@@ -318,8 +318,8 @@ interface Throughput {
 let runSeq = 0;
 const nextRun = () => `C${String(++runSeq).padStart(3, '0')}`;
 
-async function botThroughput(fakes: ChildProcess, info: FakesInfo, storeUrl: (i: number) => string, processes: number, jobs: number): Promise<Throughput> {
-  const bots = await Promise.all(Array.from({ length: processes }, async (_, i) => startBotProcess(info, storeUrl(i))));
+async function botThroughput(fakes: ChildProcess, info: FakesInfo, storeUrl: (i: number) => string, processes: number, jobs: number, nodeOptions = ''): Promise<Throughput> {
+  const bots = await Promise.all(Array.from({ length: processes }, async (_, i) => startBotProcess(info, storeUrl(i), false, nodeOptions)));
   try {
     const urls = bots.map((b) => b.ready.baseUrl);
     const warm = nextRun();
@@ -405,23 +405,39 @@ async function memoryAtWaiting(runblobFake: ChildProcess, info: FakesInfo, waiti
 }
 
 /**
- * Memory only, one fresh bot per NODE_OPTIONS variant ('' for Node's defaults), side by side in
- * one run: for choosing the image's NODE_OPTIONS (`node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'`).
+ * One fresh bot per NODE_OPTIONS variant ('' for Node's defaults), side by side in one run, each
+ * variant twice in alternation: memory per in-flight job and, on one process with SQLite, jobs/s
+ * and main-thread CPU per job. For choosing the image's NODE_OPTIONS
+ * (`node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'`).
  */
-async function compareMemory(variants: string[], waiting: number): Promise<string> {
+async function compareNodeOptions(variants: string[], waiting: number, jobs: number): Promise<string> {
   const rows: string[] = [];
-  for (const nodeOptions of variants) {
-    const fakes = await startFakes();
-    try {
-      const m = await memoryAtWaiting(fakes.runblob, fakes.ready, waiting, nodeOptions);
+  for (const round of [1, 2]) {
+    for (const nodeOptions of variants) {
+      const fakes = await startFakes();
+      let m: Memory;
+      let t: Throughput;
+      try {
+        m = await memoryAtWaiting(fakes.runblob, fakes.ready, waiting, nodeOptions);
+      } finally {
+        await Promise.all([stopChild(fakes.child), stopChild(fakes.runblob)]);
+      }
+      const fresh = await startFakes();
+      try {
+        t = await botThroughput(fresh.child, fresh.ready, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs, nodeOptions);
+      } finally {
+        await Promise.all([stopChild(fresh.child), stopChild(fresh.runblob)]);
+      }
       rows.push(
-        `| \`${nodeOptions || "Node's defaults"}\` | ${(m.idleRss / 2 ** 20).toFixed(1)} → ${(m.rss / 2 ** 20).toFixed(1)} MB | **${((m.rss - m.idleRss) / 1024 / m.waiting).toFixed(1)} KB** | ${((m.heap - m.idleHeap) / 1024 / m.waiting).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s |`,
+        `| \`${nodeOptions || "Node's defaults"}\` | ${round} | **${((m.rss - m.idleRss) / 1024 / m.waiting).toFixed(1)} KB** | ${((m.heap - m.idleHeap) / 1024 / m.waiting).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s | ${t.jobsPerSecond.toFixed(1)} | ${t.cpuMsPerJob!.toFixed(2)} |`,
       );
-    } finally {
-      await Promise.all([stopChild(fakes.child), stopChild(fakes.runblob)]);
     }
   }
-  return [`| NODE_OPTIONS (${waiting} jobs waiting) | RSS idle → waiting | RSS per job | heap per job | main-thread CPU while they wait |`, '|---|---|---|---|---|', ...rows].join('\n');
+  return [
+    `| NODE_OPTIONS | round | RSS per job (${waiting} waiting) | heap per job | CPU while they wait | jobs/s (${jobs} at once, 1 process) | main-thread CPU ms/job |`,
+    '|---|---|---|---|---|---|---|',
+    ...rows,
+  ].join('\n');
 }
 
 export async function runJobsBench(opts: { jobs?: number; waiting?: number; processes?: number } = {}): Promise<string> {
@@ -502,7 +518,7 @@ if (process.argv[1] && here === process.argv[1]) {
     const waiting = flag('waiting');
     const variants = process.argv.filter((a) => a.startsWith('--memory-with=')).map((a) => a.slice('--memory-with='.length));
     if (variants.length > 0) {
-      process.stdout.write(`${await compareMemory(variants, waiting ? Number(waiting) : JOBS_BENCH_WAITING)}\n`);
+      process.stdout.write(`${await compareNodeOptions(variants, waiting ? Number(waiting) : JOBS_BENCH_WAITING, jobs ? Number(jobs) : JOBS_BENCH_JOBS)}\n`);
       process.exit(0);
     }
     process.stdout.write(`${await runJobsBench({ ...(jobs && { jobs: Number(jobs) }), ...(waiting && { waiting: Number(waiting) }) })}\n`);

@@ -10,12 +10,13 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:26-bookworm-slim
 ENV NODE_ENV=production
-# V8's young generation capped at 4 MB per semi-space (the default grows to 16 MB): under a burst
-# of jobs it is much of what the resident memory grows by, not the jobs themselves. With it, RSS
-# per in-flight job at 1,000 jobs was 54–78 KB against 83–110 KB (`npm run bench -- jobs`,
-# "Memory per in-flight job", which reads this line); CPU per job showed no difference beyond the
-# bench's run-to-run noise on a 2-core machine.
-ENV NODE_OPTIONS="--max-semi-space-size=4"
+# V8's young generation capped at 2 MB per semi-space (the default grows to 16 MB): under a burst
+# of jobs it is much of what the resident memory grows by, not the jobs themselves. RSS per
+# in-flight job at 1,000 jobs, side by side in four runs (`node bench/jobs.ts --memory-with=…`):
+# 49.8–52.4 KB with 2 MB, 59.3–74.8 KB with 4 MB, 75.9–81.3 KB with Node's defaults; jobs/s and
+# CPU per job showed no difference beyond the bench's run-to-run noise on a 2-core machine.
+# `npm run bench -- jobs` reads this line.
+ENV NODE_OPTIONS="--max-semi-space-size=2"
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./

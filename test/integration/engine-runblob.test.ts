@@ -172,6 +172,19 @@ describe('engine: RunBlob callbacks', () => {
       expect(firstPollAfterCreate(fake)).toBeLessThan(1_200);
     });
 
+    it('a resumed job (a callback may have come while it was elsewhere): the normal plan', async () => {
+      const { fake, h } = await setup({ durationMs: 300, callbacks: { mode: 'drop' } }, { timing: PLAN_TIMING });
+      const job = await h.engine.submit(request());
+      // The restart: the first process stops once the create is answered (its task id recorded).
+      while (!(await h.engine.getJob(job.id))?.tasks[0]?.taskId) await new Promise((r) => setTimeout(r, 10));
+      await h.engine.close();
+      expect(fake.requests.filter((r) => r.kind === 'get')).toEqual([]);
+      const next = await h.restart({ timing: PLAN_TIMING });
+      await next.resume();
+      await next.waitFor(job.id);
+      expect(firstPollAfterCreate(fake)).toBeLessThan(1_200);
+    });
+
     it('another live process shares the store (PUBLIC_URL may reach it instead): the normal plan', async () => {
       const { fake, h } = await setup({ durationMs: 300, callbacks: { mode: 'drop' } }, { timing: PLAN_TIMING });
       await h.restart({ timing: PLAN_TIMING, processId: 'peer-process' });

@@ -172,6 +172,20 @@ describe('engine: RunBlob callbacks', () => {
       expect(firstPollAfterCreate(fake)).toBeLessThan(1_200);
     });
 
+    it('a callback token the store refuses: the create goes without a callback URL, is polled on the normal plan, and the job succeeds', async () => {
+      const { fake, h } = await setup({ durationMs: 300, callbacks: { mode: 'drop' } }, { timing: PLAN_TIMING });
+      const set = h.store.kv.set.bind(h.store.kv);
+      h.store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+        if (key.startsWith('cb:')) throw new Error('Socket closed unexpectedly');
+        return set(key, value, ttl);
+      }) as typeof h.store.kv.set;
+      const done = await h.engine.waitFor((await h.engine.submit(request())).id);
+      expect(done.state).toBe('succeeded');
+      expect((fake.requests.find((r) => r.kind === 'create')!.body as { callback_url?: string }).callback_url).toBeUndefined();
+      expect(firstPollAfterCreate(fake)).toBeLessThan(1_200);
+      expect(h.logLines.some((l) => l.includes('could not store a callback token'))).toBe(true);
+    });
+
     it('a resumed job (a callback may have come while it was elsewhere): the normal plan', async () => {
       const { fake, h } = await setup({ durationMs: 300, callbacks: { mode: 'drop' } }, { timing: PLAN_TIMING });
       const job = await h.engine.submit(request());

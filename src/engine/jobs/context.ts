@@ -161,6 +161,8 @@ export interface Run {
    * waiting for the poll plan.
    */
   calledBack: Set<number>;
+  /** Tasks (by index) created without a callback URL (its token could not be stored): polled on the normal plan. */
+  noCallback: Set<number>;
   /** Resumed after a restart or taken over: callbacks sent meanwhile went to a process that is gone. */
   resumed: boolean;
   /** References as the provider receives them; computed at submit, or again on resume. */

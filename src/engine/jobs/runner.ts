@@ -64,6 +64,7 @@ export class JobRunner {
       downloading: 0,
       lastProgressKey: '',
       calledBack: new Set(),
+      noCallback: new Set(),
       resumed: o.resumed,
       providerRefs: o.providerRefs,
       timers: [],

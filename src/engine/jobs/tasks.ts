@@ -66,7 +66,13 @@ async function createTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpe
   };
   if (model.creativity && request.creativity !== undefined) input.creativity = request.creativity;
   if (callsBack(ctx, lane) && ctx.publicUrl) {
-    input.callbackUrl = await ctx.callbacks.register(ctx.publicUrl, lane.client.name, { jobId: job.id, index: task.index });
+    // A token the store could not keep would only make the callback a 404: the task is polled.
+    const url = await ctx.callbacks.register(ctx.publicUrl, lane.client.name, { jobId: job.id, index: task.index }).catch((err: unknown) => {
+      run.log.warn({ err, task: task.index }, 'could not store a callback token; the task is polled instead');
+      return undefined;
+    });
+    if (url) input.callbackUrl = url;
+    else run.noCallback.add(task.index);
   }
   const gate: RequestGate = async (kind) => {
     // The deadline may stop a create waiting for its turn, but not one on the wire: that one may
@@ -143,7 +149,7 @@ async function watchTask(ctx: JobContext, run: Run, lane: Lane, model: ModelSpec
     // Its create carried a callback URL (createTask) that leads here: polls are the safety net.
     // Not for a resumed job (a callback may have come while it was elsewhere) nor with live peers
     // (PUBLIC_URL may reach another process, which drops it): the normal plan then.
-    expectCallback: callsBack(ctx, lane) && !run.resumed && ctx.callbacksReachThisProcess(),
+    expectCallback: callsBack(ctx, lane) && !run.resumed && !run.noCallback.has(task.index) && ctx.callbacksReachThisProcess(),
     onSnapshot: (s) => {
       if (s.status !== 'running' || task.status !== 'pending') return;
       task.status = 'running';

@@ -109,6 +109,11 @@ export async function admit(ctx: JobContext, request: ImagineRequest, model: Mod
     await records.lease(id);
     await records.markUnfinished(id);
   } catch (err) {
+    // A write that failed may still have landed (a connection dropped after Redis applied it):
+    // the job is taken back out of the store, its first write queued before the refund's, so no
+    // sweep runs a job its user was refunded for and told to try again. Not awaited: while the
+    // store is away, the user's answer does not wait for it to come back.
+    void records.discard(id).catch((e: unknown) => log.error({ err: e, jobId: id }, 'could not take a refused job back out of the store'));
     await refundUnits();
     await quotas.adjustSpend(reservation.day, -spendReservedUsd).catch(() => undefined);
     if (spendScope) await quotas.adjustServerSpend(spendScope, reservation.day, -spendReservedUsd).catch(() => undefined);

@@ -184,6 +184,17 @@ export class JobRecords {
     return this.#store.releaseLease(jobLeaseKey(jobId), this.#processId);
   }
 
+  /**
+   * Takes a job admission could not finish back out of the store: out of the unfinished set first
+   * (no sweep picks it up), then its record and references, then its lease.
+   */
+  async discard(jobId: string): Promise<void> {
+    await this.markFinished(jobId);
+    await this.#store.kv.delete(jobKey(jobId));
+    await this.forgetReferences(jobId);
+    await this.releaseLease(jobId);
+  }
+
   markUnfinished(jobId: string): Promise<void> {
     return this.#store.setAdd(UNFINISHED_JOBS_KEY, jobId);
   }

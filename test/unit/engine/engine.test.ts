@@ -1,7 +1,7 @@
 /**
  * The engine's façade (engine.ts): locations, close(), and configuration errors.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ConfigError } from '../../../src/config.ts';
 import { sentenceFor } from '../../../src/errors.ts';
 import type { JobRecord } from '../../../src/engine/job.ts';
@@ -39,6 +39,29 @@ describe('the engine façade', () => {
     expect(other).toBeInstanceOf(Error);
     expect((other as { code?: string }).code).toBeUndefined();
     expect((await quotas.view(user)).used).toBe(0);
+  });
+  it('a job whose admission failed after its writes landed (the reply lost) is taken back out of the store: no later start runs it', async () => {
+    const { engine, client, quotas } = build();
+    // Redis applied the SADD, then the connection dropped before its reply.
+    const setAdd = store.setAdd.bind(store);
+    let admitted = '';
+    store.setAdd = async (key: string, member: string) => {
+      await setAdd(key, member);
+      if (key !== UNFINISHED_JOBS_KEY) return;
+      admitted = member;
+      throw new Error('Socket closed unexpectedly');
+    };
+    store.ping = () => Promise.reject(new Error('redis is not connected'));
+    await expect(engine.submit(req())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    expect((await quotas.view(user)).used).toBe(0);
+    await vi.waitFor(async () => expect(await store.kv.get(jobKey(admitted))).toBeUndefined());
+    await engine.close();
+    // The next start finds nothing to run: the user was refunded and told to try again.
+    const { engine: next, client: nextClient } = build();
+    expect(await next.resume()).toBe(0);
+    expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual([]);
+    expect(nextClient.creates).toHaveLength(0);
+    expect(client.creates).toHaveLength(0);
   });
   it('close() stops a running job where it is; it stays in the store', async () => {
     const { engine, client } = build();

@@ -287,7 +287,8 @@ export class Engine implements EngineApi {
       await this.#ctx.records.releaseLease(job.id).catch(() => undefined);
       return structuredClone(job);
     }
-    this.#runner.start(job, model, { providerRefs, resumed: false, log });
+    // A sweep of this process may have leased and started it meanwhile (it reads unfinished jobs).
+    if (!this.#runner.start(job, model, { providerRefs, resumed: false, log })) log.info('job already started here by a resume sweep');
     this.#ctx.metrics?.jobsStarted.inc({ platform: job.request.requester.platform, model: model.key, provider: model.provider });
     return structuredClone(job);
   }

@@ -198,8 +198,7 @@ export class ResumeSweep {
           { state: job.state, tasks: job.tasks.map((t) => t.status), delivered: job.deliveredAt !== undefined },
           o.takeover ? 'taking over a job whose process stopped' : 'resuming job',
         );
-        this.#runner.start(job, model, { providerRefs: undefined, resumed: true, log: jobLog });
-        resumed++;
+        if (this.#runner.start(job, model, { providerRefs: undefined, resumed: true, log: jobLog })) resumed++;
       } catch (err) {
         log.error({ err, jobId: id }, 'could not resume job');
       }

@@ -44,8 +44,12 @@ export class JobRunner {
     return this.#runs.has(jobId);
   }
 
-  /** Starts a job this process holds the lease of, in the background. */
-  start(job: JobRecord, model: ModelSpec | undefined, o: StartOptions): void {
+  /**
+   * Starts a job this process holds the lease of, in the background; false (nothing started) when
+   * this process runs it already: a sweep may lease a job its own submit has not started yet.
+   */
+  start(job: JobRecord, model: ModelSpec | undefined, o: StartOptions): boolean {
+    if (this.#runs.has(job.id)) return false;
     const stop = new AbortController();
     const deadline = new AbortController();
     const cancel = new AbortController();
@@ -84,6 +88,7 @@ export class JobRunner {
         }
         this.#ctx.metrics?.jobsInFlight.dec();
       });
+    return true;
   }
 
   /** Cancels a run of this process at once (the request is already in the store). */

@@ -71,6 +71,22 @@ describe('resume and takeover', () => {
     expect(client.creates.length).toBe(creates + 1);
     expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
   });
+  it('a sweep that leases a job its own submit has not started yet: the job runs once', async () => {
+    const { engine, client, deliverer } = build({ processId: 'me' });
+    // The sweep runs between the job's joining the unfinished set and its submit's start.
+    const setAdd = store.setAdd.bind(store);
+    let swept: Promise<number> | undefined;
+    store.setAdd = async (key: string, member: string) => {
+      await setAdd(key, member);
+      if (key === UNFINISHED_JOBS_KEY) await (swept = engine.resume());
+    };
+    const job = await engine.submit(req());
+    expect(await swept).toBe(1);
+    expect((await engine.waitFor(job.id)).state).toBe('succeeded');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(client.creates).toHaveLength(1);
+    expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);
+  });
   it('takes over, on its own, the jobs of a process that died (heartbeat lapsed), but not one whose delivery gave up', async () => {
     const { engine: first } = build({ processId: 'first' });
     const base = await first.submit(req());

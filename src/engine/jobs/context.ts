@@ -143,6 +143,8 @@ export interface Run {
   abandon: AbortController;
   /** Another process took the lease: this run ends without releasing it. */
   leaseLost: boolean;
+  /** The run ended and is letting go of its lease: renewals leave it alone (or they would take it back). */
+  releasing: boolean;
   /** Aborted at the job's deadline: tasks still pending fail with DEADLINE_EXCEEDED. */
   deadline: AbortController;
   /**

@@ -61,6 +61,7 @@ export class JobRunner {
       stop,
       abandon: new AbortController(),
       leaseLost: false,
+      releasing: false,
       deadline,
       cancel,
       signal: AbortSignal.any([stop.signal, deadline.signal, cancel.signal]),
@@ -137,7 +138,7 @@ export class JobRunner {
   async #renewLeases(): Promise<void> {
     if (this.#renewing) return; // the store is slow: one renewal at a time
     // Stopped runs too: one still delivering keeps its job from running beside it elsewhere.
-    const runs = [...this.#runs.values()];
+    const runs = [...this.#runs.values()].filter((r) => !r.releasing);
     if (runs.length === 0) return;
     this.#renewing = true;
     const ids = runs.map((r) => r.job.id);
@@ -203,6 +204,7 @@ export class JobRunner {
       ctx.deliveries.emit(run, false);
       await ctx.deliveries.deliver(run);
     } finally {
+      run.releasing = true;
       if (!run.leaseLost) await ctx.records.releaseLease(job.id).catch(() => undefined);
     }
   }

@@ -98,6 +98,21 @@ describe('running a job', () => {
     expect(pollsOf(2)).toBeGreaterThan(before[2]!);
     expect(await store.leaseHolder(stolen)).toBe('thief'); // not released by the run that lost it
   });
+  it('a run letting go of its lease is not renewed meanwhile: the lease stays free once released', async () => {
+    const { engine } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 300 } });
+    // The release lands at once but its reply is slow: renewals (every 100 ms) go on meanwhile.
+    const releaseLease = store.releaseLease.bind(store);
+    let released: Promise<void> | undefined;
+    store.releaseLease = (key, holder) => {
+      if (!key.startsWith('lease:job:')) return releaseLease(key, holder);
+      return (released = releaseLease(key, holder).then(() => new Promise((r) => setTimeout(r, 250))));
+    };
+    const job = await engine.submit(req());
+    await engine.waitFor(job.id);
+    while (!released) await new Promise((r) => setTimeout(r, 5));
+    await released;
+    expect(await store.leaseHolder(`lease:job:${job.id}`)).toBeUndefined();
+  });
   it('fails tasks still pending at the deadline with DEADLINE_EXCEEDED and refunds them', async () => {
     const { engine: e2, quotas, client } = build({ timing: { ...TIMING, deadlineMs: 200 } });
     client.script = (taskId) => ({ taskId, status: 'running', outputUrls: [] });

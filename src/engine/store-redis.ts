@@ -8,7 +8,7 @@ import { createClient } from '@redis/client';
 import KeyvRedis from '@keyv/redis';
 import { Keyv } from 'keyv';
 import type { Logger } from '../log.ts';
-import { KV_CODEC, type CounterChange, type ExpiringMember, type Store } from './store.ts';
+import { KV_CODEC, recordText, type CounterChange, type ExpiringMember, type Store } from './store.ts';
 
 type RedisClient = ReturnType<typeof createClient>;
 
@@ -63,6 +63,12 @@ const RELEASE_LEASE_LUA = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/** KEYS[1] lease, KEYS[2] record; ARGV owner, record text, record ttl ms. Writes only while we hold the lease; 1 when written. */
+const SET_WHILE_LEASED_LUA = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1`;
+
 /**
  * KEYS[1] guard, then ARGV[1] counters (KEYS[2..]), then the set keys; ARGV[2] guard ttl ms ('' for
  * no guard), then per counter delta and expiresAt, then per set member the member and expiresAt.
@@ -111,7 +117,7 @@ export class RedisStore implements Store {
     this.#prefix = opts.keyPrefix ?? 'imagine:';
     this.#log = opts.log;
     // Records are stored as `${prefix}kv:${key}`; the adapter does the prefixing, so Keyv must not.
-    const namespace = `${this.#prefix}kv`;
+    const namespace = this.#key('kv');
     const adapter = new KeyvRedis(client as never, { namespace, keyPrefixSeparator: ':', throwOnErrors: true });
     this.kv = new Keyv({ store: adapter, namespace, useKeyPrefix: false, throwOnErrors: true, ...KV_CODEC });
   }
@@ -234,6 +240,16 @@ export class RedisStore implements Store {
 
   async releaseLease(key: string, owner: string): Promise<void> {
     await this.#client.eval(RELEASE_LEASE_LUA, { keys: [this.#key(key)], arguments: [owner] });
+  }
+
+  async setWhileLeased(key: string, value: unknown, ttlMs: number, leaseKey: string, owner: string): Promise<boolean> {
+    assertInteger('ttlMs', ttlMs);
+    const reply = await this.#client.eval(SET_WHILE_LEASED_LUA, {
+      // The record's key as the Keyv adapter names it (see the constructor).
+      keys: [this.#key(leaseKey), `${this.#key('kv')}:${key}`],
+      arguments: [owner, recordText(value, Date.now() + ttlMs), String(ttlMs)],
+    });
+    return reply === 1;
   }
 
   /**

@@ -14,7 +14,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Keyv, type KeyvStoreAdapter, type StoredData } from 'keyv';
 import type { Logger } from '../log.ts';
-import { KV_CODEC, type CounterChange, type ExpiringMember, type Store } from './store.ts';
+import { KV_CODEC, recordText, type CounterChange, type ExpiringMember, type Store } from './store.ts';
 
 /** How long a writer waits for another process's write lock before failing. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -85,9 +85,13 @@ export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter 
   }
 
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
-    const expiresAt = typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : null;
-    this.#set.run(key, typeof value === 'string' ? value : JSON.stringify(value), expiresAt);
+    this.write(key, typeof value === 'string' ? value : JSON.stringify(value), typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : null);
     return true;
+  }
+
+  /** `set` for a key already namespaced and a value already serialised, at once (for SqliteStore.setWhileLeased). */
+  write(key: string, text: string, expiresAt: number | null): void {
+    this.#set.run(key, text, expiresAt);
   }
 
   async delete(key: string): Promise<boolean> {
@@ -123,6 +127,7 @@ export interface SqliteStoreOptions {
 
 export class SqliteStore implements Store {
   readonly kv: Keyv;
+  readonly #records: SqliteKeyvAdapter;
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #prefix: string;
@@ -238,9 +243,10 @@ export class SqliteStore implements Store {
       leaseHolder: db.prepare('SELECT owner FROM leases WHERE key = :key AND expires_at > :now'),
     };
 
+    this.#records = new SqliteKeyvAdapter(db);
     this.kv = new Keyv({
-      store: new SqliteKeyvAdapter(db),
-      namespace: `${this.#prefix}kv`,
+      store: this.#records,
+      namespace: this.#key('kv'),
       ...KV_CODEC,
       // A failing database must surface as an error, never as "record not found".
       throwOnErrors: true,
@@ -376,6 +382,18 @@ export class SqliteStore implements Store {
 
   async releaseLease(key: string, owner: string): Promise<void> {
     this.#sql.releaseLease.run({ key: this.#key(key), owner });
+  }
+
+  async setWhileLeased(key: string, value: unknown, ttlMs: number, leaseKey: string, owner: string): Promise<boolean> {
+    const text = recordText(value, Date.now() + ttlMs);
+    return this.#immediate(() => {
+      const now = Date.now();
+      const holder = this.#sql.leaseHolder.get({ key: this.#key(leaseKey), now }) as Row | undefined;
+      if (holder === undefined || String(holder.owner) !== owner) return false;
+      // The record's key as Keyv names it: `${namespace}:${key}`.
+      this.#records.write(`${this.#key('kv')}:${key}`, text, now + ttlMs);
+      return true;
+    });
   }
 
   /** `SELECT 1` (synchronous: the timeout has nothing to bound); throws once closed. */

@@ -16,8 +16,11 @@ import type { Keyv, KeyvOptions } from 'keyv';
  * written by the default serializer (an older version of the bot) and is read with its reader.
  */
 const JSON_RECORD_MARK = '{"json":1,';
+/** A record's text as the stores' Keyv writes it (also Store.setWhileLeased, which writes past Keyv). */
+export const recordText = (value: unknown, expires: number | undefined | null): string =>
+  `${JSON_RECORD_MARK}"value":${JSON.stringify(value) ?? 'null'},"expires":${JSON.stringify(expires ?? null)}}`;
 export const KV_CODEC: Pick<KeyvOptions, 'serialize' | 'deserialize'> = {
-  serialize: ({ value, expires }) => `${JSON_RECORD_MARK}"value":${JSON.stringify(value) ?? 'null'},"expires":${JSON.stringify(expires ?? null)}}`,
+  serialize: ({ value, expires }) => recordText(value, expires),
   deserialize: (text) => (text.startsWith(JSON_RECORD_MARK) ? JSON.parse(text) : defaultDeserialize(text)),
 };
 
@@ -97,6 +100,14 @@ export interface Store {
   /** `lease` for each of `keys` (one round trip, each key its own atomic step): whether `owner` holds each after the call. */
   leaseMany(keys: readonly string[], owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean[]>;
   releaseLease(key: string, owner: string): Promise<void>;
+  /**
+   * Writes the record `key` (as kv.set(key, value, ttlMs) would) only while `owner` holds the live
+   * lease `leaseKey`, in one atomic step: false, and nothing written, otherwise. A job's run writes
+   * its record this way, so a write held back past the loss of its lease (a connection's queue
+   * replayed after an outage in which another process took the job) cannot land over the new
+   * holder's.
+   */
+  setWhileLeased(key: string, value: unknown, ttlMs: number, leaseKey: string, owner: string): Promise<boolean>;
   /** The owner of the live lease `key`, or undefined when nobody holds it. */
   leaseHolder(key: string): Promise<string | undefined>;
 

@@ -8,6 +8,7 @@ import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { ProviderReference } from '../../providers/types.ts';
 import type { JobRecord } from '../job.ts';
+import { LeaseLostError } from '../job-errors.ts';
 import type { Lane, Lanes } from '../lanes.ts';
 import type { ModelSpec, Resolution } from '../models.ts';
 import type { ProviderCallbacks } from '../provider-callbacks.ts';
@@ -176,4 +177,17 @@ export interface Run {
 /** A job's logger: every line names the job, its provider and its model. */
 export function jobLogger(log: Logger, jobId: string, model: ModelSpec | undefined): Logger {
   return log.child({ jobId, provider: model?.provider, model: model?.key });
+}
+
+/**
+ * Another process holds the job now, or may: the run stops where it is, a create on the wire
+ * included, writes nothing more, and ends without releasing the lease.
+ */
+export function loseLease(run: Run, why: string): void {
+  if (run.leaseLost) return;
+  run.leaseLost = true;
+  run.log.error(why);
+  const lost = new LeaseLostError();
+  run.stop.abort(lost);
+  run.abandon.abort(lost);
 }

@@ -14,7 +14,8 @@ import type { PreparedReference } from '../references.ts';
 import type { Requester } from '../request.ts';
 import type { Store } from '../store.ts';
 import { sleep } from '../../util/sleep.ts';
-import type { RetryTiming, Run } from './context.ts';
+import { loseLease, type RetryTiming, type Run } from './context.ts';
+import { LeaseLostError } from '../job-errors.ts';
 
 /** Job records outlive the job so that buttons keep working for weeks (docs/architecture.md). */
 export const JOB_TTL_MS = 60 * DAY_MS;
@@ -68,7 +69,9 @@ export class JobRecords {
    * Writes the run's job record; writes of one job are serialised, each writes the latest state.
    * A store error is retried, backing off, while the run holds the job (JobTiming.recordWriteRetry):
    * what the record holds (a task's provider id, a delivery) must not be lost to a dropped
-   * connection, and is no reason to fail a task that the provider made.
+   * connection, and is no reason to fail a task that the provider made. Written only while this
+   * process holds the job's lease (Store.setWhileLeased): a write that finds it gone lands nowhere
+   * and stops the run, whose job another process may be running.
    */
   persist(run: Run): Promise<void> {
     const write = run.writes.then(() => this.#writeRecord(run));
@@ -82,8 +85,11 @@ export class JobRecords {
     for (let delayMs = retry.firstDelayMs; ; delayMs = Math.min(delayMs * 2, retry.maxDelayMs)) {
       try {
         run.job.updatedAt = this.#now();
-        await this.#store.kv.set(jobKey(run.job.id), run.job, JOB_TTL_MS);
-        return;
+        const { id } = run.job;
+        if (await this.#store.setWhileLeased(jobKey(id), run.job, JOB_TTL_MS, jobLeaseKey(id), this.#processId)) return;
+        // The lease lapsed (another process took the job, or may): the record is not this run's to write.
+        loseLease(run, 'the job lease was gone when its record was written; stopping here');
+        throw new LeaseLostError();
       } catch (err) {
         // Abandoned (a lost lease or heartbeat): another process may hold the job, so no later write.
         if (run.abandon.signal.aborted || performance.now() - started + delayMs > retry.giveUpMs) throw err;

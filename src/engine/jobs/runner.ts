@@ -12,9 +12,9 @@ import type { ProviderReference } from '../../providers/types.ts';
 import { sleep } from '../../util/sleep.ts';
 import { DeadlineExceededError } from '../errors.ts';
 import { isTerminalJobState, type JobRecord } from '../job.ts';
-import { JobCanceledError, LeaseLostError, toJobError } from '../job-errors.ts';
+import { JobCanceledError, toJobError } from '../job-errors.ts';
 import type { ModelSpec } from '../models.ts';
-import type { JobContext, Run } from './context.ts';
+import { loseLease, type JobContext, type Run } from './context.ts';
 import { settle } from './settlement.ts';
 import { runTask } from './tasks.ts';
 
@@ -156,12 +156,7 @@ export class JobRunner {
       runs.forEach((run, i) => {
         if (cancels?.[i]) this.#honourCancel(run);
         if (held?.[i] !== false || run.stop.signal.aborted) return;
-        run.leaseLost = true;
-        run.log.error('lost the job lease to another process; stopping here');
-        const lost = new LeaseLostError();
-        run.stop.abort(lost);
-        // Another process runs the job now: this one must not record a task id in it.
-        run.abandon.abort(lost);
+        loseLease(run, 'lost the job lease to another process; stopping here');
       });
     } finally {
       this.#renewing = false;

@@ -104,6 +104,18 @@ export function recorder(): Deliverer & { delivered: JobRecord[]; events: Progre
  * (nothing written) or after (written, but the process never learns it). The run stops there,
  * as a killed process would, and the job stays unfinished in the store for the next start.
  */
+/**
+ * Hooks every write of a job record to `target`: a run's (Store.setWhileLeased) and any other
+ * (kv.set of a job key). `hook` sees the record, and lets it land by calling `write` (or throws).
+ */
+export function onJobWrite(target: Store, hook: (job: JobRecord, write: () => Promise<unknown>) => Promise<unknown>): void {
+  const set = target.kv.set.bind(target.kv);
+  target.kv.set = (async (key: string, value: unknown, ttl?: number) =>
+    key.startsWith('job:') ? hook(value as JobRecord, () => set(key, value, ttl)) : set(key, value, ttl)) as typeof target.kv.set;
+  const setWhileLeased = target.setWhileLeased.bind(target);
+  target.setWhileLeased = (key, value, ...rest) => hook(value as JobRecord, () => setWhileLeased(key, value, ...rest)) as Promise<boolean>;
+}
+
 export function crashAtWrite(target: Store, at: number, when: 'before' | 'after') {
   let armed = false;
   let writes = 0;
@@ -127,10 +139,12 @@ export function crashAtWrite(target: Store, at: number, when: 'before' | 'after'
   };
   for (const name of ['add', 'addOnce', 'addMany', 'setIfAbsent', 'setAdd', 'setRemove']) wrap(target, name);
   // Armed by the write that records the last task's outcome: the settlement's writes come next.
-  wrap(target.kv, 'set', (args) => {
+  const lastOutcome = (args: unknown[]) => {
     const tasks = (args[1] as Partial<JobRecord> | undefined)?.tasks;
     return tasks !== undefined && tasks.every((t) => t.status === 'failed' || (t.status === 'succeeded' && t.image !== undefined));
-  });
+  };
+  wrap(target.kv, 'set', lastOutcome);
+  wrap(target, 'setWhileLeased', lastOutcome);
   return {
     get crashed() {
       return crashed;

@@ -6,7 +6,7 @@ import { ConfigError } from '../../../src/config.ts';
 import { sentenceFor } from '../../../src/errors.ts';
 import type { JobRecord } from '../../../src/engine/job.ts';
 import { jobKey, UNFINISHED_JOBS_KEY } from '../../../src/engine/jobs/records.ts';
-import { build, logLines, req, ScriptedClient, store, useEngineFixture, user } from './engine-fixture.ts';
+import { build, logLines, onJobWrite, req, ScriptedClient, store, useEngineFixture, user } from './engine-fixture.ts';
 
 useEngineFixture();
 
@@ -23,11 +23,7 @@ describe('the engine façade', () => {
   });
   it('a command that fails on a store that does not answer is refused with STORE_UNAVAILABLE, its quota given back; one that fails while the store answers is not', async () => {
     const { engine, quotas } = build();
-    const set = store.kv.set.bind(store.kv);
-    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
-      if (key.startsWith('job:')) throw new Error('Socket closed unexpectedly');
-      return set(key, value, ttl);
-    }) as typeof store.kv.set;
+    onJobWrite(store, () => Promise.reject(new Error('Socket closed unexpectedly')));
     const ping = store.ping.bind(store);
     store.ping = () => Promise.reject(new Error('redis is not connected'));
     await expect(engine.submit(req())).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE', userMessage: sentenceFor('STORE_UNAVAILABLE', {}) });
@@ -79,13 +75,12 @@ describe('the engine façade', () => {
   });
   it('a request accepted while close() runs is kept for the next start, not sent to the provider', async () => {
     const { engine, client } = build();
-    const set = store.kv.set.bind(store.kv);
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
-      if (key === jobKey((value as JobRecord).id) && (value as JobRecord).state === 'queued') await held;
-      return set(key, value, ttl);
-    }) as typeof store.kv.set;
+    onJobWrite(store, async (record, write) => {
+      if (record.state === 'queued') await held;
+      return write();
+    });
     const submitted = engine.submit(req());
     await new Promise((r) => setTimeout(r, 20));
     const closed = engine.close();

@@ -337,6 +337,31 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     expect(await store.leaseHolder('job:a')).toBeUndefined();
   });
 
+  it('setWhileLeased writes a record as kv.set would, only while the owner holds the lease', async () => {
+    await fresh();
+    const record = { id: 'j1', state: 'running', tasks: [{ index: 0, taskId: 't1' }] };
+    // Nobody holds the lease (never taken, or expired): nothing written.
+    expect(await store.setWhileLeased('job:j1', record, 60_000, 'lease:job:j1', 'proc-a')).toBe(false);
+    expect(await store.kv.get('job:j1')).toBeUndefined();
+    expect(await store.lease('lease:job:j1', 'proc-a', 60_000)).toBe(true);
+    expect(await store.setWhileLeased('job:j1', record, 60_000, 'lease:job:j1', 'proc-a')).toBe(true);
+    expect(await store.kv.get('job:j1')).toEqual(record);
+    // Another process took the job: the old holder's write does not land over the new holder's.
+    await store.releaseLease('lease:job:j1', 'proc-a');
+    expect(await store.lease('lease:job:j1', 'proc-b', 60_000)).toBe(true);
+    await store.kv.set('job:j1', { ...record, state: 'succeeded' });
+    expect(await store.setWhileLeased('job:j1', { ...record, state: 'queued' }, 60_000, 'lease:job:j1', 'proc-a')).toBe(false);
+    expect(await store.kv.get('job:j1')).toEqual({ ...record, state: 'succeeded' });
+    // The record expires after its ttl, as kv.set's does.
+    expect(await store.setWhileLeased('job:j1', record, 150, 'lease:job:j1', 'proc-b')).toBe(true);
+    await sleep(250);
+    expect(await store.kv.get('job:j1')).toBeUndefined();
+    // An expired lease is not held.
+    expect(await store.lease('lease:job:j2', 'proc-a', 100)).toBe(true);
+    await sleep(200);
+    expect(await store.setWhileLeased('job:j2', record, 60_000, 'lease:job:j2', 'proc-a')).toBe(false);
+  });
+
   it('shares data between two stores opened on the same backend (two processes)', async () => {
     await fresh();
     const second = await backend.open(`${backend.name}-${testNo}:`);

@@ -2,9 +2,8 @@
  * Progress and delivery (jobs/delivery.ts) through the engine.
  */
 import { describe, expect, it } from 'vitest';
-import type { JobRecord } from '../../../../src/engine/job.ts';
 import { UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
-import { build, logLines, req, store, useEngineFixture } from '../engine-fixture.ts';
+import { build, logLines, onJobWrite, req, store, useEngineFixture } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -50,11 +49,10 @@ describe('progress and delivery', () => {
   });
   it('a store error after a delivery does not deliver the result twice', async () => {
     const { engine, deliverer } = build();
-    const set = store.kv.set.bind(store.kv);
-    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
-      if ((value as Partial<JobRecord> | undefined)?.deliveredAt !== undefined) throw new Error('store unavailable');
-      return set(key, value, ttl);
-    }) as typeof store.kv.set;
+    onJobWrite(store, async (record, write) => {
+      if (record.deliveredAt !== undefined) throw new Error('store unavailable');
+      return write();
+    });
     const job = await engine.submit(req());
     while (!logLines.some((l) => l.includes('job run failed unexpectedly'))) await new Promise((r) => setTimeout(r, 5));
     expect(deliverer.delivered.map((j) => j.id)).toEqual([job.id]);

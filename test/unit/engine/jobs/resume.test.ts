@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { ALIVE_KEY_PREFIX, jobKey, PROCESSES_KEY, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
-import { build, cutOffStore, logLines, req, store, TIMING, useEngineFixture } from '../engine-fixture.ts';
+import { build, cutOffStore, logLines, onJobWrite, req, store, TIMING, useEngineFixture } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -231,18 +231,17 @@ describe('takeover by heartbeat', () => {
     const cut = cutOffStore(store);
     const { engine, client, deliverer } = build({ processId: 'alone', timing: BEAT, store: cut.store });
     // The write marking the create as about to go out meets the outage and waits for it.
-    const set = store.kv.set.bind(store.kv);
     const back = Promise.withResolvers<void>();
     let held = false;
-    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
-      const task = (value as Partial<JobRecord> | undefined)?.tasks?.[0];
+    onJobWrite(store, async (record, write) => {
+      const task = record.tasks[0];
       if (!held && task?.submittedAt !== undefined && task.taskId === undefined) {
         held = true;
         cut.cut();
         await back.promise;
       }
-      return set(key, value, ttl);
-    }) as typeof store.kv.set;
+      return write();
+    });
     const job = await engine.submit(req());
     await until(() => logLines.some((l) => l.includes('heartbeat not renewed in time')));
     expect(client.creates).toHaveLength(0);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { ALIVE_KEY_PREFIX, jobKey, UNFINISHED_JOBS_KEY } from '../../../../src/engine/jobs/records.ts';
-import { build, dir, logLines, req, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
+import { build, dir, logLines, onJobWrite, req, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -15,11 +15,10 @@ describe('running a job', () => {
   it('persists every state change, the task id before the first poll, and delivers the images', async () => {
     const { engine, client, deliverer } = build();
     const written: string[] = [];
-    const set = store.kv.set.bind(store.kv);
-    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
-      if (key.startsWith('job:')) written.push((value as JobRecord).state);
-      return set(key, value, ttl);
-    }) as typeof store.kv.set;
+    onJobWrite(store, (record, write) => {
+      written.push(record.state);
+      return write();
+    });
     const stored: Array<JobRecord | undefined> = [];
     client.beforePoll = async () => {
       stored.push(await store.kv.get<JobRecord>(jobKey(job.id)));
@@ -43,16 +42,15 @@ describe('running a job', () => {
   });
   it('a store write refused for a moment (a dropped connection) after a create is retried: the task id lands, the job succeeds, created once', async () => {
     const { engine, client, quotas } = build();
-    const set = store.kv.set.bind(store.kv);
     let refused = 0;
-    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
+    onJobWrite(store, async (record, write) => {
       // The first two writes that carry the provider's task id meet a dropped connection.
-      if ((value as Partial<JobRecord> | undefined)?.tasks?.some((t) => t.taskId) && refused < 2) {
+      if (record.tasks.some((t) => t.taskId) && refused < 2) {
         refused++;
         throw new Error('Socket closed unexpectedly');
       }
-      return set(key, value, ttl);
-    }) as typeof store.kv.set;
+      return write();
+    });
     const job = await engine.submit(req());
     const done = await engine.waitFor(job.id);
     expect(refused).toBe(2);
@@ -61,6 +59,35 @@ describe('running a job', () => {
     expect(client.creates).toHaveLength(1);
     expect((await store.kv.get<JobRecord>(jobKey(job.id)))!.tasks[0]!.taskId).toBe('task1');
     expect((await quotas.view(user)).used).toBe(1);
+  });
+  it('a record write held back until another process took the job lands nowhere, and stops the run', async () => {
+    // Leases renewed every 20 s: only the write itself can see that the lease is gone.
+    const { engine, client } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 60_000 } });
+    client.script = (taskId) => ({ taskId, status: 'running', outputUrls: [] });
+    // The write of the task id waits (a connection's queue during an outage) while a peer takes the job.
+    const back = Promise.withResolvers<void>();
+    let held: JobRecord | undefined;
+    onJobWrite(store, async (record, write) => {
+      if (!held && record.tasks[0]?.taskId !== undefined) {
+        held = record;
+        await back.promise;
+      }
+      return write();
+    });
+    const job = await engine.submit(req());
+    while (!held) await new Promise((r) => setTimeout(r, 5));
+    const lease = `lease:job:${job.id}`;
+    await store.releaseLease(lease, 'me');
+    expect(await store.lease(lease, 'peer', 60_000)).toBe(true);
+    const peers: JobRecord = { ...held, tasks: [{ index: 0, status: 'running', taskId: 'peer-task' }] };
+    await store.kv.set(jobKey(job.id), peers);
+    back.resolve();
+    while (logLines.every((l) => !l.includes('the job lease was gone'))) await new Promise((r) => setTimeout(r, 5));
+    const polls = client.polls.length;
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await store.kv.get<JobRecord>(jobKey(job.id)))!.tasks[0]!.taskId).toBe('peer-task');
+    expect(client.polls.length).toBe(polls); // stopped: it does not watch a task another process owns
+    expect(await store.leaseHolder(lease)).toBe('peer'); // and leaves the peer's lease alone
   });
   it('renews the leases of all its runs in one store call per renewal, and a run whose lease another process took stops there and leaves it', async () => {
     const { engine, client } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 150 } });
@@ -129,12 +156,10 @@ describe('running a job', () => {
     client.createFailures = [undefined, new Error('create refused')];
     let polls = 0;
     client.script = (taskId) => ({ taskId, status: polls++ < 15 ? 'running' : 'succeeded', outputUrls: polls > 15 ? [`https://cdn.test/out/${taskId}.png`] : [] });
-    const set = store.kv.set.bind(store.kv);
-    store.kv.set = (async (key: string, value: unknown, ttl?: number) => {
-      const tasks = (value as Partial<JobRecord> | undefined)?.tasks;
-      if (tasks?.some((t) => t.error?.detail === 'create refused')) throw new Error('store unavailable');
-      return set(key, value, ttl);
-    }) as typeof store.kv.set;
+    onJobWrite(store, async (record, write) => {
+      if (record.tasks.some((t) => t.error?.detail === 'create refused')) throw new Error('store unavailable');
+      return write();
+    });
     const job = await engine.submit(req({ count: 2 }));
     // Wait until the run lets go of the job (its lease is free).
     while (!(await store.lease(`lease:job:${job.id}`, 'other', 60_000))) await new Promise((r) => setTimeout(r, 5));

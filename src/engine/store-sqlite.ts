@@ -85,13 +85,9 @@ export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter 
   }
 
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
-    this.write(key, typeof value === 'string' ? value : JSON.stringify(value), typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : null);
+    const expiresAt = typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : null;
+    this.#set.run(key, typeof value === 'string' ? value : JSON.stringify(value), expiresAt);
     return true;
-  }
-
-  /** `set` for a key already namespaced and a value already serialised, at once (for SqliteStore.setWhileLeased). */
-  write(key: string, text: string, expiresAt: number | null): void {
-    this.#set.run(key, text, expiresAt);
   }
 
   async delete(key: string): Promise<boolean> {
@@ -127,7 +123,7 @@ export interface SqliteStoreOptions {
 
 export class SqliteStore implements Store {
   readonly kv: Keyv;
-  readonly #records: SqliteKeyvAdapter;
+  readonly #setWhileLeased: StatementSync;
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #prefix: string;
@@ -243,14 +239,19 @@ export class SqliteStore implements Store {
       leaseHolder: db.prepare('SELECT owner FROM leases WHERE key = :key AND expires_at > :now'),
     };
 
-    this.#records = new SqliteKeyvAdapter(db);
     this.kv = new Keyv({
-      store: this.#records,
+      store: new SqliteKeyvAdapter(db),
       namespace: this.#key('kv'),
       ...KV_CODEC,
       // A failing database must surface as an error, never as "record not found".
       throwOnErrors: true,
     });
+    // One statement (after the adapter made the kv table): the record is written only while the
+    // lease is held. INSERT … SELECT needs its WHERE for SQLite to parse the ON CONFLICT clause.
+    this.#setWhileLeased = db.prepare(`
+      INSERT INTO kv(key, value, expires_at)
+      SELECT :key, :value, :exp WHERE EXISTS (SELECT 1 FROM leases WHERE key = :lease AND owner = :owner AND expires_at > :now)
+      ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`);
     this.#purgeExpired();
     this.#purgeTimer = setInterval(() => this.#purgeExpired(), PURGE_INTERVAL_MS);
     this.#purgeTimer.unref();
@@ -385,15 +386,10 @@ export class SqliteStore implements Store {
   }
 
   async setWhileLeased(key: string, value: unknown, ttlMs: number, leaseKey: string, owner: string): Promise<boolean> {
-    const text = recordText(value, Date.now() + ttlMs);
-    return this.#immediate(() => {
-      const now = Date.now();
-      const holder = this.#sql.leaseHolder.get({ key: this.#key(leaseKey), now }) as Row | undefined;
-      if (holder === undefined || String(holder.owner) !== owner) return false;
-      // The record's key as Keyv names it: `${namespace}:${key}`.
-      this.#records.write(`${this.#key('kv')}:${key}`, text, now + ttlMs);
-      return true;
-    });
+    const now = Date.now();
+    // The record's key as Keyv names it: `${namespace}:${key}`.
+    const args = { key: `${this.#key('kv')}:${key}`, value: recordText(value, now + ttlMs), exp: now + ttlMs, lease: this.#key(leaseKey), owner, now };
+    return Number(this.#setWhileLeased.run(args).changes) === 1;
   }
 
   /** `SELECT 1` (synchronous: the timeout has nothing to bound); throws once closed. */

@@ -42,6 +42,37 @@ function assertInteger(name: string, n: number): void {
   if (!Number.isSafeInteger(n)) throw new RangeError(`${name} must be a safe integer, got ${n}`);
 }
 
+/**
+ * The records' table. A rowid table: a job record is a few KB, and a WITHOUT ROWID table, which
+ * keeps whole rows in its primary-key B-tree, is slower for rows larger than about a twentieth of
+ * a page (https://www.sqlite.org/withoutrowid.html, "When to use WITHOUT ROWID"): each record
+ * write and read cost 2.6× as much CPU (`npm run bench -- records`). Versions before this one
+ * created it WITHOUT ROWID; SqliteStore converts such a table when it opens the file.
+ */
+export const KV_TABLE_SQL = 'CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER)';
+
+/** Rebuilds a kv table an older version created WITHOUT ROWID as a rowid table, in one transaction; true when it did. */
+export function convertKvTable(db: DatabaseSync): boolean {
+  const isOld = () => /WITHOUT\s+ROWID/i.test(String((db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'kv'").get() as Row | undefined)?.sql ?? ''));
+  if (!isOld()) return false;
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    // Another process may have converted it while this one waited for the lock.
+    const converting = isOld();
+    if (converting) {
+      db.exec(KV_TABLE_SQL.replace(' kv ', ' kv_rowid '));
+      db.exec('INSERT INTO kv_rowid(key, value, expires_at) SELECT key, value, expires_at FROM kv');
+      db.exec('DROP TABLE kv');
+      db.exec('ALTER TABLE kv_rowid RENAME TO kv');
+    }
+    db.exec('COMMIT');
+    return converting;
+  } catch (err) {
+    if (db.isTransaction) db.exec('ROLLBACK');
+    throw err;
+  }
+}
+
 /** A Keyv 5 storage adapter over one table of the shared database. */
 export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter {
   readonly opts: { table: string };
@@ -56,11 +87,7 @@ export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter 
   constructor(db: DatabaseSync) {
     super();
     this.opts = { table: 'kv' };
-    db.exec(`CREATE TABLE IF NOT EXISTS kv (
-      key TEXT PRIMARY KEY,
-      value TEXT NOT NULL,
-      expires_at INTEGER
-    ) WITHOUT ROWID`);
+    db.exec(KV_TABLE_SQL);
     this.#get = db.prepare('SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)');
     this.#set = db.prepare(
       'INSERT INTO kv(key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at',
@@ -239,6 +266,7 @@ export class SqliteStore implements Store {
       leaseHolder: db.prepare('SELECT owner FROM leases WHERE key = :key AND expires_at > :now'),
     };
 
+    if (convertKvTable(db)) this.#log.info({ path }, 'sqlite store: records table converted to a rowid table');
     this.kv = new Keyv({
       store: new SqliteKeyvAdapter(db),
       namespace: this.#key('kv'),

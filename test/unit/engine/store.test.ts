@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
 import { defaultSerialize } from '@keyv/serialize';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../../src/log.ts';
 import { openStore } from '../../../src/engine/open-store.ts';
-import { sqlitePathFromUrl } from '../../../src/engine/store-sqlite.ts';
-import type { Store } from '../../../src/engine/store.ts';
+import { convertKvTable, sqlitePathFromUrl } from '../../../src/engine/store-sqlite.ts';
+import { recordText, type Store } from '../../../src/engine/store.ts';
 import { deleteRedisKeys, REDIS_URL } from '../../support/index.ts';
 
 const log = createLogger({ level: 'silent' });
@@ -399,6 +400,30 @@ describe('SQLite store file', () => {
     } finally {
       await second.close();
     }
+  });
+
+  it("converts an older version's WITHOUT ROWID records table to a rowid table, records and expiry kept", async () => {
+    const path = join(tempDir, `older-${randomUUID()}.sqlite`);
+    // The table as versions before this one created it, with one live and one expired record.
+    const older = new DatabaseSync(path);
+    older.exec('CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at INTEGER) WITHOUT ROWID');
+    const expires = Date.now() + 60_000;
+    older.prepare('INSERT INTO kv VALUES (?, ?, ?)').run('imagine:kv:job:kept', recordText({ state: 'running' }, expires), expires);
+    older.prepare('INSERT INTO kv VALUES (?, ?, ?)').run('imagine:kv:job:gone', recordText({ state: 'running' }, Date.now() - 1), Date.now() - 1);
+    older.close();
+    const store = await openStore(`sqlite://${path}`, { log });
+    try {
+      expect(await store.kv.get('job:kept')).toEqual({ state: 'running' });
+      expect(await store.kv.get('job:gone')).toBeUndefined();
+      await store.kv.set('job:new', { state: 'queued' });
+      expect(await store.kv.get('job:new')).toEqual({ state: 'queued' });
+    } finally {
+      await store.close();
+    }
+    const after = new DatabaseSync(path);
+    expect(String((after.prepare("SELECT sql FROM sqlite_master WHERE name = 'kv'").get() as { sql: string }).sql)).not.toMatch(/WITHOUT ROWID/i);
+    expect(convertKvTable(after)).toBe(false); // nothing left to convert
+    after.close();
   });
 
   it('creates the default ./data/imagine.sqlite relative to the working directory', async () => {

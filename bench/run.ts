@@ -9,6 +9,7 @@
  *   - peak:    peak RSS of the Discord bot while four 4K results over the attachment limit are
  *              fetched, fitted (re-encoded with sharp) and posted at once, above idle (issue 13)
  *   - leases:  main-thread CPU to keep 1,000 in-flight jobs leased: per job vs one batch (issue 13)
+ *   - records: CPU to write and read job records in SQLite: rowid table vs WITHOUT ROWID (issue 13)
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
@@ -17,6 +18,7 @@ import { runSlackBench } from './slack.ts';
 import { runJobsBench } from './jobs.ts';
 import { runPeakBench } from './peak.ts';
 import { runLeasesBench } from './leases.ts';
+import { runRecordsBench } from './records.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
@@ -25,6 +27,7 @@ const parts: Record<string, () => Promise<string>> = {
   jobs: () => runJobsBench(),
   peak: () => runPeakBench(),
   leases: () => runLeasesBench(),
+  records: () => runRecordsBench(),
 };
 
 const wanted = process.argv.slice(2);

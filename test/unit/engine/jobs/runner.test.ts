@@ -60,6 +60,35 @@ describe('running a job', () => {
     expect((await store.kv.get<JobRecord>(jobKey(job.id)))!.tasks[0]!.taskId).toBe('task1');
     expect((await quotas.view(user)).used).toBe(1);
   });
+  it('a record write the store keeps refusing is given up after JobTiming.recordWriteRetry.giveUpMs: the run ends, nothing sent, and the next start runs the job', async () => {
+    const { engine, client } = build({ processId: 'me' });
+    // Every write of the run (from the mark "about to create" on) is refused; admission's lands.
+    let refused = 0;
+    let storeBack = false;
+    onJobWrite(store, async (record, write) => {
+      if (!storeBack && record.tasks.some((t) => t.submittedAt !== undefined)) {
+        refused++;
+        throw new Error('Socket closed unexpectedly');
+      }
+      return write();
+    });
+    const started = performance.now();
+    const job = await engine.submit(req());
+    while (logLines.every((l) => !l.includes('job run failed unexpectedly'))) await new Promise((r) => setTimeout(r, 5));
+    // Two writes (the mark, then the task's failure), each tried for giveUpMs (100 ms) at 10–20 ms apart.
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(refused).toBeGreaterThan(2);
+    expect(refused).toBeLessThan(30);
+    expect(client.creates).toHaveLength(0); // never sent: the record could not say it may have been
+    expect((await store.kv.get<JobRecord>(jobKey(job.id)))!.state).toBe('queued');
+    expect(await store.setMembers(UNFINISHED_JOBS_KEY)).toEqual([job.id]);
+    storeBack = true;
+    await engine.close();
+    const { engine: next, client: nextClient } = build({ processId: 'next' });
+    expect(await next.resume()).toBe(1);
+    expect((await next.waitFor(job.id)).state).toBe('succeeded');
+    expect(nextClient.creates).toHaveLength(1);
+  });
   it('a record write held back until another process took the job lands nowhere, and stops the run', async () => {
     // Leases renewed every 20 s: only the write itself can see that the lease is gone.
     const { engine, client } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 60_000 } });

@@ -8,7 +8,7 @@ import type { JobRecord } from '../../../../src/engine/job.ts';
 import { ALIVE_KEY_PREFIX, jobKey } from '../../../../src/engine/jobs/records.ts';
 import { RateLimitedError } from '../../../../src/providers/errors.ts';
 import type { CreatedTask, RequestOptions, TaskInput } from '../../../../src/providers/types.ts';
-import { build, req, ScriptedClient, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
+import { build, logLines, req, ScriptedClient, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
 
 useEngineFixture();
 
@@ -64,6 +64,21 @@ describe('one task: create, watch, download', () => {
     expect(nextClient.creates).toHaveLength(1);
   });
 
+  it('a cancel request the store cannot read at the create is no reason to fail the task: it is created', async () => {
+    const { engine, client } = build();
+    // The run's first read (before its tasks) answers; the one at the create meets a dropped connection.
+    const get = store.kv.get.bind(store.kv);
+    let cancelReads = 0;
+    store.kv.get = (async (key: string) => {
+      if (key.startsWith('cancel:job:') && ++cancelReads === 2) throw new Error('Socket closed unexpectedly');
+      return get(key);
+    }) as typeof store.kv.get;
+    const done = await engine.waitFor((await engine.submit(req())).id);
+    expect(cancelReads).toBeGreaterThanOrEqual(2);
+    expect(done.state).toBe('succeeded');
+    expect(client.creates).toHaveLength(1);
+    expect(logLines.some((l) => l.includes('could not read the cancel request; creating anyway'))).toBe(true);
+  });
   it('asks for a completion callback when the provider traits offer one, whatever the provider is called', async () => {
     const withCallbacks = new ScriptedClient('runbase', { callbacks: true });
     const { engine } = build({ clients: [withCallbacks], settings: { publicUrl: 'https://bot.example.com/' } });

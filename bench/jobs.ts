@@ -98,7 +98,8 @@ async function slackFakeChild(): Promise<void> {
       seen.set(run, s);
     }
   };
-  process.on('message', (m: { progress?: string; stuck?: string; close?: boolean }) => {
+  process.on('message', (m: { progress?: string; stuck?: string; tally?: boolean; close?: boolean }) => {
+    if (m.tally) process.send!({ tally: tallyOf([...slack.calls.map((c) => c.method), ...slack.uploads.map(() => 'upload (POST to upload_url)')]) });
     if (m.stuck !== undefined) {
       // Jobs of a run with a placeholder and no final edit: each one's Slack calls, for the report.
       const run = m.stuck;
@@ -126,8 +127,9 @@ async function runblobFakeChild(): Promise<void> {
   const { startFakeRunblob } = await import('../test/fakes/runblob.ts');
   const runblob = await startFakeRunblob({ durationMs: 0 });
   const held = await startFakeRunblob({ durationMs: HELD_TASK_MS });
-  process.on('message', (m: { held?: boolean; close?: boolean }) => {
+  process.on('message', (m: { held?: boolean; tally?: boolean; close?: boolean }) => {
     if (m.held) process.send!({ held: held.counts.create });
+    if (m.tally) process.send!({ tally: tallyOf([...runblob.requests.map((r) => `RunBlob ${r.kind}`), ...runblob.callbacks.map(() => 'RunBlob callback')]) });
     if (m.close) void Promise.all([runblob.close(), held.close()]).then(() => process.exit(0));
   });
   process.send!({ ready: { runblobUrl: runblob.url, runblobKey: runblob.apiKey, heldRunblobUrl: held.url, heldRunblobKey: held.apiKey } });
@@ -287,6 +289,7 @@ async function metric(baseUrl: string, name: string): Promise<number> {
 
 const here = fileURLToPath(import.meta.url);
 /** Both fakes; `child` is the fake Slack's process (the one asked about progress). */
+type Fakes = Awaited<ReturnType<typeof startFakes>>;
 async function startFakes() {
   const [slack, runblob] = await Promise.all([forkRole<SlackFakeInfo>(here, 'slack-fake'), forkRole<RunblobFakeInfo>(here, 'runblob-fake')]);
   return { child: slack.child, runblob: runblob.child, ready: { ...slack.ready, ...runblob.ready } };
@@ -358,26 +361,45 @@ interface Throughput {
   missing: string[];
   cpuMsPerJob?: number;
   lagP99Ms?: number;
+  /** HTTP exchanges per job seen by the fakes, by Slack method / RunBlob request kind. */
+  callsPerJob: Record<string, number>;
 }
+
+type Tally = Record<string, number>;
+const tallyOf = (names: string[]): Tally => {
+  const t: Tally = {};
+  for (const n of names) t[n] = (t[n] ?? 0) + 1;
+  return t;
+};
+/** Every exchange the fakes have seen so far (Slack API calls and uploads, RunBlob requests and callbacks). */
+async function tally(fakes: Fakes): Promise<Tally> {
+  const [slack, runblob] = await Promise.all([ask<{ tally: Tally }>(fakes.child, { tally: true }, 'tally'), ask<{ tally: Tally }>(fakes.runblob, { tally: true }, 'tally')]);
+  return { ...slack.tally, ...runblob.tally };
+}
+const perJob = (before: Tally, after: Tally, jobs: number): Tally =>
+  Object.fromEntries(Object.entries(after).map(([k, v]) => [k, (v - (before[k] ?? 0)) / jobs]).filter(([, v]) => (v as number) > 0));
 
 /** Runs use 4-character channel prefixes, unique per run ("C" + 3). */
 let runSeq = 0;
 const nextRun = () => `C${String(++runSeq).padStart(3, '0')}`;
 
-async function botThroughput(fakes: ChildProcess, info: FakesInfo, storeUrl: (i: number) => string, processes: number, jobs: number, nodeOptions = ''): Promise<Throughput> {
+async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, processes: number, jobs: number, nodeOptions = ''): Promise<Throughput> {
+  const info = fakes.ready;
   const bots = await Promise.all(Array.from({ length: processes }, async (_, i) => startBotProcess(info, storeUrl(i), false, nodeOptions)));
   try {
     const urls = bots.map((b) => b.ready.baseUrl);
     const warm = nextRun();
     await sendCommands(info.teamId, urls, warm, WARMUP_JOBS * processes);
-    const warmDone = await waitDone(fakes, warm, WARMUP_JOBS * processes);
+    const warmDone = await waitDone(fakes.child, warm, WARMUP_JOBS * processes);
     const run = nextRun();
+    const calls0 = await tally(fakes);
     const cpu0 = await Promise.all(bots.map((b) => mainThreadCpuMs(b.ready.pid)));
     await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds'))); // resets the window
     const t0 = Date.now();
     await sendCommands(info.teamId, urls, run, jobs);
-    const done = await waitDone(fakes, run, jobs);
+    const done = await waitDone(fakes.child, run, jobs);
     const cpu1 = await Promise.all(bots.map((b) => mainThreadCpuMs(b.ready.pid)));
+    const calls1 = await tally(fakes);
     const lags = await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds')));
     const cpuMs = cpu1.reduce((s, v, i) => s + v - cpu0[i]!, 0);
     return {
@@ -386,14 +408,15 @@ async function botThroughput(fakes: ChildProcess, info: FakesInfo, storeUrl: (i:
       missing: [warmDone.missing && `warm-up: ${warmDone.missing}`, done.missing].filter((m): m is string => !!m),
       cpuMsPerJob: cpuMs / done.done,
       lagP99Ms: Math.max(...lags) * 1000,
+      callsPerJob: perJob(calls0, calls1, done.done),
     };
   } finally {
     await Promise.all(bots.map((b) => stopChild(b.child)));
   }
 }
 
-async function floorThroughput(fakes: ChildProcess, info: FakesInfo, jobs: number, split = false): Promise<Throughput> {
-  const floor = await startFloor(info, split);
+async function floorThroughput(fakes: Fakes, jobs: number, split = false): Promise<Throughput> {
+  const floor = await startFloor(fakes.ready, split);
   try {
     const go = async (prefix: string, count: number) => {
       const r = await ask<{ ran: number; error?: string }>(floor.child, { run: { prefix, count } }, 'ran');
@@ -402,11 +425,19 @@ async function floorThroughput(fakes: ChildProcess, info: FakesInfo, jobs: numbe
     await go(nextRun(), WARMUP_JOBS);
     const run = nextRun();
     const cpu0 = await mainThreadCpuMs(floor.ready.pid);
+    const calls0 = await tally(fakes);
     const t0 = Date.now();
     await go(run, jobs);
-    const done = await waitDone(fakes, run, jobs);
+    const done = await waitDone(fakes.child, run, jobs);
     const cpu1 = await mainThreadCpuMs(floor.ready.pid);
-    return { jobsPerSecond: done.done / ((done.lastAt - t0) / 1000), latencies: done.latencies.sort((a, b) => a - b), missing: done.missing ? [done.missing] : [], cpuMsPerJob: (cpu1 - cpu0) / done.done };
+    const calls1 = await tally(fakes);
+    return {
+      jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
+      latencies: done.latencies.sort((a, b) => a - b),
+      missing: done.missing ? [done.missing] : [],
+      cpuMsPerJob: (cpu1 - cpu0) / done.done,
+      callsPerJob: perJob(calls0, calls1, done.done),
+    };
   } finally {
     await stopChild(floor.child);
   }
@@ -470,7 +501,7 @@ async function compareNodeOptions(variants: string[], waiting: number, jobs: num
       }
       const fresh = await startFakes();
       try {
-        t = await botThroughput(fresh.child, fresh.ready, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs, nodeOptions);
+        t = await botThroughput(fresh, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs, nodeOptions);
       } finally {
         await Promise.all([stopChild(fresh.child), stopChild(fresh.runblob)]);
       }
@@ -483,6 +514,21 @@ async function compareNodeOptions(variants: string[], waiting: number, jobs: num
     `| NODE_OPTIONS | round | RSS per job (${waiting} waiting) | heap per job | CPU while they wait | jobs/s (${jobs} at once, 1 process) | main-thread CPU ms/job |`,
     '|---|---|---|---|---|---|---|',
     ...rows,
+  ].join('\n');
+}
+
+/** The exchanges a job makes, the floor's against the bot's: where the bot's extra work on the wire is. */
+function callsTable(floor: Throughput, bot: Throughput): string {
+  const names = [...new Set([...Object.keys(floor.callsPerJob), ...Object.keys(bot.callsPerJob)])].sort();
+  const cell = (t: Throughput, n: string) => (t.callsPerJob[n] ?? 0).toFixed(2);
+  const total = (t: Throughput) => Object.values(t.callsPerJob).reduce((s, v) => s + v, 0).toFixed(2);
+  return [
+    'HTTP exchanges per job, as the fakes saw them (the slash command itself not counted):',
+    '',
+    '| exchange | floor | bot, 1 process |',
+    '|---|---:|---:|',
+    ...names.map((n) => `| ${n} | ${cell(floor, n)} | ${cell(bot, n)} |`),
+    `| **total** | **${total(floor)}** | **${total(bot)}** |`,
   ].join('\n');
 }
 
@@ -503,12 +549,12 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
       }
     };
     // Floor first and last: the mean of the two is the floor the bot runs are compared with (machine drift).
-    const floorA = await withFakes((f) => floorThroughput(f.child, f.ready, jobs));
-    const one = await withFakes((f) => botThroughput(f.child, f.ready, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs));
-    const three = await withFakes((f) => botThroughput(f.child, f.ready, () => redis.url, processes, jobs));
-    const floorB = await withFakes((f) => floorThroughput(f.child, f.ready, jobs));
+    const floorA = await withFakes((f) => floorThroughput(f, jobs));
+    const one = await withFakes((f) => botThroughput(f, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs));
+    const three = await withFakes((f) => botThroughput(f, () => redis.url, processes, jobs));
+    const floorB = await withFakes((f) => floorThroughput(f, jobs));
     // Issue 13 point 3's best case: the floor with its provider calls in a worker thread.
-    const floorSplit = await withFakes((f) => floorThroughput(f.child, f.ready, jobs, true));
+    const floorSplit = await withFakes((f) => floorThroughput(f, jobs, true));
     const shipped = await imageNodeOptions();
     const memDefault = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting));
     const memShipped = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting, shipped));
@@ -536,6 +582,8 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
         `(the platform's REST calls alone, with the provider's in a worker thread, cost ${floorSplit.cpuMsPerJob!.toFixed(2)} ms of main-thread CPU per job). ` +
         `Jobs/s: ${jobs} / (first command sent → last final edit). Job time: placeholder posted → final edit (the floor's: its second run). ` +
         `CPU from /proc/<pid>/task/<pid>/stat (10 ms ticks); event-loop delay from the bot's /metrics (nodejs_eventloop_lag_p99_seconds) over the run.`,
+      '',
+      callsTable(floorB, one),
       ...[floorA, one, three, floorB, floorSplit].flatMap((t, i) => t.missing.map((m) => `\n**Not delivered** (${['floor, first run', 'bot, 1 process', `bot, ${processes} processes`, 'floor, second run', 'floor, provider calls in a worker'][i]}): ${m}. Jobs/s and CPU count the delivered jobs only.`)),
       '',
       `### Memory per in-flight job (${memDefault.waiting} jobs waiting at a fake RunBlob that holds them, one process, SQLite)`,

@@ -5,7 +5,7 @@
  */
 import { connect } from 'node:net';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi, type MockInstance } from 'vitest';
 import type { FakeMessage } from '../fakes/slack/fake-slack.ts';
 import type { AckResult } from '../fakes/slack/driver.ts';
 import { acked as ackedInTime, ACK_DEADLINE_MS, startSlackHarness, type SlackHarness } from './slack-harness.ts';
@@ -18,12 +18,16 @@ const bob = { id: 'UBOB', name: 'bob' };
 
 let h: SlackHarness;
 const acks: AckResult[] = [];
+/** Installed before the bot starts, so a WebClient left on the global fetch would be seen here. */
+let globalFetch: MockInstance<typeof fetch>;
 
 beforeAll(async () => {
+  globalFetch = vi.spyOn(globalThis, 'fetch');
   h = await startSlackHarness({ fakeSlack: { notInChannel: ['CNOTJOINED', 'GPRIVATE', 'CPRIVATE'], privateChannels: ['CPRIVATE'] } });
 });
 afterAll(async () => {
   await h?.close();
+  globalFetch.mockRestore();
 });
 
 function acked<T extends AckResult>(r: T): T {
@@ -121,6 +125,14 @@ describe('/imagine with flags', () => {
       `imagine:ratio:${id}:0`,
       `imagine:ratio:${id}:1`,
     ]);
+  });
+
+  test('the Web API calls of a job go through webApiFetch (undici request), not the global fetch', async () => {
+    acked(await h.driver.slashCommand({ user: { id: 'UWIRE', name: 'wire' }, channel: 'CWIRE', text: 'a kite' }));
+    await results('CWIRE');
+    expect(h.fake.callsTo('chat.postMessage').some((c) => c.args.channel === 'CWIRE')).toBe(true);
+    const toSlack = globalFetch.mock.calls.filter(([url]) => String(url instanceof Request ? url.url : url).startsWith(h.fake.apiUrl));
+    expect(toSlack).toEqual([]);
   });
 
   test('from a thread: the placeholder, the images and the result stay in the thread', async () => {

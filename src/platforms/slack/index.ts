@@ -18,6 +18,7 @@ import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { readBody, type HttpServer } from '../http/server.ts';
+import { webApiFetch } from './web-fetch.ts';
 import { concurrencyLimit } from '../../util/limit.ts';
 import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
 import { SlackDeliverer } from './deliverer.ts';
@@ -104,6 +105,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     rejectRateLimitedCalls: true,
     retryConfig: WEB_API_RETRY,
     timeout: WEB_API_TIMEOUT_MS,
+    fetch: webApiFetch,
   };
   const receiver = socketMode
     ? new SocketModeReceiver({ appToken: config.SLACK_APP_TOKEN!, logger, installerOptions: { clientOptions } })

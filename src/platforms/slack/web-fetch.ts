@@ -1,0 +1,44 @@
+/**
+ * The `fetch` the WebClient calls Slack's Web API with: undici's `request` instead of the global
+ * WHATWG `fetch`. The WebClient documents the option (`WebClientOptions.fetch`, "a custom fetch
+ * implementation … use this to configure … transport-level behavior") and uses a small part of a
+ * response: status, a few headers, the body as text. `fetch` wraps every call in WHATWG streams,
+ * Request and Response objects; `request` does not, and on this bot's job path (a placeholder, an
+ * edit, an upload URL, the upload's completion) it costs about half the main-thread CPU per call
+ * (README.md, "Jobs end to end").
+ *
+ * Same behaviour as `fetch` where the WebClient relies on it: the method, headers, a string body
+ * and the abort signal go through; a redirect is never followed (the WebClient asks for
+ * `redirect: 'error'`; here the 3xx comes back as a non-200 status, which the WebClient turns
+ * into a WebAPIHTTPError); the body is read whole before the response is handed over, so an
+ * answer the WebClient does not read (a 429's) is not left pending on its connection. A multipart body (a
+ * FormData, which only the WebClient's own binary uploads build) or a redirect to follow goes to
+ * the global `fetch`.
+ */
+import { STATUS_CODES } from 'node:http';
+import { request } from 'undici';
+import type { webApi } from '@slack/bolt';
+
+export const webApiFetch: webApi.FetchFunction = async (url, init = {}) => {
+  const plain = (init.body === undefined || typeof init.body === 'string') && (init.redirect === undefined || init.redirect === 'error');
+  if (!plain) return fetch(url, init as RequestInit);
+  const res = await request(url, {
+    method: (init.method ?? 'GET') as 'GET',
+    ...(init.headers && { headers: init.headers }),
+    ...(init.body !== undefined && { body: init.body }),
+    ...(init.signal && { signal: init.signal }),
+  });
+  const body = Buffer.from(await res.body.arrayBuffer());
+  const headers = new Map<string, string>();
+  for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  return {
+    ok: res.statusCode >= 200 && res.statusCode < 300,
+    status: res.statusCode,
+    statusText: STATUS_CODES[res.statusCode] ?? '',
+    url: String(url),
+    headers: { get: (name: string) => headers.get(name.toLowerCase()) ?? null, entries: () => headers.entries() },
+    arrayBuffer: async () => body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer,
+    json: async () => JSON.parse(body.toString('utf8')) as unknown,
+    text: async () => body.toString('utf8'),
+  };
+};

@@ -1,0 +1,131 @@
+/**
+ * The WebClient on webApiFetch behaves as it does on the global fetch, for every kind of answer
+ * Slack's Web API gives (docs/slack.md "Posting"): each case runs the real WebClient against a
+ * real HTTP server once with each fetch and compares what the caller sees.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { webApi } from '@slack/bolt';
+import { webApiFetch } from '../../../../src/platforms/slack/web-fetch.ts';
+
+type Answer = (req: IncomingMessage, body: string, res: ServerResponse) => void;
+const answers = new Map<string, Answer>();
+const seen: { method: string; body: string; authorization?: string | undefined; contentType?: string | undefined; }[] = [];
+let server: ReturnType<typeof createServer>;
+let apiUrl: string;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const method = req.url!.slice('/api/'.length);
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ method, body, authorization: req.headers.authorization, contentType: req.headers['content-type'] });
+      const answer = answers.get(method);
+      if (answer) answer(req, body, res);
+      else json(res, 200, { ok: true });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/`;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+const clients = () => ({
+  global: new webApi.WebClient('xoxb-test', { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } }),
+  lean: new webApi.WebClient('xoxb-test', { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 }, fetch: webApiFetch }),
+});
+
+/** What a call's caller sees: its result, or its error's class, code and the fields callers read. */
+async function outcome(call: () => Promise<unknown>): Promise<unknown> {
+  try {
+    return { result: await call() };
+  } catch (err) {
+    const e = err as Error & { code?: string; data?: unknown; retryAfter?: number; statusCode?: number; body?: unknown };
+    return { error: e.constructor.name, code: e.code, data: e.data, retryAfter: e.retryAfter, statusCode: e.statusCode, body: e.body };
+  }
+}
+
+async function bothSee(call: (c: webApi.WebClient) => Promise<unknown>): Promise<unknown> {
+  const { global, lean } = clients();
+  const expected = await outcome(() => call(global));
+  const got = await outcome(() => call(lean));
+  expect(got).toEqual(expected);
+  return got;
+}
+
+describe('the WebClient on webApiFetch', () => {
+  test('sends the method, token and url-encoded arguments, and reads the result with its scopes headers', async () => {
+    answers.set('chat.postMessage', (_req, body, res) =>
+      json(res, 200, { ok: true, ts: '1.2', echoed: new URLSearchParams(body).get('text') }, { 'x-oauth-scopes': 'chat:write,files:write', 'x-accepted-oauth-scopes': 'chat:write' }),
+    );
+    seen.length = 0;
+    const got = (await bothSee((c) => c.chat.postMessage({ channel: 'C1', text: 'héllo & <ünïcode>', blocks: [{ type: 'divider' }] }))) as {
+      result: { ts: string; echoed: string; response_metadata: { scopes: string[]; acceptedScopes: string[] } };
+    };
+    expect(got.result.ts).toBe('1.2');
+    expect(got.result.echoed).toBe('héllo & <ünïcode>');
+    expect(got.result.response_metadata.scopes).toEqual(['chat:write', 'files:write']);
+    expect(got.result.response_metadata.acceptedScopes).toEqual(['chat:write']);
+    expect(seen[1]).toEqual(seen[0]);
+    expect(seen[1]!.authorization).toBe('Bearer xoxb-test');
+  });
+
+  test('a Slack error (ok: false) is the same platform error, with its data', async () => {
+    answers.set('chat.update', (_req, _body, res) => json(res, 200, { ok: false, error: 'message_not_found' }));
+    const got = (await bothSee((c) => c.chat.update({ channel: 'C1', ts: '1.2', text: 'x' }))) as { error: string; data: { error: string } };
+    expect(got.data.error).toBe('message_not_found');
+  });
+
+  test('a 429 is a rate-limited error with its Retry-After', async () => {
+    answers.set('files.getUploadURLExternal', (_req, _body, res) => json(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': '7' }));
+    const got = (await bothSee((c) => c.files.getUploadURLExternal({ filename: 'a.png', length: 3 }))) as { retryAfter: number; code: string };
+    expect(got.retryAfter).toBe(7);
+    expect(got.code).toBe(webApi.ErrorCode.RateLimitedError);
+  });
+
+  test('an HTTP error status is an HTTP error with its status and body', async () => {
+    answers.set('auth.test', (_req, _body, res) => {
+      res.writeHead(503, { 'content-type': 'text/plain' });
+      res.end('upstream down');
+    });
+    const got = (await bothSee((c) => c.auth.test())) as { statusCode: number; body: string };
+    expect(got.statusCode).toBe(503);
+    expect(got.body).toBe('upstream down');
+    answers.delete('auth.test');
+  });
+
+  test('a redirect is not followed', async () => {
+    answers.set('chat.delete', (_req, _body, res) => {
+      res.writeHead(302, { location: `${apiUrl}auth.test` });
+      res.end();
+    });
+    seen.length = 0;
+    const { lean } = clients();
+    await expect(lean.chat.delete({ channel: 'C1', ts: '1.2' })).rejects.toThrow();
+    expect(seen.map((s) => s.method)).toEqual(['chat.delete']);
+  });
+
+  test('a call slower than the client timeout is aborted', async () => {
+    answers.set('conversations.info', (_req, _body, res) => setTimeout(() => json(res, 200, { ok: true }), 500));
+    const lean = new webApi.WebClient('xoxb-test', { slackApiUrl: apiUrl, retryConfig: { retries: 0 }, timeout: 50, fetch: webApiFetch, logLevel: webApi.LogLevel.ERROR });
+    const got = (await outcome(() => lean.conversations.info({ channel: 'C1' }))) as { code: string };
+    expect(got.code).toBe(webApi.ErrorCode.RequestError);
+  });
+
+  test('a binary argument (multipart) still reaches Slack, through the global fetch', async () => {
+    answers.set('files.upload', (_req, body, res) => json(res, 200, { ok: true, size: body.length }));
+    seen.length = 0;
+    const { lean } = clients();
+    await lean.apiCall('files.upload', { file: Buffer.from('PNGDATA'), filename: 'a.png' });
+    expect(seen[0]!.contentType).toMatch(/^multipart\/form-data; boundary=/);
+    expect(seen[0]!.body).toContain('PNGDATA');
+  });
+});

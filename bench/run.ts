@@ -10,6 +10,7 @@
  *              fetched, fitted (re-encoded with sharp) and posted at once, above idle (issue 13)
  *   - leases:  main-thread CPU to keep 1,000 in-flight jobs leased: per job vs one batch (issue 13)
  *   - records: CPU to write and read job records in SQLite: rowid table vs WITHOUT ROWID (issue 13)
+ *   - webapi:  CPU of a job's Slack Web API calls: WebClient on the global fetch vs on undici's request (issue 13)
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
@@ -19,6 +20,7 @@ import { runJobsBench } from './jobs.ts';
 import { runPeakBench } from './peak.ts';
 import { runLeasesBench } from './leases.ts';
 import { runRecordsBench } from './records.ts';
+import { runWebApiBench } from './webapi.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
@@ -28,6 +30,7 @@ const parts: Record<string, () => Promise<string>> = {
   peak: () => runPeakBench(),
   leases: () => runLeasesBench(),
   records: () => runRecordsBench(),
+  webapi: () => runWebApiBench(),
 };
 
 const wanted = process.argv.slice(2);

@@ -19,7 +19,7 @@ import { LEASE_TTL_MS, RECORD_WRITE_RETRY } from '../src/engine/jobs/context.ts'
 import { JobRecords } from '../src/engine/jobs/records.ts';
 import { openStore } from '../src/engine/open-store.ts';
 import type { Store } from '../src/engine/store.ts';
-import { silentLog, startRedis } from './processes.ts';
+import { median, silentLog, startRedis } from './processes.ts';
 
 /** In-flight jobs per round (issue 13: "RSS … at 1,000 jobs"). */
 export const LEASES_BENCH_JOBS = 1_000;
@@ -39,7 +39,6 @@ async function measure(round: () => Promise<void>): Promise<Cost> {
   return { cpuMs: (cpu.user + cpu.system) / 1000, wallMs };
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function compare(store: Store, jobs: number): Promise<{ perJob: Cost; batched: Cost }> {
   const records = new JobRecords({ store, processId: 'bench', leaseTtlMs: LEASE_TTL_MS, writeRetry: RECORD_WRITE_RETRY, now: Date.now });

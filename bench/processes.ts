@@ -65,6 +65,33 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
+/** The median of `xs` (the upper middle of an even count). */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * Runs every way once per round for `rounds` rounds, the order reversed every other round so
+ * machine drift hits each alike; each way's results, in round order.
+ */
+export async function alternateRounds<K extends string>(ways: Record<K, (round: number) => Promise<number>>, rounds: number): Promise<Record<K, number[]>> {
+  const names = Object.keys(ways) as K[];
+  const results = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  for (let r = 0; r < rounds; r++) for (const name of r % 2 === 0 ? names : [...names].reverse()) results[name].push(await ways[name](r));
+  return results;
+}
+
+/** Runs `one(0 … count-1)`, `concurrency` at once; this process's CPU ms (user + system, all threads) meanwhile. */
+export async function cpuMsOf(count: number, concurrency: number, one: (i: number) => Promise<void>): Promise<number> {
+  const cpu0 = process.cpuUsage();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) await one(next++);
+    }),
+  );
+  const cpu = process.cpuUsage(cpu0);
+  return (cpu.user + cpu.system) / 1000;
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A logger that writes nothing: a bench measures the bot, not its log output. */

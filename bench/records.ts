@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { JOB_TTL_MS, jobKey } from '../src/engine/jobs/records.ts';
 import { KV_TABLE_SQL, SqliteKeyvAdapter } from '../src/engine/store-sqlite.ts';
 import { recordText } from '../src/engine/store.ts';
+import { alternateRounds, median } from './processes.ts';
 
 export const RECORDS_BENCH_JOBS = 1_000;
 const OLDER_RECORDS = 20_000;
@@ -93,15 +94,9 @@ export async function runRecordsBench(jobs = RECORDS_BENCH_JOBS): Promise<string
     const before = openLayout(dir, 'without-rowid', `${KV_TABLE_SQL} WITHOUT ROWID`);
     await fill(now);
     await fill(before);
-    const cost = { now: [] as number[], before: [] as number[] };
-    for (let r = 0; r < ROUNDS; r++) {
-      // Alternating which goes first, so neither always runs on a warmer machine.
-      const order = r % 2 === 0 ? (['before', 'now'] as const) : (['now', 'before'] as const);
-      for (const which of order) cost[which].push(await round(which === 'now' ? now : before, jobs, `r${r}-`));
-    }
+    const cost = await alternateRounds({ before: (r) => round(before, jobs, `r${r}-`), now: (r) => round(now, jobs, `r${r}-`) }, ROUNDS);
     now.db.close();
     before.db.close();
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const perJob = (xs: number[]) => median(xs) / jobs;
     const ratio = median(cost.now) / median(cost.before);
     return [

@@ -11,7 +11,7 @@
 import { fileURLToPath } from 'node:url';
 import { webApi } from '@slack/bolt';
 import { webApiFetch } from '../src/platforms/slack/web-fetch.ts';
-import { forkRole, stopChild } from './processes.ts';
+import { alternateRounds, cpuMsOf, forkRole, median, stopChild } from './processes.ts';
 
 export const WEBAPI_BENCH_JOBS = 1_000;
 /** Calls in flight at once (the bot has hundreds of jobs running). */
@@ -45,18 +45,6 @@ async function jobCalls(client: webApi.WebClient, i: number): Promise<void> {
   await client.files.completeUploadExternal({ files: [{ id: String(target.file_id), title: 'a lighthouse' }], channel_id: channel }).catch(() => undefined);
 }
 
-async function round(client: webApi.WebClient, jobs: number): Promise<number> {
-  const cpu0 = process.cpuUsage();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (next < jobs) await jobCalls(client, next++);
-    }),
-  );
-  const cpu = process.cpuUsage(cpu0);
-  return (cpu.user + cpu.system) / 1000;
-}
-
 export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> {
   const fake = await forkRole<{ apiUrl: string; botToken: string }>(here, 'fake');
   try {
@@ -66,14 +54,9 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
       before: new webApi.WebClient(botToken, options),
       now: new webApi.WebClient(botToken, { ...options, fetch: webApiFetch }),
     };
-    await round(clients.before, jobs / 10); // warm-up: JIT, connections
-    await round(clients.now, jobs / 10);
-    const cost = { before: [] as number[], now: [] as number[] };
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? (['before', 'now'] as const) : (['now', 'before'] as const);
-      for (const which of order) cost[which].push(await round(clients[which], jobs));
-    }
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    await cpuMsOf(jobs / 10, CONCURRENCY, (i) => jobCalls(clients.before, i)); // warm-up: JIT, connections
+    await cpuMsOf(jobs / 10, CONCURRENCY, (i) => jobCalls(clients.now, i));
+    const cost = await alternateRounds({ before: () => cpuMsOf(jobs, CONCURRENCY, (i) => jobCalls(clients.before, i)), now: () => cpuMsOf(jobs, CONCURRENCY, (i) => jobCalls(clients.now, i)) }, ROUNDS);
     const perJob = (xs: number[]) => median(xs) / jobs;
     return [
       `### Slack Web API calls of a job (${jobs} jobs × 4 calls, ${CONCURRENCY} at once, real WebClient, fake Slack in another process)`,

@@ -1,17 +1,14 @@
 /**
- * Downloads a result image once, streaming it to disk with bounded memory: the body goes through
- * a byte counter into a temp file next to the destination, renamed into place only when complete
- * and verified (PNG/JPEG/WEBP by content, within the size cap). Only the first 64 KiB are kept in
- * memory, for sniffing. Idempotent attempts are retried with the shared policy (src/providers/retry.ts).
+ * Downloads a result image once, streaming it to disk with bounded memory: the body is counted
+ * and written in 1 MiB batches into a temp file next to the destination, renamed into place only
+ * when complete and verified (PNG/JPEG/WEBP by content, within the size cap). At most one batch
+ * and the first 64 KiB (for sniffing) are in memory at once. Idempotent attempts are retried with the shared policy (src/providers/retry.ts).
  *
  * `downloadToFile` is the shared streaming primitive; references.ts uses it too.
  */
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
 import { withRetry, type RetryOptions } from '../providers/retry.ts';
 import type { RequestGate } from '../providers/types.ts';
@@ -19,6 +16,7 @@ import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
 import { IMAGE_MIMES, sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
 import { checkUrlAllowed } from './net-guard.ts';
+import { RECENT_RESULT_MAX_ENTRY_BYTES, recentResults } from './recent-results.ts';
 
 /**
  * Far above any documented output (a 4K PNG is "several MB"), yet above the worst case a faithful
@@ -27,6 +25,8 @@ import { checkUrlAllowed } from './net-guard.ts';
  */
 export const DEFAULT_RESULT_MAX_BYTES = 256 * 1024 * 1024;
 const HEAD_CAPTURE_BYTES = 64 * 1024;
+/** Bytes of a body written to its file at once: a 1K PNG (~0.5–2 MB) in one or two writes, memory still bounded. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
 /** The accepted image types first, anything else last (the content is sniffed anyway). */
 const ACCEPT_IMAGES = `${IMAGE_MIMES.join(',')};q=0.9,*/*;q=0.1`;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -65,6 +65,8 @@ export interface DownloadToFileOptions {
   allowHosts?: readonly string[] | undefined;
   headersTimeoutMs?: number;
   bodyTimeoutMs?: number;
+  /** Return the whole body as `kept` too when it is no larger than this (the bytes are in hand anyway). */
+  keepUpTo?: number;
 }
 
 export interface DownloadedFile {
@@ -72,6 +74,8 @@ export interface DownloadedFile {
   /** The first bytes (up to 64 KiB), for sniffing. */
   head: Uint8Array;
   finalUrl: string;
+  /** The whole body, when asked for (`keepUpTo`) and no larger. */
+  kept?: Buffer;
 }
 
 /** GETs `url` into `path` (created/overwritten), aborting the stream past `maxBytes`. Removes `path` on failure. */
@@ -110,42 +114,49 @@ export async function downloadToFile(url: string, path: string, opts: DownloadTo
     const headChunks: Buffer[] = [];
     let headLen = 0;
     let checked = !opts.requireImage;
-    const checkHead = (): DownloadProblem | undefined => {
+    const checkHead = (): void => {
       checked = true;
-      return sniffImage(Buffer.concat(headChunks)) ? undefined : new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
+      if (!sniffImage(Buffer.concat(headChunks))) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
     };
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
+    // The body's chunks (16–64 KiB each) go to the file in batches of WRITE_BATCH_BYTES, one write
+    // per batch: a few calls into libuv's thread pool per result instead of one per chunk, and no
+    // stream objects in between. Reading waits while a batch is written (backpressure).
+    let kept: Buffer[] | undefined = opts.keepUpTo !== undefined ? [] : undefined;
+    const file = await open(path, 'w');
+    try {
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      const flush = async () => {
+        const { bytesWritten } = await file.writev(batch);
+        if (bytesWritten !== batchBytes) throw new Error(`short write to ${path}: ${bytesWritten} of ${batchBytes} bytes`);
+        batch = [];
+        batchBytes = 0;
+      };
+      for await (const chunk of res.body as AsyncIterable<Buffer>) {
         total += chunk.length;
-        if (total > opts.maxBytes) {
-          cb(new DownloadProblem('too_large', `more than ${opts.maxBytes} bytes`));
-          return;
-        }
+        if (total > opts.maxBytes) throw new DownloadProblem('too_large', `more than ${opts.maxBytes} bytes`);
         if (headLen < HEAD_CAPTURE_BYTES) {
           const part = chunk.subarray(0, HEAD_CAPTURE_BYTES - headLen);
           headChunks.push(Buffer.from(part));
           headLen += part.length;
         }
-        if (!checked && headLen >= SNIFF_MIN_BYTES) {
-          const problem = checkHead();
-          if (problem) {
-            cb(problem);
-            return;
-          }
-        }
-        cb(null, chunk);
-      },
-      flush(cb) {
-        cb(checked ? null : (checkHead() ?? null));
-      },
-    });
-    try {
-      await pipeline(res.body, meter, createWriteStream(path), ...(opts.signal ? [{ signal: opts.signal }] : []));
+        if (!checked && headLen >= SNIFF_MIN_BYTES) checkHead();
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (kept && total > opts.keepUpTo!) kept = undefined;
+        kept?.push(chunk);
+        if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+      }
+      if (!checked) checkHead();
+      if (batchBytes > 0) await flush();
     } catch (err) {
+      res.body.destroy();
+      await file.close().catch(() => undefined);
       await rm(path, { force: true });
       throw err;
     }
-    return { bytes: total, head: Buffer.concat(headChunks), finalUrl: current };
+    await file.close();
+    return { bytes: total, head: Buffer.concat(headChunks), finalUrl: current, ...(kept && { kept: Buffer.concat(kept, total) }) };
   }
 }
 
@@ -173,20 +184,20 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
     const file = await withRetry(
       async () => {
         await opts.gate?.('poll', opts.signal);
-        return downloadToFile(url, tmp, { dispatcher: opts.dispatcher, maxBytes, signal: opts.signal, requireImage: true });
+        return downloadToFile(url, tmp, { dispatcher: opts.dispatcher, maxBytes, signal: opts.signal, requireImage: true, keepUpTo: RECENT_RESULT_MAX_ENTRY_BYTES });
       },
       { ...opts.retry, kind: 'idempotent', signal: opts.signal },
     );
     let sniffed = sniffImage(file.head);
     if (sniffed && sniffed.width === undefined) sniffed = (await sniffFile(tmp)) ?? sniffed; // JPEG frame header past 64 KiB
     if (!sniffed) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
-    const { size } = await stat(tmp);
     await rename(tmp, destPath);
+    if (file.kept) recentResults.remember(destPath, file.kept);
     return {
       path: destPath,
       sourceUrl: url,
       mime: sniffed.mime,
-      bytes: size,
+      bytes: file.bytes,
       width: sniffed.width ?? 0,
       height: sniffed.height ?? 0,
     };

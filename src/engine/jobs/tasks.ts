@@ -22,6 +22,7 @@ import { JobCanceledError, ProviderUnavailableError, SubmissionUnknownError, toJ
 import type { Lane } from '../lanes.ts';
 import type { ModelSpec } from '../models.ts';
 import { toProviderReferences } from '../references.ts';
+import { recentResults } from '../recent-results.ts';
 import { downloadResult } from '../results.ts';
 import type { JobContext, Run } from './context.ts';
 import { isImageDone } from './delivery.ts';
@@ -197,6 +198,7 @@ async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<v
     if (!image.path.endsWith(`.${realExt}`)) {
       const path = join(dir, `${task.index}.${realExt}`);
       await rename(image.path, path);
+      recentResults.move(image.path, path);
       image.path = path;
     }
     task.image = image;

@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { EXTENSION_BY_MIME, type ImageMime } from '../../engine/image-sniff.ts';
+import { recentResults } from '../../engine/recent-results.ts';
 import { concurrencyLimit } from '../../util/limit.ts';
 
 export const MiB = 1024 * 1024;
@@ -64,7 +65,8 @@ export function perFileBudget(attachmentSizeLimit: number, count: number): numbe
  */
 export async function fitToUploadLimit(image: SourceImage, budgetBytes: number, baseName: string): Promise<UploadFile> {
   if (image.bytes <= budgetBytes) {
-    const data = await readFile(image.path);
+    // The bytes the download just wrote, when still in hand (recent-results.ts); else the file.
+    const data = recentResults.take(image.path) ?? (await readFile(image.path));
     if (data.length <= budgetBytes) {
       return { name: `${baseName}.${EXTENSION_BY_MIME[image.mime]}`, data, contentType: image.mime, reencoded: false, originalBytes: data.length };
     }

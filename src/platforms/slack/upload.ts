@@ -12,13 +12,19 @@ import { request, type Dispatcher } from 'undici';
 import { truncatePrompt } from '../../../commands/render.ts';
 import { EXTENSION_BY_MIME } from '../../engine/image-sniff.ts';
 import type { JobRecord } from '../../engine/job.ts';
+import { resultContent } from '../../engine/recent-results.ts';
 import type { imagesOf } from './blocks.ts';
 import { background, inChannel, slackApiUrl, type SlackContext } from './context.ts';
 import { isSlackFileUrl } from './files.ts';
 
 export const UPLOAD_TIMEOUT_MS = 120_000;
+const UPLOAD_READ_BYTES = 1024 * 1024;
 
-/** Uploads a job's images, streamed from disk, as one message in the channel (and thread); returns their file ids. */
+/**
+ * Uploads a job's images as one message in the channel (and thread); returns their file ids. Each
+ * image's bytes come from the download that just wrote them when still in hand (recent-results.ts),
+ * else streamed from disk.
+ */
 export async function uploadImages(
   ctx: SlackContext,
   job: JobRecord,
@@ -30,10 +36,10 @@ export async function uploadImages(
   const files = await Promise.all(
     images.map(async ({ index, image }) => {
       const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSION_BY_MIME[image.mime]}`;
-      const { size } = await stat(image.path);
-      const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: size, alt_text: prompt }));
+      const content = await resultContent(image.path);
+      const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: content.size, alt_text: prompt }));
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');
-      await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config) });
+      await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, ...content, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config) });
       return { id: target.file_id, title: images.length > 1 ? `${prompt} (${index + 1})` : prompt };
     }),
   );
@@ -45,29 +51,35 @@ export async function uploadImages(
 
 /**
  * Step 2 of Slack's external upload flow: POSTs one file to the `upload_url` that
- * files.getUploadURLExternal returned, as multipart/form-data (what Slack's docs and SDKs send),
- * streamed from disk so a 20 MB image never blocks the event loop or sits in memory twice. The
- * bot token goes along only to Slack's own hosts.
+ * files.getUploadURLExternal returned, as multipart/form-data (what Slack's docs and SDKs send):
+ * `bytes` when the caller has them, else streamed from disk so a 20 MB image never blocks the
+ * event loop or sits in memory twice. The bot token goes along only to Slack's own hosts.
  */
 export async function postToUploadUrl(opts: {
   uploadUrl: string;
   path: string;
+  /** The file's size, when the caller knows it. */
+  size?: number;
+  /** The file's content, when the caller has it in memory (the file is then not read). */
+  bytes?: Buffer | undefined;
   filename: string;
   mime: string;
   token: string;
   apiUrl: string;
   dispatcher?: Dispatcher;
 }): Promise<void> {
-  const { size } = await stat(opts.path);
+  const size = opts.bytes?.length ?? opts.size ?? (await stat(opts.path)).size;
   const boundary = `----imagine-${randomUUID()}`;
   const safeName = opts.filename.replace(/["\r\n]/g, '_');
   const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: ${opts.mime}\r\n\r\n`);
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  // From disk in UPLOAD_READ_BYTES pieces: a 1K result in one or two reads, not one per 64 KiB.
   async function* parts() {
     yield head;
-    yield* createReadStream(opts.path);
+    yield* createReadStream(opts.path, { highWaterMark: UPLOAD_READ_BYTES });
     yield tail;
   }
+  const body = opts.bytes ? Buffer.concat([head, opts.bytes, tail]) : Readable.from(parts());
   const res = await request(opts.uploadUrl, {
     method: 'POST',
     headers: {
@@ -75,7 +87,7 @@ export async function postToUploadUrl(opts: {
       'content-length': String(head.length + size + tail.length),
       ...(isSlackFileUrl(opts.uploadUrl, opts.apiUrl) ? { authorization: `Bearer ${opts.token}` } : {}),
     },
-    body: Readable.from(parts()),
+    body,
     headersTimeout: UPLOAD_TIMEOUT_MS,
     bodyTimeout: UPLOAD_TIMEOUT_MS,
     ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultDownloadError } from '../../../src/engine/errors.ts';
+import { recentResults } from '../../../src/engine/recent-results.ts';
 import { downloadResult } from '../../../src/engine/results.ts';
 
 const fast = { retry: { sleep: async () => undefined, random: () => 0 } };
@@ -78,6 +79,16 @@ describe('downloadResult', () => {
     expect(image).toEqual({ path: dest, sourceUrl: `${base}/out.png`, mime: 'image/png', bytes: png.length, width: 1024, height: 576 });
     expect(Buffer.compare(await readFile(dest), png)).toBe(0);
     expect(await readdir(join(dir, 'job1'))).toEqual(['0.png']); // no temp file left behind
+  });
+
+  it('keeps the bytes it wrote in hand for the deliverer, once; not a result larger than an entry may be', async () => {
+    const dest = join(dir, 'kept', '0.png');
+    await downloadResult(`${base}/out.png`, dest);
+    expect(Buffer.compare(recentResults.take(dest)!, png)).toBe(0);
+    expect(recentResults.take(dest)).toBeUndefined();
+    const big = join(dir, 'kept', 'big.png');
+    await downloadResult(`${base}/rgba-4k`, big, fast);
+    expect(recentResults.take(big)).toBeUndefined();
   });
 
   it('types the file by content, not by Content-Type, and follows a redirect', async () => {

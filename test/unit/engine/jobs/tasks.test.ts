@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { EngineTiming } from '../../../../src/engine/engine.ts';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { ALIVE_KEY_PREFIX, jobKey } from '../../../../src/engine/jobs/records.ts';
+import { recentResults } from '../../../../src/engine/recent-results.ts';
 import { RateLimitedError } from '../../../../src/providers/errors.ts';
 import type { CreatedTask, RequestOptions, TaskInput } from '../../../../src/providers/types.ts';
 import { build, logLines, req, ScriptedClient, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
@@ -13,6 +14,15 @@ import { build, logLines, req, ScriptedClient, store, TIMING, useEngineFixture, 
 useEngineFixture();
 
 describe('one task: create, watch, download', () => {
+  it('a result whose URL names another type is renamed after its content, and its bytes kept in hand follow it', async () => {
+    const { engine, client } = build();
+    client.script = (taskId, poll) => (poll < 2 ? { taskId, status: 'running', outputUrls: [] } : { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.jpg`] });
+    const job = await engine.submit(req());
+    const done = await engine.waitFor(job.id);
+    const image = done.tasks[0]!.image!;
+    expect(image.path.endsWith('.png')).toBe(true);
+    expect(recentResults.take(image.path)?.subarray(1, 4).toString('latin1')).toBe('PNG');
+  });
   it('backs off on creates refused with RATE_LIMITED (nothing charged) until one is accepted', async () => {
     const { engine, client } = build();
     const limited = () => new RateLimitedError({ provider: 'runbase', status: 429, providerCode: 'RATE_LIMITED', message: 'slow down' });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recentResults } from '../../../../src/engine/recent-results.ts';
 import {
   MAX_MESSAGE_REQUEST_BYTES,
   MiB,
@@ -45,6 +46,15 @@ describe('fitToUploadLimit', () => {
     const f = await fitToUploadLimit({ path: smallPng, mime: 'image/png', bytes: smallBytes }, 10 * MiB, 'imagine-1');
     expect(f).toMatchObject({ name: 'imagine-1.png', contentType: 'image/png', reencoded: false });
     expect(f.data.length).toBe(smallBytes);
+  });
+
+  it('sends the bytes a download just kept without reading its file', async () => {
+    const kept = Buffer.from('\x89PNG\r\n\x1a\nkept', 'latin1');
+    const path = join(dir, 'never-written.png');
+    recentResults.remember(path, kept);
+    const f = await fitToUploadLimit({ path, mime: 'image/png', bytes: kept.length }, 10 * MiB, 'imagine-k');
+    expect(f.data).toEqual(kept);
+    expect(recentResults.take(path)).toBeUndefined();
   });
 
   it('re-encodes an oversized PNG to WebP under the limit, keeping its size in pixels', async () => {

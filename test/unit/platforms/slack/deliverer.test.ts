@@ -5,6 +5,7 @@ import { webApi } from '@slack/bolt';
 import { describe, expect, test } from 'vitest';
 import { startFakeSlack } from '../../../fakes/slack/fake-slack.ts';
 import type { ProgressEvent } from '../../../../src/engine/job.ts';
+import { recentResults } from '../../../../src/engine/recent-results.ts';
 import { createLogger } from '../../../../src/log.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
@@ -153,6 +154,35 @@ describe('placeholder edits', () => {
       await t.deliverer.deliver({ ...done, request: { ...done.request, location: { ...done.request.location, fileIds } } });
       expect(fake.uploads).toHaveLength(2);
       expect(fake.callsTo('chat.update')).toHaveLength(2);
+    } finally {
+      await fake.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('results kept in memory after their download', () => {
+  test('delivery sends the bytes a download just kept without reading its file; a result not kept is read from disk', async () => {
+    const fake = await startFakeSlack();
+    const dir = await mkdtemp(join(tmpdir(), 'slack-deliver-kept-'));
+    try {
+      const t = setup();
+      const client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
+      t.ctx.client = client;
+      t.ctx.config = { SLACK_API_URL: fake.apiUrl } as SlackContext['config'];
+      const placeholder = await client.chat.postMessage({ channel: 'C1', text: 'working…' });
+      const kept = Buffer.from('\x89PNG\r\n\x1a\nkept in memory', 'latin1');
+      const onDisk = Buffer.from('\x89PNG\r\n\x1a\nread from disk', 'latin1');
+      const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts! } } });
+      // Image 1's file does not exist: only the kept bytes can deliver it.
+      done.tasks[0]!.image!.path = join(dir, 'never-written.png');
+      recentResults.remember(done.tasks[0]!.image!.path, kept);
+      done.tasks[1]!.image!.path = join(dir, '1.png');
+      await writeFile(done.tasks[1]!.image!.path, onDisk);
+      await t.deliverer.deliver(done);
+      expect(fake.uploads.map((u) => u.bytes).sort(Buffer.compare)).toEqual([kept, onDisk].sort(Buffer.compare));
+      expect(fake.uploads.every((u) => u.bytes.length === u.declaredLength)).toBe(true);
+      expect(recentResults.take(done.tasks[0]!.image!.path)).toBeUndefined(); // handed over once
     } finally {
       await fake.close();
       await rm(dir, { recursive: true, force: true });

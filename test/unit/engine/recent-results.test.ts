@@ -1,0 +1,68 @@
+import { afterEach, describe, expect, test, vi } from 'vitest';
+import { RECENT_RESULT_MAX_ENTRY_BYTES, RecentResults } from '../../../src/engine/recent-results.ts';
+
+const bytes = (n: number, fill = 1) => Buffer.alloc(n, fill);
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('results kept between their download and their delivery', () => {
+  test('an entry is handed over once', () => {
+    const r = new RecentResults();
+    r.remember('/data/j1/0.png', bytes(10));
+    expect(r.take('/data/j1/0.png')).toEqual(bytes(10));
+    expect(r.take('/data/j1/0.png')).toBeUndefined();
+    expect(r.bytes).toBe(0);
+  });
+
+  test('past its time an entry is not handed over', () => {
+    let now = 1_000;
+    const r = new RecentResults({ ttlMs: 100, now: () => now });
+    r.remember('/a', bytes(10));
+    now += 101;
+    expect(r.take('/a')).toBeUndefined();
+    expect(r.bytes).toBe(0);
+  });
+
+  test('over the budget the oldest entries go first', () => {
+    const r = new RecentResults({ maxBytes: 25 });
+    r.remember('/a', bytes(10));
+    r.remember('/b', bytes(10));
+    r.remember('/c', bytes(10));
+    expect(r.bytes).toBe(20);
+    expect(r.take('/a')).toBeUndefined();
+    expect(r.take('/b')).toBeDefined();
+    expect(r.take('/c')).toBeDefined();
+  });
+
+  test('a result larger than an entry may be is not kept; remembering a path again replaces its bytes', () => {
+    const r = new RecentResults({ maxBytes: 4 * RECENT_RESULT_MAX_ENTRY_BYTES });
+    r.remember('/big', Buffer.alloc(RECENT_RESULT_MAX_ENTRY_BYTES + 1));
+    expect(r.bytes).toBe(0);
+    r.remember('/p', bytes(10, 1));
+    r.remember('/p', bytes(5, 2));
+    expect(r.bytes).toBe(5);
+    expect(r.take('/p')).toEqual(bytes(5, 2));
+  });
+
+  test('an entry follows its file when it is renamed', () => {
+    const r = new RecentResults();
+    r.remember('/j/0.png', bytes(3));
+    r.move('/j/0.png', '/j/0.jpg');
+    expect(r.take('/j/0.png')).toBeUndefined();
+    expect(r.take('/j/0.jpg')).toEqual(bytes(3));
+  });
+
+  test('leftovers nobody takes are let go after their time, with no new result to push them out', () => {
+    vi.useFakeTimers();
+    const r = new RecentResults({ ttlMs: 1_000 });
+    r.remember('/left', bytes(100));
+    vi.advanceTimersByTime(500);
+    r.remember('/later', bytes(100));
+    vi.advanceTimersByTime(600);
+    expect(r.bytes).toBe(100); // the first gone, the second still within its time
+    vi.advanceTimersByTime(1_000);
+    expect(r.bytes).toBe(0);
+  });
+});

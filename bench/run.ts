@@ -11,6 +11,7 @@
  *   - leases:  main-thread CPU to keep 1,000 in-flight jobs leased: per job vs one batch (issue 13)
  *   - records: CPU to write and read job records in SQLite: rowid table vs WITHOUT ROWID (issue 13)
  *   - webapi:  CPU of a job's Slack Web API calls: WebClient on the global fetch vs on undici's request (issue 13)
+ *   - results: CPU of a result's download to disk and upload to Slack, against in memory only (issue 13)
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
@@ -21,6 +22,7 @@ import { runPeakBench } from './peak.ts';
 import { runLeasesBench } from './leases.ts';
 import { runRecordsBench } from './records.ts';
 import { runWebApiBench } from './webapi.ts';
+import { runResultsBench } from './results-io.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
@@ -31,6 +33,7 @@ const parts: Record<string, () => Promise<string>> = {
   leases: () => runLeasesBench(),
   records: () => runRecordsBench(),
   webapi: () => runWebApiBench(),
+  results: () => runResultsBench(),
 };
 
 const wanted = process.argv.slice(2);

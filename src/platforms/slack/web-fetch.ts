@@ -1,19 +1,19 @@
 /**
  * The `fetch` the WebClient calls Slack's Web API with: undici's `request` instead of the global
- * WHATWG `fetch`. The WebClient documents the option (`WebClientOptions.fetch`, "a custom fetch
- * implementation … use this to configure … transport-level behavior") and uses a small part of a
- * response: status, a few headers, the body as text. `fetch` wraps every call in WHATWG streams,
- * Request and Response objects; `request` does not, and on this bot's job path (a placeholder, an
- * edit, an upload URL, the upload's completion) it costs about half the main-thread CPU per call
- * (README.md, "Jobs end to end").
+ * WHATWG `fetch`. The WebClient documents the option (`WebClientOptions.fetch`,
+ * https://docs.slack.dev/tools/node-slack-sdk/reference/web-api/interfaces/WebClientOptions)
+ * and reads little of a response: its status, a few headers, the body as text. `fetch` wraps
+ * every call in WHATWG streams, Request and Response objects; `request` does not, and on this
+ * bot's job path (a placeholder, an edit, an upload URL, the upload's completion) it costs about
+ * half the CPU per call (`npm run bench -- webapi`; docs/slack.md "Posting").
  *
  * Same behaviour as `fetch` where the WebClient relies on it: the method, headers, a string body
  * and the abort signal go through; a redirect is never followed (the WebClient asks for
  * `redirect: 'error'`; here the 3xx comes back as a non-200 status, which the WebClient turns
  * into a WebAPIHTTPError); the body is read whole before the response is handed over, so an
- * answer the WebClient does not read (a 429's) is not left pending on its connection. A multipart body (a
- * FormData, which only the WebClient's own binary uploads build) or a redirect to follow goes to
- * the global `fetch`.
+ * answer the WebClient does not read (a 429's) is not left pending on its connection. A
+ * multipart body (a FormData, which only the WebClient's own binary uploads build) or a redirect
+ * to follow goes to the global `fetch`.
  */
 import { STATUS_CODES } from 'node:http';
 import { request } from 'undici';

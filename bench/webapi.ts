@@ -2,14 +2,16 @@
  * `npm run bench -- webapi` (issue 13): main-thread CPU of the Slack Web API calls a job makes
  * (chat.postMessage, chat.update, files.getUploadURLExternal, files.completeUploadExternal),
  * through the real WebClient on the global WHATWG `fetch` (its default, what the bot used before)
- * and on `webApiFetch` (undici's `request`, what the bot uses now), side by side in one run. The
- * fake Slack runs in a child process, so its work is billed to neither; CPU is this process's
- * (process.cpuUsage); rounds alternate between the two clients so machine drift hits both.
+ * and on `webApiFetch` (undici's `request`, what the bot uses now), and as the jobs bench's floor
+ * makes them (undici's `request` with a JSON body, no client: what the WebClient itself adds),
+ * side by side in one run. The fake Slack runs in a child process, so its work is billed to none;
+ * CPU is this process's (process.cpuUsage); rounds alternate so machine drift hits all alike.
  *
  *   node bench/webapi.ts [--jobs=N]
  */
 import { fileURLToPath } from 'node:url';
 import { webApi } from '@slack/bolt';
+import { Agent, request } from 'undici';
 import { webApiFetch } from '../src/platforms/slack/web-fetch.ts';
 import { alternateRounds, cpuMsOf, forkRole, median, stopChild } from './processes.ts';
 
@@ -30,19 +32,21 @@ async function fakeChild(): Promise<void> {
   process.send!({ ready: { apiUrl: slack.apiUrl, botToken: slack.botToken } });
 }
 
+type Call = (method: string, args: Record<string, unknown>) => Promise<unknown>;
+
 /** A job's four Web API calls, with blocks of the usual size. */
-async function jobCalls(client: webApi.WebClient, i: number): Promise<void> {
+async function jobCalls(call: Call, i: number): Promise<void> {
   const channel = `C${String(i % 400).padStart(4, '0')}`;
   const blocks = [
     { type: 'section', text: { type: 'mrkdwn', text: `*a lighthouse on a cliff at dusk ${i}* · Nano Banana Pro · 16:9 · 2K` } },
     { type: 'context', elements: [{ type: 'mrkdwn', text: 'Generating… 12 s · by <@UBENCH>' }] },
   ];
-  const posted = await client.chat.postMessage({ channel, text: `Queued ${i}`, blocks });
-  await client.chat.update({ channel, ts: String(posted.ts), text: `Done ${i}`, blocks });
-  const target = await client.files.getUploadURLExternal({ filename: `imagine-${i}.png`, length: 1024 });
-  // The upload itself goes to upload_url outside the WebClient (bot and baseline alike); completing
-  // a file never uploaded is an error the fake answers like Slack, which costs the same to read.
-  await client.files.completeUploadExternal({ files: [{ id: String(target.file_id), title: 'a lighthouse' }], channel_id: channel }).catch(() => undefined);
+  const posted = (await call('chat.postMessage', { channel, text: `Queued ${i}`, blocks })) as { ts?: string };
+  await call('chat.update', { channel, ts: String(posted.ts), text: `Done ${i}`, blocks });
+  const target = (await call('files.getUploadURLExternal', { filename: `imagine-${i}.png`, length: 1024 })) as { file_id?: string };
+  // The upload itself goes to upload_url outside the WebClient (every way alike); completing a
+  // file never uploaded is an error the fake answers like Slack, which costs the same to read.
+  await call('files.completeUploadExternal', { files: [{ id: String(target.file_id), title: 'a lighthouse' }], channel_id: channel }).catch(() => undefined);
 }
 
 export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> {
@@ -50,23 +54,35 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
   try {
     const { apiUrl, botToken } = fake.ready;
     const options = { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, logLevel: webApi.LogLevel.ERROR };
-    const clients = {
-      before: new webApi.WebClient(botToken, options),
-      now: new webApi.WebClient(botToken, { ...options, fetch: webApiFetch }),
+    const viaClient = (client: webApi.WebClient): Call => (method, args) => client.apiCall(method, args);
+    const dispatcher = new Agent();
+    const headers = { authorization: `Bearer ${botToken}`, 'content-type': 'application/json; charset=utf-8' };
+    const ways: Record<'before' | 'now' | 'floor', Call> = {
+      before: viaClient(new webApi.WebClient(botToken, options)),
+      now: viaClient(new webApi.WebClient(botToken, { ...options, fetch: webApiFetch })),
+      floor: async (method, args) => {
+        const res = await request(`${apiUrl}${method}`, { method: 'POST', headers, body: JSON.stringify(args), dispatcher });
+        const answer = (await res.body.json()) as Record<string, unknown>;
+        if (!answer.ok) throw new Error(String(answer.error));
+        return answer;
+      },
     };
-    await cpuMsOf(jobs / 10, CONCURRENCY, (i) => jobCalls(clients.before, i)); // warm-up: JIT, connections
-    await cpuMsOf(jobs / 10, CONCURRENCY, (i) => jobCalls(clients.now, i));
-    const cost = await alternateRounds({ before: () => cpuMsOf(jobs, CONCURRENCY, (i) => jobCalls(clients.before, i)), now: () => cpuMsOf(jobs, CONCURRENCY, (i) => jobCalls(clients.now, i)) }, ROUNDS);
+    const rounds = (call: Call, count: number) => () => cpuMsOf(count, CONCURRENCY, (i) => jobCalls(call, i));
+    for (const call of Object.values(ways)) await rounds(call, jobs / 10)(); // warm-up: JIT, connections
+    const cost = await alternateRounds({ before: rounds(ways.before, jobs), now: rounds(ways.now, jobs), floor: rounds(ways.floor, jobs) }, ROUNDS);
+    await dispatcher.close();
     const perJob = (xs: number[]) => median(xs) / jobs;
+    const row = (label: string, xs: number[]) => `| ${label} | ${perJob(xs).toFixed(3)} ms | ${xs.map((c) => (c / jobs).toFixed(3)).join(', ')} |`;
     return [
-      `### Slack Web API calls of a job (${jobs} jobs × 4 calls, ${CONCURRENCY} at once, real WebClient, fake Slack in another process)`,
+      `### Slack Web API calls of a job (${jobs} jobs × 4 calls, ${CONCURRENCY} at once, fake Slack in another process)`,
       '',
-      '| WebClient on | CPU per job (median of rounds) | rounds |',
+      '| calls made by | CPU per job (median of rounds) | rounds |',
       '|---|---:|---|',
-      `| the global fetch (before) | ${perJob(cost.before).toFixed(3)} ms | ${cost.before.map((c) => (c / jobs).toFixed(3)).join(', ')} |`,
-      `| webApiFetch, undici's request (now) | ${perJob(cost.now).toFixed(3)} ms | ${cost.now.map((c) => (c / jobs).toFixed(3)).join(', ')} |`,
+      row('the WebClient on the global fetch (before)', cost.before),
+      row("the WebClient on webApiFetch, undici's request (now)", cost.now),
+      row("undici's request, no client (the jobs bench's floor)", cost.floor),
       '',
-      `Ratio now / before: **${(median(cost.now) / median(cost.before)).toFixed(2)}×**.`,
+      `Ratio now / before: **${(median(cost.now) / median(cost.before)).toFixed(2)}×**; now / no client: ${(median(cost.now) / median(cost.floor)).toFixed(2)}× (what the WebClient adds: its queue, retries, argument encoding, logging).`,
     ].join('\n');
   } finally {
     await stopChild(fake.child);

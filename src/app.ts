@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import type { EngineApi } from './engine/api.ts';
 import { createEngine, type EngineSettings, type EngineTiming } from './engine/engine.ts';
+import { RecentResults } from './engine/recent-results.ts';
 import { CALLBACK_PATH_PREFIX } from './engine/provider-callbacks.ts';
 import { REFERENCE_PATH_PREFIX } from './engine/reference-host.ts';
 import { openStore } from './engine/open-store.ts';
@@ -111,6 +112,8 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
       spendCapUsd: config.SPEND_CAP_DAILY_USD,
     });
     const providers = createProviderClients(config, { log, metrics, ...opts.providerRetry });
+    // A result's bytes go from the engine's download to the deliverer without a read of its file.
+    const recentResults = new RecentResults();
     const engine = createEngine({
       ...engineSettingsOf(config, { http: true }),
       store,
@@ -118,6 +121,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
       providers,
       log,
       metrics,
+      recentResults,
       ceilings: ceilingsOf(config),
       ...(opts.engineTiming ? { timing: opts.engineTiming } : {}),
     });
@@ -131,7 +135,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     if (config.DISCORD_TOKEN) {
       const { startDiscord } = await import('./platforms/discord/index.ts');
       readiness.set('discord', () => false); // starting
-      const discord = await startDiscord({ config, engine, log: log.child({ platform: 'discord' }), http, metrics });
+      const discord = await startDiscord({ config, engine, log: log.child({ platform: 'discord' }), http, metrics, recentResults });
       readiness.set('discord', () => discord.ready());
       stops.push(() => discord.stop());
     }
@@ -144,6 +148,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
         log: log.child({ platform: 'slack' }),
         http,
         metrics,
+        recentResults,
         ...(opts.slackTuning ? { tuning: opts.slackTuning } : {}),
       });
       readiness.set('slack', () => slack.ready());

@@ -59,6 +59,7 @@ import type { ImagineRequest, ImagineRequestInput, Platform, PlatformLocation, R
 import { reachableByLink } from './references.ts';
 import { STORE_PING_TIMEOUT_MS, type Store } from './store.ts';
 import { parseRequest, resolveModel, validateAgainstModel } from './validate.ts';
+import type { RecentResults } from './recent-results.ts';
 
 /** Knobs for tests and benches (time scaled down); production uses the defaults. */
 export interface EngineTiming extends Partial<Omit<JobTiming, 'deadlineMs'>> {
@@ -110,6 +111,8 @@ export interface EngineOptions extends EngineSettings {
   dispatcher?: Dispatcher;
   /** For user-given reference URLs; default an SSRF-guarded dispatcher honouring fetchAllowHosts. */
   referenceDispatcher?: Dispatcher;
+  /** Where a result's bytes just written are handed to the deliverers (recent-results.ts); none: not kept. */
+  recentResults?: RecentResults;
   /** This process's identity in job leases; default random. */
   processId?: string;
   timing?: EngineTiming;
@@ -212,6 +215,7 @@ export class Engine implements EngineApi {
       referenceHost: opts.servesReferences && opts.publicUrl ? new ReferenceHost({ publicUrl: opts.publicUrl }) : undefined,
       fetchAllowHosts: opts.fetchAllowHosts,
       dispatcher: opts.dispatcher,
+      recentResults: opts.recentResults,
       referenceDispatcher: opts.referenceDispatcher ?? createGuardedDispatcher({ allowHosts: opts.fetchAllowHosts }),
       metrics: opts.metrics,
       durations,

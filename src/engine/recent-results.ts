@@ -1,27 +1,34 @@
 /**
  * Result images just written to disk, kept in memory for the moment between their download and
  * their delivery, so the deliverer sends the bytes it already has instead of reading the file
- * back (an open, reads and a close in libuv's thread pool per image: about as much main-thread
- * CPU as the rest of a result's trip; README.md, "A result's way through the bot").
+ * back (a stat, an open, reads and a close in libuv's thread pool per image; README.md, "A
+ * result's way through the bot", measures this together with the download's batched writes).
  *
  * The file stays the source of truth: it is written and renamed into place first, a restart
  * delivers from it, and a deliverer that finds nothing here (a retry, a restart, a result larger
- * than an entry may be) reads it as before. An entry is handed over once (`take`) and lives at
- * most `ttlMs`; all entries together hold at most `maxBytes` (the oldest go first), so a bot whose
- * deliverer does not take them, or a burst of results, costs bounded memory.
+ * than an entry may be, one pushed out by newer ones) reads it as before. An entry is handed over
+ * once (`take`) and lives at most `ttlMs`. Downloads reserve their declared size before copying a
+ * body (`reserve`), so the bodies being copied and the entries together never hold more than
+ * `maxBytes`: a burst of results, or a bot whose deliverer takes none, costs bounded memory.
+ *
+ * One instance per app (src/app.ts), passed to the engine (DownloadResultOptions.keep) and to the
+ * platforms' deliverers.
  */
-
 import { stat } from 'node:fs/promises';
+import { MiB } from '../util/units.ts';
 
-export const RECENT_RESULTS_MAX_BYTES = 32 * 1024 * 1024;
+export const RECENT_RESULTS_MAX_BYTES = 32 * MiB;
 /** Larger results are not kept: read from disk when delivered. */
-export const RECENT_RESULT_MAX_ENTRY_BYTES = 8 * 1024 * 1024;
+export const RECENT_RESULT_MAX_ENTRY_BYTES = 8 * MiB;
 /** Longer than a delivery takes after its download, short enough that leftovers go soon. */
 export const RECENT_RESULTS_TTL_MS = 30_000;
 
 export class RecentResults {
   readonly #entries = new Map<string, { bytes: Buffer; at: number }>();
-  #total = 0;
+  /** Bytes held by entries. */
+  #held = 0;
+  /** Bytes reserved by downloads copying a body. */
+  #reserved = 0;
   readonly #maxBytes: number;
   readonly #ttlMs: number;
   readonly #now: () => number;
@@ -33,12 +40,27 @@ export class RecentResults {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** Keeps `bytes`, the content of the file at `path`, evicting the oldest entries past the budget. */
+  /**
+   * Room for a body of `bytes` about to be copied, if it may be kept at all: older entries are
+   * let go to make it. `release` it when the copy is done (kept or not).
+   */
+  reserve(bytes: number): boolean {
+    if (bytes > Math.min(RECENT_RESULT_MAX_ENTRY_BYTES, this.#maxBytes) || this.#reserved + bytes > this.#maxBytes) return false;
+    this.#reserved += bytes;
+    this.#evict();
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.#reserved = Math.max(0, this.#reserved - bytes);
+  }
+
+  /** Keeps `bytes`, the content of the file at `path`, letting the oldest entries go past the budget. */
   remember(path: string, bytes: Buffer): void {
     this.#drop(path);
     if (bytes.length > Math.min(RECENT_RESULT_MAX_ENTRY_BYTES, this.#maxBytes)) return;
     this.#entries.set(path, { bytes, at: this.#now() });
-    this.#total += bytes.length;
+    this.#held += bytes.length;
     this.#evict();
     this.#armSweep();
   }
@@ -59,23 +81,23 @@ export class RecentResults {
     this.remember(to, entry.bytes);
   }
 
-  /** Bytes held now (for tests and the bench). */
-  get bytes(): number {
-    return this.#total;
+  /** Bytes held by entries and reserved by downloads (for tests). */
+  get bytes(): { held: number; reserved: number } {
+    return { held: this.#held, reserved: this.#reserved };
   }
 
   #drop(path: string): void {
     const entry = this.#entries.get(path);
     if (!entry) return;
     this.#entries.delete(path);
-    this.#total -= entry.bytes.length;
+    this.#held -= entry.bytes.length;
   }
 
   #evict(): void {
     const now = this.#now();
     // Map order is insertion order: the oldest first.
     for (const [path, entry] of this.#entries) {
-      if (this.#total <= this.#maxBytes && now - entry.at <= this.#ttlMs) break;
+      if (this.#held + this.#reserved <= this.#maxBytes && now - entry.at <= this.#ttlMs) break;
       this.#drop(path);
     }
   }
@@ -91,11 +113,8 @@ export class RecentResults {
   }
 }
 
-/** The process's one instance: result paths are absolute and unique per data directory. */
-export const recentResults = new RecentResults();
-
 /** What a deliverer sends for the result file at `path`: its bytes when still in hand, else its size (to stream it). */
-export async function resultContent(path: string): Promise<{ bytes?: Buffer; size: number }> {
-  const bytes = recentResults.take(path);
+export async function resultContent(kept: RecentResults | undefined, path: string): Promise<{ bytes?: Buffer; size: number }> {
+  const bytes = kept?.take(path);
   return bytes ? { bytes, size: bytes.length } : { size: (await stat(path)).size };
 }

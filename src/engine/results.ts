@@ -1,12 +1,13 @@
 /**
  * Downloads a result image once, streaming it to disk with bounded memory: the body is counted
  * and written in 1 MiB batches into a temp file next to the destination, renamed into place only
- * when complete and verified (PNG/JPEG/WEBP by content, within the size cap). At most one batch
- * and the first 64 KiB (for sniffing) are in memory at once. Idempotent attempts are retried with the shared policy (src/providers/retry.ts).
+ * when complete and verified (PNG/JPEG/WEBP by content, within the size cap). Per download, one
+ * batch and the first 64 KiB (for sniffing) are in memory at once, or, for a result handed to the
+ * deliverer, its whole body within the budget of recent-results.ts. Idempotent attempts are retried with the shared policy (src/providers/retry.ts).
  *
  * `downloadToFile` is the shared streaming primitive; references.ts uses it too.
  */
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { request, type Dispatcher } from 'undici';
@@ -16,17 +17,18 @@ import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
 import { IMAGE_MIMES, sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
 import { checkUrlAllowed } from './net-guard.ts';
-import { RECENT_RESULT_MAX_ENTRY_BYTES, recentResults } from './recent-results.ts';
+import type { RecentResults } from './recent-results.ts';
+import { MiB } from '../util/units.ts';
 
 /**
  * Far above any documented output (a 4K PNG is "several MB"), yet above the worst case a faithful
  * output can reach: 4K RGBA noise, ~17 Mpx × 4 bytes ≈ 68 MB, past a 64 MiB cap. It only guards
  * the disk against an endless stream; memory stays bounded whatever the size.
  */
-export const DEFAULT_RESULT_MAX_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_RESULT_MAX_BYTES = 256 * MiB;
 const HEAD_CAPTURE_BYTES = 64 * 1024;
 /** Bytes of a body written to its file at once: a 1K PNG (~0.5–2 MB) in one or two writes, memory still bounded. */
-const WRITE_BATCH_BYTES = 1024 * 1024;
+const WRITE_BATCH_BYTES = MiB;
 /** The accepted image types first, anything else last (the content is sniffed anyway). */
 const ACCEPT_IMAGES = `${IMAGE_MIMES.join(',')};q=0.9,*/*;q=0.1`;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -65,8 +67,11 @@ export interface DownloadToFileOptions {
   allowHosts?: readonly string[] | undefined;
   headersTimeoutMs?: number;
   bodyTimeoutMs?: number;
-  /** Return the whole body as `kept` too when it is no larger than this (the bytes are in hand anyway). */
-  keepUpTo?: number;
+  /**
+   * Also return the whole body (`kept`) when its declared size can be reserved here: the bytes are
+   * copied into one buffer as they arrive, and the reservation is released when this returns.
+   */
+  keep?: Pick<RecentResults, 'reserve' | 'release'> | undefined;
 }
 
 export interface DownloadedFile {
@@ -74,7 +79,7 @@ export interface DownloadedFile {
   /** The first bytes (up to 64 KiB), for sniffing. */
   head: Uint8Array;
   finalUrl: string;
-  /** The whole body, when asked for (`keepUpTo`) and no larger. */
+  /** The whole body, when asked for (`keep`) and its declared size was reserved. */
   kept?: Buffer;
 }
 
@@ -118,21 +123,27 @@ export async function downloadToFile(url: string, path: string, opts: DownloadTo
       checked = true;
       if (!sniffImage(Buffer.concat(headChunks))) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
     };
-    // The body's chunks (16–64 KiB each) go to the file in batches of WRITE_BATCH_BYTES, one write
-    // per batch: a few calls into libuv's thread pool per result instead of one per chunk, and no
-    // stream objects in between. Reading waits while a batch is written (backpressure).
-    let kept: Buffer[] | undefined = opts.keepUpTo !== undefined ? [] : undefined;
-    const file = await open(path, 'w');
+    // The body goes to the file in batches of WRITE_BATCH_BYTES, one write each: a few calls into
+    // libuv's thread pool per result instead of one per 16–64 KiB chunk, and no stream objects in
+    // between; reading waits while a batch is written. A body the caller keeps (its declared size
+    // reserved with `opts.keep`) is copied into one buffer instead and written once at the end.
+    const reserved = opts.keep && Number.isFinite(declared) && declared > 0 && opts.keep.reserve(declared) ? declared : 0;
+    let whole = reserved ? Buffer.allocUnsafe(reserved) : undefined;
+    let kept: Buffer | undefined;
+    let file: FileHandle | undefined;
     try {
+      file = await open(path, 'w');
+      const handle = file;
       let batch: Buffer[] = [];
       let batchBytes = 0;
       const flush = async () => {
-        const { bytesWritten } = await file.writev(batch);
+        const { bytesWritten } = await handle.writev(batch);
         if (bytesWritten !== batchBytes) throw new Error(`short write to ${path}: ${bytesWritten} of ${batchBytes} bytes`);
         batch = [];
         batchBytes = 0;
       };
       for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        const offset = total;
         total += chunk.length;
         if (total > opts.maxBytes) throw new DownloadProblem('too_large', `more than ${opts.maxBytes} bytes`);
         if (headLen < HEAD_CAPTURE_BYTES) {
@@ -141,28 +152,44 @@ export async function downloadToFile(url: string, path: string, opts: DownloadTo
           headLen += part.length;
         }
         if (!checked && headLen >= SNIFF_MIN_BYTES) checkHead();
+        if (whole && total <= whole.length) {
+          chunk.copy(whole, offset);
+          continue;
+        }
+        if (whole) {
+          // Longer than declared: not kept after all; what was copied goes first.
+          batch.push(whole.subarray(0, offset));
+          batchBytes += offset;
+          whole = undefined;
+        }
         batch.push(chunk);
         batchBytes += chunk.length;
-        if (kept && total > opts.keepUpTo!) kept = undefined;
-        kept?.push(chunk);
         if (batchBytes >= WRITE_BATCH_BYTES) await flush();
       }
       if (!checked) checkHead();
+      if (whole) {
+        kept = whole.subarray(0, total);
+        batch.push(kept);
+        batchBytes += total;
+      }
       if (batchBytes > 0) await flush();
+      file = undefined;
+      await handle.close();
     } catch (err) {
       res.body.destroy();
-      await file.close().catch(() => undefined);
+      await file?.close().catch(() => undefined);
       await rm(path, { force: true });
       throw err;
+    } finally {
+      if (reserved) opts.keep!.release(reserved);
     }
-    await file.close();
-    return { bytes: total, head: Buffer.concat(headChunks), finalUrl: current, ...(kept && { kept: Buffer.concat(kept, total) }) };
+    return { bytes: total, head: Buffer.concat(headChunks), finalUrl: current, ...(kept && { kept }) };
   }
 }
 
 export interface DownloadResultOptions {
   dispatcher?: Dispatcher;
-  /** Default 64 MiB. */
+  /** Default DEFAULT_RESULT_MAX_BYTES. */
   maxBytes?: number;
   signal?: AbortSignal;
   /**
@@ -171,6 +198,8 @@ export interface DownloadResultOptions {
    * (creates and polls). A deployment whose provider counted downloads too would pass the key's gate.
    */
   gate?: RequestGate;
+  /** Where the bytes just written are handed to the deliverer (recent-results.ts); none: not kept. */
+  keep?: RecentResults | undefined;
   /** Overrides for the shared retry policy (tests pass a fast sleep). */
   retry?: Partial<Omit<RetryOptions, 'kind' | 'signal'>>;
 }
@@ -184,7 +213,7 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
     const file = await withRetry(
       async () => {
         await opts.gate?.('poll', opts.signal);
-        return downloadToFile(url, tmp, { dispatcher: opts.dispatcher, maxBytes, signal: opts.signal, requireImage: true, keepUpTo: RECENT_RESULT_MAX_ENTRY_BYTES });
+        return downloadToFile(url, tmp, { dispatcher: opts.dispatcher, maxBytes, signal: opts.signal, requireImage: true, keep: opts.keep });
       },
       { ...opts.retry, kind: 'idempotent', signal: opts.signal },
     );
@@ -192,7 +221,7 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
     if (sniffed && sniffed.width === undefined) sniffed = (await sniffFile(tmp)) ?? sniffed; // JPEG frame header past 64 KiB
     if (!sniffed) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
     await rename(tmp, destPath);
-    if (file.kept) recentResults.remember(destPath, file.kept);
+    if (file.kept) opts.keep?.remember(destPath, file.kept);
     return {
       path: destPath,
       sourceUrl: url,

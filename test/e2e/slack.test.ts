@@ -6,6 +6,7 @@
 import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test, vi, type MockInstance } from 'vitest';
+import { RecentResults } from '../../src/engine/recent-results.ts';
 import type { FakeMessage } from '../fakes/slack/fake-slack.ts';
 import type { AckResult } from '../fakes/slack/driver.ts';
 import { acked as ackedInTime, ACK_DEADLINE_MS, startSlackHarness, type SlackHarness } from './slack-harness.ts';
@@ -20,14 +21,18 @@ let h: SlackHarness;
 const acks: AckResult[] = [];
 /** Installed before the bot starts, so a WebClient left on the global fetch would be seen here. */
 let globalFetch: MockInstance<typeof fetch>;
+/** Every hand-over of a result's kept bytes, in every RecentResults the bot builds. */
+let kept: MockInstance<RecentResults['take']>;
 
 beforeAll(async () => {
   globalFetch = vi.spyOn(globalThis, 'fetch');
+  kept = vi.spyOn(RecentResults.prototype, 'take');
   h = await startSlackHarness({ fakeSlack: { notInChannel: ['CNOTJOINED', 'GPRIVATE', 'CPRIVATE'], privateChannels: ['CPRIVATE'] } });
 });
 afterAll(async () => {
   await h?.close();
   globalFetch.mockRestore();
+  kept.mockRestore();
 });
 
 function acked<T extends AckResult>(r: T): T {
@@ -133,6 +138,16 @@ describe('/imagine with flags', () => {
     expect(h.fake.callsTo('chat.postMessage').some((c) => c.args.channel === 'CWIRE')).toBe(true);
     const toSlack = globalFetch.mock.calls.filter(([url]) => String(url instanceof Request ? url.url : url).startsWith(h.fake.apiUrl));
     expect(toSlack).toEqual([]);
+  });
+
+  test('a result is uploaded from the bytes its download kept, not read back from its file', async () => {
+    kept.mockClear();
+    acked(await h.driver.slashCommand({ user: { id: 'UKEPT', name: 'kept' }, channel: 'CKEPT', text: 'a lantern' }));
+    await results('CKEPT');
+    const handedOver = kept.mock.results.map((r) => r.value as unknown).filter((v): v is Buffer => Buffer.isBuffer(v));
+    expect(handedOver).toHaveLength(1);
+    const upload = h.fake.uploads.find((u) => u.bytes.equals(handedOver[0]!));
+    expect(upload).toBeDefined();
   });
 
   test('from a thread: the placeholder, the images and the result stay in the thread', async () => {

@@ -18,6 +18,7 @@ import type { DurationEstimates } from '../estimates.ts';
 import type { UsageLedger } from '../governance/usage.ts';
 import type { Deliveries } from './delivery.ts';
 import type { JobRecords } from './records.ts';
+import type { RecentResults } from '../recent-results.ts';
 
 /** Callback tokens only matter while a task can still complete (the deadline), plus a margin for resumes. */
 export const CALLBACK_TOKEN_TTL_MS = 2 * DAY_MS;
@@ -117,6 +118,8 @@ export interface JobContext {
   fetchAllowHosts: readonly string[];
   /** For result downloads; undefined = undici's global one. */
   dispatcher: Dispatcher | undefined;
+  /** Where a result's bytes just written are handed to the deliverers; undefined: not kept. */
+  recentResults?: RecentResults | undefined;
   /** For user-given reference URLs (SSRF-guarded). */
   referenceDispatcher: Dispatcher;
   /** The app's metrics (src/metrics.ts); undefined in tests that do not look. */

@@ -22,7 +22,6 @@ import { JobCanceledError, ProviderUnavailableError, SubmissionUnknownError, toJ
 import type { Lane } from '../lanes.ts';
 import type { ModelSpec } from '../models.ts';
 import { toProviderReferences } from '../references.ts';
-import { recentResults } from '../recent-results.ts';
 import { downloadResult } from '../results.ts';
 import type { JobContext, Run } from './context.ts';
 import { isImageDone } from './delivery.ts';
@@ -191,6 +190,7 @@ async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<v
   try {
     const image = await downloadResult(url, join(dir, `${task.index}.${ext}`), {
       ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
+      keep: ctx.recentResults,
       signal: run.signal,
     });
     // Name the file after its real content, whatever the URL said.
@@ -198,7 +198,7 @@ async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<v
     if (!image.path.endsWith(`.${realExt}`)) {
       const path = join(dir, `${task.index}.${realExt}`);
       await rename(image.path, path);
-      recentResults.move(image.path, path);
+      ctx.recentResults?.move(image.path, path);
       image.path = path;
     }
     task.image = image;

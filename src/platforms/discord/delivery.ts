@@ -16,6 +16,7 @@ import { DiscordAPIError } from 'discord.js';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Deliverer, JobRecord, ProgressEvent } from '../../engine/job.ts';
 import type { Logger } from '../../log.ts';
+import type { RecentResults } from '../../engine/recent-results.ts';
 import { fitImagesForUpload, type UploadFile } from './fit-upload.ts';
 import { UPLOAD_SAFETY_MARGIN_MS, parseLocation, tokenUsable, type DiscordLocation } from './location.ts';
 import { isNoAccess, isTokenGone, isUnknownMessage, type DiscordMessages, type SentMessage } from './messages.ts';
@@ -42,6 +43,8 @@ export interface DeliveryDeps {
   throttle?: EditThrottle;
   /** Shared with the interaction handler: edits and uploads wait while acknowledgements are in flight. */
   ackFirst?: AckFirst;
+  /** Results' bytes the engine just downloaded (recent-results.ts); undefined: read from disk. */
+  recentResults?: RecentResults | undefined;
   now?: () => number;
 }
 
@@ -51,6 +54,7 @@ export class DiscordDelivery implements Deliverer {
   readonly #log: Logger;
   readonly #messages: DiscordMessages;
   readonly #publicUrl: string | undefined;
+  readonly #recentResults: RecentResults | undefined;
   readonly #now: () => number;
   readonly #ackFirst: AckFirst;
   /** Jobs whose token proved dead before its time (so progress goes through the channel, or stops). */
@@ -66,6 +70,7 @@ export class DiscordDelivery implements Deliverer {
     this.#log = deps.log;
     this.#messages = deps.messages;
     this.#publicUrl = deps.publicUrl?.replace(/\/+$/, '');
+    this.#recentResults = deps.recentResults;
     this.#now = deps.now ?? Date.now;
     this.#ackFirst = deps.ackFirst ?? new AckFirst();
     this.throttle = deps.throttle ?? new EditThrottle({ onError: (err, key) => this.#log.debug({ err, jobId: key }, 'discord progress edit failed') });
@@ -265,6 +270,7 @@ export class DiscordDelivery implements Deliverer {
     const files = await fitImagesForUpload(
       made.map((t) => ({ path: t.image!.path, mime: t.image!.mime, bytes: t.image!.bytes, baseName: `imagine-${job.id}-${t.index + 1}` })),
       loc.attachmentSizeLimit,
+      this.#recentResults,
     );
     const originals: OriginalLink[] = [];
     files.forEach((f, n) => {

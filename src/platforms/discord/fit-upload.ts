@@ -9,10 +9,10 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { EXTENSION_BY_MIME, type ImageMime } from '../../engine/image-sniff.ts';
-import { recentResults } from '../../engine/recent-results.ts';
+import type { RecentResults } from '../../engine/recent-results.ts';
 import { concurrencyLimit } from '../../util/limit.ts';
+import { MiB } from '../../util/units.ts';
 
-export const MiB = 1024 * 1024;
 export const DEFAULT_ATTACHMENT_SIZE_LIMIT_BYTES = 10 * MiB;
 /** Discord's cap on one message request, files and JSON together. */
 export const MAX_MESSAGE_REQUEST_BYTES = 25 * MiB;
@@ -63,10 +63,10 @@ export function perFileBudget(attachmentSizeLimit: number, count: number): numbe
  * One image as an upload no larger than `budgetBytes`. `baseName` has no extension (the
  * format decides it).
  */
-export async function fitToUploadLimit(image: SourceImage, budgetBytes: number, baseName: string): Promise<UploadFile> {
+export async function fitToUploadLimit(image: SourceImage, budgetBytes: number, baseName: string, recent?: RecentResults | undefined): Promise<UploadFile> {
   if (image.bytes <= budgetBytes) {
     // The bytes the download just wrote, when still in hand (recent-results.ts); else the file.
-    const data = recentResults.take(image.path) ?? (await readFile(image.path));
+    const data = recent?.take(image.path) ?? (await readFile(image.path));
     if (data.length <= budgetBytes) {
       return { name: `${baseName}.${EXTENSION_BY_MIME[image.mime]}`, data, contentType: image.mime, reencoded: false, originalBytes: data.length };
     }
@@ -109,8 +109,9 @@ async function reencode(image: SourceImage, budgetBytes: number, baseName: strin
 export async function fitImagesForUpload(
   images: readonly (SourceImage & { baseName: string })[],
   attachmentSizeLimit: number,
+  recent?: RecentResults | undefined,
 ): Promise<UploadFile[]> {
-  const kept = images.slice(0, MAX_ATTACHMENTS_PER_MESSAGE);
-  const budget = perFileBudget(attachmentSizeLimit, kept.length);
-  return Promise.all(kept.map((img) => fitToUploadLimit(img, budget, img.baseName)));
+  const sent = images.slice(0, MAX_ATTACHMENTS_PER_MESSAGE);
+  const budget = perFileBudget(attachmentSizeLimit, sent.length);
+  return Promise.all(sent.map((img) => fitToUploadLimit(img, budget, img.baseName, recent)));
 }

@@ -20,6 +20,7 @@ import type { Config } from '../../config.ts';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
+import type { RecentResults } from '../../engine/recent-results.ts';
 import type { HttpServer } from '../http/server.ts';
 import { AckFirst } from '../ack-first.ts';
 import { DiscordDelivery, ORIGINALS_PATH_PREFIX } from './delivery.ts';
@@ -39,6 +40,8 @@ export interface DiscordDeps {
   loginTimeoutMs?: number;
   /** The app's metrics: acknowledgement latency, refusals. */
   metrics?: Metrics;
+  /** Results' bytes the engine just downloaded, sent without reading their files back (recent-results.ts). */
+  recentResults?: RecentResults;
 }
 
 export interface DiscordAdapter {
@@ -77,7 +80,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   const messages = new DiscordMessages(client.rest, { httpAnswers: answers !== undefined });
   const ackLatency = metrics?.ackLatency.labels({ platform: 'discord' });
   const ackFirst = new AckFirst(undefined, undefined, ackLatency ? { onAck: (s) => ackLatency.observe(s) } : {});
-  const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst });
+  const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst, recentResults: deps.recentResults });
   const handler = new InteractionHandler({ engine, log, messages, ackFirst, ...(metrics && { metrics }), show: (job, location) => delivery.showAt(job, location) });
   const replies = new ReplyRefiner({ engine, log, messages, ...(metrics && { metrics }) });
 

@@ -17,6 +17,7 @@ import type { EngineApi } from '../../engine/api.ts';
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { AckFirst } from '../ack-first.ts';
+import type { RecentResults } from '../../engine/recent-results.ts';
 
 export type WebClient = webApi.WebClient;
 
@@ -120,6 +121,8 @@ export interface SlackContext {
   afterAck(what: string, work: () => Promise<void>, opts?: { urgent?: boolean }): void;
   /** The app's metrics: the one catch (listeners/after-ack.ts) counts refusals. */
   metrics?: Metrics | undefined;
+  /** Results' bytes the engine just downloaded (recent-results.ts); undefined: read from disk. */
+  recentResults?: RecentResults | undefined;
 }
 
 /** The Slack error code of a Web API failure (`not_in_channel`, `message_not_found`…), if any. */

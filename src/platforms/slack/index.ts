@@ -19,6 +19,7 @@ import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { readBody, type HttpServer } from '../http/server.ts';
 import { webApiFetch } from './web-fetch.ts';
+import type { RecentResults } from '../../engine/recent-results.ts';
 import { concurrencyLimit } from '../../util/limit.ts';
 import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
 import { SlackDeliverer } from './deliverer.ts';
@@ -37,6 +38,19 @@ export interface SlackDeps {
   tuning?: Partial<SlackTuning>;
   /** The app's metrics: acknowledgement latency, refusals. */
   metrics?: Metrics;
+  /** Results' bytes the engine just downloaded, sent without reading their files back (recent-results.ts). */
+  recentResults?: RecentResults;
+}
+
+/** How the bot's WebClient is built (Bolt builds it from these; the webapi bench too). */
+export function webClientOptions(config: Pick<Config, 'SLACK_API_URL'>) {
+  return {
+    slackApiUrl: slackApiUrl(config),
+    rejectRateLimitedCalls: true,
+    retryConfig: WEB_API_RETRY,
+    timeout: WEB_API_TIMEOUT_MS,
+    fetch: webApiFetch,
+  };
 }
 
 export interface SlackAdapter {
@@ -100,13 +114,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
   if (!socketMode && !config.SLACK_SIGNING_SECRET) throw new Error('Slack HTTP mode needs SLACK_SIGNING_SECRET (or set SLACK_APP_TOKEN for Socket Mode)');
 
   const logger = boltLogger(log.child({ component: 'bolt' }));
-  const clientOptions = {
-    slackApiUrl: slackApiUrl(config),
-    rejectRateLimitedCalls: true,
-    retryConfig: WEB_API_RETRY,
-    timeout: WEB_API_TIMEOUT_MS,
-    fetch: webApiFetch,
-  };
+  const clientOptions = webClientOptions(config);
   const receiver = socketMode
     ? new SocketModeReceiver({ appToken: config.SLACK_APP_TOKEN!, logger, installerOptions: { clientOptions } })
     : new HTTPReceiver({
@@ -147,6 +155,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     },
     ackFirst,
     metrics,
+    recentResults: deps.recentResults,
     afterAck(what, work, opts = {}) {
       const run = async () => {
         if (opts.urgent) {

@@ -14,11 +14,12 @@ import { EXTENSION_BY_MIME } from '../../engine/image-sniff.ts';
 import type { JobRecord } from '../../engine/job.ts';
 import { resultContent } from '../../engine/recent-results.ts';
 import type { imagesOf } from './blocks.ts';
+import { MiB } from '../../util/units.ts';
 import { background, inChannel, slackApiUrl, type SlackContext } from './context.ts';
 import { isSlackFileUrl } from './files.ts';
 
 export const UPLOAD_TIMEOUT_MS = 120_000;
-const UPLOAD_READ_BYTES = 1024 * 1024;
+const UPLOAD_READ_BYTES = MiB;
 
 /**
  * Uploads a job's images as one message in the channel (and thread); returns their file ids. Each
@@ -36,7 +37,7 @@ export async function uploadImages(
   const files = await Promise.all(
     images.map(async ({ index, image }) => {
       const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSION_BY_MIME[image.mime]}`;
-      const content = await resultContent(image.path);
+      const content = await resultContent(ctx.recentResults, image.path);
       const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: content.size, alt_text: prompt }));
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');
       await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, ...content, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config) });

@@ -23,6 +23,7 @@ import { RUNBASE_TRAITS } from '../../../src/providers/runbase/client.ts';
 import { RUNBLOB_TRAITS } from '../../../src/providers/runblob/client.ts';
 import type { ProviderName } from '../../../src/engine/models.ts';
 import { renderPng } from '../../fakes/png.ts';
+import type { RecentResults } from '../../../src/engine/recent-results.ts';
 
 export const TIMING: EngineTiming = {
   deadlineMs: 3_000,
@@ -211,7 +212,7 @@ export function useEngineFixture(): void {
     agent = new MockAgent();
     agent.disableNetConnect();
     const png = await renderPng({ width: 96, height: 64, seed: 3 });
-    agent.get('https://cdn.test').intercept({ path: /\/out\/.*/, method: 'GET' }).reply(200, png, { headers: { 'content-type': 'image/png' } }).persist();
+    agent.get('https://cdn.test').intercept({ path: /\/out\/.*/, method: 'GET' }).reply(200, png, { headers: { 'content-type': 'image/png', 'content-length': String(png.length) } }).persist();
     setup.log = log;
   });
 
@@ -239,6 +240,8 @@ export function build(
     timing?: EngineTiming;
     /** This process's view of the store (default the shared one; see cutOffStore). */
     store?: Store;
+    /** Where downloaded results' bytes are handed over (default: not kept). */
+    recentResults?: RecentResults;
   } = {},
 ) {
   const store = o.store ?? sharedStore();
@@ -260,6 +263,7 @@ export function build(
     dispatcher: agent,
     timing: o.timing ?? TIMING,
     ...(o.processId ? { processId: o.processId } : {}),
+    ...(o.recentResults ? { recentResults: o.recentResults } : {}),
   });
   closers.push(() => engine.close());
   const deliverer = recorder();

@@ -13,7 +13,7 @@ describe('results kept between their download and their delivery', () => {
     r.remember('/data/j1/0.png', bytes(10));
     expect(r.take('/data/j1/0.png')).toEqual(bytes(10));
     expect(r.take('/data/j1/0.png')).toBeUndefined();
-    expect(r.bytes).toBe(0);
+    expect(r.bytes.held).toBe(0);
   });
 
   test('past its time an entry is not handed over', () => {
@@ -22,7 +22,7 @@ describe('results kept between their download and their delivery', () => {
     r.remember('/a', bytes(10));
     now += 101;
     expect(r.take('/a')).toBeUndefined();
-    expect(r.bytes).toBe(0);
+    expect(r.bytes.held).toBe(0);
   });
 
   test('over the budget the oldest entries go first', () => {
@@ -30,7 +30,7 @@ describe('results kept between their download and their delivery', () => {
     r.remember('/a', bytes(10));
     r.remember('/b', bytes(10));
     r.remember('/c', bytes(10));
-    expect(r.bytes).toBe(20);
+    expect(r.bytes.held).toBe(20);
     expect(r.take('/a')).toBeUndefined();
     expect(r.take('/b')).toBeDefined();
     expect(r.take('/c')).toBeDefined();
@@ -39,11 +39,24 @@ describe('results kept between their download and their delivery', () => {
   test('a result larger than an entry may be is not kept; remembering a path again replaces its bytes', () => {
     const r = new RecentResults({ maxBytes: 4 * RECENT_RESULT_MAX_ENTRY_BYTES });
     r.remember('/big', Buffer.alloc(RECENT_RESULT_MAX_ENTRY_BYTES + 1));
-    expect(r.bytes).toBe(0);
+    expect(r.bytes.held).toBe(0);
     r.remember('/p', bytes(10, 1));
     r.remember('/p', bytes(5, 2));
-    expect(r.bytes).toBe(5);
+    expect(r.bytes.held).toBe(5);
     expect(r.take('/p')).toEqual(bytes(5, 2));
+  });
+
+  test('a download reserves room for the body it copies: entries and copies together stay within the budget', () => {
+    const r = new RecentResults({ maxBytes: 30 });
+    r.remember('/a', bytes(10));
+    r.remember('/b', bytes(10));
+    expect(r.reserve(15)).toBe(true); // /a goes to make room
+    expect(r.bytes).toEqual({ held: 10, reserved: 15 });
+    expect(r.take('/a')).toBeUndefined();
+    expect(r.reserve(20)).toBe(false); // 15 + 20 copying at once would pass 30
+    r.release(15);
+    expect(r.reserve(RECENT_RESULT_MAX_ENTRY_BYTES + 1)).toBe(false); // never kept, whatever the room
+    expect(r.bytes).toEqual({ held: 10, reserved: 0 });
   });
 
   test('an entry follows its file when it is renamed', () => {
@@ -61,8 +74,8 @@ describe('results kept between their download and their delivery', () => {
     vi.advanceTimersByTime(500);
     r.remember('/later', bytes(100));
     vi.advanceTimersByTime(600);
-    expect(r.bytes).toBe(100); // the first gone, the second still within its time
+    expect(r.bytes.held).toBe(100); // the first gone, the second still within its time
     vi.advanceTimersByTime(1_000);
-    expect(r.bytes).toBe(0);
+    expect(r.bytes.held).toBe(0);
   });
 });

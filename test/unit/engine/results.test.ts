@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -6,8 +7,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultDownloadError } from '../../../src/engine/errors.ts';
-import { recentResults } from '../../../src/engine/recent-results.ts';
-import { downloadResult } from '../../../src/engine/results.ts';
+import { RecentResults } from '../../../src/engine/recent-results.ts';
+import { downloadResult, downloadToFile } from '../../../src/engine/results.ts';
 
 const fast = { retry: { sleep: async () => undefined, random: () => 0 } };
 
@@ -20,6 +21,9 @@ describe('downloadResult', () => {
   const hits = new Map<string, number>();
   let hugeBytesSent = 0;
   let hugeClosedEarly = false;
+  /** 3 MiB past a PNG header: several write batches, or one kept buffer when declared. */
+  let noise: Buffer;
+  const closedEarly = new Map<string, boolean>();
 
   const stream = (res: ServerResponse, total: number, chunk: Buffer, onClose: (sent: number, early: boolean) => void) => {
     let sent = 0;
@@ -38,12 +42,13 @@ describe('downloadResult', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'results-'));
     png = await sharp({ create: { width: 1024, height: 576, channels: 3, background: '#3a6' } }).png().toBuffer();
+    noise = Buffer.concat([png.subarray(0, 64), randomBytes(3 * 1024 * 1024)]);
     jpeg = await sharp({ create: { width: 640, height: 640, channels: 3, background: '#a36' } }).jpeg().toBuffer();
     server = createServer((req, res) => {
       const path = req.url ?? '/';
       hits.set(path, (hits.get(path) ?? 0) + 1);
       const n = hits.get(path) ?? 0;
-      if (path === '/out.png') return void res.writeHead(200, { 'content-type': 'image/png' }).end(png);
+      if (path === '/out.png') return void res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length }).end(png);
       if (path === '/mislabelled') return void res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(jpeg);
       if (path === '/html') return void res.writeHead(200, { 'content-type': 'image/png' }).end('<html>Access denied</html>'.repeat(10));
       if (path === '/flaky') {
@@ -58,6 +63,15 @@ describe('downloadResult', () => {
           hugeBytesSent = sent;
           hugeClosedEarly = early;
         });
+      }
+      if (path === '/noise-chunked') return void res.writeHead(200, { 'content-type': 'image/png' }).end(noise);
+      if (path === '/noise-declared') return void res.writeHead(200, { 'content-type': 'image/png', 'content-length': noise.length }).end(noise);
+      if (path.startsWith('/stall')) {
+        // The head of a PNG, then nothing: the download is stopped from our side.
+        res.writeHead(200, { 'content-type': 'image/png', 'content-length': 4 * 1024 * 1024 });
+        res.write(noise.subarray(0, 128 * 1024));
+        res.on('close', () => closedEarly.set(path, true));
+        return;
       }
       if (path === '/rgba-4k') {
         // As large as a 4K RGBA noise PNG can be (~68 MB): past 64 MiB.
@@ -82,13 +96,54 @@ describe('downloadResult', () => {
   });
 
   it('keeps the bytes it wrote in hand for the deliverer, once; not a result larger than an entry may be', async () => {
+    const keep = new RecentResults();
     const dest = join(dir, 'kept', '0.png');
-    await downloadResult(`${base}/out.png`, dest);
-    expect(Buffer.compare(recentResults.take(dest)!, png)).toBe(0);
-    expect(recentResults.take(dest)).toBeUndefined();
+    await downloadResult(`${base}/out.png`, dest, { keep });
+    expect(Buffer.compare(keep.take(dest)!, png)).toBe(0);
+    expect(Buffer.compare(await readFile(dest), png)).toBe(0);
+    expect(keep.take(dest)).toBeUndefined();
     const big = join(dir, 'kept', 'big.png');
-    await downloadResult(`${base}/rgba-4k`, big, fast);
-    expect(recentResults.take(big)).toBeUndefined();
+    await downloadResult(`${base}/rgba-4k`, big, { ...fast, keep });
+    expect(keep.take(big)).toBeUndefined();
+    expect(keep.bytes).toEqual({ held: 0, reserved: 0 });
+  });
+
+  it('writes every byte of a body of several batches, kept or not, and keeps it only when its size was declared', async () => {
+    const keep = new RecentResults();
+    for (const [path, kept] of [
+      ['/noise-chunked', false],
+      ['/noise-declared', true],
+    ] as const) {
+      const dest = join(dir, 'noise', `${path.slice(1)}.png`);
+      const image = await downloadResult(`${base}${path}`, dest, { keep });
+      expect(image.bytes).toBe(noise.length);
+      expect(Buffer.compare(await readFile(dest), noise)).toBe(0);
+      const inHand = keep.take(dest);
+      expect(inHand !== undefined).toBe(kept);
+      if (inHand) expect(Buffer.compare(inHand, noise)).toBe(0);
+    }
+    expect(keep.bytes).toEqual({ held: 0, reserved: 0 });
+  });
+
+  it('stopped mid-body: rejects with the reason, leaves no file, closes the connection and frees its reservation', async () => {
+    const keep = new RecentResults();
+    const ctrl = new AbortController();
+    const pending = downloadResult(`${base}/stall-abort`, join(dir, 'j9', 'x.png'), { keep, signal: ctrl.signal });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(keep.bytes.reserved).toBe(4 * 1024 * 1024);
+    ctrl.abort(new Error('job canceled'));
+    await expect(pending).rejects.toThrow('job canceled');
+    expect(await readdir(join(dir, 'j9'))).toEqual([]);
+    expect(keep.bytes).toEqual({ held: 0, reserved: 0 });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closedEarly.get('/stall-abort')).toBe(true);
+  });
+
+  it('a temp file that cannot be opened fails the download and lets go of the response at once', async () => {
+    const err = await downloadToFile(`${base}/stall-open`, join(dir, 'no-such-dir', 'x.png'), { maxBytes: 8 * 1024 * 1024, keep: new RecentResults() }).catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closedEarly.get('/stall-open')).toBe(true);
   });
 
   it('types the file by content, not by Content-Type, and follows a redirect', async () => {

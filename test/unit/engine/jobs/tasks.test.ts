@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { EngineTiming } from '../../../../src/engine/engine.ts';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { ALIVE_KEY_PREFIX, jobKey } from '../../../../src/engine/jobs/records.ts';
-import { recentResults } from '../../../../src/engine/recent-results.ts';
+import { RecentResults } from '../../../../src/engine/recent-results.ts';
 import { RateLimitedError } from '../../../../src/providers/errors.ts';
 import type { CreatedTask, RequestOptions, TaskInput } from '../../../../src/providers/types.ts';
 import { build, logLines, req, ScriptedClient, store, TIMING, useEngineFixture, user } from '../engine-fixture.ts';
@@ -15,7 +15,8 @@ useEngineFixture();
 
 describe('one task: create, watch, download', () => {
   it('a result whose URL names another type is renamed after its content, and its bytes kept in hand follow it', async () => {
-    const { engine, client } = build();
+    const recentResults = new RecentResults();
+    const { engine, client } = build({ recentResults });
     client.script = (taskId, poll) => (poll < 2 ? { taskId, status: 'running', outputUrls: [] } : { taskId, status: 'succeeded', outputUrls: [`https://cdn.test/out/${taskId}.jpg`] });
     const job = await engine.submit(req());
     const done = await engine.waitFor(job.id);

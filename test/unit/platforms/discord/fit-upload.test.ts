@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recentResults } from '../../../../src/engine/recent-results.ts';
+import { RecentResults } from '../../../../src/engine/recent-results.ts';
+import { MiB } from '../../../../src/util/units.ts';
 import {
   MAX_MESSAGE_REQUEST_BYTES,
-  MiB,
   fitImagesForUpload,
   fitToUploadLimit,
   perFileBudget,
@@ -51,10 +51,11 @@ describe('fitToUploadLimit', () => {
   it('sends the bytes a download just kept without reading its file', async () => {
     const kept = Buffer.from('\x89PNG\r\n\x1a\nkept', 'latin1');
     const path = join(dir, 'never-written.png');
-    recentResults.remember(path, kept);
-    const f = await fitToUploadLimit({ path, mime: 'image/png', bytes: kept.length }, 10 * MiB, 'imagine-k');
+    const recent = new RecentResults();
+    recent.remember(path, kept);
+    const f = await fitToUploadLimit({ path, mime: 'image/png', bytes: kept.length }, 10 * MiB, 'imagine-k', recent);
     expect(f.data).toEqual(kept);
-    expect(recentResults.take(path)).toBeUndefined();
+    expect(recent.take(path)).toBeUndefined();
   });
 
   it('re-encodes an oversized PNG to WebP under the limit, keeping its size in pixels', async () => {

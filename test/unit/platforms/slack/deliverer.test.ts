@@ -5,7 +5,7 @@ import { webApi } from '@slack/bolt';
 import { describe, expect, test } from 'vitest';
 import { startFakeSlack } from '../../../fakes/slack/fake-slack.ts';
 import type { ProgressEvent } from '../../../../src/engine/job.ts';
-import { recentResults } from '../../../../src/engine/recent-results.ts';
+import { RecentResults } from '../../../../src/engine/recent-results.ts';
 import { createLogger } from '../../../../src/log.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
@@ -176,6 +176,8 @@ describe('results kept in memory after their download', () => {
       const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts! } } });
       // Image 1's file does not exist: only the kept bytes can deliver it.
       done.tasks[0]!.image!.path = join(dir, 'never-written.png');
+      const recentResults = new RecentResults();
+      t.ctx.recentResults = recentResults;
       recentResults.remember(done.tasks[0]!.image!.path, kept);
       done.tasks[1]!.image!.path = join(dir, '1.png');
       await writeFile(done.tasks[1]!.image!.path, onDisk);

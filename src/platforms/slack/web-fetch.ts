@@ -8,12 +8,13 @@
  * half the CPU per call (`npm run bench -- webapi`; docs/slack.md "Posting").
  *
  * Same behaviour as `fetch` where the WebClient relies on it: the method, headers, a string body
- * and the abort signal go through; a redirect is never followed (the WebClient asks for
- * `redirect: 'error'`; here the 3xx comes back as a non-200 status, which the WebClient turns
- * into a WebAPIHTTPError); the body is read whole before the response is handed over, so an
- * answer the WebClient does not read (a 429's) is not left pending on its connection. A
- * multipart body (a FormData, which only the WebClient's own binary uploads build) or a redirect
- * to follow goes to the global `fetch`.
+ * and the abort signal go through; the body is read as soon as the headers are in, and a body
+ * that fails half-way fails when it is read, outside the WebClient's retries. Not the same: a
+ * redirect is never followed (the WebClient asks for `redirect: 'error'`), but the 3xx comes back
+ * as a non-200 status, which the WebClient reports as an HTTP error where `fetch` gives a request
+ * error; compressed answers are not asked for (Slack's are small JSON). A multipart body (a
+ * FormData, which only the WebClient's own binary uploads build) or a redirect to follow goes to
+ * the global `fetch`.
  */
 import { STATUS_CODES } from 'node:http';
 import { request } from 'undici';
@@ -28,7 +29,12 @@ export const webApiFetch: webApi.FetchFunction = async (url, init = {}) => {
     ...(init.body !== undefined && { body: init.body }),
     ...(init.signal && { signal: init.signal }),
   });
-  const body = Buffer.from(await res.body.arrayBuffer());
+  // Read at once, so an answer the WebClient never reads (a 429's) does not wait on its
+  // connection; awaited only when the body is asked for, so a body that fails half-way fails
+  // there, outside the WebClient's retries, as with `fetch` (a retry would repeat a call Slack
+  // has already carried out).
+  const body = res.body.arrayBuffer().then((b) => Buffer.from(b));
+  body.catch(() => undefined);
   const headers = new Map<string, string>();
   for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
   return {
@@ -37,8 +43,11 @@ export const webApiFetch: webApi.FetchFunction = async (url, init = {}) => {
     statusText: STATUS_CODES[res.statusCode] ?? '',
     url: String(url),
     headers: { get: (name: string) => headers.get(name.toLowerCase()) ?? null, entries: () => headers.entries() },
-    arrayBuffer: async () => body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength) as ArrayBuffer,
-    json: async () => JSON.parse(body.toString('utf8')) as unknown,
-    text: async () => body.toString('utf8'),
+    arrayBuffer: async () => {
+      const b = await body;
+      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+    },
+    json: async () => JSON.parse((await body).toString('utf8')) as unknown,
+    text: async () => (await body).toString('utf8'),
   };
 };

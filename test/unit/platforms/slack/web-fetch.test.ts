@@ -38,9 +38,9 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(JSON.stringify(body));
 }
 
-const clients = () => ({
-  global: new webApi.WebClient('xoxb-test', { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } }),
-  lean: new webApi.WebClient('xoxb-test', { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 }, fetch: webApiFetch }),
+const clients = (options: webApi.WebClientOptions = { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } }) => ({
+  global: new webApi.WebClient('xoxb-test', options),
+  lean: new webApi.WebClient('xoxb-test', { ...options, fetch: webApiFetch }),
 });
 
 /** What a call's caller sees: its result, or its error's class, code and the fields callers read. */
@@ -53,8 +53,8 @@ async function outcome(call: () => Promise<unknown>): Promise<unknown> {
   }
 }
 
-async function bothSee(call: (c: webApi.WebClient) => Promise<unknown>): Promise<unknown> {
-  const { global, lean } = clients();
+async function bothSee(call: (c: webApi.WebClient) => Promise<unknown>, options?: webApi.WebClientOptions): Promise<unknown> {
+  const { global, lean } = clients(options);
   const expected = await outcome(() => call(global));
   const got = await outcome(() => call(lean));
   expect(got).toEqual(expected);
@@ -102,21 +102,41 @@ describe('the WebClient on webApiFetch', () => {
     answers.delete('auth.test');
   });
 
-  test('a redirect is not followed', async () => {
+  test('a body cut off after the headers fails the call once: not retried, as Slack may have carried it out', async () => {
+    answers.set('chat.postMessage', (_req, _body, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+      res.write('{"ok":true,');
+      setTimeout(() => res.destroy(), 20);
+    });
+    const retrying = { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 2, minTimeout: 1, maxTimeout: 1 }, logLevel: webApi.LogLevel.ERROR };
+    for (const client of [new webApi.WebClient('xoxb-test', retrying), new webApi.WebClient('xoxb-test', { ...retrying, fetch: webApiFetch })]) {
+      seen.length = 0;
+      await expect(client.chat.postMessage({ channel: 'C1', text: 'once' })).rejects.toThrow();
+      expect(seen.map((c) => c.method)).toEqual(['chat.postMessage']);
+    }
+    answers.delete('chat.postMessage');
+  });
+
+  test('a redirect is not followed by either (an HTTP error here, a request error on fetch)', async () => {
     answers.set('chat.delete', (_req, _body, res) => {
       res.writeHead(302, { location: `${apiUrl}auth.test` });
       res.end();
     });
-    seen.length = 0;
-    const { lean } = clients();
-    await expect(lean.chat.delete({ channel: 'C1', ts: '1.2' })).rejects.toThrow();
-    expect(seen.map((s) => s.method)).toEqual(['chat.delete']);
+    const { global, lean } = clients();
+    for (const [client, code] of [
+      [global, webApi.ErrorCode.RequestError],
+      [lean, webApi.ErrorCode.HTTPError],
+    ] as const) {
+      seen.length = 0;
+      expect(await outcome(() => client.chat.delete({ channel: 'C1', ts: '1.2' }))).toMatchObject({ code });
+      expect(seen.map((c) => c.method)).toEqual(['chat.delete']);
+    }
   });
 
   test('a call slower than the client timeout is aborted', async () => {
     answers.set('conversations.info', (_req, _body, res) => setTimeout(() => json(res, 200, { ok: true }), 500));
-    const lean = new webApi.WebClient('xoxb-test', { slackApiUrl: apiUrl, retryConfig: { retries: 0 }, timeout: 50, fetch: webApiFetch, logLevel: webApi.LogLevel.ERROR });
-    const got = (await outcome(() => lean.conversations.info({ channel: 'C1' }))) as { code: string };
+    const options = { slackApiUrl: apiUrl, retryConfig: { retries: 0 }, timeout: 50, logLevel: webApi.LogLevel.ERROR };
+    const got = (await bothSee((c) => c.conversations.info({ channel: 'C1' }), options)) as { code: string };
     expect(got.code).toBe(webApi.ErrorCode.RequestError);
   });
 

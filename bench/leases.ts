@@ -39,7 +39,6 @@ async function measure(round: () => Promise<void>): Promise<Cost> {
   return { cpuMs: (cpu.user + cpu.system) / 1000, wallMs };
 }
 
-
 async function compare(store: Store, jobs: number): Promise<{ perJob: Cost; batched: Cost }> {
   const records = new JobRecords({ store, processId: 'bench', leaseTtlMs: LEASE_TTL_MS, writeRetry: RECORD_WRITE_RETRY, now: Date.now });
   const ids = Array.from({ length: jobs }, (_, i) => `bench${String(i).padStart(8, '0')}`);

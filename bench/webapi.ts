@@ -1,18 +1,19 @@
 /**
- * `npm run bench -- webapi` (issue 13): main-thread CPU of the Slack Web API calls a job makes
+ * `npm run bench -- webapi` (issue 13): CPU of the Slack Web API calls a job makes
  * (chat.postMessage, chat.update, files.getUploadURLExternal, files.completeUploadExternal),
  * through the real WebClient on the global WHATWG `fetch` (its default, what the bot used before)
  * and on `webApiFetch` (undici's `request`, what the bot uses now), and as the jobs bench's floor
  * makes them (undici's `request` with a JSON body, no client: what the WebClient itself adds),
- * side by side in one run. The fake Slack runs in a child process, so its work is billed to none;
- * CPU is this process's (process.cpuUsage); rounds alternate so machine drift hits all alike.
+ * side by side in one run, with the bot's client options. The fake Slack runs in a child process,
+ * so its work is billed to none; CPU is this process's, every thread (process.cpuUsage); rounds
+ * alternate so machine drift hits all alike.
  *
  *   node bench/webapi.ts [--jobs=N]
  */
 import { fileURLToPath } from 'node:url';
 import { webApi } from '@slack/bolt';
 import { Agent, request } from 'undici';
-import { webApiFetch } from '../src/platforms/slack/web-fetch.ts';
+import { webClientOptions } from '../src/platforms/slack/index.ts';
 import { alternateRounds, cpuMsOf, forkRole, median, stopChild } from './processes.ts';
 
 export const WEBAPI_BENCH_JOBS = 1_000;
@@ -53,13 +54,14 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
   const fake = await forkRole<{ apiUrl: string; botToken: string }>(here, 'fake');
   try {
     const { apiUrl, botToken } = fake.ready;
-    const options = { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, logLevel: webApi.LogLevel.ERROR };
+    // The bot's own options (retries, timeout, rate limits), on the global fetch and on webApiFetch.
+    const options = { ...webClientOptions({ SLACK_API_URL: apiUrl }), logLevel: webApi.LogLevel.ERROR };
     const viaClient = (client: webApi.WebClient): Call => (method, args) => client.apiCall(method, args);
     const dispatcher = new Agent();
     const headers = { authorization: `Bearer ${botToken}`, 'content-type': 'application/json; charset=utf-8' };
     const ways: Record<'before' | 'now' | 'floor', Call> = {
-      before: viaClient(new webApi.WebClient(botToken, options)),
-      now: viaClient(new webApi.WebClient(botToken, { ...options, fetch: webApiFetch })),
+      before: viaClient(new webApi.WebClient(botToken, { ...options, fetch: globalThis.fetch })),
+      now: viaClient(new webApi.WebClient(botToken, options)),
       floor: async (method, args) => {
         const res = await request(`${apiUrl}${method}`, { method: 'POST', headers, body: JSON.stringify(args), dispatcher });
         const answer = (await res.body.json()) as Record<string, unknown>;

@@ -56,13 +56,19 @@ export class RecentResults {
   }
 
   /** Keeps `bytes`, the content of the file at `path`, letting the oldest entries go past the budget. */
-  remember(path: string, bytes: Buffer): void {
+  remember(path: string, bytes: Buffer, at = this.#now()): void {
     this.#drop(path);
     if (bytes.length > Math.min(RECENT_RESULT_MAX_ENTRY_BYTES, this.#maxBytes)) return;
-    this.#entries.set(path, { bytes, at: this.#now() });
+    this.#entries.set(path, { bytes, at });
     this.#held += bytes.length;
     this.#evict();
     this.#armSweep();
+  }
+
+  /** A download's copy becomes the entry for `path`, its reservation turned into what the entry holds, in one step. */
+  commit(path: string, bytes: Buffer, reserved: number): void {
+    this.release(reserved);
+    this.remember(path, bytes);
   }
 
   /** The bytes of the file at `path`, if kept and fresh; handed over once. */
@@ -78,7 +84,7 @@ export class RecentResults {
     const entry = this.#entries.get(from);
     if (!entry) return;
     this.#drop(from);
-    this.remember(to, entry.bytes);
+    this.remember(to, entry.bytes, entry.at);
   }
 
   /** Bytes held by entries and reserved by downloads (for tests). */
@@ -102,14 +108,18 @@ export class RecentResults {
     }
   }
 
-  /** Leftovers go after their time even when no other result comes to push them out. */
+  /** Leftovers go when their time is up even when no other result comes to push them out. */
   #armSweep(): void {
-    if (this.#sweep || this.#entries.size === 0) return;
-    this.#sweep = setTimeout(() => {
-      this.#sweep = undefined;
-      this.#evict();
-      this.#armSweep();
-    }, this.#ttlMs + 1).unref();
+    const oldest = this.#entries.values().next().value;
+    if (this.#sweep || !oldest) return;
+    this.#sweep = setTimeout(
+      () => {
+        this.#sweep = undefined;
+        this.#evict();
+        this.#armSweep();
+      },
+      Math.max(0, oldest.at + this.#ttlMs - this.#now()) + 1,
+    ).unref();
   }
 }
 

@@ -69,7 +69,7 @@ export interface DownloadToFileOptions {
   bodyTimeoutMs?: number;
   /**
    * Also return the whole body (`kept`) when its declared size can be reserved here: the bytes are
-   * copied into one buffer as they arrive, and the reservation is released when this returns.
+   * copied into one buffer as they arrive; a body not kept after all releases its reservation.
    */
   keep?: Pick<RecentResults, 'reserve' | 'release'> | undefined;
 }
@@ -79,8 +79,8 @@ export interface DownloadedFile {
   /** The first bytes (up to 64 KiB), for sniffing. */
   head: Uint8Array;
   finalUrl: string;
-  /** The whole body, when asked for (`keep`) and its declared size was reserved. */
-  kept?: Buffer;
+  /** The whole body, when asked for (`keep`), with the reservation it now holds: commit or release it. */
+  kept?: { bytes: Buffer; reserved: number };
 }
 
 /** GETs `url` into `path` (created/overwritten), aborting the stream past `maxBytes`. Removes `path` on failure. */
@@ -178,12 +178,13 @@ export async function downloadToFile(url: string, path: string, opts: DownloadTo
     } catch (err) {
       res.body.destroy();
       await file?.close().catch(() => undefined);
-      await rm(path, { force: true });
+      await rm(path, { force: true }).catch(() => undefined);
       throw err;
     } finally {
-      if (reserved) opts.keep!.release(reserved);
+      // Kept: the reservation goes with the bytes to the caller (RecentResults.commit or release).
+      if (reserved && !kept) opts.keep!.release(reserved);
     }
-    return { bytes: total, head: Buffer.concat(headChunks), finalUrl: current, ...(kept && { kept }) };
+    return { bytes: total, head: Buffer.concat(headChunks), finalUrl: current, ...(kept && { kept: { bytes: kept, reserved } }) };
   }
 }
 
@@ -209,8 +210,9 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
   const maxBytes = opts.maxBytes ?? DEFAULT_RESULT_MAX_BYTES;
   await mkdir(dirname(destPath), { recursive: true });
   const tmp = `${destPath}.${randomBytes(6).toString('hex')}.part`;
+  let file: DownloadedFile | undefined;
   try {
-    const file = await withRetry(
+    file = await withRetry(
       async () => {
         await opts.gate?.('poll', opts.signal);
         return downloadToFile(url, tmp, { dispatcher: opts.dispatcher, maxBytes, signal: opts.signal, requireImage: true, keep: opts.keep });
@@ -221,7 +223,7 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
     if (sniffed && sniffed.width === undefined) sniffed = (await sniffFile(tmp)) ?? sniffed; // JPEG frame header past 64 KiB
     if (!sniffed) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
     await rename(tmp, destPath);
-    if (file.kept) opts.keep?.remember(destPath, file.kept);
+    if (file.kept) opts.keep?.commit(destPath, file.kept.bytes, file.kept.reserved);
     return {
       path: destPath,
       sourceUrl: url,
@@ -231,6 +233,7 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
       height: sniffed.height ?? 0,
     };
   } catch (err) {
+    if (file?.kept) opts.keep?.release(file.kept.reserved);
     await rm(tmp, { force: true });
     if (opts.signal?.aborted && err === opts.signal.reason) throw err;
     if (err instanceof ResultDownloadError) throw err;

@@ -59,6 +59,14 @@ describe('results kept between their download and their delivery', () => {
     expect(r.bytes).toEqual({ held: 10, reserved: 0 });
   });
 
+  test("a download's reservation becomes its entry in one step", () => {
+    const r = new RecentResults({ maxBytes: 30 });
+    expect(r.reserve(10)).toBe(true);
+    r.commit('/c', bytes(10), 10);
+    expect(r.bytes).toEqual({ held: 10, reserved: 0 });
+    expect(r.take('/c')).toEqual(bytes(10));
+  });
+
   test('an entry follows its file when it is renamed', () => {
     const r = new RecentResults();
     r.remember('/j/0.png', bytes(3));

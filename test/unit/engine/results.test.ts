@@ -5,7 +5,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ResultDownloadError } from '../../../src/engine/errors.ts';
 import { RecentResults } from '../../../src/engine/recent-results.ts';
 import { downloadResult, downloadToFile } from '../../../src/engine/results.ts';
@@ -129,21 +129,20 @@ describe('downloadResult', () => {
     const keep = new RecentResults();
     const ctrl = new AbortController();
     const pending = downloadResult(`${base}/stall-abort`, join(dir, 'j9', 'x.png'), { keep, signal: ctrl.signal });
-    await new Promise((r) => setTimeout(r, 100));
-    expect(keep.bytes.reserved).toBe(4 * 1024 * 1024);
+    await vi.waitFor(() => expect(keep.bytes.reserved).toBe(4 * 1024 * 1024));
     ctrl.abort(new Error('job canceled'));
     await expect(pending).rejects.toThrow('job canceled');
     expect(await readdir(join(dir, 'j9'))).toEqual([]);
     expect(keep.bytes).toEqual({ held: 0, reserved: 0 });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(closedEarly.get('/stall-abort')).toBe(true);
+    await vi.waitFor(() => expect(closedEarly.get('/stall-abort')).toBe(true));
   });
 
   it('a temp file that cannot be opened fails the download and lets go of the response at once', async () => {
-    const err = await downloadToFile(`${base}/stall-open`, join(dir, 'no-such-dir', 'x.png'), { maxBytes: 8 * 1024 * 1024, keep: new RecentResults() }).catch((e: unknown) => e);
+    const keep = new RecentResults();
+    const err = await downloadToFile(`${base}/stall-open`, join(dir, 'no-such-dir', 'x.png'), { maxBytes: 8 * 1024 * 1024, keep }).catch((e: unknown) => e);
     expect((err as NodeJS.ErrnoException).code).toBe('ENOENT');
-    await new Promise((r) => setTimeout(r, 50));
-    expect(closedEarly.get('/stall-open')).toBe(true);
+    expect(keep.bytes).toEqual({ held: 0, reserved: 0 });
+    await vi.waitFor(() => expect(closedEarly.get('/stall-open')).toBe(true));
   });
 
   it('types the file by content, not by Content-Type, and follows a redirect', async () => {

@@ -4,21 +4,35 @@
  * files, buttons) and what the providers receive.
  */
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { RecentResults } from '../../src/engine/recent-results.ts';
 import { MiB } from '../fakes/discord/index.ts';
 import { USERS, componentsOf, expectDiscordInvariants, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
 
 let h: DiscordHarness;
+/** Every hand-over of a result's kept bytes, in every RecentResults the bot builds (installed before it starts). */
+let kept: MockInstance<RecentResults['take']>;
 beforeAll(async () => {
+  kept = vi.spyOn(RecentResults.prototype, 'take');
   h = await startDiscordHarness();
 });
 afterAll(async () => {
   await h?.close();
+  kept.mockRestore();
 });
 
 const png = (w: number, h: number, color = '#cc3322') => sharp({ create: { width: w, height: h, channels: 3, background: color } }).png().toBuffer();
 
 describe('/imagine on Discord', () => {
+  it('attaches the bytes its download kept, not a read of the file', async () => {
+    kept.mockClear();
+    const m = await h.result(await h.imagine('a kept lantern'));
+    expect(m.attachments).toHaveLength(1);
+    const handedOver = kept.mock.results.map((r) => r.value as unknown).filter((v): v is Buffer => Buffer.isBuffer(v));
+    expect(handedOver).toHaveLength(1);
+    expect(handedOver[0]!.subarray(1, 4).toString('latin1')).toBe('PNG');
+  });
+
   it('defers at once, shows progress in the placeholder, then posts the images with their buttons', async () => {
     const i = await h.imagine('a red fox in the snow', { values: { count: 2 } });
     const m = await h.result(i);

@@ -3,7 +3,8 @@
  * and written in 1 MiB batches into a temp file next to the destination, renamed into place only
  * when complete and verified (PNG/JPEG/WEBP by content, within the size cap). Per download, one
  * batch and the first 64 KiB (for sniffing) are in memory at once, or, for a result handed to the
- * deliverer, its whole body within the budget of recent-results.ts. Idempotent attempts are retried with the shared policy (src/providers/retry.ts).
+ * deliverer, its whole body within the budget of recent-results.ts. Idempotent attempts are
+ * retried with the shared policy (src/providers/retry.ts).
  *
  * `downloadToFile` is the shared streaming primitive; references.ts uses it too.
  */
@@ -176,6 +177,7 @@ export async function downloadToFile(url: string, path: string, opts: DownloadTo
       file = undefined;
       await handle.close();
     } catch (err) {
+      kept = undefined; // not handed over: the reservation is released below
       res.body.destroy();
       await file?.close().catch(() => undefined);
       await rm(path, { force: true }).catch(() => undefined);

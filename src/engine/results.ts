@@ -222,7 +222,8 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
       { ...opts.retry, kind: 'idempotent', signal: opts.signal },
     );
     let sniffed = sniffImage(file.head);
-    if (sniffed && sniffed.width === undefined) sniffed = (await sniffFile(tmp)) ?? sniffed; // JPEG frame header past 64 KiB
+    // A JPEG's frame header past the first 64 KiB: in the body kept in hand, else in the file.
+    if (sniffed && sniffed.width === undefined) sniffed = (file.kept ? sniffImage(file.kept.bytes) : await sniffFile(tmp)) ?? sniffed;
     if (!sniffed) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
     await rename(tmp, destPath);
     if (file.kept) opts.keep?.commit(destPath, file.kept.bytes, file.kept.reserved);

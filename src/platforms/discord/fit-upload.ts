@@ -64,18 +64,20 @@ export function perFileBudget(attachmentSizeLimit: number, count: number): numbe
  * format decides it).
  */
 export async function fitToUploadLimit(image: SourceImage, budgetBytes: number, baseName: string, recent?: RecentResults | undefined): Promise<UploadFile> {
+  // The bytes the download just wrote, when still in hand (recent-results.ts), sent or re-encoded
+  // without reading the file; taken either way, so they are not held after this.
+  const inHand = recent?.take(image.path);
   if (image.bytes <= budgetBytes) {
-    // The bytes the download just wrote, when still in hand (recent-results.ts); else the file.
-    const data = recent?.take(image.path) ?? (await readFile(image.path));
+    const data = inHand ?? (await readFile(image.path));
     if (data.length <= budgetBytes) {
       return { name: `${baseName}.${EXTENSION_BY_MIME[image.mime]}`, data, contentType: image.mime, reencoded: false, originalBytes: data.length };
     }
   }
-  return reencodeSlot(() => reencode(image, budgetBytes, baseName));
+  return reencodeSlot(() => reencode(image, inHand ?? image.path, budgetBytes, baseName));
 }
 
-/** The smallest change that brings the image under `budgetBytes`: WebP, then JPEG, then smaller. */
-async function reencode(image: SourceImage, budgetBytes: number, baseName: string): Promise<UploadFile> {
+/** The smallest change that brings the image (`input`: its bytes or its file) under `budgetBytes`: WebP, then JPEG, then smaller. */
+async function reencode(image: SourceImage, input: Buffer | string, budgetBytes: number, baseName: string): Promise<UploadFile> {
   const file = (data: Buffer, format: 'webp' | 'jpeg', encoding: string): UploadFile => ({
     name: `${baseName}.${format === 'webp' ? 'webp' : 'jpg'}`,
     data,
@@ -85,21 +87,21 @@ async function reencode(image: SourceImage, budgetBytes: number, baseName: strin
     encoding,
   });
   // WebP cannot hold images wider or taller than 16383 px; providers' 4K stays well under.
-  const meta = await sharp(image.path).metadata();
+  const meta = await sharp(input).metadata();
   const webpPossible = (meta.width ?? 0) <= 16_383 && (meta.height ?? 0) <= 16_383;
   if (webpPossible) {
     for (const quality of WEBP_QUALITIES) {
-      const data = await sharp(image.path).webp({ quality, effort: 3 }).toBuffer();
+      const data = await sharp(input).webp({ quality, effort: 3 }).toBuffer();
       if (data.length <= budgetBytes) return file(data, 'webp', `webp q${quality}`);
     }
   }
   for (const quality of JPEG_QUALITIES) {
-    const data = await sharp(image.path).flatten({ background: '#ffffff' }).jpeg({ quality, mozjpeg: true }).toBuffer();
+    const data = await sharp(input).flatten({ background: '#ffffff' }).jpeg({ quality, mozjpeg: true }).toBuffer();
     if (data.length <= budgetBytes) return file(data, 'jpeg', `jpeg q${quality}`);
   }
   for (const factor of DOWNSCALE_FACTORS) {
     const width = Math.max(1, Math.round((meta.width ?? 1024) * factor));
-    const data = await sharp(image.path).resize({ width }).flatten({ background: '#ffffff' }).jpeg({ quality: 80, mozjpeg: true }).toBuffer();
+    const data = await sharp(input).resize({ width }).flatten({ background: '#ffffff' }).jpeg({ quality: 80, mozjpeg: true }).toBuffer();
     if (data.length <= budgetBytes) return file(data, 'jpeg', `jpeg q80 at ${Math.round(factor * 100)}%`);
   }
   throw new Error(`image ${image.path} cannot be made smaller than ${budgetBytes} bytes`);

@@ -64,6 +64,12 @@ describe('downloadResult', () => {
           hugeClosedEarly = early;
         });
       }
+      if (path === '/jpeg-late-frame') {
+        // Two 60 KiB APP segments before the frame header: its size lies past the first 64 KiB.
+        const app = Buffer.concat([Buffer.from([0xff, 0xe1, 0xf0, 0x02]), Buffer.alloc(0xf000)]);
+        const late = Buffer.concat([jpeg.subarray(0, 2), app, app, jpeg.subarray(2)]);
+        return void res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': late.length }).end(late);
+      }
       if (path === '/noise-chunked') return void res.writeHead(200, { 'content-type': 'image/png' }).end(noise);
       if (path === '/noise-declared') return void res.writeHead(200, { 'content-type': 'image/png', 'content-length': noise.length }).end(noise);
       if (path.startsWith('/stall')) {
@@ -123,6 +129,13 @@ describe('downloadResult', () => {
       if (inHand) expect(Buffer.compare(inHand, noise)).toBe(0);
     }
     expect(keep.bytes).toEqual({ held: 0, reserved: 0 });
+  });
+
+  it("finds a JPEG's size past the first 64 KiB, kept in hand or not", async () => {
+    for (const keep of [new RecentResults(), undefined]) {
+      const image = await downloadResult(`${base}/jpeg-late-frame`, join(dir, 'late', `${keep ? 'kept' : 'file'}.jpg`), { keep });
+      expect(image).toMatchObject({ mime: 'image/jpeg', width: 640, height: 640 });
+    }
   });
 
   it('stopped mid-body: rejects with the reason, leaves no file, closes the connection and frees its reservation', async () => {

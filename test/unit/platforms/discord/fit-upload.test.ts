@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +57,16 @@ describe('fitToUploadLimit', () => {
     expect(f.data).toEqual(kept);
     expect(recent.take(path)).toBeUndefined();
   });
+
+  it('re-encodes the bytes a download just kept without reading its file, and holds them no longer', async () => {
+    const recent = new RecentResults();
+    const path = join(dir, 'never-written-noisy.png');
+    recent.remember(path, await readFile(noisyPng));
+    const f = await fitToUploadLimit({ path, mime: 'image/png', bytes: noisyBytes }, 60 * 1024, 'tiny-kept', recent);
+    expect(f.reencoded).toBe(true);
+    expect(f.data.length).toBeLessThanOrEqual(60 * 1024);
+    expect(recent.bytes.held).toBe(0);
+  }, 60_000);
 
   it('re-encodes an oversized PNG to WebP under the limit, keeping its size in pixels', async () => {
     expect(bigBytes).toBeGreaterThan(10 * MiB);

@@ -42,10 +42,10 @@ export class RecentResults {
 
   /**
    * Room for a body of `bytes` about to be copied, if it may be kept at all: older entries are
-   * let go to make it. `release` it when the copy is done (kept or not).
+   * let go to make it. The copy then `commit`s it as an entry, or `release`s it.
    */
   reserve(bytes: number): boolean {
-    if (bytes > Math.min(RECENT_RESULT_MAX_ENTRY_BYTES, this.#maxBytes) || this.#reserved + bytes > this.#maxBytes) return false;
+    if (bytes > this.#maxEntryBytes || this.#reserved + bytes > this.#maxBytes) return false;
     this.#reserved += bytes;
     this.#evict();
     return true;
@@ -58,7 +58,7 @@ export class RecentResults {
   /** Keeps `bytes`, the content of the file at `path`, letting the oldest entries go past the budget. */
   remember(path: string, bytes: Buffer, at = this.#now()): void {
     this.#drop(path);
-    if (bytes.length > Math.min(RECENT_RESULT_MAX_ENTRY_BYTES, this.#maxBytes)) return;
+    if (bytes.length > this.#maxEntryBytes) return;
     this.#entries.set(path, { bytes, at });
     this.#held += bytes.length;
     this.#evict();
@@ -90,6 +90,10 @@ export class RecentResults {
   /** Bytes held by entries and reserved by downloads (for tests). */
   get bytes(): { held: number; reserved: number } {
     return { held: this.#held, reserved: this.#reserved };
+  }
+
+  get #maxEntryBytes(): number {
+    return Math.min(RECENT_RESULT_MAX_ENTRY_BYTES, this.#maxBytes);
   }
 
   #drop(path: string): void {

@@ -92,6 +92,11 @@ export async function cpuMsOf(count: number, concurrency: number, one: (i: numbe
   return (cpu.user + cpu.system) / 1000;
 }
 
+/** A table row of alternating rounds: the median per unit, then every round's (`costs` in ms for `units` units). */
+export function roundsRow(label: string, costs: number[], units: number): string {
+  return `| ${label} | ${(median(costs) / units).toFixed(3)} ms | ${costs.map((c) => (c / units).toFixed(3)).join(', ')} |`;
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A logger that writes nothing: a bench measures the bot, not its log output. */

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { JOB_TTL_MS, jobKey } from '../src/engine/jobs/records.ts';
 import { KV_TABLE_SQL, SqliteKeyvAdapter } from '../src/engine/store-sqlite.ts';
 import { recordText } from '../src/engine/store.ts';
-import { alternateRounds, median } from './processes.ts';
+import { alternateRounds, median, roundsRow } from './processes.ts';
 
 export const RECORDS_BENCH_JOBS = 1_000;
 const OLDER_RECORDS = 20_000;
@@ -97,15 +97,14 @@ export async function runRecordsBench(jobs = RECORDS_BENCH_JOBS): Promise<string
     const cost = await alternateRounds({ before: (r) => round(before, jobs, `r${r}-`), now: (r) => round(now, jobs, `r${r}-`) }, ROUNDS);
     now.db.close();
     before.db.close();
-    const perJob = (xs: number[]) => median(xs) / jobs;
     const ratio = median(cost.now) / median(cost.before);
     return [
       `### Job records in the SQLite store (${jobs} jobs × ${WRITES_PER_JOB} writes, each read back; ${OLDER_RECORDS.toLocaleString('en')} older records in the table)`,
       '',
       '| records table | CPU per job (median of rounds) | rounds |',
       '|---|---:|---|',
-      `| WITHOUT ROWID (before) | ${perJob(cost.before).toFixed(3)} ms | ${cost.before.map((c) => (c / jobs).toFixed(3)).join(', ')} |`,
-      `| rowid (now) | ${perJob(cost.now).toFixed(3)} ms | ${cost.now.map((c) => (c / jobs).toFixed(3)).join(', ')} |`,
+      roundsRow('WITHOUT ROWID (before)', cost.before, jobs),
+      roundsRow('rowid (now)', cost.now, jobs),
       '',
       `Ratio now / before: **${ratio.toFixed(2)}×**. A record is ${recordText(jobRecord('example', 7), Date.now()).length} bytes of JSON here.`,
     ].join('\n');

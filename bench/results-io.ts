@@ -21,7 +21,7 @@ import { Agent, request } from 'undici';
 import { RecentResults, resultContent } from '../src/engine/recent-results.ts';
 import { downloadResult } from '../src/engine/results.ts';
 import { postToUploadUrl } from '../src/platforms/slack/upload.ts';
-import { alternateRounds, cpuMsOf, forkRole, median, stopChild } from './processes.ts';
+import { alternateRounds, cpuMsOf, forkRole, median, roundsRow, stopChild } from './processes.ts';
 
 export const RESULTS_BENCH_JOBS = 300;
 /** Results in flight at once. */
@@ -73,14 +73,13 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
     await cpuMsOf(jobs / 10, CONCURRENCY, ways.disk); // warm-up: JIT, connections
     await cpuMsOf(jobs / 10, CONCURRENCY, ways.memory);
     const cost = await alternateRounds({ disk: () => cpuMsOf(jobs, CONCURRENCY, ways.disk), memory: () => cpuMsOf(jobs, CONCURRENCY, ways.memory) }, ROUNDS);
-    const perJob = (xs: number[]) => median(xs) / jobs;
     return [
       `### A result's way through the bot (${jobs} results of ${(bytes / 1024).toFixed(0)} KiB, ${CONCURRENCY} at once)`,
       '',
       '| way | CPU per result (median of rounds) | rounds |',
       '|---|---:|---|',
-      `| the bot: downloadResult to disk, postToUploadUrl of the kept bytes | ${perJob(cost.disk).toFixed(3)} ms | ${cost.disk.map((c) => (c / jobs).toFixed(3)).join(', ')} |`,
-      `| the floor: in memory only | ${perJob(cost.memory).toFixed(3)} ms | ${cost.memory.map((c) => (c / jobs).toFixed(3)).join(', ')} |`,
+      roundsRow('the bot: downloadResult to disk, postToUploadUrl of the kept bytes', cost.disk, jobs),
+      roundsRow('the floor: in memory only', cost.memory, jobs),
       '',
       `Ratio bot / floor: **${(median(cost.disk) / median(cost.memory)).toFixed(2)}×** (what keeping the result on disk costs).`,
     ].join('\n');

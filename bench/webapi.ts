@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { webApi } from '@slack/bolt';
 import { Agent, request } from 'undici';
 import { webClientOptions } from '../src/platforms/slack/index.ts';
-import { alternateRounds, cpuMsOf, forkRole, median, stopChild } from './processes.ts';
+import { alternateRounds, cpuMsOf, forkRole, median, roundsRow, stopChild } from './processes.ts';
 
 export const WEBAPI_BENCH_JOBS = 1_000;
 /** Calls in flight at once (the bot has hundreds of jobs running). */
@@ -73,8 +73,7 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
     for (const call of Object.values(ways)) await rounds(call, jobs / 10)(); // warm-up: JIT, connections
     const cost = await alternateRounds({ before: rounds(ways.before, jobs), now: rounds(ways.now, jobs), floor: rounds(ways.floor, jobs) }, ROUNDS);
     await dispatcher.close();
-    const perJob = (xs: number[]) => median(xs) / jobs;
-    const row = (label: string, xs: number[]) => `| ${label} | ${perJob(xs).toFixed(3)} ms | ${xs.map((c) => (c / jobs).toFixed(3)).join(', ')} |`;
+    const row = (label: string, xs: number[]) => roundsRow(label, xs, jobs);
     return [
       `### Slack Web API calls of a job (${jobs} jobs × 4 calls, ${CONCURRENCY} at once, fake Slack in another process)`,
       '',

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { webApi } from '@slack/bolt';
 import { describe, expect, test } from 'vitest';
-import { startFakeSlack } from '../../../fakes/slack/fake-slack.ts';
+import { startFakeSlack, type FakeSlack } from '../../../fakes/slack/fake-slack.ts';
 import type { ProgressEvent } from '../../../../src/engine/job.ts';
 import { RecentResults } from '../../../../src/engine/recent-results.ts';
 import { createLogger } from '../../../../src/log.ts';
@@ -14,6 +14,22 @@ import { PlaceholderEdits } from '../../../../src/platforms/slack/placeholder-ed
 import { ALL_MODELS, makeJob } from './fixtures.ts';
 
 type Call = { method: string; args: Record<string, unknown> };
+
+/** A deliverer whose WebClient talks to a fake Slack, and a scratch directory for result files. */
+async function withSlackFake(run: (h: { t: ReturnType<typeof setup>; fake: FakeSlack; client: WebClient; dir: string }) => Promise<void>): Promise<void> {
+  const fake = await startFakeSlack();
+  const dir = await mkdtemp(join(tmpdir(), 'slack-deliver-'));
+  try {
+    const t = setup();
+    const client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
+    t.ctx.client = client;
+    t.ctx.config = { SLACK_API_URL: fake.apiUrl } as SlackContext['config'];
+    await run({ t, fake, client, dir });
+  } finally {
+    await fake.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 function setup(tuning: Partial<SlackContext['tuning']> = {}) {
   let now = 1_700_000_000_000;
@@ -124,71 +140,53 @@ describe('placeholder edits', () => {
   });
 
   test('delivery streams every image through the external upload flow into the placeholder thread, once', async () => {
-    const fake = await startFakeSlack();
-    const dir = await mkdtemp(join(tmpdir(), 'slack-deliver-'));
-    try {
-      const t = setup();
-      const client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
-      t.ctx.client = client;
-      t.ctx.config = { SLACK_API_URL: fake.apiUrl } as SlackContext['config'];
-      const parent = await client.chat.postMessage({ channel: 'C1', text: 'parent' });
-      const placeholder = await client.chat.postMessage({ channel: 'C1', thread_ts: parent.ts!, text: 'working…' });
-      const bytes = [Buffer.from('\x89PNG\r\n\x1a\nfirst image', 'latin1'), Buffer.from('\x89PNG\r\n\x1a\nsecond', 'latin1')];
-      const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts!, threadTs: parent.ts! } } });
-      for (const [i, task] of done.tasks.entries()) {
-        task.image!.path = join(dir, `${i}.png`);
-        await writeFile(task.image!.path, bytes[i]!);
-      }
-      await t.deliverer.deliver(done);
-      // Uploads run in parallel: they may reach Slack in any order, but each image exactly once.
-      expect(fake.uploads.map((u) => u.bytes).sort(Buffer.compare)).toEqual([...bytes].sort(Buffer.compare));
-      expect(fake.uploads.every((u) => u.bytes.length === u.declaredLength)).toBe(true);
-      const completes = fake.callsTo('files.completeUploadExternal');
-      expect(completes).toHaveLength(1);
-      expect(completes[0]!.args).toMatchObject({ channel_id: 'C1', thread_ts: parent.ts });
-      expect(fake.messagesIn('C1', parent.ts!).find((m) => m.files.length === 2)).toBeDefined();
-      const fileIds = bytes.map((b) => fake.uploads.find((u) => u.bytes.equals(b))!.fileId);
-      expect(t.locations).toContainEqual({ fileIds });
-      expect(JSON.stringify(fake.message('C1', placeholder.ts!)!.blocks)).toContain(`imagine:delete:${done.id}`);
-      // A retried delivery (fileIds saved) never uploads again.
-      await t.deliverer.deliver({ ...done, request: { ...done.request, location: { ...done.request.location, fileIds } } });
-      expect(fake.uploads).toHaveLength(2);
-      expect(fake.callsTo('chat.update')).toHaveLength(2);
-    } finally {
-      await fake.close();
-      await rm(dir, { recursive: true, force: true });
+    await withSlackFake(async ({ t, fake, client, dir }) => {
+    const parent = await client.chat.postMessage({ channel: 'C1', text: 'parent' });
+    const placeholder = await client.chat.postMessage({ channel: 'C1', thread_ts: parent.ts!, text: 'working…' });
+    const bytes = [Buffer.from('\x89PNG\r\n\x1a\nfirst image', 'latin1'), Buffer.from('\x89PNG\r\n\x1a\nsecond', 'latin1')];
+    const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts!, threadTs: parent.ts! } } });
+    for (const [i, task] of done.tasks.entries()) {
+      task.image!.path = join(dir, `${i}.png`);
+      await writeFile(task.image!.path, bytes[i]!);
     }
+    await t.deliverer.deliver(done);
+    // Uploads run in parallel: they may reach Slack in any order, but each image exactly once.
+    expect(fake.uploads.map((u) => u.bytes).sort(Buffer.compare)).toEqual([...bytes].sort(Buffer.compare));
+    expect(fake.uploads.every((u) => u.bytes.length === u.declaredLength)).toBe(true);
+    const completes = fake.callsTo('files.completeUploadExternal');
+    expect(completes).toHaveLength(1);
+    expect(completes[0]!.args).toMatchObject({ channel_id: 'C1', thread_ts: parent.ts });
+    expect(fake.messagesIn('C1', parent.ts!).find((m) => m.files.length === 2)).toBeDefined();
+    const fileIds = bytes.map((b) => fake.uploads.find((u) => u.bytes.equals(b))!.fileId);
+    expect(t.locations).toContainEqual({ fileIds });
+    expect(JSON.stringify(fake.message('C1', placeholder.ts!)!.blocks)).toContain(`imagine:delete:${done.id}`);
+    // A retried delivery (fileIds saved) never uploads again.
+    await t.deliverer.deliver({ ...done, request: { ...done.request, location: { ...done.request.location, fileIds } } });
+    expect(fake.uploads).toHaveLength(2);
+    expect(fake.callsTo('chat.update')).toHaveLength(2);
+    });
   });
 });
 
 describe('results kept in memory after their download', () => {
   test('delivery sends the bytes a download just kept without reading its file; a result not kept is read from disk', async () => {
-    const fake = await startFakeSlack();
-    const dir = await mkdtemp(join(tmpdir(), 'slack-deliver-kept-'));
-    try {
-      const t = setup();
-      const client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
-      t.ctx.client = client;
-      t.ctx.config = { SLACK_API_URL: fake.apiUrl } as SlackContext['config'];
-      const placeholder = await client.chat.postMessage({ channel: 'C1', text: 'working…' });
-      const kept = Buffer.from('\x89PNG\r\n\x1a\nkept in memory', 'latin1');
-      const onDisk = Buffer.from('\x89PNG\r\n\x1a\nread from disk', 'latin1');
-      const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts! } } });
-      // Image 1's file does not exist: only the kept bytes can deliver it.
-      done.tasks[0]!.image!.path = join(dir, 'never-written.png');
-      const recentResults = new RecentResults();
-      t.ctx.recentResults = recentResults;
-      recentResults.remember(done.tasks[0]!.image!.path, kept);
-      done.tasks[1]!.image!.path = join(dir, '1.png');
-      await writeFile(done.tasks[1]!.image!.path, onDisk);
-      await t.deliverer.deliver(done);
-      expect(fake.uploads.map((u) => u.bytes).sort(Buffer.compare)).toEqual([kept, onDisk].sort(Buffer.compare));
-      expect(fake.uploads.every((u) => u.bytes.length === u.declaredLength)).toBe(true);
-      expect(recentResults.take(done.tasks[0]!.image!.path)).toBeUndefined(); // handed over once
-    } finally {
-      await fake.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    await withSlackFake(async ({ t, fake, client, dir }) => {
+    const placeholder = await client.chat.postMessage({ channel: 'C1', text: 'working…' });
+    const kept = Buffer.from('\x89PNG\r\n\x1a\nkept in memory', 'latin1');
+    const onDisk = Buffer.from('\x89PNG\r\n\x1a\nread from disk', 'latin1');
+    const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts! } } });
+    // Image 1's file does not exist: only the kept bytes can deliver it.
+    done.tasks[0]!.image!.path = join(dir, 'never-written.png');
+    const recentResults = new RecentResults();
+    t.ctx.recentResults = recentResults;
+    recentResults.remember(done.tasks[0]!.image!.path, kept);
+    done.tasks[1]!.image!.path = join(dir, '1.png');
+    await writeFile(done.tasks[1]!.image!.path, onDisk);
+    await t.deliverer.deliver(done);
+    expect(fake.uploads.map((u) => u.bytes).sort(Buffer.compare)).toEqual([kept, onDisk].sort(Buffer.compare));
+    expect(fake.uploads.every((u) => u.bytes.length === u.declaredLength)).toBe(true);
+    expect(recentResults.take(done.tasks[0]!.image!.path)).toBeUndefined(); // handed over once
+    });
   });
 });
 

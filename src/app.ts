@@ -8,6 +8,7 @@ import { ceilingsOf, ConfigError, configuredProviders, secretsOf, type Config } 
 import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import type { EngineApi } from './engine/api.ts';
+import { ResultsWorker } from './engine/results-worker.ts';
 import { createEngine, type EngineSettings, type EngineTiming } from './engine/engine.ts';
 import { RecentResults } from './engine/recent-results.ts';
 import { CALLBACK_PATH_PREFIX } from './engine/provider-callbacks.ts';
@@ -114,6 +115,9 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     const providers = createProviderClients(config, { log, metrics, ...opts.providerRetry });
     // A result's bytes go from the engine's download to the deliverer without a read of its file.
     const recentResults = new RecentResults();
+    // Results are downloaded off the event loop that answers the platforms (stopped after the engine).
+    const results = new ResultsWorker();
+    stops.push(() => results.close());
     const engine = createEngine({
       ...engineSettingsOf(config, { http: true }),
       store,
@@ -122,6 +126,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
       log,
       metrics,
       recentResults,
+      downloadResult: (url, destPath, o) => results.download(url, destPath, o),
       ceilings: ceilingsOf(config),
       ...(opts.engineTiming ? { timing: opts.engineTiming } : {}),
     });

@@ -60,6 +60,8 @@ import { reachableByLink } from './references.ts';
 import { STORE_PING_TIMEOUT_MS, type Store } from './store.ts';
 import { parseRequest, resolveModel, validateAgainstModel } from './validate.ts';
 import type { RecentResults } from './recent-results.ts';
+import { downloadResult } from './results.ts';
+import type { DownloadResultFn } from './results-worker.ts';
 
 /** Knobs for tests and benches (time scaled down); production uses the defaults. */
 export interface EngineTiming extends Partial<Omit<JobTiming, 'deadlineMs'>> {
@@ -107,8 +109,13 @@ export interface EngineOptions extends EngineSettings {
   providers: readonly ProviderClient[];
   log: Logger;
   now?: () => number;
-  /** For result downloads (tests: a fake's dispatcher); default undici's global one. */
+  /** For result downloads in this thread (tests: a fake's dispatcher); default undici's global one. Unused with `downloadResult`. */
   dispatcher?: Dispatcher;
+  /**
+   * How results are downloaded: the app passes its ResultsWorker's (results-worker.ts, off the
+   * event loop); default downloadResult (results.ts) in this thread, with `dispatcher`.
+   */
+  downloadResult?: DownloadResultFn;
   /** For user-given reference URLs; default an SSRF-guarded dispatcher honouring fetchAllowHosts. */
   referenceDispatcher?: Dispatcher;
   /** Where a result's bytes just written are handed to the deliverers (recent-results.ts); none: not kept. */
@@ -214,7 +221,7 @@ export class Engine implements EngineApi {
       callbacksReachThisProcess: () => opts.servesCallbacks === true && opts.publicUrl !== undefined && this.#sweep.livePeers === 0,
       referenceHost: opts.servesReferences && opts.publicUrl ? new ReferenceHost({ publicUrl: opts.publicUrl }) : undefined,
       fetchAllowHosts: opts.fetchAllowHosts,
-      dispatcher: opts.dispatcher,
+      downloadResult: opts.downloadResult ?? ((url, destPath, o) => downloadResult(url, destPath, { ...o, ...(opts.dispatcher && { dispatcher: opts.dispatcher }) })),
       recentResults: opts.recentResults,
       referenceDispatcher: opts.referenceDispatcher ?? createGuardedDispatcher({ allowHosts: opts.fetchAllowHosts }),
       metrics: opts.metrics,

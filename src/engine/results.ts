@@ -194,7 +194,7 @@ export interface DownloadResultOptions {
   dispatcher?: Dispatcher;
   /** Default DEFAULT_RESULT_MAX_BYTES. */
   maxBytes?: number;
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * Called before each attempt. The engine passes none: output URLs are CDN links fetched without
    * the API key, and docs/providers.md counts the 20 requests / 10 s per key only for the API

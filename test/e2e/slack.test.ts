@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test, vi, type MockInstance } from 'vitest';
 import { RecentResults } from '../../src/engine/recent-results.ts';
+import { ResultsWorker } from '../../src/engine/results-worker.ts';
 import type { FakeMessage } from '../fakes/slack/fake-slack.ts';
 import type { AckResult } from '../fakes/slack/driver.ts';
 import { acked as ackedInTime, ACK_DEADLINE_MS, startSlackHarness, type SlackHarness } from './slack-harness.ts';
@@ -23,16 +24,20 @@ const acks: AckResult[] = [];
 let globalFetch: MockInstance<typeof fetch>;
 /** Every hand-over of a result's kept bytes, in every RecentResults the bot builds. */
 let kept: MockInstance<RecentResults['take']>;
+/** Every result download the bot asks of its results thread. */
+let downloads: MockInstance<ResultsWorker['download']>;
 
 beforeAll(async () => {
   globalFetch = vi.spyOn(globalThis, 'fetch');
   kept = vi.spyOn(RecentResults.prototype, 'take');
+  downloads = vi.spyOn(ResultsWorker.prototype, 'download');
   h = await startSlackHarness({ fakeSlack: { notInChannel: ['CNOTJOINED', 'GPRIVATE', 'CPRIVATE'], privateChannels: ['CPRIVATE'] } });
 });
 afterAll(async () => {
   await h?.close();
   globalFetch.mockRestore();
   kept.mockRestore();
+  downloads.mockRestore();
 });
 
 function acked<T extends AckResult>(r: T): T {
@@ -140,14 +145,17 @@ describe('/imagine with flags', () => {
     expect(toSlack).toEqual([]);
   });
 
-  test('a result is uploaded from the bytes its download kept, not read back from its file', async () => {
+  test('a result is downloaded on the results thread and uploaded from the bytes it kept, not read back from its file', async () => {
     kept.mockClear();
+    downloads.mockClear();
     acked(await h.driver.slashCommand({ user: { id: 'UKEPT', name: 'kept' }, channel: 'CKEPT', text: 'a lantern' }));
     await results('CKEPT');
     const handedOver = kept.mock.results.map((r) => r.value as unknown).filter((v): v is Buffer => Buffer.isBuffer(v));
     expect(handedOver).toHaveLength(1);
     const upload = h.fake.uploads.find((u) => u.bytes.equals(handedOver[0]!));
     expect(upload).toBeDefined();
+    expect(downloads).toHaveBeenCalledTimes(1);
+    await expect(downloads.mock.results[0]!.value).resolves.toMatchObject({ bytes: upload!.bytes.length });
   });
 
   test('from a thread: the placeholder, the images and the result stay in the thread', async () => {

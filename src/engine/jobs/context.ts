@@ -19,6 +19,7 @@ import type { UsageLedger } from '../governance/usage.ts';
 import type { Deliveries } from './delivery.ts';
 import type { JobRecords } from './records.ts';
 import type { RecentResults } from '../recent-results.ts';
+import type { DownloadResultFn } from '../results-worker.ts';
 
 /** Callback tokens only matter while a task can still complete (the deadline), plus a margin for resumes. */
 export const CALLBACK_TOKEN_TTL_MS = 2 * DAY_MS;
@@ -116,8 +117,8 @@ export interface JobContext {
   referenceHost: ReferenceHost | undefined;
   /** FETCH_ALLOW_HOSTS. */
   fetchAllowHosts: readonly string[];
-  /** For result downloads; undefined = undici's global one. */
-  dispatcher: Dispatcher | undefined;
+  /** Downloads a result (EngineOptions.downloadResult: on the results thread, or in this one). */
+  downloadResult: DownloadResultFn;
   /** Where a result's bytes just written are handed to the deliverers; undefined: not kept. */
   recentResults?: RecentResults | undefined;
   /** For user-given reference URLs (SSRF-guarded). */

@@ -22,7 +22,6 @@ import { JobCanceledError, ProviderUnavailableError, SubmissionUnknownError, toJ
 import type { Lane } from '../lanes.ts';
 import type { ModelSpec } from '../models.ts';
 import { toProviderReferences } from '../references.ts';
-import { downloadResult } from '../results.ts';
 import type { JobContext, Run } from './context.ts';
 import { isImageDone } from './delivery.ts';
 
@@ -188,11 +187,7 @@ async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<v
   run.downloading++;
   ctx.deliveries.emit(run, false);
   try {
-    const image = await downloadResult(url, join(dir, `${task.index}.${ext}`), {
-      ...(ctx.dispatcher ? { dispatcher: ctx.dispatcher } : {}),
-      keep: ctx.recentResults,
-      signal: run.signal,
-    });
+    const image = await ctx.downloadResult(url, join(dir, `${task.index}.${ext}`), { keep: ctx.recentResults, signal: run.signal });
     // Name the file after its real content, whatever the URL said.
     const realExt = EXTENSION_BY_MIME[image.mime];
     if (!image.path.endsWith(`.${realExt}`)) {

@@ -1,0 +1,49 @@
+/**
+ * The results thread's program (results-worker.ts starts it): runs downloadResult for each
+ * request and answers with the JobImage, and with the body's bytes when asked to keep them (their
+ * buffer transferred, so nothing is copied back). A failure answers with its message; an abort
+ * request stops the download, which removes its files as on the main thread.
+ */
+import { parentPort } from 'node:worker_threads';
+import { ResultDownloadError } from './errors.ts';
+import { RecentResults } from './recent-results.ts';
+import { downloadResult } from './results.ts';
+import type { FromResultsThread, ToResultsThread } from './results-worker.ts';
+
+const port = parentPort;
+if (!port) throw new Error('results-thread.ts runs as a worker thread (results-worker.ts)');
+
+/** The bodies being copied here share RecentResults' budget; each is handed over as soon as it is whole. */
+const copies = new RecentResults();
+const running = new Map<number, AbortController>();
+
+port.on('message', (m: ToResultsThread) => {
+  if ('abort' in m) running.get(m.id)?.abort();
+  else void download(m);
+});
+
+async function download(m: Extract<ToResultsThread, { url: string }>): Promise<void> {
+  const abort = new AbortController();
+  running.set(m.id, abort);
+  let answer: FromResultsThread;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const image = await downloadResult(m.url, m.destPath, { signal: abort.signal, ...(m.keep && { keep: copies }) });
+    const kept = m.keep ? copies.take(image.path) : undefined;
+    // A buffer of its own is moved; a slice of Node's shared pool (a body under 4 KiB) is copied first.
+    const bytes = kept && (kept.byteOffset === 0 && kept.buffer.byteLength === kept.byteLength ? kept : new Uint8Array(kept));
+    if (bytes) transfer = [bytes.buffer as ArrayBuffer];
+    answer = { id: m.id, image, ...(bytes && { bytes }) };
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    answer = { id: m.id, error: { message, download: err instanceof ResultDownloadError, aborted: abort.signal.aborted } };
+  } finally {
+    running.delete(m.id);
+  }
+  try {
+    port!.postMessage(answer, transfer);
+  } catch (err) {
+    // Not sendable as it is (never expected): the download still ends, reported as failed.
+    port!.postMessage({ id: m.id, error: { message: `could not hand the result over: ${String(err)}`, download: true, aborted: false } } satisfies FromResultsThread);
+  }
+}

@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ResultDownloadError } from '../../../src/engine/errors.ts';
+import { RecentResults } from '../../../src/engine/recent-results.ts';
+import { ResultsWorker } from '../../../src/engine/results-worker.ts';
+
+/**
+ * The CDN runs on a thread of its own, so it keeps serving while a test holds the main thread:
+ * /image.png (a 128×128 PNG of noise, past Node's 4 KiB buffer pool), /tiny.png (a 1×1 PNG, from
+ * the pool), /missing.png (404), /hang.png (half its declared body, then nothing).
+ */
+const CDN = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { createServer } = require('node:http');
+const png = Buffer.from(workerData.png);
+const tiny = Buffer.from(workerData.tiny);
+const server = createServer((req, res) => {
+  if (req.url === '/image.png') return res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length }).end(png);
+  if (req.url === '/tiny.png') return res.writeHead(200, { 'content-type': 'image/png', 'content-length': tiny.length }).end(tiny);
+  if (req.url === '/hang.png') return void res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length * 2 }).write(png);
+  res.writeHead(404).end('not here');
+});
+server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));
+parentPort.on('message', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
+`;
+
+/** Waits, without blocking the event loop, until `check` holds (or fails after 5 s). */
+async function until(check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('ResultsWorker', () => {
+  let cdn: Worker;
+  let base: string;
+  let dir: string;
+  let png: Buffer;
+  let tiny: Buffer;
+  const results = new ResultsWorker();
+
+  beforeAll(async () => {
+    png = await sharp(randomBytes(128 * 128 * 3), { raw: { width: 128, height: 128, channels: 3 } }).png().toBuffer();
+    tiny = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#f80' } }).png().toBuffer();
+    expect(png.length).toBeGreaterThan(4096);
+    expect(tiny.length).toBeLessThan(4096);
+    cdn = new Worker(CDN, { eval: true, workerData: { png, tiny } });
+    const port = await new Promise<number>((resolve) => cdn.once('message', resolve));
+    base = `http://127.0.0.1:${port}`;
+    dir = await mkdtemp(join(tmpdir(), 'results-worker-'));
+  });
+
+  afterAll(async () => {
+    await results.close();
+    cdn.postMessage('close');
+    await new Promise((r) => cdn.once('exit', r));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('downloads on a thread of its own: the result is written while the main thread is busy', async () => {
+    const dest = join(dir, 'busy', '0.png');
+    const downloading = results.download(`${base}/image.png`, dest, {});
+    // Hold the main thread (no event loop turn) until the file is in place.
+    const deadline = Date.now() + 10_000;
+    while (!existsSync(dest) && Date.now() < deadline);
+    expect(existsSync(dest)).toBe(true);
+    await expect(downloading).resolves.toEqual({ path: dest, sourceUrl: `${base}/image.png`, mime: 'image/png', bytes: png.length, width: 128, height: 128 });
+    expect((await readFile(dest)).equals(png)).toBe(true);
+    expect(results.inFlight).toBe(0);
+  });
+
+  it("hands the body's bytes to the RecentResults given, a body from Node's buffer pool too", async () => {
+    const keep = new RecentResults();
+    for (const [name, bytes] of [
+      ['image.png', png],
+      ['tiny.png', tiny],
+    ] as const) {
+      const image = await results.download(`${base}/${name}`, join(dir, 'kept', name), { keep });
+      expect(keep.take(image.path)?.equals(bytes)).toBe(true);
+    }
+    // Not asked to keep them: nothing is sent back.
+    await results.download(`${base}/image.png`, join(dir, 'kept', 'again.png'), {});
+    expect(keep.bytes).toEqual({ held: 0, reserved: 0 });
+  });
+
+  it('fails as downloadResult does, leaving nothing on disk', async () => {
+    const dest = join(dir, 'missing', '0.png');
+    const failed = results.download(`${base}/missing.png`, dest, {});
+    await expect(failed).rejects.toBeInstanceOf(ResultDownloadError);
+    await expect(failed).rejects.toThrow(/HTTP 404/);
+    expect(await readdir(join(dir, 'missing'))).toEqual([]);
+  });
+
+  it("stopped mid-body: rejects with the signal's reason once its temp file is gone", async () => {
+    const folder = join(dir, 'stopped');
+    const stop = new AbortController();
+    const downloading = results.download(`${base}/hang.png`, join(folder, '0.png'), { signal: stop.signal });
+    await until(async () => existsSync(folder) && (await readdir(folder)).length > 0);
+    const reason = new Error('the job was canceled');
+    stop.abort(reason);
+    await expect(downloading).rejects.toBe(reason);
+    expect(await readdir(folder)).toEqual([]);
+    expect(results.inFlight).toBe(0);
+  });
+
+  it('close() fails the downloads still running, and later ones', async () => {
+    const own = new ResultsWorker();
+    const folder = join(dir, 'closed');
+    const downloading = own.download(`${base}/hang.png`, join(folder, '0.png'), {});
+    await until(async () => existsSync(folder) && (await readdir(folder)).length > 0);
+    await own.close();
+    await expect(downloading).rejects.toThrow(ResultDownloadError);
+    await expect(own.download(`${base}/image.png`, join(folder, '1.png'), {})).rejects.toThrow(/stopping/);
+  });
+});

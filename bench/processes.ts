@@ -72,16 +72,20 @@ export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Ma
  * Runs every way once per round for `rounds` rounds, the order reversed every other round so
  * machine drift hits each alike; each way's results, in round order.
  */
-export async function alternateRounds<K extends string>(ways: Record<K, (round: number) => Promise<number>>, rounds: number): Promise<Record<K, number[]>> {
+export async function alternateRounds<K extends string, T = number>(ways: Record<K, (round: number) => Promise<T>>, rounds: number): Promise<Record<K, T[]>> {
   const names = Object.keys(ways) as K[];
-  const results = Object.fromEntries(names.map((n) => [n, [] as number[]])) as Record<K, number[]>;
+  const results = Object.fromEntries(names.map((n) => [n, [] as T[]])) as Record<K, T[]>;
   for (let r = 0; r < rounds; r++) for (const name of r % 2 === 0 ? names : [...names].reverse()) results[name].push(await ways[name](r));
   return results;
 }
 
-/** Runs `one(0 … count-1)`, `concurrency` at once; this process's CPU ms (user + system, all threads) meanwhile. */
-export async function cpuMsOf(count: number, concurrency: number, one: (i: number) => Promise<void>): Promise<number> {
+/**
+ * Runs `one(0 … count-1)`, `concurrency` at once; CPU ms (user + system) meanwhile of this whole
+ * process (every thread: libuv's pool, worker threads) and of its main thread alone.
+ */
+export async function cpuOf(count: number, concurrency: number, one: (i: number) => Promise<void>): Promise<{ all: number; main: number }> {
   const cpu0 = process.cpuUsage();
+  const main0 = process.threadCpuUsage();
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -89,8 +93,12 @@ export async function cpuMsOf(count: number, concurrency: number, one: (i: numbe
     }),
   );
   const cpu = process.cpuUsage(cpu0);
-  return (cpu.user + cpu.system) / 1000;
+  const main = process.threadCpuUsage(main0);
+  return { all: (cpu.user + cpu.system) / 1000, main: (main.user + main.system) / 1000 };
 }
+
+/** This process's CPU ms (every thread) while `one(0 … count-1)` runs, `concurrency` at once. */
+export const cpuMsOf = async (count: number, concurrency: number, one: (i: number) => Promise<void>): Promise<number> => (await cpuOf(count, concurrency, one)).all;
 
 /** A table row of alternating rounds: the median per unit, then every round's (`costs` in ms for `units` units). */
 export function roundsRow(label: string, costs: number[], units: number): string {

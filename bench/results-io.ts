@@ -1,13 +1,15 @@
 /**
  * `npm run bench -- results` (issue 13): CPU of a job's result on its way through the bot:
  * downloaded to disk (`downloadResult`: a temp file renamed into place, so a restart loses
- * nothing) and POSTed to Slack's upload URL (`postToUploadUrl`) from the bytes the download kept
+ * nothing) on the results thread as the bot does (results-worker.ts) and on the main thread, then
+ * POSTed to Slack's upload URL (`postToUploadUrl`) from the bytes the download kept
  * (recent-results.ts) as the Slack deliverer does, against the floor's way (the body read into
  * memory, the same bytes POSTed from memory), side by side in one run.
  * The image is the fake RunBlob's 1K output (a PNG of about half a megabyte); the server that
  * serves it and takes the uploads runs in a child process, so its work is billed to neither. CPU
- * is this process's, every thread (process.cpuUsage: the file system's work runs in libuv's pool);
- * rounds alternate so machine drift hits both.
+ * is this process's, every thread (process.cpuUsage: the file system's work runs in libuv's pool,
+ * the download on the results thread) and its main thread's alone (process.threadCpuUsage);
+ * rounds alternate so machine drift hits every way alike.
  *
  *   node bench/results-io.ts [--jobs=N]
  */
@@ -20,8 +22,9 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { RecentResults, resultContent } from '../src/engine/recent-results.ts';
 import { downloadResult } from '../src/engine/results.ts';
+import { ResultsWorker, type DownloadResultFn } from '../src/engine/results-worker.ts';
 import { postToUploadUrl } from '../src/platforms/slack/upload.ts';
-import { alternateRounds, cpuMsOf, forkRole, median, roundsRow, stopChild } from './processes.ts';
+import { alternateRounds, cpuOf, forkRole, median, stopChild } from './processes.ts';
 
 export const RESULTS_BENCH_JOBS = 300;
 /** Results in flight at once. */
@@ -52,17 +55,21 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
   const server = await forkRole<{ origin: string; bytes: number }>(here, 'server');
   const dir = await mkdtemp(join(tmpdir(), 'results-bench-'));
   const dispatcher = new Agent({ connections: CONCURRENCY });
+  const thread = new ResultsWorker();
   try {
     const { origin, bytes } = server.ready;
     const keep = new RecentResults();
+    /** The bot's way, its download made by `download`: to disk, renamed into place, the kept bytes handed to the upload as the Slack deliverer does (upload.ts uploadImages). */
+    const botWay = (download: DownloadResultFn) => async (i: number) => {
+      const image = await download(`${origin}/image.png`, join(dir, `job${i % 64}`, 'result-0.png'), { keep });
+      const content = await resultContent(keep, image.path);
+      await postToUploadUrl({ uploadUrl: `${origin}/upload`, path: image.path, ...content, filename: 'a.png', mime: image.mime, token: 'xoxb-bench', apiUrl: `${origin}/api/`, dispatcher });
+    };
     const ways = {
-      /** The bot: to disk, renamed into place, the bytes handed to the upload (or the file read back). */
-      disk: async (i: number) => {
-        const image = await downloadResult(`${origin}/image.png`, join(dir, `job${i % 64}`, 'result-0.png'), { dispatcher, keep });
-        // As the Slack deliverer does (upload.ts uploadImages).
-        const content = await resultContent(keep, image.path);
-        await postToUploadUrl({ uploadUrl: `${origin}/upload`, path: image.path, ...content, filename: 'a.png', mime: image.mime, token: 'xoxb-bench', apiUrl: `${origin}/api/`, dispatcher });
-      },
+      /** The download on the results thread (results-worker.ts), as the bot makes it. */
+      thread: botWay((url, path, o) => thread.download(url, path, o)),
+      /** The same download on the main thread (downloadResult itself). */
+      main: botWay((url, path, o) => downloadResult(url, path, { ...o, dispatcher })),
       /** The floor: in memory only. */
       memory: async () => {
         const body = Buffer.from(await (await request(`${origin}/image.png`, { dispatcher })).body.arrayBuffer());
@@ -70,20 +77,28 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
         await res.body.text();
       },
     };
-    await cpuMsOf(jobs / 10, CONCURRENCY, ways.disk); // warm-up: JIT, connections
-    await cpuMsOf(jobs / 10, CONCURRENCY, ways.memory);
-    const cost = await alternateRounds({ disk: () => cpuMsOf(jobs, CONCURRENCY, ways.disk), memory: () => cpuMsOf(jobs, CONCURRENCY, ways.memory) }, ROUNDS);
+    for (const way of Object.values(ways)) await cpuOf(jobs / 10, CONCURRENCY, way); // warm-up: JIT, connections, the thread
+    const cost = await alternateRounds(
+      { thread: () => cpuOf(jobs, CONCURRENCY, ways.thread), main: () => cpuOf(jobs, CONCURRENCY, ways.main), memory: () => cpuOf(jobs, CONCURRENCY, ways.memory) },
+      ROUNDS,
+    );
+    const per = (rounds: { all: number; main: number }[], of: 'all' | 'main') => (median(rounds.map((r) => r[of])) / jobs).toFixed(3);
+    const row = (label: string, rounds: { all: number; main: number }[]) => `| ${label} | ${per(rounds, 'all')} ms | ${per(rounds, 'main')} ms |`;
+    const ratio = (a: { all: number; main: number }[], b: { all: number; main: number }[], of: 'all' | 'main') => (Number(per(a, of)) / Number(per(b, of))).toFixed(2);
     return [
-      `### A result's way through the bot (${jobs} results of ${(bytes / 1024).toFixed(0)} KiB, ${CONCURRENCY} at once)`,
+      `### A result's way through the bot (${jobs} results of ${(bytes / 1024).toFixed(0)} KiB, ${CONCURRENCY} at once; medians of ${ROUNDS} alternating rounds)`,
       '',
-      '| way | CPU per result (median of rounds) | rounds |',
-      '|---|---:|---|',
-      roundsRow('the bot: downloadResult to disk, postToUploadUrl of the kept bytes', cost.disk, jobs),
-      roundsRow('the floor: in memory only', cost.memory, jobs),
+      '| way | CPU per result, every thread | main thread only |',
+      '|---|---:|---:|',
+      row('the bot: downloadResult on the results thread, postToUploadUrl of the kept bytes', cost.thread),
+      row('the same with downloadResult on the main thread', cost.main),
+      row('the floor: in memory only, on the main thread', cost.memory),
       '',
-      `Ratio bot / floor: **${(median(cost.disk) / median(cost.memory)).toFixed(2)}×** (what keeping the result on disk costs).`,
+      `Main-thread CPU, results thread / main thread: **${ratio(cost.thread, cost.main, 'main')}×**; every thread: ${ratio(cost.thread, cost.main, 'all')}×. ` +
+        `The bot / the floor, every thread: ${ratio(cost.thread, cost.memory, 'all')}× (what keeping the result on disk costs).`,
     ].join('\n');
   } finally {
+    await thread.close();
     await dispatcher.close();
     await rm(dir, { recursive: true, force: true });
     await stopChild(server.child);

@@ -117,6 +117,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     const recentResults = new RecentResults();
     // Results are downloaded off the event loop that answers the platforms (stopped after the engine).
     const results = new ResultsWorker();
+    results.start();
     stops.push(() => results.close());
     const engine = createEngine({
       ...engineSettingsOf(config, { http: true }),

@@ -4,14 +4,19 @@
  * buffer transferred, so nothing is copied back). A failure answers with its message; an abort
  * request stops the download, which removes its files as on the main thread.
  */
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { ResultDownloadError } from './errors.ts';
 import { RecentResults } from './recent-results.ts';
 import { downloadResult } from './results.ts';
-import type { FromResultsThread, ToResultsThread } from './results-worker.ts';
+import { RESULTS_THREAD_NICE, type FromResultsThread, type ToResultsThread } from './results-worker.ts';
 
 const port = parentPort;
 if (!port) throw new Error('results-thread.ts runs as a worker thread (results-worker.ts)');
+// Below the main thread, so a download waits rather than an acknowledgement when the cores are
+// busy. On Linux a nice value belongs to a thread (setpriority(2), NOTES: "the nice value is a
+// per-thread attribute"); elsewhere it would lower the whole process, so it is left alone there.
+if (process.platform === 'linux') setPriority(RESULTS_THREAD_NICE);
 
 /** The bodies being copied here share RecentResults' budget; each is handed over as soon as it is whole. */
 const copies = new RecentResults();

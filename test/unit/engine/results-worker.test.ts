@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultDownloadError } from '../../../src/engine/errors.ts';
 import { RecentResults } from '../../../src/engine/recent-results.ts';
-import { ResultsWorker } from '../../../src/engine/results-worker.ts';
+import { RESULTS_THREAD_NICE, ResultsWorker } from '../../../src/engine/results-worker.ts';
 
 /**
  * The CDN runs on a thread of its own, so it keeps serving while a test holds the main thread:
@@ -37,6 +37,16 @@ async function until(check: () => boolean | Promise<boolean>): Promise<void> {
     if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/** Each thread of this process (Linux: /proc/self/task) with its nice value (proc(5), stat field 19). */
+function threadNices(): Map<number, number> {
+  return new Map(
+    readdirSync('/proc/self/task').map((tid) => {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      return [Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])] as const;
+    }),
+  );
 }
 
 describe('ResultsWorker', () => {
@@ -109,6 +119,16 @@ describe('ResultsWorker', () => {
     await expect(downloading).rejects.toBe(reason);
     expect(await readdir(folder)).toEqual([]);
     expect(results.inFlight).toBe(0);
+  });
+
+  it.runIf(process.platform === 'linux')('runs below the main thread (a nice value of its own), started before the first download when asked', async () => {
+    const own = new ResultsWorker();
+    const before = threadNices();
+    own.start();
+    await until(() => [...threadNices()].some(([tid, nice]) => !before.has(tid) && nice === RESULTS_THREAD_NICE));
+    expect(threadNices().get(process.pid)).toBe(before.get(process.pid));
+    expect(RESULTS_THREAD_NICE).toBeGreaterThan(before.get(process.pid)!);
+    await own.close();
   });
 
   it('close() fails the downloads still running, and later ones', async () => {

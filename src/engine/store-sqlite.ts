@@ -14,7 +14,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Keyv, type KeyvStoreAdapter, type StoredData } from 'keyv';
 import type { Logger } from '../log.ts';
-import { KV_CODEC, recordText, type CounterChange, type ExpiringMember, type Store } from './store.ts';
+import { KV_CODEC, recordOfText, recordText, type CounterChange, type ExpiringMember, type Store } from './store.ts';
 
 /** How long a writer waits for another process's write lock before failing. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -99,6 +99,11 @@ export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter 
   }
 
   async get<Value>(key: string): Promise<StoredData<Value> | undefined> {
+    return this.getNow<Value>(key);
+  }
+
+  /** `get`, synchronously (node:sqlite is): SqliteStore.getNow. */
+  getNow<Value>(key: string): StoredData<Value> | undefined {
     const row = this.#get.get(key, Date.now()) as Row | undefined;
     return row === undefined ? undefined : (row.value as StoredData<Value>);
   }
@@ -151,6 +156,7 @@ export interface SqliteStoreOptions {
 export class SqliteStore implements Store {
   readonly kv: Keyv;
   readonly #setWhileLeased: StatementSync;
+  readonly #kvAdapter: SqliteKeyvAdapter;
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #prefix: string;
@@ -267,8 +273,9 @@ export class SqliteStore implements Store {
     };
 
     if (convertKvTable(db)) this.#log.info({ path }, 'sqlite store: records table converted to a rowid table');
+    this.#kvAdapter = new SqliteKeyvAdapter(db);
     this.kv = new Keyv({
-      store: new SqliteKeyvAdapter(db),
+      store: this.#kvAdapter,
       namespace: this.#key('kv'),
       ...KV_CODEC,
       // A failing database must surface as an error, never as "record not found".
@@ -411,6 +418,12 @@ export class SqliteStore implements Store {
 
   async releaseLease(key: string, owner: string): Promise<void> {
     this.#sql.releaseLease.run({ key: this.#key(key), owner });
+  }
+
+  getNow(key: string): unknown {
+    // The record's key and text as Keyv names and writes them; the adapter skips an expired one.
+    const text = this.#kvAdapter.getNow<string>(`${this.#key('kv')}:${key}`);
+    return typeof text === 'string' ? recordOfText(text).value : undefined;
   }
 
   async setWhileLeased(key: string, value: unknown, ttlMs: number, leaseKey: string, owner: string): Promise<boolean> {

@@ -19,9 +19,12 @@ const JSON_RECORD_MARK = '{"json":1,';
 /** A record's text as the stores' Keyv writes it (also Store.setWhileLeased, which writes past Keyv). */
 export const recordText = (value: unknown, expires: number | undefined | null): string =>
   `${JSON_RECORD_MARK}"value":${JSON.stringify(value) ?? 'null'},"expires":${JSON.stringify(expires ?? null)}}`;
+/** A record's text as the stores' Keyv reads it (also Store.getNow, which reads past Keyv). */
+export const recordOfText = (text: string): { value?: unknown; expires?: number } =>
+  text.startsWith(JSON_RECORD_MARK) ? (JSON.parse(text) as { value?: unknown; expires?: number }) : defaultDeserialize(text);
 export const KV_CODEC: Pick<KeyvOptions, 'serialize' | 'deserialize'> = {
   serialize: ({ value, expires }) => recordText(value, expires),
-  deserialize: (text) => (text.startsWith(JSON_RECORD_MARK) ? JSON.parse(text) : defaultDeserialize(text)),
+  deserialize: recordOfText as NonNullable<KeyvOptions['deserialize']>,
 };
 
 /** One counter change of Store.addMany. */
@@ -108,6 +111,12 @@ export interface Store {
    * holder's.
    */
   setWhileLeased(key: string, value: unknown, ttlMs: number, leaseKey: string, owner: string): Promise<boolean>;
+  /**
+   * What `kv.get(key)` resolves to, read synchronously, where the backend reads that way (SQLite:
+   * node:sqlite is synchronous); absent where it cannot (Redis: callers use kv.get). For a read that
+   * must come before a platform's acknowledgement without giving up the event-loop turn.
+   */
+  getNow?(key: string): unknown;
   /** The owner of the live lease `key`, or undefined when nobody holds it. */
   leaseHolder(key: string): Promise<string | undefined>;
 

@@ -159,6 +159,13 @@ export interface GovernanceApi {
    * the answer past the platform's deadline; the server's rules still apply at submission.
    */
   preferences(requester: Requester, withinMs?: number): Promise<UserPreferences>;
+  /**
+   * The user's /settings read at once, without giving up the event loop's turn, where the store
+   * reads synchronously (SQLite, Store.getNow); undefined where it cannot (Redis) or the read
+   * failed: then `preferences()`. For an acknowledgement whose form depends on them (Discord's
+   * ephemeral defer), so a burst's acks are not queued behind each other's reads.
+   */
+  preferencesNow(requester: Requester): UserPreferences | undefined;
   /** Replaces the user's preferences (validated against the catalog); `{}` clears them. */
   setPreferences(requester: Requester, preferences: UserPreferences): Promise<UserPreferences>;
 }

@@ -158,6 +158,18 @@ export class Governance implements GovernanceApi {
     return parsed.success ? parsed.data : {};
   }
 
+  preferencesNow(requester: Requester): UserPreferences | undefined {
+    if (!this.#store.getNow) return undefined;
+    let raw: unknown;
+    try {
+      raw = this.#store.getNow(preferencesKey(requester));
+    } catch {
+      return undefined; // the store's error comes again, and is handled, on the asynchronous read
+    }
+    const parsed = userPreferencesSchema.safeParse(raw ?? {});
+    return parsed.success ? parsed.data : {};
+  }
+
   async setPreferences(requester: Requester, preferences: UserPreferences): Promise<UserPreferences> {
     const valid = validatePreferences(userPreferencesSchema.parse(preferences), this.#models, this.#defaultModel);
     if (Object.values(valid).every((v) => v === undefined)) await this.#store.kv.delete(preferencesKey(requester));

@@ -173,10 +173,14 @@ export class InteractionHandler {
     if (!command) throw new UserFacingError('UNKNOWN_COMMAND', { command: i.commandName, known: COMMAND_NAMES });
     checkAdmin(i, command);
     const input = commandInputOf(i, command);
-    // A command that uses the requester's /settings costs one store read before the answer (a few
-    // ms of Discord's 3 s; docs/governance.md); prepare itself is synchronous: the option values
-    // are in memory. A refusal here is answered ephemerally.
-    const preferences = command.usesPreferences ? await this.#engine.governance.preferences(input.requester, PREFERENCES_READ_BUDGET_MS) : undefined;
+    // A command that uses the requester's /settings reads them before the answer (`private`
+    // decides whether the defer is ephemeral): at once on SQLite, else one store read (a few ms of
+    // Discord's 3 s; docs/governance.md); prepare itself is synchronous: the option values are in
+    // memory. A refusal here is answered ephemerally.
+    const governance = this.#engine.governance;
+    const preferences = command.usesPreferences
+      ? (governance.preferencesNow(input.requester) ?? (await governance.preferences(input.requester, PREFERENCES_READ_BUDGET_MS)))
+      : undefined;
     const invocation = command.prepare(input, {
       models: this.#engine.models,
       defaultModel: this.#engine.defaultModel,

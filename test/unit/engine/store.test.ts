@@ -363,6 +363,31 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     expect(await store.setWhileLeased('job:j2', record, 60_000, 'lease:job:j2', 'proc-a')).toBe(false);
   });
 
+  it('getNow (SQLite only: it reads synchronously) gives what kv.get resolves to: a record, a missing one, an expired one, an older format', async () => {
+    await fresh();
+    if (backend.name === 'redis') {
+      expect(store.getNow).toBeUndefined();
+      return;
+    }
+    const getNow = (key: string) => store.getNow!(key);
+    const record = { private: true, nested: { list: [':a', 1] } };
+    await store.kv.set('prefs:u1', record);
+    expect(getNow('prefs:u1')).toEqual(await store.kv.get('prefs:u1'));
+    expect(getNow('prefs:u1')).toEqual(record);
+    expect(getNow('prefs:nobody')).toBeUndefined();
+    // Written by an older version with Keyv's default serializer.
+    const ours = store.kv.serialize;
+    store.kv.serialize = defaultSerialize;
+    await store.kv.set('prefs:old', { model: ':x' });
+    store.kv.serialize = ours;
+    expect(getNow('prefs:old')).toEqual({ model: ':x' });
+    // Expired, as kv.get sees it.
+    await store.kv.set('prefs:short', record, 100);
+    await sleep(200);
+    expect(getNow('prefs:short')).toBeUndefined();
+    expect(await store.kv.get('prefs:short')).toBeUndefined();
+  });
+
   it('shares data between two stores opened on the same backend (two processes)', async () => {
     await fresh();
     const second = await backend.open(`${backend.name}-${testNo}:`);

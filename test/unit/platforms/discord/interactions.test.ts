@@ -6,6 +6,7 @@
 import { MessageFlags, type Interaction } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import type { EngineApi } from '../../../../src/engine/api.ts';
+import type { UserPreferences } from '../../../../src/engine/governance/api.ts';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { configuredModels, type ModelSpec } from '../../../../src/engine/models.ts';
 import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
@@ -22,7 +23,7 @@ const runblobStandard = models.find((m) => m.key === 'runblob-standard') as Mode
 
 type Call = [string, ...unknown[]];
 
-function fakeEngine(opts: { submit?: (r: ImagineRequestInput) => Promise<JobRecord> } = {}) {
+function fakeEngine(opts: { submit?: (r: ImagineRequestInput) => Promise<JobRecord>; preferences?: { now?: UserPreferences; later?: UserPreferences } } = {}) {
   const submitted: ImagineRequestInput[] = [];
   const engine = {
     models,
@@ -30,8 +31,9 @@ function fakeEngine(opts: { submit?: (r: ImagineRequestInput) => Promise<JobReco
     submit: async (r: ImagineRequestInput) => (submitted.push(r), opts.submit ? opts.submit(r) : makeJob({ id: 'job_1' })),
     getJob: async () => undefined,
     quota: async () => ({ exempt: false, limit: 20, used: 3, left: 17, resetsAt: Date.UTC(2026, 11, 6), costs: { '1K': 1, '2K': 2, '4K': 4 } }),
-    // /imagine reads the requester's /settings before prepare: nobody here has any.
-    governance: { preferences: async () => ({}) },
+    // /imagine reads the requester's /settings before prepare: at once where the store can
+    // (SQLite), else asynchronously (Redis). Nobody here has any unless a test says so.
+    governance: { preferencesNow: () => opts.preferences?.now, preferences: async () => opts.preferences?.later ?? {} },
   } as unknown as EngineApi;
   return { engine, submitted };
 }
@@ -131,6 +133,22 @@ describe('Discord dispatcher', () => {
     const { engine } = fakeEngine({ submit: async () => Promise.reject(new QuotaExceededError(1, 0, Date.UTC(2026, 11, 6))) });
     await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a secret --private' }));
     expect(calls.map((c) => c[0])).toEqual(['deferReply', 'editOriginal']);
+    expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
+  });
+
+  it('reads /settings at once where the store can: a private preference defers ephemerally in the same turn as the interaction', async () => {
+    const calls: Call[] = [];
+    const { engine } = fakeEngine({ preferences: { now: { private: true } } });
+    const handling = handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a secret' }));
+    // Nothing awaited yet: the defer is already on its way.
+    expect(calls).toEqual([['deferReply', 'ephemeral']]);
+    await handling;
+  });
+
+  it('where the store cannot read at once (Redis), reads /settings before the defer', async () => {
+    const calls: Call[] = [];
+    const { engine } = fakeEngine({ preferences: { later: { private: true } } });
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a secret' }));
     expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
   });
 

@@ -3,6 +3,7 @@
  * reads the dimensions from the headers, without decoding: PNG IHDR, JPEG SOFn, WEBP VP8/VP8L/VP8X.
  */
 import { open } from 'node:fs/promises';
+import { MiB } from '../util/units.ts';
 
 /** The image types the bot accepts, for references and results alike. */
 export const IMAGE_MIMES = ['image/png', 'image/jpeg', 'image/webp'] as const;
@@ -99,7 +100,7 @@ export function sniffImage(bytes: Uint8Array): SniffedImage | undefined {
  * Sniffs a file on disk reading only its head (64 KiB, or up to `maxHeadBytes` for JPEGs whose
  * EXIF/ICC segments push the frame header further).
  */
-export async function sniffFile(path: string, maxHeadBytes = 4 * 1024 * 1024): Promise<SniffedImage | undefined> {
+export async function sniffFile(path: string, maxHeadBytes = 4 * MiB): Promise<SniffedImage | undefined> {
   const fh = await open(path, 'r');
   try {
     let size = 64 * 1024;

@@ -28,6 +28,7 @@ import { checkUrlAllowed, findForbiddenAddress } from './net-guard.ts';
 import type { ReferenceHost } from './reference-host.ts';
 import { DownloadProblem, downloadToFile } from './results.ts';
 import { MAX_REFERENCE_BYTES, type ReferenceInput } from './request.ts';
+import { formatMiB } from '../util/units.ts';
 
 export interface PreparedReference {
   /** 0-based position in the request (ReferenceError uses it). */
@@ -57,7 +58,6 @@ export interface FetchReferencesOptions {
   timeoutMs?: number;
 }
 
-const mb = (n: number) => `${(n / (1024 * 1024)).toFixed(1)} MB`;
 
 /**
  * Checks and fetches every reference (downloads run in parallel). Throws the ReferenceError of
@@ -123,7 +123,7 @@ async function prepareOne(ref: ReferenceInput, index: number, ctx: PrepareContex
 
 async function checkLocal(path: string, index: number, name: string | undefined, maxBytes: number) {
   const info = await stat(path); // ENOENT propagates
-  if (info.size > maxBytes) throw new ReferenceError(index, 'too_large', mb(info.size), name);
+  if (info.size > maxBytes) throw new ReferenceError(index, 'too_large', formatMiB(info.size), name);
   const sniffed = await sniffFile(path);
   if (!sniffed) throw new ReferenceError(index, 'not_an_image', '', name);
   return { path, mime: sniffed.mime, bytes: info.size };
@@ -158,7 +158,7 @@ function toReferenceError(err: unknown, index: number, name: string | undefined,
   if (err instanceof ReferenceError) return err;
   if (findForbiddenAddress(err)) return new ReferenceError(index, 'forbidden_address', '', name);
   if (err instanceof DownloadProblem) {
-    if (err.kind === 'too_large') return new ReferenceError(index, 'too_large', `over ${mb(maxBytes)}`, name);
+    if (err.kind === 'too_large') return new ReferenceError(index, 'too_large', `over ${formatMiB(maxBytes)}`, name);
     if (err.kind === 'not_an_image') return new ReferenceError(index, 'not_an_image', '', name);
     if (err.kind === 'http_status') return new ReferenceError(index, 'unreachable', `HTTP ${err.status}`, name);
     return new ReferenceError(index, 'unreachable', 'too many redirects', name);
@@ -254,7 +254,7 @@ export async function fitUnderBytes(ref: PreparedReference, maxBytes: number): P
   } catch (err) {
     // sharp refuses some inputs (e.g. past its pixel limit): for the user it is still a too-large image.
     if (err instanceof ReferenceError) throw err;
-    throw Object.assign(new ReferenceError(ref.index, 'too_large', mb(ref.bytes), ref.name), { cause: err });
+    throw Object.assign(new ReferenceError(ref.index, 'too_large', formatMiB(ref.bytes), ref.name), { cause: err });
   }
 }
 
@@ -280,5 +280,5 @@ async function reencodeUnder(ref: PreparedReference, maxBytes: number): Promise<
     if (size <= maxBytes) return { path, mime, bytes: size };
     await rm(path, { force: true });
   }
-  throw new ReferenceError(ref.index, 'too_large', mb(ref.bytes), ref.name);
+  throw new ReferenceError(ref.index, 'too_large', formatMiB(ref.bytes), ref.name);
 }

@@ -5,13 +5,14 @@
  */
 import { z } from 'zod';
 import { ALL_RATIOS, RESOLUTIONS } from './models.ts';
+import { MiB } from '../util/units.ts';
 
 export const PLATFORMS = ['discord', 'slack', 'cli'] as const;
 export type Platform = (typeof PLATFORMS)[number];
 
 export const MAX_PROMPT_CHARS = 4000;
 export const MAX_IMAGES_PER_JOB = 4;
-export const MAX_REFERENCE_BYTES = 20 * 1024 * 1024;
+export const MAX_REFERENCE_BYTES = 20 * MiB;
 
 /**
  * A reference image.

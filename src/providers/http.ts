@@ -14,10 +14,11 @@ import type { ProviderMetrics, RequestOptions } from './types.ts';
 import { MalformedResponseError, ProviderError } from './errors.ts';
 import { providerErrorFromNetwork, providerErrorFromResponse } from './error-parsing.ts';
 import { withRetry, type CallKind, type RetryPolicy, type Sleep } from './retry.ts';
+import { MiB } from '../util/units.ts';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 /** JSON answers are small; anything bigger is not one of the documented answers. */
-export const MAX_ANSWER_BYTES = 1024 * 1024;
+export const MAX_ANSWER_BYTES = MiB;
 const KEEP_ALIVE_MS = 30_000;
 const USER_AGENT = 'imagine-bot/0.1 (undici)';
 

@@ -22,6 +22,7 @@ import type { JobRecord, ProgressEvent } from '../../engine/job.ts';
 import type { ModelSpec } from '../../engine/models.ts';
 import type { UploadFile } from './fit-upload.ts';
 import { parseLocation } from './location.ts';
+import { formatMiB } from '../../util/units.ts';
 
 export const MAX_CONTENT_CHARS = 2000;
 
@@ -109,14 +110,13 @@ export interface OriginalLink {
   bytes: number;
 }
 
-const fmtMiB = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 
 /** The result's text: the summary, then links to full-size originals of re-encoded images. */
 export function resultContent(job: JobRecord, originals: readonly OriginalLink[], prefix = ''): string {
   const body = job.state === 'succeeded' && job.tasks.some((t) => t.image) ? summaryText(job, DISCORD_FORMAT) : failureText(job, DISCORD_FORMAT);
   const lines = [prefix + body];
   if (originals.length > 0) {
-    const links = originals.map((o) => `[image ${o.index + 1} (${fmtMiB(o.bytes)})](<${o.url}>)`).join(' · ');
+    const links = originals.map((o) => `[image ${o.index + 1} (${formatMiB(o.bytes)})](<${o.url}>)`).join(' · ');
     lines.push(`-# Re-encoded to fit Discord's upload limit. Full-size original${originals.length > 1 ? 's' : ''}: ${links}`);
   }
   return clipContent(lines.join('\n'));

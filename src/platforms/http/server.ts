@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from '../../log.ts';
+import { MiB } from '../../util/units.ts';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, params: { rest: string }) => void | Promise<void>;
 
@@ -106,7 +107,7 @@ export async function startHttpServer(port: number, log: Logger, host = '0.0.0.0
 }
 
 /** Reads a request body with a size cap (bytes); rejects with a 413-worthy error past it. */
-export async function readBody(req: IncomingMessage, maxBytes = 1024 * 1024): Promise<Buffer> {
+export async function readBody(req: IncomingMessage, maxBytes = MiB): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of req) {

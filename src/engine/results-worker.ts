@@ -5,9 +5,11 @@
  * JobImage, and the body's bytes, moved (transferred), not copied, into this thread's
  * RecentResults for the deliverer. README.md "A result's way through the bot" measures it.
  *
- * One thread per process, started at the first download and let go (unref'd) while idle. A
- * thread that dies fails the downloads it was running (the tasks fail with
- * RESULT_DOWNLOAD_FAILED, refunded as any failed download is); the next download starts a new one.
+ * One thread per process, started by `start()` (the app does, with the bot) or at the first
+ * download, below the main thread's priority (RESULTS_THREAD_NICE), and unref'd while idle: it
+ * keeps no process alive. A thread that dies fails the downloads it was running (the tasks fail
+ * with RESULT_DOWNLOAD_FAILED, refunded as any failed download is); the next download starts a
+ * new one.
  *
  * The thread uses undici's global dispatcher: the bot downloads results with it too (tests that
  * pass their own dispatcher to the engine download on the main thread, see EngineOptions).

@@ -58,7 +58,6 @@ export interface FetchReferencesOptions {
   timeoutMs?: number;
 }
 
-
 /**
  * Checks and fetches every reference (downloads run in parallel). Throws the ReferenceError of
  * the first reference that fails (lowest index), after removing the files it downloaded.

@@ -110,7 +110,6 @@ export interface OriginalLink {
   bytes: number;
 }
 
-
 /** The result's text: the summary, then links to full-size originals of re-encoded images. */
 export function resultContent(job: JobRecord, originals: readonly OriginalLink[], prefix = ''): string {
   const body = job.state === 'succeeded' && job.tasks.some((t) => t.image) ? summaryText(job, DISCORD_FORMAT) : failureText(job, DISCORD_FORMAT);

@@ -21,8 +21,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { RecentResults, resultContent } from '../src/engine/recent-results.ts';
-import { downloadResult } from '../src/engine/results.ts';
-import { ResultsWorker, type DownloadResultFn } from '../src/engine/results-worker.ts';
+import { downloadResult, type DownloadResultFn } from '../src/engine/results.ts';
+import { ResultsWorker } from '../src/engine/results-worker.ts';
 import { postToUploadUrl } from '../src/platforms/slack/upload.ts';
 import { alternateRounds, cpuOf, forkRole, median, stopChild } from './processes.ts';
 

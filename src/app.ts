@@ -116,7 +116,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     // A result's bytes go from the engine's download to the deliverer without a read of its file.
     const recentResults = new RecentResults();
     // Results are downloaded off the event loop that answers the platforms (stopped after the engine).
-    const results = new ResultsWorker();
+    const results = new ResultsWorker({ log });
     results.start();
     stops.push(() => results.close());
     const engine = createEngine({

@@ -60,8 +60,7 @@ import { reachableByLink } from './references.ts';
 import { STORE_PING_TIMEOUT_MS, type Store } from './store.ts';
 import { parseRequest, resolveModel, validateAgainstModel } from './validate.ts';
 import type { RecentResults } from './recent-results.ts';
-import { downloadResult } from './results.ts';
-import type { DownloadResultFn } from './results-worker.ts';
+import { downloadResult, type DownloadResultFn } from './results.ts';
 
 /** Knobs for tests and benches (time scaled down); production uses the defaults. */
 export interface EngineTiming extends Partial<Omit<JobTiming, 'deadlineMs'>> {

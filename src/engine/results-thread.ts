@@ -4,18 +4,23 @@
  * buffer transferred, so nothing is copied back). A failure answers with its message; an abort
  * request stops the download, which removes its files as on the main thread.
  */
+import { stat } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { ResultDownloadError } from './errors.ts';
 import { RecentResults } from './recent-results.ts';
 import { downloadResult } from './results.ts';
-import { RESULTS_THREAD_NICE, type FromResultsThread, type ToResultsThread } from './results-worker.ts';
+import { crossed, RESULTS_THREAD_NICE, type FromResultsThread, type ToResultsThread } from './results-worker.ts';
 
 const port = parentPort;
 if (!port) throw new Error('results-thread.ts runs as a worker thread (results-worker.ts)');
 // Below the main thread, so a download waits rather than an acknowledgement when the cores are
 // busy. On Linux a nice value belongs to a thread (setpriority(2), NOTES: "the nice value is a
 // per-thread attribute"); elsewhere it would lower the whole process, so it is left alone there.
+// libuv's thread pool (the whole process's file system work) is made by the first thread to use
+// it, and a new thread takes the nice value of the thread that made it: use the pool once first, so
+// it is never made at this thread's lower priority.
+await stat(import.meta.dirname);
 if (process.platform === 'linux') setPriority(RESULTS_THREAD_NICE);
 
 /** The bodies being copied here share RecentResults' budget; each is handed over as soon as it is whole. */
@@ -40,8 +45,7 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
     if (bytes) transfer = [bytes.buffer as ArrayBuffer];
     answer = { id: m.id, image, ...(bytes && { bytes }) };
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    answer = { id: m.id, error: { message, download: err instanceof ResultDownloadError, aborted: abort.signal.aborted } };
+    answer = { id: m.id, error: crossed(err, abort.signal.aborted) };
   } finally {
     running.delete(m.id);
   }
@@ -49,6 +53,6 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
     port!.postMessage(answer, transfer);
   } catch (err) {
     // Not sendable as it is (never expected): the download still ends, reported as failed.
-    port!.postMessage({ id: m.id, error: { message: `could not hand the result over: ${String(err)}`, download: true, aborted: false } } satisfies FromResultsThread);
+    port!.postMessage({ id: m.id, error: crossed(new ResultDownloadError(`could not hand the result over: ${String(err)}`), false) } satisfies FromResultsThread);
   }
 }

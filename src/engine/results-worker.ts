@@ -17,7 +17,9 @@
 import { Worker } from 'node:worker_threads';
 import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
+import type { Logger } from '../log.ts';
 import type { RecentResults } from './recent-results.ts';
+import type { DownloadResultFn } from './results.ts';
 
 /**
  * The results thread's nice value on Linux (0 is the main thread's, 19 the lowest): under a full
@@ -27,15 +29,24 @@ import type { RecentResults } from './recent-results.ts';
  */
 export const RESULTS_THREAD_NICE = 10;
 
-/** A download as the engine asks for it (jobs/tasks.ts): the same contract as downloadResult. */
-export type DownloadResultFn = (url: string, destPath: string, opts: { signal?: AbortSignal | undefined; keep?: RecentResults | undefined }) => Promise<JobImage>;
-
 /** Main thread → results thread. */
 export type ToResultsThread = { id: number; url: string; destPath: string; keep: boolean } | { id: number; abort: true };
+/** An error as it crosses threads: its message and code, and its cause's (a class does not cross). */
+export interface CrossedError {
+  message: string;
+  code?: string | undefined;
+  cause?: { message: string; code?: string | undefined } | undefined;
+  /** A ResultDownloadError (a download that failed), not an unexpected error. */
+  download: boolean;
+  /** Thrown because the download was asked to stop. */
+  aborted: boolean;
+}
 /** Results thread → main thread: `bytes` is the kept body (its buffer transferred). */
-export type FromResultsThread =
-  | { id: number; image: JobImage; bytes?: Uint8Array }
-  | { id: number; error: { message: string; download: boolean; aborted: boolean } };
+export type FromResultsThread = { id: number; image: JobImage; bytes?: Uint8Array } | { id: number; error: CrossedError };
+
+/** How long close() lets running downloads stop and remove their temp files before ending the thread. */
+const CLOSE_WAIT_MS = 2_000;
+const stopping = () => new ResultDownloadError('the bot is stopping');
 
 interface Pending {
   resolve: (image: JobImage) => void;
@@ -50,10 +61,17 @@ export class ResultsWorker {
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
   #closed = false;
+  #drained: (() => void) | undefined;
+  readonly #log: Logger | undefined;
+
+  /** `log`: where a thread that stopped unexpectedly is reported. */
+  constructor(opts: { log?: Logger } = {}) {
+    this.#log = opts.log;
+  }
 
   /** Downloads `url` to `destPath` on the results thread; resolves and rejects as downloadResult does. */
   download(url: string, destPath: string, opts: Parameters<DownloadResultFn>[2]): Promise<JobImage> {
-    if (this.#closed) return Promise.reject(new ResultDownloadError('the bot is stopping'));
+    if (this.#closed) return Promise.reject(stopping());
     if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
     const worker = this.#thread();
     const id = this.#nextId++;
@@ -79,13 +97,27 @@ export class ResultsWorker {
     return this.#pending.size;
   }
 
-  /** Stops the thread; downloads still running fail. */
-  async close(): Promise<void> {
+  /**
+   * Stops the thread. Downloads still running are stopped there first, so their temp files are
+   * removed (within `maxWaitMs`); they fail with "the bot is stopping", as do later ones.
+   */
+  async close(maxWaitMs = CLOSE_WAIT_MS): Promise<void> {
     this.#closed = true;
     const worker = this.#worker;
+    if (worker && this.#pending.size > 0) {
+      const drained = new Promise<void>((resolve) => {
+        const giveUp = setTimeout(resolve, maxWaitMs);
+        this.#drained = () => {
+          clearTimeout(giveUp);
+          resolve();
+        };
+      });
+      for (const id of this.#pending.keys()) worker.postMessage({ id, abort: true } satisfies ToResultsThread);
+      await drained;
+    }
     this.#worker = undefined;
     if (worker) await worker.terminate();
-    this.#failAll(new ResultDownloadError('the bot is stopping'));
+    this.#failAll(stopping());
   }
 
   #thread(): Worker {
@@ -96,10 +128,16 @@ export class ResultsWorker {
     const gone = (why: string) => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
+      this.#log?.error({ why, failed: this.#pending.size }, 'the results thread stopped; its downloads failed (the next download starts a new one)');
       this.#failAll(new ResultDownloadError(`the download thread stopped: ${why}`));
     };
     worker.on('error', (err: Error) => gone(err.message || String(err)));
     worker.on('exit', (code) => gone(`exit code ${code}`));
+    // An answer that could not be read cannot be told from the others: this thread is let go.
+    worker.on('messageerror', (err: Error) => {
+      gone(`an answer could not be read: ${err.message}`);
+      void worker.terminate();
+    });
     this.#worker = worker;
     return worker;
   }
@@ -110,8 +148,8 @@ export class ResultsWorker {
     if ('image' in m) {
       if (m.bytes) p.keep?.remember(m.image.path, Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
       p.resolve(m.image);
-    } else if (m.error.aborted && p.signal?.aborted) p.reject(p.signal.reason);
-    else p.reject(m.error.download ? new ResultDownloadError(m.error.message) : new Error(m.error.message));
+    } else if (m.error.aborted) p.reject(p.signal?.aborted ? p.signal.reason : stopping());
+    else p.reject(rebuilt(m.error));
   }
 
   #settle(id: number): Pending | undefined {
@@ -119,11 +157,34 @@ export class ResultsWorker {
     if (!p) return undefined;
     this.#pending.delete(id);
     if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
-    if (this.#pending.size === 0) this.#worker?.unref();
+    if (this.#pending.size === 0) {
+      this.#worker?.unref();
+      this.#drained?.();
+    }
     return p;
   }
 
   #failAll(err: Error): void {
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(err);
   }
+}
+
+/** An error crossed over from the thread, as the main thread would have thrown it. */
+function rebuilt(e: CrossedError): Error {
+  const err = e.download ? new ResultDownloadError(e.message) : Object.assign(new Error(e.message), e.code !== undefined && { code: e.code });
+  if (e.cause) err.cause = Object.assign(new Error(e.cause.message), e.cause.code !== undefined && { code: e.cause.code });
+  return err;
+}
+
+/** An error about to cross to the main thread. */
+export function crossed(err: unknown, aborted: boolean): CrossedError {
+  const codeOf = (x: unknown) => (typeof (x as { code?: unknown })?.code === 'string' ? (x as { code: string }).code : undefined);
+  const cause = err instanceof Error ? err.cause : undefined;
+  return {
+    message: err instanceof Error ? err.message : String(err),
+    code: codeOf(err),
+    cause: cause instanceof Error ? { message: cause.message, code: codeOf(cause) } : undefined,
+    download: err instanceof ResultDownloadError,
+    aborted,
+  };
 }

@@ -207,6 +207,9 @@ export interface DownloadResultOptions {
   retry?: Partial<Omit<RetryOptions, 'kind' | 'signal'>>;
 }
 
+/** A result download as the engine asks for it (jobs/tasks.ts): downloadResult's contract, on whichever thread runs it (results-worker.ts). */
+export type DownloadResultFn = (url: string, destPath: string, opts: Pick<DownloadResultOptions, 'signal' | 'keep'>) => Promise<JobImage>;
+
 /** Downloads the result at `url` to `destPath` and describes it; throws ResultDownloadError. */
 export async function downloadResult(url: string, destPath: string, opts: DownloadResultOptions = {}): Promise<JobImage> {
   const maxBytes = opts.maxBytes ?? DEFAULT_RESULT_MAX_BYTES;

@@ -19,7 +19,7 @@ import type { UsageLedger } from '../governance/usage.ts';
 import type { Deliveries } from './delivery.ts';
 import type { JobRecords } from './records.ts';
 import type { RecentResults } from '../recent-results.ts';
-import type { DownloadResultFn } from '../results-worker.ts';
+import type { DownloadResultFn } from '../results.ts';
 
 /** Callback tokens only matter while a task can still complete (the deadline), plus a margin for resumes. */
 export const CALLBACK_TOKEN_TTL_MS = 2 * DAY_MS;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -37,16 +38,6 @@ async function until(check: () => boolean | Promise<boolean>): Promise<void> {
     if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
     await new Promise((r) => setTimeout(r, 10));
   }
-}
-
-/** Each thread of this process (Linux: /proc/self/task) with its nice value (proc(5), stat field 19). */
-function threadNices(): Map<number, number> {
-  return new Map(
-    readdirSync('/proc/self/task').map((tid) => {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      return [Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16])] as const;
-    }),
-  );
 }
 
 describe('ResultsWorker', () => {
@@ -121,23 +112,45 @@ describe('ResultsWorker', () => {
     expect(results.inFlight).toBe(0);
   });
 
-  it.runIf(process.platform === 'linux')('runs below the main thread (a nice value of its own), started before the first download when asked', async () => {
-    const own = new ResultsWorker();
-    const before = threadNices();
-    own.start();
-    await until(() => [...threadNices()].some(([tid, nice]) => !before.has(tid) && nice === RESULTS_THREAD_NICE));
-    expect(threadNices().get(process.pid)).toBe(before.get(process.pid));
-    expect(RESULTS_THREAD_NICE).toBeGreaterThan(before.get(process.pid)!);
-    await own.close();
+  it.runIf(process.platform === 'linux')('runs below the main thread, and only it: a fresh process whose first file work is a download keeps every other thread at its priority', async () => {
+    // A process of its own, so libuv's thread pool is first used by the results thread.
+    const program = `
+      import { readdirSync, readFileSync } from 'node:fs';
+      import { ResultsWorker } from ${JSON.stringify(new URL('../../../src/engine/results-worker.ts', import.meta.url).href)};
+      const nices = () => readdirSync('/proc/self/task').map((tid) => {
+        const stat = readFileSync('/proc/self/task/' + tid + '/stat', 'utf8');
+        return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+      });
+      const results = new ResultsWorker();
+      results.start();
+      await results.download(process.argv[2], process.argv[3], {});
+      console.log(JSON.stringify({ pid: process.pid, threads: nices() }));
+      await results.close();
+    `;
+    // A file, not --eval: the thread inherits the process's options, and --input-type is --eval's alone.
+    const file = join(dir, 'nice-child.mjs');
+    await writeFile(file, program);
+    const child = spawn(process.execPath, [file, `${base}/image.png`, join(dir, 'nice', '0.png')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    expect(await new Promise((r) => child.on('exit', r))).toBe(0);
+    const { pid, threads } = JSON.parse(out) as { pid: number; threads: { tid: number; nice: number }[] };
+    const main = threads.find((t) => t.tid === pid)!.nice;
+    expect(RESULTS_THREAD_NICE).toBeGreaterThan(main);
+    expect(threads.filter((t) => t.nice === RESULTS_THREAD_NICE)).toHaveLength(1);
+    expect(threads.filter((t) => t.nice !== main && t.nice !== RESULTS_THREAD_NICE)).toEqual([]);
+    expect(threads.length).toBeGreaterThan(5); // the main thread, V8's, libuv's pool, the results thread
   });
 
-  it('close() fails the downloads still running, and later ones', async () => {
+  it('close() stops the downloads still running (their temp files removed) and fails them, and later ones', async () => {
     const own = new ResultsWorker();
     const folder = join(dir, 'closed');
     const downloading = own.download(`${base}/hang.png`, join(folder, '0.png'), {});
     await until(async () => existsSync(folder) && (await readdir(folder)).length > 0);
+    const failed = expect(downloading).rejects.toThrow(new ResultDownloadError('the bot is stopping'));
     await own.close();
-    await expect(downloading).rejects.toThrow(ResultDownloadError);
+    await failed;
+    expect(await readdir(folder)).toEqual([]);
     await expect(own.download(`${base}/image.png`, join(folder, '1.png'), {})).rejects.toThrow(/stopping/);
   });
 });

@@ -34,12 +34,24 @@ export class RecentResults {
   readonly #maxBytes: number;
   readonly #ttlMs: number;
   readonly #now: () => number;
+  readonly #shared: boolean;
   #sweep: NodeJS.Timeout | undefined;
 
-  constructor(opts: { maxBytes?: number; ttlMs?: number; now?: () => number } = {}) {
+  /** `shared`: bodies are copied into shared memory (`allocate`), for a thread that hands them to another (results-thread.ts). */
+  constructor(opts: { maxBytes?: number; ttlMs?: number; now?: () => number; shared?: boolean } = {}) {
     this.#maxBytes = opts.maxBytes ?? RECENT_RESULTS_MAX_BYTES;
     this.#ttlMs = opts.ttlMs ?? RECENT_RESULTS_TTL_MS;
     this.#now = opts.now ?? Date.now;
+    this.#shared = opts.shared ?? false;
+  }
+
+  /**
+   * The buffer a reserved body of `bytes` is copied into. Shared memory when this instance was made
+   * `shared`: posted to another thread, it is neither copied nor transferred (a transferred buffer
+   * is still counted by the sender's collector until its next collection, which it then runs sooner).
+   */
+  allocate(bytes: number): Buffer {
+    return this.#shared ? Buffer.from(new SharedArrayBuffer(bytes)) : Buffer.allocUnsafe(bytes);
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The results thread's program (results-worker.ts starts it): runs downloadResult for each
- * request and answers with the JobImage, and with the body's bytes when asked to keep them (their
- * buffer transferred, so nothing is copied back). A failure answers with its message; an abort
+ * request and answers with the JobImage, and with the body's bytes when asked to keep them (in
+ * shared memory, so nothing is copied back). A failure answers with its message; an abort
  * request stops the download, which removes its files as on the main thread.
  */
 import { stat } from 'node:fs/promises';
@@ -23,8 +23,8 @@ if (!port) throw new Error('results-thread.ts runs as a worker thread (results-w
 await stat(import.meta.dirname);
 if (process.platform === 'linux') setPriority(RESULTS_THREAD_NICE);
 
-/** The bodies being copied here share RecentResults' budget; each is handed over as soon as it is whole. */
-const copies = new RecentResults();
+/** The bodies being copied here, in shared memory, share RecentResults' budget; each is handed over as soon as it is whole. */
+const copies = new RecentResults({ shared: true });
 const running = new Map<number, AbortController>();
 
 port.on('message', (m: ToResultsThread) => {
@@ -36,13 +36,10 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
   const abort = new AbortController();
   running.set(m.id, abort);
   let answer: FromResultsThread;
-  let transfer: ArrayBuffer[] = [];
   try {
     const image = await downloadResult(m.url, m.destPath, { signal: abort.signal, ...(m.keep && { keep: copies }) });
-    const kept = m.keep ? copies.take(image.path) : undefined;
-    // A buffer of its own is moved; a slice of Node's shared pool (a body under 4 KiB) is copied first.
-    const bytes = kept && (kept.byteOffset === 0 && kept.buffer.byteLength === kept.byteLength ? kept : new Uint8Array(kept));
-    if (bytes) transfer = [bytes.buffer as ArrayBuffer];
+    // In shared memory (`copies`): posting it shares it with the main thread, nothing is copied.
+    const bytes = m.keep ? copies.take(image.path) : undefined;
     answer = { id: m.id, image, ...(bytes && { bytes }) };
   } catch (err) {
     answer = { id: m.id, error: crossed(err, abort.signal.aborted) };
@@ -50,7 +47,7 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
     running.delete(m.id);
   }
   try {
-    port!.postMessage(answer, transfer);
+    port!.postMessage(answer);
   } catch (err) {
     // Not sendable as it is (never expected): the download still ends, reported as failed.
     port!.postMessage({ id: m.id, error: crossed(new ResultDownloadError(`could not hand the result over: ${String(err)}`), false) } satisfies FromResultsThread);

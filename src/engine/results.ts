@@ -72,7 +72,7 @@ export interface DownloadToFileOptions {
    * Also return the whole body (`kept`) when its declared size can be reserved here: the bytes are
    * copied into one buffer as they arrive; a body not kept after all releases its reservation.
    */
-  keep?: Pick<RecentResults, 'reserve' | 'release'> | undefined;
+  keep?: Pick<RecentResults, 'reserve' | 'release' | 'allocate'> | undefined;
 }
 
 export interface DownloadedFile {
@@ -129,7 +129,7 @@ export async function downloadToFile(url: string, path: string, opts: DownloadTo
     // between; reading waits while a batch is written. A body the caller keeps (its declared size
     // reserved with `opts.keep`) is copied into one buffer instead and written once at the end.
     const reserved = opts.keep && Number.isFinite(declared) && declared > 0 && opts.keep.reserve(declared) ? declared : 0;
-    let whole = reserved ? Buffer.allocUnsafe(reserved) : undefined;
+    let whole = reserved ? opts.keep!.allocate(reserved) : undefined;
     let kept: Buffer | undefined;
     let file: FileHandle | undefined;
     try {

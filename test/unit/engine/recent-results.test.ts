@@ -86,4 +86,13 @@ describe('results kept between their download and their delivery', () => {
     vi.advanceTimersByTime(1_000);
     expect(r.bytes.held).toBe(0);
   });
+
+  test('gives a reserved body a buffer of its own, in shared memory when made shared (for a thread that hands it on)', () => {
+    const own = new RecentResults().allocate(10_000);
+    expect(own.length).toBe(10_000);
+    expect(own.buffer).not.toBeInstanceOf(SharedArrayBuffer);
+    const shared = new RecentResults({ shared: true }).allocate(100);
+    expect(shared.length).toBe(100);
+    expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
+  });
 });

@@ -13,8 +13,8 @@ import { RESULTS_THREAD_NICE, ResultsWorker } from '../../../src/engine/results-
 
 /**
  * The CDN runs on a thread of its own, so it keeps serving while a test holds the main thread:
- * /image.png (a 128×128 PNG of noise, past Node's 4 KiB buffer pool), /tiny.png (a 1×1 PNG, from
- * the pool), /missing.png (404), /hang.png (half its declared body, then nothing).
+ * /image.png (a 128×128 PNG of noise), /tiny.png (a 1×1 PNG, under Node's 4 KiB buffer pool),
+ * /missing.png (404), /hang.png (half its declared body, then nothing).
  */
 const CDN = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -78,14 +78,16 @@ describe('ResultsWorker', () => {
     expect(results.inFlight).toBe(0);
   });
 
-  it("hands the body's bytes to the RecentResults given, a body from Node's buffer pool too", async () => {
+  it("hands the body's bytes to the RecentResults given, in memory shared with the thread (not copied), small bodies too", async () => {
     const keep = new RecentResults();
     for (const [name, bytes] of [
       ['image.png', png],
       ['tiny.png', tiny],
     ] as const) {
       const image = await results.download(`${base}/${name}`, join(dir, 'kept', name), { keep });
-      expect(keep.take(image.path)?.equals(bytes)).toBe(true);
+      const kept = keep.take(image.path);
+      expect(kept?.equals(bytes)).toBe(true);
+      expect(kept?.buffer).toBeInstanceOf(SharedArrayBuffer);
     }
     // Not asked to keep them: nothing is sent back.
     await results.download(`${base}/image.png`, join(dir, 'kept', 'again.png'), {});

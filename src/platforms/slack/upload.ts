@@ -80,7 +80,8 @@ export async function postToUploadUrl(opts: {
     yield* createReadStream(opts.path, { highWaterMark: UPLOAD_READ_BYTES });
     yield tail;
   }
-  const body = opts.bytes ? Buffer.concat([head, opts.bytes, tail]) : Readable.from(parts());
+  // In memory: the three pieces as they are, not copied into one buffer.
+  const body = Readable.from(opts.bytes ? [head, opts.bytes, tail] : parts());
   const res = await request(opts.uploadUrl, {
     method: 'POST',
     headers: {

@@ -47,8 +47,8 @@ export class RecentResults {
 
   /**
    * The buffer a reserved body of `bytes` is copied into. Shared memory when this instance was made
-   * `shared`: posted to another thread, it is neither copied nor transferred (a transferred buffer
-   * is still counted by the sender's collector until its next collection, which it then runs sooner).
+   * `shared`: posted to another thread, it is neither copied nor transferred (transfers measured
+   * more garbage collections and more CPU per result: README.md, "A result's way through the bot").
    */
   allocate(bytes: number): Buffer {
     return this.#shared ? Buffer.from(new SharedArrayBuffer(bytes)) : Buffer.allocUnsafe(bytes);

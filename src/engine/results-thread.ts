@@ -20,7 +20,7 @@ if (!port) throw new Error('results-thread.ts runs as a worker thread (results-w
 // libuv's thread pool (the whole process's file system work) is made by the first thread to use
 // it, and a new thread takes the nice value of the thread that made it: use the pool once first, so
 // it is never made at this thread's lower priority.
-await stat(import.meta.dirname);
+await stat(import.meta.dirname).catch(() => undefined);
 if (process.platform === 'linux') setPriority(RESULTS_THREAD_NICE);
 
 /** The bodies being copied here, in shared memory, share RecentResults' budget; each is handed over as soon as it is whole. */

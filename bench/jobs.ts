@@ -32,7 +32,7 @@
  *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # per NODE_OPTIONS, side by side
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
  */
-import { ask, forkRole, freePort, percentile, procStatusBytes, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
+import { ask, forkRole, freePort, numberFlag, percentile, procStatusBytes, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
@@ -612,14 +612,13 @@ else if (process.argv[1] && here === process.argv[1]) {
   else if (role === 'floor') await floorChild(JSON.parse(process.env.JOBS_BENCH_FAKES!) as FakesInfo, process.env.JOBS_BENCH_FLOOR_SPLIT === '1');
   else {
     // --jobs=N / --waiting=N: a quicker run while working on the job path.
-    const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-    const jobs = flag('jobs');
-    const waiting = flag('waiting');
+    const jobs = numberFlag('jobs');
+    const waiting = numberFlag('waiting');
     const variants = process.argv.filter((a) => a.startsWith('--memory-with=')).map((a) => a.slice('--memory-with='.length));
     if (variants.length > 0) {
-      process.stdout.write(`${await compareNodeOptions(variants, waiting ? Number(waiting) : JOBS_BENCH_WAITING, jobs ? Number(jobs) : JOBS_BENCH_JOBS)}\n`);
+      process.stdout.write(`${await compareNodeOptions(variants, waiting ?? JOBS_BENCH_WAITING, jobs ?? JOBS_BENCH_JOBS)}\n`);
       process.exit(0);
     }
-    process.stdout.write(`${await runJobsBench({ ...(jobs && { jobs: Number(jobs) }), ...(waiting && { waiting: Number(waiting) }) })}\n`);
+    process.stdout.write(`${await runJobsBench({ ...(jobs !== undefined && { jobs }), ...(waiting !== undefined && { waiting }) })}\n`);
   }
 }

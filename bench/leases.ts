@@ -19,7 +19,7 @@ import { LEASE_TTL_MS, RECORD_WRITE_RETRY } from '../src/engine/jobs/context.ts'
 import { JobRecords } from '../src/engine/jobs/records.ts';
 import { openStore } from '../src/engine/open-store.ts';
 import type { Store } from '../src/engine/store.ts';
-import { median, silentLog, startRedis } from './processes.ts';
+import { median, numberFlag, silentLog, startRedis } from './processes.ts';
 
 /** In-flight jobs per round (issue 13: "RSS … at 1,000 jobs"). */
 export const LEASES_BENCH_JOBS = 1_000;
@@ -91,6 +91,6 @@ export async function runLeasesBench(opts: { jobs?: number } = {}): Promise<stri
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const jobs = process.argv.find((a) => a.startsWith('--jobs='))?.slice('--jobs='.length);
-  process.stdout.write(`${await runLeasesBench(jobs ? { jobs: Number(jobs) } : {})}\n`);
+  const jobs = numberFlag('jobs');
+  process.stdout.write(`${await runLeasesBench(jobs !== undefined ? { jobs } : {})}\n`);
 }

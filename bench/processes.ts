@@ -65,6 +65,12 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
+/** The number a bench was given as `--name=N` on its command line, if any (`--jobs=60`: a quicker run). */
+export function numberFlag(name: string): number | undefined {
+  const given = process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+  return given === undefined ? undefined : Number(given);
+}
+
 /** The median of `xs` (the upper middle of an even count). */
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

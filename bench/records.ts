@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { JOB_TTL_MS, jobKey } from '../src/engine/jobs/records.ts';
 import { KV_TABLE_SQL, SqliteKeyvAdapter } from '../src/engine/store-sqlite.ts';
 import { recordText } from '../src/engine/store.ts';
-import { alternateRounds, median, roundsRow } from './processes.ts';
+import { alternateRounds, median, numberFlag, roundsRow } from './processes.ts';
 
 export const RECORDS_BENCH_JOBS = 1_000;
 const OLDER_RECORDS = 20_000;
@@ -114,6 +114,5 @@ export async function runRecordsBench(jobs = RECORDS_BENCH_JOBS): Promise<string
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const jobs = process.argv.find((a) => a.startsWith('--jobs='))?.slice('--jobs='.length);
-  process.stdout.write(`${await runRecordsBench(jobs ? Number(jobs) : undefined)}\n`);
+  process.stdout.write(`${await runRecordsBench(numberFlag('jobs'))}\n`);
 }

@@ -24,7 +24,7 @@ import { RecentResults, resultContent } from '../src/engine/recent-results.ts';
 import { downloadResult, type DownloadResultFn } from '../src/engine/results.ts';
 import { ResultsWorker } from '../src/engine/results-worker.ts';
 import { postToUploadUrl } from '../src/platforms/slack/upload.ts';
-import { alternateRounds, cpuOf, forkRole, median, stopChild } from './processes.ts';
+import { alternateRounds, cpuOf, forkRole, median, numberFlag, stopChild } from './processes.ts';
 
 export const RESULTS_BENCH_JOBS = 300;
 /** Results in flight at once. */
@@ -107,8 +107,5 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
 
 if (process.argv[1] === here) {
   if (process.argv.includes('--role=server')) await serverChild();
-  else {
-    const jobs = process.argv.find((a) => a.startsWith('--jobs='))?.slice('--jobs='.length);
-    process.stdout.write(`${await runResultsBench(jobs ? Number(jobs) : undefined)}\n`);
-  }
+  else process.stdout.write(`${await runResultsBench(numberFlag('jobs'))}\n`);
 }

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { webApi } from '@slack/bolt';
 import { Agent, request } from 'undici';
 import { webClientOptions } from '../src/platforms/slack/index.ts';
-import { alternateRounds, cpuMsOf, forkRole, median, roundsRow, stopChild } from './processes.ts';
+import { alternateRounds, cpuMsOf, forkRole, median, numberFlag, roundsRow, stopChild } from './processes.ts';
 
 export const WEBAPI_BENCH_JOBS = 1_000;
 /** Calls in flight at once (the bot has hundreds of jobs running). */
@@ -92,8 +92,5 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
 
 if (process.argv[1] === here) {
   if (process.argv.includes('--role=fake')) await fakeChild();
-  else {
-    const jobs = process.argv.find((a) => a.startsWith('--jobs='))?.slice('--jobs='.length);
-    process.stdout.write(`${await runWebApiBench(jobs ? Number(jobs) : undefined)}\n`);
-  }
+  else process.stdout.write(`${await runWebApiBench(numberFlag('jobs'))}\n`);
 }

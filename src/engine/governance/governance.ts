@@ -63,6 +63,11 @@ export interface GovernanceOptions {
 
 const settingsKey = (scope: ScopeKey) => `gov:settings:${scope}`;
 const preferencesKey = (requester: Requester) => `gov:prefs:${requester.platform}:${requester.userId}`;
+/** A user's stored /settings as they apply: none saved, or unreadable (an older shape), are the defaults. */
+const preferencesOf = (raw: unknown): UserPreferences => {
+  const parsed = userPreferencesSchema.safeParse(raw ?? {});
+  return parsed.success ? parsed.data : {};
+};
 
 export class Governance implements GovernanceApi {
   readonly ceilings: OperatorCeilings;
@@ -154,8 +159,7 @@ export class Governance implements GovernanceApi {
       raw = await Promise.race([read.catch(() => undefined), tooLate]);
       late.abort();
     }
-    const parsed = userPreferencesSchema.safeParse(raw ?? {});
-    return parsed.success ? parsed.data : {};
+    return preferencesOf(raw);
   }
 
   preferencesNow(requester: Requester): UserPreferences | undefined {
@@ -166,8 +170,7 @@ export class Governance implements GovernanceApi {
     } catch {
       return undefined; // the store's error comes again, and is handled, on the asynchronous read
     }
-    const parsed = userPreferencesSchema.safeParse(raw ?? {});
-    return parsed.success ? parsed.data : {};
+    return preferencesOf(raw);
   }
 
   async setPreferences(requester: Requester, preferences: UserPreferences): Promise<UserPreferences> {

@@ -69,6 +69,14 @@ export type UserPreferences = z.infer<typeof userPreferencesSchema>;
 /** How long a dispatcher waits for a user's /settings before answering (Discord and Slack give 3 s). */
 export const PREFERENCES_READ_BUDGET_MS = 500;
 
+/**
+ * What a request gets when the user's /settings could not be read within the budget (the store
+ * is slow, down, or failed): the defaults, answered privately. A user who chose "private by
+ * default" must not see their result posted in public because the store hiccupped; a user who
+ * did not gets one private result (an explicit `private` option still wins).
+ */
+export const UNREAD_PREFERENCES: UserPreferences = Object.freeze({ private: true });
+
 /** The operator's ceilings (environment, src/config.ts): no server setting goes past them. */
 export interface OperatorCeilings {
   /** QUOTA_DAILY_UNITS: a member's units per day where the server set nothing. */
@@ -157,6 +165,11 @@ export interface GovernanceApi {
    * The user's /settings. With `withinMs`, read before a platform's answer: when the store does
    * not answer in time (an outage queues commands) it resolves `{}` (the defaults) rather than hold
    * the answer past the platform's deadline; the server's rules still apply at submission.
+   */
+  /**
+   * The user's /settings. With `withinMs`, a read that fails or takes longer gives
+   * UNREAD_PREFERENCES in time instead of holding the platform's answer; without, it waits and
+   * a failure rejects.
    */
   preferences(requester: Requester, withinMs?: number): Promise<UserPreferences>;
   /**

@@ -19,6 +19,7 @@ import {
   serverSettingsSchema,
   userPreferencesSchema,
   UNLIMITED,
+  UNREAD_PREFERENCES,
   type AdminAction,
   type AllowanceView,
   type AuditEntry,
@@ -150,16 +151,13 @@ export class Governance implements GovernanceApi {
 
   async preferences(requester: Requester, withinMs?: number): Promise<UserPreferences> {
     const read = this.#store.kv.get<unknown>(preferencesKey(requester));
-    let raw: unknown;
-    if (withinMs === undefined) raw = await read;
-    else {
-      const late = new AbortController();
-      const tooLate = sleep(withinMs, late.signal).then(() => undefined);
-      read.catch(() => undefined); // a read that fails after the budget is not an unhandled rejection
-      raw = await Promise.race([read.catch(() => undefined), tooLate]);
-      late.abort();
-    }
-    return preferencesOf(raw);
+    if (withinMs === undefined) return preferencesOf(await read);
+    const unread = Symbol('unread');
+    const late = new AbortController();
+    const tooLate = sleep(withinMs, late.signal).then(() => unread);
+    const raw = await Promise.race([read.catch(() => unread), tooLate]);
+    late.abort();
+    return raw === unread ? UNREAD_PREFERENCES : preferencesOf(raw);
   }
 
   preferencesNow(requester: Requester): UserPreferences | undefined {

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { imagine, type CommandInput } from '../../../../commands/index.ts';
 import { sentenceFor } from '../../../../src/errors.ts';
 import type { EngineApi } from '../../../../src/engine/api.ts';
+import { UNREAD_PREFERENCES } from '../../../../src/engine/governance/api.ts';
 import { configuredModels, type ModelSpec } from '../../../../src/engine/models.ts';
 import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
 import { parseCliArgs } from '../../../../src/cli/imagine.ts';
@@ -81,5 +82,13 @@ describe('what only one platform can do', () => {
       expect.objectContaining({ userMessage: sentenceFor('PRIVATE_NOT_OFFERED', { where: 'Discord' }) }),
     );
     expect(imagine.prepare({ options: { prompt: 'a secret cat --private' }, refs: [], requester }, context).visibility).toBe('private');
+  });
+
+  it('/settings that could not be read answer privately on Discord, unless the user chose public; Slack posts as usual', () => {
+    const unread = { ...context, preferences: UNREAD_PREFERENCES };
+    expect(imagine.prepare({ options: { prompt: 'a cat' }, refs: [], requester }, unread).visibility).toBe('private');
+    expect(imagine.prepare({ options: { prompt: 'a cat', private: false }, refs: [], requester }, unread).visibility).toBe('public');
+    const slack = { platform: 'slack', userId: 'U1' } as const;
+    expect(imagine.prepare({ options: { prompt: 'a cat' }, refs: [], requester: slack }, unread).visibility).toBe('public');
   });
 });

@@ -1,7 +1,8 @@
 /**
  * A user's /settings are read before a platform's answer (Discord and Slack give 3 s): with a
- * budget, a store that does not answer (an outage queues commands) yields the defaults in time
- * instead of holding the answer; a store that answers gives the saved preferences. On SQLite
+ * budget, a store that does not answer (an outage queues commands) or fails yields
+ * UNREAD_PREFERENCES (the defaults, privately) in time instead of holding the answer; a store
+ * that answers gives the saved preferences. On SQLite
  * they are read at once as well (preferencesNow), without giving up the event loop's turn.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { Quotas } from '../../../../src/engine/quota.ts';
 import { MODEL_CATALOG } from '../../../../src/engine/models.ts';
 import { AuditLog } from '../../../../src/engine/governance/audit.ts';
 import { Governance } from '../../../../src/engine/governance/governance.ts';
-import { PREFERENCES_READ_BUDGET_MS } from '../../../../src/engine/governance/api.ts';
+import { PREFERENCES_READ_BUDGET_MS, UNREAD_PREFERENCES } from '../../../../src/engine/governance/api.ts';
 import type { Requester } from '../../../../src/engine/request.ts';
 import { REDIS_URL } from '../../../support/index.ts';
 
@@ -45,8 +46,15 @@ describe('preferences read before the answer', () => {
       };
       expect(governance.preferencesNow(user)).toBeUndefined();
       const started = performance.now();
-      expect(await governance.preferences(user, PREFERENCES_READ_BUDGET_MS)).toEqual({});
+      // Unknown is answered privately: a user who chose "private by default" is not posted in public.
+      expect(await governance.preferences(user, PREFERENCES_READ_BUDGET_MS)).toEqual({ private: true });
       expect(performance.now() - started).toBeLessThan(3000);
+
+      // A read that fails (not one that finds nothing) is unknown as well.
+      store.kv.get = (() => Promise.reject(new Error('database is locked'))) as typeof store.kv.get;
+      expect(await governance.preferences(user, PREFERENCES_READ_BUDGET_MS)).toBe(UNREAD_PREFERENCES);
+      // Without a budget the failure is the caller's to report (/settings shows an error, not defaults).
+      await expect(governance.preferences(user)).rejects.toThrow('database is locked');
     } finally {
       await store.close();
     }

@@ -8,12 +8,14 @@
  * One thread per process, started by `start()` (the app does, with the bot) or at the first
  * download, below the main thread's priority (RESULTS_THREAD_NICE), and unref'd while idle: it
  * keeps no process alive. A thread that dies fails the downloads it was running (the tasks fail
- * with RESULT_DOWNLOAD_FAILED, refunded as any failed download is); the next download starts a
- * new one.
+ * with RESULT_DOWNLOAD_FAILED, refunded as any failed download is), once the temp files it was
+ * writing are removed; the next download starts a new one.
  *
  * The thread uses undici's global dispatcher: the bot downloads results with it too (tests that
  * pass their own dispatcher to the engine download on the main thread, see EngineOptions).
  */
+import { readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
@@ -49,6 +51,7 @@ const CLOSE_WAIT_MS = 2_000;
 const stopping = () => new ResultDownloadError('the bot is stopping');
 
 interface Pending {
+  destPath: string;
   resolve: (image: JobImage) => void;
   reject: (err: unknown) => void;
   keep: RecentResults | undefined;
@@ -64,9 +67,15 @@ export class ResultsWorker {
   #drained: (() => void) | undefined;
   readonly #log: Logger | undefined;
 
-  /** `log`: where a thread that stopped unexpectedly is reported. */
-  constructor(opts: { log?: Logger } = {}) {
+  readonly #program: URL;
+
+  /**
+   * `log`: where a thread that stopped unexpectedly is reported. `program`: the thread's program,
+   * results-thread.ts (tests pass one that dies).
+   */
+  constructor(opts: { log?: Logger; program?: URL } = {}) {
     this.#log = opts.log;
+    this.#program = opts.program ?? new URL('./results-thread.ts', import.meta.url);
   }
 
   /** Downloads `url` to `destPath` on the results thread; resolves and rejects as downloadResult does. */
@@ -81,7 +90,7 @@ export class ResultsWorker {
       // settles this promise with the signal's reason, as downloadResult rejects.
       const onAbort = signal ? () => worker.postMessage({ id, abort: true } satisfies ToResultsThread) : undefined;
       if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, { resolve, reject, keep: opts.keep, signal, onAbort });
+      this.#pending.set(id, { destPath, resolve, reject, keep: opts.keep, signal, onAbort });
       if (this.#pending.size === 1) worker.ref();
       worker.postMessage({ id, url, destPath, keep: opts.keep !== undefined } satisfies ToResultsThread);
     });
@@ -117,19 +126,20 @@ export class ResultsWorker {
     }
     this.#worker = undefined;
     if (worker) await worker.terminate();
-    this.#failAll(stopping());
+    await this.#lose([...this.#pending.keys()], stopping());
   }
 
   #thread(): Worker {
     if (this.#worker) return this.#worker;
-    const worker = new Worker(new URL('./results-thread.ts', import.meta.url));
+    const worker = new Worker(this.#program);
     worker.unref();
     worker.on('message', (m: FromResultsThread) => this.#answer(m));
     const gone = (why: string) => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
       this.#log?.error({ why, failed: this.#pending.size }, 'the results thread stopped; its downloads failed (the next download starts a new one)');
-      this.#failAll(new ResultDownloadError(`the download thread stopped: ${why}`));
+      // Only this thread's downloads: later ones go to the next thread.
+      void this.#lose([...this.#pending.keys()], new ResultDownloadError(`the download thread stopped: ${why}`));
     };
     worker.on('error', (err: Error) => gone(err.message || String(err)));
     worker.on('exit', (code) => gone(`exit code ${code}`));
@@ -164,9 +174,24 @@ export class ResultsWorker {
     return p;
   }
 
-  #failAll(err: Error): void {
-    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(err);
+  /**
+   * Fails downloads whose thread is gone, once the temp files it was writing for them are
+   * removed (a stopped thread cleans nothing up): before the failure, so a retry's new temp file
+   * is never taken for one of them.
+   */
+  async #lose(ids: readonly number[], err: Error): Promise<void> {
+    const lost = ids.flatMap((id) => this.#pending.get(id)?.destPath ?? []);
+    await Promise.all(lost.map((destPath) => removeTempFiles(destPath)));
+    for (const id of ids) this.#settle(id)?.reject(err);
   }
+}
+
+/** Removes downloadResult's temp files for `destPath` (`<destPath>.<random>.part`, results.ts). */
+async function removeTempFiles(destPath: string): Promise<void> {
+  const name = basename(destPath);
+  const entries = await readdir(dirname(destPath)).catch(() => []);
+  const parts = entries.filter((e) => e.startsWith(`${name}.`) && e.endsWith('.part'));
+  await Promise.all(parts.map((e) => rm(join(dirname(destPath), e), { force: true }).catch(() => undefined)));
 }
 
 /** An error crossed over from the thread, as the main thread would have thrown it. */

@@ -4,17 +4,19 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResultDownloadError } from '../../../src/engine/errors.ts';
+import type { Logger } from '../../../src/log.ts';
 import { RecentResults } from '../../../src/engine/recent-results.ts';
 import { RESULTS_THREAD_NICE, ResultsWorker } from '../../../src/engine/results-worker.ts';
 
 /**
  * The CDN runs on a thread of its own, so it keeps serving while a test holds the main thread:
  * /image.png (a 128×128 PNG of noise), /tiny.png (a 1×1 PNG, under Node's 4 KiB buffer pool),
- * /missing.png (404), /hang.png (half its declared body, then nothing).
+ * /missing.png (404), /hang.png and /hang-2.png (half their declared body, then nothing).
  */
 const CDN = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -24,7 +26,7 @@ const tiny = Buffer.from(workerData.tiny);
 const server = createServer((req, res) => {
   if (req.url === '/image.png') return res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length }).end(png);
   if (req.url === '/tiny.png') return res.writeHead(200, { 'content-type': 'image/png', 'content-length': tiny.length }).end(tiny);
-  if (req.url === '/hang.png') return void res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length * 2 }).write(png);
+  if (req.url === '/hang.png' || req.url === '/hang-2.png') return void res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length * 2 }).write(png);
   res.writeHead(404).end('not here');
 });
 server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port));
@@ -154,5 +156,56 @@ describe('ResultsWorker', () => {
     await failed;
     expect(await readdir(folder)).toEqual([]);
     await expect(own.download(`${base}/image.png`, join(folder, '1.png'), {})).rejects.toThrow(/stopping/);
+  });
+
+  it('a thread that dies fails the downloads it was running, once their temp files are removed; the next download starts a new thread', async () => {
+    // The real program, behind a listener that ends the thread when asked for /die.
+    const program = join(dir, 'dying-thread.mjs');
+    await writeFile(
+      program,
+      `import { parentPort } from 'node:worker_threads';
+      parentPort.on('message', (m) => { if (m.url?.endsWith('/die')) process.exit(3); });
+      await import(${JSON.stringify(new URL('../../../src/engine/results-thread.ts', import.meta.url).href)});`,
+    );
+    const logged: unknown[] = [];
+    const own = new ResultsWorker({ program: pathToFileURL(program), log: { error: (...args: unknown[]) => logged.push(args) } as unknown as Logger });
+    try {
+      const folder = join(dir, 'died');
+      const running = [own.download(`${base}/hang.png`, join(folder, '0.png'), {}), own.download(`${base}/hang-2.png`, join(folder, '1.png'), {})];
+      await until(async () => existsSync(folder) && (await readdir(folder)).length === 2);
+      const failed = Promise.allSettled([...running, own.download(`${base}/die`, join(folder, '2.png'), {})]);
+      for (const outcome of await failed) {
+        expect(outcome.status).toBe('rejected');
+        expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError('the download thread stopped: exit code 3'));
+      }
+      expect(await readdir(folder)).toEqual([]);
+      expect(logged).toHaveLength(1);
+      expect(own.inFlight).toBe(0);
+
+      await expect(own.download(`${base}/image.png`, join(folder, '3.png'), {})).resolves.toMatchObject({ bytes: png.length });
+      expect(await readdir(folder)).toEqual(['3.png']);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('keeps no process alive: a process that started it and downloaded ends on its own', async () => {
+    const program = join(dir, 'idle-child.mjs');
+    await writeFile(
+      program,
+      `import { ResultsWorker } from ${JSON.stringify(new URL('../../../src/engine/results-worker.ts', import.meta.url).href)};
+      const results = new ResultsWorker();
+      results.start();
+      await results.download(process.argv[2], process.argv[3], {});
+      console.log('downloaded');`,
+    );
+    const child = spawn(process.execPath, [program, `${base}/image.png`, join(dir, 'idle', '0.png')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.on('exit', (c, s) => r([c, s])));
+    clearTimeout(kill);
+    expect(out.trim()).toBe('downloaded');
+    expect({ code, signal }).toEqual({ code: 0, signal: null });
   });
 });

@@ -3,7 +3,8 @@
  * downloaded to disk (`downloadResult`: a temp file renamed into place, so a restart loses
  * nothing) on the results thread as the bot does (results-worker.ts) and on the main thread, then
  * POSTed to Slack's upload URL (`postToUploadUrl`) from the bytes the download kept
- * (recent-results.ts) as the Slack deliverer does, against the floor's way (the body read into
+ * (recent-results.ts) as the Slack deliverer does, or from disk (a delivery after the kept bytes
+ * were let go: a burst past their budget, a restart), against the floor's way (the body read into
  * memory, the same bytes POSTed from memory), side by side in one run.
  * The image is the fake RunBlob's 1K output (a PNG of about half a megabyte); the server that
  * serves it and takes the uploads runs in a child process, so its work is billed to neither. CPU
@@ -60,14 +61,16 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
     const { origin, bytes } = server.ready;
     const keep = new RecentResults();
     /** The bot's way, its download made by `download`: to disk, renamed into place, the kept bytes handed to the upload as the Slack deliverer does (upload.ts uploadImages). */
-    const botWay = (download: DownloadResultFn) => async (i: number) => {
-      const image = await download(`${origin}/image.png`, join(dir, `job${i % 64}`, 'result-0.png'), { keep });
+    const botWay = (download: DownloadResultFn, kept = true) => async (i: number) => {
+      const image = await download(`${origin}/image.png`, join(dir, `job${i % 64}`, 'result-0.png'), kept ? { keep } : {});
       const content = await resultContent(keep, image.path);
       await postToUploadUrl({ uploadUrl: `${origin}/upload`, path: image.path, ...content, filename: 'a.png', mime: image.mime, token: 'xoxb-bench', apiUrl: `${origin}/api/`, dispatcher });
     };
     const ways = {
       /** The download on the results thread (results-worker.ts), as the bot makes it. */
       thread: botWay((url, path, o) => thread.download(url, path, o)),
+      /** The download on the results thread, the upload read from disk (nothing kept in memory). */
+      disk: botWay((url, path, o) => thread.download(url, path, o), false),
       /** The same download on the main thread (downloadResult itself). */
       main: botWay((url, path, o) => downloadResult(url, path, { ...o, dispatcher })),
       /** The floor: in memory only. */
@@ -79,7 +82,12 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
     };
     for (const way of Object.values(ways)) await cpuOf(jobs / 10, CONCURRENCY, way); // warm-up: JIT, connections, the thread
     const cost = await alternateRounds(
-      { thread: () => cpuOf(jobs, CONCURRENCY, ways.thread), main: () => cpuOf(jobs, CONCURRENCY, ways.main), memory: () => cpuOf(jobs, CONCURRENCY, ways.memory) },
+      {
+        thread: () => cpuOf(jobs, CONCURRENCY, ways.thread),
+        disk: () => cpuOf(jobs, CONCURRENCY, ways.disk),
+        main: () => cpuOf(jobs, CONCURRENCY, ways.main),
+        memory: () => cpuOf(jobs, CONCURRENCY, ways.memory),
+      },
       ROUNDS,
     );
     const per = (rounds: { all: number; main: number }[], of: 'all' | 'main') => (median(rounds.map((r) => r[of])) / jobs).toFixed(3);
@@ -91,11 +99,13 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
       '| way | CPU per result, every thread | main thread only |',
       '|---|---:|---:|',
       row('the bot: downloadResult on the results thread, postToUploadUrl of the kept bytes', cost.thread),
+      row('the same, the upload read from disk (the kept bytes let go)', cost.disk),
       row('the same with downloadResult on the main thread', cost.main),
       row('the floor: in memory only, on the main thread', cost.memory),
       '',
       `Main-thread CPU, results thread / main thread: **${ratio(cost.thread, cost.main, 'main')}×**; every thread: ${ratio(cost.thread, cost.main, 'all')}×. ` +
-        `The bot / the floor, every thread: ${ratio(cost.thread, cost.memory, 'all')}× (what keeping the result on disk costs).`,
+        `The bot / the floor, every thread: ${ratio(cost.thread, cost.memory, 'all')}× (what keeping the result on disk costs). ` +
+        `The upload from disk / of the kept bytes: ${ratio(cost.disk, cost.thread, 'main')}× main thread, ${ratio(cost.disk, cost.thread, 'all')}× every thread.`,
     ].join('\n');
   } finally {
     await thread.close();

@@ -74,10 +74,12 @@ export async function postToUploadUrl(opts: {
   const safeName = opts.filename.replace(/["\r\n]/g, '_');
   const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: ${opts.mime}\r\n\r\n`);
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  // From disk in UPLOAD_READ_BYTES pieces: a 1K result in one or two reads, not one per 64 KiB.
+  // From disk in UPLOAD_READ_BYTES pieces: a 1K result in one read, not one per 64 KiB. `end`
+  // (the size is known): a read asks for what is left, not a whole piece, so a 500 KiB file gets
+  // a 500 KiB buffer, and no further read and buffer to find the end of the file.
   async function* parts() {
     yield head;
-    yield* createReadStream(opts.path, { highWaterMark: UPLOAD_READ_BYTES });
+    if (size > 0) yield* createReadStream(opts.path, { highWaterMark: UPLOAD_READ_BYTES, start: 0, end: size - 1 });
     yield tail;
   }
   // In memory: the three pieces as they are, not copied into one buffer.

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/engine/engine.ts';
 import type { JobRecord } from '../../src/engine/job.ts';
+import { jobCancelKey } from '../../src/engine/jobs/records.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { startFakeRunblob, type FakeRunblob } from '../fakes/runblob.ts';
 import { discordUser, FAST_TIMING, startEngineHarness, type EngineHarness } from './engine-harness.ts';
@@ -115,6 +116,21 @@ describe('cancel', () => {
     expect(delivered.state).toBe('canceled');
     expect(delivered.quota.refunded).toBe(0);
     expect((await next.quota(discordUser('u-late'))).used).toBe(1);
+  });
+
+  it('a fresh job reads the cancel request before each create and before posting, and no more', async () => {
+    const { h } = await setup();
+    const reads: string[] = [];
+    const get = h.store.kv.get.bind(h.store.kv);
+    h.store.kv.get = ((key: string) => {
+      if (key.startsWith('cancel:job:')) reads.push(key);
+      return get(key);
+    }) as typeof h.store.kv.get;
+    const job = await h.engine.submit(request('read twice, posted once', 'u-reads', 2));
+    await h.engine.waitFor(job.id);
+    await until('delivered', async () => (await h.engine.getJob(job.id))?.deliveredAt);
+    // Two creates, one delivery (the lease renewals read all runs' requests at once, with getMany).
+    expect(reads).toEqual([jobCancelKey(job.id), jobCancelKey(job.id), jobCancelKey(job.id)]);
   });
 
   it('refuses a cancel once the result is posted', async () => {

@@ -167,7 +167,9 @@ export class JobRunner {
     const ctx = this.#ctx;
     const { job } = run;
     try {
-      if (!isTerminalJobState(job.state)) await this.#checkCancel(run);
+      // A resumed job may have been canceled while nobody ran it. A fresh one needs no read here:
+      // each of its tasks reads the request before its create (tasks.ts, the create's gate).
+      if (resumed && !isTerminalJobState(job.state)) await this.#checkCancel(run);
       if (!isTerminalJobState(job.state)) {
         const remaining = job.deadlineAt - ctx.now();
         const deadlineIn = resumed ? Math.max(remaining, ctx.timing.resumeGraceMs) : Math.max(0, remaining);

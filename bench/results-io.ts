@@ -10,7 +10,8 @@
  * serves it and takes the uploads runs in a child process, so its work is billed to neither. CPU
  * is this process's, every thread (process.cpuUsage: the file system's work runs in libuv's pool,
  * the download on the results thread) and its main thread's alone (process.threadCpuUsage);
- * rounds alternate so machine drift hits every way alike.
+ * rounds alternate so machine drift hits every way alike. The process's RSS before the rounds and
+ * after them (and 10 s of quiet) shows whether results' memory is given back.
  *
  *   node bench/results-io.ts [--jobs=N]
  */
@@ -25,12 +26,15 @@ import { RecentResults, resultContent } from '../src/engine/recent-results.ts';
 import { downloadResult, type DownloadResultFn } from '../src/engine/results.ts';
 import { ResultsWorker } from '../src/engine/results-worker.ts';
 import { postToUploadUrl } from '../src/platforms/slack/upload.ts';
-import { alternateRounds, cpuOf, forkRole, median, numberFlag, stopChild } from './processes.ts';
+import { alternateRounds, cpuOf, forkRole, median, numberFlag, procStatusBytes, sleep, stopChild } from './processes.ts';
+import { formatMiB } from '../src/util/units.ts';
 
 export const RESULTS_BENCH_JOBS = 300;
 /** Results in flight at once. */
 const CONCURRENCY = 16;
 const ROUNDS = 6;
+/** Quiet after the rounds before the RSS is read again. */
+const RSS_SETTLE_MS = 10_000;
 const here = fileURLToPath(import.meta.url);
 
 async function serverChild(): Promise<void> {
@@ -81,6 +85,7 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
       },
     };
     for (const way of Object.values(ways)) await cpuOf(jobs / 10, CONCURRENCY, way); // warm-up: JIT, connections, the thread
+    const rssBefore = await procStatusBytes(process.pid, 'VmRSS');
     const cost = await alternateRounds(
       {
         thread: () => cpuOf(jobs, CONCURRENCY, ways.thread),
@@ -90,6 +95,8 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
       },
       ROUNDS,
     );
+    await sleep(RSS_SETTLE_MS);
+    const rssAfter = await procStatusBytes(process.pid, 'VmRSS');
     const per = (rounds: { all: number; main: number }[], of: 'all' | 'main') => (median(rounds.map((r) => r[of])) / jobs).toFixed(3);
     const row = (label: string, rounds: { all: number; main: number }[]) => `| ${label} | ${per(rounds, 'all')} ms | ${per(rounds, 'main')} ms |`;
     const ratio = (a: { all: number; main: number }[], b: { all: number; main: number }[], of: 'all' | 'main') => (Number(per(a, of)) / Number(per(b, of))).toFixed(2);
@@ -106,6 +113,8 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
       `Main-thread CPU, results thread / main thread: **${ratio(cost.thread, cost.main, 'main')}×**; every thread: ${ratio(cost.thread, cost.main, 'all')}×. ` +
         `The bot / the floor, every thread: ${ratio(cost.thread, cost.memory, 'all')}× (what keeping the result on disk costs). ` +
         `The upload from disk / of the kept bytes: ${ratio(cost.disk, cost.thread, 'main')}× main thread, ${ratio(cost.disk, cost.thread, 'all')}× every thread.`,
+      '',
+      `RSS of the process: ${formatMiB(rssBefore)} after the warm-up, ${formatMiB(rssAfter)} after the ${ROUNDS * Object.keys(ways).length * jobs} results of the rounds and ${RSS_SETTLE_MS / 1000} s of quiet.`,
     ].join('\n');
   } finally {
     await thread.close();

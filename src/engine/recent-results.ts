@@ -13,8 +13,8 @@
  *
  * One instance per app (src/app.ts), passed to the engine (DownloadResultOptions.keep) and to the
  * platforms' deliverers. The results thread (results-worker.ts) copies bodies under a budget of
- * its own, the same size, and hands each over as it is whole: up to twice RECENT_RESULTS_MAX_BYTES
- * per process.
+ * its own, the same size, and hands each over (moved, not copied) as it is whole: up to twice
+ * RECENT_RESULTS_MAX_BYTES per process.
  */
 import { stat } from 'node:fs/promises';
 import { MiB } from '../util/units.ts';
@@ -34,24 +34,24 @@ export class RecentResults {
   readonly #maxBytes: number;
   readonly #ttlMs: number;
   readonly #now: () => number;
-  readonly #shared: boolean;
   #sweep: NodeJS.Timeout | undefined;
 
-  /** `shared`: bodies are copied into shared memory (`allocate`), for a thread that hands them to another (results-thread.ts). */
-  constructor(opts: { maxBytes?: number; ttlMs?: number; now?: () => number; shared?: boolean } = {}) {
+  constructor(opts: { maxBytes?: number; ttlMs?: number; now?: () => number } = {}) {
     this.#maxBytes = opts.maxBytes ?? RECENT_RESULTS_MAX_BYTES;
     this.#ttlMs = opts.ttlMs ?? RECENT_RESULTS_TTL_MS;
     this.#now = opts.now ?? Date.now;
-    this.#shared = opts.shared ?? false;
   }
 
   /**
-   * The buffer a reserved body of `bytes` is copied into. Shared memory when this instance was made
-   * `shared`: posted to another thread, it is neither copied nor transferred (transfers measured
-   * more garbage collections and more CPU per result: README.md, "A result's way through the bot").
+   * The buffer a reserved body of `bytes` is copied into: memory of its own (never a slice of
+   * Node's shared pool), so a thread can move it to another by transfer (results-thread.ts), and
+   * a small kept body holds no pool alive. Not a SharedArrayBuffer: shared memory is freed only
+   * once both threads have collected their garbage, and nothing makes them collect for it: in a
+   * bot that posted bodies across that way, every burst of 300 results added about 170 MB that
+   * stayed (README.md, "A result's way through the bot").
    */
   allocate(bytes: number): Buffer {
-    return this.#shared ? Buffer.from(new SharedArrayBuffer(bytes)) : Buffer.allocUnsafe(bytes);
+    return Buffer.allocUnsafeSlow(bytes);
   }
 
   /**

@@ -1,8 +1,8 @@
 /**
  * The results thread's program (results-worker.ts starts it): runs downloadResult for each
- * request and answers with the JobImage, and with the body's bytes when asked to keep them (in
- * shared memory, so nothing is copied back). A failure answers with its message; an abort
- * request stops the download, which removes its files as on the main thread.
+ * request and answers with the JobImage, and with the body's bytes when asked to keep them
+ * (transferred: moved to the main thread, not copied). A failure answers with its message; an
+ * abort request stops the download, which removes its files as on the main thread.
  */
 import { stat } from 'node:fs/promises';
 import { setPriority } from 'node:os';
@@ -23,8 +23,8 @@ if (!port) throw new Error('results-thread.ts runs as a worker thread (results-w
 await stat(import.meta.dirname).catch(() => undefined);
 if (process.platform === 'linux') setPriority(RESULTS_THREAD_NICE);
 
-/** The bodies being copied here, in shared memory, share RecentResults' budget; each is handed over as soon as it is whole. */
-const copies = new RecentResults({ shared: true });
+/** The bodies being copied here share RecentResults' budget; each is handed over as soon as it is whole. */
+const copies = new RecentResults();
 const running = new Map<number, AbortController>();
 
 port.on('message', (m: ToResultsThread) => {
@@ -38,7 +38,7 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
   let answer: FromResultsThread;
   try {
     const image = await downloadResult(m.url, m.destPath, { signal: abort.signal, ...(m.keep && { keep: copies }) });
-    // In shared memory (`copies`): posting it shares it with the main thread, nothing is copied.
+    // In memory of its own (RecentResults.allocate): transferred below, moved rather than copied.
     const bytes = m.keep ? copies.take(image.path) : undefined;
     answer = { id: m.id, image, ...(bytes && { bytes }) };
   } catch (err) {
@@ -47,7 +47,7 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
     running.delete(m.id);
   }
   try {
-    port!.postMessage(answer);
+    port!.postMessage(answer, 'bytes' in answer && answer.bytes ? [answer.bytes.buffer as ArrayBuffer] : []);
   } catch (err) {
     // Not sendable as it is (never expected): the download still ends, reported as failed.
     port!.postMessage({ id: m.id, error: crossed(new ResultDownloadError(`could not hand the result over: ${String(err)}`), false) } satisfies FromResultsThread);

@@ -2,7 +2,7 @@
  * Result downloads on a worker thread (issue 13, point 3): the HTTP parsing of a result's body,
  * its copy and the file calls of `downloadResult` (results.ts) run there, not on the event loop
  * that acknowledges interactions and runs the platforms' calls. What comes back is the same
- * JobImage, and the body's bytes, in shared memory (not copied), into this thread's
+ * JobImage, and the body's bytes, transferred (moved, not copied), into this thread's
  * RecentResults for the deliverer. README.md "A result's way through the bot" measures it.
  *
  * One thread per process, started by `start()` (the app does, with the bot) or at the first
@@ -43,7 +43,7 @@ export interface CrossedError {
   /** Thrown because the download was asked to stop. */
   aborted: boolean;
 }
-/** Results thread → main thread: `bytes` is the kept body (in a SharedArrayBuffer: shared, not copied). */
+/** Results thread → main thread: `bytes` is the kept body (transferred: moved, not copied). */
 export type FromResultsThread = { id: number; image: JobImage; bytes?: Uint8Array } | { id: number; error: CrossedError };
 
 /** How long close() lets running downloads stop and remove their temp files before ending the thread. */

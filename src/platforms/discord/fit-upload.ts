@@ -68,20 +68,13 @@ export async function fitToUploadLimit(image: SourceImage, budgetBytes: number, 
   // without reading the file; taken either way, so they are not held after this.
   const inHand = recent?.take(image.path);
   if (image.bytes <= budgetBytes) {
-    const data = inHand ? ownMemory(inHand) : await readFile(image.path);
+    const data = inHand ?? (await readFile(image.path));
     if (data.length <= budgetBytes) {
       return { name: `${baseName}.${EXTENSION_BY_MIME[image.mime]}`, data, contentType: image.mime, reencoded: false, originalBytes: data.length };
     }
   }
   return reencodeSlot(() => reencode(image, inHand ?? image.path, budgetBytes, baseName));
 }
-
-/**
- * `bytes` in memory of their own: discord.js copies an attachment into a Blob, which for a body in
- * shared memory (the results thread's) costs more than this copy and that Blob together (README.md,
- * "A result's way through the bot").
- */
-const ownMemory = (bytes: Buffer): Buffer => (bytes.buffer instanceof SharedArrayBuffer ? Buffer.from(bytes) : bytes);
 
 /** The smallest change that brings the image (`input`: its bytes or its file) under `budgetBytes`: WebP, then JPEG, then smaller. */
 async function reencode(image: SourceImage, input: Buffer | string, budgetBytes: number, baseName: string): Promise<UploadFile> {

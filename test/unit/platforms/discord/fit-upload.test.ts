@@ -56,13 +56,6 @@ describe('fitToUploadLimit', () => {
     const f = await fitToUploadLimit({ path, mime: 'image/png', bytes: kept.length }, 10 * MiB, 'imagine-k', recent);
     expect(f.data).toEqual(kept);
     expect(recent.take(path)).toBeUndefined();
-    // Kept in shared memory (the results thread's): attached from memory of its own.
-    const shared = new RecentResults({ shared: true }).allocate(kept.length);
-    kept.copy(shared);
-    recent.remember(path, shared);
-    const g = await fitToUploadLimit({ path, mime: 'image/png', bytes: kept.length }, 10 * MiB, 'imagine-k', recent);
-    expect(g.data).toEqual(kept);
-    expect(g.data.buffer).not.toBeInstanceOf(SharedArrayBuffer);
   });
 
   it('re-encodes the bytes a download just kept without reading its file, and holds them no longer', async () => {

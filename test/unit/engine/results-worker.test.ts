@@ -33,9 +33,12 @@ server.listen(0, '127.0.0.1', () => parentPort.postMessage(server.address().port
 parentPort.on('message', () => { server.closeAllConnections(); server.close(() => process.exit(0)); });
 `;
 
-/** Waits, without blocking the event loop, until `check` holds (or fails after 5 s). */
+/**
+ * Waits, without blocking the event loop, until `check` holds (or fails after 20 s: the thread
+ * runs at nice 10, so beside a full test run on two cores it may take seconds to start).
+ */
 async function until(check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 5_000;
+  const deadline = Date.now() + 20_000;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error('timed out waiting for a condition');
     await new Promise((r) => setTimeout(r, 10));
@@ -111,6 +114,7 @@ describe('ResultsWorker', () => {
     const folder = join(dir, 'stopped');
     const stop = new AbortController();
     const downloading = results.download(`${base}/hang.png`, join(folder, '0.png'), { signal: stop.signal });
+    downloading.catch(() => undefined); // checked below; not unhandled if the wait fails
     await until(async () => existsSync(folder) && (await readdir(folder)).length > 0);
     const reason = new Error('the job was canceled');
     stop.abort(reason);
@@ -153,6 +157,7 @@ describe('ResultsWorker', () => {
     const own = new ResultsWorker();
     const folder = join(dir, 'closed');
     const downloading = own.download(`${base}/hang.png`, join(folder, '0.png'), {});
+    downloading.catch(() => undefined); // checked below; not unhandled if the wait fails
     await until(async () => existsSync(folder) && (await readdir(folder)).length > 0);
     const failed = expect(downloading).rejects.toThrow(new ResultDownloadError('the bot is stopping'));
     await own.close();
@@ -162,22 +167,24 @@ describe('ResultsWorker', () => {
   });
 
   it('a thread that dies fails the downloads it was running, once their temp files are removed; the next download starts a new thread', async () => {
-    // The real program, behind a listener that ends the thread when asked for /die.
+    // The real program, and beside it a listener that ends the thread when asked for /die. Added
+    // once the program listens: the port holds messages only until its first listener.
     const program = join(dir, 'dying-thread.mjs');
     await writeFile(
       program,
       `import { parentPort } from 'node:worker_threads';
-      parentPort.on('message', (m) => { if (m.url?.endsWith('/die')) process.exit(3); });
-      await import(${JSON.stringify(new URL('../../../src/engine/results-thread.ts', import.meta.url).href)});`,
+      await import(${JSON.stringify(new URL('../../../src/engine/results-thread.ts', import.meta.url).href)});
+      parentPort.on('message', (m) => { if (m.url?.endsWith('/die')) process.exit(3); });`,
     );
     const logged: unknown[] = [];
     const own = new ResultsWorker({ program: pathToFileURL(program), log: { error: (...args: unknown[]) => logged.push(args) } as unknown as Logger });
     try {
       const folder = join(dir, 'died');
       const running = [own.download(`${base}/hang.png`, join(folder, '0.png'), {}), own.download(`${base}/hang-2.png`, join(folder, '1.png'), {})];
+      const settled = Promise.allSettled(running); // handled now, whatever happens below
       await until(async () => existsSync(folder) && (await readdir(folder)).length === 2);
-      const failed = Promise.allSettled([...running, own.download(`${base}/die`, join(folder, '2.png'), {})]);
-      for (const outcome of await failed) {
+      const failed = Promise.allSettled([own.download(`${base}/die`, join(folder, '2.png'), {})]);
+      for (const outcome of [...(await settled), ...(await failed)]) {
         expect(outcome.status).toBe('rejected');
         expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError('the download thread stopped: exit code 3'));
       }
@@ -205,7 +212,7 @@ describe('ResultsWorker', () => {
     const child = spawn(process.execPath, [program, `${base}/image.png`, join(dir, 'idle', '0.png')], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const kill = setTimeout(() => child.kill('SIGKILL'), 20_000);
     const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.on('exit', (c, s) => r([c, s])));
     clearTimeout(kill);
     expect(out.trim()).toBe('downloaded');

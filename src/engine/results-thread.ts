@@ -37,7 +37,7 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
   running.set(m.id, abort);
   let answer: FromResultsThread;
   try {
-    const image = await downloadResult(m.url, m.destPath, { signal: abort.signal, ...(m.keep && { keep: copies }) });
+    const image = await downloadResult(m.url, m.destPath, { signal: abort.signal, tempPath: m.tempPath, ...(m.keep && { keep: copies }) });
     // In memory of its own (RecentResults.allocate): transferred below, moved rather than copied.
     const bytes = m.keep ? copies.take(image.path) : undefined;
     answer = { id: m.id, image, ...(bytes && { bytes }) };

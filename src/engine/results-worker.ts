@@ -14,14 +14,13 @@
  * The thread uses undici's global dispatcher: the bot downloads results with it too (tests that
  * pass their own dispatcher to the engine download on the main thread, see EngineOptions).
  */
-import { readdir, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
 import type { Logger } from '../log.ts';
 import type { RecentResults } from './recent-results.ts';
-import type { DownloadResultFn } from './results.ts';
+import { tempPathFor, type DownloadResultFn } from './results.ts';
 
 /**
  * The results thread's nice value on Linux (0 is the main thread's, 19 the lowest): under a full
@@ -32,7 +31,7 @@ import type { DownloadResultFn } from './results.ts';
 export const RESULTS_THREAD_NICE = 10;
 
 /** Main thread → results thread. */
-export type ToResultsThread = { id: number; url: string; destPath: string; keep: boolean } | { id: number; abort: true };
+export type ToResultsThread = { id: number; url: string; destPath: string; tempPath: string; keep: boolean } | { id: number; abort: true };
 /** An error as it crosses threads: its message and code, and its cause's (a class does not cross). */
 export interface CrossedError {
   message: string;
@@ -51,7 +50,8 @@ const CLOSE_WAIT_MS = 2_000;
 const stopping = () => new ResultDownloadError('the bot is stopping');
 
 interface Pending {
-  destPath: string;
+  /** The download's temp file (chosen here, so a thread that dies leaves no file this side cannot name). */
+  tempPath: string;
   resolve: (image: JobImage) => void;
   reject: (err: unknown) => void;
   keep: RecentResults | undefined;
@@ -90,9 +90,10 @@ export class ResultsWorker {
       // settles this promise with the signal's reason, as downloadResult rejects.
       const onAbort = signal ? () => worker.postMessage({ id, abort: true } satisfies ToResultsThread) : undefined;
       if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(id, { destPath, resolve, reject, keep: opts.keep, signal, onAbort });
+      const tempPath = tempPathFor(destPath);
+      this.#pending.set(id, { tempPath, resolve, reject, keep: opts.keep, signal, onAbort });
       if (this.#pending.size === 1) worker.ref();
-      worker.postMessage({ id, url, destPath, keep: opts.keep !== undefined } satisfies ToResultsThread);
+      worker.postMessage({ id, url, destPath, tempPath, keep: opts.keep !== undefined } satisfies ToResultsThread);
     });
   }
 
@@ -134,20 +135,18 @@ export class ResultsWorker {
     const worker = new Worker(this.#program);
     worker.unref();
     worker.on('message', (m: FromResultsThread) => this.#answer(m));
-    const gone = (why: string) => {
+    /** `stopped`: resolves once the thread has stopped (it already has on 'exit' and 'error'). */
+    const gone = (why: string, stopped?: Promise<unknown>) => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
       this.#log?.error({ why, failed: this.#pending.size }, 'the results thread stopped; its downloads failed (the next download starts a new one)');
       // Only this thread's downloads: later ones go to the next thread.
-      void this.#lose([...this.#pending.keys()], new ResultDownloadError(`the download thread stopped: ${why}`));
+      void this.#lose([...this.#pending.keys()], new ResultDownloadError(`the download thread stopped: ${why}`), stopped);
     };
     worker.on('error', (err: Error) => gone(err.message || String(err)));
     worker.on('exit', (code) => gone(`exit code ${code}`));
     // An answer that could not be read cannot be told from the others: this thread is let go.
-    worker.on('messageerror', (err: Error) => {
-      gone(`an answer could not be read: ${err.message}`);
-      void worker.terminate();
-    });
+    worker.on('messageerror', (err: Error) => gone(`an answer could not be read: ${err.message}`, worker.terminate()));
     this.#worker = worker;
     return worker;
   }
@@ -175,23 +174,16 @@ export class ResultsWorker {
   }
 
   /**
-   * Fails downloads whose thread is gone, once the temp files it was writing for them are
-   * removed (a stopped thread cleans nothing up): before the failure, so a retry's new temp file
-   * is never taken for one of them.
+   * Fails downloads whose thread is gone (or, with `stopped`, is going), once the temp files it
+   * was writing for them are removed: a stopped thread cleans nothing up. They leave `#pending`
+   * at once, so downloads started meanwhile are counted for the next thread alone.
    */
-  async #lose(ids: readonly number[], err: Error): Promise<void> {
-    const lost = ids.flatMap((id) => this.#pending.get(id)?.destPath ?? []);
-    await Promise.all(lost.map((destPath) => removeTempFiles(destPath)));
-    for (const id of ids) this.#settle(id)?.reject(err);
+  async #lose(ids: readonly number[], err: Error, stopped?: Promise<unknown>): Promise<void> {
+    const lost = ids.flatMap((id) => this.#settle(id) ?? []);
+    await stopped?.catch(() => undefined);
+    await Promise.all(lost.map((p) => rm(p.tempPath, { force: true }).catch(() => undefined)));
+    for (const p of lost) p.reject(err);
   }
-}
-
-/** Removes downloadResult's temp files for `destPath` (`<destPath>.<random>.part`, results.ts). */
-async function removeTempFiles(destPath: string): Promise<void> {
-  const name = basename(destPath);
-  const entries = await readdir(dirname(destPath)).catch(() => []);
-  const parts = entries.filter((e) => e.startsWith(`${name}.`) && e.endsWith('.part'));
-  await Promise.all(parts.map((e) => rm(join(dirname(destPath), e), { force: true }).catch(() => undefined)));
 }
 
 /** An error crossed over from the thread, as the main thread would have thrown it. */

@@ -205,7 +205,12 @@ export interface DownloadResultOptions {
   keep?: RecentResults | undefined;
   /** Overrides for the shared retry policy (tests pass a fast sleep). */
   retry?: Partial<Omit<RetryOptions, 'kind' | 'signal'>>;
+  /** The temp file the body is written to before it is renamed into place; default tempPathFor(destPath). */
+  tempPath?: string;
 }
+
+/** A temp file of its own beside `destPath`: another download of the same result (a takeover) has its own. */
+export const tempPathFor = (destPath: string): string => `${destPath}.${randomBytes(6).toString('hex')}.part`;
 
 /** A result download as the engine asks for it (jobs/tasks.ts): downloadResult's contract, on whichever thread runs it (results-worker.ts). */
 export type DownloadResultFn = (url: string, destPath: string, opts: Pick<DownloadResultOptions, 'signal' | 'keep'>) => Promise<JobImage>;
@@ -214,7 +219,7 @@ export type DownloadResultFn = (url: string, destPath: string, opts: Pick<Downlo
 export async function downloadResult(url: string, destPath: string, opts: DownloadResultOptions = {}): Promise<JobImage> {
   const maxBytes = opts.maxBytes ?? DEFAULT_RESULT_MAX_BYTES;
   await mkdir(dirname(destPath), { recursive: true });
-  const tmp = `${destPath}.${randomBytes(6).toString('hex')}.part`;
+  const tmp = opts.tempPath ?? tempPathFor(destPath);
   let file: DownloadedFile | undefined;
   try {
     file = await withRetry(

@@ -45,10 +45,9 @@ export class RecentResults {
   /**
    * The buffer a reserved body of `bytes` is copied into: memory of its own (never a slice of
    * Node's shared pool), so a thread can move it to another by transfer (results-thread.ts), and
-   * a small kept body holds no pool alive. Not a SharedArrayBuffer: shared memory is freed only
-   * once both threads have collected their garbage, and nothing makes them collect for it: in a
-   * bot that posted bodies across that way, every burst of 300 results added about 170 MB that
-   * stayed (README.md, "A result's way through the bot").
+   * a small kept body holds no pool alive. Not a SharedArrayBuffer: in a bot that posted bodies
+   * across threads that way, every burst of 300 results added about 170 MB that stayed (README.md,
+   * "A result's way through the bot", which gives our reading of why).
    */
   allocate(bytes: number): Buffer {
     return Buffer.allocUnsafeSlow(bytes);

@@ -162,14 +162,10 @@ export interface GovernanceApi {
   /** What `requester` may use per day here now (tiers, overrides, grants, ceilings applied). */
   allowance(requester: Requester): Promise<AllowanceView>;
   /**
-   * The user's /settings. With `withinMs`, read before a platform's answer: when the store does
-   * not answer in time (an outage queues commands) it resolves `{}` (the defaults) rather than hold
+   * The user's /settings. With `withinMs`, read before a platform's answer: a read that fails or
+   * takes longer (an outage queues commands) gives UNREAD_PREFERENCES in time instead of holding
    * the answer past the platform's deadline; the server's rules still apply at submission.
-   */
-  /**
-   * The user's /settings. With `withinMs`, a read that fails or takes longer gives
-   * UNREAD_PREFERENCES in time instead of holding the platform's answer; without, it waits and
-   * a failure rejects.
+   * Without, it waits, and a failure rejects.
    */
   preferences(requester: Requester, withinMs?: number): Promise<UserPreferences>;
   /**

@@ -77,6 +77,10 @@ export const PREFERENCES_READ_BUDGET_MS = 500;
  */
 export const UNREAD_PREFERENCES: UserPreferences = Object.freeze({ private: true });
 
+/** What the user is told (privately) when a request of theirs went ahead with UNREAD_PREFERENCES. */
+export const unreadPreferencesNotice = (p: { private: boolean }): string =>
+  `Your /settings could not be read just now, so this image uses the defaults${p.private ? ' and only you can see it' : ''}. Try again in a moment if that is not what you wanted.`;
+
 /** The operator's ceilings (environment, src/config.ts): no server setting goes past them. */
 export interface OperatorCeilings {
   /** QUOTA_DAILY_UNITS: a member's units per day where the server set nothing. */

@@ -31,7 +31,7 @@ import {
   type CommandSurface,
 } from '../../../commands/index.ts';
 import type { EngineApi } from '../../engine/api.ts';
-import { PREFERENCES_READ_BUDGET_MS } from '../../engine/governance/api.ts';
+import { PREFERENCES_READ_BUDGET_MS, UNREAD_PREFERENCES, unreadPreferencesNotice } from '../../engine/governance/api.ts';
 import { JobNotFoundError } from '../../engine/errors.ts';
 import type { JobRecord } from '../../engine/job.ts';
 import type { ReferenceInput, Requester } from '../../engine/request.ts';
@@ -199,7 +199,15 @@ export class InteractionHandler {
       ...(this.#show && { show: (job: JobRecord) => this.#show!(job, location) }),
     };
     const job = await invocation.run(surface);
-    if (job) this.#log.info({ interactionId: i.id, userId: i.user.id, command: command.name, jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord command submitted');
+    if (!job) return;
+    this.#log.info({ interactionId: i.id, userId: i.user.id, command: command.name, jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord command submitted');
+    if (preferences === UNREAD_PREFERENCES) {
+      // The job is under way whatever becomes of this notice: a failure to send it is only logged.
+      const content = unreadPreferencesNotice({ private: ephemeral });
+      await this.#messages
+        .followUp(location, { content, flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS })
+        .catch((err: unknown) => this.#log.warn({ err, jobId: job.id }, 'could not tell the user their /settings were not read'));
+    }
   }
 
   #directoriesOf(): DiscordDirectories {

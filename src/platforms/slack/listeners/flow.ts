@@ -7,7 +7,7 @@
 import { helpText, imagine, quota, type Command, type CommandSurface, type ImagineInput, type PrepareContext } from '../../../../commands/index.ts';
 import type { JobRecord } from '../../../engine/job.ts';
 import type { ImagineRequestInput, Requester } from '../../../engine/request.ts';
-import { PREFERENCES_READ_BUDGET_MS } from '../../../engine/governance/api.ts';
+import { PREFERENCES_READ_BUDGET_MS, UNREAD_PREFERENCES, unreadPreferencesNotice } from '../../../engine/governance/api.ts';
 import { locationFor, slackApiUrl, slackErrorCode, tellUser, type SlackContext, type Where } from '../context.ts';
 import type { SlackDeliverer } from '../deliverer.ts';
 import { downloadSlackFiles, removeDownloads, slackRefsDir, type DownloadOptions, type SlackFileRef } from '../files.ts';
@@ -72,7 +72,15 @@ export async function runCommand(deps: ListenerDeps, command: Command, input: Pa
   const preferences = command.usesPreferences ? await ctx.engine.governance.preferences(input.requester, PREFERENCES_READ_BUDGET_MS) : undefined;
   const context: PrepareContext = { models: ctx.engine.models, defaultModel: ctx.engine.defaultModel, ...(preferences ? { preferences } : {}) };
   const job = await command.prepare(input, context).run(surfaceFor(deps, where));
-  if (job) await postPlaceholder(deps, job, where);
+  if (!job) return;
+  await postPlaceholder(deps, job, where);
+  // Results on Slack are never private: only the defaults were applied. The job is under way
+  // whatever becomes of this notice: a failure to send it is only logged.
+  if (preferences === UNREAD_PREFERENCES) {
+    await tellUser(ctx, where, unreadPreferencesNotice({ private: false })).catch((err: unknown) =>
+      ctx.log.warn({ err, jobId: job.id }, 'could not tell the user their /settings were not read'),
+    );
+  }
 }
 
 /** Submits a job a button asked for (a new job from a result) and posts its placeholder. */

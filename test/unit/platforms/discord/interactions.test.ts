@@ -6,7 +6,7 @@
 import { MessageFlags, type Interaction } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import type { EngineApi } from '../../../../src/engine/api.ts';
-import type { UserPreferences } from '../../../../src/engine/governance/api.ts';
+import { UNREAD_PREFERENCES, unreadPreferencesNotice, type UserPreferences } from '../../../../src/engine/governance/api.ts';
 import type { JobRecord } from '../../../../src/engine/job.ts';
 import { configuredModels, type ModelSpec } from '../../../../src/engine/models.ts';
 import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
@@ -150,6 +150,25 @@ describe('Discord dispatcher', () => {
     const { engine } = fakeEngine({ preferences: { later: { private: true } } });
     await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a secret' }));
     expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
+  });
+
+  it('/settings that could not be read in time: the defer is ephemeral, the job goes ahead, and the requester is told why', async () => {
+    const calls: Call[] = [];
+    const { engine, submitted } = fakeEngine({ preferences: { later: UNREAD_PREFERENCES } });
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a cat' }));
+    expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
+    expect(submitted).toHaveLength(1);
+    expect(calls.filter((c) => c[0] === 'followUp').map((c) => (c[1] as { content: string; flags: number }))).toEqual([
+      expect.objectContaining({ content: unreadPreferencesNotice({ private: true }), flags: MessageFlags.Ephemeral }),
+    ]);
+  });
+
+  it('/settings that could not be read, but the user chose public: posted in public, told only that the defaults applied', async () => {
+    const calls: Call[] = [];
+    const { engine } = fakeEngine({ preferences: { later: UNREAD_PREFERENCES } });
+    await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a cat', private: false }));
+    expect(calls[0]).toEqual(['deferReply', 'public']);
+    expect(calls.filter((c) => c[0] === 'followUp').map((c) => (c[1] as { content: string }).content)).toEqual([unreadPreferencesNotice({ private: false })]);
   });
 
   it('/quota answers privately with the allowance', async () => {

@@ -15,6 +15,7 @@ import { SlackWorkspace, WORKSPACE_CACHE_MS } from '../../../../src/platforms/sl
 import { requesterOf } from '../../../../src/platforms/slack/payloads.ts';
 import { NOT_SET, parseSettingsText, readSettingsSubmission, settingsModal } from '../../../../src/platforms/slack/settings-modal.ts';
 import { ValidationError } from '../../../../src/engine/errors.ts';
+import { UNREAD_PREFERENCES, unreadPreferencesNotice } from '../../../../src/engine/governance/api.ts';
 import { UserFacingError } from '../../../../src/errors.ts';
 import { ALL_MODELS } from './fixtures.ts';
 import { command, fakeSlack as fakeListeners } from './listener-fakes.ts';
@@ -174,5 +175,14 @@ describe('the Slack requester', () => {
     await s.settle();
     expect(s.submitted[0]!.requester).toMatchObject({ platform: 'slack', userId: 'UALICE', scope: 'T1', channelId: 'C1' });
     expect([s.submitted[0]!.ratio, s.submitted[0]!.count]).toEqual(['16:9', 1]);
+  });
+
+  test('/imagine: saved defaults that could not be read in time: the job goes ahead with the defaults, in public, and the requester is told', async () => {
+    const s = fakeListeners({ preferences: { UALICE: UNREAD_PREFERENCES } });
+    await imagineCommand(s.deps)({ ack: s.ack, body: command('a fox') });
+    await s.settle();
+    expect(s.submitted).toHaveLength(1);
+    expect(s.placeholders).toHaveLength(1);
+    expect(s.ephemerals()).toEqual([unreadPreferencesNotice({ private: false })]);
   });
 });

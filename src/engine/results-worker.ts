@@ -14,6 +14,7 @@
  * The thread uses undici's global dispatcher: the bot downloads results with it too (tests that
  * pass their own dispatcher to the engine download on the main thread, see EngineOptions).
  */
+import { once } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { ResultDownloadError } from './errors.ts';
@@ -135,7 +136,7 @@ export class ResultsWorker {
     const worker = new Worker(this.#program);
     worker.unref();
     worker.on('message', (m: FromResultsThread) => this.#answer(m));
-    /** `stopped`: resolves once the thread has stopped (it already has on 'exit' and 'error'). */
+    /** `stopped`: resolves once the thread has stopped (it already has on 'exit'). */
     const gone = (why: string, stopped?: Promise<unknown>) => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
@@ -143,7 +144,8 @@ export class ResultsWorker {
       // Only this thread's downloads: later ones go to the next thread.
       void this.#lose([...this.#pending.keys()], new ResultDownloadError(`the download thread stopped: ${why}`), stopped);
     };
-    worker.on('error', (err: Error) => gone(err.message || String(err)));
+    // 'error' (an uncaught exception there) comes before the thread has stopped: 'exit' follows.
+    worker.on('error', (err: Error) => gone(err.message || String(err), once(worker, 'exit')));
     worker.on('exit', (code) => gone(`exit code ${code}`));
     // An answer that could not be read cannot be told from the others: this thread is let go.
     worker.on('messageerror', (err: Error) => gone(`an answer could not be read: ${err.message}`, worker.terminate()));

@@ -167,29 +167,36 @@ describe('ResultsWorker', () => {
     await expect(own.download(`${base}/image.png`, join(folder, '1.png'), {})).rejects.toThrow(/stopping/);
   });
 
-  it('a thread that dies fails the downloads it was running, once their temp files are removed; the next download starts a new thread', async () => {
-    // The real program, and beside it a listener that ends the thread when asked for /die. Added
-    // once the program listens: the port holds messages only until its first listener.
-    const program = join(dir, 'dying-thread.mjs');
+  it.each([
+    ['exits', '/die', 'exit code 3'],
+    ['throws', '/boom', 'boom'],
+  ])('a thread that %s fails the downloads it was running, once their temp files are removed; the next download starts a new thread', async (how, route, why) => {
+    // The real program, and beside it a listener that ends the thread when asked for /die (an
+    // exit) or /boom (an uncaught exception). Added once the program listens: the port holds
+    // messages only until its first listener.
+    const program = join(dir, `dying-thread-${how}.mjs`);
     await writeFile(
       program,
       `import { parentPort } from 'node:worker_threads';
       await import(${JSON.stringify(new URL('../../../src/engine/results-thread.ts', import.meta.url).href)});
-      parentPort.on('message', (m) => { if (m.url?.endsWith('/die')) process.exit(3); });`,
+      parentPort.on('message', (m) => {
+        if (m.url?.endsWith('/die')) process.exit(3);
+        if (m.url?.endsWith('/boom')) throw new Error('boom');
+      });`,
     );
     const logged: unknown[] = [];
     const own = new ResultsWorker({ program: pathToFileURL(program), log: { error: (...args: unknown[]) => logged.push(args) } as unknown as Logger });
     try {
-      const folder = join(dir, 'died');
+      const folder = join(dir, `died-${how}`);
       const running = [own.download(`${base}/hang.png`, join(folder, '0.png'), {}), own.download(`${base}/hang-2.png`, join(folder, '1.png'), {})];
       const settled = Promise.allSettled(running); // handled now, whatever happens below
       await until(async () => existsSync(folder) && (await readdir(folder)).length === 2);
       // Another process's download of the same result (a takeover; DATA_DIR is shared) is not ours to remove.
       await writeFile(join(folder, '0.png.0123456789ab.part'), 'theirs');
-      const failed = Promise.allSettled([own.download(`${base}/die`, join(folder, '2.png'), {})]);
+      const failed = Promise.allSettled([own.download(`${base}${route}`, join(folder, '2.png'), {})]);
       for (const outcome of [...(await settled), ...(await failed)]) {
         expect(outcome.status).toBe('rejected');
-        expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError('the download thread stopped: exit code 3'));
+        expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError(`the download thread stopped: ${why}`));
       }
       expect(await readdir(folder)).toEqual(['0.png.0123456789ab.part']);
       expect(logged).toHaveLength(1);

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Permission, type FakeUser } from '../fakes/discord/index.ts';
+import { UNREAD_PREFERENCES, unreadPreferencesNotice } from '../../src/engine/governance/api.ts';
 import { USERS, expectDiscordInvariants, startDiscordHarness, type DiscordHarness } from './discord-harness.ts';
 
 let h: DiscordHarness;
@@ -61,6 +62,36 @@ describe('/settings on Discord', () => {
     // Alice's own 16:9 still wins over the server's default.
     const alices = await h.result(await h.imagine('a meadow', { user: USERS.alice, values: { private: false } }));
     expect(alices.content).toContain(' 16:9 ');
+  });
+
+  it('/settings that cannot be read in time: the answer is private, the job goes ahead, and a private follow-up says why', async () => {
+    // The store stops answering for /settings (the read budget runs out or the read fails).
+    const governance = h.bot.engine.governance;
+    const real = { now: governance.preferencesNow, later: governance.preferences };
+    governance.preferencesNow = () => undefined;
+    governance.preferences = async () => UNREAD_PREFERENCES;
+    try {
+      for (const [values, ephemeral] of [
+        [{}, true],
+        [{ private: false }, false],
+      ] as const) {
+        const i = await h.imagine('a lighthouse in fog', { user: USERS.bob, values });
+        const m = await h.result(i);
+        expect(m.attachments).toHaveLength(1);
+        expect((m.flags & 64) !== 0).toBe(ephemeral);
+        // The notice is a follow-up of its own, ephemeral, not the result (the deferred reply).
+        const notice = await h.discord.waitFor(
+          () => [...h.discord.messages.values()].find((n) => n.interactionId === i.id && n.id !== m.id && !n.deleted),
+          8_000,
+          'the notice',
+        );
+        expect(notice.content).toBe(unreadPreferencesNotice({ private: ephemeral }));
+        expect(notice.flags & 64).toBe(64);
+      }
+    } finally {
+      governance.preferencesNow = real.now;
+      governance.preferences = real.later;
+    }
   });
 
   it('reset forgets them', async () => {

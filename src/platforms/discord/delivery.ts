@@ -12,7 +12,7 @@
  * A result is never dropped silently: when every route fails, `deliver` throws and the engine
  * retries with backoff.
  */
-import { DiscordAPIError } from 'discord.js';
+import { DiscordAPIError, MessageFlags } from 'discord.js';
 import type { EngineApi } from '../../engine/api.ts';
 import type { Deliverer, JobRecord, ProgressEvent } from '../../engine/job.ts';
 import type { Logger } from '../../log.ts';
@@ -63,6 +63,8 @@ export class DiscordDelivery implements Deliverer {
   readonly #noProgress = new Set<string>();
   /** Jobs whose placeholder id has been stored. */
   readonly #knownMessage = new Set<string>();
+  /** Private notices waiting for their job's placeholder to be shown (tellAfterPlaceholder). */
+  readonly #notices = new Map<string, { loc: DiscordLocation; content: string }>();
   #progressInFlight = 0;
 
   constructor(deps: DeliveryDeps) {
@@ -104,12 +106,37 @@ export class DiscordDelivery implements Deliverer {
     );
   }
 
+  /**
+   * Tells the requester `content` privately (an ephemeral follow-up) once the job's placeholder
+   * has replaced the deferred reply: until then Discord turns the first follow-up into that reply
+   * (public when the reply is), and the placeholder's next edit would overwrite it. Best effort;
+   * dropped when the result goes out past the interaction's token.
+   */
+  tellAfterPlaceholder(jobId: string, loc: DiscordLocation, content: string): void {
+    if (this.#knownMessage.has(jobId)) void this.#tell(loc, jobId, content);
+    else this.#notices.set(jobId, { loc, content });
+  }
+
+  async #tellPending(jobId: string): Promise<void> {
+    const notice = this.#notices.get(jobId);
+    if (!notice) return;
+    this.#notices.delete(jobId);
+    await this.#tell(notice.loc, jobId, notice.content);
+  }
+
+  async #tell(loc: DiscordLocation, jobId: string, content: string): Promise<void> {
+    await this.#messages
+      .followUp(loc, { content: clipContent(content), flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS })
+      .catch((err: unknown) => this.#log.warn({ err, jobId }, 'discord private notice failed'));
+  }
+
   async deliver(job: JobRecord): Promise<void> {
     try {
       await this.throttle.finish(job.id, async () => {
         await this.#ackFirst.turn();
         await this.#deliverNow(job);
       });
+      this.#notices.delete(job.id); // not sent with the result: the token was gone, so it never will be
     } catch (err) {
       // The engine retries: let progress edits be ignored until then, but allow a later deliver.
       this.throttle.reopen(job.id);
@@ -164,6 +191,7 @@ export class DiscordDelivery implements Deliverer {
       try {
         const sent = await this.#messages.editOriginal(loc, body);
         await this.#rememberMessage(job, loc, sent);
+        await this.#tellPending(job.id);
         return;
       } catch (err) {
         if (isUnknownMessage(err)) {
@@ -209,6 +237,7 @@ export class DiscordDelivery implements Deliverer {
       try {
         const sent = await this.#messages.editOriginal(loc, body, files);
         await this.#rememberMessage(job, loc, sent);
+        await this.#tellPending(job.id);
         await this.#linkResult(job, sent);
         log.info({ via: 'interaction', messageId: sent.id, files: files.length, reencoded: originals.length }, 'discord result delivered');
         return;

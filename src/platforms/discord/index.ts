@@ -81,7 +81,15 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   const ackLatency = metrics?.ackLatency.labels({ platform: 'discord' });
   const ackFirst = new AckFirst(undefined, undefined, ackLatency ? { onAck: (s) => ackLatency.observe(s) } : {});
   const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst, recentResults: deps.recentResults });
-  const handler = new InteractionHandler({ engine, log, messages, ackFirst, ...(metrics && { metrics }), show: (job, location) => delivery.showAt(job, location) });
+  const handler = new InteractionHandler({
+    engine,
+    log,
+    messages,
+    ackFirst,
+    ...(metrics && { metrics }),
+    show: (job, location) => delivery.showAt(job, location),
+    tellAfterPlaceholder: (jobId, location, content) => delivery.tellAfterPlaceholder(jobId, location, content),
+  });
   const replies = new ReplyRefiner({ engine, log, messages, ...(metrics && { metrics }) });
 
   engine.setDeliverer('discord', delivery);

@@ -59,6 +59,8 @@ export interface InteractionDeps {
   metrics?: Metrics;
   /** Posts a finished job's result again at `location` (/show): DiscordDelivery.showAt. */
   show?: (job: JobRecord, location: DiscordLocation) => Promise<void>;
+  /** Tells the requester something privately once the job's placeholder is shown: DiscordDelivery.tellAfterPlaceholder. */
+  tellAfterPlaceholder?: (jobId: string, location: DiscordLocation, content: string) => void;
   /** Guilds' channels, roles and members for admin mentions; default: from `messages.rest`. */
   directories?: DiscordDirectories;
 }
@@ -143,10 +145,12 @@ export class InteractionHandler {
   readonly #ackFirst: AckFirst;
   readonly #metrics: Metrics | undefined;
   readonly #show: InteractionDeps['show'];
+  readonly #tellAfterPlaceholder: InteractionDeps['tellAfterPlaceholder'];
   #directories: DiscordDirectories | undefined;
 
   constructor(deps: InteractionDeps) {
     this.#show = deps.show;
+    this.#tellAfterPlaceholder = deps.tellAfterPlaceholder;
     this.#directories = deps.directories;
     this.#engine = deps.engine;
     this.#log = deps.log;
@@ -201,13 +205,8 @@ export class InteractionHandler {
     const job = await invocation.run(surface);
     if (!job) return;
     this.#log.info({ interactionId: i.id, userId: i.user.id, command: command.name, jobId: job.id, model: job.request.model, count: job.request.count, ephemeral }, 'discord command submitted');
-    if (preferences === UNREAD_PREFERENCES) {
-      // The job is under way whatever becomes of this notice: a failure to send it is only logged.
-      const content = unreadPreferencesNotice({ private: ephemeral });
-      await this.#messages
-        .followUp(location, { content, flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS })
-        .catch((err: unknown) => this.#log.warn({ err, jobId: job.id }, 'could not tell the user their /settings were not read'));
-    }
+    // Not a follow-up now: while the deferred reply is "thinking", Discord would make it that reply.
+    if (preferences === UNREAD_PREFERENCES) this.#tellAfterPlaceholder?.(job.id, location, unreadPreferencesNotice({ private: ephemeral }));
   }
 
   #directoriesOf(): DiscordDirectories {

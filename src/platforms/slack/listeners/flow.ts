@@ -74,13 +74,9 @@ export async function runCommand(deps: ListenerDeps, command: Command, input: Pa
   const job = await command.prepare(input, context).run(surfaceFor(deps, where));
   if (!job) return;
   await postPlaceholder(deps, job, where);
-  // Results on Slack are never private: only the defaults were applied. The job is under way
-  // whatever becomes of this notice: a failure to send it is only logged.
-  if (preferences === UNREAD_PREFERENCES) {
-    await tellUser(ctx, where, unreadPreferencesNotice({ private: false })).catch((err: unknown) =>
-      ctx.log.warn({ err, jobId: job.id }, 'could not tell the user their /settings were not read'),
-    );
-  }
+  // Results on Slack are never private: only the defaults were applied. tellUser never throws
+  // (it logs what it could not send), so the job is under way whatever becomes of this notice.
+  if (preferences === UNREAD_PREFERENCES) await tellUser(ctx, where, unreadPreferencesNotice({ private: false }));
 }
 
 /** Submits a job a button asked for (a new job from a result) and posts its placeholder. */

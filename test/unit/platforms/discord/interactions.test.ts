@@ -87,7 +87,12 @@ function interactionBase(calls: Call[]) {
 }
 
 function handler(engine: EngineApi, calls: Call[]) {
-  return new InteractionHandler({ engine, log: createLogger({ level: 'silent' }), messages: fakeMessages(calls) });
+  return new InteractionHandler({
+    engine,
+    log: createLogger({ level: 'silent' }),
+    messages: fakeMessages(calls),
+    tellAfterPlaceholder: (jobId, location, content) => void calls.push(['tellAfterPlaceholder', jobId, location.ephemeral, content]),
+  });
 }
 
 describe('Discord dispatcher', () => {
@@ -152,15 +157,14 @@ describe('Discord dispatcher', () => {
     expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
   });
 
-  it('/settings that could not be read in time: the defer is ephemeral, the job goes ahead, and the requester is told why', async () => {
+  it('/settings that could not be read in time: the defer is ephemeral, the job goes ahead, and the requester will be told why', async () => {
     const calls: Call[] = [];
     const { engine, submitted } = fakeEngine({ preferences: { later: UNREAD_PREFERENCES } });
     await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a cat' }));
     expect(calls[0]).toEqual(['deferReply', 'ephemeral']);
     expect(submitted).toHaveLength(1);
-    expect(calls.filter((c) => c[0] === 'followUp').map((c) => (c[1] as { content: string; flags: number }))).toEqual([
-      expect.objectContaining({ content: unreadPreferencesNotice({ private: true }), flags: MessageFlags.Ephemeral }),
-    ]);
+    // Not a follow-up now (the deferred reply would become it): once the placeholder is shown.
+    expect(calls.slice(1)).toEqual([['tellAfterPlaceholder', 'job_1', true, unreadPreferencesNotice({ private: true })]]);
   });
 
   it('/settings that could not be read, but the user chose public: posted in public, told only that the defaults applied', async () => {
@@ -168,7 +172,16 @@ describe('Discord dispatcher', () => {
     const { engine } = fakeEngine({ preferences: { later: UNREAD_PREFERENCES } });
     await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a cat', private: false }));
     expect(calls[0]).toEqual(['deferReply', 'public']);
-    expect(calls.filter((c) => c[0] === 'followUp').map((c) => (c[1] as { content: string }).content)).toEqual([unreadPreferencesNotice({ private: false })]);
+    expect(calls.slice(1)).toEqual([['tellAfterPlaceholder', 'job_1', false, unreadPreferencesNotice({ private: false })]]);
+  });
+
+  it('/settings read (private by default, or none): nobody is told anything', async () => {
+    for (const preferences of [{ later: { private: true } }, { now: {} }]) {
+      const calls: Call[] = [];
+      const { engine } = fakeEngine({ preferences });
+      await handler(engine, calls).handle(slashCommand(calls, 'imagine', { prompt: 'a cat' }));
+      expect(calls.filter((c) => c[0] === 'tellAfterPlaceholder')).toEqual([]);
+    }
   });
 
   it('/quota answers privately with the allowance', async () => {

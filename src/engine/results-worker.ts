@@ -65,6 +65,9 @@ export class ResultsWorker {
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
   #closed = false;
+  #closing: Promise<void> | undefined;
+  /** #lose's work in progress (close() waits for it). */
+  readonly #cleanups = new Set<Promise<void>>();
   #drained: (() => void) | undefined;
   readonly #log: Logger | undefined;
 
@@ -112,7 +115,12 @@ export class ResultsWorker {
    * Stops the thread. Downloads still running are stopped there first, so their temp files are
    * removed (within `maxWaitMs`); they fail with "the bot is stopping", as do later ones.
    */
-  async close(maxWaitMs = CLOSE_WAIT_MS): Promise<void> {
+  close(maxWaitMs = CLOSE_WAIT_MS): Promise<void> {
+    this.#closing ??= this.#close(maxWaitMs);
+    return this.#closing;
+  }
+
+  async #close(maxWaitMs: number): Promise<void> {
     this.#closed = true;
     const worker = this.#worker;
     if (worker && this.#pending.size > 0) {
@@ -129,6 +137,8 @@ export class ResultsWorker {
     this.#worker = undefined;
     if (worker) await worker.terminate();
     await this.#lose([...this.#pending.keys()], stopping());
+    // A thread that died just before: its downloads' temp files are being removed.
+    await Promise.all(this.#cleanups);
   }
 
   #thread(): Worker {
@@ -182,9 +192,14 @@ export class ResultsWorker {
    */
   async #lose(ids: readonly number[], err: Error, stopped?: Promise<unknown>): Promise<void> {
     const lost = ids.flatMap((id) => this.#settle(id) ?? []);
-    await stopped?.catch(() => undefined);
-    await Promise.all(lost.map((p) => rm(p.tempPath, { force: true }).catch(() => undefined)));
-    for (const p of lost) p.reject(err);
+    const cleanup = (async () => {
+      await stopped?.catch(() => undefined);
+      await Promise.all(lost.map((p) => rm(p.tempPath, { force: true }).catch(() => undefined)));
+      for (const p of lost) p.reject(err);
+    })();
+    this.#cleanups.add(cleanup);
+    await cleanup;
+    this.#cleanups.delete(cleanup);
   }
 }
 

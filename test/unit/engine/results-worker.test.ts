@@ -64,6 +64,25 @@ describe('ResultsWorker', () => {
     dir = await mkdtemp(join(tmpdir(), 'results-worker-'));
   });
 
+  /**
+   * The real thread program, and beside it a listener that ends the thread when asked for /die
+   * (an exit) or /boom (an uncaught exception). Added once the program listens: the port holds
+   * messages only until its first listener.
+   */
+  async function dyingProgram(): Promise<URL> {
+    const program = join(dir, 'dying-thread.mjs');
+    await writeFile(
+      program,
+      `import { parentPort } from 'node:worker_threads';
+      await import(${JSON.stringify(new URL('../../../src/engine/results-thread.ts', import.meta.url).href)});
+      parentPort.on('message', (m) => {
+        if (m.url?.endsWith('/die')) process.exit(3);
+        if (m.url?.endsWith('/boom')) throw new Error('boom');
+      });`,
+    );
+    return pathToFileURL(program);
+  }
+
   afterAll(async () => {
     await results.close();
     cdn.postMessage('close');
@@ -171,21 +190,8 @@ describe('ResultsWorker', () => {
     ['exits', '/die', 'exit code 3'],
     ['throws', '/boom', 'boom'],
   ])('a thread that %s fails the downloads it was running, once their temp files are removed; the next download starts a new thread', async (how, route, why) => {
-    // The real program, and beside it a listener that ends the thread when asked for /die (an
-    // exit) or /boom (an uncaught exception). Added once the program listens: the port holds
-    // messages only until its first listener.
-    const program = join(dir, `dying-thread-${how}.mjs`);
-    await writeFile(
-      program,
-      `import { parentPort } from 'node:worker_threads';
-      await import(${JSON.stringify(new URL('../../../src/engine/results-thread.ts', import.meta.url).href)});
-      parentPort.on('message', (m) => {
-        if (m.url?.endsWith('/die')) process.exit(3);
-        if (m.url?.endsWith('/boom')) throw new Error('boom');
-      });`,
-    );
     const logged: unknown[] = [];
-    const own = new ResultsWorker({ program: pathToFileURL(program), log: { error: (...args: unknown[]) => logged.push(args) } as unknown as Logger });
+    const own = new ResultsWorker({ program: await dyingProgram(), log: { error: (...args: unknown[]) => logged.push(args) } as unknown as Logger });
     try {
       const folder = join(dir, `died-${how}`);
       const running = [own.download(`${base}/hang.png`, join(folder, '0.png'), {}), own.download(`${base}/hang-2.png`, join(folder, '1.png'), {})];
@@ -207,6 +213,22 @@ describe('ResultsWorker', () => {
     } finally {
       await own.close();
     }
+  });
+
+  it("close() right after the thread died returns once that death's temp files are gone; a second close() is the same one", async () => {
+    const own = new ResultsWorker({ program: await dyingProgram() });
+    const folder = join(dir, 'died-closed');
+    const running = [own.download(`${base}/hang.png`, join(folder, '0.png'), {}), own.download(`${base}/hang-2.png`, join(folder, '1.png'), {})];
+    const settled = Promise.allSettled(running);
+    await until(async () => existsSync(folder) && (await readdir(folder)).length === 2);
+    const dying = own.download(`${base}/die`, join(folder, '2.png'), {});
+    dying.catch(() => undefined);
+    await until(() => own.inFlight === 0); // the death is seen: its cleanup has begun
+    const closing = own.close();
+    expect(own.close()).toBe(closing);
+    await closing;
+    expect(await readdir(folder)).toEqual([]);
+    expect((await settled).map((o) => o.status)).toEqual(['rejected', 'rejected']);
   });
 
   it('keeps no process alive: a process that started it and downloaded ends on its own', async () => {

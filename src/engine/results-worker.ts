@@ -136,7 +136,7 @@ export class ResultsWorker {
     }
     this.#worker = undefined;
     if (worker) await worker.terminate();
-    await this.#lose([...this.#pending.keys()], stopping());
+    await this.#lose(stopping());
     // A thread that died just before: its downloads' temp files are being removed.
     await Promise.all(this.#cleanups);
   }
@@ -152,7 +152,7 @@ export class ResultsWorker {
       this.#worker = undefined;
       this.#log?.error({ why, failed: this.#pending.size }, 'the results thread stopped; its downloads failed (the next download starts a new one)');
       // Only this thread's downloads: later ones go to the next thread.
-      void this.#lose([...this.#pending.keys()], new ResultDownloadError(`the download thread stopped: ${why}`), stopped);
+      void this.#lose(new ResultDownloadError(`the download thread stopped: ${why}`), stopped);
     };
     // 'error' (an uncaught exception there) comes before the thread has stopped: 'exit' follows.
     worker.on('error', (err: Error) => gone(err.message || String(err), once(worker, 'exit')));
@@ -186,12 +186,12 @@ export class ResultsWorker {
   }
 
   /**
-   * Fails downloads whose thread is gone (or, with `stopped`, is going), once the temp files it
-   * was writing for them are removed: a stopped thread cleans nothing up. They leave `#pending`
-   * at once, so downloads started meanwhile are counted for the next thread alone.
+   * Fails every pending download, their thread gone (or, with `stopped`, going), once the temp
+   * files it was writing for them are removed: a stopped thread cleans nothing up. They leave
+   * `#pending` at once, so downloads started meanwhile are counted for the next thread alone.
    */
-  async #lose(ids: readonly number[], err: Error, stopped?: Promise<unknown>): Promise<void> {
-    const lost = ids.flatMap((id) => this.#settle(id) ?? []);
+  async #lose(err: Error, stopped?: Promise<unknown>): Promise<void> {
+    const lost = [...this.#pending.keys()].flatMap((id) => this.#settle(id) ?? []);
     const cleanup = (async () => {
       await stopped?.catch(() => undefined);
       await Promise.all(lost.map((p) => rm(p.tempPath, { force: true }).catch(() => undefined)));

@@ -115,7 +115,8 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
     const providers = createProviderClients(config, { log, metrics, ...opts.providerRetry });
     // A result's bytes go from the engine's download to the deliverer without a read of its file.
     const recentResults = new RecentResults();
-    // Results are downloaded off the event loop that answers the platforms (stopped after the engine).
+    // Results are downloaded, and sent to Slack's upload URLs, off the event loop that answers the
+    // platforms (stopped after the engine and the platforms).
     const results = new ResultsWorker({ log });
     results.start();
     stops.push(() => results.close());
@@ -155,6 +156,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
         http,
         metrics,
         recentResults,
+        uploadFile: (upload) => results.upload(upload),
         ...(opts.slackTuning ? { tuning: opts.slackTuning } : {}),
       });
       readiness.set('slack', () => slack.ready());

@@ -121,6 +121,12 @@ export interface Deliverer {
   wantsTick?(jobId: string): boolean;
   deliver(job: JobRecord): Promise<void>;
   /**
+   * Whether `deliver` takes a result's bytes from the app's RecentResults (recent-results.ts)
+   * rather than reading its file: the engine keeps a downloaded body in memory only for the jobs
+   * of a deliverer that does. Absent: it does.
+   */
+  readonly takesKeptResults?: boolean;
+  /**
    * Called once when the engine stops retrying `deliver` (it tries again at the next start): the
    * requester must not be left looking at a placeholder that never moves. `err` is the last
    * delivery failure. Best effort; its own failures are logged.

@@ -1,8 +1,10 @@
 /**
  * The results thread's program (results-worker.ts starts it): runs downloadResult for each
- * request and answers with the JobImage, and with the body's bytes when asked to keep them
- * (transferred: moved to the main thread, not copied). A failure answers with its message; an
- * abort request stops the download, which removes its files as on the main thread.
+ * download request and answers with the JobImage, and with the body's bytes when asked to keep
+ * them (transferred: moved to the main thread, not copied); runs postFile
+ * (src/util/file-upload.ts) for each upload request and answers with the status and text. A
+ * failure answers with its message; an abort request stops the download, which removes its files
+ * as on the main thread, or the upload.
  */
 import { stat } from 'node:fs/promises';
 import { setPriority } from 'node:os';
@@ -10,6 +12,7 @@ import { parentPort } from 'node:worker_threads';
 import { ResultDownloadError } from './errors.ts';
 import { RecentResults } from './recent-results.ts';
 import { downloadResult } from './results.ts';
+import { postFile } from '../util/file-upload.ts';
 import { crossed, RESULTS_THREAD_NICE, type FromResultsThread, type ToResultsThread } from './results-worker.ts';
 
 const port = parentPort;
@@ -29,8 +32,23 @@ const running = new Map<number, AbortController>();
 
 port.on('message', (m: ToResultsThread) => {
   if ('abort' in m) running.get(m.id)?.abort();
+  else if ('upload' in m) void upload(m);
   else void download(m);
 });
+
+async function upload(m: Extract<ToResultsThread, { upload: unknown }>): Promise<void> {
+  const abort = new AbortController();
+  running.set(m.id, abort);
+  let answer: FromResultsThread;
+  try {
+    answer = { id: m.id, uploaded: await postFile(m.upload, { signal: abort.signal }) };
+  } catch (err) {
+    answer = { id: m.id, error: crossed(err, abort.signal.aborted) };
+  } finally {
+    running.delete(m.id);
+  }
+  port!.postMessage(answer);
+}
 
 async function download(m: Extract<ToResultsThread, { url: string }>): Promise<void> {
   const abort = new AbortController();

@@ -1,15 +1,18 @@
 /**
- * Result downloads on a worker thread (issue 13, point 3): the HTTP parsing of a result's body,
- * its copy and the file calls of `downloadResult` (results.ts) run there, not on the event loop
- * that acknowledges interactions and runs the platforms' calls. What comes back is the same
- * JobImage, and the body's bytes, transferred (moved, not copied), into this thread's
- * RecentResults for the deliverer. README.md "A result's way through the bot" measures it.
+ * Result downloads, and uploads of result files, on a worker thread (issue 13, point 3): the HTTP
+ * parsing of a result's body, its copy and the file calls of `downloadResult` (results.ts) run
+ * there, not on the event loop that acknowledges interactions and runs the platforms' calls. What
+ * comes back is the same JobImage, and the body's bytes, transferred (moved, not copied), into
+ * this thread's RecentResults for the deliverer. A deliverer that sends a result file to an upload
+ * URL (Slack's) has the thread read and POST it (`upload`, src/util/file-upload.ts): the bytes
+ * never pass through the event loop. README.md "A result's way through the bot" measures both.
  *
  * One thread per process, started by `start()` (the app does, with the bot) or at the first
  * download, below the main thread's priority (RESULTS_THREAD_NICE), and unref'd while idle: it
  * keeps no process alive. A thread that dies fails the downloads it was running (the tasks fail
  * with RESULT_DOWNLOAD_FAILED, refunded as any failed download is), once the temp files it was
- * writing are removed; the next download starts a new one.
+ * writing are removed, and the uploads (the deliverer retries as after any failed upload); the
+ * next request starts a new thread.
  *
  * The thread uses undici's global dispatcher: the bot downloads results with it too (tests that
  * pass their own dispatcher to the engine download on the main thread, see EngineOptions).
@@ -21,6 +24,7 @@ import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
 import type { Logger } from '../log.ts';
 import type { RecentResults } from './recent-results.ts';
+import type { FileUpload, FileUploadAnswer } from '../util/file-upload.ts';
 import { tempPathFor, type DownloadResultFn } from './results.ts';
 
 /**
@@ -32,7 +36,10 @@ import { tempPathFor, type DownloadResultFn } from './results.ts';
 export const RESULTS_THREAD_NICE = 10;
 
 /** Main thread → results thread. */
-export type ToResultsThread = { id: number; url: string; destPath: string; tempPath: string; keep: boolean } | { id: number; abort: true };
+export type ToResultsThread =
+  | { id: number; url: string; destPath: string; tempPath: string; keep: boolean }
+  | { id: number; upload: FileUpload }
+  | { id: number; abort: true };
 /** An error as it crosses threads: its message and code, and its cause's (a class does not cross). */
 export interface CrossedError {
   message: string;
@@ -44,16 +51,20 @@ export interface CrossedError {
   aborted: boolean;
 }
 /** Results thread → main thread: `bytes` is the kept body (transferred: moved, not copied). */
-export type FromResultsThread = { id: number; image: JobImage; bytes?: Uint8Array } | { id: number; error: CrossedError };
+export type FromResultsThread =
+  | { id: number; image: JobImage; bytes?: Uint8Array }
+  | { id: number; uploaded: FileUploadAnswer }
+  | { id: number; error: CrossedError };
 
 /** How long close() lets running downloads stop and remove their temp files before ending the thread. */
 const CLOSE_WAIT_MS = 2_000;
 const stopping = () => new ResultDownloadError('the bot is stopping');
 
 interface Pending {
-  /** The download's temp file (chosen here, so a thread that dies leaves no file this side cannot name). */
-  tempPath: string;
-  resolve: (image: JobImage) => void;
+  /** A download's temp file (chosen here, so a thread that dies leaves no file this side cannot name). */
+  tempPath: string | undefined;
+  /** With a JobImage for a download, a FileUploadAnswer for an upload. */
+  resolve: (value: never) => void;
   reject: (err: unknown) => void;
   keep: RecentResults | undefined;
   signal: AbortSignal | undefined;
@@ -101,12 +112,27 @@ export class ResultsWorker {
     });
   }
 
+  /**
+   * POSTs a file on the results thread (postFile, src/util/file-upload.ts, reading it there);
+   * resolves with the answer's status and text, rejects on a network error or a thread that died.
+   */
+  upload(upload: FileUpload): Promise<FileUploadAnswer> {
+    if (this.#closed) return Promise.reject(new Error(stopping().message));
+    const worker = this.#thread();
+    const id = this.#nextId++;
+    return new Promise<FileUploadAnswer>((resolve, reject) => {
+      this.#pending.set(id, { tempPath: undefined, resolve, reject, keep: undefined, signal: undefined, onAbort: undefined });
+      if (this.#pending.size === 1) worker.ref();
+      worker.postMessage({ id, upload } satisfies ToResultsThread);
+    });
+  }
+
   /** Starts the thread now rather than at the first download (which then does not wait for it to load). */
   start(): void {
     if (!this.#closed) this.#thread();
   }
 
-  /** Downloads in flight (for tests and diagnostics). */
+  /** Downloads and uploads in flight (for tests and diagnostics). */
   get inFlight(): number {
     return this.#pending.size;
   }
@@ -150,9 +176,9 @@ export class ResultsWorker {
     const gone = (why: string, stopped?: Promise<unknown>) => {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
-      this.#log?.error({ why, failed: this.#pending.size }, 'the results thread stopped; its downloads failed (the next download starts a new one)');
+      this.#log?.error({ why, failed: this.#pending.size }, 'the results thread stopped; its downloads and uploads failed (the next one starts a new thread)');
       // Only this thread's downloads: later ones go to the next thread.
-      void this.#lose(new ResultDownloadError(`the download thread stopped: ${why}`), stopped);
+      void this.#lose(new ResultDownloadError(`the results thread stopped: ${why}`), stopped);
     };
     // 'error' (an uncaught exception there) comes before the thread has stopped: 'exit' follows.
     worker.on('error', (err: Error) => gone(err.message || String(err), once(worker, 'exit')));
@@ -168,8 +194,9 @@ export class ResultsWorker {
     if (!p) return;
     if ('image' in m) {
       if (m.bytes) p.keep?.remember(m.image.path, Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
-      p.resolve(m.image);
-    } else if (m.error.aborted) p.reject(p.signal?.aborted ? p.signal.reason : stopping());
+      (p.resolve as (image: JobImage) => void)(m.image);
+    } else if ('uploaded' in m) (p.resolve as (answer: FileUploadAnswer) => void)(m.uploaded);
+    else if (m.error.aborted) p.reject(p.signal?.aborted ? p.signal.reason : failure(p, stopping()));
     else p.reject(rebuilt(m.error));
   }
 
@@ -186,21 +213,26 @@ export class ResultsWorker {
   }
 
   /**
-   * Fails every pending download, their thread gone (or, with `stopped`, going), once the temp
-   * files it was writing for them are removed: a stopped thread cleans nothing up. They leave
-   * `#pending` at once, so downloads started meanwhile are counted for the next thread alone.
+   * Fails every pending download and upload, their thread gone (or, with `stopped`, going), once
+   * the temp files it was writing for the downloads are removed: a stopped thread cleans nothing
+   * up. They leave `#pending` at once, so requests made meanwhile are counted for the next thread alone.
    */
   async #lose(err: Error, stopped?: Promise<unknown>): Promise<void> {
     const lost = [...this.#pending.keys()].flatMap((id) => this.#settle(id) ?? []);
     const cleanup = (async () => {
       await stopped?.catch(() => undefined);
-      await Promise.all(lost.map((p) => rm(p.tempPath, { force: true }).catch(() => undefined)));
-      for (const p of lost) p.reject(err);
+      await Promise.all(lost.flatMap((p) => (p.tempPath ? [rm(p.tempPath, { force: true }).catch(() => undefined)] : [])));
+      for (const p of lost) p.reject(failure(p, err));
     })();
     this.#cleanups.add(cleanup);
     await cleanup;
     this.#cleanups.delete(cleanup);
   }
+}
+
+/** What a request that did not finish fails with: an upload's failure is not a download's (the same words, without the class). */
+function failure(p: Pending, err: Error): Error {
+  return p.tempPath === undefined && err instanceof ResultDownloadError ? new Error(err.message) : err;
 }
 
 /** An error crossed over from the thread, as the main thread would have thrown it. */

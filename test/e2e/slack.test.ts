@@ -3,6 +3,7 @@
  * signed requests, against a fake Slack Web API and fake Runbase/RunBlob on 127.0.0.1.
  * Every acknowledgement is asserted under Slack's 3 s deadline.
  */
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test, vi, type MockInstance } from 'vitest';
@@ -22,15 +23,18 @@ let h: SlackHarness;
 const acks: AckResult[] = [];
 /** Installed before the bot starts, so a WebClient left on the global fetch would be seen here. */
 let globalFetch: MockInstance<typeof fetch>;
-/** Every hand-over of a result's kept bytes, in every RecentResults the bot builds. */
-let kept: MockInstance<RecentResults['take']>;
+/** Every result body kept in memory on the event loop's side, in every RecentResults the bot builds. */
+let kept: MockInstance<RecentResults['remember']>;
 /** Every result download the bot asks of its results thread. */
 let downloads: MockInstance<ResultsWorker['download']>;
+/** Every file upload the bot asks of its results thread. */
+let uploads: MockInstance<ResultsWorker['upload']>;
 
 beforeAll(async () => {
   globalFetch = vi.spyOn(globalThis, 'fetch');
-  kept = vi.spyOn(RecentResults.prototype, 'take');
+  kept = vi.spyOn(RecentResults.prototype, 'remember');
   downloads = vi.spyOn(ResultsWorker.prototype, 'download');
+  uploads = vi.spyOn(ResultsWorker.prototype, 'upload');
   h = await startSlackHarness({ fakeSlack: { notInChannel: ['CNOTJOINED', 'GPRIVATE', 'CPRIVATE'], privateChannels: ['CPRIVATE'] } });
 });
 afterAll(async () => {
@@ -38,6 +42,7 @@ afterAll(async () => {
   globalFetch.mockRestore();
   kept.mockRestore();
   downloads.mockRestore();
+  uploads.mockRestore();
 });
 
 function acked<T extends AckResult>(r: T): T {
@@ -145,17 +150,22 @@ describe('/imagine with flags', () => {
     expect(toSlack).toEqual([]);
   });
 
-  test('a result is downloaded on the results thread and uploaded from the bytes it kept, not read back from its file', async () => {
+  test('a result is downloaded and sent to its upload URL on the results thread: its bytes never come to the event loop', async () => {
     kept.mockClear();
     downloads.mockClear();
+    uploads.mockClear();
     acked(await h.driver.slashCommand({ user: { id: 'UKEPT', name: 'kept' }, channel: 'CKEPT', text: 'a lantern' }));
     await results('CKEPT');
-    const handedOver = kept.mock.results.map((r) => r.value as unknown).filter((v): v is Buffer => Buffer.isBuffer(v));
-    expect(handedOver).toHaveLength(1);
-    const upload = h.fake.uploads.find((u) => u.bytes.equals(handedOver[0]!));
-    expect(upload).toBeDefined();
     expect(downloads).toHaveBeenCalledTimes(1);
-    await expect(downloads.mock.results[0]!.value).resolves.toMatchObject({ bytes: upload!.bytes.length });
+    // Not asked to keep the body (nothing here would read it), and nothing kept.
+    expect(downloads.mock.calls[0]![2].keep).toBeUndefined();
+    expect(kept).not.toHaveBeenCalled();
+    const image = await (downloads.mock.results[0]!.value as ReturnType<ResultsWorker['download']>);
+    expect(uploads).toHaveBeenCalledTimes(1);
+    expect(uploads.mock.calls[0]![0]).toMatchObject({ path: image.path, size: image.bytes, mime: image.mime });
+    // Slack stored the file whole.
+    const onDisk = await readFile(image.path);
+    expect(h.fake.uploads.filter((u) => u.bytes.equals(onDisk))).toHaveLength(1);
   });
 
   test('from a thread: the placeholder, the images and the result stay in the thread', async () => {

@@ -44,6 +44,11 @@ export class Deliveries {
     return this.#registry[platform] !== undefined;
   }
 
+  /** Whether the job's deliverer takes its results' bytes from memory (Deliverer.takesKeptResults). */
+  takesKeptResults(job: JobRecord): boolean {
+    return this.#registry[job.request.requester.platform]?.takesKeptResults !== false;
+  }
+
   /** Every attempt failed here already: the job waits for a start rather than a takeover sweep. */
   gaveUp(job: JobRecord): boolean {
     return (job.deliveryAttempts ?? 0) > this.#retryDelaysMs.length;

@@ -187,7 +187,8 @@ async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<v
   run.downloading++;
   ctx.deliveries.emit(run, false);
   try {
-    const image = await ctx.downloadResult(url, join(dir, `${task.index}.${ext}`), { keep: ctx.recentResults, signal: run.signal });
+    const keep = ctx.deliveries.takesKeptResults(run.job) ? ctx.recentResults : undefined;
+    const image = await ctx.downloadResult(url, join(dir, `${task.index}.${ext}`), { keep, signal: run.signal });
     // Name the file after its real content, whatever the URL said.
     const realExt = EXTENSION_BY_MIME[image.mime];
     if (!image.path.endsWith(`.${realExt}`)) {

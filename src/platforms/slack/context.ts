@@ -18,6 +18,7 @@ import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import type { AckFirst } from '../ack-first.ts';
 import type { RecentResults } from '../../engine/recent-results.ts';
+import type { FileUploader } from '../../util/file-upload.ts';
 
 export type WebClient = webApi.WebClient;
 
@@ -123,6 +124,11 @@ export interface SlackContext {
   metrics?: Metrics | undefined;
   /** Results' bytes the engine just downloaded (recent-results.ts); undefined: read from disk. */
   recentResults?: RecentResults | undefined;
+  /**
+   * Sends a result file to its upload URL off the event loop (the app's results thread, src/app.ts),
+   * which reads the file itself: the bytes never pass through this thread. Undefined: sent here.
+   */
+  uploadFile?: FileUploader | undefined;
 }
 
 /** The Slack error code of a Web API failure (`not_in_channel`, `message_not_found`…), if any. */

@@ -20,6 +20,7 @@ import type { Metrics } from '../../metrics.ts';
 import { readBody, type HttpServer } from '../http/server.ts';
 import { webApiFetch } from './web-fetch.ts';
 import type { RecentResults } from '../../engine/recent-results.ts';
+import type { FileUploader } from '../../util/file-upload.ts';
 import { concurrencyLimit } from '../../util/limit.ts';
 import { AFTER_ACK_CONCURRENCY, DEFAULT_TUNING, slackApiUrl, type SlackContext, type SlackTuning } from './context.ts';
 import { SlackDeliverer } from './deliverer.ts';
@@ -40,6 +41,8 @@ export interface SlackDeps {
   metrics?: Metrics;
   /** Results' bytes the engine just downloaded, sent without reading their files back (recent-results.ts). */
   recentResults?: RecentResults;
+  /** Sends result files to Slack's upload URLs off the event loop (SlackContext.uploadFile). */
+  uploadFile?: FileUploader;
 }
 
 /** How the bot's WebClient is built (Bolt builds it from these; the webapi bench too). */
@@ -156,6 +159,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     ackFirst,
     metrics,
     recentResults: deps.recentResults,
+    uploadFile: deps.uploadFile,
     afterAck(what, work, opts = {}) {
       const run = async () => {
         if (opts.urgent) {

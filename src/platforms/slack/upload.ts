@@ -4,27 +4,23 @@
  * image, the bytes POSTed to its upload_url, then one files.completeUploadExternal sharing them
  * all into the channel (and thread), so they arrive as one message.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { truncatePrompt } from '../../../commands/render.ts';
 import { EXTENSION_BY_MIME } from '../../engine/image-sniff.ts';
 import type { JobRecord } from '../../engine/job.ts';
 import { resultContent } from '../../engine/recent-results.ts';
 import type { imagesOf } from './blocks.ts';
-import { MiB } from '../../util/units.ts';
+import { postFile, type FileUpload, type FileUploader } from '../../util/file-upload.ts';
 import { background, inChannel, slackApiUrl, type SlackContext } from './context.ts';
 import { isSlackFileUrl } from './files.ts';
 
 export const UPLOAD_TIMEOUT_MS = 120_000;
-const UPLOAD_READ_BYTES = MiB;
 
 /**
  * Uploads a job's images as one message in the channel (and thread); returns their file ids. Each
- * image's bytes come from the download that just wrote them when still in hand (recent-results.ts),
- * else streamed from disk.
+ * image is sent by the results thread when the app has one (`ctx.uploadFile`: it reads the file
+ * there); else from the bytes of the download that just wrote it when still in hand
+ * (recent-results.ts), or streamed from disk.
  */
 export async function uploadImages(
   ctx: SlackContext,
@@ -37,10 +33,10 @@ export async function uploadImages(
   const files = await Promise.all(
     images.map(async ({ index, image }) => {
       const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSION_BY_MIME[image.mime]}`;
-      const content = await resultContent(ctx.recentResults, image.path);
+      const content = await resultContent(ctx.uploadFile ? undefined : ctx.recentResults, image.path);
       const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: content.size, alt_text: prompt }));
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');
-      await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, ...content, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config) });
+      await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, ...content, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config), uploader: ctx.uploadFile });
       return { id: target.file_id, title: images.length > 1 ? `${prompt} (${index + 1})` : prompt };
     }),
   );
@@ -52,9 +48,10 @@ export async function uploadImages(
 
 /**
  * Step 2 of Slack's external upload flow: POSTs one file to the `upload_url` that
- * files.getUploadURLExternal returned, as multipart/form-data (what Slack's docs and SDKs send):
- * `bytes` when the caller has them, else streamed from disk so a 20 MB image never blocks the
- * event loop or sits in memory twice. The bot token goes along only to Slack's own hosts.
+ * files.getUploadURLExternal returned, as multipart/form-data (what Slack's docs and SDKs send;
+ * src/util/file-upload.ts). With `uploader` (the results thread, src/app.ts) the file is read and
+ * sent there, off the event loop; else here, from `bytes` when the caller has them, or streamed
+ * from disk. The bot token goes along only to Slack's own hosts.
  */
 export async function postToUploadUrl(opts: {
   uploadUrl: string;
@@ -67,37 +64,20 @@ export async function postToUploadUrl(opts: {
   mime: string;
   token: string;
   apiUrl: string;
+  uploader?: FileUploader | undefined;
   dispatcher?: Dispatcher;
 }): Promise<void> {
-  const size = opts.bytes?.length ?? opts.size ?? (await stat(opts.path)).size;
-  const boundary = `----imagine-${randomUUID()}`;
-  const safeName = opts.filename.replace(/["\r\n]/g, '_');
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: ${opts.mime}\r\n\r\n`);
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  // From disk in UPLOAD_READ_BYTES pieces: a 1K result in one read, not one per 64 KiB. `end`
-  // (the size is known): a read asks for what is left, not a whole piece, so a 500 KiB file gets
-  // a 500 KiB buffer, and no further read and buffer to find the end of the file.
-  async function* parts() {
-    yield head;
-    if (size > 0) yield* createReadStream(opts.path, { highWaterMark: UPLOAD_READ_BYTES, start: 0, end: size - 1 });
-    yield tail;
-  }
-  // In memory: the three pieces as they are, not copied into one buffer.
-  const body = Readable.from(opts.bytes ? [head, opts.bytes, tail] : parts());
-  const res = await request(opts.uploadUrl, {
-    method: 'POST',
-    headers: {
-      'content-type': `multipart/form-data; boundary=${boundary}`,
-      'content-length': String(head.length + size + tail.length),
-      ...(isSlackFileUrl(opts.uploadUrl, opts.apiUrl) ? { authorization: `Bearer ${opts.token}` } : {}),
-    },
-    body,
-    headersTimeout: UPLOAD_TIMEOUT_MS,
-    bodyTimeout: UPLOAD_TIMEOUT_MS,
-    ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
-  });
-  const answer = await res.body.text();
-  if (res.statusCode !== 200) throw new UploadRefusedError(opts.filename, res.statusCode, answer);
+  const upload: FileUpload = {
+    url: opts.uploadUrl,
+    path: opts.path,
+    size: opts.bytes?.length ?? opts.size,
+    filename: opts.filename,
+    mime: opts.mime,
+    ...(isSlackFileUrl(opts.uploadUrl, opts.apiUrl) && { headers: { authorization: `Bearer ${opts.token}` } }),
+    timeoutMs: UPLOAD_TIMEOUT_MS,
+  };
+  const answer = opts.uploader && !opts.bytes ? await opts.uploader(upload) : await postFile(upload, { bytes: opts.bytes, dispatcher: opts.dispatcher });
+  if (answer.status !== 200) throw new UploadRefusedError(opts.filename, answer.status, answer.text);
 }
 
 /** The upload URL answered something other than 200. */

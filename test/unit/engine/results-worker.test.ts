@@ -1,22 +1,25 @@
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import fs, { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ResultDownloadError } from '../../../src/engine/errors.ts';
 import type { Logger } from '../../../src/log.ts';
 import { RecentResults } from '../../../src/engine/recent-results.ts';
 import { RESULTS_THREAD_NICE, ResultsWorker } from '../../../src/engine/results-worker.ts';
+import type { FileUpload } from '../../../src/util/file-upload.ts';
 
 /**
  * The CDN runs on a thread of its own, so it keeps serving while a test holds the main thread:
  * /image.png (a 128×128 PNG of noise), /tiny.png (a 1×1 PNG, under Node's 4 KiB buffer pool),
- * /missing.png (404), /hang.png and /hang-2.png (half their declared body, then nothing).
+ * /missing.png (404), /hang.png and /hang-2.png (half their declared body, then nothing); a POST
+ * is read whole and answered 200 with its body in base64 (POST /refuse: 403 "no"; POST /hang:
+ * read, never answered).
  */
 const CDN = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -24,6 +27,16 @@ const { createServer } = require('node:http');
 const png = Buffer.from(workerData.png);
 const tiny = Buffer.from(workerData.tiny);
 const server = createServer((req, res) => {
+  if (req.method === 'POST') {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url === '/hang') return;
+      if (req.url === '/refuse') return res.writeHead(403).end('no');
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(Buffer.concat(chunks).toString('base64'));
+    });
+    return;
+  }
   if (req.url === '/image.png') return res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length }).end(png);
   if (req.url === '/tiny.png') return res.writeHead(200, { 'content-type': 'image/png', 'content-length': tiny.length }).end(tiny);
   if (req.url === '/hang.png' || req.url === '/hang-2.png') return void res.writeHead(200, { 'content-type': 'image/png', 'content-length': png.length * 2 }).write(png);
@@ -202,7 +215,7 @@ describe('ResultsWorker', () => {
       const failed = Promise.allSettled([own.download(`${base}${route}`, join(folder, '2.png'), {})]);
       for (const outcome of [...(await settled), ...(await failed)]) {
         expect(outcome.status).toBe('rejected');
-        expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError(`the download thread stopped: ${why}`));
+        expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError(`the results thread stopped: ${why}`));
       }
       expect(await readdir(folder)).toEqual(['0.png.0123456789ab.part']);
       expect(logged).toHaveLength(1);
@@ -229,6 +242,54 @@ describe('ResultsWorker', () => {
     await closing;
     expect(await readdir(folder)).toEqual([]);
     expect((await settled).map((o) => o.status)).toEqual(['rejected', 'rejected']);
+  });
+
+  /** The file part of a multipart/form-data body with one field. */
+  const filePart = (body: Buffer): Buffer => body.subarray(body.indexOf('\r\n\r\n') + 4, body.lastIndexOf('\r\n--'));
+  const upload = (path: string, route = '/upload'): FileUpload => ({ url: `${base}${route}`, path, filename: 'a.png', mime: 'image/png', headers: { authorization: 'Bearer xoxb-test' }, timeoutMs: 10_000 });
+
+  it('uploads a file from the thread, which reads it: the body arrives whole, and the answer comes back for the caller to judge', async () => {
+    const path = join(dir, 'upload.png');
+    await writeFile(path, png);
+    const read = vi.spyOn(fs, 'read');
+    try {
+      const answer = await results.upload(upload(path));
+      expect(answer.status).toBe(200);
+      expect(filePart(Buffer.from(answer.text, 'base64')).equals(png)).toBe(true);
+      // Read there, not here.
+      expect(read).not.toHaveBeenCalled();
+      await expect(results.upload(upload(path, '/refuse'))).resolves.toEqual({ status: 403, text: 'no' });
+      // Nothing listening: the network error, with its code.
+      await expect(results.upload({ ...upload(path), url: 'http://127.0.0.1:1/upload' })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    } finally {
+      read.mockRestore();
+    }
+    expect(results.inFlight).toBe(0);
+  });
+
+  it('an upload whose thread dies, or that close() stops, fails with the same words as a download, but not as a failed download', async () => {
+    const path = join(dir, 'upload-dies.png');
+    await writeFile(path, png);
+    const own = new ResultsWorker({ program: await dyingProgram() });
+    try {
+      const uploading = own.upload(upload(path, '/hang'));
+      const died = Promise.allSettled([uploading, own.download(`${base}/die`, join(dir, 'upload-dies', '0.png'), {})]);
+      const [outcome] = await died;
+      expect(outcome.status).toBe('rejected');
+      const reason = (outcome as PromiseRejectedResult).reason as Error;
+      expect(reason.message).toBe('the results thread stopped: exit code 3');
+      expect(reason).not.toBeInstanceOf(ResultDownloadError);
+
+      const stopped = own.upload(upload(path, '/hang'));
+      stopped.catch(() => undefined); // checked below
+      await until(() => own.inFlight === 1);
+      await own.close();
+      await expect(stopped).rejects.toThrow('the bot is stopping');
+      await expect(stopped).rejects.not.toBeInstanceOf(ResultDownloadError);
+      await expect(own.upload(upload(path))).rejects.toThrow('the bot is stopping');
+    } finally {
+      await own.close();
+    }
   });
 
   it('keeps no process alive: a process that started it and downloaded ends on its own', async () => {

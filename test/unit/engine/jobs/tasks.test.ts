@@ -24,6 +24,14 @@ describe('one task: create, watch, download', () => {
     expect(image.path.endsWith('.png')).toBe(true);
     expect(recentResults.take(image.path)?.subarray(1, 4).toString('latin1')).toBe('PNG');
   });
+  it("keeps no bytes in hand for a deliverer that does not take them (Slack's, whose uploads read the files on the results thread)", async () => {
+    const recentResults = new RecentResults();
+    const { engine, deliverer } = build({ recentResults });
+    engine.setDeliverer('discord', Object.assign(deliverer, { takesKeptResults: false }));
+    const done = await engine.waitFor((await engine.submit(req())).id);
+    expect(done.tasks[0]!.image).toBeDefined();
+    expect(recentResults.bytes).toEqual({ held: 0, reserved: 0 });
+  });
   it('backs off on creates refused with RATE_LIMITED (nothing charged) until one is accepted', async () => {
     const { engine, client } = build();
     const limited = () => new RateLimitedError({ provider: 'runbase', status: 429, providerCode: 'RATE_LIMITED', message: 'slow down' });

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { postToUploadUrl } from '../../../../src/platforms/slack/upload.ts';
+import { postToUploadUrl, UploadRefusedError } from '../../../../src/platforms/slack/upload.ts';
+import type { FileUpload } from '../../../../src/util/file-upload.ts';
 import { MiB } from '../../../../src/util/units.ts';
 
 describe('postToUploadUrl', () => {
@@ -65,6 +66,22 @@ describe('postToUploadUrl', () => {
     expect(filePart(body, headers).equals(bytes)).toBe(true);
     // fs.read(fd, buffer, offset, length, position, callback): the buffers the stream asked to fill.
     expect(read.mock.calls.map((c) => (c[1] as unknown as Buffer).length)).toEqual(reads);
+  });
+
+  it('with an uploader (the results thread), the file goes to it and is not read here; the token only to Slack; a refusal is an UploadRefusedError', async () => {
+    const read = vi.spyOn(fs, 'read');
+    const asked: FileUpload[] = [];
+    const uploader = async (u: FileUpload) => (asked.push(u), { status: asked.length === 1 ? 200 : 500, text: 'answer' });
+    const common = { path: join(dir, 'x.png'), size: 10, filename: 'a.png', mime: 'image/png', token: 'xoxb-test', apiUrl: `${origin}/api/`, uploader };
+    await postToUploadUrl({ ...common, uploadUrl: `${origin}/upload` });
+    await expect(postToUploadUrl({ ...common, uploadUrl: 'https://uploads.example.com/u' })).rejects.toBeInstanceOf(UploadRefusedError);
+    expect(asked).toMatchObject([
+      { url: `${origin}/upload`, path: common.path, size: 10, filename: 'a.png', mime: 'image/png', headers: { authorization: 'Bearer xoxb-test' } },
+      { url: 'https://uploads.example.com/u' },
+    ]);
+    expect(asked[1]!.headers).toBeUndefined();
+    expect(read).not.toHaveBeenCalled();
+    expect(received).toEqual([]);
   });
 
   it('bytes in hand are sent as they are, the file not read', async () => {

@@ -1,15 +1,15 @@
 /**
  * `npm run bench -- results` (issue 13): CPU of a job's result on its way through the bot:
  * downloaded to disk (`downloadResult`: a temp file renamed into place, so a restart loses
- * nothing) on the results thread as the bot does (results-worker.ts) and on the main thread, then
- * POSTed to Slack's upload URL (`postToUploadUrl`) from the bytes the download kept
- * (recent-results.ts) as the Slack deliverer does, or from disk (a delivery after the kept bytes
- * were let go: a burst past their budget, a restart), against the floor's way (the body read into
- * memory, the same bytes POSTed from memory), side by side in one run.
+ * nothing), then POSTed to Slack's upload URL (`postToUploadUrl`): both on the results thread as
+ * the bot does (results-worker.ts: the thread reads the file back); or downloaded there and
+ * POSTed on the main thread from the bytes the download kept (recent-results.ts), as the release
+ * before did; or both on the main thread, as the releases before the thread did; against the
+ * floor's way (the body read into memory, the same bytes POSTed from memory), side by side in one run.
  * The image is the fake RunBlob's 1K output (a PNG of about half a megabyte); the server that
  * serves it and takes the uploads runs in a child process, so its work is billed to neither. CPU
  * is this process's, every thread (process.cpuUsage: the file system's work runs in libuv's pool,
- * the download on the results thread) and its main thread's alone (process.threadCpuUsage);
+ * the download and the upload on the results thread) and its main thread's alone (process.threadCpuUsage);
  * rounds alternate so machine drift hits every way alike. The process's RSS before the rounds and
  * after them (and 10 s of quiet) shows whether results' memory is given back.
  *
@@ -26,6 +26,7 @@ import { RecentResults, resultContent } from '../src/engine/recent-results.ts';
 import { downloadResult, type DownloadResultFn } from '../src/engine/results.ts';
 import { ResultsWorker } from '../src/engine/results-worker.ts';
 import { postToUploadUrl } from '../src/platforms/slack/upload.ts';
+import type { FileUploader } from '../src/util/file-upload.ts';
 import { alternateRounds, cpuOf, forkRole, median, numberFlag, procStatusBytes, sleep, stopChild } from './processes.ts';
 import { formatMiB } from '../src/util/units.ts';
 
@@ -64,18 +65,23 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
   try {
     const { origin, bytes } = server.ready;
     const keep = new RecentResults();
-    /** The bot's way, its download made by `download`: to disk, renamed into place, the kept bytes handed to the upload as the Slack deliverer does (upload.ts uploadImages). */
-    const botWay = (download: DownloadResultFn, kept = true) => async (i: number) => {
-      const image = await download(`${origin}/image.png`, join(dir, `job${i % 64}`, 'result-0.png'), kept ? { keep } : {});
-      const content = await resultContent(keep, image.path);
-      await postToUploadUrl({ uploadUrl: `${origin}/upload`, path: image.path, ...content, filename: 'a.png', mime: image.mime, token: 'xoxb-bench', apiUrl: `${origin}/api/`, dispatcher });
+    /**
+     * A download made by `download` (to disk, renamed into place), then the upload as the Slack
+     * deliverer makes it (upload.ts uploadImages): by `uploader` reading the file, else here from
+     * the kept bytes.
+     */
+    const botWay = (download: DownloadResultFn, uploader?: FileUploader) => async (i: number) => {
+      const image = await download(`${origin}/image.png`, join(dir, `job${i % 64}`, 'result-0.png'), uploader ? {} : { keep });
+      const content = await resultContent(uploader ? undefined : keep, image.path);
+      await postToUploadUrl({ uploadUrl: `${origin}/upload`, path: image.path, ...content, filename: 'a.png', mime: image.mime, token: 'xoxb-bench', apiUrl: `${origin}/api/`, uploader, dispatcher });
     };
+    const onThread: DownloadResultFn = (url, path, o) => thread.download(url, path, o);
     const ways = {
-      /** The download on the results thread (results-worker.ts), as the bot makes it. */
-      thread: botWay((url, path, o) => thread.download(url, path, o)),
-      /** The download on the results thread, the upload read from disk (nothing kept in memory). */
-      disk: botWay((url, path, o) => thread.download(url, path, o), false),
-      /** The same download on the main thread (downloadResult itself). */
+      /** Both on the results thread (results-worker.ts), as the bot does. */
+      thread: botWay(onThread, (upload) => thread.upload(upload)),
+      /** The download there, the upload here from the bytes it kept (the release before). */
+      kept: botWay(onThread),
+      /** Both on the main thread (downloadResult itself, the upload of the kept bytes). */
       main: botWay((url, path, o) => downloadResult(url, path, { ...o, dispatcher })),
       /** The floor: in memory only. */
       memory: async () => {
@@ -89,7 +95,7 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
     const cost = await alternateRounds(
       {
         thread: () => cpuOf(jobs, CONCURRENCY, ways.thread),
-        disk: () => cpuOf(jobs, CONCURRENCY, ways.disk),
+        kept: () => cpuOf(jobs, CONCURRENCY, ways.kept),
         main: () => cpuOf(jobs, CONCURRENCY, ways.main),
         memory: () => cpuOf(jobs, CONCURRENCY, ways.memory),
       },
@@ -105,14 +111,14 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
       '',
       '| way | CPU per result, every thread | main thread only |',
       '|---|---:|---:|',
-      row('the bot: downloadResult on the results thread, postToUploadUrl of the kept bytes', cost.thread),
-      row('the same, the upload read from disk (the kept bytes let go)', cost.disk),
-      row('the same with downloadResult on the main thread', cost.main),
+      row('the bot: downloadResult and postToUploadUrl on the results thread, which reads the file back', cost.thread),
+      row('downloadResult there, postToUploadUrl here of the bytes it kept (the release before)', cost.kept),
+      row('both on the main thread, the kept bytes uploaded', cost.main),
       row('the floor: in memory only, on the main thread', cost.memory),
       '',
-      `Main-thread CPU, results thread / main thread: **${ratio(cost.thread, cost.main, 'main')}×**; every thread: ${ratio(cost.thread, cost.main, 'all')}×. ` +
-        `The bot / the floor, every thread: ${ratio(cost.thread, cost.memory, 'all')}× (what keeping the result on disk costs). ` +
-        `The upload from disk / of the kept bytes: ${ratio(cost.disk, cost.thread, 'main')}× main thread, ${ratio(cost.disk, cost.thread, 'all')}× every thread.`,
+      `Main-thread CPU, the bot / the release before: **${ratio(cost.thread, cost.kept, 'main')}×**; / both on the main thread: ${ratio(cost.thread, cost.main, 'main')}×. ` +
+        `Every thread, the bot / the release before: ${ratio(cost.thread, cost.kept, 'all')}×; / both on the main thread: ${ratio(cost.thread, cost.main, 'all')}×. ` +
+        `The bot / the floor, every thread: ${ratio(cost.thread, cost.memory, 'all')}× (what keeping the result on disk costs).`,
       '',
       `RSS of the process: ${formatMiB(rssBefore)} after the warm-up, ${formatMiB(rssAfter)} after the ${ROUNDS * Object.keys(ways).length * jobs} results of the rounds and ${RSS_SETTLE_MS / 1000} s of quiet.`,
     ].join('\n');

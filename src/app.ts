@@ -113,7 +113,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
       spendCapUsd: config.SPEND_CAP_DAILY_USD,
     });
     const providers = createProviderClients(config, { log, metrics, ...opts.providerRetry });
-    // A result's bytes go from the engine's download to the deliverer without a read of its file.
+    // A result's bytes go from the engine's download to Discord's deliverer without a read of its file.
     const recentResults = new RecentResults();
     // Results are downloaded, and sent to Slack's upload URLs, off the event loop that answers the
     // platforms (stopped after the engine and the platforms).
@@ -155,7 +155,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
         log: log.child({ platform: 'slack' }),
         http,
         metrics,
-        recentResults,
+        // The thread that downloaded a result reads and sends its file: no bytes kept for Slack.
         uploadFile: (upload) => results.upload(upload),
         ...(opts.slackTuning ? { tuning: opts.slackTuning } : {}),
       });

@@ -10,6 +10,8 @@ import type { Deliverer, JobRecord } from '../engine/job.ts';
 
 export function cliJobsFinishedElsewhere(log: Logger): Deliverer {
   return {
+    // Only the files are listed.
+    takesKeptResults: false,
     progress() {
       // Nobody is watching.
     },

@@ -8,7 +8,7 @@
  * never pass through the event loop. README.md "A result's way through the bot" measures both.
  *
  * One thread per process, started by `start()` (the app does, with the bot) or at the first
- * download, below the main thread's priority (RESULTS_THREAD_NICE), and unref'd while idle: it
+ * request, below the main thread's priority (RESULTS_THREAD_NICE), and unref'd while idle: it
  * keeps no process alive. A thread that dies fails the downloads it was running (the tasks fail
  * with RESULT_DOWNLOAD_FAILED, refunded as any failed download is), once the temp files it was
  * writing are removed, and the uploads (the deliverer retries as after any failed upload); the
@@ -60,16 +60,18 @@ export type FromResultsThread =
 const CLOSE_WAIT_MS = 2_000;
 const stopping = () => new ResultDownloadError('the bot is stopping');
 
-interface Pending {
-  /** A download's temp file (chosen here, so a thread that dies leaves no file this side cannot name). */
-  tempPath: string | undefined;
-  /** With a JobImage for a download, a FileUploadAnswer for an upload. */
-  resolve: (value: never) => void;
-  reject: (err: unknown) => void;
-  keep: RecentResults | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-}
+type Pending =
+  | {
+      kind: 'download';
+      /** The download's temp file (chosen here, so a thread that dies leaves no file this side cannot name). */
+      tempPath: string;
+      resolve: (image: JobImage) => void;
+      reject: (err: unknown) => void;
+      keep: RecentResults | undefined;
+      signal: AbortSignal | undefined;
+      onAbort: (() => void) | undefined;
+    }
+  | { kind: 'upload'; resolve: (answer: FileUploadAnswer) => void; reject: (err: unknown) => void; signal?: undefined; onAbort?: undefined };
 
 export class ResultsWorker {
   #worker: Worker | undefined;
@@ -106,7 +108,7 @@ export class ResultsWorker {
       const onAbort = signal ? () => worker.postMessage({ id, abort: true } satisfies ToResultsThread) : undefined;
       if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
       const tempPath = tempPathFor(destPath);
-      this.#pending.set(id, { tempPath, resolve, reject, keep: opts.keep, signal, onAbort });
+      this.#pending.set(id, { kind: 'download', tempPath, resolve, reject, keep: opts.keep, signal, onAbort });
       if (this.#pending.size === 1) worker.ref();
       worker.postMessage({ id, url, destPath, tempPath, keep: opts.keep !== undefined } satisfies ToResultsThread);
     });
@@ -117,11 +119,11 @@ export class ResultsWorker {
    * resolves with the answer's status and text, rejects on a network error or a thread that died.
    */
   upload(upload: FileUpload): Promise<FileUploadAnswer> {
-    if (this.#closed) return Promise.reject(new Error(stopping().message));
+    if (this.#closed) return Promise.reject(failure('upload', stopping()));
     const worker = this.#thread();
     const id = this.#nextId++;
     return new Promise<FileUploadAnswer>((resolve, reject) => {
-      this.#pending.set(id, { tempPath: undefined, resolve, reject, keep: undefined, signal: undefined, onAbort: undefined });
+      this.#pending.set(id, { kind: 'upload', resolve, reject });
       if (this.#pending.size === 1) worker.ref();
       worker.postMessage({ id, upload } satisfies ToResultsThread);
     });
@@ -177,7 +179,7 @@ export class ResultsWorker {
       if (this.#worker !== worker) return;
       this.#worker = undefined;
       this.#log?.error({ why, failed: this.#pending.size }, 'the results thread stopped; its downloads and uploads failed (the next one starts a new thread)');
-      // Only this thread's downloads: later ones go to the next thread.
+      // Only this thread's requests: later ones go to the next thread.
       void this.#lose(new ResultDownloadError(`the results thread stopped: ${why}`), stopped);
     };
     // 'error' (an uncaught exception there) comes before the thread has stopped: 'exit' follows.
@@ -192,11 +194,12 @@ export class ResultsWorker {
   #answer(m: FromResultsThread): void {
     const p = this.#settle(m.id);
     if (!p) return;
-    if ('image' in m) {
+    if ('image' in m && p.kind === 'download') {
       if (m.bytes) p.keep?.remember(m.image.path, Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
-      (p.resolve as (image: JobImage) => void)(m.image);
-    } else if ('uploaded' in m) (p.resolve as (answer: FileUploadAnswer) => void)(m.uploaded);
-    else if (m.error.aborted) p.reject(p.signal?.aborted ? p.signal.reason : failure(p, stopping()));
+      p.resolve(m.image);
+    } else if ('uploaded' in m && p.kind === 'upload') p.resolve(m.uploaded);
+    else if (!('error' in m)) p.reject(new Error(`the results thread answered a ${p.kind} with something else`));
+    else if (m.error.aborted) p.reject(p.signal?.aborted ? p.signal.reason : failure(p.kind, stopping()));
     else p.reject(rebuilt(m.error));
   }
 
@@ -221,8 +224,8 @@ export class ResultsWorker {
     const lost = [...this.#pending.keys()].flatMap((id) => this.#settle(id) ?? []);
     const cleanup = (async () => {
       await stopped?.catch(() => undefined);
-      await Promise.all(lost.flatMap((p) => (p.tempPath ? [rm(p.tempPath, { force: true }).catch(() => undefined)] : [])));
-      for (const p of lost) p.reject(failure(p, err));
+      await Promise.all(lost.flatMap((p) => (p.kind === 'download' ? [rm(p.tempPath, { force: true }).catch(() => undefined)] : [])));
+      for (const p of lost) p.reject(failure(p.kind, err));
     })();
     this.#cleanups.add(cleanup);
     await cleanup;
@@ -231,8 +234,8 @@ export class ResultsWorker {
 }
 
 /** What a request that did not finish fails with: an upload's failure is not a download's (the same words, without the class). */
-function failure(p: Pending, err: Error): Error {
-  return p.tempPath === undefined && err instanceof ResultDownloadError ? new Error(err.message) : err;
+function failure(kind: Pending['kind'], err: Error): Error {
+  return kind === 'upload' && err instanceof ResultDownloadError ? new Error(err.message) : err;
 }
 
 /** An error crossed over from the thread, as the main thread would have thrown it. */

@@ -44,9 +44,10 @@ export class Deliveries {
     return this.#registry[platform] !== undefined;
   }
 
-  /** Whether the job's deliverer takes its results' bytes from memory (Deliverer.takesKeptResults). */
+  /** Whether the job's deliverer takes its results' bytes from memory (Deliverer.takesKeptResults); none registered here: nobody does. */
   takesKeptResults(job: JobRecord): boolean {
-    return this.#registry[job.request.requester.platform]?.takesKeptResults !== false;
+    const deliverer = this.#registry[job.request.requester.platform];
+    return deliverer !== undefined && deliverer.takesKeptResults !== false;
   }
 
   /** Every attempt failed here already: the job waits for a start rather than a takeover sweep. */

@@ -122,7 +122,10 @@ export interface SlackContext {
   afterAck(what: string, work: () => Promise<void>, opts?: { urgent?: boolean }): void;
   /** The app's metrics: the one catch (listeners/after-ack.ts) counts refusals. */
   metrics?: Metrics | undefined;
-  /** Results' bytes the engine just downloaded (recent-results.ts); undefined: read from disk. */
+  /**
+   * Results' bytes the engine just downloaded (recent-results.ts), for an upload made here; given,
+   * the engine keeps them for Slack jobs (SlackDeliverer.takesKeptResults). Undefined: read from disk.
+   */
   recentResults?: RecentResults | undefined;
   /**
    * Sends a result file to its upload URL off the event loop (the app's results thread, src/app.ts),

@@ -56,13 +56,13 @@ export class SlackDeliverer implements Deliverer {
   /** Jobs waiting to post a placeholder that was rate limited (until delivery starts). */
   readonly #late = new Set<string>();
 
-  /** With the results thread sending the files (ctx.uploadFile), the bytes are never read here. */
+  /** Only given a RecentResults (without the results thread: ctx.uploadFile) does the upload take bytes from it. */
   readonly takesKeptResults: boolean;
 
   constructor(ctx: SlackContext) {
     this.#ctx = ctx;
     this.#edits = new PlaceholderEdits(ctx, (job) => this.#currentPlaceholder(job));
-    this.takesKeptResults = ctx.uploadFile === undefined;
+    this.takesKeptResults = ctx.recentResults !== undefined;
   }
 
   /** Wraps a submission so deliveries wait for the placeholder it is about to post. */

@@ -39,7 +39,7 @@ export interface SlackDeps {
   tuning?: Partial<SlackTuning>;
   /** The app's metrics: acknowledgement latency, refusals. */
   metrics?: Metrics;
-  /** Results' bytes the engine just downloaded, sent without reading their files back (recent-results.ts). */
+  /** Results' bytes the engine just downloaded, sent here without reading their files back (SlackContext.recentResults). */
   recentResults?: RecentResults;
   /** Sends result files to Slack's upload URLs off the event loop (SlackContext.uploadFile). */
   uploadFile?: FileUploader;

@@ -19,8 +19,8 @@ export const UPLOAD_TIMEOUT_MS = 120_000;
 /**
  * Uploads a job's images as one message in the channel (and thread); returns their file ids. Each
  * image is sent by the results thread when the app has one (`ctx.uploadFile`: it reads the file
- * there); else from the bytes of the download that just wrote it when still in hand
- * (recent-results.ts), or streamed from disk.
+ * there, and the app keeps no bytes for Slack); else here, from the bytes of the download that
+ * just wrote it when still in hand (`ctx.recentResults`), or streamed from disk.
  */
 export async function uploadImages(
   ctx: SlackContext,
@@ -33,7 +33,7 @@ export async function uploadImages(
   const files = await Promise.all(
     images.map(async ({ index, image }) => {
       const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSION_BY_MIME[image.mime]}`;
-      const content = await resultContent(ctx.uploadFile ? undefined : ctx.recentResults, image.path);
+      const content = await resultContent(ctx.recentResults, image.path);
       const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: content.size, alt_text: prompt }));
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');
       await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, ...content, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config), uploader: ctx.uploadFile });
@@ -49,9 +49,9 @@ export async function uploadImages(
 /**
  * Step 2 of Slack's external upload flow: POSTs one file to the `upload_url` that
  * files.getUploadURLExternal returned, as multipart/form-data (what Slack's docs and SDKs send;
- * src/util/file-upload.ts). With `uploader` (the results thread, src/app.ts) the file is read and
- * sent there, off the event loop; else here, from `bytes` when the caller has them, or streamed
- * from disk. The bot token goes along only to Slack's own hosts.
+ * src/util/file-upload.ts). Bytes in hand are sent here as they are; else, with `uploader` (the
+ * results thread, src/app.ts), the file is read and sent there, off the event loop; else here,
+ * streamed from disk. The bot token goes along only to Slack's own hosts.
  */
 export async function postToUploadUrl(opts: {
   uploadUrl: string;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs, { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ import type { FileUpload } from '../../../src/util/file-upload.ts';
  * /image.png (a 128×128 PNG of noise), /tiny.png (a 1×1 PNG, under Node's 4 KiB buffer pool),
  * /missing.png (404), /hang.png and /hang-2.png (half their declared body, then nothing); a POST
  * is read whole and answered 200 with its body in base64 (POST /refuse: 403 "no"; POST /hang:
- * read, never answered).
+ * read, never answered, and 'POST /hang' posted to the test once the body is in).
  */
 const CDN = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -31,7 +32,7 @@ const server = createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
-      if (req.url === '/hang') return;
+      if (req.url === '/hang') return parentPort.postMessage('POST /hang');
       if (req.url === '/refuse') return res.writeHead(403).end('no');
       res.writeHead(200, { 'content-type': 'text/plain' }).end(Buffer.concat(chunks).toString('base64'));
     });
@@ -246,7 +247,7 @@ describe('ResultsWorker', () => {
 
   /** The file part of a multipart/form-data body with one field. */
   const filePart = (body: Buffer): Buffer => body.subarray(body.indexOf('\r\n\r\n') + 4, body.lastIndexOf('\r\n--'));
-  const upload = (path: string, route = '/upload'): FileUpload => ({ url: `${base}${route}`, path, filename: 'a.png', mime: 'image/png', headers: { authorization: 'Bearer xoxb-test' }, timeoutMs: 10_000 });
+  const upload = (path: string, route = '/upload'): FileUpload => ({ url: `${base}${route}`, path, filename: 'a.png', mime: 'image/png', headers: { authorization: 'Bearer xoxb-test' }, timeoutMs: 120_000 });
 
   it('uploads a file from the thread, which reads it: the body arrives whole, and the answer comes back for the caller to judge', async () => {
     const path = join(dir, 'upload.png');
@@ -280,10 +281,13 @@ describe('ResultsWorker', () => {
       expect(reason.message).toBe('the results thread stopped: exit code 3');
       expect(reason).not.toBeInstanceOf(ResultDownloadError);
 
+      const arrived = once(cdn, 'message');
       const stopped = own.upload(upload(path, '/hang'));
       stopped.catch(() => undefined); // checked below
-      await until(() => own.inFlight === 1);
-      await own.close();
+      expect(await arrived).toEqual(['POST /hang']);
+      // The thread stops the upload itself: close() returns without waiting out its grace of a minute.
+      const closed = own.close(60_000).then(() => 'closed');
+      expect(await Promise.race([closed, new Promise((r) => setTimeout(r, 20_000, 'still waiting'))])).toBe('closed');
       await expect(stopped).rejects.toThrow('the bot is stopping');
       await expect(stopped).rejects.not.toBeInstanceOf(ResultDownloadError);
       await expect(own.upload(upload(path))).rejects.toThrow('the bot is stopping');

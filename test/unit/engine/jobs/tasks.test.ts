@@ -24,9 +24,12 @@ describe('one task: create, watch, download', () => {
     expect(image.path.endsWith('.png')).toBe(true);
     expect(recentResults.take(image.path)?.subarray(1, 4).toString('latin1')).toBe('PNG');
   });
-  it("keeps no bytes in hand for a deliverer that does not take them (Slack's, whose uploads read the files on the results thread)", async () => {
+  it("keeps no bytes in hand for a deliverer that does not take them (Slack's, whose uploads read the files on the results thread), nor for a platform with no deliverer here", async () => {
     const recentResults = new RecentResults();
     const { engine, deliverer } = build({ recentResults });
+    const slackJob = await engine.submit(req({ requester: { platform: 'slack', userId: 'U1' } }));
+    expect((await engine.waitFor(slackJob.id)).tasks[0]!.image).toBeDefined();
+    expect(recentResults.bytes).toEqual({ held: 0, reserved: 0 });
     engine.setDeliverer('discord', Object.assign(deliverer, { takesKeptResults: false }));
     const done = await engine.waitFor((await engine.submit(req())).id);
     expect(done.tasks[0]!.image).toBeDefined();

@@ -11,7 +11,9 @@
  * is this process's, every thread (process.cpuUsage: the file system's work runs in libuv's pool,
  * the download and the upload on the results thread) and its main thread's alone (process.threadCpuUsage);
  * rounds alternate so machine drift hits every way alike. The process's RSS before the rounds and
- * after them (and 10 s of quiet) shows whether results' memory is given back.
+ * after them (and 10 s of quiet) shows whether results' memory is given back. The main thread's
+ * ways share one pool of CONCURRENCY connections; the thread uses undici's global dispatcher, as in
+ * the bot (with 16 results in flight, both hold 16 connections at most per way).
  *
  *   node bench/results-io.ts [--jobs=N]
  */

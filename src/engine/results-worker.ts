@@ -40,11 +40,15 @@ export type ToResultsThread =
   | { id: number; url: string; destPath: string; tempPath: string; keep: boolean }
   | { id: number; upload: FileUpload }
   | { id: number; abort: true };
-/** An error as it crosses threads: its message and code, and its cause's (a class does not cross). */
+/**
+ * An error as it crosses threads: its name, message and code, and its cause's (a class does not
+ * cross; the name says in the logs what it was, e.g. undici's HeadersTimeoutError).
+ */
 export interface CrossedError {
+  name: string;
   message: string;
   code?: string | undefined;
-  cause?: { message: string; code?: string | undefined } | undefined;
+  cause?: { name: string; message: string; code?: string | undefined } | undefined;
   /** A ResultDownloadError (a download that failed), not an unexpected error. */
   download: boolean;
   /** Thrown because the download was asked to stop. */
@@ -240,8 +244,9 @@ function failure(kind: Pending['kind'], err: Error): Error {
 
 /** An error crossed over from the thread, as the main thread would have thrown it. */
 function rebuilt(e: CrossedError): Error {
-  const err = e.download ? new ResultDownloadError(e.message) : Object.assign(new Error(e.message), e.code !== undefined && { code: e.code });
-  if (e.cause) err.cause = Object.assign(new Error(e.cause.message), e.cause.code !== undefined && { code: e.cause.code });
+  const plain = (x: { name: string; message: string; code?: string | undefined }) => Object.assign(new Error(x.message), { name: x.name }, x.code !== undefined && { code: x.code });
+  const err = e.download ? new ResultDownloadError(e.message) : plain(e);
+  if (e.cause) err.cause = plain(e.cause);
   return err;
 }
 
@@ -250,9 +255,10 @@ export function crossed(err: unknown, aborted: boolean): CrossedError {
   const codeOf = (x: unknown) => (typeof (x as { code?: unknown })?.code === 'string' ? (x as { code: string }).code : undefined);
   const cause = err instanceof Error ? err.cause : undefined;
   return {
+    name: err instanceof Error ? err.name : 'Error',
     message: err instanceof Error ? err.message : String(err),
     code: codeOf(err),
-    cause: cause instanceof Error ? { message: cause.message, code: codeOf(cause) } : undefined,
+    cause: cause instanceof Error ? { name: cause.name, message: cause.message, code: codeOf(cause) } : undefined,
     download: err instanceof ResultDownloadError,
     aborted,
   };

@@ -260,8 +260,9 @@ describe('ResultsWorker', () => {
       // Read there, not here.
       expect(read).not.toHaveBeenCalled();
       await expect(results.upload(upload(path, '/refuse'))).resolves.toEqual({ status: 403, text: 'no' });
-      // Nothing listening: the network error, with its code.
+      // Nothing listening: the network error, with its code; no answer in time: undici's error, by name and code.
       await expect(results.upload({ ...upload(path), url: 'http://127.0.0.1:1/upload' })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+      await expect(results.upload({ ...upload(path, '/hang'), timeoutMs: 200 })).rejects.toMatchObject({ name: 'HeadersTimeoutError', code: 'UND_ERR_HEADERS_TIMEOUT' });
     } finally {
       read.mockRestore();
     }

@@ -447,15 +447,17 @@ export class SqliteStore implements Store {
   }
 
   /** Prepared on first use (kept apart from #sql so the ledger's statements stay together). */
-  #manySql: Record<'memberUpsert' | 'memberTouch' | 'members', StatementSync> | undefined;
+  #manySql: Record<'memberUpsert' | 'memberTouch' | 'memberExpiry' | 'members', StatementSync> | undefined;
 
-  #many(): Record<'memberUpsert' | 'memberTouch' | 'members', StatementSync> {
+  #many(): Record<'memberUpsert' | 'memberTouch' | 'memberExpiry' | 'members', StatementSync> {
     this.#manySql ??= {
       // A member whose set expired starts afresh; the whole set's expiry moves with each addition (like Redis PEXPIREAT).
       memberUpsert: this.#db.prepare(`
         INSERT INTO expiring_members(key, member, expires_at) VALUES (:key, :member, :exp)
         ON CONFLICT(key, member) DO UPDATE SET expires_at = excluded.expires_at`),
       memberTouch: this.#db.prepare('UPDATE expiring_members SET expires_at = :exp WHERE key = :key AND expires_at > :now'),
+      // Every live member of a set shares the set's expiry (each addition moves them all), so one row tells it.
+      memberExpiry: this.#db.prepare('SELECT expires_at FROM expiring_members WHERE key = :key AND expires_at > :now LIMIT 1'),
       members: this.#db.prepare('SELECT member FROM expiring_members WHERE key = :key AND expires_at > :now ORDER BY member'),
     };
     return this.#manySql;
@@ -472,8 +474,14 @@ export class SqliteStore implements Store {
       if (applies) {
         for (const c of counters) this.#sql.add.get({ key: this.#key(c.key), delta: c.delta, exp: c.expiresAt, now });
         for (const m of members) {
-          sql.memberTouch.run({ key: this.#key(m.key), exp: m.expiresAt, now });
-          sql.memberUpsert.run({ key: this.#key(m.key), member: m.member, exp: m.expiresAt });
+          const key = this.#key(m.key);
+          // Updating a set's every row when its expiry stays (usage sets: a day's or a month's, one
+          // per server) cost each job's usage record CPU per user seen that period, even though
+          // SQLite leaves unchanged rows' pages alone: 0.2 ms with one user, 1.3–1.7 ms with 3,000.
+          // Now one row is read, and the set is touched only when its expiry moves.
+          const current = sql.memberExpiry.get({ key, now }) as Row | undefined;
+          if (current !== undefined && Number(current.expires_at) !== m.expiresAt) sql.memberTouch.run({ key, exp: m.expiresAt, now });
+          sql.memberUpsert.run({ key, member: m.member, exp: m.expiresAt });
         }
       }
       return applies;

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, StatementSync } from 'node:sqlite';
 import { defaultSerialize } from '@keyv/serialize';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../../src/log.ts';
 import { openStore } from '../../../src/engine/open-store.ts';
 import { convertKvTable, sqlitePathFromUrl } from '../../../src/engine/store-sqlite.ts';
@@ -247,6 +247,24 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     expect(await store.setMembers('elsewhere')).toEqual(['job-z']);
   });
 
+  it("addMany: a set's members expire together, each addition moving the whole set's expiry, later or earlier", async () => {
+    await fresh();
+    const now = Date.now();
+    await store.addMany([], [{ key: 'seen', member: 'u1', expiresAt: now + 400 }]);
+    await store.addMany([], [{ key: 'seen', member: 'u2', expiresAt: now + 60_000 }]);
+    await sleep(500);
+    // u1 was added with the earlier expiry; u2's addition moved it.
+    expect(await store.expiringMembers('seen')).toEqual(['u1', 'u2']);
+    await store.addMany([], [{ key: 'seen', member: 'u3', expiresAt: Date.now() + 300 }]);
+    await store.addMany([], [{ key: 'seen', member: 'u3', expiresAt: Date.now() + 300 }]);
+    expect(await store.expiringMembers('seen')).toEqual(['u1', 'u2', 'u3']);
+    await sleep(400);
+    expect(await store.expiringMembers('seen')).toEqual([]);
+    // An expired set starts afresh.
+    await store.addMany([], [{ key: 'seen', member: 'u9', expiresAt: Date.now() + 60_000 }]);
+    expect(await store.expiringMembers('seen')).toEqual(['u9']);
+  });
+
   it('keeps a bounded list of recent members, newest first, that expires after its last push', async () => {
     await fresh();
     expect(await store.recentList('history:u1')).toEqual([]);
@@ -404,6 +422,40 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
 });
 
 describe('SQLite store file', () => {
+  it("an addition to a large set whose expiry stays changes one row, not the set's every row (the usage ledger's sets: one per server and day)", async () => {
+    const store = await openStore(`sqlite://${join(tempDir, 'large-set.sqlite')}`, { log });
+    const expiresAt = Date.now() + 60_000;
+    const key = 'usage-index:day:u';
+    try {
+      for (let i = 0; i < 3_000; i += 100) {
+        await store.addMany([], Array.from({ length: 100 }, (_, j) => ({ key, member: `user-${String(i + j).padStart(5, '0')}`, expiresAt })));
+      }
+      // What SQLite reports each statement changed (node:sqlite's run() result).
+      const run = vi.spyOn(StatementSync.prototype, 'run');
+      try {
+        await store.addMany([], [{ key, member: 'user-new', expiresAt }]);
+        const changed = run.mock.results.map((r) => Number((r.value as { changes: number | bigint }).changes));
+        // Rewriting every row's (unchanged) expiry changed 3,000 rows per addition: CPU on the
+        // event loop for each user seen that day.
+        expect(Math.max(...changed)).toBe(1);
+      } finally {
+        run.mockRestore();
+      }
+      expect(await store.expiringMembers(key)).toHaveLength(3_001);
+      // A later expiry still moves the whole set.
+      await store.addMany([], [{ key, member: 'user-later', expiresAt: expiresAt + 1 }]);
+      const other = new DatabaseSync(join(tempDir, 'large-set.sqlite'));
+      try {
+        const expiries = other.prepare('SELECT DISTINCT expires_at FROM expiring_members').all() as { expires_at: number }[];
+        expect(expiries.map((r) => Number(r.expires_at))).toEqual([expiresAt + 1]);
+      } finally {
+        other.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it('keeps records, counters, sets and leases across close and reopen', async () => {
     const url = `sqlite://${join(tempDir, 'reopen.sqlite')}`;
     const exp = Date.now() + 60_000;

@@ -7,6 +7,8 @@
  *   submitted {jobId}                  a job this process accepted
  *   refused {code}                     a submit answered with a user-facing error
  *   running {jobId}                    the first progress of a job in this process (submitted or taken over)
+ *   created {jobId}                    the first progress showing every task's provider id: the engine
+ *                                      emits it after the record holding the ids is written
  *   delivered {jobId, state, error?}   the platform delivery (a recording deliverer); error: the job's or its task's code and detail
  *   closed                             SIGTERM: the engine closed (jobs handed over), exiting
  * Reads commands on stdin, one per line: `submit <n> <user prefix>`.
@@ -39,11 +41,17 @@ const h = await startEngineHarness(
   },
 );
 const seen = new Set<string>();
+const created = new Set<string>();
 h.engine.setDeliverer('discord', {
   progress(job) {
-    if (seen.has(job.id)) return;
-    seen.add(job.id);
-    say('running', { jobId: job.id });
+    if (!seen.has(job.id)) {
+      seen.add(job.id);
+      say('running', { jobId: job.id });
+    }
+    if (!created.has(job.id) && job.tasks.every((t) => t.taskId !== undefined)) {
+      created.add(job.id);
+      say('created', { jobId: job.id });
+    }
   },
   async deliver(job) {
     const error = job.error ?? job.tasks.find((t) => t.error)?.error;

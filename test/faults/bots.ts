@@ -14,7 +14,7 @@ import type { FakeRunbase } from '../fakes/runbase.ts';
 import { spawnLineWorker, type LineWorker } from '../support/index.ts';
 
 export interface BotEvent {
-  event: 'ready' | 'submitted' | 'refused' | 'running' | 'delivered' | 'closed';
+  event: 'ready' | 'submitted' | 'refused' | 'running' | 'created' | 'delivered' | 'closed';
   at: number;
   processId: string;
   jobId?: string;

@@ -278,6 +278,9 @@ describe.each(BACKENDS)('Store contract on $name', (backend) => {
     await store.recentPush('history:u3', 'short', 3, 80);
     await sleep(150);
     expect(await store.recentList('history:u3')).toEqual([]);
+    // An expired list starts afresh: a push does not bring its old members back.
+    await store.recentPush('history:u3', 'again', 3, 60_000);
+    expect(await store.recentList('history:u3')).toEqual(['again']);
   });
 
   it('keeps a recent list exact under concurrent pushes', async () => {

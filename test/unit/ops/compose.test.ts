@@ -190,12 +190,21 @@ describe('compose.yaml', () => {
 });
 
 describe('Dockerfile', () => {
+  const imageOptions = () => /^ENV NODE_OPTIONS="([^"]*)"/m.exec(read('Dockerfile'))?.[1];
+
   it('sets NODE_OPTIONS that Node accepts (a flag Node refuses there would stop the container from starting)', () => {
-    const options = /^ENV NODE_OPTIONS="([^"]*)"/m.exec(read('Dockerfile'))?.[1];
+    const options = imageOptions();
     expect(options).toBeDefined();
     const run = spawnSync(process.execPath, ['-e', 'console.log(JSON.stringify(process.execArgv))'], { env: { ...process.env, NODE_OPTIONS: options }, encoding: 'utf8' });
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
+  });
+
+  it('runs the bot with the Node flags `npm start` gives it (one memory profile, however the bot is started)', () => {
+    const start = String(dict(dict(JSON.parse(read('package.json')), 'package.json').scripts, 'scripts').start);
+    const flags = /^node((?: --\S+)*) src\/main\.ts$/.exec(start)?.[1]?.trim();
+    expect(flags, `npm start is \`${start}\``).toBeDefined();
+    expect(imageOptions()).toBe(flags);
   });
 });
 

@@ -74,10 +74,16 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   // The client whose REST every answer, edit and upload goes through (and, in HTTP mode, that
   // builds the interactions from HTTP requests without ever logging in).
   const client = newClient();
-  client.rest.on('rateLimited', (info) => log.debug({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limited; request queued'));
   // HTTP interactions: first responses become HTTP answers, which webhook calls must not overtake.
   const answers = config.DISCORD_PUBLIC_KEY ? new HttpAnswers(client.rest) : undefined;
   const messages = new DiscordMessages(client.rest, { httpAnswers: answers !== undefined });
+  for (const rest of [client.rest, messages.interactionRest])
+    rest.on('rateLimited', (info) => log.debug({ route: info.route, retryAfterMs: info.retryAfter, global: info.global }, 'discord rate limited; request queued'));
+  /** The interaction-token REST client's sweepers (discord.js stops the client's own in destroy()). */
+  const stopInteractionRest = () => {
+    messages.interactionRest.clearHashSweeper();
+    messages.interactionRest.clearHandlerSweeper();
+  };
   const ackLatency = metrics?.ackLatency.labels({ platform: 'discord' });
   const ackFirst = new AckFirst(undefined, undefined, ackLatency ? { onAck: (s) => ackLatency.observe(s) } : {});
   const delivery = new DiscordDelivery({ engine, log, messages, publicUrl: config.PUBLIC_URL, ackFirst, recentResults: deps.recentResults });
@@ -170,6 +176,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
           await gateway.client.destroy();
         }
         await client.destroy();
+        stopInteractionRest();
       },
     };
   }
@@ -186,6 +193,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
     async stop() {
       delivery.throttle.stop();
       await client.destroy();
+      stopInteractionRest();
     },
   };
 }

@@ -1,9 +1,10 @@
 /**
  * The REST calls the adapter makes, in one place, over @discordjs/rest (the same REST client
  * discord.js uses, so 429s are queued and retried per bucket). Interaction-token calls go without
- * the bot token (`auth: false`), as Discord expects.
+ * the bot token (`auth: false`), as Discord expects, and through a REST client of their own (see
+ * interactionRestFor).
  */
-import { DiscordAPIError, Routes, type REST, type RawFile } from 'discord.js';
+import { DiscordAPIError, REST, Routes, type RawFile } from 'discord.js';
 import { sleep } from '../../util/sleep.ts';
 import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
 
@@ -31,9 +32,28 @@ const rawFiles = (files: readonly OutgoingFile[] | undefined): RawFile[] | undef
 export const HTTP_ANSWER_SETTLE_MS = 8_000;
 const SETTLE_PAUSES_MS = [50, 100, 250, 500, 1_000, 2_000];
 
+/**
+ * A REST client for the interaction endpoints this module calls with the interaction's token (the
+ * original response's edit and deletion, follow-ups): `rest`'s options, without its global limit.
+ *
+ * Discord does not count those endpoints against a bot's global limit of 50 requests per second
+ * ("Interaction endpoints are not bound to the bot's Global Rate Limit",
+ * https://discord.com/developers/docs/topics/rate-limits#global-rate-limit; docs/discord.md "Rate
+ * limits and errors"), but @discordjs/rest counts every request it sends against its own copy of
+ * that limit, interaction callbacks excepted. Through the bot's client, every placeholder edit and
+ * result waited its turn behind 50 a second: with jobs finishing faster than that, the queue grew
+ * without end, each waiting result holding its image's bytes. Per-route buckets still apply here
+ * (webhook routes are queued per token), and so does a global 429 if Discord ever answers one.
+ */
+export function interactionRestFor(rest: REST): REST {
+  return new REST({ ...rest.options, globalRequestsPerSecond: Infinity });
+}
+
 export interface DiscordMessagesOptions {
   /** First responses go out as HTTP answers (DISCORD_PUBLIC_KEY): webhook calls may overtake them. */
   httpAnswers?: boolean;
+  /** The REST client for interaction-token calls; default: interactionRestFor(rest). */
+  interactionRest?: REST;
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -41,13 +61,17 @@ export interface DiscordMessagesOptions {
 type WebhookTarget = Pick<DiscordLocation, 'applicationId' | 'interactionToken' | 'tokenExpiresAt' | 'receivedAt'>;
 
 export class DiscordMessages {
+  /** The bot's REST client (bot-token calls: channel messages, DMs, directories). */
   readonly rest: REST;
+  /** Interaction-token calls (interactionRestFor). */
+  readonly interactionRest: REST;
   readonly #httpAnswers: boolean;
   readonly #now: () => number;
   readonly #sleep: (ms: number) => Promise<void>;
 
   constructor(rest: REST, opts: DiscordMessagesOptions = {}) {
     this.rest = rest;
+    this.interactionRest = opts.interactionRest ?? interactionRestFor(rest);
     this.#httpAnswers = opts.httpAnswers ?? false;
     this.#now = opts.now ?? Date.now;
     this.#sleep = opts.sleep ?? sleep;
@@ -56,7 +80,7 @@ export class DiscordMessages {
   async editOriginal(loc: DiscordLocation, body: object, files?: readonly OutgoingFile[]): Promise<SentMessage> {
     const f = rawFiles(files);
     return this.#viaWebhook(loc, async () =>
-      (await this.rest.patch(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), {
+      (await this.interactionRest.patch(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), {
         body,
         ...(f && { files: f }),
         auth: false,
@@ -65,11 +89,11 @@ export class DiscordMessages {
   }
 
   async deleteOriginal(loc: WebhookTarget): Promise<void> {
-    await this.#viaWebhook(loc, () => this.rest.delete(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), { auth: false }));
+    await this.#viaWebhook(loc, () => this.interactionRest.delete(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), { auth: false }));
   }
 
   async followUp(loc: WebhookTarget, body: object): Promise<SentMessage> {
-    return this.#viaWebhook(loc, async () => (await this.rest.post(Routes.webhook(loc.applicationId, loc.interactionToken), { body, auth: false })) as SentMessage);
+    return this.#viaWebhook(loc, async () => (await this.interactionRest.post(Routes.webhook(loc.applicationId, loc.interactionToken), { body, auth: false })) as SentMessage);
   }
 
   /** A webhook call, tried again while Discord may still be applying an HTTP answer. */

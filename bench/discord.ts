@@ -1,11 +1,16 @@
 /**
- * Discord acknowledgement latency (issue 3, item 12): bursts of 500 `/imagine` interactions
- * dispatched at once over the gateway, timed from the dispatch leaving the fake gateway to the
- * interaction callback arriving at the fake REST API (both clocks in the same process). Side by
- * side in the same run, the bare client's bursts first (on a quiet machine), then the bot's:
- * - the real bot (src/app.ts startBot: real discord.js, adapter, engine, store, providers): every
- *   interaction becomes a job that keeps running while later interactions arrive;
- * - a bare discord.js client that only defers.
+ * Discord acknowledgement latency (issue 3, item 12; issue 13): bursts of 500 `/imagine`
+ * interactions dispatched at once over the gateway, timed from the dispatch leaving the fake
+ * gateway to the interaction callback arriving at the fake REST API (both clocks in the same
+ * process). Side by side in the same run, the bare client's bursts first (on a quiet machine),
+ * then the bot's:
+ * - the real bot (src/app.ts startBot: real discord.js, adapter, engine, store, providers), run
+ *   with the NODE_OPTIONS it ships with: every interaction becomes a job that keeps running while
+ *   later interactions arrive;
+ * - a bare discord.js client that only defers (Node's defaults).
+ * Then, in fresh processes, the sustained shape (runDiscordSustainedBench): 50 interactions a
+ * second, alternating between the two clients round by round, with jobs finishing and posting
+ * their results behind the acks.
  * Target: the bot's p99 within 1.2× of the bare client's.
  * Also: the time from the provider finishing an image to the final message in Discord, under
  * the burst load and for single jobs on an idle bot.
@@ -17,14 +22,15 @@
  *
  *   node bench/discord.ts                      # prints the markdown tables
  *   node bench/discord.ts --acks-only          # only the acknowledgement part (seconds, not minutes)
- *   node bench/discord.ts --profile=DIR        # also CPU profiles of each client per measured burst
+ *   node bench/discord.ts --sustained          # the sustained shape instead: 500 per client at 50/s
+ *   node bench/discord.ts --profile=DIR        # also CPU profiles of each client per measured burst (with --sustained: the bot's per round)
  */
-import { ask, discordBotChild, forkRole, percentile, stopChild } from './processes.ts';
+import { ask, discordBotChild, forkRole, percentile, shippedNodeOptions, stopChild } from './processes.ts';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { writeFile } from 'node:fs/promises';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { constants, monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 
 export const DISCORD_BENCH_BURST = 500;
 /** Bursts per client, all of the bare client's, then the bot's. */
@@ -34,6 +40,10 @@ export const DISCORD_BENCH_ROUNDS = 4;
  * needs hundreds at once) and warms the JIT, which would otherwise decide the first p99.
  */
 const WARMUP_BURSTS = 1;
+/** Sustained phase (bench/slack.ts's sustained shape): interactions per client, their rate, and rounds alternating bare / bot. */
+export const DISCORD_BENCH_SUSTAINED = 500;
+export const DISCORD_BENCH_PER_SECOND = 50;
+export const DISCORD_BENCH_SUSTAINED_ROUNDS = 10;
 export const DISCORD_ACK_TARGET_RATIO = 1.2;
 const WARMUP_INTERACTIONS = 20;
 /** Single jobs on an idle bot, for the completion → message time without load. */
@@ -62,6 +72,8 @@ interface AckTimes {
 interface ClientProbe {
   eld: EldStats;
   cpuMs: number;
+  /** Garbage-collection pauses while probed, by kind (perf_hooks 'gc' entries): count, total and longest ms. */
+  gc: Record<string, { count: number; totalMs: number; maxMs: number }>;
   /** Per acknowledged interaction id: interactionCreate emitted, callback queued on REST, other REST requests in flight then. */
   acks: Record<string, { emittedAt: number; queuedAt: number; restBusy: number }>;
 }
@@ -113,6 +125,22 @@ async function installClientProbe(): Promise<void> {
     return emit.call(this, event, ...args);
   };
   const eld = eldRecorder();
+  let gc: ClientProbe['gc'] = {};
+  const gcKinds: Record<number, string> = {
+    [constants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+    [constants.NODE_PERFORMANCE_GC_MAJOR]: 'mark-compact',
+    [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental marking',
+    [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks',
+  };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = gcKinds[(e as PerformanceEntry & { detail: { kind: number } }).detail.kind] ?? 'other';
+      const k = (gc[kind] ??= { count: 0, totalMs: 0, maxMs: 0 });
+      k.count += 1;
+      k.totalMs += e.duration;
+      k.maxMs = Math.max(k.maxMs, e.duration);
+    }
+  }).observe({ entryTypes: ['gc'] });
   let cpu = process.cpuUsage();
   const { Session } = await import('node:inspector/promises');
   let session: InstanceType<typeof Session> | undefined;
@@ -120,12 +148,13 @@ async function installClientProbe(): Promise<void> {
     void (async () => {
       if ('probe' in m && m.probe === 'start') {
         acks = {};
+        gc = {};
         eld.reset();
         cpu = process.cpuUsage();
         process.send!({ started: true } satisfies FromClient);
       } else if ('probe' in m && m.probe === 'stop') {
         const used = process.cpuUsage(cpu);
-        process.send!({ probe: { eld: eld.read(), cpuMs: (used.user + used.system) / 1000, acks } } satisfies FromClient);
+        process.send!({ probe: { eld: eld.read(), cpuMs: (used.user + used.system) / 1000, gc, acks } } satisfies FromClient);
       } else if ('profile' in m && m.profile === 'start') {
         session = new Session();
         session.connect();
@@ -220,8 +249,11 @@ async function fakesChild(): Promise<void> {
         const refusedBefore = fake.refusals.length;
         eld.reset();
         const sent = [];
+        // Spaced on a schedule, not by sleeping between sends: the rate holds however long a send takes.
+        const start = performance.now();
         for (let n = 0; n < count; n++) {
-          if (spacingMs) await new Promise((r) => setTimeout(r, spacingMs));
+          const wait = spacingMs ? start + n * spacingMs - performance.now() : 0;
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
           sent.push(fake.sendCommand({ name: 'imagine', user: BENCH_USER, options: [{ name: 'prompt', type: 3, value: `bench ${label} ${n} --model standard` }] }));
         }
         const interactions = await Promise.all(sent);
@@ -282,12 +314,14 @@ async function bareChild(info: FakesInfo): Promise<void> {
   process.send!({ ready: {} });
 }
 
-const spawnRole = (role: 'fakes' | 'provider' | 'bot' | 'bare', info?: FakesInfo) =>
-  forkRole<FakesInfo>(fileURLToPath(import.meta.url), role, info ? { DISCORD_BENCH_FAKES: JSON.stringify(info) } : {});
+/** A child process; the bot's with the NODE_OPTIONS it ships with. */
+const spawnRole = async (role: 'fakes' | 'provider' | 'bot' | 'bare', info?: FakesInfo) =>
+  forkRole<FakesInfo>(fileURLToPath(import.meta.url), role, {
+    ...(info && { DISCORD_BENCH_FAKES: JSON.stringify(info) }),
+    ...(role === 'bot' && { NODE_OPTIONS: await shippedNodeOptions() }),
+  });
 
 type BurstAnswer = Extract<FromFakes, { latencies: number[] }>;
-
-class AcksOnly extends Error {}
 
 interface BurstDiag {
   fakesEld: EldStats;
@@ -318,73 +352,125 @@ function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
     const eldMax = Math.max(...bursts.map((b) => b.client.eld.max));
     const cpu = bursts.map((b) => b.client.cpuMs.toFixed(0)).join(', ');
     const fakesEld = Math.max(...bursts.map((b) => b.fakesEld.max));
+    const gc = new Map<string, { count: number; totalMs: number; maxMs: number }>();
+    for (const b of bursts)
+      for (const [kind, k] of Object.entries(b.client.gc)) {
+        const all = gc.get(kind) ?? { count: 0, totalMs: 0, maxMs: 0 };
+        gc.set(kind, { count: all.count + k.count, totalMs: all.totalMs + k.totalMs, maxMs: Math.max(all.maxMs, k.maxMs) });
+      }
+    const gcText = [...gc].map(([kind, k]) => `${kind} ${k.count}× ${k.totalMs.toFixed(0)} ms (max ${k.maxMs.toFixed(1)})`).join('; ') || 'none';
     const s = sorted;
-    return `| ${name} | ${p(s(toEmit))} | ${p(s(emitToQueue))} | ${p(s(queueToFake))} | ${percentile(s(busy), 50)} / ${s(busy).at(-1) ?? NaN} | ${eldP99.toFixed(1)} / ${eldMax.toFixed(1)} | ${cpu} | ${fakesEld.toFixed(1)} |`;
+    return `| ${name} | ${p(s(toEmit))} | ${p(s(emitToQueue))} | ${p(s(queueToFake))} | ${percentile(s(busy), 50)} / ${s(busy).at(-1) ?? NaN} | ${eldP99.toFixed(1)} / ${eldMax.toFixed(1)} | ${cpu} | ${gcText} | ${fakesEld.toFixed(1)} |`;
   };
   return [
-    '| client | dispatch → interactionCreate p50 / p99 ms | interactionCreate → callback queued p50 / p99 ms | queued → at fake Discord p50 / p99 ms | other REST calls in flight at ack p50 / max | event-loop delay p99 / max ms | CPU ms per burst | fakes event-loop delay max ms |',
-    '|---|---|---|---|---|---|---|---|',
+    '| client | dispatch → interactionCreate p50 / p99 ms | interactionCreate → callback queued p50 / p99 ms | queued → at fake Discord p50 / p99 ms | other REST calls in flight at ack p50 / max | event-loop delay p99 / max ms | CPU ms per burst | GC pauses while measured (perf_hooks) | fakes event-loop delay max ms |',
+    '|---|---|---|---|---|---|---|---|---|',
     row('imagine bot', diag.bot),
     row('bare discord.js', diag.bare),
   ].join('\n');
 }
 
-export async function runDiscordBench(opts: { burst?: number; rounds?: number; acksOnly?: boolean; profileDir?: string } = {}): Promise<string> {
-  const diag: Record<'bot' | 'bare', BurstDiag[]> = { bot: [], bare: [] };
-  const burst = opts.burst ?? DISCORD_BENCH_BURST;
-  const rounds = opts.rounds ?? DISCORD_BENCH_ROUNDS;
+/** The four processes of a run, and the ways to send interactions to a client and measure them. */
+async function startRun() {
   const [fakes, provider] = await Promise.all([spawnRole('fakes'), spawnRole('provider')]);
   const children = [fakes.child, provider.child];
   const info: FakesInfo = { ...fakes.ready, runblobUrl: provider.ready.runblobUrl, runblobKey: provider.ready.runblobKey };
-  /** Provider completion → final message, and result downloaded → final message, for one label's jobs. */
-  const completion = async (label: string, expected: number, timeoutMs: number) => {
-    const { finals } = await ask<Extract<FromFakes, { finals: FinalMessage[] }>>(fakes.child, { finals: { label, expected, timeoutMs } } satisfies ToFakes, 'finals');
-    const { tasks } = await ask<Extract<FromProvider, { tasks: ProviderTask[] }>>(provider.child, { tasks: true } satisfies ToProvider, 'tasks');
-    const byPrompt = new Map(tasks.map((t) => [t.prompt, t]));
-    const delays: number[] = [];
-    const afterDownload: number[] = [];
-    for (const f of finals) {
-      const task = byPrompt.get(f.prompt);
-      if (task?.completedAt === undefined) continue;
-      delays.push(f.shownAt - task.completedAt);
-      if (task.downloadedAt !== undefined) afterDownload.push(f.shownAt - task.downloadedAt);
-    }
-    return { completion: delays, afterDownload, missing: expected - delays.length };
+  const diag: Record<'bot' | 'bare', BurstDiag[]> = { bot: [], bare: [] };
+  const tally = { unacked: 0, refused: 0 };
+  const stop = async () => {
+    for (const child of children.reverse()) await stopChild(child);
   };
+  try {
+    const [botProc, bareProc] = await Promise.all([spawnRole('bot', info), spawnRole('bare', info)]);
+    children.push(botProc.child, bareProc.child);
+    const clientOf = { bot: botProc.child, bare: bareProc.child };
+    /** `count` interactions to `target`, at once or `spacingMs` apart; their ack latencies. */
+    const run = async (target: 'bot' | 'bare', count: number, label: string, spacingMs?: number) => {
+      const r = await ask<BurstAnswer>(fakes.child, { burst: { target, count, label, ...(spacingMs && { spacingMs }) } } satisfies ToFakes, 'latencies');
+      tally.unacked += r.unacked;
+      tally.refused += r.refused;
+      return r.latencies;
+    };
+    /** `run`, measured: the client's probe runs exactly while the interactions are in the air. */
+    const measured = async (target: 'bot' | 'bare', count: number, label: string, opts: { spacingMs?: number; profileFile?: string } = {}) => {
+      const client = clientOf[target];
+      const { spacingMs, profileFile } = opts;
+      if (profileFile) await ask(client, { profile: 'start' } satisfies ToClient, 'started');
+      await ask(client, { probe: 'start' } satisfies ToClient, 'started');
+      const r = await ask<BurstAnswer>(fakes.child, { burst: { target, count, label, withTimes: true, ...(spacingMs && { spacingMs }) } } satisfies ToFakes, 'latencies');
+      const { probe } = await ask<Extract<FromClient, { probe: ClientProbe }>>(client, { probe: 'stop' } satisfies ToClient, 'probe');
+      if (profileFile) await ask(client, { profile: 'stop', file: profileFile } satisfies ToClient, 'profiled');
+      tally.unacked += r.unacked;
+      tally.refused += r.refused;
+      diag[target].push({ fakesEld: r.fakesEld, client: probe, times: r.times ?? [] });
+      return r.latencies;
+    };
+    /** Provider completion → final message, and result downloaded → final message, for one label's jobs. */
+    const completion = async (label: string, expected: number, timeoutMs: number) => {
+      const { finals } = await ask<Extract<FromFakes, { finals: FinalMessage[] }>>(fakes.child, { finals: { label, expected, timeoutMs } } satisfies ToFakes, 'finals');
+      const { tasks } = await ask<Extract<FromProvider, { tasks: ProviderTask[] }>>(provider.child, { tasks: true } satisfies ToProvider, 'tasks');
+      const byPrompt = new Map(tasks.map((t) => [t.prompt, t]));
+      const delays: number[] = [];
+      const afterDownload: number[] = [];
+      for (const f of finals) {
+        const task = byPrompt.get(f.prompt);
+        if (task?.completedAt === undefined) continue;
+        delays.push(f.shownAt - task.completedAt);
+        if (task.downloadedAt !== undefined) afterDownload.push(f.shownAt - task.downloadedAt);
+      }
+      return { completion: delays, afterDownload, missing: expected - delays.length };
+    };
+    await run('bare', WARMUP_INTERACTIONS, 'warm-bare', 20);
+    await run('bot', WARMUP_INTERACTIONS, 'warm', 20);
+    return { run, measured, completion, diag, tally, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+
+/** The acknowledgement table of a phase: both clients' latencies, their p99 ratio, and where the time went. */
+function acksTable(title: string, bot: number[], bare: number[], tally: { unacked: number; refused: number }, diag: Record<'bot' | 'bare', BurstDiag[]>): string {
+  const row = (name: string, xs: number[]) =>
+    `| ${name} | ${xs.length} | ${percentile(xs, 50).toFixed(1)} | ${percentile(xs, 99).toFixed(1)} | ${(xs.at(-1) ?? NaN).toFixed(1)} |`;
+  const botSorted = sorted(bot);
+  const bareSorted = sorted(bare);
+  const ratio = percentile(botSorted, 99) / percentile(bareSorted, 99);
+  return [
+    title,
+    '',
+    '| client | interactions | p50 ms | p99 ms | max ms |',
+    '|---|---|---|---|---|',
+    row('imagine bot (discord.js + adapter + engine, jobs running)', botSorted),
+    row('bare discord.js client (defer only)', bareSorted),
+    '',
+    `p99 ratio bot / bare: **${ratio.toFixed(2)}×** (target ≤ ${DISCORD_ACK_TARGET_RATIO}×: ${ratio <= DISCORD_ACK_TARGET_RATIO ? 'met' : 'NOT met'}). ` +
+      `Unacknowledged: ${tally.unacked}; requests fake Discord refused: ${tally.refused}.`,
+    '',
+    'Where the time goes (measured interactions; clocks of the processes compared through `performance.timeOrigin`):',
+    '',
+    diagnosticsTable(diag),
+  ].join('\n');
+}
+
+/**
+ * Bursts: `burst` interactions at once, `rounds` times per client, the bare client's first, then
+ * (unless `acksOnly`) the time from each job's provider completion to its final message.
+ */
+export async function runDiscordBench(opts: { burst?: number; rounds?: number; acksOnly?: boolean; profileDir?: string } = {}): Promise<string> {
+  const burst = opts.burst ?? DISCORD_BENCH_BURST;
+  const rounds = opts.rounds ?? DISCORD_BENCH_ROUNDS;
   const bot: number[] = [];
   const bare: number[] = [];
-  let unacked = 0;
-  let refused = 0;
   let loaded: number[] = [];
   let loadedAfterDownload: number[] = [];
   let idle: number[] = [];
   let idleAfterDownload: number[] = [];
   let missing = 0;
+  const { run, measured, completion, diag, tally, stop } = await startRun();
   try {
-    const [botProc, bareProc] = await Promise.all([spawnRole('bot', info), spawnRole('bare', info)]);
-    children.push(botProc.child, bareProc.child);
-    const clientOf = { bot: botProc.child, bare: bareProc.child };
-    const run = async (target: 'bot' | 'bare', count: number, label: string, spacingMs?: number) => {
-      const r = await ask<BurstAnswer>(fakes.child, { burst: { target, count, label, ...(spacingMs && { spacingMs }) } } satisfies ToFakes, 'latencies');
-      unacked += r.unacked;
-      refused += r.refused;
-      return r.latencies;
-    };
-    /** A measured burst: the client's probe runs exactly while the burst is in the air. */
-    const measured = async (target: 'bot' | 'bare', label: string, profileFile?: string) => {
-      const client = clientOf[target];
-      if (profileFile) await ask(client, { profile: 'start' } satisfies ToClient, 'started');
-      await ask(client, { probe: 'start' } satisfies ToClient, 'started');
-      const r = await ask<BurstAnswer>(fakes.child, { burst: { target, count: burst, label, withTimes: true } } satisfies ToFakes, 'latencies');
-      const { probe } = await ask<Extract<FromClient, { probe: ClientProbe }>>(client, { probe: 'stop' } satisfies ToClient, 'probe');
-      if (profileFile) await ask(client, { profile: 'stop', file: profileFile } satisfies ToClient, 'profiled');
-      unacked += r.unacked;
-      refused += r.refused;
-      diag[target].push({ fakesEld: r.fakesEld, client: probe, times: r.times ?? [] });
-      return r.latencies;
-    };
-    await run('bare', WARMUP_INTERACTIONS, 'warm-bare', 20);
-    await run('bot', WARMUP_INTERACTIONS, 'warm', 20);
     // The bare client's bursts first, while the bot is idle: the bot's jobs keep running long after
     // its bursts (CPU on the same two cores), so alternating would slow the bare client down with
     // the bot's work and flatter the ratio. This order measures the bare client on a quiet machine
@@ -396,55 +482,44 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number; a
           await run(target, burst, label);
           continue;
         }
-        const acks = await measured(target, label, opts.profileDir && join(opts.profileDir, `${target}-burst${r}.cpuprofile`));
+        const acks = await measured(target, burst, label, opts.profileDir ? { profileFile: join(opts.profileDir, `${target}-burst${r}.cpuprofile`) } : {});
         (target === 'bot' ? bot : bare).push(...acks);
       }
     }
-    if (opts.acksOnly) throw new AcksOnly();
-    for (let r = 0; r < WARMUP_BURSTS + rounds; r++) {
-      const c = await completion(`r${r}`, burst, 240_000);
-      loaded.push(...c.completion);
-      loadedAfterDownload.push(...c.afterDownload);
-      missing += c.missing;
+    if (!opts.acksOnly) {
+      for (let r = 0; r < WARMUP_BURSTS + rounds; r++) {
+        const c = await completion(`r${r}`, burst, 240_000);
+        loaded.push(...c.completion);
+        loadedAfterDownload.push(...c.afterDownload);
+        missing += c.missing;
+      }
+      // An idle bot: one job at a time.
+      for (let n = 0; n < IDLE_JOBS; n++) {
+        await run('bot', 1, `idle${n}`);
+        const c = await completion(`idle${n}`, 1, 60_000);
+        idle.push(...c.completion);
+        idleAfterDownload.push(...c.afterDownload);
+        missing += c.missing;
+      }
     }
-    // An idle bot: one job at a time.
-    for (let n = 0; n < IDLE_JOBS; n++) {
-      await run('bot', 1, `idle${n}`);
-      const c = await completion(`idle${n}`, 1, 60_000);
-      idle.push(...c.completion);
-      idleAfterDownload.push(...c.afterDownload);
-      missing += c.missing;
-    }
-  } catch (err) {
-    if (!(err instanceof AcksOnly)) throw err;
   } finally {
-    for (const child of children.reverse()) await stopChild(child);
+    await stop();
   }
 
-  const sort = (xs: number[]) => [...xs].sort((a, b) => a - b);
-  const botSorted = sort(bot);
-  const bareSorted = sort(bare);
-  loaded = sort(loaded);
-  idle = sort(idle);
-  loadedAfterDownload = sort(loadedAfterDownload);
-  idleAfterDownload = sort(idleAfterDownload);
+  loaded = sorted(loaded);
+  idle = sorted(idle);
+  loadedAfterDownload = sorted(loadedAfterDownload);
+  idleAfterDownload = sorted(idleAfterDownload);
   const row = (name: string, xs: number[]) =>
     `| ${name} | ${xs.length} | ${percentile(xs, 50).toFixed(1)} | ${percentile(xs, 99).toFixed(1)} | ${(xs.at(-1) ?? NaN).toFixed(1)} |`;
-  const ratio = percentile(botSorted, 99) / percentile(bareSorted, 99);
   return [
-    `### Discord: acknowledgement latency (bursts of ${burst} /imagine interactions dispatched at once, ${rounds} measured bursts per client, the bare client's first, after ${WARMUP_BURSTS} unmeasured warm-up burst)`,
-    '',
-    '| client | interactions | p50 ms | p99 ms | max ms |',
-    '|---|---|---|---|---|',
-    row('imagine bot (discord.js + adapter + engine, jobs running)', botSorted),
-    row('bare discord.js client (defer only)', bareSorted),
-    '',
-    `p99 ratio bot / bare: **${ratio.toFixed(2)}×** (target ≤ ${DISCORD_ACK_TARGET_RATIO}×: ${ratio <= DISCORD_ACK_TARGET_RATIO ? 'met' : 'NOT met'}). ` +
-      `Unacknowledged: ${unacked}; requests fake Discord refused: ${refused}.`,
-    '',
-    'Where the time goes (measured bursts; clocks of the processes compared through `performance.timeOrigin`):',
-    '',
-    diagnosticsTable(diag),
+    acksTable(
+      `### Discord: acknowledgement latency (bursts of ${burst} /imagine interactions dispatched at once, ${rounds} measured bursts per client, the bare client's first, after ${WARMUP_BURSTS} unmeasured warm-up burst)`,
+      bot,
+      bare,
+      tally,
+      diag,
+    ),
     '',
     `### Discord: provider completion → final message (fake RunBlob, ${PROVIDER_DURATION_MS / 1000} s per image, with RunBlob callbacks to PUBLIC_URL)`,
     '',
@@ -459,6 +534,53 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number; a
   ].join('\n');
 }
 
+/**
+ * Sustained: `count` interactions per client at `perSecond`, in `rounds` rounds alternating bare
+ * client and bot (bench/slack.ts's sustained shape, so both see the same machine), in fresh
+ * processes. Each bot interaction is a job that keeps running (3 s at the provider, then its
+ * download and final message) while later ones arrive: the acks are measured with jobs starting,
+ * waiting and finishing behind them, not only starting as in a burst.
+ */
+export async function runDiscordSustainedBench(opts: { count?: number; perSecond?: number; rounds?: number; profileDir?: string } = {}): Promise<string> {
+  const count = opts.count ?? DISCORD_BENCH_SUSTAINED;
+  const perSecond = opts.perSecond ?? DISCORD_BENCH_PER_SECOND;
+  const rounds = opts.rounds ?? DISCORD_BENCH_SUSTAINED_ROUNDS;
+  const spacingMs = 1000 / perSecond;
+  const bot: number[] = [];
+  const bare: number[] = [];
+  const { measured, completion, diag, tally, stop } = await startRun();
+  let finals = 0;
+  let expected = 0;
+  try {
+    const perRound = Math.ceil(count / rounds);
+    for (let r = 0; r < rounds; r++) {
+      const n = Math.min(perRound, count - r * perRound);
+      if (n <= 0) break;
+      bare.push(...(await measured('bare', n, `sbare${r}`, { spacingMs })));
+      bot.push(...(await measured('bot', n, `s${r}`, { spacingMs, ...(opts.profileDir && { profileFile: join(opts.profileDir, `bot-sustained${r}.cpuprofile`) }) })));
+      expected += n;
+    }
+    // The bot really did the jobs: each got its final message with the image.
+    for (let r = 0; r < rounds; r++) {
+      const n = Math.min(perRound, count - r * perRound);
+      if (n > 0) finals += (await completion(`s${r}`, n, 120_000)).completion.length;
+    }
+  } finally {
+    await stop();
+  }
+  return [
+    acksTable(
+      `### Discord: acknowledgement latency, sustained (${count} /imagine interactions per client at ${perSecond}/s, ${rounds} rounds alternating bare client and bot)`,
+      bot,
+      bare,
+      tally,
+      diag,
+    ),
+    '',
+    `Every bot interaction became a job that delivered its image: ${finals} of ${expected}. Fake RunBlob takes ${PROVIDER_DURATION_MS / 1000} s per image, so jobs wait, finish and post their results while later interactions arrive.`,
+  ].join('\n');
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const role = process.argv.find((a) => a.startsWith('--role='))?.slice('--role='.length);
   const info = process.env.DISCORD_BENCH_FAKES ? (JSON.parse(process.env.DISCORD_BENCH_FAKES) as FakesInfo) : undefined;
@@ -468,6 +590,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   else if (role === 'bare') await bareChild(info!);
   else {
     const profileDir = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
-    process.stdout.write(`${await runDiscordBench({ acksOnly: process.argv.includes('--acks-only'), ...(profileDir && { profileDir }) })}\n`);
+    const sustained = process.argv.includes('--sustained');
+    const out = sustained ? await runDiscordSustainedBench(profileDir ? { profileDir } : {}) : await runDiscordBench({ acksOnly: process.argv.includes('--acks-only'), ...(profileDir && { profileDir }) });
+    process.stdout.write(`${out}\n`);
   }
 }

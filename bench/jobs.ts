@@ -21,6 +21,9 @@
  *   and once with the flags the bot ships with (the Dockerfile's NODE_OPTIONS, which `npm start`
  *   passes too: test/unit/ops/compose.test.ts).
  *
+ * Every bot process runs with the NODE_OPTIONS the bot ships with (shippedNodeOptions), but for
+ * the memory row that measures Node's defaults beside them.
+ *
  * The provider's own request budget (RunBlob: 50 requests/s per key, src/providers/runblob/client.ts)
  * is lifted for the bot here: the fakes have none, and with it every run would measure that limit
  * instead of the bot's own cost. Everything else runs at production timing.
@@ -33,7 +36,7 @@
  *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # per NODE_OPTIONS, side by side
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
  */
-import { ask, forkRole, freePort, numberFlag, percentile, procStatusBytes, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
+import { ask, forkRole, freePort, numberFlag, percentile, procStatusBytes, shippedNodeOptions, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
@@ -305,14 +308,6 @@ async function startBotProcess(info: FakesInfo, storeUrl: string, held = false, 
   return forkRole<{ baseUrl: string; pid: number }>(here, 'bot', { JOBS_BENCH_BOT: JSON.stringify(env), NODE_OPTIONS: `${nodeOptions}${profile}`.trim() });
 }
 
-/** The NODE_OPTIONS the container image runs the bot with (the Dockerfile's `ENV NODE_OPTIONS=…`; `npm start` passes the same flags), so the bench measures the bot as shipped. */
-async function imageNodeOptions(): Promise<string> {
-  const dockerfile = await readFile(fileURLToPath(new URL('../Dockerfile', import.meta.url)), 'utf8');
-  const env = /^ENV NODE_OPTIONS="([^"]*)"/m.exec(dockerfile);
-  if (!env) throw new Error('the Dockerfile sets no NODE_OPTIONS');
-  return env[1]!;
-}
-
 /**
  * Sends `count` /imagine commands, spread over the bots' events URLs, each in its own channel
  * `${run}${i}` (Slack limits posting per channel, so a workspace's load is spread over channels).
@@ -550,13 +545,13 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
       }
     };
     // Floor first and last: the mean of the two is the floor the bot runs are compared with (machine drift).
+    const shipped = await shippedNodeOptions();
     const floorA = await withFakes((f) => floorThroughput(f, jobs));
-    const one = await withFakes((f) => botThroughput(f, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs));
-    const three = await withFakes((f) => botThroughput(f, () => redis.url, processes, jobs));
+    const one = await withFakes((f) => botThroughput(f, () => 'sqlite://DATA_DIR/store.sqlite', 1, jobs, shipped));
+    const three = await withFakes((f) => botThroughput(f, () => redis.url, processes, jobs, shipped));
     const floorB = await withFakes((f) => floorThroughput(f, jobs));
     // Issue 13 point 3's best case: the floor with its provider calls in a worker thread.
     const floorSplit = await withFakes((f) => floorThroughput(f, jobs, true));
-    const shipped = await imageNodeOptions();
     const memDefault = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting));
     const memShipped = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting, shipped));
     const floorJps = (floorA.jobsPerSecond + floorB.jobsPerSecond) / 2;

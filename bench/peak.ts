@@ -27,7 +27,7 @@
  *
  *   npm run bench -- peak        # or: node bench/peak.ts
  */
-import { ask, discordBotChild, forkRole, procStatusBytes, sleep, stopChild } from './processes.ts';
+import { ask, discordBotChild, forkRole, procStatusBytes, shippedNodeOptions, sleep, stopChild } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -241,7 +241,7 @@ const here = fileURLToPath(import.meta.url);
 const stop = (child: ChildProcess) => (child.exitCode === null && child.signalCode === null && child.connected ? stopChild(child) : Promise.resolve());
 
 async function round(label: string, fakes: { discord: ChildProcess; runblob: ChildProcess; info: FakesInfo }, children: ChildProcess[]): Promise<Round> {
-  const bot = await forkRole<{ pid: number }>(here, 'bot', { PEAK_BENCH_FAKES: JSON.stringify(fakes.info) });
+  const bot = await forkRole<{ pid: number }>(here, 'bot', { PEAK_BENCH_FAKES: JSON.stringify(fakes.info), NODE_OPTIONS: await shippedNodeOptions() });
   children.push(bot.child);
   try {
     const { pid } = bot.ready;

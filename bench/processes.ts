@@ -13,6 +13,19 @@ import { join } from 'node:path';
 import { createLogger } from '../src/log.ts';
 import type { DriverFake } from '../test/fakes/slack/driver.ts';
 
+/**
+ * The NODE_OPTIONS the bot ships with: the Dockerfile's `ENV NODE_OPTIONS=…`, which `npm start`
+ * passes as flags too (test/unit/ops/compose.test.ts keeps the two in agreement). The benches run
+ * every bot process with them, so they measure the bot as users run it; bare clients and fakes run
+ * with Node's defaults.
+ */
+export async function shippedNodeOptions(): Promise<string> {
+  const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const env = /^ENV NODE_OPTIONS="([^"]*)"/m.exec(dockerfile);
+  if (!env) throw new Error('the Dockerfile sets no NODE_OPTIONS');
+  return env[1]!;
+}
+
 /** Forks `script --role=<role>` and resolves with the child's first `{ ready }` message. */
 export function forkRole<Ready>(script: string, role: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; ready: Ready }> {
   const child = fork(script, [`--role=${role}`], {

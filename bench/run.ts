@@ -2,7 +2,8 @@
  * `npm run bench`: every benchmark, each comparing our code side by side with a baseline in the
  * same run (ratios, not absolute times, are what carry over between machines).
  *   - poll:    poll scheduler vs fixed 2 s polling against a simulated Runbase key (issue 2)
- *   - discord: ack latency of /imagine through the real discord.js vs a bare deferring client (issue 3)
+ *   - discord: ack latency of /imagine through the real discord.js vs a bare deferring client, in
+ *              bursts and sustained at 50/s (issues 3, 13)
  *   - slack:   ack latency of signed slash commands through Bolt vs a bare acking app (issue 4)
  *   - jobs:    end-to-end jobs/s on 1 process (SQLite) and 3 (Redis) vs a REST-calls-only floor,
  *              main-thread CPU and event-loop delay per job, RSS per in-flight job (issues 12, 13)
@@ -15,7 +16,7 @@
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
-import { runDiscordBench } from './discord.ts';
+import { runDiscordBench, runDiscordSustainedBench } from './discord.ts';
 import { runSlackBench } from './slack.ts';
 import { runJobsBench } from './jobs.ts';
 import { runPeakBench } from './peak.ts';
@@ -26,7 +27,7 @@ import { runResultsBench } from './results-io.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
-  discord: () => runDiscordBench(),
+  discord: async () => `${await runDiscordBench()}\n\n${await runDiscordSustainedBench()}`,
   slack: () => runSlackBench(),
   jobs: () => runJobsBench(),
   peak: () => runPeakBench(),

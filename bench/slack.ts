@@ -17,7 +17,7 @@
  *   node bench/slack.ts                          # prints both tables
  *   node bench/slack.ts --sustained | --burst    # one of them
  */
-import { ask, forkRole, percentile, silentLog, standInSlackFake, stopChild } from './processes.ts';
+import { ask, forkRole, percentile, shippedNodeOptions, silentLog, standInSlackFake, stopChild } from './processes.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,8 +116,12 @@ async function bareChild(info: FakesInfo): Promise<void> {
   process.send!({ ready: { eventsUrl: `${http.localUrl}/slack/events` } });
 }
 
-const spawnRole = (role: 'fakes' | 'bot' | 'bare', info?: FakesInfo) =>
-  forkRole<FakesInfo & { eventsUrl: string }>(fileURLToPath(import.meta.url), role, info ? { SLACK_BENCH_FAKES: JSON.stringify(info) } : {});
+/** A child process; the bot's with the NODE_OPTIONS it ships with. */
+const spawnRole = async (role: 'fakes' | 'bot' | 'bare', info?: FakesInfo) =>
+  forkRole<FakesInfo & { eventsUrl: string }>(fileURLToPath(import.meta.url), role, {
+    ...(info && { SLACK_BENCH_FAKES: JSON.stringify(info) }),
+    ...(role === 'bot' && { NODE_OPTIONS: await shippedNodeOptions() }),
+  });
 
 // ---- the load generator ---------------------------------------------------------------------
 

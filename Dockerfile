@@ -14,7 +14,8 @@ ENV NODE_ENV=production
 # of jobs it is much of what the resident memory grows by, not the jobs themselves. RSS per
 # in-flight job at 1,000 jobs, side by side in four runs (`node bench/jobs.ts --memory-with=…`):
 # 49.8–52.4 KB with 2 MB, 59.3–74.8 KB with 4 MB, 75.9–81.3 KB with Node's defaults; jobs/s and
-# CPU per job showed no difference beyond the bench's run-to-run noise on a 2-core machine.
+# CPU per job showed no difference beyond the bench's run-to-run noise on a 2-core machine. Three
+# later runs (2026-12-07, `node bench/jobs.ts --jobs=100`): 33.9–41.0 KB against 64.6–75.7 KB.
 # `npm run bench -- jobs` reads this line; `npm start` passes the same flags (package.json), and
 # test/unit/ops/compose.test.ts checks that the two agree.
 ENV NODE_OPTIONS="--max-semi-space-size=2"

@@ -372,6 +372,8 @@ function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
 
 /** The four processes of a run, and the ways to send interactions to a client and measure them. */
 async function startRun() {
+  // Read before anything is forked: a Dockerfile without NODE_OPTIONS fails here, leaving no child behind.
+  await shippedNodeOptions();
   const [fakes, provider] = await Promise.all([spawnRole('fakes'), spawnRole('provider')]);
   const children = [fakes.child, provider.child];
   const info: FakesInfo = { ...fakes.ready, runblobUrl: provider.ready.runblobUrl, runblobKey: provider.ready.runblobKey };
@@ -530,7 +532,7 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number; a
     row('single jobs on an idle bot', idle),
     row('— of which: result downloaded → final message (Discord side)', idleAfterDownload),
     '',
-    `Jobs whose result did not arrive: ${missing}.${opts.acksOnly ? ' (--acks-only: not measured.)' : ''} The time includes noticing the completion (callback, then a status fetch within the engine's RunBlob budget of 50 requests/s, shared with the creates of later jobs), downloading the PNG, and the multipart edit of the placeholder (discord.js holds every bot request to 50/s).`,
+    `Jobs whose result did not arrive: ${missing}.${opts.acksOnly ? ' (--acks-only: not measured.)' : ''} The time includes noticing the completion (callback, then a status fetch within the engine's RunBlob budget of 50 requests/s, shared with the creates of later jobs), downloading the PNG, and the multipart edit of the placeholder (an interaction-token call, which discord.js's count of the 50/s global limit no longer holds back: src/platforms/discord/messages.ts).`,
   ].join('\n');
 }
 

@@ -28,9 +28,10 @@ import { AckFirst } from '../ack-first.ts';
 
 export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
 /**
- * Elapsed-time ticks are skipped while this many progress edits are already on their way:
- * discord.js queues every bot request behind a 50 requests/s global limit, and with hundreds of
- * jobs running, ticks would otherwise fill that queue and hold back state changes and results.
+ * Elapsed-time ticks are skipped while this many progress edits are already on their way: with
+ * hundreds of jobs running, ticks would otherwise crowd the REST client's queues and sockets and
+ * hold back state changes and results. (They were written when discord.js held every bot request
+ * to 50 a second; interaction-token calls no longer wait for that count: messages.ts.)
  */
 export const MAX_PROGRESS_EDITS_IN_FLIGHT = 10;
 

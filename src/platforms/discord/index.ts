@@ -145,6 +145,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
       // unreachable) only costs knowing whether the endpoint URL is saved: assume it is not.
       if (err instanceof DiscordAPIError && err.status === 401) {
         await client.destroy().catch(() => {});
+        stopInteractionRest();
         throw new Error(`Discord refused DISCORD_TOKEN: ${err.message}`, { cause: err });
       }
       log.warn({ err: String(err) }, 'could not read the Discord application; connecting the gateway as well');
@@ -175,8 +176,11 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
           await Promise.race([gateway.connecting, new Promise((r) => setTimeout(r, STOP_LOGIN_WAIT_MS).unref())]);
           await gateway.client.destroy();
         }
-        await client.destroy();
-        stopInteractionRest();
+        try {
+          await client.destroy();
+        } finally {
+          stopInteractionRest();
+        }
       },
     };
   }
@@ -185,6 +189,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
     await connectGateway(client);
   } catch (err) {
     await client.destroy().catch(() => {});
+    stopInteractionRest();
     throw err;
   }
 
@@ -192,8 +197,11 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
     ready: () => gatewayReady(client),
     async stop() {
       delivery.throttle.stop();
-      await client.destroy();
-      stopInteractionRest();
+      try {
+        await client.destroy();
+      } finally {
+        stopInteractionRest();
+      }
     },
   };
 }

@@ -30,8 +30,8 @@ export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
 /**
  * Elapsed-time ticks are skipped while this many progress edits are already on their way: with
  * hundreds of jobs running, ticks would otherwise crowd the REST client's queues and sockets and
- * hold back state changes and results. (They were written when discord.js held every bot request
- * to 50 a second; interaction-token calls no longer wait for that count: messages.ts.)
+ * hold back state changes and results. (The limit dates from when discord.js held every edit to
+ * the bot's 50 requests a second; interaction-token calls no longer wait for that: messages.ts.)
  */
 export const MAX_PROGRESS_EDITS_IN_FLIGHT = 10;
 

@@ -41,8 +41,8 @@ const SETTLE_PAUSES_MS = [50, 100, 250, 500, 1_000, 2_000];
  * https://discord.com/developers/docs/topics/rate-limits#global-rate-limit; docs/discord.md "Rate
  * limits and errors"), but @discordjs/rest counts every request it sends against its own copy of
  * that limit, interaction callbacks excepted. Through the bot's client, every placeholder edit and
- * result waited its turn behind 50 a second: with jobs finishing faster than that, the queue grew
- * without end, each waiting result holding its image's bytes. Per-route buckets still apply here
+ * result waited its turn behind 50 a second: while jobs finished faster than that, the queue grew,
+ * each waiting result holding its image's bytes. Per-route buckets still apply here
  * (webhook routes are queued per token), and so does a global 429 if Discord ever answers one.
  */
 export function interactionRestFor(rest: REST): REST {

@@ -314,11 +314,11 @@ async function bareChild(info: FakesInfo): Promise<void> {
   process.send!({ ready: {} });
 }
 
-/** A child process; the bot's with the NODE_OPTIONS it ships with. */
-const spawnRole = async (role: 'fakes' | 'provider' | 'bot' | 'bare', info?: FakesInfo) =>
+/** A child process, with `nodeOptions` as its NODE_OPTIONS when given. */
+const spawnRole = (role: 'fakes' | 'provider' | 'bot' | 'bare', info?: FakesInfo, nodeOptions?: string) =>
   forkRole<FakesInfo>(fileURLToPath(import.meta.url), role, {
     ...(info && { DISCORD_BENCH_FAKES: JSON.stringify(info) }),
-    ...(role === 'bot' && { NODE_OPTIONS: await shippedNodeOptions() }),
+    ...(nodeOptions !== undefined && { NODE_OPTIONS: nodeOptions }),
   });
 
 type BurstAnswer = Extract<FromFakes, { latencies: number[] }>;
@@ -331,7 +331,6 @@ interface BurstDiag {
 
 /** Where an acknowledgement's time went, per client, over the measured bursts. */
 function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
-  const sorted = (xs: number[]) => xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   const p = (xs: number[]) => `${percentile(xs, 50).toFixed(1)} / ${percentile(xs, 99).toFixed(1)}`;
   const row = (name: string, bursts: BurstDiag[]) => {
     const toEmit: number[] = [];
@@ -359,8 +358,7 @@ function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
         gc.set(kind, { count: all.count + k.count, totalMs: all.totalMs + k.totalMs, maxMs: Math.max(all.maxMs, k.maxMs) });
       }
     const gcText = [...gc].map(([kind, k]) => `${kind} ${k.count}× ${k.totalMs.toFixed(0)} ms (max ${k.maxMs.toFixed(1)})`).join('; ') || 'none';
-    const s = sorted;
-    return `| ${name} | ${p(s(toEmit))} | ${p(s(emitToQueue))} | ${p(s(queueToFake))} | ${percentile(s(busy), 50)} / ${s(busy).at(-1) ?? NaN} | ${eldP99.toFixed(1)} / ${eldMax.toFixed(1)} | ${cpu} | ${gcText} | ${fakesEld.toFixed(1)} |`;
+    return `| ${name} | ${p(sorted(toEmit))} | ${p(sorted(emitToQueue))} | ${p(sorted(queueToFake))} | ${percentile(sorted(busy), 50)} / ${sorted(busy).at(-1) ?? NaN} | ${eldP99.toFixed(1)} / ${eldMax.toFixed(1)} | ${cpu} | ${gcText} | ${fakesEld.toFixed(1)} |`;
   };
   return [
     '| client | dispatch → interactionCreate p50 / p99 ms | interactionCreate → callback queued p50 / p99 ms | queued → at fake Discord p50 / p99 ms | other REST calls in flight at ack p50 / max | event-loop delay p99 / max ms | CPU ms per burst | GC pauses while measured (perf_hooks) | fakes event-loop delay max ms |',
@@ -372,8 +370,8 @@ function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
 
 /** The four processes of a run, and the ways to send interactions to a client and measure them. */
 async function startRun() {
-  // Read before anything is forked: a Dockerfile without NODE_OPTIONS fails here, leaving no child behind.
-  await shippedNodeOptions();
+  // The bot runs as shipped. Read before anything is forked: a Dockerfile without NODE_OPTIONS fails here, leaving no child behind.
+  const botOptions = await shippedNodeOptions();
   const [fakes, provider] = await Promise.all([spawnRole('fakes'), spawnRole('provider')]);
   const children = [fakes.child, provider.child];
   const info: FakesInfo = { ...fakes.ready, runblobUrl: provider.ready.runblobUrl, runblobKey: provider.ready.runblobKey };
@@ -383,7 +381,7 @@ async function startRun() {
     for (const child of children.reverse()) await stopChild(child);
   };
   try {
-    const [botProc, bareProc] = await Promise.all([spawnRole('bot', info), spawnRole('bare', info)]);
+    const [botProc, bareProc] = await Promise.all([spawnRole('bot', info, botOptions), spawnRole('bare', info)]);
     children.push(botProc.child, bareProc.child);
     const clientOf = { bot: botProc.child, bare: bareProc.child };
     /** `count` interactions to `target`, at once or `spacingMs` apart; their ack latencies. */
@@ -431,7 +429,8 @@ async function startRun() {
   }
 }
 
-const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+/** Ascending, without the values a missing timestamp made NaN. */
+const sorted = (xs: number[]) => xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
 
 /** The acknowledgement table of a phase: both clients' latencies, their p99 ratio, and where the time went. */
 function acksTable(title: string, bot: number[], bare: number[], tally: { unacked: number; refused: number }, diag: Record<'bot' | 'bare', BurstDiag[]>): string {

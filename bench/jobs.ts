@@ -379,7 +379,7 @@ const perJob = (before: Tally, after: Tally, jobs: number): Tally =>
 let runSeq = 0;
 const nextRun = () => `C${String(++runSeq).padStart(3, '0')}`;
 
-async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, processes: number, jobs: number, nodeOptions = ''): Promise<Throughput> {
+async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, processes: number, jobs: number, nodeOptions: string): Promise<Throughput> {
   const info = fakes.ready;
   const bots = await Promise.all(Array.from({ length: processes }, async (_, i) => startBotProcess(info, storeUrl(i), false, nodeOptions)));
   try {

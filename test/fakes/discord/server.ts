@@ -143,7 +143,10 @@ export interface RecordedFile {
 }
 
 export interface RecordedRequest {
+  /** When the request arrived (its headers), epoch ms. */
   at: number;
+  /** When its answer was sent, epoch ms (0 until then): with `at`, how many were in flight at once. */
+  answeredAt: number;
   method: string;
   /** Path after /api/v10, query excluded. */
   path: string;
@@ -952,6 +955,7 @@ export class FakeDiscord extends EventEmitter {
       path: decodeURIComponent(url.pathname.replace(/^\/api\/v\d+/, '')),
       query: url.search,
       status: 0,
+      answeredAt: 0,
       files: [],
       ...(req.headers.authorization !== undefined && { authorization: req.headers.authorization }),
     };
@@ -977,6 +981,7 @@ export class FakeDiscord extends EventEmitter {
     if (answer.json !== undefined) headers['content-type'] = 'application/json';
     res.writeHead(answer.status, headers);
     res.end(answer.json !== undefined ? JSON.stringify(answer.json) : undefined);
+    rec.answeredAt = Date.now();
     this.emit('request', rec);
   }
 

@@ -6,9 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { REST, Routes } from 'discord.js';
 import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
-import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from '../../../../src/platforms/discord/location.ts';
-import type { FakeDiscord, FakeInteraction } from '../../../fakes/discord/index.ts';
-import { startWithClient } from '../../../fakes/discord/test-client.ts';
+import { deferred, locationOf } from './fixtures.ts';
 
 /** How long the fake's global 429 holds the bot token's requests: far longer than the calls below take. */
 const GLOBAL_RETRY_AFTER_S = 5;
@@ -26,28 +24,6 @@ function messagesOver(rest: REST): DiscordMessages {
     messages.interactionRest.clearHandlerSweeper();
   });
   return messages;
-}
-
-const locationOf = (discord: FakeDiscord, interaction: FakeInteraction): DiscordLocation => ({
-  applicationId: discord.applicationId,
-  interactionId: interaction.id,
-  interactionToken: interaction.token,
-  tokenExpiresAt: Date.now() + INTERACTION_TOKEN_LIFETIME_MS,
-  channelId: interaction.channelId,
-  ephemeral: false,
-  attachmentSizeLimit: 10 * 1024 * 1024,
-});
-
-/** `count` /imagine interactions, each deferred by the client. */
-async function deferred(count: number) {
-  const { discord, client } = await startWithClient();
-  client.on('interactionCreate', (i) => {
-    if (i.isChatInputCommand()) void i.deferReply();
-  });
-  const interactions: FakeInteraction[] = [];
-  for (let n = 0; n < count; n++) interactions.push(await discord.sendCommand({ name: 'imagine', options: [{ name: 'prompt', type: 3, value: `a lighthouse ${n}` }] }));
-  await discord.waitFor(() => interactions.every((i) => i.ackedAt !== undefined), 5_000, 'the deferrals');
-  return { discord, client, interactions };
 }
 
 describe('DiscordMessages and the global rate limit', () => {

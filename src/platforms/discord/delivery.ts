@@ -25,6 +25,7 @@ import { DISCORD_FORMAT, NO_MENTIONS, clipContent, placeholderComponentsJson, pr
 import { EditThrottle } from './throttle.ts';
 import { resultMessageKey } from './replies.ts';
 import { AckFirst } from '../ack-first.ts';
+import { concurrencyLimit } from '../../util/limit.ts';
 
 export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
 /**
@@ -34,6 +35,15 @@ export const ORIGINALS_PATH_PREFIX = '/discord/originals/';
  * the bot's 50 requests a second; interaction-token calls no longer wait for that: messages.ts.)
  */
 export const MAX_PROGRESS_EDITS_IN_FLIGHT = 10;
+/**
+ * Results (and /show answers) read and uploaded at once by this process. The others wait before
+ * their files are read: a wave of finished jobs (a restart resuming hundreds the provider completed
+ * meanwhile) holds few results' bytes and opens few upload connections, and each upload gets its
+ * share of the uplink within @discordjs/rest's request timeout. Interaction-token calls are not
+ * held to the bot's 50 requests a second (messages.ts, interactionRestFor), so nothing else paces
+ * them. Small edits never wait for a slot (docs/discord.md "Rate limits and errors").
+ */
+export const RESULT_UPLOADS_AT_ONCE = 8;
 
 export interface DeliveryDeps {
   engine: Pick<EngineApi, 'models' | 'updateLocation'> & Partial<Pick<EngineApi, 'linkJob'>>;
@@ -67,6 +77,7 @@ export class DiscordDelivery implements Deliverer {
   /** Private notices waiting for their job's placeholder to be shown (tellAfterPlaceholder). */
   readonly #notices = new Map<string, { loc: DiscordLocation; content: string }>();
   #progressInFlight = 0;
+  readonly #uploadSlot = concurrencyLimit(RESULT_UPLOADS_AT_ONCE);
 
   constructor(deps: DeliveryDeps) {
     this.#engine = deps.engine;
@@ -133,10 +144,12 @@ export class DiscordDelivery implements Deliverer {
 
   async deliver(job: JobRecord): Promise<void> {
     try {
-      await this.throttle.finish(job.id, async () => {
-        await this.#ackFirst.turn();
-        await this.#deliverNow(job);
-      });
+      await this.throttle.finish(job.id, () =>
+        this.#uploadSlot(async () => {
+          await this.#ackFirst.turn();
+          await this.#deliverNow(job);
+        }),
+      );
       this.#notices.delete(job.id); // not sent with the result: the token was gone, so it never will be
     } catch (err) {
       // The engine retries: let progress edits be ignored until then, but allow a later deliver.
@@ -181,9 +194,11 @@ export class DiscordDelivery implements Deliverer {
   }
 
   async showAt(job: JobRecord, loc: DiscordLocation): Promise<void> {
-    const { files, originals } = await this.#prepareFiles(job, loc);
-    await this.#ackFirst.turn();
-    await this.#messages.editOriginal(loc, resultBody(job, files, originals, this.#engine.models), files);
+    await this.#uploadSlot(async () => {
+      const { files, originals } = await this.#prepareFiles(job, loc);
+      await this.#ackFirst.turn();
+      await this.#messages.editOriginal(loc, resultBody(job, files, originals, this.#engine.models), files);
+    });
   }
 
   async #editProgress(job: JobRecord, event: ProgressEvent, loc: DiscordLocation): Promise<void> {

@@ -1,0 +1,79 @@
+/**
+ * DiscordDelivery's result uploads over the real @discordjs/rest client against the fake Discord:
+ * a wave of finished jobs is uploaded a few at a time (RESULT_UPLOADS_AT_ONCE), not all at once.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { REST } from 'discord.js';
+import { captureLogger } from '../../../integration/engine-harness.ts';
+import { RESULT_UPLOADS_AT_ONCE, DiscordDelivery } from '../../../../src/platforms/discord/delivery.ts';
+import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
+import { discordRestAgent } from '../../../../src/platforms/discord/rest-agent.ts';
+import type { RecordedRequest } from '../../../fakes/discord/server.ts';
+import { deferred, locationOf } from './fixtures.ts';
+import { makeJob, okTask } from '../../commands/job-fixture.ts';
+
+/** Every answer of the fake takes this long: uploads that may overlap do. */
+const LATENCY_MS = 150;
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'discord-delivery-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** The most requests among `requests` that the fake was answering at one moment. */
+function mostAtOnce(requests: readonly RecordedRequest[]): number {
+  const edges = requests.flatMap((r) => [
+    { t: r.at, d: 1 },
+    { t: r.answeredAt, d: -1 },
+  ]);
+  // An answer at the same millisecond as an arrival ends first.
+  edges.sort((a, b) => a.t - b.t || a.d - b.d);
+  let now = 0;
+  let most = 0;
+  for (const e of edges) most = Math.max(most, (now += e.d));
+  return most;
+}
+
+describe('DiscordDelivery result uploads', () => {
+  it(`uploads at most ${RESULT_UPLOADS_AT_ONCE} results at once, and delivers every one`, async () => {
+    const jobs = RESULT_UPLOADS_AT_ONCE * 2 + 3;
+    const { discord, interactions } = await deferred(jobs, { latencyMs: LATENCY_MS });
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c04020' } }).png().toBuffer();
+    const records = await Promise.all(
+      interactions.map(async (interaction, n) => {
+        const path = join(dir, `${n}.png`);
+        await writeFile(path, png);
+        const task = okTask(0, 8, 8);
+        task.image = { ...task.image!, path, bytes: png.length };
+        return { interaction, job: makeJob({ id: `job_${n}`, tasks: [task], request: { count: 1, location: locationOf(discord, interaction) } }) };
+      }),
+    );
+
+    const { log } = captureLogger();
+    // As the bot builds it (index.ts): multipart uploads need the agent of @discordjs/rest's undici.
+    const rest = new REST({ api: discord.apiUrl, agent: discordRestAgent() }).setToken(discord.token);
+    const messages = new DiscordMessages(rest);
+    const delivery = new DiscordDelivery({ engine: { models: [], updateLocation: async () => {} }, log, messages });
+    try {
+      await Promise.all(records.map((r) => delivery.deliver(r.job)));
+    } finally {
+      for (const r of [rest, messages.interactionRest]) {
+        r.clearHashSweeper();
+        r.clearHandlerSweeper();
+      }
+    }
+
+    for (const r of records) expect(discord.originalMessage(r.interaction)?.attachments).toHaveLength(1);
+    const uploads = discord.requests.filter((r) => r.files.length > 0);
+    expect(uploads).toHaveLength(jobs);
+    // All were ready at once: the slots filled, and no more than that went out together.
+    expect(mostAtOnce(uploads)).toBe(RESULT_UPLOADS_AT_ONCE);
+  });
+});

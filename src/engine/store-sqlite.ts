@@ -1,9 +1,10 @@
 /**
  * The embedded store: one SQLite file (Node's built-in node:sqlite, no native npm build) holding
  * the Keyv records and the tables behind the atomic operations. Every atomic operation is a
- * single SQL statement (an upsert with RETURNING), or for addOnce, which writes two tables, one
- * BEGIN IMMEDIATE transaction; so each is atomic within this process and against other processes
- * sharing the file (WAL + busy_timeout serialise the writers).
+ * single SQL statement (an upsert with RETURNING), or a few in one savepoint; so each is atomic
+ * within this process and against other processes sharing the file (WAL + busy_timeout serialise
+ * the writers). The writes of one turn of the event loop are committed together, each resolving
+ * after that commit (sqlite-group-commit.ts).
  *
  * Expired rows read as absent: expiry is checked in every statement, and a periodic purge only
  * reclaims space.
@@ -15,6 +16,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { Keyv, type KeyvStoreAdapter, type StoredData } from 'keyv';
 import type { Logger } from '../log.ts';
 import { KV_CODEC, recordOfText, recordText, type CounterChange, type ExpiringMember, type Store } from './store.ts';
+import { GroupCommit } from './sqlite-group-commit.ts';
 
 /** How long a writer waits for another process's write lock before failing. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -83,9 +85,12 @@ export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter 
   readonly #delete: StatementSync;
   readonly #clearAll: StatementSync;
   readonly #clearPrefix: StatementSync;
+  readonly #write: <T>(fn: () => T) => Promise<T>;
 
-  constructor(db: DatabaseSync) {
+  /** `writes`: the store's group commit; without it (a lone adapter), each write commits on its own. */
+  constructor(db: DatabaseSync, writes?: GroupCommit) {
     super();
+    this.#write = writes ? (fn) => writes.write(fn) : async (fn) => fn();
     this.opts = { table: 'kv' };
     db.exec(KV_TABLE_SQL);
     this.#get = db.prepare('SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)');
@@ -118,19 +123,22 @@ export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter 
 
   async set(key: string, value: unknown, ttl?: number): Promise<boolean> {
     const expiresAt = typeof ttl === 'number' && ttl > 0 ? Date.now() + ttl : null;
-    this.#set.run(key, typeof value === 'string' ? value : JSON.stringify(value), expiresAt);
+    const text = typeof value === 'string' ? value : JSON.stringify(value);
+    await this.#write(() => this.#set.run(key, text, expiresAt));
     return true;
   }
 
   async delete(key: string): Promise<boolean> {
-    return Number(this.#delete.run(key, Date.now()).changes) > 0;
+    return this.#write(() => Number(this.#delete.run(key, Date.now()).changes) > 0);
   }
 
   async deleteMany(keys: string[]): Promise<boolean> {
     const now = Date.now();
-    let deleted = 0;
-    for (const key of keys) deleted += Number(this.#delete.run(key, now).changes);
-    return deleted > 0;
+    return this.#write(() => {
+      let deleted = 0;
+      for (const key of keys) deleted += Number(this.#delete.run(key, now).changes);
+      return deleted > 0;
+    });
   }
 
   async has(key: string): Promise<boolean> {
@@ -138,8 +146,8 @@ export class SqliteKeyvAdapter extends EventEmitter implements KeyvStoreAdapter 
   }
 
   async clear(): Promise<void> {
-    if (this.namespace) this.#clearPrefix.run(`${this.namespace}:`);
-    else this.#clearAll.run();
+    const prefix = this.namespace ? `${this.namespace}:` : undefined;
+    await this.#write(() => (prefix === undefined ? this.#clearAll.run() : this.#clearPrefix.run(prefix)));
   }
 
   async disconnect(): Promise<void> {
@@ -162,6 +170,7 @@ export class SqliteStore implements Store {
   readonly #prefix: string;
   readonly #log: Logger;
   readonly #purgeTimer: NodeJS.Timeout;
+  readonly #writes: GroupCommit;
   #closed = false;
   readonly #sql: Record<
     | 'addIfWithin'
@@ -277,7 +286,8 @@ export class SqliteStore implements Store {
     };
 
     if (convertKvTable(db)) this.#log.info({ path }, 'sqlite store: records table converted to a rowid table');
-    this.#kvAdapter = new SqliteKeyvAdapter(db);
+    this.#writes = new GroupCommit(db, path === MEMORY_DATABASE ? undefined : path);
+    this.#kvAdapter = new SqliteKeyvAdapter(db, this.#writes);
     this.kv = new Keyv({
       store: this.#kvAdapter,
       namespace: this.#key('kv'),
@@ -298,18 +308,18 @@ export class SqliteStore implements Store {
   }
 
   #purgeExpired(): void {
-    try {
-      const now = Date.now();
-      this.#db.prepare('DELETE FROM counters WHERE expires_at <= ?').run(now);
-      this.#db.prepare('DELETE FROM once_keys WHERE expires_at <= ?').run(now);
-      this.#db.prepare('DELETE FROM leases WHERE expires_at <= ?').run(now);
-      this.#db.prepare('DELETE FROM recent_lists WHERE expires_at <= ?').run(now);
-      this.#db.prepare('DELETE FROM expiring_members WHERE expires_at <= ?').run(now);
-      this.#db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
-    } catch (err) {
+    const now = Date.now();
+    this.#writes
+      .write(() => {
+        this.#db.prepare('DELETE FROM counters WHERE expires_at <= ?').run(now);
+        this.#db.prepare('DELETE FROM once_keys WHERE expires_at <= ?').run(now);
+        this.#db.prepare('DELETE FROM leases WHERE expires_at <= ?').run(now);
+        this.#db.prepare('DELETE FROM recent_lists WHERE expires_at <= ?').run(now);
+        this.#db.prepare('DELETE FROM expiring_members WHERE expires_at <= ?').run(now);
+        this.#db.prepare('DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now);
+      })
       // Only housekeeping: expired rows are invisible anyway. A busy database is retried next time.
-      this.#log.warn({ err }, 'sqlite purge of expired rows failed');
-    }
+      .catch((err: unknown) => this.#log.warn({ err }, 'sqlite purge of expired rows failed'));
   }
 
   #key(key: string): string {
@@ -319,7 +329,7 @@ export class SqliteStore implements Store {
   async addIfWithin(key: string, delta: number, limit: number, expiresAt: number): Promise<number | null> {
     assertInteger('delta', delta);
     assertInteger('limit', limit);
-    const row = this.#sql.addIfWithin.get({ key: this.#key(key), delta, limit, exp: expiresAt, now: Date.now() }) as
+    const row = (await this.#writes.write(() => this.#sql.addIfWithin.get({ key: this.#key(key), delta, limit, exp: expiresAt, now: Date.now() }))) as
       | Row
       | undefined;
     return row === undefined ? null : Number(row.value);
@@ -327,7 +337,7 @@ export class SqliteStore implements Store {
 
   async add(key: string, delta: number, expiresAt: number): Promise<number> {
     assertInteger('delta', delta);
-    const row = this.#sql.add.get({ key: this.#key(key), delta, exp: expiresAt, now: Date.now() }) as Row;
+    const row = (await this.#writes.write(() => this.#sql.add.get({ key: this.#key(key), delta, exp: expiresAt, now: Date.now() }))) as Row;
     return Number(row.value);
   }
 
@@ -337,21 +347,21 @@ export class SqliteStore implements Store {
   }
 
   async resetCounter(key: string): Promise<void> {
-    this.#sql.resetCounter.run({ key: this.#key(key) });
+    await this.#writes.write(() => this.#sql.resetCounter.run({ key: this.#key(key) }));
   }
 
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     const now = Date.now();
-    return this.#sql.setIfAbsent.get({ key: this.#key(key), value, exp: now + ttlMs, now }) !== undefined;
+    return this.#writes.write(() => this.#sql.setIfAbsent.get({ key: this.#key(key), value, exp: now + ttlMs, now }) !== undefined);
   }
 
   async addOnce(guardKey: string, guardTtlMs: number, counterKey: string, delta: number, expiresAt: number, floor?: number): Promise<boolean> {
     assertInteger('delta', delta);
     if (floor !== undefined) assertInteger('floor', floor);
     const now = Date.now();
-    // IMMEDIATE: take the write lock before reading the guard, so two processes cannot both see
-    // it absent. node:sqlite is synchronous, so nothing else in this process runs in between.
-    return this.#immediate(() => {
+    // The batch's transaction holds the write lock (GroupCommit), so two processes cannot both see
+    // the guard absent; node:sqlite is synchronous, so nothing else in this process runs in between.
+    return this.#writes.write(() => {
       const guarded = this.#sql.setIfAbsent.get({ key: this.#key(guardKey), value: '1', exp: now + guardTtlMs, now }) !== undefined;
       if (guarded) {
         this.#sql.addOnceCounter.run({ key: this.#key(counterKey), delta, exp: expiresAt, now, floor: floor ?? null });
@@ -360,25 +370,12 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** `fn` in one BEGIN IMMEDIATE transaction (rolled back if it throws). */
-  #immediate<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = fn();
-      this.#db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw err;
-    }
-  }
-
   async setAdd(key: string, member: string): Promise<void> {
-    this.#sql.setAdd.run({ key: this.#key(key), member });
+    await this.#writes.write(() => this.#sql.setAdd.run({ key: this.#key(key), member }));
   }
 
   async setRemove(key: string, member: string): Promise<void> {
-    this.#sql.setRemove.run({ key: this.#key(key), member });
+    await this.#writes.write(() => this.#sql.setRemove.run({ key: this.#key(key), member }));
   }
 
   async setMembers(key: string): Promise<string[]> {
@@ -388,8 +385,8 @@ export class SqliteStore implements Store {
   async recentPush(key: string, member: string, max: number, ttlMs: number): Promise<void> {
     assertInteger('max', max);
     const k = this.#key(key);
-    this.#immediate(() => {
-      // The time once the write lock is held (BEGIN IMMEDIATE may wait for another process).
+    await this.#writes.write(() => {
+      // The time once the write lock is held (its BEGIN IMMEDIATE may wait for another process).
       const now = Date.now();
       // An expired list starts afresh, as a Redis list that expired is gone: the touch below would
       // otherwise bring its members back.
@@ -411,7 +408,7 @@ export class SqliteStore implements Store {
     return (await this.leaseMany([key], owner, ttlMs, alivePrefix))[0]!;
   }
 
-  /** Several keys in one transaction (one commit for all of them); each upsert is atomic on its own. */
+  /** Several keys in one write (one savepoint); each upsert is atomic on its own. */
   async leaseMany(keys: readonly string[], owner: string, ttlMs: number, alivePrefix?: string): Promise<boolean[]> {
     const now = Date.now();
     const alive = alivePrefix === undefined ? undefined : this.#key(alivePrefix);
@@ -419,7 +416,7 @@ export class SqliteStore implements Store {
       const args = { key: this.#key(key), owner, exp: now + ttlMs, now };
       return (alive === undefined ? this.#sql.lease.get(args) : this.#sql.leaseFromDead.get({ ...args, alive })) !== undefined;
     };
-    return keys.length === 1 ? [one(keys[0]!)] : this.#immediate(() => keys.map(one));
+    return this.#writes.write(() => keys.map(one));
   }
 
   async leaseHolder(key: string): Promise<string | undefined> {
@@ -428,7 +425,7 @@ export class SqliteStore implements Store {
   }
 
   async releaseLease(key: string, owner: string): Promise<void> {
-    this.#sql.releaseLease.run({ key: this.#key(key), owner });
+    await this.#writes.write(() => this.#sql.releaseLease.run({ key: this.#key(key), owner }));
   }
 
   getNow(key: string): unknown {
@@ -441,7 +438,7 @@ export class SqliteStore implements Store {
     const now = Date.now();
     // The record's key as Keyv names it: `${namespace}:${key}`.
     const args = { key: `${this.#key('kv')}:${key}`, value: recordText(value, now + ttlMs), exp: now + ttlMs, lease: this.#key(leaseKey), owner, now };
-    return Number(this.#setWhileLeased.run(args).changes) === 1;
+    return this.#writes.write(() => Number(this.#setWhileLeased.run(args).changes) === 1);
   }
 
   /** `SELECT 1` (synchronous: the timeout has nothing to bound); throws once closed. */
@@ -453,6 +450,8 @@ export class SqliteStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#purgeTimer);
+    // The open batch's writes are committed, and their callers told, before the file closes.
+    this.#writes.flush();
     this.#db.close();
     this.#log.debug({ path: this.path }, 'sqlite store closed');
   }
@@ -474,13 +473,13 @@ export class SqliteStore implements Store {
     return this.#manySql;
   }
 
-  /** One BEGIN IMMEDIATE transaction over the guard, the `add` upserts and the set upserts. */
+  /** One write (one savepoint of the batch's transaction) over the guard, the `add` upserts and the set upserts. */
   async addMany(counters: readonly CounterChange[], members: readonly ExpiringMember[] = [], guard?: { key: string; ttlMs: number }): Promise<boolean> {
     for (const c of counters) assertInteger('delta', c.delta);
     if (counters.length === 0 && members.length === 0 && !guard) return true;
     const sql = this.#many();
     const now = Date.now();
-    return this.#immediate(() => {
+    return this.#writes.write(() => {
       const applies = !guard || this.#sql.setIfAbsent.get({ key: this.#key(guard.key), value: '1', exp: now + guard.ttlMs, now }) !== undefined;
       if (applies) {
         for (const c of counters) this.#sql.add.get({ key: this.#key(c.key), delta: c.delta, exp: c.expiresAt, now });

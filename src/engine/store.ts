@@ -1,7 +1,7 @@
 /**
  * The store: Keyv for records (jobs), plus the atomic operations Keyv lacks, implemented with
- * each backend's own primitive (SQLite: single-statement upserts with RETURNING, or one
- * BEGIN IMMEDIATE transaction; Redis: Lua / INCRBY / SET NX). One interface, two
+ * each backend's own primitive (SQLite: single-statement upserts with RETURNING, or a few in one
+ * savepoint of a group-committed transaction; Redis: Lua / INCRBY / SET NX). One interface, two
  * implementations: store-sqlite.ts and store-redis.ts.
  */
 import { defaultDeserialize } from '@keyv/serialize';

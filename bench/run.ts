@@ -10,7 +10,7 @@
  *   - peak:    peak RSS of the Discord bot while four 4K results over the attachment limit are
  *              fetched, fitted (re-encoded with sharp) and posted at once, above idle (issue 13)
  *   - leases:  main-thread CPU to keep 1,000 in-flight jobs leased: per job vs one batch (issue 13)
- *   - records: CPU to write and read job records in SQLite: rowid table vs WITHOUT ROWID (issue 13)
+ *   - records: CPU to write and read job records in SQLite: rowid table vs WITHOUT ROWID, and a commit per write vs group commit (issue 13)
  *   - webapi:  CPU of a job's Slack Web API calls: WebClient on the global fetch vs on undici's request (issue 13)
  *   - results: CPU of a result's download to disk and upload to Slack, against in memory only (issue 13)
  * `npm run bench -- poll` runs just one part.

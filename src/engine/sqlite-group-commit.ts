@@ -21,9 +21,10 @@
  *
  * A file other processes write too (several bots on one file, the CLI): a batch holds the write
  * lock for the rest of a turn, and SQLite's busy wait blocks the waiting process's whole thread.
- * Two busy processes then spend their turns waiting on each other. So a BEGIN that had to wait
- * (CONTENDED_BEGIN_MS) switches this connection to one transaction per write, as before group
- * commit, for SHARED_FILE_COOLDOWN_MS; each process that waits once switches. Another connection
+ * Two busy processes then spend their turns waiting on each other. So each BEGIN first tries
+ * without waiting (busy_timeout 0): one that finds the lock taken (SQLITE_BUSY) waits for it as
+ * usual, and switches this connection to one transaction per write, as before group commit, for
+ * SHARED_FILE_COOLDOWN_MS; each process that meets the other's lock switches. Another connection
  * to the same file in THIS thread could not wait at all (its busy wait would block the very loop
  * whose turn must end), so opening a batch first commits any other open batch on that file here.
  *
@@ -34,11 +35,8 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 // Not the global: tests that fake timers replace that one, and the commit must still come.
 import { setImmediate as afterThisTurn } from 'node:timers';
 
-/**
- * A BEGIN IMMEDIATE that took this long waited for another connection's write lock (SQLite's
- * busy handler sleeps 1 ms at the least; an uncontended BEGIN takes tens of µs).
- */
-export const CONTENDED_BEGIN_MS = 1;
+/** SQLite's result code for a lock held by another connection (https://www.sqlite.org/rescode.html#busy). */
+const SQLITE_BUSY = 5;
 /** After such a wait, each write is its own transaction for this long; then grouping is tried again. */
 export const SHARED_FILE_COOLDOWN_MS = 10 * 60_000;
 
@@ -58,6 +56,9 @@ export class GroupCommit {
   readonly #savepoint: StatementSync;
   readonly #release: StatementSync;
   readonly #rollbackTo: StatementSync;
+  /** busy_timeout 0, then back to the connection's own (read when this was made). */
+  readonly #noWait: StatementSync;
+  readonly #wait: StatementSync;
   /** The open batch's writes, waiting for its commit; undefined when no transaction is open. */
   #batch: Waiter[] | undefined;
   /** Until then (#now), each write is its own transaction: another process was seen writing the file. */
@@ -70,6 +71,9 @@ export class GroupCommit {
     this.#savepoint = db.prepare('SAVEPOINT write');
     this.#release = db.prepare('RELEASE write');
     this.#rollbackTo = db.prepare('ROLLBACK TO write');
+    const { timeout } = db.prepare('PRAGMA busy_timeout').get() as { timeout: number };
+    this.#noWait = db.prepare('PRAGMA busy_timeout = 0');
+    this.#wait = db.prepare(`PRAGMA busy_timeout = ${Number(timeout)}`);
   }
 
   /** Whether writes are being grouped now (false: each is its own transaction). */
@@ -135,13 +139,24 @@ export class GroupCommit {
     }
   }
 
-  /** BEGIN IMMEDIATE; one that had to wait for another connection's lock stops the grouping for a while. */
+  /** BEGIN IMMEDIATE; one that finds another connection holding the lock waits for it, and stops the grouping for a while. */
   #begin(): void {
-    if (this.file !== undefined) for (const other of openBatches) if (other !== this && other.file === this.file) other.flush();
-    const started = this.#now();
+    if (this.file === undefined) {
+      this.#db.exec('BEGIN IMMEDIATE');
+      return;
+    }
+    for (const other of openBatches) if (other !== this && other.file === this.file) other.flush();
+    this.#noWait.run();
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+      return;
+    } catch (err) {
+      if ((err as { errcode?: unknown }).errcode !== SQLITE_BUSY) throw err;
+      this.#aloneUntil = this.#now() + SHARED_FILE_COOLDOWN_MS;
+    } finally {
+      this.#wait.run();
+    }
     this.#db.exec('BEGIN IMMEDIATE');
-    const now = this.#now();
-    if (this.file !== undefined && now - started >= CONTENDED_BEGIN_MS) this.#aloneUntil = now + SHARED_FILE_COOLDOWN_MS;
   }
 
   #open(): Waiter[] {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { GroupCommit } from '../../../src/engine/sqlite-group-commit.ts';
+import { GroupCommit, SHARED_FILE_COOLDOWN_MS } from '../../../src/engine/sqlite-group-commit.ts';
 
 let dir: string;
 let file: string;
@@ -117,7 +117,8 @@ describe('GroupCommit', () => {
 
   it('commits each write on its own for a while once its BEGIN waited for another process (a shared file)', async () => {
     const db = connect();
-    const writes = new GroupCommit(db, file);
+    let later = 0;
+    const writes = new GroupCommit(db, file, { now: () => performance.now() + later });
     await writes.write(upsert(db, 'a', 1));
     expect(writes.grouping).toBe(true);
     // Another process's transaction holds the write lock for 200 ms (a worker thread: its own connection and loop).
@@ -142,5 +143,11 @@ describe('GroupCommit', () => {
     await alone;
     expect(rows(connect())).toEqual(['a=1', 'b=2', 'c=3']);
     await exited;
+    // Grouping again once the cooldown has passed without another wait.
+    later = SHARED_FILE_COOLDOWN_MS;
+    expect(writes.grouping).toBe(true);
+    const grouped = writes.write(upsert(db, 'd', 4));
+    expect(db.isTransaction).toBe(true);
+    await grouped;
   });
 });

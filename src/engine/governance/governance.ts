@@ -150,14 +150,23 @@ export class Governance implements GovernanceApi {
   }
 
   async preferences(requester: Requester, withinMs?: number): Promise<UserPreferences> {
+    // At once where the store reads synchronously (SQLite): nothing to wait for, no timer.
+    const now = this.preferencesNow(requester);
+    if (now) return now;
     const read = this.#store.kv.get<unknown>(preferencesKey(requester));
     if (withinMs === undefined) return preferencesOf(await read);
     const unread = Symbol('unread');
-    const late = new AbortController();
-    const tooLate = sleep(withinMs, late.signal).then(() => unread);
-    const raw = await Promise.race([read.catch(() => unread), tooLate]);
-    late.abort();
-    return raw === unread ? UNREAD_PREFERENCES : preferencesOf(raw);
+    // A plain timer, cleared: an aborted sleep would build a DOMException (a stack trace) per command.
+    let timer: NodeJS.Timeout | undefined;
+    const tooLate = new Promise<typeof unread>((resolve) => {
+      timer = setTimeout(resolve, withinMs, unread);
+    });
+    try {
+      const raw = await Promise.race([read.catch(() => unread), tooLate]);
+      return raw === unread ? UNREAD_PREFERENCES : preferencesOf(raw);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   preferencesNow(requester: Requester): UserPreferences | undefined {

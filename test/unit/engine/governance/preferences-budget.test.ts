@@ -3,7 +3,8 @@
  * budget, a store that does not answer (an outage queues commands) or fails yields
  * UNREAD_PREFERENCES (the defaults, privately) in time instead of holding the answer; a store
  * that answers gives the saved preferences. On SQLite
- * they are read at once as well (preferencesNow), without giving up the event loop's turn.
+ * they are read at once as well (preferencesNow, and preferences() first tries it), without giving
+ * up the event loop's turn.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,6 +39,11 @@ describe('preferences read before the answer', () => {
       // On SQLite they are also read at once (Discord's defer needs `private` in its own turn).
       expect(governance.preferencesNow(user)).toEqual({ ratio: '16:9', count: 2 });
       expect(governance.preferencesNow({ ...user, userId: 'u2' })).toEqual({});
+      // preferences() reads them at once too: an asynchronous read that would never answer is not waited for.
+      const asyncGet = store.kv.get;
+      store.kv.get = (() => new Promise(() => undefined)) as typeof store.kv.get;
+      expect(await governance.preferences(user, PREFERENCES_READ_BUDGET_MS)).toEqual({ ratio: '16:9', count: 2 });
+      store.kv.get = asyncGet;
 
       // The store stops answering (Redis down: its client queues the command until it reconnects).
       store.kv.get = (() => new Promise(() => undefined)) as typeof store.kv.get;

@@ -293,7 +293,11 @@ export async function runCli(argv: readonly string[], io: { cwd?: string; stdout
   const onSigint = () => {
     deliverer.endLine();
     stderr.write('Interrupted: the job stays in the store; a bot running on the same store finishes it and logs where its images are.\n');
-    void (engine?.close() ?? Promise.resolve()).finally(() => process.exit(130));
+    // The store last: on SQLite, closing it commits the writes of the current turn (group commit).
+    void (engine?.close() ?? Promise.resolve())
+      .then(() => store?.close())
+      .catch(() => undefined)
+      .finally(() => process.exit(130));
   };
   process.once('SIGINT', onSigint);
   try {

@@ -11,8 +11,8 @@
  *
  * Each write runs in a SAVEPOINT of the batch's transaction: one that throws undoes its own
  * changes and rejects alone; the batch goes on. An error after which SQLite rolled back the
- * whole transaction (https://www.sqlite.org/lang_transaction.html, "Response To Errors Within A
- * Transaction") rejects every write of the batch, as does a failed COMMIT: none of them is in the
+ * whole transaction (docs/architecture.md "Store"), a savepoint that cannot be undone or
+ * released, and a failed COMMIT each reject every write of the batch: none of them is in the
  * file. Reads on the same connection see a batch's writes before the commit (SQLite shows a
  * connection its own transaction); only the writes' callers wait for it.
  *
@@ -35,7 +35,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 // Not the global: tests that fake timers replace that one, and the commit must still come.
 import { setImmediate as afterThisTurn } from 'node:timers';
 
-/** SQLite's result code for a lock held by another connection (https://www.sqlite.org/rescode.html#busy). */
+/** SQLite's primary result code for a lock held by another connection (its low byte; extended codes carry it). */
 const SQLITE_BUSY = 5;
 /** After such a wait, each write is its own transaction for this long; then grouping is tried again. */
 export const SHARED_FILE_COOLDOWN_MS = 10 * 60_000;
@@ -56,9 +56,8 @@ export class GroupCommit {
   readonly #savepoint: StatementSync;
   readonly #release: StatementSync;
   readonly #rollbackTo: StatementSync;
-  /** busy_timeout 0, then back to the connection's own (read when this was made). */
-  readonly #noWait: StatementSync;
-  readonly #wait: StatementSync;
+  /** The connection's own busy_timeout (read when this was made), restored after each BEGIN's try without waiting. */
+  readonly #busyTimeoutMs: number;
   /** The open batch's writes, waiting for its commit; undefined when no transaction is open. */
   #batch: Waiter[] | undefined;
   /** Until then (#now), each write is its own transaction: another process was seen writing the file. */
@@ -71,9 +70,7 @@ export class GroupCommit {
     this.#savepoint = db.prepare('SAVEPOINT write');
     this.#release = db.prepare('RELEASE write');
     this.#rollbackTo = db.prepare('ROLLBACK TO write');
-    const { timeout } = db.prepare('PRAGMA busy_timeout').get() as { timeout: number };
-    this.#noWait = db.prepare('PRAGMA busy_timeout = 0');
-    this.#wait = db.prepare(`PRAGMA busy_timeout = ${Number(timeout)}`);
+    this.#busyTimeoutMs = Number((db.prepare('PRAGMA busy_timeout').get() as { timeout: number }).timeout);
   }
 
   /** Whether writes are being grouped now (false: each is its own transaction). */
@@ -83,6 +80,8 @@ export class GroupCommit {
 
   /** Runs `fn` (synchronous SQL) in this turn's transaction; resolves with its result once that is committed. */
   write<T>(fn: () => T): Promise<T> {
+    // The batch's transaction ended outside a write (SQLite rolled it back after a failed read): its writes are lost.
+    if (this.#batch && !this.#db.isTransaction) this.#abandon(new Error('the SQLite transaction of this turn ended before its commit'));
     if (!this.#batch && !this.grouping) return this.#alone(fn);
     let result: T;
     let batch: Waiter[];
@@ -95,8 +94,14 @@ export class GroupCommit {
         this.#undo(err);
         throw err;
       }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    try {
       this.#release.run();
     } catch (err) {
+      // Its changes could be neither kept apart nor undone: the whole batch goes.
+      this.#abandon(err);
       return Promise.reject(err);
     }
     return new Promise<T>((resolve, reject) => batch.push({ resolve: () => resolve(result), reject }));
@@ -146,15 +151,16 @@ export class GroupCommit {
       return;
     }
     for (const other of openBatches) if (other !== this && other.file === this.file) other.flush();
-    this.#noWait.run();
+    // exec, not a prepared PRAGMA: SQLite applies a PRAGMA when it is prepared, not when it runs.
+    this.#db.exec('PRAGMA busy_timeout = 0');
     try {
       this.#db.exec('BEGIN IMMEDIATE');
       return;
     } catch (err) {
-      if ((err as { errcode?: unknown }).errcode !== SQLITE_BUSY) throw err;
+      if ((Number((err as { errcode?: unknown }).errcode) & 0xff) !== SQLITE_BUSY) throw err;
       this.#aloneUntil = this.#now() + SHARED_FILE_COOLDOWN_MS;
     } finally {
-      this.#wait.run();
+      this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
     this.#db.exec('BEGIN IMMEDIATE');
   }
@@ -172,17 +178,30 @@ export class GroupCommit {
     return batch;
   }
 
-  /** A write threw: its own changes are undone; if SQLite rolled back the whole transaction, the batch is lost. */
+  /** A write threw: its own changes are undone; if SQLite rolled back the whole transaction, or they cannot be undone, the batch is lost. */
   #undo(err: unknown): void {
     if (this.#db.isTransaction) {
-      this.#rollbackTo.run();
-      this.#release.run();
-      return;
+      try {
+        this.#rollbackTo.run();
+        this.#release.run();
+        return;
+      } catch {
+        // Left in place, its partial changes would be committed with the batch.
+      }
     }
-    // SQLite rolled back the whole transaction: every write of the batch is lost.
+    this.#abandon(err);
+  }
+
+  /** Rolls back the open batch (if SQLite has not already) and rejects every write of it. */
+  #abandon(err: unknown): void {
     const batch = this.#batch;
     this.#batch = undefined;
     openBatches.delete(this);
+    try {
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+    } catch {
+      // The error that ended the batch is the one to report.
+    }
     for (const w of batch ?? []) w.reject(err);
   }
 }

@@ -242,7 +242,7 @@ export class SqliteStore implements Store {
         ON CONFLICT(key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
         WHERE once_keys.expires_at <= :now
         RETURNING 1 AS inserted`),
-      // addOnce's counter step (inside its transaction): add, then raise to :floor when given.
+      // addOnce's counter step (inside its savepoint): add, then raise to :floor when given.
       addOnceCounter: db.prepare(`
         INSERT INTO counters(key, value, expires_at) VALUES (:key, MAX(COALESCE(:floor, :delta), :delta), :exp)
         ON CONFLICT(key) DO UPDATE SET
@@ -254,7 +254,7 @@ export class SqliteStore implements Store {
       setAdd: db.prepare('INSERT INTO set_members(key, member) VALUES (:key, :member) ON CONFLICT DO NOTHING'),
       setRemove: db.prepare('DELETE FROM set_members WHERE key = :key AND member = :member'),
       setMembers: db.prepare('SELECT member FROM set_members WHERE key = :key ORDER BY member'),
-      // recentPush (inside its transaction): expired rows go (every push moves every row's expiry,
+      // recentPush (inside its savepoint): expired rows go (every push moves every row's expiry,
       // so that is the whole list or none of it), the member becomes the newest, the list's expiry
       // moves to :exp, then rows beyond the :max newest go.
       recentExpired: db.prepare('DELETE FROM recent_lists WHERE key = :key AND expires_at <= :now'),

@@ -131,7 +131,7 @@ export interface Store {
 
   /**
    * Many counter changes (like add()) and expiring-set additions in ONE atomic step and one round
-   * trip (SQLite: one transaction; Redis: MULTI/EXEC), for ledgers that touch many counters per
+   * trip (SQLite: one savepoint; Redis: MULTI/EXEC), for ledgers that touch many counters per
    * event (governance/usage.ts: a job's usage by day, month, user and model). With `guard`, it is
    * also exactly-once like addOnce(): applied only when `guard.key` is absent (which it then sets
    * for `guard.ttlMs`, in setIfAbsent's key space), all in the same step. True when applied.

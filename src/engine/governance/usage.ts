@@ -6,7 +6,7 @@
  * Layout: one integer counter per (scope, period, dimension, key, metric), USD in micro-dollars
  * like the spend counters (quota.ts), plus an expiring set per (scope, period, dimension) naming
  * the users and models seen, so report() can rank them. A job's record is ONE atomic store step
- * (Store.addMany: 18 counters and 4 set members in one transaction / MULTI), so a report never
+ * (Store.addMany: 18 counters and 4 set members in one savepoint / MULTI), so a report never
  * shows half a job, and a job costs one write round trip (issue 13 wants few writes per job).
  */
 import { DAY_MS, utcDay, utcDayStart } from '../quota.ts';

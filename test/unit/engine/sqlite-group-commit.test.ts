@@ -74,7 +74,7 @@ describe('GroupCommit', () => {
   });
 
   it('lets two connections to one file in this thread write in the same turn (the first batch is committed first)', async () => {
-    // A short busy wait: were the first batch still open, the second BEGIN would fail at once.
+    // A short busy wait: were the first batch still open, the second BEGIN would fail after it.
     const one = connect(200);
     const two = connect(200);
     const a = new GroupCommit(one, file);
@@ -118,8 +118,8 @@ describe('GroupCommit', () => {
   it('commits each write on its own for a while once its BEGIN waited for another process (a shared file)', async () => {
     const db = connect();
     let later = 0;
+    // Its very first BEGIN meets the lock: nothing before it has set the connection's busy timeout.
     const writes = new GroupCommit(db, file, { now: () => performance.now() + later });
-    await writes.write(upsert(db, 'a', 1));
     expect(writes.grouping).toBe(true);
     // Another process's transaction holds the write lock for 200 ms (a worker thread: its own connection and loop).
     const holder = new Worker(
@@ -141,7 +141,7 @@ describe('GroupCommit', () => {
     // Committed at once, in a transaction of its own: no batch holds the lock into the next turn.
     expect(db.isTransaction).toBe(false);
     await alone;
-    expect(rows(connect())).toEqual(['a=1', 'b=2', 'c=3']);
+    expect(rows(connect())).toEqual(['b=2', 'c=3']);
     await exited;
     // Grouping again once the cooldown has passed without another wait.
     later = SHARED_FILE_COOLDOWN_MS;
@@ -149,5 +149,18 @@ describe('GroupCommit', () => {
     const grouped = writes.write(upsert(db, 'd', 4));
     expect(db.isTransaction).toBe(true);
     await grouped;
+  });
+
+  it('rejects every write of the turn when SQLite rolls the whole transaction back, and goes on with a new one', async () => {
+    const db = connect();
+    db.exec("CREATE TRIGGER refuse BEFORE INSERT ON t WHEN NEW.k = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'refused by the trigger'); END");
+    const writes = new GroupCommit(db, file);
+    const first = writes.write(upsert(db, 'a', 1));
+    const boom = writes.write(upsert(db, 'boom', 2));
+    const after = writes.write(upsert(db, 'c', 3));
+    await expect(first).rejects.toThrow('refused by the trigger');
+    await expect(boom).rejects.toThrow('refused by the trigger');
+    await after;
+    expect(rows(connect())).toEqual(['c=3']);
   });
 });

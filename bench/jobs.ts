@@ -32,14 +32,14 @@
  * work (rendering PNGs, parsing uploads) are billed to none of them. The same file is the child
  * program (`--role=slack-fake|runblob-fake|bot|floor`).
  *
- *   npm run bench -- jobs        # or: node bench/jobs.ts [--jobs=N] [--waiting=N]
+ *   npm run bench -- jobs        # or: node bench/jobs.ts [--jobs=N] [--waiting=N] [--warmup=N]
  *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # per NODE_OPTIONS, side by side
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
  */
 import { ask, forkRole, freePort, numberFlag, percentile, procStatusBytes, shippedNodeOptions, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,7 +53,12 @@ export const JOBS_BENCH_JOBS = 500;
 export const JOBS_BENCH_WAITING = 1_000;
 /** Bot processes sharing Redis in the scale-out run. */
 export const JOBS_BENCH_PROCESSES = 3;
-const WARMUP_JOBS = 20;
+/**
+ * Jobs each bot and floor process runs before the measured run (`--warmup=N`). Few: the measured
+ * run then includes V8 compiling the job path's hot functions, as a freshly started bot's first
+ * burst would; a large warm-up measures a bot that has run for a while.
+ */
+const WARMUP_JOBS = numberFlag('warmup') ?? 20;
 /** The floor's sockets per origin (undici's default is unbounded). */
 const FLOOR_CONNECTIONS_PER_ORIGIN = 64;
 /** Issue 13's targets, stated once. */
@@ -275,12 +280,57 @@ async function floorChild(info: FakesInfo, split: boolean): Promise<void> {
 
 // ---- measuring from outside ---------------------------------------------------------------------
 
-/** utime + stime of the process's main thread (its task whose id is the pid), in ms. */
-async function mainThreadCpuMs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+/** utime + stime of one task (thread) in /proc/<pid>/task/<tid>/stat, in ms. */
+async function taskCpuMs(pid: number, tid: number | string): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
   // Fields after the command name (which may hold spaces, hence the last ')'): state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** utime + stime of the process's main thread (its task whose id is the pid), in ms. */
+const mainThreadCpuMs = (pid: number): Promise<number> => taskCpuMs(pid, pid);
+
+/**
+ * A process's CPU by thread, in ms: its main thread; its worker threads (the bot's results
+ * thread; the split floor's provider thread); V8's own threads (parallel and concurrent garbage
+ * collection, background compilation); libuv's pool (file calls). Linux names them (comm):
+ * `WorkerThread`, `node-V8Worker`, `libuv-worker`.
+ */
+interface ThreadCpu {
+  main: number;
+  workers: number;
+  v8: number;
+  libuv: number;
+  other: number;
+}
+const THREAD_GROUPS: Record<string, keyof ThreadCpu> = { WorkerThread: 'workers', 'node-V8Worker': 'v8', 'libuv-worker': 'libuv' };
+const THREAD_COLUMNS: [keyof ThreadCpu, string][] = [
+  ['main', 'main thread'],
+  ['workers', 'worker threads'],
+  ['v8', "V8's threads (GC, compilers)"],
+  ['libuv', "libuv's pool (files)"],
+  ['other', 'other'],
+];
+const ZERO_CPU: ThreadCpu = { main: 0, workers: 0, v8: 0, libuv: 0, other: 0 };
+const totalOf = (t: ThreadCpu): number => t.main + t.workers + t.v8 + t.libuv + t.other;
+
+async function threadCpuMs(pid: number): Promise<ThreadCpu> {
+  const cpu: ThreadCpu = { ...ZERO_CPU };
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const [name, ms] = await Promise.all([readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8'), taskCpuMs(pid, tid)]).catch(() => ['', 0] as const); // a thread that just ended
+    cpu[tid === String(pid) ? 'main' : (THREAD_GROUPS[name.trim()] ?? 'other')] += ms;
+  }
+  return cpu;
+}
+
+/** `after - before` over `jobs`, summed over processes (or runs). */
+function perJobThreads(before: ThreadCpu[], after: ThreadCpu[], jobs: number): ThreadCpu {
+  const out: ThreadCpu = { ...ZERO_CPU };
+  after.forEach((a, i) => {
+    for (const k of Object.keys(out) as (keyof ThreadCpu)[]) out[k] += (a[k] - before[i]![k]) / jobs;
+  });
+  return out;
 }
 
 /** One gauge from the bot's /metrics (prom-client text format, no labels). */
@@ -355,7 +405,8 @@ interface Throughput {
   latencies: number[];
   /** Jobs not delivered in time, described (the warm-up's included). */
   missing: string[];
-  cpuMsPerJob?: number;
+  /** CPU per job by thread (summed over the processes); `main` is the main thread's. */
+  threads: ThreadCpu;
   lagP99Ms?: number;
   /** HTTP exchanges per job seen by the fakes, by Slack method / RunBlob request kind. */
   callsPerJob: Record<string, number>;
@@ -389,20 +440,19 @@ async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, proc
     const warmDone = await waitDone(fakes.child, warm, WARMUP_JOBS * processes);
     const run = nextRun();
     const calls0 = await tally(fakes);
-    const cpu0 = await Promise.all(bots.map((b) => mainThreadCpuMs(b.ready.pid)));
+    const cpu0 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
     await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds'))); // resets the window
     const t0 = Date.now();
     await sendCommands(info.teamId, urls, run, jobs);
     const done = await waitDone(fakes.child, run, jobs);
-    const cpu1 = await Promise.all(bots.map((b) => mainThreadCpuMs(b.ready.pid)));
+    const cpu1 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
     const calls1 = await tally(fakes);
     const lags = await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds')));
-    const cpuMs = cpu1.reduce((s, v, i) => s + v - cpu0[i]!, 0);
     return {
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: [warmDone.missing && `warm-up: ${warmDone.missing}`, done.missing].filter((m): m is string => !!m),
-      cpuMsPerJob: cpuMs / done.done,
+      threads: perJobThreads(cpu0, cpu1, done.done),
       lagP99Ms: Math.max(...lags) * 1000,
       callsPerJob: perJob(calls0, calls1, done.done),
     };
@@ -420,18 +470,18 @@ async function floorThroughput(fakes: Fakes, jobs: number, split = false): Promi
     };
     await go(nextRun(), WARMUP_JOBS);
     const run = nextRun();
-    const cpu0 = await mainThreadCpuMs(floor.ready.pid);
+    const cpu0 = await threadCpuMs(floor.ready.pid);
     const calls0 = await tally(fakes);
     const t0 = Date.now();
     await go(run, jobs);
     const done = await waitDone(fakes.child, run, jobs);
-    const cpu1 = await mainThreadCpuMs(floor.ready.pid);
+    const cpu1 = await threadCpuMs(floor.ready.pid);
     const calls1 = await tally(fakes);
     return {
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: done.missing ? [done.missing] : [],
-      cpuMsPerJob: (cpu1 - cpu0) / done.done,
+      threads: perJobThreads([cpu0], [cpu1], done.done),
       callsPerJob: perJob(calls0, calls1, done.done),
     };
   } finally {
@@ -502,14 +552,28 @@ async function compareNodeOptions(variants: string[], waiting: number, jobs: num
         await Promise.all([stopChild(fresh.child), stopChild(fresh.runblob)]);
       }
       rows.push(
-        `| \`${nodeOptions || "Node's defaults"}\` | ${round} | **${((m.rss - m.idleRss) / 1024 / m.waiting).toFixed(1)} KB** | ${((m.heap - m.idleHeap) / 1024 / m.waiting).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s | ${t.jobsPerSecond.toFixed(1)} | ${t.cpuMsPerJob!.toFixed(2)} |`,
+        `| \`${nodeOptions || "Node's defaults"}\` | ${round} | **${((m.rss - m.idleRss) / 1024 / m.waiting).toFixed(1)} KB** | ${((m.heap - m.idleHeap) / 1024 / m.waiting).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s | ${t.jobsPerSecond.toFixed(1)} | ${t.threads.main.toFixed(2)} | ${totalOf(t.threads).toFixed(2)} |`,
       );
     }
   }
   return [
-    `| NODE_OPTIONS | round | RSS per job (${waiting} waiting) | heap per job | CPU while they wait | jobs/s (${jobs} at once, 1 process) | main-thread CPU ms/job |`,
-    '|---|---|---|---|---|---|---|',
+    `| NODE_OPTIONS | round | RSS per job (${waiting} waiting) | heap per job | CPU while they wait | jobs/s (${jobs} at once, 1 process) | main-thread CPU ms/job | process CPU ms/job, every thread |`,
+    '|---|---|---|---|---|---|---|---|',
     ...rows,
+  ].join('\n');
+}
+
+/**
+ * CPU per job by thread: on two cores shared with the fakes, jobs/s follows the whole process's
+ * CPU, of which the main thread is only a part.
+ */
+function threadsTable(rows: [string, ThreadCpu][]): string {
+  return [
+    'CPU ms per job, by thread:',
+    '',
+    `| runner | ${THREAD_COLUMNS.map(([, label]) => label).join(' | ')} | whole process |`,
+    `|---|${THREAD_COLUMNS.map(() => '---:|').join('')}---:|`,
+    ...rows.map(([label, t]) => `| ${label} | ${THREAD_COLUMNS.map(([k]) => t[k].toFixed(2)).join(' | ')} | ${totalOf(t).toFixed(2)} |`),
   ].join('\n');
 }
 
@@ -555,7 +619,9 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
     const memDefault = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting));
     const memShipped = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting, shipped));
     const floorJps = (floorA.jobsPerSecond + floorB.jobsPerSecond) / 2;
-    const floorCpu = (floorA.cpuMsPerJob! + floorB.cpuMsPerJob!) / 2;
+    const floorThreads = perJobThreads([ZERO_CPU, ZERO_CPU], [floorA.threads, floorB.threads], 2);
+    const floorCpu = floorThreads.main;
+    const floorProcessCpu = totalOf(floorThreads);
     const meets = (ok: boolean) => (ok ? 'met' : 'NOT met');
     const kbPerJob = (m: Memory) => (m.rss - m.idleRss) / 1024 / m.waiting;
     const heapKbPerJob = (m: Memory) => (m.heap - m.idleHeap) / 1024 / m.waiting;
@@ -563,23 +629,31 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
       `| ${label} | ${(m.idleRss / 2 ** 20).toFixed(1)} → ${(m.rss / 2 ** 20).toFixed(1)} MB | **${kbPerJob(m).toFixed(1)} KB** | ${(m.idleHeap / 2 ** 20).toFixed(1)} → ${(m.heap / 2 ** 20).toFixed(1)} MB | ${heapKbPerJob(m).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s |`;
     const oneRatio = one.jobsPerSecond / floorJps;
     /** CPU per job and its multiple of the floor's in this run: steadier between runs than the time, which swings with the machine. */
-    const cpuCell = (t: Throughput) => `${t.cpuMsPerJob!.toFixed(2)} (${(t.cpuMsPerJob! / floorCpu).toFixed(2)}×)`;
+    const cpuCell = (t: Throughput) => `${t.threads.main.toFixed(2)} (${(t.threads.main / floorCpu).toFixed(2)}×)`;
+    const processCpuCell = (t: Throughput) => `${totalOf(t.threads).toFixed(2)} (${(totalOf(t.threads) / floorProcessCpu).toFixed(2)}×)`;
     const spread = (t: Throughput) => [50, 99, 100].map((p) => percentile(t.latencies, p).toFixed(0)).join(' / ');
     return [
       `### Jobs end to end (${jobs} /imagine commands at once, instant fake RunBlob with callbacks, fake Slack)`,
       '',
-      '| runner | jobs/s | ratio to floor | job p50 / p99 / max ms | main-thread CPU ms/job (× the floor\'s) | event-loop delay p99 ms |',
-      '|---|---|---|---|---|---|',
-      `| floor script (REST calls only, 1 process) | ${floorJps.toFixed(1)} (${floorA.jobsPerSecond.toFixed(1)} before, ${floorB.jobsPerSecond.toFixed(1)} after) | 1.00× | ${spread(floorB)} | ${floorCpu.toFixed(2)} (1.00×) | – |`,
-      `| floor, provider calls in a worker thread (the platform's on the main thread) | ${floorSplit.jobsPerSecond.toFixed(1)} | ${(floorSplit.jobsPerSecond / floorJps).toFixed(2)}× | ${spread(floorSplit)} | ${cpuCell(floorSplit)} | – |`,
-      `| bot, 1 process, SQLite | ${one.jobsPerSecond.toFixed(1)} | **${oneRatio.toFixed(2)}×** | ${spread(one)} | ${cpuCell(one)} | ${one.lagP99Ms!.toFixed(1)} |`,
-      `| bot, ${processes} processes, one Redis | ${three.jobsPerSecond.toFixed(1)} | **${(three.jobsPerSecond / floorJps).toFixed(2)}×** | ${spread(three)} | ${three.cpuMsPerJob!.toFixed(2)} (sum of the ${processes}) | ${three.lagP99Ms!.toFixed(1)} (worst of the ${processes}) |`,
+      '| runner | jobs/s | ratio to floor | job p50 / p99 / max ms | main-thread CPU ms/job (× the floor\'s) | process CPU ms/job, every thread (× the floor\'s) | event-loop delay p99 ms |',
+      '|---|---|---|---|---|---|---|',
+      `| floor script (REST calls only, 1 process) | ${floorJps.toFixed(1)} (${floorA.jobsPerSecond.toFixed(1)} before, ${floorB.jobsPerSecond.toFixed(1)} after) | 1.00× | ${spread(floorB)} | ${floorCpu.toFixed(2)} (1.00×) | ${floorProcessCpu.toFixed(2)} (1.00×) | – |`,
+      `| floor, provider calls in a worker thread (the platform's on the main thread) | ${floorSplit.jobsPerSecond.toFixed(1)} | ${(floorSplit.jobsPerSecond / floorJps).toFixed(2)}× | ${spread(floorSplit)} | ${cpuCell(floorSplit)} | ${processCpuCell(floorSplit)} | – |`,
+      `| bot, 1 process, SQLite | ${one.jobsPerSecond.toFixed(1)} | **${oneRatio.toFixed(2)}×** | ${spread(one)} | ${cpuCell(one)} | ${processCpuCell(one)} | ${one.lagP99Ms!.toFixed(1)} |`,
+      `| bot, ${processes} processes, one Redis | ${three.jobsPerSecond.toFixed(1)} | **${(three.jobsPerSecond / floorJps).toFixed(2)}×** | ${spread(three)} | ${three.threads.main.toFixed(2)} (sum of the ${processes}) | ${totalOf(three.threads).toFixed(2)} (sum of the ${processes}) | ${three.lagP99Ms!.toFixed(1)} (worst of the ${processes}) |`,
       '',
       `Targets (issue 13): jobs/s ≥ ${TARGET_FLOOR_RATIO}× the floor on one process: ${meets(oneRatio >= TARGET_FLOOR_RATIO)}; ` +
-        `≤ ${TARGET_CPU_MS_PER_JOB} ms main-thread CPU per job: ${meets(one.cpuMsPerJob! <= TARGET_CPU_MS_PER_JOB)} ` +
-        `(the platform's REST calls alone, with the provider's in a worker thread, cost ${floorSplit.cpuMsPerJob!.toFixed(2)} ms of main-thread CPU per job). ` +
+        `≤ ${TARGET_CPU_MS_PER_JOB} ms main-thread CPU per job: ${meets(one.threads.main <= TARGET_CPU_MS_PER_JOB)} ` +
+        `(the platform's REST calls alone, with the provider's in a worker thread, cost ${floorSplit.threads.main.toFixed(2)} ms of main-thread CPU per job). ` +
         `Jobs/s: ${jobs} / (first command sent → last final edit). Job time: placeholder posted → final edit (the floor's: its second run). ` +
-        `CPU from /proc/<pid>/task/<pid>/stat (10 ms ticks); event-loop delay from the bot's /metrics (nodejs_eventloop_lag_p99_seconds) over the run.`,
+        `CPU from /proc/<pid>/task/<tid>/stat (10 ms ticks); event-loop delay from the bot's /metrics (nodejs_eventloop_lag_p99_seconds) over the run.`,
+      '',
+      threadsTable([
+        ['floor script (the mean of its two runs)', floorThreads],
+        ['floor, provider calls in a worker thread', floorSplit.threads],
+        ['bot, 1 process, SQLite', one.threads],
+        [`bot, ${processes} processes, one Redis (sum)`, three.threads],
+      ]),
       '',
       callsTable(floorB, one),
       ...[floorA, one, three, floorB, floorSplit].flatMap((t, i) => t.missing.map((m) => `\n**Not delivered** (${['floor, first run', 'bot, 1 process', `bot, ${processes} processes`, 'floor, second run', 'floor, provider calls in a worker'][i]}): ${m}. Jobs/s and CPU count the delivered jobs only.`)),

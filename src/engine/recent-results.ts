@@ -15,9 +15,10 @@
  * platforms' deliverers; the engine keeps bodies only for the jobs of a deliverer that takes them
  * (Deliverer.takesKeptResults: Discord's; Slack's has the results thread upload the file). The
  * results thread (results-worker.ts) copies bodies under a budget of its own, the same size, and
- * hands each over (moved, not copied) as it is whole: up to twice RECENT_RESULTS_MAX_BYTES per process.
+ * hands each over (moved, not copied) as it is whole, or keeps it there for one upload of its file
+ * (Slack's, results-thread.ts): up to twice RECENT_RESULTS_MAX_BYTES per process.
  */
-import { stat } from 'node:fs/promises';
+import type { JobImage } from './job.ts';
 import { MiB } from '../util/units.ts';
 
 export const RECENT_RESULTS_MAX_BYTES = 32 * MiB;
@@ -141,8 +142,11 @@ export class RecentResults {
   }
 }
 
-/** What a deliverer sends for the result file at `path`: its bytes when still in hand, else its size (to stream it). */
-export async function resultContent(kept: RecentResults | undefined, path: string): Promise<{ bytes?: Buffer; size: number }> {
-  const bytes = kept?.take(path);
-  return bytes ? { bytes, size: bytes.length } : { size: (await stat(path)).size };
+/**
+ * What a deliverer sends for a result image: its bytes when still in hand, else its size as the
+ * download recorded it (the file is read where it is sent; no stat here, on the event loop).
+ */
+export function resultContent(kept: RecentResults | undefined, image: Pick<JobImage, 'path' | 'bytes'>): { bytes?: Buffer; size: number } {
+  const bytes = kept?.take(image.path);
+  return bytes ? { bytes, size: bytes.length } : { size: image.bytes };
 }

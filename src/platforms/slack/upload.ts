@@ -18,9 +18,10 @@ export const UPLOAD_TIMEOUT_MS = 120_000;
 
 /**
  * Uploads a job's images as one message in the channel (and thread); returns their file ids. Each
- * image is sent by the results thread when the app has one (`ctx.uploadFile`: it reads the file
- * there, and the app keeps no bytes for Slack); else here, from the bytes of the download that
- * just wrote it when still in hand (`ctx.recentResults`), or streamed from disk.
+ * image is sent by the results thread when the app has one (`ctx.uploadFile`: it sends the body it
+ * just downloaded, else reads the file there, and the app keeps no bytes for Slack); else here,
+ * from the bytes of the download that just wrote it when still in hand (`ctx.recentResults`), or
+ * streamed from disk. The size given is the one the download recorded: nothing here looks at the file.
  */
 export async function uploadImages(
   ctx: SlackContext,
@@ -33,7 +34,7 @@ export async function uploadImages(
   const files = await Promise.all(
     images.map(async ({ index, image }) => {
       const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSION_BY_MIME[image.mime]}`;
-      const content = await resultContent(ctx.recentResults, image.path);
+      const content = resultContent(ctx.recentResults, image);
       const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: content.size, alt_text: prompt }));
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');
       await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, ...content, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config), uploader: ctx.uploadFile });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test, vi } from 'vitest';
-import { RECENT_RESULT_MAX_ENTRY_BYTES, RecentResults } from '../../../src/engine/recent-results.ts';
+import { RECENT_RESULT_MAX_ENTRY_BYTES, RecentResults, resultContent } from '../../../src/engine/recent-results.ts';
 
 const bytes = (n: number, fill = 1) => Buffer.alloc(n, fill);
 
@@ -96,5 +96,14 @@ describe('results kept between their download and their delivery', () => {
       // Not shared memory: posted across threads it was not freed (recent-results.ts, allocate).
       expect(own.buffer).toBeInstanceOf(ArrayBuffer);
     }
+  });
+
+  test('a deliverer is given the bytes in hand, else the size the download recorded: the file is not looked at here (no stat on the event loop)', () => {
+    const kept = new RecentResults();
+    kept.remember('/images/job/0.png', bytes(300));
+    expect(resultContent(kept, { path: '/images/job/0.png', bytes: 300 })).toEqual({ bytes: bytes(300), size: 300 });
+    // Taken once; a path that does not exist on disk still gets its recorded size.
+    expect(resultContent(kept, { path: '/images/job/0.png', bytes: 300 })).toEqual({ size: 300 });
+    expect(resultContent(undefined, { path: '/nowhere/on/disk.png', bytes: 1234 })).toEqual({ size: 1234 });
   });
 });

@@ -269,6 +269,25 @@ describe('ResultsWorker', () => {
     expect(results.inFlight).toBe(0);
   });
 
+  it('an upload of a result the thread just downloaded sends the body it still has, once: the file is not read back; a later upload reads it', async () => {
+    const path = join(dir, 'sent', '0.png');
+    await results.download(`${base}/image.png`, path, {});
+    // Another content on disk tells which one each upload sent.
+    await writeFile(path, tiny);
+    const first = await results.upload(upload(path));
+    expect(filePart(Buffer.from(first.text, 'base64')).equals(png)).toBe(true);
+    const again = await results.upload(upload(path));
+    expect(filePart(Buffer.from(again.text, 'base64')).equals(tiny)).toBe(true);
+    // Handed to the main thread (kept there), it is not sent from here as well.
+    const keep = new RecentResults();
+    const handed = join(dir, 'sent', '1.png');
+    await results.download(`${base}/image.png`, handed, { keep });
+    await writeFile(handed, tiny);
+    const after = await results.upload(upload(handed));
+    expect(filePart(Buffer.from(after.text, 'base64')).equals(tiny)).toBe(true);
+    expect(keep.take(handed)?.equals(png)).toBe(true);
+  });
+
   it('an upload whose thread dies, or that close() stops, fails with the same words as a download, but not as a failed download', async () => {
     const path = join(dir, 'upload-dies.png');
     await writeFile(path, png);

@@ -47,7 +47,10 @@ async function upload(m: Extract<ToResultsThread, { upload: unknown }>): Promise
   running.set(m.id, abort);
   let answer: FromResultsThread;
   try {
-    answer = { id: m.id, uploaded: await postFile(m.upload, { bytes: copies.take(m.upload.path), signal: abort.signal }) };
+    // The body downloaded here, if still held and of the size the caller gives; else the file.
+    const held = copies.take(m.upload.path);
+    const bytes = held && (m.upload.size === undefined || m.upload.size === held.length) ? held : undefined;
+    answer = { id: m.id, uploaded: await postFile(m.upload, { bytes, signal: abort.signal }) };
   } catch (err) {
     answer = { id: m.id, error: crossed(err, abort.signal.aborted) };
   } finally {

@@ -147,6 +147,7 @@ describe('placeholder edits', () => {
     const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts!, threadTs: parent.ts! } } });
     for (const [i, task] of done.tasks.entries()) {
       task.image!.path = join(dir, `${i}.png`);
+      task.image!.bytes = bytes[i]!.length;
       await writeFile(task.image!.path, bytes[i]!);
     }
     await t.deliverer.deliver(done);
@@ -177,10 +178,12 @@ describe('results kept in memory after their download', () => {
     const done = makeJob({ request: { location: { channel: 'C1', user: 'UALICE', ts: placeholder.ts! } } });
     // Image 1's file does not exist: only the kept bytes can deliver it.
     done.tasks[0]!.image!.path = join(dir, 'never-written.png');
+    done.tasks[0]!.image!.bytes = kept.length;
     const recentResults = new RecentResults();
     t.ctx.recentResults = recentResults;
     recentResults.remember(done.tasks[0]!.image!.path, kept);
     done.tasks[1]!.image!.path = join(dir, '1.png');
+    done.tasks[1]!.image!.bytes = onDisk.length;
     await writeFile(done.tasks[1]!.image!.path, onDisk);
     await t.deliverer.deliver(done);
     expect(fake.uploads.map((u) => u.bytes).sort(Buffer.compare)).toEqual([kept, onDisk].sort(Buffer.compare));

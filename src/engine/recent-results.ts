@@ -12,8 +12,8 @@
  * `maxBytes`: a burst of results, or a bot whose deliverer takes none, costs bounded memory.
  *
  * One instance per app (src/app.ts), passed to the engine (DownloadResultOptions.keep) and to the
- * platforms' deliverers; the engine keeps bodies only for the jobs of a deliverer that takes them
- * (Deliverer.takesKeptResults: Discord's; Slack's has the results thread upload the file). The
+ * platforms' deliverers; the engine keeps bodies here only for the jobs of a deliverer that takes
+ * them (Deliverer.takesKeptResults: Discord's; Slack's has the results thread upload the file). The
  * results thread (results-worker.ts) copies bodies under a budget of its own, the same size, and
  * hands each over (moved, not copied) as it is whole, or keeps it there for one upload of its file
  * (Slack's, results-thread.ts): up to twice RECENT_RESULTS_MAX_BYTES per process.
@@ -92,14 +92,6 @@ export class RecentResults {
     if (!entry) return undefined;
     this.#drop(path);
     return this.#now() - entry.at <= this.#ttlMs ? entry.bytes : undefined;
-  }
-
-  /** The file was renamed: its entry follows it. */
-  move(from: string, to: string): void {
-    const entry = this.#entries.get(from);
-    if (!entry) return;
-    this.#drop(from);
-    this.remember(to, entry.bytes, entry.at);
   }
 
   /** Bytes held by entries and reserved by downloads (for tests). */

@@ -10,13 +10,13 @@
  */
 import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { dirname } from 'node:path';
+import { dirname, extname } from 'node:path';
 import { request, type Dispatcher } from 'undici';
 import { withRetry, type RetryOptions } from '../providers/retry.ts';
 import type { RequestGate } from '../providers/types.ts';
 import { ResultDownloadError } from './errors.ts';
 import type { JobImage } from './job.ts';
-import { IMAGE_MIMES, sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
+import { EXTENSION_BY_MIME, IMAGE_MIMES, sniffFile, sniffImage, SNIFF_MIN_BYTES } from './image-sniff.ts';
 import { checkUrlAllowed } from './net-guard.ts';
 import type { RecentResults } from './recent-results.ts';
 import { MiB } from '../util/units.ts';
@@ -215,7 +215,11 @@ export const tempPathFor = (destPath: string): string => `${destPath}.${randomBy
 /** A result download as the engine asks for it (jobs/tasks.ts): downloadResult's contract, on whichever thread runs it (results-worker.ts). */
 export type DownloadResultFn = (url: string, destPath: string, opts: Pick<DownloadResultOptions, 'signal' | 'keep'>) => Promise<JobImage>;
 
-/** Downloads the result at `url` to `destPath` and describes it; throws ResultDownloadError. */
+/**
+ * Downloads the result at `url` to `destPath`, or to `destPath` with the extension of what the
+ * content is when the name said another type, and describes it (`path`: where it is); throws
+ * ResultDownloadError.
+ */
 export async function downloadResult(url: string, destPath: string, opts: DownloadResultOptions = {}): Promise<JobImage> {
   const maxBytes = opts.maxBytes ?? DEFAULT_RESULT_MAX_BYTES;
   await mkdir(dirname(destPath), { recursive: true });
@@ -233,10 +237,12 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
     // A JPEG's frame header past the first 64 KiB: in the body kept in hand, else in the file.
     if (sniffed && sniffed.width === undefined) sniffed = (file.kept ? sniffImage(file.kept.bytes) : await sniffFile(tmp)) ?? sniffed;
     if (!sniffed) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
-    await rename(tmp, destPath);
-    if (file.kept) opts.keep?.commit(destPath, file.kept.bytes, file.kept.reserved);
+    // Named after its real content, whatever the URL said: `destPath` with the content's extension.
+    const path = `${destPath.slice(0, destPath.length - extname(destPath).length)}.${EXTENSION_BY_MIME[sniffed.mime]}`;
+    await rename(tmp, path);
+    if (file.kept) opts.keep?.commit(path, file.kept.bytes, file.kept.reserved);
     return {
-      path: destPath,
+      path,
       sourceUrl: url,
       mime: sniffed.mime,
       bytes: file.bytes,

@@ -9,14 +9,13 @@
  * - A stop (close(), i.e. a restart) does not cut off a create on the wire: its answer is
  *   awaited and recorded, so only a crash (or a create hung past close()'s wait) leaves the gap.
  */
-import { rename } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { MalformedResponseError, RateLimitedError } from '../../providers/errors.ts';
 import { taskFailedError } from '../../providers/error-parsing.ts';
 import type { ProviderReference, RequestGate, TaskInput } from '../../providers/types.ts';
 import { sleep } from '../../util/sleep.ts';
 import { ReferenceError, ResultDownloadError } from '../errors.ts';
-import { EXTENSION_BY_MIME, IMAGE_EXTENSIONS } from '../image-sniff.ts';
+import { IMAGE_EXTENSIONS } from '../image-sniff.ts';
 import type { JobTask } from '../job.ts';
 import { JobCanceledError, ProviderUnavailableError, SubmissionUnknownError, toJobError } from '../job-errors.ts';
 import type { Lane } from '../lanes.ts';
@@ -188,16 +187,8 @@ async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<v
   ctx.deliveries.emit(run, false);
   try {
     const keep = ctx.deliveries.takesKeptResults(run.job) ? ctx.recentResults : undefined;
-    const image = await ctx.downloadResult(url, join(dir, `${task.index}.${ext}`), { keep, signal: run.signal });
-    // Name the file after its real content, whatever the URL said.
-    const realExt = EXTENSION_BY_MIME[image.mime];
-    if (!image.path.endsWith(`.${realExt}`)) {
-      const path = join(dir, `${task.index}.${realExt}`);
-      await rename(image.path, path);
-      ctx.recentResults?.move(image.path, path);
-      image.path = path;
-    }
-    task.image = image;
+    // Named after its content by the download, whatever extension the URL gave.
+    task.image = await ctx.downloadResult(url, join(dir, `${task.index}.${ext}`), { keep, signal: run.signal });
   } finally {
     run.downloading--;
   }

@@ -67,14 +67,6 @@ describe('results kept between their download and their delivery', () => {
     expect(r.take('/c')).toEqual(bytes(10));
   });
 
-  test('an entry follows its file when it is renamed', () => {
-    const r = new RecentResults();
-    r.remember('/j/0.png', bytes(3));
-    r.move('/j/0.png', '/j/0.jpg');
-    expect(r.take('/j/0.png')).toBeUndefined();
-    expect(r.take('/j/0.jpg')).toEqual(bytes(3));
-  });
-
   test('leftovers nobody takes are let go after their time, with no new result to push them out', () => {
     vi.useFakeTimers();
     const r = new RecentResults({ ttlMs: 1_000 });

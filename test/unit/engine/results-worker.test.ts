@@ -286,6 +286,13 @@ describe('ResultsWorker', () => {
     const after = await results.upload(upload(handed));
     expect(filePart(Buffer.from(after.text, 'base64')).equals(tiny)).toBe(true);
     expect(keep.take(handed)?.equals(png)).toBe(true);
+    // Named .jpg by the caller, it is a PNG: the file, and the body kept for its upload, are under its real name.
+    const named = await results.download(`${base}/image.png`, join(dir, 'sent', '2.jpg'), {});
+    expect(named.path).toBe(join(dir, 'sent', '2.png'));
+    expect(existsSync(join(dir, 'sent', '2.jpg'))).toBe(false);
+    await writeFile(named.path, tiny);
+    const renamed = await results.upload(upload(named.path));
+    expect(filePart(Buffer.from(renamed.text, 'base64')).equals(png)).toBe(true);
   });
 
   it('an upload whose thread dies, or that close() stops, fails with the same words as a download, but not as a failed download', async () => {

@@ -280,22 +280,24 @@ async function floorChild(info: FakesInfo, split: boolean): Promise<void> {
 
 // ---- measuring from outside ---------------------------------------------------------------------
 
-/** utime + stime of one task (thread) in /proc/<pid>/task/<tid>/stat, in ms. */
-async function taskCpuMs(pid: number, tid: number | string): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+/** utime + stime from a /proc stat file (a process's: every thread it has had; a task's: that thread's), in ms. */
+async function statCpuMs(path: string): Promise<number> {
+  const stat = await readFile(path, 'utf8');
   // Fields after the command name (which may hold spaces, hence the last ')'): state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
 }
 
 /** utime + stime of the process's main thread (its task whose id is the pid), in ms. */
-const mainThreadCpuMs = (pid: number): Promise<number> => taskCpuMs(pid, pid);
+const mainThreadCpuMs = (pid: number): Promise<number> => statCpuMs(`/proc/${pid}/task/${pid}/stat`);
 
 /**
  * A process's CPU by thread, in ms: its main thread; its worker threads (the bot's results
  * thread; the split floor's provider thread); V8's own threads (parallel and concurrent garbage
- * collection, background compilation); libuv's pool (file calls). Linux names them (comm):
- * `WorkerThread`, `node-V8Worker`, `libuv-worker`.
+ * collection, background compilation); libuv's pool (file calls); the rest of the process's own
+ * total (threads of other names, and threads that have ended). Node names its threads on Linux
+ * (comm): `WorkerThread`, `node-V8Worker`, `libuv-worker`; a Node that does not counts them as
+ * "other" (the bench says so).
  */
 interface ThreadCpu {
   main: number;
@@ -304,23 +306,30 @@ interface ThreadCpu {
   libuv: number;
   other: number;
 }
-const THREAD_GROUPS: Record<string, keyof ThreadCpu> = { WorkerThread: 'workers', 'node-V8Worker': 'v8', 'libuv-worker': 'libuv' };
+const THREAD_GROUPS: Record<string, Exclude<keyof ThreadCpu, 'main' | 'other'>> = { WorkerThread: 'workers', 'node-V8Worker': 'v8', 'libuv-worker': 'libuv' };
 const THREAD_COLUMNS: [keyof ThreadCpu, string][] = [
   ['main', 'main thread'],
   ['workers', 'worker threads'],
   ['v8', "V8's threads (GC, compilers)"],
   ['libuv', "libuv's pool (files)"],
-  ['other', 'other'],
+  ['other', 'other (the rest of the process; ± a 10 ms tick)'],
 ];
 const ZERO_CPU: ThreadCpu = { main: 0, workers: 0, v8: 0, libuv: 0, other: 0 };
 const totalOf = (t: ThreadCpu): number => t.main + t.workers + t.v8 + t.libuv + t.other;
+/** Whether any thread had one of THREAD_GROUPS' names (else the table by thread says nothing). */
+let namedThreadsSeen = false;
 
 async function threadCpuMs(pid: number): Promise<ThreadCpu> {
   const cpu: ThreadCpu = { ...ZERO_CPU };
   for (const tid of await readdir(`/proc/${pid}/task`)) {
-    const [name, ms] = await Promise.all([readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8'), taskCpuMs(pid, tid)]).catch(() => ['', 0] as const); // a thread that just ended
-    cpu[tid === String(pid) ? 'main' : (THREAD_GROUPS[name.trim()] ?? 'other')] += ms;
+    // A thread that ended meanwhile: its CPU is in the process's total, hence in "other".
+    const sample = await Promise.all([readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8'), statCpuMs(`/proc/${pid}/task/${tid}/stat`)]).catch(() => undefined);
+    if (!sample) continue;
+    const group = tid === String(pid) ? 'main' : THREAD_GROUPS[sample[0].trim()];
+    if (group && group !== 'main') namedThreadsSeen = true;
+    if (group) cpu[group] += sample[1];
   }
+  cpu.other = Math.max(0, (await statCpuMs(`/proc/${pid}/stat`)) - totalOf(cpu));
   return cpu;
 }
 
@@ -569,7 +578,7 @@ async function compareNodeOptions(variants: string[], waiting: number, jobs: num
  */
 function threadsTable(rows: [string, ThreadCpu][]): string {
   return [
-    'CPU ms per job, by thread:',
+    namedThreadsSeen ? 'CPU ms per job, by thread:' : "CPU ms per job, by thread (this Node does not name its threads: all but the main thread's is under \"other\"):",
     '',
     `| runner | ${THREAD_COLUMNS.map(([, label]) => label).join(' | ')} | whole process |`,
     `|---|${THREAD_COLUMNS.map(() => '---:|').join('')}---:|`,

@@ -2,8 +2,7 @@
  * `npm run bench -- results` (issue 13): CPU of a job's result on its way through the bot:
  * downloaded to disk (`downloadResult`: a temp file renamed into place, so a restart loses
  * nothing), then POSTed to Slack's upload URL (`postToUploadUrl`): both on the results thread as
- * the bot does (results-worker.ts: the thread sends the body it just downloaded, and reads the file
- * back only when it no longer has it); or downloaded there and
+ * the bot does (results-worker.ts: the thread reads the file back); or downloaded there and
  * POSTed on the main thread from the bytes the download kept (recent-results.ts), as the release
  * before did; or both on the main thread, as the releases before the thread did; against the
  * floor's way (the body read into memory, the same bytes POSTed from memory), side by side in one run.
@@ -70,8 +69,8 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
     const keep = new RecentResults();
     /**
      * A download made by `download` (to disk, renamed into place), then the upload as the Slack
-     * deliverer makes it (upload.ts uploadImages): by `uploader` (the thread, with the body it
-     * downloaded), else here from the kept bytes.
+     * deliverer makes it (upload.ts uploadImages): by `uploader` reading the file, else here from
+     * the kept bytes.
      */
     const botWay = (download: DownloadResultFn, uploader?: FileUploader) => async (i: number) => {
       const image = await download(`${origin}/image.png`, join(dir, `job${i % 64}`, 'result-0.png'), uploader ? {} : { keep });
@@ -114,7 +113,7 @@ export async function runResultsBench(jobs = RESULTS_BENCH_JOBS): Promise<string
       '',
       '| way | CPU per result, every thread | main thread only |',
       '|---|---:|---:|',
-      row('the bot: downloadResult and postToUploadUrl on the results thread, which sends the body it downloaded', cost.thread),
+      row('the bot: downloadResult and postToUploadUrl on the results thread, which reads the file back', cost.thread),
       row('downloadResult there, postToUploadUrl here of the bytes it kept (the release before)', cost.kept),
       row('both on the main thread, the kept bytes uploaded', cost.main),
       row('the floor: in memory only, on the main thread', cost.memory),

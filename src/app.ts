@@ -155,7 +155,7 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
         log: log.child({ platform: 'slack' }),
         http,
         metrics,
-        // The thread that downloaded a result sends it (its body, else its file): no bytes kept here for Slack.
+        // The thread that downloaded a result reads and sends its file: no bytes kept for Slack.
         uploadFile: (upload) => results.upload(upload),
         ...(opts.slackTuning ? { tuning: opts.slackTuning } : {}),
       });

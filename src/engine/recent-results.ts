@@ -12,11 +12,10 @@
  * `maxBytes`: a burst of results, or a bot whose deliverer takes none, costs bounded memory.
  *
  * One instance per app (src/app.ts), passed to the engine (DownloadResultOptions.keep) and to the
- * platforms' deliverers; the engine keeps bodies here only for the jobs of a deliverer that takes
- * them (Deliverer.takesKeptResults: Discord's; Slack's has the results thread upload the file). The
+ * platforms' deliverers; the engine keeps bodies only for the jobs of a deliverer that takes them
+ * (Deliverer.takesKeptResults: Discord's; Slack's has the results thread upload the file). The
  * results thread (results-worker.ts) copies bodies under a budget of its own, the same size, and
- * hands each over (moved, not copied) as it is whole, or keeps it there for one upload of its file
- * (Slack's, results-thread.ts): up to twice RECENT_RESULTS_MAX_BYTES per process.
+ * hands each over (moved, not copied) as it is whole: up to twice RECENT_RESULTS_MAX_BYTES per process.
  */
 import type { JobImage } from './job.ts';
 import { MiB } from '../util/units.ts';

@@ -3,8 +3,6 @@
  * download request and answers with the JobImage, and with the body's bytes when asked to keep
  * them (transferred: moved to the main thread, not copied); runs postFile
  * (src/util/file-upload.ts) for each upload request and answers with the status and text. A
- * body not handed over stays here for an upload of its file (Slack's deliverer sends the result it
- * just downloaded), so that upload sends it from memory instead of reading the file back. A
  * failure answers with its message; an abort request stops the download, which removes its files
  * as on the main thread, or the upload.
  */
@@ -28,11 +26,7 @@ if (!port) throw new Error('results-thread.ts runs as a worker thread (results-w
 await stat(import.meta.dirname).catch(() => undefined);
 if (process.platform === 'linux') setPriority(RESULTS_THREAD_NICE);
 
-/**
- * The bodies copied here, under RecentResults' budget and lifetime: a body the main thread asked
- * for is handed over as soon as it is whole; any other waits for an upload of its file (taken
- * once), else goes when its time is up or newer ones need the room.
- */
+/** The bodies being copied here share RecentResults' budget; each is handed over as soon as it is whole. */
 const copies = new RecentResults();
 const running = new Map<number, AbortController>();
 
@@ -47,10 +41,7 @@ async function upload(m: Extract<ToResultsThread, { upload: unknown }>): Promise
   running.set(m.id, abort);
   let answer: FromResultsThread;
   try {
-    // The body downloaded here, if still held and of the size the caller gives; else the file.
-    const held = copies.take(m.upload.path);
-    const bytes = held && (m.upload.size === undefined || m.upload.size === held.length) ? held : undefined;
-    answer = { id: m.id, uploaded: await postFile(m.upload, { bytes, signal: abort.signal }) };
+    answer = { id: m.id, uploaded: await postFile(m.upload, { signal: abort.signal }) };
   } catch (err) {
     answer = { id: m.id, error: crossed(err, abort.signal.aborted) };
   } finally {
@@ -64,7 +55,7 @@ async function download(m: Extract<ToResultsThread, { url: string }>): Promise<v
   running.set(m.id, abort);
   let answer: FromResultsThread;
   try {
-    const image = await downloadResult(m.url, m.destPath, { signal: abort.signal, tempPath: m.tempPath, keep: copies });
+    const image = await downloadResult(m.url, m.destPath, { signal: abort.signal, tempPath: m.tempPath, ...(m.keep && { keep: copies }) });
     // In memory of its own (RecentResults.allocate): transferred below, moved rather than copied.
     const bytes = m.keep ? copies.take(image.path) : undefined;
     answer = { id: m.id, image, ...(bytes && { bytes }) };

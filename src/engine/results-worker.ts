@@ -4,9 +4,8 @@
  * there, not on the event loop that acknowledges interactions and runs the platforms' calls. What
  * comes back is the same JobImage, and the body's bytes, transferred (moved, not copied), into
  * this thread's RecentResults for the deliverer. A deliverer that sends a result file to an upload
- * URL (Slack's) has the thread POST it (`upload`, src/util/file-upload.ts), from the body it
- * downloaded when it still holds it, else read from the file: the bytes never pass through the
- * event loop. README.md "A result's way through the bot" measures both.
+ * URL (Slack's) has the thread read and POST it (`upload`, src/util/file-upload.ts): the bytes
+ * never pass through the event loop. README.md "A result's way through the bot" measures both.
  *
  * One thread per process, started by `start()` (the app does, with the bot) or at the first
  * request, below the main thread's priority (RESULTS_THREAD_NICE), and unref'd while idle: it
@@ -120,8 +119,7 @@ export class ResultsWorker {
   }
 
   /**
-   * POSTs a file on the results thread (postFile, src/util/file-upload.ts: the body the thread
-   * downloaded to that path, when it still holds it and it is of `upload.size`, else the file read there);
+   * POSTs a file on the results thread (postFile, src/util/file-upload.ts, reading it there);
    * resolves with the answer's status and text, rejects on a network error or a thread that died.
    */
   upload(upload: FileUpload): Promise<FileUploadAnswer> {

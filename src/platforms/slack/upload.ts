@@ -18,10 +18,10 @@ export const UPLOAD_TIMEOUT_MS = 120_000;
 
 /**
  * Uploads a job's images as one message in the channel (and thread); returns their file ids. Each
- * image is sent by the results thread when the app has one (`ctx.uploadFile`: it sends the body it
- * just downloaded, else reads the file there, and the app keeps no bytes for Slack); else here,
- * from the bytes of the download that just wrote it when still in hand (`ctx.recentResults`), or
- * streamed from disk. The size given is the one the download recorded: nothing here looks at the file.
+ * image is sent by the results thread when the app has one (`ctx.uploadFile`: it reads the file
+ * there, and the app keeps no bytes for Slack); else here, from the bytes of the download that
+ * just wrote it when still in hand (`ctx.recentResults`), or streamed from disk. The size given is
+ * the one the download recorded: nothing here looks at the file.
  */
 export async function uploadImages(
   ctx: SlackContext,

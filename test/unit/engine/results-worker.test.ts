@@ -269,30 +269,13 @@ describe('ResultsWorker', () => {
     expect(results.inFlight).toBe(0);
   });
 
-  it('an upload of a result the thread just downloaded sends the body it still has, once: the file is not read back; a later upload reads it', async () => {
-    const path = join(dir, 'sent', '0.png');
-    await results.download(`${base}/image.png`, path, {});
-    // Another content on disk tells which one each upload sent.
-    await writeFile(path, tiny);
-    const first = await results.upload(upload(path));
-    expect(filePart(Buffer.from(first.text, 'base64')).equals(png)).toBe(true);
-    const again = await results.upload(upload(path));
-    expect(filePart(Buffer.from(again.text, 'base64')).equals(tiny)).toBe(true);
-    // Handed to the main thread (kept there), it is not sent from here as well.
+  it("names the file after its content, whatever the name asked for said: a PNG asked for as .jpg is written, and kept, as .png", async () => {
     const keep = new RecentResults();
-    const handed = join(dir, 'sent', '1.png');
-    await results.download(`${base}/image.png`, handed, { keep });
-    await writeFile(handed, tiny);
-    const after = await results.upload(upload(handed));
-    expect(filePart(Buffer.from(after.text, 'base64')).equals(tiny)).toBe(true);
-    expect(keep.take(handed)?.equals(png)).toBe(true);
-    // Named .jpg by the caller, it is a PNG: the file, and the body kept for its upload, are under its real name.
-    const named = await results.download(`${base}/image.png`, join(dir, 'sent', '2.jpg'), {});
-    expect(named.path).toBe(join(dir, 'sent', '2.png'));
-    expect(existsSync(join(dir, 'sent', '2.jpg'))).toBe(false);
-    await writeFile(named.path, tiny);
-    const renamed = await results.upload(upload(named.path));
-    expect(filePart(Buffer.from(renamed.text, 'base64')).equals(png)).toBe(true);
+    const image = await results.download(`${base}/image.png`, join(dir, 'named', '0.jpg'), { keep });
+    expect(image.path).toBe(join(dir, 'named', '0.png'));
+    expect((await readFile(image.path)).equals(png)).toBe(true);
+    expect(await readdir(join(dir, 'named'))).toEqual(['0.png']);
+    expect(keep.take(image.path)?.equals(png)).toBe(true);
   });
 
   it('an upload whose thread dies, or that close() stops, fails with the same words as a download, but not as a failed download', async () => {

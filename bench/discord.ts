@@ -11,7 +11,7 @@
  * Then, in fresh processes, the sustained shape (runDiscordSustainedBench): 50 interactions a
  * second, alternating between the two clients round by round, with jobs finishing and posting
  * their results behind the acks.
- * Target: the bot's p99 within 1.2× of the bare client's.
+ * Targets: the bot's p99 within 1.2× of the bare client's (issue 3); in bursts, within 1.0× (issue 13).
  * Also: the time from the provider finishing an image to the final message in Discord, under
  * the burst load and for single jobs on an idle bot.
  *
@@ -45,6 +45,14 @@ export const DISCORD_BENCH_SUSTAINED = 500;
 export const DISCORD_BENCH_PER_SECOND = 50;
 export const DISCORD_BENCH_SUSTAINED_ROUNDS = 10;
 export const DISCORD_ACK_TARGET_RATIO = 1.2;
+/** Issue 13's target for bursts: "Discord burst ack p99 ≤ 1.0× the bare discord.js client". */
+export const DISCORD_BURST_TARGET_RATIO_ISSUE_13 = 1.0;
+/** The targets each shape is held to: [ratio, whose]. */
+const BURST_TARGETS: [number, string][] = [
+  [DISCORD_ACK_TARGET_RATIO, 'issue 3'],
+  [DISCORD_BURST_TARGET_RATIO_ISSUE_13, 'issue 13'],
+];
+const SUSTAINED_TARGETS: [number, string][] = [[DISCORD_ACK_TARGET_RATIO, 'issue 3']];
 const WARMUP_INTERACTIONS = 20;
 /** Single jobs on an idle bot, for the completion → message time without load. */
 const IDLE_JOBS = 10;
@@ -433,7 +441,14 @@ async function startRun() {
 const sorted = (xs: number[]) => xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
 
 /** The acknowledgement table of a phase: both clients' latencies, their p99 ratio, and where the time went. */
-function acksTable(title: string, bot: number[], bare: number[], tally: { unacked: number; refused: number }, diag: Record<'bot' | 'bare', BurstDiag[]>): string {
+function acksTable(
+  title: string,
+  bot: number[],
+  bare: number[],
+  tally: { unacked: number; refused: number },
+  diag: Record<'bot' | 'bare', BurstDiag[]>,
+  targets: [number, string][],
+): string {
   const row = (name: string, xs: number[]) =>
     `| ${name} | ${xs.length} | ${percentile(xs, 50).toFixed(1)} | ${percentile(xs, 99).toFixed(1)} | ${(xs.at(-1) ?? NaN).toFixed(1)} |`;
   const botSorted = sorted(bot);
@@ -447,7 +462,7 @@ function acksTable(title: string, bot: number[], bare: number[], tally: { unacke
     row('imagine bot (discord.js + adapter + engine, jobs running)', botSorted),
     row('bare discord.js client (defer only)', bareSorted),
     '',
-    `p99 ratio bot / bare: **${ratio.toFixed(2)}×** (target ≤ ${DISCORD_ACK_TARGET_RATIO}×: ${ratio <= DISCORD_ACK_TARGET_RATIO ? 'met' : 'NOT met'}). ` +
+    `p99 ratio bot / bare: **${ratio.toFixed(2)}×** (${targets.map(([t, whose]) => `target ≤ ${t.toFixed(1)}× (${whose}): ${ratio <= t ? 'met' : 'NOT met'}`).join('; ')}). ` +
       `Unacknowledged: ${tally.unacked}; requests fake Discord refused: ${tally.refused}.`,
     '',
     'Where the time goes (measured interactions; clocks of the processes compared through `performance.timeOrigin`):',
@@ -520,6 +535,7 @@ export async function runDiscordBench(opts: { burst?: number; rounds?: number; a
       bare,
       tally,
       diag,
+      BURST_TARGETS,
     ),
     '',
     `### Discord: provider completion → final message (fake RunBlob, ${PROVIDER_DURATION_MS / 1000} s per image, with RunBlob callbacks to PUBLIC_URL)`,
@@ -576,6 +592,7 @@ export async function runDiscordSustainedBench(opts: { count?: number; perSecond
       bare,
       tally,
       diag,
+      SUSTAINED_TARGETS,
     ),
     '',
     `Every bot interaction became a job that delivered its image: ${finals} of ${expected}. Fake RunBlob takes ${PROVIDER_DURATION_MS / 1000} s per image, so jobs wait, finish and post their results while later interactions arrive.`,

@@ -24,9 +24,6 @@ export const EXTENSION_BY_MIME: Readonly<Record<ImageMime, string>> = {
   'image/webp': 'webp',
 };
 
-/** File extensions a URL may show for an accepted image (`.jpeg` as well as `.jpg`). */
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([...Object.values(EXTENSION_BY_MIME), 'jpeg']);
-
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 const startsWith = (b: Uint8Array, sig: readonly number[], at = 0) => sig.every((v, i) => b[at + i] === v);

@@ -216,9 +216,9 @@ export const tempPathFor = (destPath: string): string => `${destPath}.${randomBy
 export type DownloadResultFn = (url: string, destPath: string, opts: Pick<DownloadResultOptions, 'signal' | 'keep'>) => Promise<JobImage>;
 
 /**
- * Downloads the result at `url` to `destPath`, or to `destPath` with the extension of what the
- * content is when the name said another type, and describes it (`path`: where it is); throws
- * ResultDownloadError.
+ * Downloads the result at `url` to `destPath` with the extension of what the content is (PNG,
+ * JPEG or WEBP; replacing any extension `destPath` has), and describes it (`path`: where it is);
+ * throws ResultDownloadError.
  */
 export async function downloadResult(url: string, destPath: string, opts: DownloadResultOptions = {}): Promise<JobImage> {
   const maxBytes = opts.maxBytes ?? DEFAULT_RESULT_MAX_BYTES;
@@ -237,7 +237,7 @@ export async function downloadResult(url: string, destPath: string, opts: Downlo
     // A JPEG's frame header past the first 64 KiB: in the body kept in hand, else in the file.
     if (sniffed && sniffed.width === undefined) sniffed = (file.kept ? sniffImage(file.kept.bytes) : await sniffFile(tmp)) ?? sniffed;
     if (!sniffed) throw new DownloadProblem('not_an_image', 'content is not PNG, JPEG or WEBP');
-    // Named after its real content, whatever the URL said: `destPath` with the content's extension.
+    // Named after its real content, whatever the URL or the caller said.
     const path = `${destPath.slice(0, destPath.length - extname(destPath).length)}.${EXTENSION_BY_MIME[sniffed.mime]}`;
     await rename(tmp, path);
     if (file.kept) opts.keep?.commit(path, file.kept.bytes, file.kept.reserved);

@@ -9,13 +9,12 @@
  * - A stop (close(), i.e. a restart) does not cut off a create on the wire: its answer is
  *   awaited and recorded, so only a crash (or a create hung past close()'s wait) leaves the gap.
  */
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import { MalformedResponseError, RateLimitedError } from '../../providers/errors.ts';
 import { taskFailedError } from '../../providers/error-parsing.ts';
 import type { ProviderReference, RequestGate, TaskInput } from '../../providers/types.ts';
 import { sleep } from '../../util/sleep.ts';
 import { ReferenceError, ResultDownloadError } from '../errors.ts';
-import { IMAGE_EXTENSIONS } from '../image-sniff.ts';
 import type { JobTask } from '../job.ts';
 import { JobCanceledError, ProviderUnavailableError, SubmissionUnknownError, toJobError } from '../job-errors.ts';
 import type { Lane } from '../lanes.ts';
@@ -181,14 +180,12 @@ async function downloadTask(ctx: JobContext, run: Run, task: JobTask): Promise<v
   const url = task.outputUrl;
   if (!url) throw new ResultDownloadError('no output URL recorded');
   const dir = join(ctx.dataDir, 'images', run.job.id);
-  const guessed = extname(new URL(url).pathname).slice(1).toLowerCase();
-  const ext = IMAGE_EXTENSIONS.has(guessed) ? guessed : 'png';
   run.downloading++;
   ctx.deliveries.emit(run, false);
   try {
     const keep = ctx.deliveries.takesKeptResults(run.job) ? ctx.recentResults : undefined;
-    // Named after its content by the download, whatever extension the URL gave.
-    task.image = await ctx.downloadResult(url, join(dir, `${task.index}.${ext}`), { keep, signal: run.signal });
+    // `<index>.<the content's extension>`: the download names it after what it is, whatever the URL said.
+    task.image = await ctx.downloadResult(url, join(dir, String(task.index)), { keep, signal: run.signal });
   } finally {
     run.downloading--;
   }

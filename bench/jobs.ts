@@ -12,7 +12,8 @@
  *   upload, complete the upload, final edit). Jobs/s = jobs / (first command sent → last final
  *   edit seen by the fake Slack).
  * - cost, while the single process runs its JOBS: main-thread CPU per job (utime+stime of the
- *   bot's main thread, /proc/<pid>/task/<pid>/stat; the floor's measured the same way) and the
+ *   bot's main thread, /proc/<pid>/task/<pid>/stat; the floor's measured the same way), every
+ *   thread's CPU by kind of thread, each with its part in the kernel (stime), and the
  *   event-loop delay p99 (prom-client's default nodejs_eventloop_lag_p99_seconds, scraped from
  *   /metrics: one scrape before resets its histogram, one after reads the window).
  * - memory: a fresh bot idle, then with WAITING jobs held pending at a fake RunBlob that never
@@ -280,16 +281,21 @@ async function floorChild(info: FakesInfo, split: boolean): Promise<void> {
 
 // ---- measuring from outside ---------------------------------------------------------------------
 
-/** utime + stime from a /proc stat file (a process's: every thread it has had; a task's: that thread's), in ms. */
-async function statCpuMs(path: string): Promise<number> {
+/**
+ * From a /proc stat file (a process's: every thread it has had; a task's: that thread's), in ms:
+ * utime + stime, and stime alone (the kernel's work for it: system calls, copying bytes to and
+ * from sockets and files, page faults).
+ */
+async function statCpuMs(path: string): Promise<{ cpu: number; kernel: number }> {
   const stat = await readFile(path, 'utf8');
   // Fields after the command name (which may hold spaces, hence the last ')'): state is field 3, utime 14, stime 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  const ms = (ticks: string | undefined) => (Number(ticks) * 1000) / CLOCK_TICKS_PER_SECOND;
+  return { cpu: ms(fields[11]) + ms(fields[12]), kernel: ms(fields[12]) };
 }
 
 /** utime + stime of the process's main thread (its task whose id is the pid), in ms. */
-const mainThreadCpuMs = (pid: number): Promise<number> => statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+const mainThreadCpuMs = async (pid: number): Promise<number> => (await statCpuMs(`/proc/${pid}/task/${pid}/stat`)).cpu;
 
 /**
  * A process's CPU by thread, in ms: its main thread; its worker threads (the bot's results
@@ -319,18 +325,30 @@ const totalOf = (t: ThreadCpu): number => t.main + t.workers + t.v8 + t.libuv + 
 /** Whether any thread had one of THREAD_GROUPS' names (else the table by thread says nothing). */
 let namedThreadsSeen = false;
 
-async function threadCpuMs(pid: number): Promise<ThreadCpu> {
+/** A process's CPU by thread (`cpu`), and of it the part in the kernel (`kernel`), in ms. */
+interface ThreadsCpu {
+  cpu: ThreadCpu;
+  kernel: ThreadCpu;
+}
+
+async function threadCpuMs(pid: number): Promise<ThreadsCpu> {
   const cpu: ThreadCpu = { ...ZERO_CPU };
+  const kernel: ThreadCpu = { ...ZERO_CPU };
   for (const tid of await readdir(`/proc/${pid}/task`)) {
     // A thread that ended meanwhile: its CPU is in the process's total, hence in "other".
     const sample = await Promise.all([readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8'), statCpuMs(`/proc/${pid}/task/${tid}/stat`)]).catch(() => undefined);
     if (!sample) continue;
     const group = tid === String(pid) ? 'main' : THREAD_GROUPS[sample[0].trim()];
     if (group && group !== 'main') namedThreadsSeen = true;
-    if (group) cpu[group] += sample[1];
+    if (group) {
+      cpu[group] += sample[1].cpu;
+      kernel[group] += sample[1].kernel;
+    }
   }
-  cpu.other = Math.max(0, (await statCpuMs(`/proc/${pid}/stat`)) - totalOf(cpu));
-  return cpu;
+  const whole = await statCpuMs(`/proc/${pid}/stat`);
+  cpu.other = Math.max(0, whole.cpu - totalOf(cpu));
+  kernel.other = Math.max(0, whole.kernel - totalOf(kernel));
+  return { cpu, kernel };
 }
 
 /** `after - before` over `jobs`, summed over processes (or runs). */
@@ -341,6 +359,12 @@ function perJobThreads(before: ThreadCpu[], after: ThreadCpu[], jobs: number): T
   });
   return out;
 }
+
+/** perJobThreads for both the CPU and its kernel part. */
+const perJobThreadsCpu = (before: ThreadsCpu[], after: ThreadsCpu[], jobs: number): ThreadsCpu => ({
+  cpu: perJobThreads(before.map((b) => b.cpu), after.map((a) => a.cpu), jobs),
+  kernel: perJobThreads(before.map((b) => b.kernel), after.map((a) => a.kernel), jobs),
+});
 
 /** One gauge from the bot's /metrics (prom-client text format, no labels). */
 async function metric(baseUrl: string, name: string): Promise<number> {
@@ -414,8 +438,8 @@ interface Throughput {
   latencies: number[];
   /** Jobs not delivered in time, described (the warm-up's included). */
   missing: string[];
-  /** CPU per job by thread (summed over the processes); `main` is the main thread's. */
-  threads: ThreadCpu;
+  /** CPU per job by thread (summed over the processes), and its part in the kernel; `cpu.main` is the main thread's. */
+  threads: ThreadsCpu;
   lagP99Ms?: number;
   /** HTTP exchanges per job seen by the fakes, by Slack method / RunBlob request kind. */
   callsPerJob: Record<string, number>;
@@ -461,7 +485,7 @@ async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, proc
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: [warmDone.missing && `warm-up: ${warmDone.missing}`, done.missing].filter((m): m is string => !!m),
-      threads: perJobThreads(cpu0, cpu1, done.done),
+      threads: perJobThreadsCpu(cpu0, cpu1, done.done),
       lagP99Ms: Math.max(...lags) * 1000,
       callsPerJob: perJob(calls0, calls1, done.done),
     };
@@ -490,7 +514,7 @@ async function floorThroughput(fakes: Fakes, jobs: number, split = false): Promi
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: done.missing ? [done.missing] : [],
-      threads: perJobThreads([cpu0], [cpu1], done.done),
+      threads: perJobThreadsCpu([cpu0], [cpu1], done.done),
       callsPerJob: perJob(calls0, calls1, done.done),
     };
   } finally {
@@ -561,7 +585,7 @@ async function compareNodeOptions(variants: string[], waiting: number, jobs: num
         await Promise.all([stopChild(fresh.child), stopChild(fresh.runblob)]);
       }
       rows.push(
-        `| \`${nodeOptions || "Node's defaults"}\` | ${round} | **${((m.rss - m.idleRss) / 1024 / m.waiting).toFixed(1)} KB** | ${((m.heap - m.idleHeap) / 1024 / m.waiting).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s | ${t.jobsPerSecond.toFixed(1)} | ${t.threads.main.toFixed(2)} | ${totalOf(t.threads).toFixed(2)} |`,
+        `| \`${nodeOptions || "Node's defaults"}\` | ${round} | **${((m.rss - m.idleRss) / 1024 / m.waiting).toFixed(1)} KB** | ${((m.heap - m.idleHeap) / 1024 / m.waiting).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s | ${t.jobsPerSecond.toFixed(1)} | ${t.threads.cpu.main.toFixed(2)} | ${totalOf(t.threads.cpu).toFixed(2)} |`,
       );
     }
   }
@@ -576,13 +600,15 @@ async function compareNodeOptions(variants: string[], waiting: number, jobs: num
  * CPU per job by thread: on two cores shared with the fakes, jobs/s follows the whole process's
  * CPU, of which the main thread is only a part.
  */
-function threadsTable(rows: [string, ThreadCpu][]): string {
+function threadsTable(rows: [string, ThreadsCpu][]): string {
+  const cell = (cpu: number, kernel: number) => `${cpu.toFixed(2)} (${kernel.toFixed(2)})`;
   return [
-    namedThreadsSeen ? 'CPU ms per job, by thread:' : "CPU ms per job, by thread (this Node does not name its threads: all but the main thread's is under \"other\"):",
+    `${namedThreadsSeen ? 'CPU ms per job, by thread' : "CPU ms per job, by thread (this Node does not name its threads: all but the main thread's is under \"other\")"}; ` +
+      'in brackets, the part of it in the kernel (stime: system calls, copying bytes to and from sockets and files, page faults):',
     '',
     `| runner | ${THREAD_COLUMNS.map(([, label]) => label).join(' | ')} | whole process |`,
     `|---|${THREAD_COLUMNS.map(() => '---:|').join('')}---:|`,
-    ...rows.map(([label, t]) => `| ${label} | ${THREAD_COLUMNS.map(([k]) => t[k].toFixed(2)).join(' | ')} | ${totalOf(t).toFixed(2)} |`),
+    ...rows.map(([label, t]) => `| ${label} | ${THREAD_COLUMNS.map(([k]) => cell(t.cpu[k], t.kernel[k])).join(' | ')} | ${cell(totalOf(t.cpu), totalOf(t.kernel))} |`),
   ].join('\n');
 }
 
@@ -628,7 +654,8 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
     const memDefault = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting));
     const memShipped = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting, shipped));
     const floorJps = (floorA.jobsPerSecond + floorB.jobsPerSecond) / 2;
-    const floorThreads = perJobThreads([ZERO_CPU, ZERO_CPU], [floorA.threads, floorB.threads], 2);
+    const floorThreadsCpu = perJobThreadsCpu([floorA, floorB].map(() => ({ cpu: ZERO_CPU, kernel: ZERO_CPU })), [floorA.threads, floorB.threads], 2);
+    const floorThreads = floorThreadsCpu.cpu;
     const floorCpu = floorThreads.main;
     const floorProcessCpu = totalOf(floorThreads);
     const meets = (ok: boolean) => (ok ? 'met' : 'NOT met');
@@ -638,8 +665,8 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
       `| ${label} | ${(m.idleRss / 2 ** 20).toFixed(1)} → ${(m.rss / 2 ** 20).toFixed(1)} MB | **${kbPerJob(m).toFixed(1)} KB** | ${(m.idleHeap / 2 ** 20).toFixed(1)} → ${(m.heap / 2 ** 20).toFixed(1)} MB | ${heapKbPerJob(m).toFixed(1)} KB | ${m.waitingCpuMsPerSecond.toFixed(0)} ms/s |`;
     const oneRatio = one.jobsPerSecond / floorJps;
     /** CPU per job and its multiple of the floor's in this run: steadier between runs than the time, which swings with the machine. */
-    const cpuCell = (t: Throughput) => `${t.threads.main.toFixed(2)} (${(t.threads.main / floorCpu).toFixed(2)}×)`;
-    const processCpuCell = (t: Throughput) => `${totalOf(t.threads).toFixed(2)} (${(totalOf(t.threads) / floorProcessCpu).toFixed(2)}×)`;
+    const cpuCell = (t: Throughput) => `${t.threads.cpu.main.toFixed(2)} (${(t.threads.cpu.main / floorCpu).toFixed(2)}×)`;
+    const processCpuCell = (t: Throughput) => `${totalOf(t.threads.cpu).toFixed(2)} (${(totalOf(t.threads.cpu) / floorProcessCpu).toFixed(2)}×)`;
     const spread = (t: Throughput) => [50, 99, 100].map((p) => percentile(t.latencies, p).toFixed(0)).join(' / ');
     return [
       `### Jobs end to end (${jobs} /imagine commands at once, instant fake RunBlob with callbacks, fake Slack)`,
@@ -649,16 +676,16 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
       `| floor script (REST calls only, 1 process) | ${floorJps.toFixed(1)} (${floorA.jobsPerSecond.toFixed(1)} before, ${floorB.jobsPerSecond.toFixed(1)} after) | 1.00× | ${spread(floorB)} | ${floorCpu.toFixed(2)} (1.00×) | ${floorProcessCpu.toFixed(2)} (1.00×) | – |`,
       `| floor, provider calls in a worker thread (the platform's on the main thread) | ${floorSplit.jobsPerSecond.toFixed(1)} | ${(floorSplit.jobsPerSecond / floorJps).toFixed(2)}× | ${spread(floorSplit)} | ${cpuCell(floorSplit)} | ${processCpuCell(floorSplit)} | – |`,
       `| bot, 1 process, SQLite | ${one.jobsPerSecond.toFixed(1)} | **${oneRatio.toFixed(2)}×** | ${spread(one)} | ${cpuCell(one)} | ${processCpuCell(one)} | ${one.lagP99Ms!.toFixed(1)} |`,
-      `| bot, ${processes} processes, one Redis | ${three.jobsPerSecond.toFixed(1)} | **${(three.jobsPerSecond / floorJps).toFixed(2)}×** | ${spread(three)} | ${three.threads.main.toFixed(2)} (sum of the ${processes}) | ${totalOf(three.threads).toFixed(2)} (sum of the ${processes}) | ${three.lagP99Ms!.toFixed(1)} (worst of the ${processes}) |`,
+      `| bot, ${processes} processes, one Redis | ${three.jobsPerSecond.toFixed(1)} | **${(three.jobsPerSecond / floorJps).toFixed(2)}×** | ${spread(three)} | ${three.threads.cpu.main.toFixed(2)} (sum of the ${processes}) | ${totalOf(three.threads.cpu).toFixed(2)} (sum of the ${processes}) | ${three.lagP99Ms!.toFixed(1)} (worst of the ${processes}) |`,
       '',
       `Targets (issue 13): jobs/s ≥ ${TARGET_FLOOR_RATIO}× the floor on one process: ${meets(oneRatio >= TARGET_FLOOR_RATIO)}; ` +
-        `≤ ${TARGET_CPU_MS_PER_JOB} ms main-thread CPU per job: ${meets(one.threads.main <= TARGET_CPU_MS_PER_JOB)} ` +
-        `(the platform's REST calls alone, with the provider's in a worker thread, cost ${floorSplit.threads.main.toFixed(2)} ms of main-thread CPU per job). ` +
+        `≤ ${TARGET_CPU_MS_PER_JOB} ms main-thread CPU per job: ${meets(one.threads.cpu.main <= TARGET_CPU_MS_PER_JOB)} ` +
+        `(the platform's REST calls alone, with the provider's in a worker thread, cost ${floorSplit.threads.cpu.main.toFixed(2)} ms of main-thread CPU per job). ` +
         `Jobs/s: ${jobs} / (first command sent → last final edit). Job time: placeholder posted → final edit (the floor's: its second run). ` +
         `CPU from /proc/<pid>/task/<tid>/stat (10 ms ticks); event-loop delay from the bot's /metrics (nodejs_eventloop_lag_p99_seconds) over the run.`,
       '',
       threadsTable([
-        ['floor script (the mean of its two runs)', floorThreads],
+        ['floor script (the mean of its two runs)', floorThreadsCpu],
         ['floor, provider calls in a worker thread', floorSplit.threads],
         ['bot, 1 process, SQLite', one.threads],
         [`bot, ${processes} processes, one Redis (sum)`, three.threads],

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { DiscordAPIError } from 'discord.js';
-import { createLogger } from '../../src/log.ts';
+import { createLogger, redactSecretFields } from '../../src/log.ts';
 
 function capture() {
   const lines: string[] = [];
@@ -68,5 +68,23 @@ describe('createLogger', () => {
     const log = createLogger({ destination });
     log.warn({ url: 'https://discord.com/api/v10/webhooks/42/some-interaction-token/messages/@original' }, 'edit failed');
     expect(lines.join('')).not.toContain('some-interaction-token');
+  });
+
+  it('redacts secret fields by name at any depth, whatever their value, in child bindings too, and nothing else', () => {
+    const { lines, destination } = capture();
+    const log = createLogger({ destination }).child({ token: 'child-binding-token' });
+    log.error({ err: { config: { headers: { Authorization: 'Bearer deep-header-value' } } } }, 'request failed');
+    log.info({ reply: { location: { interactionToken: { nested: 'structured-token-value' } } }, apiKey: 123456789 }, 'structured');
+    log.info({ tokens: 3, tokenCount: 2, pageToken: 'next-page', note: 'a "token":"quoted" in text' }, 'look-alikes');
+    const [deep, structured, lookAlikes] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.join('')).not.toMatch(/child-binding-token|deep-header-value|structured-token-value|123456789/);
+    expect(deep).toMatchObject({ token: '[Redacted]', err: { config: { headers: { Authorization: '[Redacted]' } } }, msg: 'request failed' });
+    expect(structured).toMatchObject({ token: '[Redacted]', apiKey: '[Redacted]', reply: { location: { interactionToken: '[Redacted]' } } });
+    expect(lookAlikes).toMatchObject({ tokens: 3, tokenCount: 2, pageToken: 'next-page', note: 'a "token":"quoted" in text' });
+  });
+
+  it('redacts a line it cannot parse as a whole rather than write a structured secret', () => {
+    expect(redactSecretFields('{"secret":{"a":1},"x":\n')).toBe('[Redacted]\n');
+    expect(redactSecretFields('{"secret":"s","b":[1,2]}\n')).toBe('{"secret":"[Redacted]","b":[1,2]}\n');
   });
 });

@@ -13,6 +13,7 @@
  *   - records: CPU to write and read job records in SQLite: rowid table vs WITHOUT ROWID, and a commit per write vs group commit (issue 13)
  *   - webapi:  CPU of a job's Slack Web API calls: WebClient on the global fetch vs on undici's request (issue 13)
  *   - results: CPU of a result's download to disk and upload to Slack, against in memory only (issue 13)
+ *   - log:     CPU per log line and per child logger of the bot's logger vs plain pino (issue 13)
  * `npm run bench -- poll` runs just one part.
  */
 import { runPollBench } from './poll.ts';
@@ -24,6 +25,7 @@ import { runLeasesBench } from './leases.ts';
 import { runRecordsBench } from './records.ts';
 import { runWebApiBench } from './webapi.ts';
 import { runResultsBench } from './results-io.ts';
+import { runLogBench } from './log.ts';
 
 const parts: Record<string, () => Promise<string>> = {
   poll: () => runPollBench(),
@@ -35,6 +37,7 @@ const parts: Record<string, () => Promise<string>> = {
   records: () => runRecordsBench(),
   webapi: () => runWebApiBench(),
   results: () => runResultsBench(),
+  log: () => runLogBench(),
 };
 
 const wanted = process.argv.slice(2);

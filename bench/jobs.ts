@@ -23,7 +23,8 @@
  *   passes too: test/unit/ops/compose.test.ts).
  *
  * Every bot process runs with the NODE_OPTIONS the bot ships with (shippedNodeOptions), but for
- * the memory row that measures Node's defaults beside them.
+ * the memory row that measures Node's defaults beside them, and logs at the level it ships with
+ * (shippedLog: `info`, its lines formatted but written nowhere).
  *
  * The provider's own request budget (RunBlob: 50 requests/s per key, src/providers/runblob/client.ts)
  * is lifted for the bot here: the fakes have none, and with it every run would measure that limit
@@ -37,7 +38,7 @@
  *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # per NODE_OPTIONS, side by side
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
  */
-import { ask, forkRole, freePort, numberFlag, percentile, procStatusBytes, shippedNodeOptions, silentLog, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
+import { ask, forkRole, freePort, numberFlag, percentile, procStatusBytes, shippedLog, shippedNodeOptions, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises';
@@ -154,23 +155,20 @@ async function botChild(env: BotEnv): Promise<void> {
   const { parseConfig } = await import('../src/config.ts');
   const dataDir = await mkdtemp(join(tmpdir(), 'imagine-jobs-bench-'));
   const { info } = env;
-  const bot = await startBot(
-    parseConfig({
-      SLACK_BOT_TOKEN: info.botToken,
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_API_URL: info.apiUrl,
-      RUNBLOB_API_KEY: env.held ? info.heldRunblobKey : info.runblobKey,
-      RUNBLOB_API_URL: env.held ? info.heldRunblobUrl : info.runblobUrl,
-      STORE_URL: env.storeUrl.replace('DATA_DIR', dataDir),
-      DATA_DIR: dataDir,
-      FETCH_ALLOW_HOSTS: '127.0.0.1',
-      QUOTA_EXEMPT_USERS: BENCH_USER,
-      PORT: String(env.port),
-      PUBLIC_URL: `http://127.0.0.1:${env.port}`,
-      LOG_LEVEL: 'silent',
-    }),
-    { log: silentLog(), engineTiming: { rateLimits: { runblob: { requests: 1_000_000, windowMs: 1_000 } } } },
-  );
+  const config = parseConfig({
+    SLACK_BOT_TOKEN: info.botToken,
+    SLACK_SIGNING_SECRET: SIGNING_SECRET,
+    SLACK_API_URL: info.apiUrl,
+    RUNBLOB_API_KEY: env.held ? info.heldRunblobKey : info.runblobKey,
+    RUNBLOB_API_URL: env.held ? info.heldRunblobUrl : info.runblobUrl,
+    STORE_URL: env.storeUrl.replace('DATA_DIR', dataDir),
+    DATA_DIR: dataDir,
+    FETCH_ALLOW_HOSTS: '127.0.0.1',
+    QUOTA_EXEMPT_USERS: BENCH_USER,
+    PORT: String(env.port),
+    PUBLIC_URL: `http://127.0.0.1:${env.port}`,
+  });
+  const bot = await startBot(config, { log: shippedLog(config), engineTiming: { rateLimits: { runblob: { requests: 1_000_000, windowMs: 1_000 } } } });
   process.on('message', (m: { close?: boolean }) => {
     if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
   });

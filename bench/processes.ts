@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { secretsOf, type Config } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import type { DriverFake } from '../test/fakes/slack/driver.ts';
 
@@ -129,6 +130,13 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** A logger that writes nothing: a bench measures the bot, not its log output. */
 export const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
 
+/**
+ * The bot's logger as it ships (LOG_LEVEL's default, `info`, and the config's secrets scrubbed),
+ * its lines formatted as in production but written nowhere: a bench of the bot counts what its
+ * logging costs it, not what a terminal or a pipe does.
+ */
+export const shippedLog = (config: Config) => createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config), pretty: false, destination: { write: () => undefined } });
+
 /** A port free on 127.0.0.1 right now (the OS picks it), for a child told its own PUBLIC_URL. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -189,9 +197,8 @@ export async function discordBotChild(fakes: DiscordBotFakes, exemptUserId: stri
     QUOTA_EXEMPT_USERS: exemptUserId,
     PORT: String(port),
     PUBLIC_URL: `http://127.0.0.1:${port}`,
-    LOG_LEVEL: 'silent',
   });
-  const bot = await startBot(config, { log: silentLog() });
+  const bot = await startBot(config, { log: shippedLog(config) });
   process.on('message', (m: { close?: boolean }) => {
     if (m.close) void bot.stop().then(removeDataDir).then(() => process.exit(0));
   });

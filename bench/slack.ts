@@ -17,7 +17,7 @@
  *   node bench/slack.ts                          # prints both tables
  *   node bench/slack.ts --sustained | --burst    # one of them
  */
-import { ask, forkRole, percentile, shippedNodeOptions, silentLog, standInSlackFake, stopChild } from './processes.ts';
+import { ask, forkRole, percentile, shippedLog, shippedNodeOptions, silentLog, standInSlackFake, stopChild } from './processes.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,24 +75,21 @@ async function botChild(info: FakesInfo): Promise<void> {
   const { startBot } = await import('../src/app.ts');
   const { parseConfig } = await import('../src/config.ts');
   const dataDir = await mkdtemp(join(tmpdir(), 'imagine-slack-bench-'));
-  const bot = await startBot(
-    parseConfig({
-      SLACK_BOT_TOKEN: info.botToken,
-      SLACK_SIGNING_SECRET: SIGNING_SECRET,
-      SLACK_API_URL: info.apiUrl,
-      RUNBASE_API_KEY: info.runbaseKey,
-      RUNBASE_API_URL: info.runbaseUrl,
-      RUNBLOB_API_KEY: info.runblobKey,
-      RUNBLOB_API_URL: info.runblobUrl,
-      STORE_URL: `sqlite://${join(dataDir, 'store.sqlite')}`,
-      DATA_DIR: dataDir,
-      FETCH_ALLOW_HOSTS: '127.0.0.1',
-      QUOTA_EXEMPT_USERS: BENCH_USER,
-      PORT: '0',
-      LOG_LEVEL: 'silent',
-    }),
-    { log: silentLog() },
-  );
+  const config = parseConfig({
+    SLACK_BOT_TOKEN: info.botToken,
+    SLACK_SIGNING_SECRET: SIGNING_SECRET,
+    SLACK_API_URL: info.apiUrl,
+    RUNBASE_API_KEY: info.runbaseKey,
+    RUNBASE_API_URL: info.runbaseUrl,
+    RUNBLOB_API_KEY: info.runblobKey,
+    RUNBLOB_API_URL: info.runblobUrl,
+    STORE_URL: `sqlite://${join(dataDir, 'store.sqlite')}`,
+    DATA_DIR: dataDir,
+    FETCH_ALLOW_HOSTS: '127.0.0.1',
+    QUOTA_EXEMPT_USERS: BENCH_USER,
+    PORT: '0',
+  });
+  const bot = await startBot(config, { log: shippedLog(config) });
   process.on('message', (m: { close?: boolean }) => {
     if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
   });

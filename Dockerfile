@@ -10,15 +10,17 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM node:26-bookworm-slim
 ENV NODE_ENV=production
-# V8's young generation capped at 2 MB per semi-space (the default grows to 16 MB): under a burst
+# V8's young generation capped at 4 MB per semi-space (the default grows to 16 MB): under a burst
 # of jobs it is much of what the resident memory grows by, not the jobs themselves. RSS per
-# in-flight job at 1,000 jobs, side by side in four runs (`node bench/jobs.ts --memory-with=…`):
-# 49.8–52.4 KB with 2 MB, 59.3–74.8 KB with 4 MB, 75.9–81.3 KB with Node's defaults; jobs/s and
-# CPU per job showed no difference beyond the bench's run-to-run noise on a 2-core machine. Three
-# later runs (2026-12-07, `node bench/jobs.ts --jobs=100`): 33.9–41.0 KB against 64.6–75.7 KB.
+# in-flight job at 1,000 jobs (`node bench/jobs.ts --memory-with=…`, side by side), 2026-12-07:
+# 29.2–47.0 KB with 4 MB and 35.1–48.2 KB with 2 MB (four runs each), against 64.6–75.7 KB with
+# Node's defaults. 4 MB rather than 2: half the scavenges, and in six pairs of Discord bursts
+# (`node bench/discord.ts --acks-only`) the bot's ack p99 was 0.94–1.50× the bare client's
+# (median 1.30×) against 1.54–1.93× (median 1.65×) with 2 MB, lower in every pair; main-thread
+# CPU per job was lower in four pairs of four. README.md "Benchmarks" has the figures.
 # `npm run bench -- jobs` reads this line; `npm start` passes the same flags (package.json), and
 # test/unit/ops/compose.test.ts checks that the two agree.
-ENV NODE_OPTIONS="--max-semi-space-size=2"
+ENV NODE_OPTIONS="--max-semi-space-size=4"
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./

@@ -9,49 +9,60 @@ import { pino, type Logger, type DestinationStream } from 'pino';
 export type { Logger };
 
 /**
- * Fields whose value never reaches the log, at any depth and whatever the value (a string, a
- * number, an object): `token`, `apiKey`, `authorization` (a request's `headers.authorization`),
- * `interactionToken` (a Discord reply's `location.interactionToken`), `secret`. Matched by name,
- * ignoring case. Done on the written line (SECRET_FIELD below), not with pino's `redact` paths:
- * pino 10's path redaction copies and walks every logged object for wildcard paths on each line,
- * about 9 µs a line and 4 µs a child logger against under 1 µs without it (a job writes about ten
- * lines at the default level: README.md "Benchmarks"), and stops at the depth its paths name.
+ * Fields whose value, whatever it is (a string, a number, an object), is never written, at any
+ * depth, matched by name ignoring case (e.g. a request's `headers.authorization`, a Discord
+ * reply's `location.interactionToken`). Done on the written line
+ * (redactSecretFields), not with pino's `redact` paths, which in pino 10 copy and walk every
+ * logged object on each line for wildcard paths (several times the cost of the line itself:
+ * `npm run bench -- log`) and stop at the depth their paths name.
  */
 const SECRET_FIELDS = ['token', 'apiKey', 'authorization', 'interactionToken', 'secret'];
 /**
- * `"<secret field>":<value>` in a JSON line: a string value (escapes included) or a number,
- * `true`, `false`, `null`, replaced in place; an object or array (`{` or `[`, group 2) sends the
- * line to `redactDeep`. A key is a JSON string, so text inside a string value (where quotes are
- * escaped) never matches.
+ * `"<secret field>":` and its value in a JSON line: a string (escapes included), or a number,
+ * `true`, `false`, `null`; or only the `{` or `[` that opens an object or array (its end is found
+ * by endOfJsonValue). A key is a JSON string, so text inside a string value, where quotes are
+ * escaped, never matches.
  */
-const SECRET_FIELD = new RegExp(`"(${SECRET_FIELDS.join('|')})":(?:"(?:[^"\\\\]|\\\\.)*"|[^,{}[\\]]+|([{[]))`, 'gi');
-const SECRET_FIELD_NAMES = new Set(SECRET_FIELDS.map((f) => f.toLowerCase()));
+const SECRET_FIELD = new RegExp(`"(${SECRET_FIELDS.join('|')})":(?:"(?:[^"\\\\]|\\\\.)*"|[^,{}[\\]]+|[{[])`, 'gi');
 const CENSOR = '[Redacted]';
+/** Written instead of a line whose secret value has no end (pino writes no such line): nothing of it can be told safe. */
+const UNREDACTABLE_LINE = `{"level":50,"msg":"a log line with a secret field that could not be delimited was dropped"}\n`;
 
-/** `value` with every secret field's value, at any depth, replaced by CENSOR. */
-function redactDeep(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(redactDeep);
-  if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SECRET_FIELD_NAMES.has(k.toLowerCase()) ? CENSOR : redactDeep(v)]));
+/** Where the object or array opening at `text[start]` ends (the index after its closing bracket); -1 if it does not. */
+function endOfJsonValue(text: string, start: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (c === '\\') i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === '{' || c === '[') depth++;
+    else if ((c === '}' || c === ']') && --depth === 0) return i + 1;
+  }
+  return -1;
 }
 
-/** A written line (one JSON object and its newline) with its secret fields' values replaced. */
+/** A written line (one JSON object and its newline) with each secret field's value replaced by CENSOR, the rest byte for byte. */
 export function redactSecretFields(line: string): string {
-  let structured = false;
-  const redacted = line.replace(SECRET_FIELD, (_m, field: string, opening: string | undefined) => {
-    if (opening) {
-      structured = true;
-      return _m;
+  const found = SECRET_FIELD; // global: searched from lastIndex, set here (synchronous, so never shared mid-search)
+  found.lastIndex = 0;
+  let out = '';
+  let from = 0;
+  for (let m = found.exec(line); m !== null; m = found.exec(line)) {
+    let end = m.index + m[0].length;
+    const last = m[0][m[0].length - 1];
+    // Only the object-or-array alternative ends in an opening bracket (a string ends in its quote; a scalar has none).
+    if (last === '{' || last === '[') {
+      end = endOfJsonValue(line, end - 1);
+      if (end < 0) return UNREDACTABLE_LINE;
     }
-    return `"${field}":"${CENSOR}"`;
-  });
-  if (!structured) return redacted;
-  try {
-    return `${JSON.stringify(redactDeep(JSON.parse(line)))}\n`;
-  } catch {
-    // Not one JSON object (pino writes nothing else): no field can be told apart from the rest.
-    return CENSOR + '\n';
+    out += `${line.slice(from, m.index)}"${m[1]}":"${CENSOR}"`;
+    from = end;
+    found.lastIndex = end;
   }
+  return from === 0 ? line : out + line.slice(from);
 }
 
 /**

@@ -83,8 +83,27 @@ describe('createLogger', () => {
     expect(lookAlikes).toMatchObject({ tokens: 3, tokenCount: 2, pageToken: 'next-page', note: 'a "token":"quoted" in text' });
   });
 
-  it('redacts a line it cannot parse as a whole rather than write a structured secret', () => {
-    expect(redactSecretFields('{"secret":{"a":1},"x":\n')).toBe('[Redacted]\n');
-    expect(redactSecretFields('{"secret":"s","b":[1,2]}\n')).toBe('{"secret":"[Redacted]","b":[1,2]}\n');
+  it('redacts string and scalar values in place, whatever characters they hold, and leaves valid JSON', () => {
+    const { lines, destination } = capture();
+    const log = createLogger({ destination });
+    log.info({ token: 'a"quoted\\back},slash]tail', next: 1 }, 'string');
+    log.info({ apiKey: 1e21, secret: true, authorization: -1.5e-7, kept: 'visible' }, 'scalars');
+    expect(lines).toHaveLength(2);
+    const [str, scalars] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.join('')).not.toMatch(/quoted|tail|1e\+21|true|1\.5e-7/);
+    expect(str).toMatchObject({ token: '[Redacted]', next: 1, msg: 'string' });
+    expect(scalars).toMatchObject({ apiKey: '[Redacted]', secret: '[Redacted]', authorization: '[Redacted]', kept: 'visible' });
+  });
+
+  it('replaces an object or array value as a whole and leaves the rest of the line byte for byte', () => {
+    const rest = '"jobId":"outer","jobId":"dup","big":12345678901234567890,"after":"x"}\n';
+    expect(redactSecretFields(`{"secret":[1,[2,{"a":"]}\\"{"}]],${rest}`)).toBe(`{"secret":"[Redacted]",${rest}`);
+    expect(redactSecretFields('{"a":1}\n')).toBe('{"a":1}\n');
+  });
+
+  it('drops a line whose secret value has no end rather than write any of it', () => {
+    const line = redactSecretFields('{"msg":"m","secret":{"a":"leak-1","b":["leak-2"\n');
+    expect(line).not.toMatch(/leak/);
+    expect(JSON.parse(line)).toMatchObject({ level: 50 });
   });
 });

@@ -24,7 +24,7 @@
  *
  * Every bot process runs with the NODE_OPTIONS the bot ships with (shippedNodeOptions), but for
  * the memory row that measures Node's defaults beside them, and logs at the level it ships with
- * (shippedLog: `info`, its lines formatted but written nowhere).
+ * (shippedLog: `info`, its lines formatted but not written).
  *
  * The provider's own request budget (RunBlob: 50 requests/s per key, src/providers/runblob/client.ts)
  * is lifted for the bot here: the fakes have none, and with it every run would measure that limit
@@ -168,7 +168,7 @@ async function botChild(env: BotEnv): Promise<void> {
     PORT: String(env.port),
     PUBLIC_URL: `http://127.0.0.1:${env.port}`,
   });
-  const bot = await startBot(config, { log: shippedLog(config), engineTiming: { rateLimits: { runblob: { requests: 1_000_000, windowMs: 1_000 } } } });
+  const bot = await startBot(config, { log: await shippedLog(config), engineTiming: { rateLimits: { runblob: { requests: 1_000_000, windowMs: 1_000 } } } });
   process.on('message', (m: { close?: boolean }) => {
     if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
   });
@@ -324,12 +324,12 @@ const totalOf = (t: ThreadCpu): number => t.main + t.workers + t.v8 + t.libuv + 
 let namedThreadsSeen = false;
 
 /** A process's CPU by thread (`cpu`), and of it the part in the kernel (`kernel`), in ms. */
-interface ThreadsCpu {
+interface CpuWithKernel {
   cpu: ThreadCpu;
   kernel: ThreadCpu;
 }
 
-async function threadCpuMs(pid: number): Promise<ThreadsCpu> {
+async function threadCpuMs(pid: number): Promise<CpuWithKernel> {
   const cpu: ThreadCpu = { ...ZERO_CPU };
   const kernel: ThreadCpu = { ...ZERO_CPU };
   for (const tid of await readdir(`/proc/${pid}/task`)) {
@@ -359,7 +359,7 @@ function perJobThreads(before: ThreadCpu[], after: ThreadCpu[], jobs: number): T
 }
 
 /** perJobThreads for both the CPU and its kernel part. */
-const perJobThreadsCpu = (before: ThreadsCpu[], after: ThreadsCpu[], jobs: number): ThreadsCpu => ({
+const perJobCpuWithKernel = (before: CpuWithKernel[], after: CpuWithKernel[], jobs: number): CpuWithKernel => ({
   cpu: perJobThreads(before.map((b) => b.cpu), after.map((a) => a.cpu), jobs),
   kernel: perJobThreads(before.map((b) => b.kernel), after.map((a) => a.kernel), jobs),
 });
@@ -437,7 +437,7 @@ interface Throughput {
   /** Jobs not delivered in time, described (the warm-up's included). */
   missing: string[];
   /** CPU per job by thread (summed over the processes), and its part in the kernel; `cpu.main` is the main thread's. */
-  threads: ThreadsCpu;
+  threads: CpuWithKernel;
   lagP99Ms?: number;
   /** HTTP exchanges per job seen by the fakes, by Slack method / RunBlob request kind. */
   callsPerJob: Record<string, number>;
@@ -483,7 +483,7 @@ async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, proc
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: [warmDone.missing && `warm-up: ${warmDone.missing}`, done.missing].filter((m): m is string => !!m),
-      threads: perJobThreadsCpu(cpu0, cpu1, done.done),
+      threads: perJobCpuWithKernel(cpu0, cpu1, done.done),
       lagP99Ms: Math.max(...lags) * 1000,
       callsPerJob: perJob(calls0, calls1, done.done),
     };
@@ -512,7 +512,7 @@ async function floorThroughput(fakes: Fakes, jobs: number, split = false): Promi
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: done.missing ? [done.missing] : [],
-      threads: perJobThreadsCpu([cpu0], [cpu1], done.done),
+      threads: perJobCpuWithKernel([cpu0], [cpu1], done.done),
       callsPerJob: perJob(calls0, calls1, done.done),
     };
   } finally {
@@ -598,7 +598,7 @@ async function compareNodeOptions(variants: string[], waiting: number, jobs: num
  * CPU per job by thread: on two cores shared with the fakes, jobs/s follows the whole process's
  * CPU, of which the main thread is only a part.
  */
-function threadsTable(rows: [string, ThreadsCpu][]): string {
+function threadsTable(rows: [string, CpuWithKernel][]): string {
   const cell = (cpu: number, kernel: number) => `${cpu.toFixed(2)} (${kernel.toFixed(2)})`;
   return [
     `${namedThreadsSeen ? 'CPU ms per job, by thread' : "CPU ms per job, by thread (this Node does not name its threads: all but the main thread's is under \"other\")"}; ` +
@@ -652,7 +652,8 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
     const memDefault = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting));
     const memShipped = await withFakes((f) => memoryAtWaiting(f.runblob, f.ready, waiting, shipped));
     const floorJps = (floorA.jobsPerSecond + floorB.jobsPerSecond) / 2;
-    const floorThreadsCpu = perJobThreadsCpu([floorA, floorB].map(() => ({ cpu: ZERO_CPU, kernel: ZERO_CPU })), [floorA.threads, floorB.threads], 2);
+    const zero: CpuWithKernel = { cpu: ZERO_CPU, kernel: ZERO_CPU };
+    const floorThreadsCpu = perJobCpuWithKernel([zero, zero], [floorA.threads, floorB.threads], 2);
     const floorThreads = floorThreadsCpu.cpu;
     const floorCpu = floorThreads.main;
     const floorProcessCpu = totalOf(floorThreads);

@@ -10,8 +10,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { secretsOf, type Config } from '../src/config.ts';
-import { createLogger } from '../src/log.ts';
+import type { Config } from '../src/config.ts';
+import { createLogger, type Logger } from '../src/log.ts';
 import type { DriverFake } from '../test/fakes/slack/driver.ts';
 
 /**
@@ -131,11 +131,15 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
 
 /**
- * The bot's logger as it ships (LOG_LEVEL's default, `info`, and the config's secrets scrubbed),
- * its lines formatted as in production but written nowhere: a bench of the bot counts what its
- * logging costs it, not what a terminal or a pipe does.
+ * The bot's logger as src/main.ts makes it from `config` (its LOG_LEVEL, by default `info`; its
+ * secrets scrubbed), its lines formatted as in production but written nowhere: a bench of the bot
+ * counts what formatting them costs, not the writes to a terminal or a pipe.
  */
-export const shippedLog = (config: Config) => createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config), pretty: false, destination: { write: () => undefined } });
+export async function shippedLog(config: Config): Promise<Logger> {
+  // Imported here: only the bot processes load the config module (zod and all), not every role.
+  const { secretsOf } = await import('../src/config.ts');
+  return createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config), pretty: false, destination: { write: () => undefined } });
+}
 
 /** A port free on 127.0.0.1 right now (the OS picks it), for a child told its own PUBLIC_URL. */
 export function freePort(): Promise<number> {
@@ -198,7 +202,7 @@ export async function discordBotChild(fakes: DiscordBotFakes, exemptUserId: stri
     PORT: String(port),
     PUBLIC_URL: `http://127.0.0.1:${port}`,
   });
-  const bot = await startBot(config, { log: shippedLog(config) });
+  const bot = await startBot(config, { log: await shippedLog(config) });
   process.on('message', (m: { close?: boolean }) => {
     if (m.close) void bot.stop().then(removeDataDir).then(() => process.exit(0));
   });

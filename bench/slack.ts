@@ -89,7 +89,7 @@ async function botChild(info: FakesInfo): Promise<void> {
     QUOTA_EXEMPT_USERS: BENCH_USER,
     PORT: '0',
   });
-  const bot = await startBot(config, { log: shippedLog(config) });
+  const bot = await startBot(config, { log: await shippedLog(config) });
   process.on('message', (m: { close?: boolean }) => {
     if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
   });

@@ -11,13 +11,10 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 FROM node:26-bookworm-slim
 ENV NODE_ENV=production
 # V8's young generation capped at 4 MB per semi-space (the default grows to 16 MB): under a burst
-# of jobs it is much of what the resident memory grows by, not the jobs themselves. RSS per
-# in-flight job at 1,000 jobs (`node bench/jobs.ts --memory-with=…`, side by side), 2026-12-07:
-# 29.2–47.0 KB with 4 MB and 35.1–48.2 KB with 2 MB (four runs each), against 64.6–75.7 KB with
-# Node's defaults. 4 MB rather than 2: half the scavenges, and in six pairs of Discord bursts
-# (`node bench/discord.ts --acks-only`) the bot's ack p99 was 0.94–1.50× the bare client's
-# (median 1.30×) against 1.54–1.93× (median 1.65×) with 2 MB, lower in every pair; main-thread
-# CPU per job was lower in four pairs of four. README.md "Benchmarks" has the figures.
+# of jobs it is much of what the resident memory grows by, not the jobs themselves (about half
+# the RSS per in-flight job of Node's defaults, within issue 13's 50 KB), and against 2 MB it
+# halves the scavenges that pushed back Discord acknowledgements in bursts. README.md
+# "Benchmarks" ("In the evening", 2026-12-07) has the side-by-side figures.
 # `npm run bench -- jobs` reads this line; `npm start` passes the same flags (package.json), and
 # test/unit/ops/compose.test.ts checks that the two agree.
 ENV NODE_OPTIONS="--max-semi-space-size=4"

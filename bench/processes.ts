@@ -131,14 +131,14 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export const silentLog = () => createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
 
 /**
- * The bot's logger as src/main.ts makes it from `config` (its LOG_LEVEL, by default `info`; its
- * secrets scrubbed), its lines formatted as in production but written nowhere: a bench of the bot
- * counts what formatting them costs, not the writes to a terminal or a pipe.
+ * The bot's logger as src/main.ts makes it from `config` (botLogger: its LOG_LEVEL, by default
+ * `info`; its secrets scrubbed), its lines formatted as in production but written nowhere: a bench
+ * of the bot counts what formatting them costs, not the writes to a terminal or a pipe.
  */
 export async function shippedLog(config: Config): Promise<Logger> {
-  // Imported here: only the bot processes load the config module (zod and all), not every role.
-  const { secretsOf } = await import('../src/config.ts');
-  return createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config), pretty: false, destination: { write: () => undefined } });
+  // Imported here: only the bot processes load the composition root, not every role.
+  const { botLogger } = await import('../src/app.ts');
+  return botLogger(config, { write: () => undefined });
 }
 
 /** A port free on 127.0.0.1 right now (the OS picks it), for a child told its own PUBLIC_URL. */

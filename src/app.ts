@@ -5,7 +5,7 @@
  * end-to-end tests call it too, so the tests run exactly what users run.
  */
 import { ceilingsOf, ConfigError, configuredProviders, secretsOf, type Config } from './config.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type Logger, type LoggerOptions } from './log.ts';
 import { Metrics } from './metrics.ts';
 import type { EngineApi } from './engine/api.ts';
 import { ResultsWorker } from './engine/results-worker.ts';
@@ -67,8 +67,12 @@ export function engineSettingsOf(config: Config, serves: { http: boolean }): Eng
   };
 }
 
+/** The bot's logger for `config`: its LOG_LEVEL, its secrets scrubbed; stdout unless `destination` is given. */
+export const botLogger = (config: Config, destination?: LoggerOptions['destination']): Logger =>
+  createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config), ...(destination && { destination }) });
+
 export async function startBot(config: Config, opts: StartOptions = {}): Promise<BotHandle> {
-  const log = opts.log ?? createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config) });
+  const log = opts.log ?? botLogger(config);
   if (configuredProviders(config).size === 0) {
     throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
   }

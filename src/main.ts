@@ -3,9 +3,8 @@
  * SIGTERM/SIGINT: jobs in flight stay in the store, handed over to the other processes sharing
  * it at once, else resumed on the next start (docs/architecture.md "Scaling out").
  */
-import { ConfigError, loadDotEnv, parseConfig, secretsOf } from './config.ts';
-import { createLogger } from './log.ts';
-import { startBot } from './app.ts';
+import { ConfigError, loadDotEnv, parseConfig } from './config.ts';
+import { botLogger, startBot } from './app.ts';
 
 loadDotEnv();
 let config;
@@ -18,7 +17,7 @@ try {
   }
   throw err;
 }
-const log = createLogger({ level: config.LOG_LEVEL, secrets: secretsOf(config) });
+const log = botLogger(config);
 try {
   const bot = await startBot(config, { log });
   let stopping = false;

@@ -1,8 +1,9 @@
 /**
  * Structured logging: JSON lines by default, pretty output only when stdout is a terminal.
- * Secrets never reach the log: known secret-bearing fields are redacted by name, every
+ * Secrets are kept out of the log: known secret-bearing fields are redacted by name, every
  * configured secret value is scrubbed from any string that is written, and so is every Discord
- * token carried in a URL path (below).
+ * token carried in a URL path (below). A secret under another name, or inside a string, is
+ * removed only if it is one of the configured ones.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 
@@ -11,10 +12,10 @@ export type { Logger };
 /**
  * Fields whose value, whatever it is (a string, a number, an object), is never written, at any
  * depth, matched by name ignoring case (e.g. a request's `headers.authorization`, a Discord
- * reply's `location.interactionToken`). Done on the written line
- * (redactSecretFields), not with pino's `redact` paths, which in pino 10 copy and walk every
- * logged object on each line for wildcard paths (several times the cost of the line itself:
- * `npm run bench -- log`) and stop at the depth their paths name.
+ * reply's `location.interactionToken`). Done on the written line (redactSecretFields), not with
+ * pino's `redact` paths, which in pino 10 copy and walk every logged object on each line for
+ * wildcard paths (several times the cost of the line itself: `npm run bench -- log`) and stop at
+ * the depth their paths name.
  */
 const SECRET_FIELDS = ['token', 'apiKey', 'authorization', 'interactionToken', 'secret'];
 /**

@@ -5,9 +5,11 @@
  *
  * Layout: one integer counter per (scope, period, dimension, key, metric), USD in micro-dollars
  * like the spend counters (quota.ts), plus an expiring set per (scope, period, dimension) naming
- * the users and models seen, so report() can rank them. A job's record is ONE atomic store step
- * (Store.addMany: 18 counters and 4 set members in one savepoint / MULTI), so a report never
- * shows half a job, and a job costs one write round trip (issue 13 wants few writes per job).
+ * the users and models seen, so report() can rank them. The total is the sum of the users' rows
+ * (report() reads them all anyway), not counters of its own: six fewer upserts per job. A job's
+ * record is ONE atomic store step (Store.addMany: 12 counters and 4 set members in one savepoint /
+ * MULTI), so a report never shows half a job, and a job costs one write round trip (issue 13 wants
+ * few writes per job).
  */
 import { DAY_MS, utcDay, utcDayStart } from '../quota.ts';
 import type { CounterChange, ExpiringMember, Store } from '../store.ts';
@@ -24,9 +26,8 @@ const ONCE_GUARD_TTL_MS = DAY_RETENTION_MS;
 
 const METRICS = ['images', 'units', 'usd'] as const;
 type Metric = (typeof METRICS)[number];
-/** `u` by user, `m` by model, `t` the total. */
-type Dimension = 'u' | 'm' | 't';
-const TOTAL_KEY = '*';
+/** `u` by user, `m` by model. */
+type Dimension = 'u' | 'm';
 
 export interface UsageUsed {
   /** Images delivered. */
@@ -86,7 +87,6 @@ export class UsageLedger {
       const rows: Array<[Dimension, string]> = [
         ['u', userId],
         ['m', modelKey],
-        ['t', TOTAL_KEY],
       ];
       for (const [dim, key] of rows)
         for (const metric of METRICS) counters.push({ key: counterKey(scope, period, label, dim, key, metric), delta: values[metric], expiresAt });
@@ -105,19 +105,23 @@ export class UsageLedger {
       this.#store.expiringMembers(indexKey(scope, period, label, 'u')),
       this.#store.expiringMembers(indexKey(scope, period, label, 'm')),
     ]);
-    const wanted: Array<[Dimension, string]> = [['t', TOTAL_KEY], ...users.map((u): [Dimension, string] => ['u', u]), ...models.map((m): [Dimension, string] => ['m', m])];
+    const wanted: Array<[Dimension, string]> = [...users.map((u): [Dimension, string] => ['u', u]), ...models.map((m): [Dimension, string] => ['m', m])];
     const values = await this.#store.readMany(wanted.flatMap(([dim, key]) => METRICS.map((metric) => counterKey(scope, period, label, dim, key, metric))));
-    const rows = wanted.map(([dim, key], i): [Dimension, UsageRow] => {
-      const [images = 0, units = 0, micros = 0] = values.slice(i * METRICS.length, (i + 1) * METRICS.length);
-      return [dim, { key, images: Math.max(0, images), units: Math.max(0, units), usd: Math.max(0, micros) / MICRO_USD_PER_USD }];
-    });
+    // Each row's images, units and micro-dollars, as counted.
+    const counts = wanted.map((_, i) => METRICS.map((_, m) => Math.max(0, values[i * METRICS.length + m] ?? 0)) as [number, number, number]);
+    const row = (key: string, [images, units, micros]: [number, number, number]): UsageRow => ({ key, images, units, usd: micros / MICRO_USD_PER_USD });
     const ranked = (dim: Dimension) =>
-      rows
-        .filter(([d]) => d === dim)
-        .map(([, row]) => row)
+      wanted
+        .flatMap(([d, key], i) => (d === dim ? [row(key, counts[i]!)] : []))
         .sort((a, b) => b.units - a.units || b.images - a.images || b.usd - a.usd || a.key.localeCompare(b.key))
         .slice(0, top);
-    const total = rows[0]?.[1] ?? { key: TOTAL_KEY, images: 0, units: 0, usd: 0 };
-    return { period, label, total: { images: total.images, units: total.units, usd: total.usd }, byUser: ranked('u'), byModel: ranked('m') };
+    // Every job adds to its user's row, so the users' rows sum to the whole (a counter of its own
+    // would be six more upserts per job).
+    const sum: [number, number, number] = [0, 0, 0];
+    wanted.forEach(([dim], i) => {
+      if (dim === 'u') for (let m = 0; m < METRICS.length; m++) sum[m]! += counts[i]![m]!;
+    });
+    const { images, units, usd } = row('', sum);
+    return { period, label, total: { images, units, usd }, byUser: ranked('u'), byModel: ranked('m') };
   }
 }

@@ -35,7 +35,10 @@ describe.each(BACKENDS)('UsageLedger on $name', (backend) => {
       ['runblob-pro', 12],
       ['runblob-standard', 1],
     ]);
-    expect((await ledger.report('discord:g1', 'day', 1)).byUser.map((r) => r.key)).toEqual(['bob']);
+    // The total counts every member, not only the `top` ranked ones.
+    const topOne = await ledger.report('discord:g1', 'day', 1);
+    expect(topOne.byUser.map((r) => r.key)).toEqual(['bob']);
+    expect(topOne.total).toEqual(day.total);
 
     // The next day starts empty; the month still holds both days.
     clock = NOON + 24 * 60 * 60 * 1000;

@@ -11,14 +11,26 @@ export const JOB_ID_LENGTH = 12;
 /** ≈ 190 bits: a callback URL is the only credential an unsigned RunBlob callback carries. */
 export const CALLBACK_TOKEN_LENGTH = 32;
 
+/**
+ * Random bytes drawn from a pool filled POOL_BYTES at a time, as Node's crypto.randomUUID() does
+ * (its entropy cache): randomBytes() costs nearly as much for 24 bytes as for 4 KiB, so one call
+ * serves about 80 ids. A job's id and callback token cost 18-21 µs with a call each, 4-5 µs from
+ * the pool (with cold caches, as in the bot; a throwaway script, runs alternating).
+ */
+const POOL_BYTES = 4096;
+let pool = new Uint8Array(0);
+let poolAt = 0;
+
 /** Uniform base62 from random bytes (rejection sampling: 248 = 4 × 62, so no modulo bias). */
 export function randomBase62(length: number): string {
   let out = '';
   while (out.length < length) {
-    for (const byte of randomBytes(length * 2)) {
-      if (byte < 248) out += BASE62[byte % 62];
-      if (out.length === length) break;
+    if (poolAt === pool.length) {
+      pool = randomBytes(POOL_BYTES);
+      poolAt = 0;
     }
+    const byte = pool[poolAt++]!;
+    if (byte < 248) out += BASE62[byte % 62];
   }
   return out;
 }

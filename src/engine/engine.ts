@@ -28,7 +28,7 @@ import type { EngineApi, QuotaView } from './api.ts';
 import { JobNotFoundError } from './errors.ts';
 import { newJobId } from './ids.ts';
 import { DurationEstimates } from './estimates.ts';
-import { isTerminalJobState, type Deliverer, type JobRecord } from './job.ts';
+import { isTerminalJobState, snapshotJob, type Deliverer, type JobRecord } from './job.ts';
 import { EngineClosedError } from './job-errors.ts';
 import { admit } from './jobs/admission.ts';
 import {
@@ -295,12 +295,12 @@ export class Engine implements EngineApi {
       // so a task created now would be charged and then failed. The job is durable and queued; its
       // lease is released, and a live peer takes it when close() ends the heartbeat (else the next start).
       await this.#ctx.records.releaseLease(job.id).catch(() => undefined);
-      return structuredClone(job);
+      return snapshotJob(job);
     }
     // A sweep of this process may have leased and started it meanwhile (it reads unfinished jobs).
     if (!this.#runner.start(job, model, { providerRefs, resumed: false, log })) log.info('job already started here by a resume sweep');
     this.#ctx.metrics?.jobsStarted.inc({ platform: job.request.requester.platform, model: model.key, provider: model.provider });
-    return structuredClone(job);
+    return snapshotJob(job);
   }
 
   /** Whether `model`'s provider can receive these references (inline, by their own link, or through the bot's server). */
@@ -335,7 +335,7 @@ export class Engine implements EngineApi {
 
   async getJob(jobId: string): Promise<JobRecord | undefined> {
     const run = this.#runner.get(jobId);
-    if (run) return structuredClone(run.job);
+    if (run) return snapshotJob(run.job);
     return this.#ctx.records.get(jobId);
   }
 
@@ -402,7 +402,7 @@ export class Engine implements EngineApi {
       const run = this.#runner.get(jobId);
       if (run) {
         await (signal ? Promise.race([run.done, abortPromise(signal)]) : run.done);
-        if (isTerminalJobState(run.job.state)) return structuredClone(run.job);
+        if (isTerminalJobState(run.job.state)) return snapshotJob(run.job);
         if (this.#closed) throw new EngineClosedError();
         continue; // stopped by a lost lease: another process has it, follow the store
       }

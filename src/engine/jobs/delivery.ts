@@ -7,7 +7,7 @@
 import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { sleep } from '../../util/sleep.ts';
-import { isTerminalJobState, type Deliverer, type DelivererRegistry, type JobRecord, type JobTask, type ProgressEvent, type ProgressPhase } from '../job.ts';
+import { isTerminalJobState, snapshotJob, type Deliverer, type DelivererRegistry, type JobRecord, type JobTask, type ProgressEvent, type ProgressPhase } from '../job.ts';
 import type { Platform } from '../request.ts';
 import type { DurationEstimates } from '../estimates.ts';
 import type { Run } from './context.ts';
@@ -95,7 +95,7 @@ export class Deliveries {
       ...(generating && { generating }),
     };
     try {
-      Promise.resolve(deliverer.progress(structuredClone(job), event)).catch((err: unknown) =>
+      Promise.resolve(deliverer.progress(snapshotJob(job), event)).catch((err: unknown) =>
         run.log.warn({ err }, 'progress update failed'),
       );
     } catch (err) {
@@ -118,7 +118,7 @@ export class Deliveries {
     }
     for (let attempt = 0; ; attempt++) {
       try {
-        await deliverer.deliver(structuredClone(job));
+        await deliverer.deliver(snapshotJob(job));
       } catch (err) {
         job.deliveryAttempts = (job.deliveryAttempts ?? 0) + 1;
         await this.#records.persist(run).catch(() => undefined);
@@ -148,6 +148,6 @@ export class Deliveries {
 
   async #undeliverable(deliverer: Deliverer, job: JobRecord, err: unknown, log: Logger): Promise<void> {
     this.#metrics?.deliveriesFailed.inc({ platform: job.request.requester.platform });
-    await deliverer.undeliverable?.(structuredClone(job), err).catch((e: unknown) => log.warn({ err: e }, 'could not tell the requester the delivery failed'));
+    await deliverer.undeliverable?.(snapshotJob(job), err).catch((e: unknown) => log.warn({ err: e }, 'could not tell the requester the delivery failed'));
   }
 }

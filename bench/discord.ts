@@ -29,7 +29,7 @@ import { ask, discordBotChild, forkRole, percentile, shippedNodeOptions, stopChi
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { constants, monitorEventLoopDelay, performance, PerformanceObserver } from 'node:perf_hooks';
 
 export const DISCORD_BENCH_BURST = 500;
@@ -608,6 +608,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   else if (role === 'bare') await bareChild(info!);
   else {
     const profileDir = process.argv.find((a) => a.startsWith('--profile='))?.slice('--profile='.length);
+    if (profileDir) await mkdir(profileDir, { recursive: true });
     const sustained = process.argv.includes('--sustained');
     const out = sustained ? await runDiscordSustainedBench(profileDir ? { profileDir } : {}) : await runDiscordBench({ acksOnly: process.argv.includes('--acks-only'), ...(profileDir && { profileDir }) });
     process.stdout.write(`${out}\n`);

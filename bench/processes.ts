@@ -61,13 +61,23 @@ export function stopChild(child: ChildProcess): Promise<void> {
  * own IPC protocol: the caller names the answer's type).
  */
 export function ask<T>(child: ChildProcess, message: object, answerKey: string): Promise<T> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
     const onMessage = (m: unknown) => {
       if (typeof m !== 'object' || m === null || !(answerKey in m)) return;
-      child.off('message', onMessage);
+      done();
       resolve(m as T);
     };
+    // A child that died (its own error is on stderr) never answers: fail the bench, do not hang it.
+    const onExit = (code: number | null, signal: string | null) => {
+      done();
+      reject(new Error(`the child process exited (${signal ?? `code ${code}`}) before answering ${answerKey}`));
+    };
     child.on('message', onMessage);
+    child.on('exit', onExit);
     child.send(message);
   });
 }

@@ -95,6 +95,19 @@ export class DiscordDelivery implements Deliverer {
    * waits in the throttle (a waiting edit renders the elapsed time when it is sent), nor when
    * progress is off for the job or too many edits are on their way (progress() drops it then).
    */
+  /** Jobs this deliverer keeps something for (their edits' state, a notice): none once each is delivered or given up. */
+  get jobsKept(): number {
+    return new Set([...this.#deadTokens, ...this.#noProgress, ...this.#knownMessage, ...this.#notices.keys()]).size;
+  }
+
+  /** Drops what was kept for a job this process is done with (delivered, or given up until the next start). */
+  #forget(jobId: string): void {
+    this.#deadTokens.delete(jobId);
+    this.#noProgress.delete(jobId);
+    this.#knownMessage.delete(jobId);
+    this.#notices.delete(jobId);
+  }
+
   wantsTick(jobId: string): boolean {
     return !this.#noProgress.has(jobId) && this.#progressInFlight < MAX_PROGRESS_EDITS_IN_FLIGHT && !this.throttle.waitingOrClosed(jobId);
   }
@@ -150,7 +163,8 @@ export class DiscordDelivery implements Deliverer {
           await this.#deliverNow(job);
         }),
       );
-      this.#notices.delete(job.id); // not sent with the result: the token was gone, so it never will be
+      // A notice not sent with the result never will be: the token was gone.
+      this.#forget(job.id);
     } catch (err) {
       // The engine retries: let progress edits be ignored until then, but allow a later deliver.
       this.throttle.reopen(job.id);
@@ -174,6 +188,8 @@ export class DiscordDelivery implements Deliverer {
     } catch (e) {
       this.#log.warn({ err: e, jobId: job.id }, 'could not show the delivery failure in the discord placeholder');
     }
+    // The next start delivers it, in a process of its own.
+    this.#forget(job.id);
   }
 
   /**

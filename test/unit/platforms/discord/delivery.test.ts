@@ -1,8 +1,9 @@
 /**
  * DiscordDelivery's result uploads over the real @discordjs/rest client against the fake Discord:
- * a wave of finished jobs is uploaded a few at a time (RESULT_UPLOADS_AT_ONCE), not all at once.
+ * a wave of finished jobs is uploaded a few at a time (RESULT_UPLOADS_AT_ONCE), not all at once;
+ * and what it keeps for a job's edits is dropped once the job is delivered or given up.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import { discordRestAgent } from '../../../../src/platforms/discord/rest-agent.t
 import type { RecordedRequest } from '../../../fakes/discord/server.ts';
 import { deferred, locationOf } from './fixtures.ts';
 import { makeJob, okTask } from '../../commands/job-fixture.ts';
+import type { ProgressEvent } from '../../../../src/engine/job.ts';
 
 /** Every answer of the fake takes this long: uploads that may overlap do. */
 const LATENCY_MS = 150;
@@ -75,5 +77,39 @@ describe('DiscordDelivery result uploads', () => {
     expect(uploads).toHaveLength(jobs);
     // All were ready at once: the slots filled, and no more than that went out together.
     expect(mostAtOnce(uploads)).toBe(RESULT_UPLOADS_AT_ONCE);
+  });
+});
+
+describe('DiscordDelivery per-job state', () => {
+  it('keeps nothing for a job once it is delivered, or once its delivery is given up', async () => {
+    const { discord, interactions } = await deferred(2);
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#2040c0' } }).png().toBuffer();
+    const path = join(dir, 'kept.png');
+    await writeFile(path, png);
+    const task = okTask(0, 8, 8);
+    task.image = { ...task.image!, path, bytes: png.length };
+    const [delivered, givenUp] = interactions.map((interaction, n) =>
+      makeJob({ id: `kept_${n}`, state: 'running', tasks: [task], request: { count: 1, location: locationOf(discord, interaction) } }),
+    );
+    const { log } = captureLogger();
+    const rest = new REST({ api: discord.apiUrl, agent: discordRestAgent() }).setToken(discord.token);
+    const messages = new DiscordMessages(rest);
+    const delivery = new DiscordDelivery({ engine: { models: [], updateLocation: async () => {} }, log, messages });
+    const generating = (jobId: string): ProgressEvent => ({ jobId, state: 'running', phase: 'generating', elapsedMs: 1_000, done: 0, total: 1, changed: true });
+    try {
+      // A progress edit stores the placeholder's id: the deliverer keeps that job until it is done with it.
+      for (const job of [delivered!, givenUp!]) delivery.progress(job, generating(job.id));
+      await vi.waitFor(() => expect(delivery.jobsKept).toBe(2));
+      await delivery.deliver({ ...delivered!, state: 'succeeded' });
+      expect(delivery.jobsKept).toBe(1);
+      await delivery.undeliverable({ ...givenUp!, state: 'succeeded' }, new Error('refused'));
+      expect(delivery.jobsKept).toBe(0);
+    } finally {
+      for (const r of [rest, messages.interactionRest]) {
+        r.clearHashSweeper();
+        r.clearHandlerSweeper();
+      }
+    }
+    expect(discord.originalMessage(interactions[0]!)?.attachments).toHaveLength(1);
   });
 });

@@ -3,9 +3,10 @@
  * calls are neither counted against the bot's global rate limit nor held by it, since Discord does
  * not apply it to them (docs/discord.md "Rate limits and errors").
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { REST, Routes } from 'discord.js';
-import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
+import { DiscordMessages, INTERACTION_HANDLER_SWEEP_MS, interactionRestFor } from '../../../../src/platforms/discord/messages.ts';
+import { INTERACTION_TOKEN_LIFETIME_MS } from '../../../../src/platforms/discord/location.ts';
 import { deferred, locationOf } from './fixtures.ts';
 
 /** How long the fake's global 429 holds the bot token's requests: far longer than the calls below take. */
@@ -66,5 +67,24 @@ describe('DiscordMessages and the global rate limit', () => {
     await Promise.all(interactions.map((i, n) => messages.editOriginal(locationOf(discord, i), { content: `edit ${n}` })));
     expect(performance.now() - started).toBeLessThan(900);
     expect(interactions.map((i) => discord.originalMessage(i)?.content)).toEqual(['edit 0', 'edit 1', 'edit 2']);
+  });
+});
+
+describe('interactionRestFor', () => {
+  it("drops idle per-token request handlers well within a token's lifetime, not after @discordjs/rest's hour", () => {
+    vi.useFakeTimers();
+    try {
+      const rest = interactionRestFor(new REST());
+      // What a job's webhook calls leave behind: a handler keyed by its token, idle once they are answered.
+      rest.handlers.set('hash:1234567890123456789/token', { inactive: true } as never);
+      rest.handlers.set('hash:1234567890123456789/busy', { inactive: false } as never);
+      vi.advanceTimersByTime(INTERACTION_HANDLER_SWEEP_MS);
+      expect([...rest.handlers.keys()]).toEqual(['hash:1234567890123456789/busy']);
+      expect(INTERACTION_HANDLER_SWEEP_MS).toBeLessThan(INTERACTION_TOKEN_LIFETIME_MS);
+      rest.clearHandlerSweeper();
+      rest.clearHashSweeper();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

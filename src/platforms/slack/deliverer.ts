@@ -65,6 +65,18 @@ export class SlackDeliverer implements Deliverer {
     this.takesKeptResults = ctx.recentResults !== undefined;
   }
 
+  /** Jobs this deliverer keeps something for (a placeholder, its edits' state): none once each is delivered or given up. */
+  get jobsKept(): number {
+    return new Set([...this.#placeholders.keys(), ...this.#late, ...this.#edits.jobIds()]).size;
+  }
+
+  /** Drops what was kept for a job this process is done with (delivered, or given up until the next start). */
+  #forget(jobId: string): void {
+    this.#placeholders.delete(jobId);
+    this.#late.delete(jobId);
+    this.#edits.forget(jobId);
+  }
+
   /** Wraps a submission so deliveries wait for the placeholder it is about to post. */
   trackSubmission<T>(p: Promise<T>): Promise<T> {
     this.#submitting.add(p);
@@ -175,6 +187,7 @@ export class SlackDeliverer implements Deliverer {
     const loc = locationOf(job);
     if (!loc) {
       log.error({ location: job.request.location }, 'slack job without a usable location; nothing to deliver to');
+      this.#forget(job.id);
       return;
     }
     this.#late.delete(job.id);
@@ -182,6 +195,9 @@ export class SlackDeliverer implements Deliverer {
     await this.#edits.stop(job.id);
     const where = whereOf(loc);
     const placeholder = await this.#placeholderFor(job, loc);
+    // A placeholder post that was still on its way may have failed on a 429 meanwhile and set up a
+    // late post: the result is posted now, so no "Queued" placeholder may follow it.
+    this.#late.delete(job.id);
     const channel = placeholder?.channel ?? loc.channel;
     const threadTs = placeholder?.threadTs ?? loc.threadTs;
 
@@ -206,8 +222,7 @@ export class SlackDeliverer implements Deliverer {
     // A mention of the bot in this result's thread edits its latest result (listeners/mention.ts).
     const root = threadTs ?? finalTs;
     if (root && images.length > 0) await ctx.engine.linkJob(resultThreadKey(channel, root), job.id).catch((err: unknown) => log.warn({ err }, 'could not link the thread to its result'));
-    this.#placeholders.delete(job.id);
-    this.#edits.forget(job.id);
+    this.#forget(job.id);
     log.info({ state: job.state, images: images.length, channel }, 'slack result delivered');
   }
 
@@ -251,7 +266,10 @@ export class SlackDeliverer implements Deliverer {
   async undeliverable(job: JobRecord, err: unknown): Promise<void> {
     const ctx = this.#ctx;
     const loc = locationOf(job);
-    if (!loc) return;
+    if (!loc) {
+      this.#forget(job.id);
+      return;
+    }
     // Slack's own error code, else a plain phrase: internal errors (paths, addresses) stay in the log.
     const reason = slackErrorCode(err) ?? (err instanceof UploadRefusedError ? `the upload was refused with HTTP ${err.status}` : 'an error while posting them');
     const content = undeliverableMessage(job, reason);
@@ -262,6 +280,8 @@ export class SlackDeliverer implements Deliverer {
       );
     }
     await tellUser(ctx, { ...whereOf(loc), channel: placeholder?.channel ?? loc.channel }, content.text);
+    // The next start delivers it, in a process of its own.
+    this.#forget(job.id);
   }
 
   /** Turns the placeholder into the final message; posts a new one when it is gone or never existed. */

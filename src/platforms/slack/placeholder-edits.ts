@@ -156,6 +156,11 @@ export class PlaceholderEdits {
     this.#edits.delete(jobId);
   }
 
+  /** The jobs whose edits' state is kept (until forget). */
+  jobIds(): IterableIterator<string> {
+    return this.#edits.keys();
+  }
+
   /** Stops every job's edits and waits for those in flight (the adapter's stop()). */
   async close(): Promise<void> {
     const running = [...this.#edits.values()].map((s) => {

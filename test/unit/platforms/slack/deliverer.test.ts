@@ -210,3 +210,47 @@ describe('a result Slack keeps refusing', () => {
     expect(JSON.stringify(t.calls.filter((c) => c.method === 'chat.update').at(-1)!.args)).toContain('(not_in_channel)');
   });
 });
+
+describe('what the deliverer keeps for a job', () => {
+  test('nothing once the job is given up (the next start delivers it)', async () => {
+    const t = setup();
+    const done = makeJob({ state: 'succeeded', request: { location: { channel: 'C1', user: 'UALICE', ts: '100.000001' } } });
+    t.deliverer.progress(done, ev({ jobId: done.id, changed: true }));
+    expect(t.deliverer.jobsKept).toBe(1);
+    await t.deliverer.undeliverable(done, new Error('refused'));
+    await t.settle();
+    expect(t.deliverer.jobsKept).toBe(0);
+  });
+
+  test('a placeholder post turned away with a 429 while the result is delivered posts no late placeholder after it', async () => {
+    // Retry-After is in whole seconds: the late post waits (a short while here) before it looks again.
+    const t = setup({ sleep: () => new Promise((resolve) => setTimeout(resolve, 20)) });
+    let refuse!: (err: unknown) => void;
+    const posted: Record<string, unknown>[] = [];
+    t.ctx.client.chat.postMessage = (async (args: Record<string, unknown>) => {
+      posted.push(args);
+      // The placeholder's post: Slack answers it only after the job failed, with a long Retry-After.
+      if (posted.length === 1) return new Promise((_resolve, reject) => (refuse = reject));
+      // The result's own post takes longer than that Retry-After (an upload can): the late post's
+      // turn comes while the delivery is still under way.
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      return { ok: true, ts: `200.00000${posted.length}`, channel: 'C1' };
+    }) as never;
+    const failed = makeJob({
+      state: 'failed',
+      error: { code: 'GENERATION_FAILED', userMessage: 'The model could not make this image.' },
+      request: { location: { channel: 'C1', user: 'UALICE' } },
+    });
+    const placeholder = t.deliverer.postPlaceholder(failed, { channel: 'C1', user: 'UALICE' });
+    const delivering = t.deliverer.deliver(failed);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    refuse(Object.assign(new Error('rate limited'), { code: webApi.ErrorCode.RateLimitedError, retryAfter: 30 }));
+    expect(await placeholder).toBeUndefined();
+    await delivering;
+    await t.settle();
+    // The placeholder's attempt, then the failure as a message of its own: nothing after it.
+    expect(posted).toHaveLength(2);
+    expect(JSON.stringify(posted[1])).toContain('could not make this image');
+    expect(t.deliverer.jobsKept).toBe(0);
+  });
+});

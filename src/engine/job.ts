@@ -144,6 +144,12 @@ export interface Deliverer {
    */
   undeliverable?(job: JobRecord, err: unknown): Promise<void>;
   /**
+   * The job's run in this process has ended (delivered, given up, stopped by a restart, or its
+   * lease taken by another process, which delivers it now): drop whatever is kept for it, such as
+   * a progress edit still waiting. Called once per run, whatever its end.
+   */
+  forget?(jobId: string): void;
+  /**
    * Posts `text` (mentions as `<@id>`, `<#id>`, `<@&id>`) in `channelId` of the platform: a
    * server's log channel (docs/governance.md). Best effort; its own failures are logged.
    */

@@ -146,6 +146,11 @@ export class Deliveries {
     }
   }
 
+  /** The run has ended, however: its deliverer drops what it kept for the job (Deliverer.forget). */
+  forget(run: Run): void {
+    this.#registry[run.job.request.requester.platform]?.forget?.(run.job.id);
+  }
+
   async #undeliverable(deliverer: Deliverer, job: JobRecord, err: unknown, log: Logger): Promise<void> {
     this.#metrics?.deliveriesFailed.inc({ platform: job.request.requester.platform });
     await deliverer.undeliverable?.(snapshotJob(job), err).catch((e: unknown) => log.warn({ err: e }, 'could not tell the requester the delivery failed'));

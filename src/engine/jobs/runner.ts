@@ -202,6 +202,7 @@ export class JobRunner {
       await ctx.deliveries.deliver(run);
     } finally {
       run.releasing = true;
+      ctx.deliveries.forget(run);
       if (!run.leaseLost) await ctx.records.releaseLease(job.id).catch(() => undefined);
     }
   }

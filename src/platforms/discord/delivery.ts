@@ -100,6 +100,12 @@ export class DiscordDelivery implements Deliverer {
     return new Set([...this.#deadTokens, ...this.#noProgress, ...this.#knownMessage, ...this.#notices.keys()]).size;
   }
 
+  /** The job's run here ended (Deliverer.forget): a progress edit still waiting is dropped with the rest. */
+  forget(jobId: string): void {
+    this.throttle.drop(jobId);
+    this.#forget(jobId);
+  }
+
   /** Drops what was kept for a job this process is done with (delivered, or given up until the next start). */
   #forget(jobId: string): void {
     this.#deadTokens.delete(jobId);

@@ -96,6 +96,14 @@ export class EditThrottle {
     this.#closed.delete(key);
   }
 
+  /** Forgets `key` (its job's run here ended): a waiting edit is dropped; one in flight finishes on its own. */
+  drop(key: string): void {
+    const slot = this.#slots.get(key);
+    if (!slot) return;
+    if (slot.timer) clearTimeout(slot.timer);
+    this.#slots.delete(key);
+  }
+
   /** Cancels every timer (shutdown). Edits in flight finish on their own. */
   stop(): void {
     for (const slot of this.#slots.values()) {

@@ -70,6 +70,11 @@ export class SlackDeliverer implements Deliverer {
     return new Set([...this.#placeholders.keys(), ...this.#late, ...this.#edits.jobIds()]).size;
   }
 
+  /** The job's run here ended (Deliverer.forget): whatever was kept for it goes. */
+  forget(jobId: string): void {
+    this.#forget(jobId);
+  }
+
   /** Drops what was kept for a job this process is done with (delivered, or given up until the next start). */
   #forget(jobId: string): void {
     this.#placeholders.delete(jobId);

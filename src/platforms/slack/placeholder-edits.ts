@@ -152,7 +152,11 @@ export class PlaceholderEdits {
     await edit.running;
   }
 
+  /** Drops a job's state; an edit in flight finishes, and nothing more follows it. */
   forget(jobId: string): void {
+    const state = this.#edits.get(jobId);
+    if (!state) return;
+    state.closed = true;
     this.#edits.delete(jobId);
   }
 

@@ -85,12 +85,16 @@ export class ScriptedClient implements ProviderClient {
   }
 }
 
-export function recorder(): Deliverer & { delivered: JobRecord[]; events: ProgressEvent[] } {
+export function recorder(): Deliverer & { delivered: JobRecord[]; events: ProgressEvent[]; forgotten: string[] } {
   const d = {
     delivered: [] as JobRecord[],
     events: [] as ProgressEvent[],
+    forgotten: [] as string[],
     progress(_job: JobRecord, e: ProgressEvent) {
       d.events.push(e);
+    },
+    forget(jobId: string) {
+      d.forgotten.push(jobId);
     },
     async deliver(job: JobRecord) {
       d.delivered.push(job);

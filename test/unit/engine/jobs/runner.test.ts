@@ -119,7 +119,7 @@ describe('running a job', () => {
     expect(await store.leaseHolder(lease)).toBe('peer'); // and leaves the peer's lease alone
   });
   it('renews the leases of all its runs in one store call per renewal, and a run whose lease another process took stops there and leaves it', async () => {
-    const { engine, client } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 150 } });
+    const { engine, client, deliverer } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 150 } });
     client.script = (taskId) => ({ taskId, status: 'running', outputUrls: [] });
     const jobs = await Promise.all([1, 2, 3].map(() => engine.submit(req())));
     while (new Set(client.polls).size < 3) await new Promise((r) => setTimeout(r, 5));
@@ -153,6 +153,8 @@ describe('running a job', () => {
     expect(pollsOf(0)).toBeGreaterThan(before[0]!);
     expect(pollsOf(2)).toBeGreaterThan(before[2]!);
     expect(await store.leaseHolder(stolen)).toBe('thief'); // not released by the run that lost it
+    // Its deliverer was told to let go of it (the thief delivers it); the others still run here.
+    expect(deliverer.forgotten).toEqual([jobs[1]!.id]);
   });
   it('a run letting go of its lease is not renewed meanwhile: the lease stays free once released', async () => {
     const { engine } = build({ processId: 'me', timing: { ...TIMING, leaseTtlMs: 300 } });

@@ -23,6 +23,28 @@ afterEach(() => {
 });
 
 describe('EditThrottle', () => {
+  it("drops a key whose job's run ended here (another process has it): the waiting edit never goes, the one in flight ends", async () => {
+    const throttle = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+    const delivery = new DiscordDelivery({
+      engine: { models: [], updateLocation: async () => undefined },
+      log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
+      messages: {} as DiscordMessages,
+      throttle,
+    });
+    const { sent, edit } = recorder();
+    throttle.submit('job', edit('queued'), true);
+    throttle.submit('job', edit('generating'), true);
+    expect(throttle.busy('job')).toBe(true);
+    delivery.forget('job');
+    expect(throttle.busy('job')).toBe(false);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(sent.map((s) => s.text)).toEqual(['queued']);
+    // Not closed: a later run of the job here (taken back) edits again.
+    throttle.submit('job', edit('running'), true);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(sent.map((s) => s.text)).toEqual(['queued', 'running']);
+  });
+
   it('tells the Discord deliverer a tick is not wanted while one already waits (it renders the time when sent) or the key is closed', async () => {
     const throttle = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
     const delivery = new DiscordDelivery({

@@ -222,6 +222,21 @@ describe('what the deliverer keeps for a job', () => {
     expect(t.deliverer.jobsKept).toBe(0);
   });
 
+  test("nothing, and no edit more, once the job's run here ended without delivering it (another process has it)", async () => {
+    const t = setup();
+    t.deliverer.progress(job, ev({ changed: true }));
+    expect(t.deliverer.jobsKept).toBe(1);
+    await t.settle();
+    const edits = t.calls.filter((c) => c.method === 'chat.update').length;
+    t.deliverer.forget(job.id);
+    expect(t.deliverer.jobsKept).toBe(0);
+    t.deliverer.progress(job, ev({ state: 'succeeded', phase: 'done', done: 2, changed: true }));
+    t.deliverer.forget(job.id);
+    await t.settle();
+    expect(t.calls.filter((c) => c.method === 'chat.update').length).toBe(edits);
+    expect(t.deliverer.jobsKept).toBe(0);
+  });
+
   test('a placeholder post turned away with a 429 while the result is delivered posts no late placeholder after it', async () => {
     // Retry-After is in whole seconds: the late post waits (a short while here) before it looks again.
     const t = setup({ sleep: () => new Promise((resolve) => setTimeout(resolve, 20)) });

@@ -78,6 +78,8 @@ export class EditThrottle {
    * its result (or error) is returned. Later submits for `key` are ignored.
    */
   async finish<T>(key: string, final: () => Promise<T>): Promise<T> {
+    // Re-inserted, so the map stays oldest first (#pruneClosed).
+    this.#closed.delete(key);
     this.#closed.set(key, this.#now());
     this.#pruneClosed();
     const slot = this.#slots.get(key);
@@ -154,9 +156,16 @@ export class EditThrottle {
     });
   }
 
+  /**
+   * Forgets keys closed longer ago than CLOSED_MEMORY_MS. The map is oldest first, so this stops at
+   * the first key still remembered: each key is looked at about once, however many jobs an hour
+   * holds (the whole map was scanned at every finish once it held 1,000).
+   */
   #pruneClosed(): void {
-    if (this.#closed.size < 1000) return;
     const cutoff = this.#now() - CLOSED_MEMORY_MS;
-    for (const [key, at] of this.#closed) if (at < cutoff) this.#closed.delete(key);
+    for (const [key, at] of this.#closed) {
+      if (at >= cutoff) return;
+      this.#closed.delete(key);
+    }
   }
 }

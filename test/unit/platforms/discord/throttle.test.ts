@@ -23,6 +23,22 @@ afterEach(() => {
 });
 
 describe('EditThrottle', () => {
+  it('remembers a finished key for an hour (a late edit is ignored), then forgets it', async () => {
+    const t = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+    const { sent, edit } = recorder();
+    for (const key of ['a', 'b']) await t.finish(key, async () => undefined);
+    t.submit('a', edit('late'), true);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(sent).toEqual([]);
+    expect(t.waitingOrClosed('b')).toBe(true);
+    await vi.advanceTimersByTimeAsync(60 * 60_000);
+    // The next finish forgets what was closed over an hour ago.
+    await t.finish('c', async () => undefined);
+    expect(t.waitingOrClosed('a')).toBe(false);
+    expect(t.waitingOrClosed('b')).toBe(false);
+    expect(t.waitingOrClosed('c')).toBe(true);
+  });
+
   it("drops a key whose job's run ended here (another process has it): the waiting edit never goes, the one in flight ends", async () => {
     const throttle = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
     const delivery = new DiscordDelivery({

@@ -15,6 +15,18 @@ function recorder(ms = 50) {
   return { sent, edit };
 }
 
+/** A Discord deliverer over its own throttle (no messages are sent through it). */
+function deliveryWithThrottle() {
+  const throttle = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+  const delivery = new DiscordDelivery({
+    engine: { models: [], updateLocation: async () => undefined },
+    log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
+    messages: {} as DiscordMessages,
+    throttle,
+  });
+  return { throttle, delivery };
+}
+
 beforeEach(() => {
   vi.useFakeTimers({ now: 0 });
 });
@@ -40,13 +52,7 @@ describe('EditThrottle', () => {
   });
 
   it("drops a key whose job's run ended here (another process has it): the waiting edit never goes, the one in flight ends", async () => {
-    const throttle = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
-    const delivery = new DiscordDelivery({
-      engine: { models: [], updateLocation: async () => undefined },
-      log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
-      messages: {} as DiscordMessages,
-      throttle,
-    });
+    const { throttle, delivery } = deliveryWithThrottle();
     const { sent, edit } = recorder();
     throttle.submit('job', edit('queued'), true);
     throttle.submit('job', edit('generating'), true);
@@ -62,13 +68,7 @@ describe('EditThrottle', () => {
   });
 
   it('tells the Discord deliverer a tick is not wanted while one already waits (it renders the time when sent) or the key is closed', async () => {
-    const throttle = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
-    const delivery = new DiscordDelivery({
-      engine: { models: [], updateLocation: async () => undefined },
-      log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
-      messages: {} as DiscordMessages,
-      throttle,
-    });
+    const { throttle, delivery } = deliveryWithThrottle();
     const { edit } = recorder();
     expect(delivery.wantsTick('job')).toBe(true);
     throttle.submit('job', edit('queued'), true);

@@ -24,6 +24,8 @@ interface Slot {
   lastStartedAt: number;
   timer: NodeJS.Timeout | undefined;
   timerDueAt: number;
+  /** Dropped (drop) while an edit was in flight: the slot goes when that edit ends. */
+  dropped?: boolean;
 }
 
 export interface EditThrottleOptions {
@@ -57,6 +59,7 @@ export class EditThrottle {
       slot = { inFlight: undefined, pending: undefined, lastStartedAt: -Infinity, timer: undefined, timerDueAt: Infinity };
       this.#slots.set(key, slot);
     }
+    slot.dropped = false;
     // The latest edit replaces any pending one (it renders the newest state); urgency is kept.
     slot.pending = { edit, urgent: urgent || (slot.pending?.urgent ?? false) };
     if (!slot.inFlight) this.#schedule(key, slot);
@@ -98,12 +101,20 @@ export class EditThrottle {
     this.#closed.delete(key);
   }
 
-  /** Forgets `key` (its job's run here ended): a waiting edit is dropped; one in flight finishes on its own. */
+  /**
+   * Forgets `key` (its job's run here ended): a waiting edit is dropped. One in flight keeps its
+   * slot until it ends, so that a finish (or a new edit) for the key still waits for it: no
+   * progress edit may land after a result.
+   */
   drop(key: string): void {
     const slot = this.#slots.get(key);
     if (!slot) return;
     if (slot.timer) clearTimeout(slot.timer);
-    this.#slots.delete(key);
+    slot.timer = undefined;
+    slot.timerDueAt = Infinity;
+    slot.pending = undefined;
+    if (slot.inFlight) slot.dropped = true;
+    else this.#slots.delete(key);
   }
 
   /** Cancels every timer (shutdown). Edits in flight finish on their own. */
@@ -152,7 +163,9 @@ export class EditThrottle {
     slot.inFlight = run;
     void run.then(() => {
       slot.inFlight = undefined;
-      if (this.#slots.get(key) === slot) this.#schedule(key, slot);
+      if (this.#slots.get(key) !== slot) return;
+      if (slot.dropped) this.#slots.delete(key);
+      else this.#schedule(key, slot);
     });
   }
 

@@ -56,15 +56,41 @@ describe('EditThrottle', () => {
     const { sent, edit } = recorder();
     throttle.submit('job', edit('queued'), true);
     throttle.submit('job', edit('generating'), true);
-    expect(throttle.busy('job')).toBe(true);
+    expect(throttle.waitingOrClosed('job')).toBe(true);
     delivery.forget('job');
-    expect(throttle.busy('job')).toBe(false);
+    expect(throttle.waitingOrClosed('job')).toBe(false);
     await vi.advanceTimersByTimeAsync(10_000);
     expect(sent.map((s) => s.text)).toEqual(['queued']);
     // Not closed: a later run of the job here (taken back) edits again.
     throttle.submit('job', edit('running'), true);
     await vi.advanceTimersByTimeAsync(100);
     expect(sent.map((s) => s.text)).toEqual(['queued', 'running']);
+  });
+
+  it('a result after a drop still waits for the edit that was in flight', async () => {
+    const { throttle, delivery } = deliveryWithThrottle();
+    const order: string[] = [];
+    throttle.submit('job', () => new Promise<void>((resolve) => setTimeout(() => (order.push('progress'), resolve()), 500)), true);
+    delivery.forget('job');
+    const final = throttle.finish('job', async () => void order.push('result'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    await final;
+    expect(order).toEqual(['progress', 'result']);
+    expect(throttle.busy('job')).toBe(false);
+  });
+
+  it('forgets finished keys by when they were last finished, a key finished again included', async () => {
+    const t = new EditThrottle({ intervalMs: 2_500, minGapMs: 1_000 });
+    await t.finish('a', async () => undefined);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    await t.finish('b', async () => undefined);
+    await vi.advanceTimersByTimeAsync(10 * 60_000);
+    await t.finish('a', async () => undefined);
+    // 'b' was finished an hour and 1 ms before the next finish, 'a' 50 minutes: only 'b' is forgotten.
+    await vi.advanceTimersByTimeAsync(50 * 60_000 + 1);
+    await t.finish('c', async () => undefined);
+    expect(t.waitingOrClosed('b')).toBe(false);
+    expect(t.waitingOrClosed('a')).toBe(true);
   });
 
   it('tells the Discord deliverer a tick is not wanted while one already waits (it renders the time when sent) or the key is closed', async () => {

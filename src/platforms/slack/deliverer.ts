@@ -55,6 +55,8 @@ export class SlackDeliverer implements Deliverer {
   readonly #edits: PlaceholderEdits;
   /** Jobs waiting to post a placeholder that was rate limited (until delivery starts). */
   readonly #late = new Set<string>();
+  /** Placeholders whose location the store did not take: #placeholders is their only record here. */
+  readonly #unsaved = new Set<string>();
 
   /** Only given a RecentResults (without the results thread: ctx.uploadFile) does the upload take bytes from it. */
   readonly takesKeptResults: boolean;
@@ -70,14 +72,21 @@ export class SlackDeliverer implements Deliverer {
     return new Set([...this.#placeholders.keys(), ...this.#late, ...this.#edits.jobIds()]).size;
   }
 
-  /** The job's run here ended (Deliverer.forget): whatever was kept for it goes. */
+  /**
+   * The job's run here ended (Deliverer.forget): what was kept for it goes, except a placeholder
+   * the store did not record (this process may run the job again, and must find it then).
+   */
   forget(jobId: string): void {
-    this.#forget(jobId);
+    if (this.#unsaved.has(jobId)) {
+      this.#late.delete(jobId);
+      this.#edits.forget(jobId);
+    } else this.#forget(jobId);
   }
 
   /** Drops what was kept for a job this process is done with (delivered, or given up until the next start). */
   #forget(jobId: string): void {
     this.#placeholders.delete(jobId);
+    this.#unsaved.delete(jobId);
     this.#late.delete(jobId);
     this.#edits.forget(jobId);
   }
@@ -121,7 +130,10 @@ export class SlackDeliverer implements Deliverer {
         const channel = res.channel ?? (moved ? where.user : where.channel);
         const placeholder: Placeholder = { channel, ts: res.ts, ...(!moved && where.threadTs ? { threadTs: where.threadTs } : {}) };
         const patch = moved ? { ts: res.ts, channel, threadTs: '' } : { ts: res.ts };
-        await ctx.engine.updateLocation(job.id, patch).catch((err: unknown) => ctx.log.warn({ err, jobId: job.id }, 'could not save the placeholder'));
+        await ctx.engine.updateLocation(job.id, patch).catch((err: unknown) => {
+          this.#unsaved.add(job.id);
+          ctx.log.warn({ err, jobId: job.id }, 'could not save the placeholder');
+        });
         if (moved) {
           await tellUser(ctx, where, "I'm not a member of this conversation, so I'll post your images in our direct messages. To get them here, invite me (/invite) and try again.");
         }
@@ -131,7 +143,9 @@ export class SlackDeliverer implements Deliverer {
         // Rate limited for longer than an interactive path waits (a busy channel): post it once
         // Slack allows, unless the result came first (then the result is posted as a new message).
         const wait = retryAfterMs(err);
-        if (wait !== undefined && wait <= PLACEHOLDER_RETRY_MAX_MS) this.#postLater(job, where, wait);
+        // Not for a job this process let go of meanwhile (forget): another one may be showing it.
+        const stillOurs = this.#placeholders.has(job.id);
+        if (wait !== undefined && wait <= PLACEHOLDER_RETRY_MAX_MS && stillOurs) this.#postLater(job, where, wait);
         return undefined;
       }
     })();

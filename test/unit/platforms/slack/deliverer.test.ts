@@ -237,6 +237,30 @@ describe('what the deliverer keeps for a job', () => {
     expect(t.deliverer.jobsKept).toBe(0);
   });
 
+  test("keeps a placeholder the store did not record past the run's end (a later run here must find it), and posts none late for a job let go of", async () => {
+    const t = setup({ sleep: () => new Promise((resolve) => setTimeout(resolve, 20)) });
+    t.ctx.engine.updateLocation = (async () => {
+      throw new Error('store down');
+    }) as never;
+    const queued = makeJob({ state: 'queued', request: { location: { channel: 'C1', user: 'UALICE' } } });
+    expect(await t.deliverer.postPlaceholder(queued, { channel: 'C1', user: 'UALICE' })).toMatchObject({ ts: '111.000001' });
+    t.deliverer.forget(queued.id);
+    expect(t.deliverer.jobsKept).toBe(1);
+
+    // A placeholder post answered with a 429 after the run let go of its job: no late post.
+    let refuse!: (err: unknown) => void;
+    t.ctx.client.chat.postMessage = (() => new Promise((_resolve, reject) => (refuse = reject))) as never;
+    const other = makeJob({ id: 'other', state: 'queued', request: { location: { channel: 'C1', user: 'UALICE' } } });
+    const posting = t.deliverer.postPlaceholder(other, { channel: 'C1', user: 'UALICE' });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    t.deliverer.forget(other.id);
+    // Longer than an interactive call waits out: the post gives up, and would try again later.
+    refuse(Object.assign(new Error('rate limited'), { code: webApi.ErrorCode.RateLimitedError, retryAfter: 30 }));
+    expect(await posting).toBeUndefined();
+    await t.settle();
+    expect(t.deliverer.jobsKept).toBe(1); // only the unrecorded placeholder above
+  });
+
   test('a placeholder post turned away with a 429 while the result is delivered posts no late placeholder after it', async () => {
     // Retry-After is in whole seconds: the late post waits (a short while here) before it looks again.
     const t = setup({ sleep: () => new Promise((resolve) => setTimeout(resolve, 20)) });

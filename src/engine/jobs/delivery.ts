@@ -148,7 +148,12 @@ export class Deliveries {
 
   /** The run has ended, however: its deliverer drops what it kept for the job (Deliverer.forget). */
   forget(run: Run): void {
-    this.#registry[run.job.request.requester.platform]?.forget?.(run.job.id);
+    try {
+      this.#registry[run.job.request.requester.platform]?.forget?.(run.job.id);
+    } catch (err) {
+      // The run's end (its lease's release) must not depend on an adapter's housekeeping.
+      run.log.warn({ err }, 'the deliverer could not let go of the job');
+    }
   }
 
   async #undeliverable(deliverer: Deliverer, job: JobRecord, err: unknown, log: Logger): Promise<void> {

@@ -90,11 +90,6 @@ export class DiscordDelivery implements Deliverer {
     this.throttle = deps.throttle ?? new EditThrottle({ onError: (err, key) => this.#log.debug({ err, jobId: key }, 'discord progress edit failed') });
   }
 
-  /**
-   * Whether the engine should build an elapsed-time tick for this job now: not while one already
-   * waits in the throttle (a waiting edit renders the elapsed time when it is sent), nor when
-   * progress is off for the job or too many edits are on their way (progress() drops it then).
-   */
   /** Jobs this deliverer keeps something for (their edits' state, a notice): none once each is delivered or given up. */
   get jobsKept(): number {
     return new Set([...this.#deadTokens, ...this.#noProgress, ...this.#knownMessage, ...this.#notices.keys()]).size;
@@ -114,6 +109,11 @@ export class DiscordDelivery implements Deliverer {
     this.#notices.delete(jobId);
   }
 
+  /**
+   * Whether the engine should build an elapsed-time tick for this job now: not while one already
+   * waits in the throttle (a waiting edit renders the elapsed time when it is sent), nor when
+   * progress is off for the job or too many edits are on their way (progress() drops it then).
+   */
   wantsTick(jobId: string): boolean {
     return !this.#noProgress.has(jobId) && this.#progressInFlight < MAX_PROGRESS_EDITS_IN_FLIGHT && !this.throttle.waitingOrClosed(jobId);
   }

@@ -82,13 +82,13 @@ describe('DiscordDelivery result uploads', () => {
 
 describe('DiscordDelivery per-job state', () => {
   it('keeps nothing for a job once it is delivered, or once its delivery is given up', async () => {
-    const { discord, interactions } = await deferred(2);
+    const { discord, interactions } = await deferred(3);
     const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#2040c0' } }).png().toBuffer();
     const path = join(dir, 'kept.png');
     await writeFile(path, png);
     const task = okTask(0, 8, 8);
     task.image = { ...task.image!, path, bytes: png.length };
-    const [delivered, givenUp] = interactions.map((interaction, n) =>
+    const [delivered, givenUp, elsewhere] = interactions.map((interaction, n) =>
       makeJob({ id: `kept_${n}`, state: 'running', tasks: [task], request: { count: 1, location: locationOf(discord, interaction) } }),
     );
     const { log } = captureLogger();
@@ -98,11 +98,14 @@ describe('DiscordDelivery per-job state', () => {
     const generating = (jobId: string): ProgressEvent => ({ jobId, state: 'running', phase: 'generating', elapsedMs: 1_000, done: 0, total: 1, changed: true });
     try {
       // A progress edit stores the placeholder's id: the deliverer keeps that job until it is done with it.
-      for (const job of [delivered!, givenUp!]) delivery.progress(job, generating(job.id));
-      await vi.waitFor(() => expect(delivery.jobsKept).toBe(2));
+      for (const job of [delivered!, givenUp!, elsewhere!]) delivery.progress(job, generating(job.id));
+      await vi.waitFor(() => expect(delivery.jobsKept).toBe(3), { timeout: 5_000 });
       await delivery.deliver({ ...delivered!, state: 'succeeded' });
-      expect(delivery.jobsKept).toBe(1);
+      expect(delivery.jobsKept).toBe(2);
       await delivery.undeliverable({ ...givenUp!, state: 'succeeded' }, new Error('refused'));
+      expect(delivery.jobsKept).toBe(1);
+      // Its run here ended without delivering it (another process took it).
+      delivery.forget(elsewhere!.id);
       expect(delivery.jobsKept).toBe(0);
     } finally {
       for (const r of [rest, messages.interactionRest]) {

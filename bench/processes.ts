@@ -62,6 +62,10 @@ export function stopChild(child: ChildProcess): Promise<void> {
  */
 export function ask<T>(child: ChildProcess, message: object, answerKey: string): Promise<T> {
   return new Promise((resolve, reject) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      reject(new Error(`the child process had exited (${child.signalCode ?? `code ${child.exitCode}`}) before being asked for ${answerKey}`));
+      return;
+    }
     const done = () => {
       child.off('message', onMessage);
       child.off('exit', onExit);

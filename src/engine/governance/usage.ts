@@ -109,19 +109,17 @@ export class UsageLedger {
     const values = await this.#store.readMany(wanted.flatMap(([dim, key]) => METRICS.map((metric) => counterKey(scope, period, label, dim, key, metric))));
     // Each row's images, units and micro-dollars, as counted.
     const counts = wanted.map((_, i) => METRICS.map((_, m) => Math.max(0, values[i * METRICS.length + m] ?? 0)) as [number, number, number]);
-    const row = (key: string, [images, units, micros]: [number, number, number]): UsageRow => ({ key, images, units, usd: micros / MICRO_USD_PER_USD });
+    const used = ([images, units, micros]: [number, number, number]) => ({ images, units, usd: micros / MICRO_USD_PER_USD });
     const ranked = (dim: Dimension) =>
       wanted
-        .flatMap(([d, key], i) => (d === dim ? [row(key, counts[i]!)] : []))
+        .flatMap(([d, key], i): UsageRow[] => (d === dim ? [{ key, ...used(counts[i]!) }] : []))
         .sort((a, b) => b.units - a.units || b.images - a.images || b.usd - a.usd || a.key.localeCompare(b.key))
         .slice(0, top);
-    // Every job adds to its user's row, so the users' rows sum to the whole (a counter of its own
-    // would be six more upserts per job).
+    // Every job adds to its user's row, so the users' rows sum to the whole.
     const sum: [number, number, number] = [0, 0, 0];
     wanted.forEach(([dim], i) => {
       if (dim === 'u') for (let m = 0; m < METRICS.length; m++) sum[m]! += counts[i]![m]!;
     });
-    const { images, units, usd } = row('', sum);
-    return { period, label, total: { images, units, usd }, byUser: ranked('u'), byModel: ranked('m') };
+    return { period, label, total: used(sum), byUser: ranked('u'), byModel: ranked('m') };
   }
 }

@@ -59,6 +59,18 @@ export interface DeliveryDeps {
   now?: () => number;
 }
 
+/** What DiscordDelivery keeps for one job until it is done with it. */
+interface JobMarks {
+  /** The token proved dead before its time (so progress goes through the channel, or stops). */
+  deadToken?: boolean;
+  /** The placeholder cannot be edited at all (deleted, dismissed, no access). */
+  noProgress?: boolean;
+  /** The placeholder's id has been stored. */
+  knownMessage?: boolean;
+  /** A private notice waiting for the placeholder to be shown (tellAfterPlaceholder). */
+  notice?: { loc: DiscordLocation; content: string } | undefined;
+}
+
 export class DiscordDelivery implements Deliverer {
   readonly throttle: EditThrottle;
   readonly #engine: DeliveryDeps['engine'];
@@ -68,14 +80,11 @@ export class DiscordDelivery implements Deliverer {
   readonly #recentResults: RecentResults | undefined;
   readonly #now: () => number;
   readonly #ackFirst: AckFirst;
-  /** Jobs whose token proved dead before its time (so progress goes through the channel, or stops). */
-  readonly #deadTokens = new Set<string>();
-  /** Jobs whose placeholder cannot be edited at all (deleted, dismissed, no access). */
-  readonly #noProgress = new Set<string>();
-  /** Jobs whose placeholder id has been stored. */
-  readonly #knownMessage = new Set<string>();
-  /** Private notices waiting for their job's placeholder to be shown (tellAfterPlaceholder). */
-  readonly #notices = new Map<string, { loc: DiscordLocation; content: string }>();
+  /**
+   * What was learned about each job's placeholder while its run here lasts. An edit holds its
+   * job's entry from its start, so one that ends after `forget` writes into a dropped object.
+   */
+  readonly #jobs = new Map<string, JobMarks>();
   #progressInFlight = 0;
   readonly #uploadSlot = concurrencyLimit(RESULT_UPLOADS_AT_ONCE);
 
@@ -92,7 +101,7 @@ export class DiscordDelivery implements Deliverer {
 
   /** Jobs this deliverer keeps something for (their edits' state, a notice): none once each is delivered or given up. */
   get jobsKept(): number {
-    return new Set([...this.#deadTokens, ...this.#noProgress, ...this.#knownMessage, ...this.#notices.keys()]).size;
+    return this.#jobs.size;
   }
 
   /** The job's run here ended (Deliverer.forget): a progress edit still waiting is dropped with the rest. */
@@ -103,10 +112,14 @@ export class DiscordDelivery implements Deliverer {
 
   /** Drops what was kept for a job this process is done with (delivered, or given up until the next start). */
   #forget(jobId: string): void {
-    this.#deadTokens.delete(jobId);
-    this.#noProgress.delete(jobId);
-    this.#knownMessage.delete(jobId);
-    this.#notices.delete(jobId);
+    this.#jobs.delete(jobId);
+  }
+
+  /** The job's entry, made when first needed. */
+  #marks(jobId: string): JobMarks {
+    let marks = this.#jobs.get(jobId);
+    if (!marks) this.#jobs.set(jobId, (marks = {}));
+    return marks;
   }
 
   /**
@@ -115,20 +128,22 @@ export class DiscordDelivery implements Deliverer {
    * progress is off for the job or too many edits are on their way (progress() drops it then).
    */
   wantsTick(jobId: string): boolean {
-    return !this.#noProgress.has(jobId) && this.#progressInFlight < MAX_PROGRESS_EDITS_IN_FLIGHT && !this.throttle.waitingOrClosed(jobId);
+    return !this.#jobs.get(jobId)?.noProgress && this.#progressInFlight < MAX_PROGRESS_EDITS_IN_FLIGHT && !this.throttle.waitingOrClosed(jobId);
   }
 
   progress(job: JobRecord, event: ProgressEvent): void {
     const loc = parseLocation(job.request.location);
-    if (!loc || this.#noProgress.has(job.id)) return;
+    if (!loc || this.#jobs.get(job.id)?.noProgress) return;
     if (!event.changed && this.#progressInFlight >= MAX_PROGRESS_EDITS_IN_FLIGHT) return;
     this.throttle.submit(
       job.id,
       async () => {
+        // Taken before any wait: an edit that ends after `forget` must not bring the entry back.
+        const marks = this.#marks(job.id);
         this.#progressInFlight += 1;
         try {
           await this.#ackFirst.turn();
-          await this.#editProgress(job, event, loc);
+          await this.#editProgress(job, event, loc, marks);
         } finally {
           this.#progressInFlight -= 1;
         }
@@ -141,17 +156,30 @@ export class DiscordDelivery implements Deliverer {
    * Tells the requester `content` privately (an ephemeral follow-up) once the job's placeholder
    * has replaced the deferred reply: until then Discord turns the first follow-up into that reply
    * (public when the reply is), and the placeholder's next edit would overwrite it. Best effort;
-   * dropped when the result goes out past the interaction's token.
+   * dropped when the result goes out past the interaction's token, and when the token expires
+   * first (a follow-up needs it): so a notice for a job whose run here already ended, or that
+   * another process runs, is not kept either.
    */
   tellAfterPlaceholder(jobId: string, loc: DiscordLocation, content: string): void {
-    if (this.#knownMessage.has(jobId)) void this.#tell(loc, jobId, content);
-    else this.#notices.set(jobId, { loc, content });
+    const marks = this.#marks(jobId);
+    if (marks.knownMessage) {
+      void this.#tell(loc, jobId, content);
+      return;
+    }
+    const notice = { loc, content };
+    marks.notice = notice;
+    setTimeout(() => {
+      const current = this.#jobs.get(jobId);
+      if (current?.notice !== notice) return;
+      current.notice = undefined;
+      if (!current.deadToken && !current.noProgress && !current.knownMessage) this.#jobs.delete(jobId);
+    }, Math.max(0, loc.tokenExpiresAt - this.#now())).unref();
   }
 
-  async #tellPending(jobId: string): Promise<void> {
-    const notice = this.#notices.get(jobId);
+  async #tellPending(jobId: string, marks: JobMarks): Promise<void> {
+    const notice = marks.notice;
     if (!notice) return;
-    this.#notices.delete(jobId);
+    marks.notice = undefined;
     await this.#tell(notice.loc, jobId, notice.content);
   }
 
@@ -189,7 +217,7 @@ export class DiscordDelivery implements Deliverer {
     const reason = err instanceof DiscordAPIError ? err.message.slice(0, 120) : 'an error while posting them';
     const body = { content: clipContent(`⚠️ ${undeliverableText(job, 'Discord', reason, DISCORD_FORMAT)}`), components: [], allowed_mentions: NO_MENTIONS };
     try {
-      if (tokenUsable(loc, this.#now()) && !this.#deadTokens.has(job.id)) await this.#messages.editOriginal(loc, body);
+      if (tokenUsable(loc, this.#now()) && !this.#jobs.get(job.id)?.deadToken) await this.#messages.editOriginal(loc, body);
       else if (!loc.ephemeral && loc.messageId) await this.#messages.editInChannel(loc.channelId, loc.messageId, body);
     } catch (e) {
       this.#log.warn({ err: e, jobId: job.id }, 'could not show the delivery failure in the discord placeholder');
@@ -223,21 +251,21 @@ export class DiscordDelivery implements Deliverer {
     });
   }
 
-  async #editProgress(job: JobRecord, event: ProgressEvent, loc: DiscordLocation): Promise<void> {
+  async #editProgress(job: JobRecord, event: ProgressEvent, loc: DiscordLocation, marks: JobMarks): Promise<void> {
     const body = { content: progressContent(job, event, this.#now()), components: placeholderComponentsJson(job), allowed_mentions: NO_MENTIONS };
-    if (tokenUsable(loc, this.#now()) && !this.#deadTokens.has(job.id)) {
+    if (tokenUsable(loc, this.#now()) && !marks.deadToken) {
       try {
         const sent = await this.#messages.editOriginal(loc, body);
-        await this.#rememberMessage(job, loc, sent);
-        await this.#tellPending(job.id);
+        await this.#rememberMessage(job, loc, sent, marks);
+        await this.#tellPending(job.id, marks);
         return;
       } catch (err) {
         if (isUnknownMessage(err)) {
-          this.#noProgress.add(job.id);
+          marks.noProgress = true;
           return;
         }
         if (!isTokenGone(err)) throw err;
-        this.#deadTokens.add(job.id);
+        marks.deadToken = true;
       }
     }
     // Past the token: a public placeholder can still be edited as the bot's own message.
@@ -246,14 +274,14 @@ export class DiscordDelivery implements Deliverer {
       await this.#messages.editInChannel(loc.channelId, loc.messageId, body);
     } catch (err) {
       // One failure is enough: never loop on a refused call (docs/discord.md "Rate limits and errors").
-      this.#noProgress.add(job.id);
+      marks.noProgress = true;
       this.#log.debug({ err, jobId: job.id }, 'discord progress edit through the channel failed; progress stops');
     }
   }
 
-  async #rememberMessage(job: JobRecord, loc: DiscordLocation, sent: SentMessage): Promise<void> {
-    if (loc.messageId || this.#knownMessage.has(job.id) || !sent?.id) return;
-    this.#knownMessage.add(job.id);
+  async #rememberMessage(job: JobRecord, loc: DiscordLocation, sent: SentMessage, marks: JobMarks): Promise<void> {
+    if (loc.messageId || marks.knownMessage || !sent?.id) return;
+    marks.knownMessage = true;
     loc.messageId = sent.id;
     await this.#engine.updateLocation(job.id, { messageId: sent.id }).catch((err: unknown) => {
       this.#log.warn({ err, jobId: job.id }, 'could not store the discord placeholder id');
@@ -270,12 +298,13 @@ export class DiscordDelivery implements Deliverer {
     }
     const { files, originals } = await this.#prepareFiles(job, loc);
     const body = resultBody(job, files, originals, this.#engine.models);
+    const marks = this.#marks(job.id);
 
-    if (tokenUsable(loc, this.#now(), UPLOAD_SAFETY_MARGIN_MS) && !this.#deadTokens.has(job.id)) {
+    if (tokenUsable(loc, this.#now(), UPLOAD_SAFETY_MARGIN_MS) && !marks.deadToken) {
       try {
         const sent = await this.#messages.editOriginal(loc, body, files);
-        await this.#rememberMessage(job, loc, sent);
-        await this.#tellPending(job.id);
+        await this.#rememberMessage(job, loc, sent, marks);
+        await this.#tellPending(job.id, marks);
         await this.#linkResult(job, sent);
         log.info({ via: 'interaction', messageId: sent.id, files: files.length, reencoded: originals.length }, 'discord result delivered');
         return;

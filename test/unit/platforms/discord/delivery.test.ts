@@ -115,4 +115,50 @@ describe('DiscordDelivery per-job state', () => {
     }
     expect(discord.originalMessage(interactions[0]!)?.attachments).toHaveLength(1);
   });
+
+  it('keeps nothing from a progress edit that ends after the job was forgotten', async () => {
+    const { discord, interactions } = await deferred(1, { latencyMs: 100 });
+    const job = makeJob({ id: 'late_edit', state: 'running', request: { count: 1, location: locationOf(discord, interactions[0]!) } });
+    const { log } = captureLogger();
+    const rest = new REST({ api: discord.apiUrl }).setToken(discord.token);
+    const messages = new DiscordMessages(rest);
+    const delivery = new DiscordDelivery({ engine: { models: [], updateLocation: async () => {} }, log, messages });
+    try {
+      delivery.progress(job, { jobId: job.id, state: 'running', phase: 'generating', elapsedMs: 1_000, done: 0, total: 1, changed: true });
+      expect(delivery.throttle.busy(job.id)).toBe(true);
+      // Another process took the job while the edit was on its way.
+      delivery.forget(job.id);
+      await vi.waitFor(() => expect(delivery.throttle.busy(job.id)).toBe(false), { timeout: 5_000 });
+      // The edit went out and learned the placeholder's id, for a run that had ended.
+      expect(discord.requests.filter((r) => r.method === 'PATCH')).toHaveLength(1);
+      expect(delivery.jobsKept).toBe(0);
+    } finally {
+      for (const r of [rest, messages.interactionRest]) {
+        r.clearHashSweeper();
+        r.clearHandlerSweeper();
+      }
+    }
+  });
+
+  it('keeps a private notice no longer than its token lives, also for a job that ended first', async () => {
+    const { discord, interactions } = await deferred(1);
+    const { log } = captureLogger();
+    const rest = new REST({ api: discord.apiUrl }).setToken(discord.token);
+    const messages = new DiscordMessages(rest);
+    const delivery = new DiscordDelivery({ engine: { models: [], updateLocation: async () => {} }, log, messages });
+    try {
+      const loc = { ...locationOf(discord, interactions[0]!), tokenExpiresAt: Date.now() + 200 };
+      delivery.forget('ended_first');
+      delivery.tellAfterPlaceholder('ended_first', loc, 'Your settings could not be read.');
+      // While the token works, the placeholder may still be shown (by another run of the job here).
+      expect(delivery.jobsKept).toBe(1);
+      await vi.waitFor(() => expect(delivery.jobsKept).toBe(0), { timeout: 5_000 });
+      expect(discord.requests.filter((r) => r.method === 'POST' && r.path.startsWith('/webhooks/'))).toEqual([]);
+    } finally {
+      for (const r of [rest, messages.interactionRest]) {
+        r.clearHashSweeper();
+        r.clearHandlerSweeper();
+      }
+    }
+  });
 });

@@ -8,6 +8,7 @@
  */
 import { DiscordAPIError, Routes, type REST } from 'discord.js';
 import type { ServerDirectory } from '../../../commands/index.ts';
+import { ExpiringMap } from '../../util/expiring-map.ts';
 
 /** How long a guild's lists and a member's presence are reused. */
 export const DIRECTORY_CACHE_MS = 60_000;
@@ -17,20 +18,22 @@ export const DIRECTORY_REFETCH_ON_MISS_MS = 5_000;
 /** https://discord.com/developers/docs/topics/opcodes-and-status-codes#json: 10004 Unknown Guild, 10007 Unknown Member, 10013 Unknown User. */
 const UNKNOWN_CODES = new Set<number | string>([10004, 10007, 10013]);
 
-interface Cached<T> {
-  at: number;
-  value: Promise<T>;
-}
-
 export class DiscordDirectories {
   readonly #rest: REST;
-  readonly #now: () => number;
-  readonly #lists = new Map<string, Cached<ReadonlySet<string>>>();
-  readonly #members = new Map<string, Cached<boolean>>();
+  /** Per guild and kind: the ids of its channels or roles. */
+  readonly #lists: ExpiringMap<string, Promise<ReadonlySet<string>>>;
+  /** Per guild and user: whether they are a member. */
+  readonly #members: ExpiringMap<string, Promise<boolean>>;
 
   constructor(rest: REST, now: () => number = Date.now) {
     this.#rest = rest;
-    this.#now = now;
+    this.#lists = new ExpiringMap(DIRECTORY_CACHE_MS, now);
+    this.#members = new ExpiringMap(DIRECTORY_CACHE_MS, now);
+  }
+
+  /** Answers kept (for tests: they go once DIRECTORY_CACHE_MS has passed). */
+  get kept(): number {
+    return this.#lists.size + this.#members.size;
   }
 
   /** The directory of one guild. */
@@ -44,37 +47,26 @@ export class DiscordDirectories {
 
   async #inList(guildId: string, kind: 'channels' | 'roles', id: string): Promise<boolean> {
     const key = `${guildId}:${kind}`;
-    const cached = this.#lists.get(key);
-    const age = cached ? this.#now() - cached.at : Infinity;
-    if (cached && age < DIRECTORY_CACHE_MS) {
+    const cached = this.#lists.entry(key);
+    if (cached) {
       const ids = await cached.value;
-      if (ids.has(id) || age < DIRECTORY_REFETCH_ON_MISS_MS) return ids.has(id);
+      if (ids.has(id) || cached.ageMs < DIRECTORY_REFETCH_ON_MISS_MS) return ids.has(id);
     }
-    return (await this.#fetchList(key, guildId, kind)).has(id);
-  }
-
-  #fetchList(key: string, guildId: string, kind: 'channels' | 'roles'): Promise<ReadonlySet<string>> {
     const route = kind === 'channels' ? Routes.guildChannels(guildId) : Routes.guildRoles(guildId);
-    const value = (this.#rest.get(route) as Promise<{ id: string }[]>).then((items) => new Set(items.map((i) => i.id)));
-    this.#lists.set(key, { at: this.#now(), value });
+    const fetched = (this.#rest.get(route) as Promise<{ id: string }[]>).then((items) => new Set(items.map((i) => i.id)));
     // A failed fetch is not kept: the next question asks Discord again.
-    value.catch(() => this.#lists.delete(key));
-    return value;
+    return (await this.#lists.keepUnlessFailed(key, fetched)).has(id);
   }
 
-  async #hasMember(guildId: string, userId: string): Promise<boolean> {
-    const key = `${guildId}:${userId}`;
-    const cached = this.#members.get(key);
-    if (cached && this.#now() - cached.at < DIRECTORY_CACHE_MS) return cached.value;
-    const value = this.#rest.get(Routes.guildMember(guildId, userId)).then(
-      () => true,
-      (err: unknown) => {
-        if (err instanceof DiscordAPIError && (UNKNOWN_CODES.has(err.code) || err.status === 404)) return false;
-        this.#members.delete(key);
-        throw err;
-      },
+  #hasMember(guildId: string, userId: string): Promise<boolean> {
+    return this.#members.reuseOrLoad(`${guildId}:${userId}`, () =>
+      this.#rest.get(Routes.guildMember(guildId, userId)).then(
+        () => true,
+        (err: unknown) => {
+          if (err instanceof DiscordAPIError && (UNKNOWN_CODES.has(err.code) || err.status === 404)) return false;
+          throw err;
+        },
+      ),
     );
-    this.#members.set(key, { at: this.#now(), value });
-    return value;
   }
 }

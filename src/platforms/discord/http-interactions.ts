@@ -21,6 +21,7 @@ import { Events, type Client, type Interaction, type REST } from 'discord.js';
 import type { Logger } from '../../log.ts';
 import { readBody, type HttpServer } from '../http/server.ts';
 import type { AckFirst } from '../ack-first.ts';
+import { ExpiringMap } from '../../util/expiring-map.ts';
 
 export const DISCORD_INTERACTIONS_PATH = '/discord/interactions';
 /** Interactions are small JSON documents (a click carries its message: still a few KiB). */
@@ -127,8 +128,8 @@ export interface InteractionsEndpointDeps {
 export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () => void {
   const { http, client, publicKey, answers, ackFirst, log } = deps;
   let stopped = false;
-  /** Interaction ids already taken, with when (oldest first), for SEEN_IDS_MS. */
-  const seen = new Map<string, number>();
+  /** Interaction ids already taken, for SEEN_IDS_MS. */
+  const seen = new ExpiringMap<string, true>(SEEN_IDS_MS);
   const refuseSignature = (req: IncomingMessage, res: ServerResponse, why: string) => {
     log.warn({ remote: req.socket.remoteAddress, why }, 'discord interaction request refused');
     return json(res, 401, { error: 'invalid request signature' });
@@ -164,7 +165,7 @@ export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () =>
     if (data.type === 1) return json(res, 200, { type: 1 });
     if (typeof data.id === 'string') {
       if (seen.has(data.id)) return refuseSignature(req, res, `interaction ${data.id} replayed`);
-      remember(seen, data.id);
+      seen.set(data.id, true);
     }
     let interaction: Interaction | undefined;
     try {
@@ -204,15 +205,6 @@ export function mountInteractionsEndpoint(deps: InteractionsEndpointDeps): () =>
   return () => {
     stopped = true;
   };
-}
-
-function remember(seen: Map<string, number>, id: string): void {
-  const now = Date.now();
-  for (const [old, at] of seen) {
-    if (now - at < SEEN_IDS_MS) break;
-    seen.delete(old);
-  }
-  seen.set(id, now);
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

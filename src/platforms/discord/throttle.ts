@@ -10,6 +10,8 @@
  *  - `finish` drops whatever is pending, waits for the edit in flight, then runs the final
  *    write (the result) and closes the key, so no progress edit can overwrite a result.
  */
+import { ExpiringMap } from '../../util/expiring-map.ts';
+
 export const EDIT_INTERVAL_MS = 2_500;
 /** The least time between two edits of one message, even for state changes (~5 per 5 s bucket). */
 export const MIN_EDIT_GAP_MS = 1_000;
@@ -42,12 +44,14 @@ export class EditThrottle {
   readonly #now: () => number;
   readonly #onError: (err: unknown, key: string) => void;
   readonly #slots = new Map<string, Slot>();
-  readonly #closed = new Map<string, number>();
+  /** Keys finished within CLOSED_MEMORY_MS. */
+  readonly #closed: ExpiringMap<string, true>;
 
   constructor(opts: EditThrottleOptions = {}) {
     this.intervalMs = opts.intervalMs ?? EDIT_INTERVAL_MS;
     this.minGapMs = Math.min(opts.minGapMs ?? MIN_EDIT_GAP_MS, this.intervalMs);
     this.#now = opts.now ?? Date.now;
+    this.#closed = new ExpiringMap(CLOSED_MEMORY_MS, this.#now);
     this.#onError = opts.onError ?? (() => {});
   }
 
@@ -81,10 +85,7 @@ export class EditThrottle {
    * its result (or error) is returned. Later submits for `key` are ignored.
    */
   async finish<T>(key: string, final: () => Promise<T>): Promise<T> {
-    // Re-inserted, so the map stays oldest first (#pruneClosed).
-    this.#closed.delete(key);
-    this.#closed.set(key, this.#now());
-    this.#pruneClosed();
+    this.#closed.set(key, true);
     const slot = this.#slots.get(key);
     if (slot) {
       if (slot.timer) clearTimeout(slot.timer);
@@ -167,18 +168,5 @@ export class EditThrottle {
       if (slot.dropped) this.#slots.delete(key);
       else this.#schedule(key, slot);
     });
-  }
-
-  /**
-   * Forgets keys closed longer ago than CLOSED_MEMORY_MS. The map is oldest first, so this stops at
-   * the first key still remembered: each key is looked at about once, however many jobs an hour
-   * holds (the whole map was scanned at every finish once it held 1,000).
-   */
-  #pruneClosed(): void {
-    const cutoff = this.#now() - CLOSED_MEMORY_MS;
-    for (const [key, at] of this.#closed) {
-      if (at >= cutoff) return;
-      this.#closed.delete(key);
-    }
   }
 }

@@ -12,6 +12,7 @@
  */
 import type { ServerDirectory } from '../../../commands/command.ts';
 import { UserFacingError } from '../../errors.ts';
+import { ExpiringMap } from '../../util/expiring-map.ts';
 import { slackErrorCode, withRateLimit, type SlackContext } from './context.ts';
 
 /** How long a users.info or conversations.info answer is reused. */
@@ -33,31 +34,27 @@ type Ctx = Pick<SlackContext, 'client' | 'log' | 'tuning' | 'config'>;
 
 export class SlackWorkspace {
   readonly #ctx: Ctx;
-  readonly #users = new Map<string, { at: number; value: Promise<SlackMember | undefined> }>();
-  readonly #channels = new Map<string, { at: number; value: Promise<boolean> }>();
+  readonly #users: ExpiringMap<string, Promise<SlackMember | undefined>>;
+  readonly #channels: ExpiringMap<string, Promise<boolean>>;
 
   constructor(ctx: Ctx) {
     this.#ctx = ctx;
+    this.#users = new ExpiringMap(WORKSPACE_CACHE_MS, () => ctx.tuning.now());
+    this.#channels = new ExpiringMap(WORKSPACE_CACHE_MS, () => ctx.tuning.now());
+  }
+
+  /** Answers kept (for tests: they go once WORKSPACE_CACHE_MS has passed). */
+  get kept(): number {
+    return this.#users.size + this.#channels.size;
   }
 
   #interactive<T>(call: () => Promise<T>): Promise<T> {
     return withRateLimit(this.#ctx, this.#ctx.tuning.interactiveRateLimitWaitMs, call);
   }
 
-  /** Reuses a cached answer younger than WORKSPACE_CACHE_MS; a failed lookup is not kept. */
-  #cached<T>(cache: Map<string, { at: number; value: Promise<T> }>, key: string, load: () => Promise<T>): Promise<T> {
-    const now = this.#ctx.tuning.now();
-    const hit = cache.get(key);
-    if (hit && now - hit.at < WORKSPACE_CACHE_MS) return hit.value;
-    const value = load();
-    cache.set(key, { at: now, value });
-    value.catch(() => cache.delete(key));
-    return value;
-  }
-
   /** The member as users.info describes them; undefined when Slack knows no such user. */
   member(userId: string): Promise<SlackMember | undefined> {
-    return this.#cached(this.#users, userId, async () => {
+    return this.#users.reuseOrLoad(userId, async () => {
       try {
         const res = await this.#interactive(() => this.#ctx.client.users.info({ user: userId }));
         return res.user?.id ? (res.user as SlackMember) : undefined;
@@ -82,7 +79,7 @@ export class SlackWorkspace {
   }
 
   hasChannel(channelId: string): Promise<boolean> {
-    return this.#cached(this.#channels, channelId, async () => {
+    return this.#channels.reuseOrLoad(channelId, async () => {
       try {
         const res = await this.#interactive(() => this.#ctx.client.conversations.info({ channel: channelId }));
         return !!res.channel?.id;

@@ -54,6 +54,18 @@ describe('DiscordDirectories', () => {
     // An unknown guild's member is not there (404).
     expect(await directories.forGuild('999999999999999999').hasMember('100000000000000002')).toBe(false);
   });
+
+  it('lets answers go once they are too old to use, as other guilds and users are asked about', async () => {
+    const { discord, directories, advance } = await setUp();
+    const guild = directories.forGuild(discord.guildId);
+    for (let n = 0; n < 20; n++) await guild.hasMember(`1000000000000001${String(n).padStart(2, '0')}`);
+    await guild.hasChannel(discord.channelId);
+    expect(directories.kept).toBe(21);
+    advance(DIRECTORY_CACHE_MS);
+    await guild.hasRole!('123456789012345678');
+    await guild.hasMember('100000000000000002');
+    expect(directories.kept).toBe(2);
+  });
 });
 
 describe('DiscordDelivery.notify', () => {

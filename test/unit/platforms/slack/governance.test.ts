@@ -97,6 +97,17 @@ describe('who is an admin on Slack', () => {
     expect(await d.hasMember('U0NOBODY')).toBe(false);
     expect(d.hasRole).toBeUndefined();
   });
+
+  test('answers go once they are too old to use, as other users and channels are asked about', async () => {
+    const w = new SlackWorkspace(context());
+    for (const user of ['U0ADMIN', 'U0MEMBER', 'U0GONE', 'U0NOBODY']) await w.hasMember(user);
+    await w.hasChannel('C0ART');
+    expect(w.kept).toBe(5);
+    now += WORKSPACE_CACHE_MS;
+    await w.hasMember('U0MEMBER');
+    await w.hasChannel('C0SECRET');
+    expect(w.kept).toBe(2);
+  });
 });
 
 describe('the log channel', () => {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { BotError } from '../../../../src/errors.ts';
 import { serverSettingsSchema, type OperatorCeilings, type ServerSettings } from '../../../../src/engine/governance/api.ts';
-import { fold, promptMatches } from '../../../../src/engine/governance/filter.ts';
+import { COMPILED_FILTERS_KEPT, compiledFiltersKept, fold, promptMatches } from '../../../../src/engine/governance/filter.ts';
 import { applyChange, baseAllowance, decide, validatePreferences, type PolicyInput } from '../../../../src/engine/governance/policy.ts';
 import { MODEL_CATALOG } from '../../../../src/engine/models.ts';
 import { parseRequest } from '../../../../src/engine/validate.ts';
@@ -107,6 +107,22 @@ describe('refusals, in order', () => {
     expect(promptMatches('gööore', ['/go+re/'])).toBe(true);
     expect(promptMatches('a gore-tex jacket', ['/\\bgore\\b(?!-)/'])).toBe(false);
     expect(fold('Ｃafé')).toBe('cafe');
+  });
+
+  it('refuses a prompt when one of the entries would on its own (they are matched together)', () => {
+    const filter = ['ass', 'café noir', 'red  wine', '/go+re/', '/^(a)\\1/', 'c++', 'sang'];
+    const prompts = ['a classy glass', 'assassin', 'an ass', 'xcafe noirx', 'usang', 'CAFE NOIR', 'a café-noir', 'red\twine', 'redwine', 'gooore', 'aardvark', 'c++ code', 'sangría', 'sang'];
+    const alone = prompts.map((p) => filter.some((entry) => promptMatches(p, [entry])));
+    expect(prompts.map((p) => promptMatches(p, filter))).toEqual(alone);
+    // Both outcomes are exercised.
+    expect(alone).toContain(true);
+    expect(alone).toContain(false);
+  });
+
+  it('keeps at most COMPILED_FILTERS_KEPT compiled filters, and still matches with one compiled long ago', () => {
+    for (let n = 0; n < COMPILED_FILTERS_KEPT + 50; n++) promptMatches('a lighthouse', [`word${n}`, 'storm']);
+    expect(compiledFiltersKept()).toBe(COMPILED_FILTERS_KEPT);
+    expect(promptMatches('a word0 here', ['word0', 'storm'])).toBe(true);
   });
 
   it('refuses a model the server does not allow, listing the allowed ones', () => {

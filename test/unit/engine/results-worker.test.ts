@@ -229,6 +229,35 @@ describe('ResultsWorker', () => {
     }
   });
 
+  it('a thread one of whose answers could not be read is let go: its downloads fail once their temp files are removed, the next starts a new thread', async () => {
+    // Node emits 'messageerror' when a message from the thread cannot be deserialized; nothing a
+    // healthy results thread posts does that, so the event is raised on the Worker here.
+    const started: Worker[] = [];
+    const original = Worker.prototype.on;
+    const on = vi.spyOn(Worker.prototype, 'on').mockImplementation(function (this: Worker, event: string | symbol, listener: Parameters<typeof original>[1]) {
+      if (event === 'messageerror') started.push(this);
+      return original.call(this, event, listener);
+    });
+    const logged: unknown[] = [];
+    const own = new ResultsWorker({ log: { error: (...args: unknown[]) => logged.push(args) } as unknown as Logger });
+    try {
+      const folder = join(dir, 'unreadable');
+      const running = own.download(`${base}/hang.png`, join(folder, '0.png'), {});
+      const settled = Promise.allSettled([running]);
+      await until(async () => existsSync(folder) && (await readdir(folder)).length === 1);
+      started[0]!.emit('messageerror', new Error('could not deserialize'));
+      const [outcome] = await settled;
+      expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError('the results thread stopped: an answer could not be read: could not deserialize'));
+      expect(await readdir(folder)).toEqual([]);
+      expect(logged).toHaveLength(1);
+      await expect(own.download(`${base}/image.png`, join(folder, '1.png'), {})).resolves.toMatchObject({ bytes: png.length });
+      expect(started).toHaveLength(2);
+    } finally {
+      on.mockRestore();
+      await own.close();
+    }
+  });
+
   it("close() right after the thread died returns once that death's temp files are gone; a second close() is the same one", async () => {
     const own = new ResultsWorker({ program: await dyingProgram() });
     const folder = join(dir, 'died-closed');

@@ -108,7 +108,7 @@ export interface ProgressEvent {
   /** Tasks that reached a terminal state / all tasks. */
   done: number;
   total: number;
-  /** True when the state or phase changed (adapters edit at once); false for elapsed-time ticks. */
+  /** True when what the placeholder shows changed (phase, images done, place in the queue): adapters edit at once; false for elapsed-time ticks. */
   changed: boolean;
   /** Waiting for the provider's rate budget: other jobs' creates before this one's, and the estimated wait. */
   queue?: { ahead: number; etaMs: number };

@@ -61,13 +61,15 @@ export class Deliveries {
     const deliverer = this.#registry[job.request.requester.platform];
     if (!deliverer) return;
     const done = job.tasks.filter(isImageDone).length;
-    const phase: ProgressPhase = isTerminalJobState(job.state)
-      ? 'done'
-      : job.state === 'queued'
-        ? 'queued'
-        : run.downloading > 0
-          ? 'downloading'
-          : 'generating';
+    // Every task ended: the job is being settled and delivered, whatever its state says yet.
+    const phase: ProgressPhase =
+      isTerminalJobState(job.state) || (done === job.tasks.length && done > 0)
+        ? 'done'
+        : job.state === 'queued'
+          ? 'queued'
+          : run.downloading > 0
+            ? 'downloading'
+            : 'generating';
     // How long (docs/architecture.md "How long: what the placeholder says"): the place in the rate budget's queue while
     // waiting for it, else the usual generation time of this model and size.
     const queue = phase === 'queued' && !run.signal.aborted ? run.lane?.budget.queuePosition(run.signal) : undefined;
@@ -76,8 +78,11 @@ export class Deliveries {
       phase === 'generating' && Number.isFinite(since) && this.#durations
         ? { since, expectedMs: this.#durations.expectedMs(job.request.model, job.request.resolution) }
         : undefined;
-    // A new place in the queue is a change the user must see at once; the estimate rides on ticks.
-    const key = `${job.state}|${phase}|${done}|${queue?.ahead ?? ''}`;
+    // A change is what the placeholder shows (commands/render.ts progressText): the phase, the
+    // images done, a new place in the queue. Not the state itself: "submitted" and "running" read
+    // the same ("Generating…"), and an edit for it would spend a message edit (Slack's are
+    // budgeted per workspace) on nothing. The estimate rides on ticks.
+    const key = `${phase}|${done}|${queue?.ahead ?? ''}`;
     const changed = key !== run.lastProgressKey;
     if (!changed && !tick) return;
     // A tick the platform would not show now: no event, no copy of the job.

@@ -22,7 +22,11 @@ function patternBody(entry: string): string | undefined {
   return entry.length >= 2 && entry.startsWith('/') && entry.endsWith('/') ? entry.slice(1, -1) : undefined;
 }
 
-const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+/**
+ * Escapes what is special in a regular expression outside a character class. Not `-`: with the
+ * flag `u`, which the whole-word expression needs for \p{…}, `\-` there is a SyntaxError.
+ */
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
 /** A /pattern/'s RegExp; throws SyntaxError for an invalid one. */
 const patternRegExp = (body: string) => new RegExp(body, 'iu');
@@ -51,8 +55,43 @@ export function compiledFiltersKept(): number {
   return compiled.size;
 }
 
+/** Whether `filter` is compiled and kept now (for tests). */
+export function filterIsCompiled(filter: readonly string[]): boolean {
+  return compiled.has(JSON.stringify(filter));
+}
+
+/** A plain entry's words, folded as the prompt is ("Café  Noir" → ["cafe", "noir"]); none when it folds to nothing. */
+function plainWords(entry: string): string[] {
+  const folded = fold(entry).trim();
+  return folded === '' ? [] : folded.split(/\s+/);
+}
+
+/**
+ * One expression for the words and phrases (escaped): each matches when not preceded or followed
+ * by a letter, digit or underscore. Escaped text always compiles; were one not to, the others
+ * would still be matched rather than the whole filter failing every /imagine.
+ */
+function wholeWords(sources: readonly string[]): RegExp | undefined {
+  const build = (alternatives: readonly string[]) => new RegExp(`(?<![\\p{L}\\p{N}_])(?:${alternatives.join('|')})(?![\\p{L}\\p{N}_])`, 'u');
+  if (sources.length === 0) return undefined;
+  try {
+    return build(sources);
+  } catch {
+    const valid = sources.filter((source) => {
+      try {
+        new RegExp(source, 'u');
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    return valid.length > 0 ? build(valid) : undefined;
+  }
+}
+
 function compileFilter(filter: readonly string[]): CompiledFilter {
-  const key = filter.join('\u0000');
+  // JSON, not a join: no entry's text can make two filters one key.
+  const key = JSON.stringify(filter);
   const cached = compiled.get(key);
   if (cached) {
     compiled.delete(key);
@@ -66,7 +105,8 @@ function compileFilter(filter: readonly string[]): CompiledFilter {
     const body = patternBody(entry);
     if (body === undefined) {
       // Any run of spaces in the entry matches any run of white space in the prompt.
-      words.push(fold(entry).trim().split(/\s+/).map(escapeRegExp).join('\\s+'));
+      const parts = plainWords(entry);
+      if (parts.length > 0) words.push(parts.map(escapeRegExp).join('\\s+'));
       continue;
     }
     try {
@@ -75,11 +115,7 @@ function compileFilter(filter: readonly string[]): CompiledFilter {
       // Validated when added; an entry stored by an older version that no longer compiles refuses nothing.
     }
   }
-  // Whole words or phrases: not preceded or followed by a letter, digit or underscore.
-  const built = {
-    words: words.length > 0 ? new RegExp(`(?<![\\p{L}\\p{N}_])(?:${words.join('|')})(?![\\p{L}\\p{N}_])`, 'u') : undefined,
-    patterns,
-  };
+  const built = { words: wholeWords(words), patterns };
   if (compiled.size >= COMPILED_FILTERS_KEPT) compiled.delete(compiled.keys().next().value!);
   compiled.set(key, built);
   return built;
@@ -91,10 +127,11 @@ function compileFilter(filter: readonly string[]): CompiledFilter {
  */
 export function filterEntryProblem(entry: string): string | undefined {
   const trimmed = entry.trim();
-  if (trimmed === '' || trimmed === '//') return 'A filter entry needs a word, a phrase or a /pattern/.';
+  const body = patternBody(trimmed);
+  // An entry of combining marks alone folds to nothing, and would match between any two spaces.
+  if (trimmed === '' || body === '' || (body === undefined && plainWords(trimmed).length === 0)) return 'A filter entry needs a word, a phrase or a /pattern/.';
   if (trimmed.length > MAX_FILTER_ENTRY_CHARS)
     return `A filter entry may be at most ${MAX_FILTER_ENTRY_CHARS} characters long; this one has ${trimmed.length}.`;
-  const body = patternBody(trimmed);
   try {
     if (body !== undefined) patternRegExp(body);
   } catch (err) {

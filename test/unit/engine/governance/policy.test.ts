@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { BotError } from '../../../../src/errors.ts';
 import { serverSettingsSchema, type OperatorCeilings, type ServerSettings } from '../../../../src/engine/governance/api.ts';
-import { COMPILED_FILTERS_KEPT, compiledFiltersKept, fold, promptMatches } from '../../../../src/engine/governance/filter.ts';
+import { COMPILED_FILTERS_KEPT, compiledFiltersKept, filterEntryProblem, filterIsCompiled, fold, promptMatches } from '../../../../src/engine/governance/filter.ts';
 import { applyChange, baseAllowance, decide, validatePreferences, type PolicyInput } from '../../../../src/engine/governance/policy.ts';
 import { MODEL_CATALOG } from '../../../../src/engine/models.ts';
 import { parseRequest } from '../../../../src/engine/validate.ts';
@@ -110,8 +110,9 @@ describe('refusals, in order', () => {
   });
 
   it('refuses a prompt when one of the entries would on its own (they are matched together)', () => {
-    const filter = ['ass', 'café noir', 'red  wine', '/go+re/', '/^(a)\\1/', 'c++', 'sang'];
+    const filter = ['ass', 'café noir', 'red  wine', '/go+re/', '/^(a)\\1/', 'c++', 'sang', 'f-word', 'a.b', 'x|y', '[x]', 'back\\slash', 'a/b'];
     const prompts = ['a classy glass', 'assassin', 'an ass', 'xcafe noirx', 'usang', 'CAFE NOIR', 'a café-noir', 'red\twine', 'redwine', 'gooore', 'aardvark', 'c++ code', 'sangría', 'sang'];
+    prompts.push('no f-word here', 'fword', 'a.b.c', 'axb', 'x|y', 'x', '[x] marks', 'back\\slash', 'a/b');
     const alone = prompts.map((p) => filter.some((entry) => promptMatches(p, [entry])));
     expect(prompts.map((p) => promptMatches(p, filter))).toEqual(alone);
     // Both outcomes are exercised.
@@ -119,9 +120,31 @@ describe('refusals, in order', () => {
     expect(alone).toContain(false);
   });
 
-  it('keeps at most COMPILED_FILTERS_KEPT compiled filters, and still matches with one compiled long ago', () => {
-    for (let n = 0; n < COMPILED_FILTERS_KEPT + 50; n++) promptMatches('a lighthouse', [`word${n}`, 'storm']);
+  it('takes any word or phrase as typed, hyphens and other punctuation included; refuses one that folds to nothing', () => {
+    for (const entry of ['f-word', 'a.b', 'x|y', '[x]', 'c++', 'back\\slash', 'a/b']) expect(filterEntryProblem(entry)).toBeUndefined();
+    expect(promptMatches('no f-word here', ['f-word', 'ass'])).toBe(true);
+    expect(filterEntryProblem('\u0301\u0301')).toBe('A filter entry needs a word, a phrase or a /pattern/.');
+    // Stored by an older version: it refuses nothing, and the rest still apply.
+    expect(promptMatches('hello there!', ['\u0301'])).toBe(false);
+    expect(promptMatches('a bad dog', ['\u0301', 'bad'])).toBe(true);
+  });
+
+  it('never takes one filter for another, whatever their entries hold', () => {
+    expect(promptMatches('a', ['a\u0000b'])).toBe(false);
+    expect(promptMatches('a', ['a', 'b'])).toBe(true);
+  });
+
+  it('keeps the COMPILED_FILTERS_KEPT filters used last, the least recently used going first', () => {
+    const first = ['word-first', 'storm'];
+    promptMatches('a lighthouse', first);
+    for (let n = 0; n < COMPILED_FILTERS_KEPT + 50; n++) {
+      promptMatches('a lighthouse', [`word${n}`, 'storm']);
+      // Used again all along: never the least recent.
+      if (n % 100 === 0) promptMatches('a lighthouse', first);
+    }
     expect(compiledFiltersKept()).toBe(COMPILED_FILTERS_KEPT);
+    expect(filterIsCompiled(first)).toBe(true);
+    expect(filterIsCompiled(['word0', 'storm'])).toBe(false);
     expect(promptMatches('a word0 here', ['word0', 'storm'])).toBe(true);
   });
 

@@ -1,8 +1,10 @@
 /**
  * A Map whose entries count for `ttlMs` after they were set. Each `set` also drops the entries
  * that have expired, oldest first: a Map iterates in insertion order and `set` re-inserts, so the
- * sweep stops at the first live entry and looks at each key about once. The map therefore holds
- * at most what `ttlMs` worth of sets put in, however many keys (users, channels, jobs) come and go.
+ * sweep stops at the first live entry and looks at each key about once. Right after a set, the
+ * map holds only what the last `ttlMs` of sets put in, however many keys (users, channels, jobs)
+ * come and go; expired entries wait for the next set. `now` must not go back (Date.now, or a
+ * test's clock).
  */
 export class ExpiringMap<K, V> {
   readonly ttlMs: number;

@@ -67,8 +67,8 @@ interface JobMarks {
   noProgress?: boolean;
   /** The placeholder's id has been stored. */
   knownMessage?: boolean;
-  /** A private notice waiting for the placeholder to be shown (tellAfterPlaceholder). */
-  notice?: { loc: DiscordLocation; content: string } | undefined;
+  /** A private notice waiting for the placeholder to be shown (tellAfterPlaceholder), and the timer that drops it when its token expires. */
+  notice?: { loc: DiscordLocation; content: string; expiry: NodeJS.Timeout } | undefined;
 }
 
 export class DiscordDelivery implements Deliverer {
@@ -112,6 +112,7 @@ export class DiscordDelivery implements Deliverer {
 
   /** Drops what was kept for a job this process is done with (delivered, or given up until the next start). */
   #forget(jobId: string): void {
+    clearTimeout(this.#jobs.get(jobId)?.notice?.expiry);
     this.#jobs.delete(jobId);
   }
 
@@ -166,19 +167,21 @@ export class DiscordDelivery implements Deliverer {
       void this.#tell(loc, jobId, content);
       return;
     }
-    const notice = { loc, content };
-    marks.notice = notice;
-    setTimeout(() => {
-      const current = this.#jobs.get(jobId);
-      if (current?.notice !== notice) return;
-      current.notice = undefined;
-      if (!current.deadToken && !current.noProgress && !current.knownMessage) this.#jobs.delete(jobId);
-    }, Math.max(0, loc.tokenExpiresAt - this.#now())).unref();
+    clearTimeout(marks.notice?.expiry);
+    const expiry = setTimeout(() => {
+      marks.notice = undefined;
+      // Nothing else kept: the entry goes too. (An edit on its way might still set a mark in it,
+      // now detached; past the token, edits go through the channel or not at all anyway.)
+      if (this.#jobs.get(jobId) === marks && !marks.deadToken && !marks.noProgress && !marks.knownMessage) this.#jobs.delete(jobId);
+    }, Math.max(0, loc.tokenExpiresAt - this.#now()));
+    expiry.unref();
+    marks.notice = { loc, content, expiry };
   }
 
   async #tellPending(jobId: string, marks: JobMarks): Promise<void> {
     const notice = marks.notice;
     if (!notice) return;
+    clearTimeout(notice.expiry);
     marks.notice = undefined;
     await this.#tell(notice.loc, jobId, notice.content);
   }
@@ -298,7 +301,8 @@ export class DiscordDelivery implements Deliverer {
     }
     const { files, originals } = await this.#prepareFiles(job, loc);
     const body = resultBody(job, files, originals, this.#engine.models);
-    const marks = this.#marks(job.id);
+    // Nothing kept for the job (its first delivery here, or a resumed one): nothing to keep either, deliver drops it.
+    const marks = this.#jobs.get(job.id) ?? {};
 
     if (tokenUsable(loc, this.#now(), UPLOAD_SAFETY_MARGIN_MS) && !marks.deadToken) {
       try {

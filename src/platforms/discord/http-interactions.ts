@@ -31,6 +31,7 @@ const MAX_BODY_BYTES = 512 * 1024;
  * now than this (either way, for clock skew) or whose interaction id was already seen is a replay.
  */
 export const MAX_TIMESTAMP_SKEW_S = 5 * 60;
+/** Ids seen are remembered this long: more than twice the skew allowed, so a replay is refused by one check or the other. */
 const SEEN_IDS_MS = 15 * 60_000;
 /** Discord's deadline for the first response. Past it the answer is useless: free the request. */
 export const FIRST_RESPONSE_DEADLINE_MS = 3_000;

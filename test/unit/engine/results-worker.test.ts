@@ -245,6 +245,7 @@ describe('ResultsWorker', () => {
       const running = own.download(`${base}/hang.png`, join(folder, '0.png'), {});
       const settled = Promise.allSettled([running]);
       await until(async () => existsSync(folder) && (await readdir(folder)).length === 1);
+      expect(started).toHaveLength(1);
       started[0]!.emit('messageerror', new Error('could not deserialize'));
       const [outcome] = await settled;
       expect((outcome as PromiseRejectedResult).reason).toEqual(new ResultDownloadError('the results thread stopped: an answer could not be read: could not deserialize'));

@@ -15,8 +15,9 @@ export const CALLBACK_TOKEN_LENGTH = 32;
  * Random bytes drawn from a pool filled POOL_BYTES at a time, as Node's crypto.randomUUID() does
  * (its entropy cache): randomBytes() costs nearly as much for 24 bytes as for 4 KiB, so one call
  * serves about 90 jobs' id and callback token. The pool holds the bytes of the next few dozen
- * tokens in the heap, as the store holds every live token; a heap snapshot of the bot is a secret. A job's id and callback token cost 18-21 µs with a call each, 4-5 µs from
- * the pool (with cold caches, as in the bot; a throwaway script, runs alternating).
+ * tokens in the heap, as the store holds every live token; a heap snapshot of the bot is a secret.
+ * A job's id and callback token cost 18-21 µs with a call each, 4-5 µs from the pool (with cold
+ * caches, as in the bot; a throwaway script, runs alternating).
  */
 const POOL_BYTES = 4096;
 let pool = new Uint8Array(0);

@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- webapi` (issue 13): CPU of the Slack Web API calls a job makes
- * (chat.postMessage, chat.update, files.getUploadURLExternal, files.completeUploadExternal),
+ * (chat.postMessage, chat.update, files.getUploadURLExternal, files.completeUploadExternal), with
+ * the bot's own messages for a one-image job (its placeholder, then its result with the buttons),
  * through the real WebClient on the global WHATWG `fetch` (its default, what the bot used before)
  * and on `webApiFetch` (undici's `request`, what the bot uses now), and as the jobs bench's floor
  * makes them (undici's `request` with a JSON body, no client: what the WebClient itself adds),
@@ -14,6 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { webApi } from '@slack/bolt';
 import { Agent, request } from 'undici';
 import { webClientOptions } from '../src/platforms/slack/index.ts';
+import { placeholderMessage, queuedEvent, resultMessage } from '../src/platforms/slack/blocks.ts';
+import { MODEL_CATALOG } from '../src/engine/models.ts';
+import { makeJob } from '../test/unit/platforms/slack/fixtures.ts';
 import { alternateRounds, cpuMsOf, forkRole, median, numberFlag, roundsRow, stopChild } from './processes.ts';
 
 export const WEBAPI_BENCH_JOBS = 1_000;
@@ -35,15 +39,12 @@ async function fakeChild(): Promise<void> {
 
 type Call = (method: string, args: Record<string, unknown>) => Promise<unknown>;
 
-/** A job's four Web API calls, with blocks of the usual size. */
+/** A job's four Web API calls, with the bot's messages for a one-image job. */
 async function jobCalls(call: Call, i: number): Promise<void> {
   const channel = `C${String(i % 400).padStart(4, '0')}`;
-  const blocks = [
-    { type: 'section', text: { type: 'mrkdwn', text: `*a lighthouse on a cliff at dusk ${i}* · Nano Banana Pro · 16:9 · 2K` } },
-    { type: 'context', elements: [{ type: 'mrkdwn', text: 'Generating… 12 s · by <@UBENCH>' }] },
-  ];
-  const posted = (await call('chat.postMessage', { channel, text: `Queued ${i}`, blocks })) as { ts?: string };
-  await call('chat.update', { channel, ts: String(posted.ts), text: `Done ${i}`, blocks });
+  const job = makeJob({ id: `job${String(i).padStart(10, '0')}`, request: { count: 1, prompt: `a lighthouse on a cliff at dusk ${i}` } });
+  const posted = (await call('chat.postMessage', { channel, ...placeholderMessage(job, queuedEvent(job)) })) as { ts?: string };
+  await call('chat.update', { channel, ts: String(posted.ts), ...resultMessage(job, MODEL_CATALOG) });
   const target = (await call('files.getUploadURLExternal', { filename: `imagine-${i}.png`, length: 1024 })) as { file_id?: string };
   // The upload itself goes to upload_url outside the WebClient (every way alike); completing a
   // file never uploaded is an error the fake answers like Slack, which costs the same to read.
@@ -75,7 +76,7 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
     await dispatcher.close();
     const row = (label: string, xs: number[]) => roundsRow(label, xs, jobs);
     return [
-      `### Slack Web API calls of a job (${jobs} jobs × 4 calls, ${CONCURRENCY} at once, fake Slack in another process)`,
+      `### Slack Web API calls of a job (${jobs} one-image jobs × 4 calls, ${CONCURRENCY} at once, fake Slack in another process)`,
       '',
       '| calls made by | CPU per job (median of rounds) | rounds |',
       '|---|---:|---|',

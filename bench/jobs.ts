@@ -56,11 +56,14 @@ export const JOBS_BENCH_WAITING = 1_000;
 /** Bot processes sharing Redis in the scale-out run. */
 export const JOBS_BENCH_PROCESSES = 3;
 /**
- * Jobs each bot and floor process runs before the measured run (`--warmup=N`). Few: the measured
- * run then includes V8 compiling the job path's hot functions, as a freshly started bot's first
- * burst would; a large warm-up measures a bot that has run for a while.
+ * Jobs each bot and floor process runs before the measured run (`--warmup=N`); by default as many
+ * as the run has, so both are measured as a process that has run for a while, which is what a
+ * bot under sustained load is. With a warm-up of 20 (the default until 2026-12-07) the measured
+ * run still included V8 compiling hundreds of the job path's functions (`--trace-opt`: about a
+ * millisecond per job of compile threads for the bot) and the floor's CPU per job was half as
+ * much again as once warm: both then measured a freshly started process (README.md, "Jobs end to end").
  */
-const WARMUP_JOBS = numberFlag('warmup') ?? 20;
+const warmupJobs = (jobs: number): number => numberFlag('warmup') ?? jobs;
 /** The floor's sockets per origin (undici's default is unbounded). */
 const FLOOR_CONNECTIONS_PER_ORIGIN = 64;
 /** Issue 13's targets, stated once. */
@@ -467,8 +470,8 @@ async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, proc
   try {
     const urls = bots.map((b) => b.ready.baseUrl);
     const warm = nextRun();
-    await sendCommands(info.teamId, urls, warm, WARMUP_JOBS * processes);
-    const warmDone = await waitDone(fakes.child, warm, WARMUP_JOBS * processes);
+    await sendCommands(info.teamId, urls, warm, warmupJobs(jobs) * processes);
+    const warmDone = await waitDone(fakes.child, warm, warmupJobs(jobs) * processes);
     const run = nextRun();
     const calls0 = await tally(fakes);
     const cpu0 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
@@ -499,7 +502,7 @@ async function floorThroughput(fakes: Fakes, jobs: number, split = false): Promi
       const r = await ask<{ ran: number; error?: string }>(floor.child, { run: { prefix, count } }, 'ran');
       if (r.ran !== count) throw new Error(r.error ?? 'floor run failed');
     };
-    await go(nextRun(), WARMUP_JOBS);
+    await go(nextRun(), warmupJobs(jobs));
     const run = nextRun();
     const cpu0 = await threadCpuMs(floor.ready.pid);
     const calls0 = await tally(fakes);
@@ -668,7 +671,7 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
     const processCpuCell = (t: Throughput) => `${totalOf(t.threads.cpu).toFixed(2)} (${(totalOf(t.threads.cpu) / floorProcessCpu).toFixed(2)}×)`;
     const spread = (t: Throughput) => [50, 99, 100].map((p) => percentile(t.latencies, p).toFixed(0)).join(' / ');
     return [
-      `### Jobs end to end (${jobs} /imagine commands at once, instant fake RunBlob with callbacks, fake Slack)`,
+      `### Jobs end to end (${jobs} /imagine commands at once, after a warm-up of ${warmupJobs(jobs)} per process; instant fake RunBlob with callbacks, fake Slack)`,
       '',
       '| runner | jobs/s | ratio to floor | job p50 / p99 / max ms | main-thread CPU ms/job (× the floor\'s) | process CPU ms/job, every thread (× the floor\'s) | event-loop delay p99 ms |',
       '|---|---|---|---|---|---|---|',

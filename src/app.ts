@@ -76,9 +76,12 @@ export async function startBot(config: Config, opts: StartOptions = {}): Promise
   if (configuredProviders(config).size === 0) {
     throw new ConfigError(['RUNBASE_API_KEY / RUNBLOB_API_KEY: set at least one image provider key']);
   }
-  const metrics = new Metrics();
   const store = await openStore(config.STORE_URL, { log });
-  const stops: Array<() => Promise<void>> = [() => store.close()];
+  const metrics = new Metrics();
+  const stops: Array<() => Promise<void>> = [
+    () => store.close(),
+    async () => metrics.close(),
+  ];
   let http: HttpServer | undefined;
   let handOver: (() => Promise<void>) | undefined;
   const stop = async () => {

@@ -1,5 +1,8 @@
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { METRIC_NAMES, Metrics } from '../../src/metrics.ts';
+import { GC_DURATION_METRIC, METRIC_NAMES, Metrics } from '../../src/metrics.ts';
+import { parseScrape } from '../support/prometheus.ts';
 import { createLogger } from '../../src/log.ts';
 import { SqliteStore, MEMORY_DATABASE } from '../../src/engine/store-sqlite.ts';
 
@@ -36,7 +39,42 @@ describe('Metrics', () => {
   });
 
   it('includes prom-client default process metrics unless turned off', async () => {
-    expect(await new Metrics().text()).toContain('process_cpu_user_seconds_total');
+    const m = new Metrics();
+    expect(await m.text()).toContain('process_cpu_user_seconds_total');
+    m.close();
+  });
+
+  it('counts every garbage collection, also several handed over at once by a busy loop', async () => {
+    const m = new Metrics();
+    let seen = 0;
+    let seenSeconds = 0;
+    let largestBatch = 0;
+    const own = new PerformanceObserver((list) => {
+      const entries = list.getEntries();
+      largestBatch = Math.max(largestBatch, entries.length);
+      seen += entries.length;
+      for (const e of entries) seenSeconds += e.duration / 1000;
+    });
+    own.observe({ entryTypes: ['gc'] });
+    const before = parseScrape(await m.text()).count(GC_DURATION_METRIC);
+    // Turns busy enough for several young-generation collections each, as under load.
+    let live: object[] = [];
+    for (let turn = 0; turn < 20 && largestBatch < 2; turn++) {
+      for (let i = 0; i < 400_000; i++) {
+        live.push({ i, s: `x${i}` });
+        if (live.length > 50_000) live = [];
+      }
+      await nextTurn();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    own.disconnect();
+    m.close();
+    // Otherwise this test would not show what prom-client's own histogram loses.
+    expect(largestBatch).toBeGreaterThan(1);
+    const scrape = parseScrape(await m.text());
+    expect(scrape.count(GC_DURATION_METRIC) - before).toBeGreaterThanOrEqual(seen);
+    expect(scrape.count(GC_DURATION_METRIC, { kind: 'minor' })).toBeGreaterThan(0);
+    expect(scrape.sum(`${GC_DURATION_METRIC}_sum`)).toBeGreaterThanOrEqual(seenSeconds * 0.999);
   });
 });
 

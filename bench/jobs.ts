@@ -48,6 +48,8 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { Agent, request } from 'undici';
 import { createSlackDriver } from '../test/fakes/slack/driver.ts';
+import { parseScrape } from '../test/support/prometheus.ts';
+import { GC_DURATION_METRIC } from '../src/metrics.ts';
 
 /** Jobs per throughput run (issue 13: "while 500 jobs run"). */
 export const JOBS_BENCH_JOBS = 500;
@@ -368,6 +370,12 @@ const perJobCpuWithKernel = (before: CpuWithKernel[], after: CpuWithKernel[], jo
 });
 
 /** One gauge from the bot's /metrics (prom-client text format, no labels). */
+/** A bot's main-thread garbage collections so far and their seconds (nodejs_gc_duration_seconds, src/metrics.ts). */
+async function gcSoFar(baseUrl: string): Promise<{ count: number; seconds: number }> {
+  const scrape = parseScrape(await (await request(`${baseUrl}/metrics`)).body.text());
+  return { count: scrape.count(GC_DURATION_METRIC), seconds: scrape.sum(`${GC_DURATION_METRIC}_sum`) };
+}
+
 async function metric(baseUrl: string, name: string): Promise<number> {
   const text = await (await request(`${baseUrl}/metrics`)).body.text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
@@ -442,6 +450,8 @@ interface Throughput {
   /** CPU per job by thread (summed over the processes), and its part in the kernel; `cpu.main` is the main thread's. */
   threads: CpuWithKernel;
   lagP99Ms?: number;
+  /** The bots' main-thread garbage collections per job and their time (ms), from their /metrics; summed over the processes. */
+  gcPerJob?: { collections: number; ms: number };
   /** HTTP exchanges per job seen by the fakes, by Slack method / RunBlob request kind. */
   callsPerJob: Record<string, number>;
 }
@@ -476,18 +486,22 @@ async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, proc
     const calls0 = await tally(fakes);
     const cpu0 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
     await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds'))); // resets the window
+    const gc0 = await Promise.all(urls.map(gcSoFar));
     const t0 = Date.now();
     await sendCommands(info.teamId, urls, run, jobs);
     const done = await waitDone(fakes.child, run, jobs);
     const cpu1 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
     const calls1 = await tally(fakes);
     const lags = await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds')));
+    const gc1 = await Promise.all(urls.map(gcSoFar));
+    const gcDelta = (of: 'count' | 'seconds') => gc1.reduce((n, g, i) => n + g[of] - gc0[i]![of], 0);
     return {
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: [warmDone.missing && `warm-up: ${warmDone.missing}`, done.missing].filter((m): m is string => !!m),
       threads: perJobCpuWithKernel(cpu0, cpu1, done.done),
       lagP99Ms: Math.max(...lags) * 1000,
+      gcPerJob: { collections: gcDelta('count') / done.done, ms: (gcDelta('seconds') * 1000) / done.done },
       callsPerJob: perJob(calls0, calls1, done.done),
     };
   } finally {
@@ -669,6 +683,7 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
     /** CPU per job and its multiple of the floor's in this run: steadier between runs than the time, which swings with the machine. */
     const cpuCell = (t: Throughput) => `${t.threads.cpu.main.toFixed(2)} (${(t.threads.cpu.main / floorCpu).toFixed(2)}×)`;
     const processCpuCell = (t: Throughput) => `${totalOf(t.threads.cpu).toFixed(2)} (${(totalOf(t.threads.cpu) / floorProcessCpu).toFixed(2)}×)`;
+    const gcCell = (t: Throughput) => `${t.gcPerJob!.collections.toFixed(2)} collections, ${t.gcPerJob!.ms.toFixed(2)} ms`;
     const spread = (t: Throughput) => [50, 99, 100].map((p) => percentile(t.latencies, p).toFixed(0)).join(' / ');
     return [
       `### Jobs end to end (${jobs} /imagine commands at once, after a warm-up of ${warmupJobs(jobs)} per process; instant fake RunBlob with callbacks, fake Slack)`,
@@ -692,6 +707,9 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
         ['bot, 1 process, SQLite', one.threads],
         [`bot, ${processes} processes, one Redis (sum)`, three.threads],
       ]),
+      '',
+      `The bots' main-thread garbage collection per job (their /metrics, nodejs_gc_duration_seconds; the results thread's own is not in it): ` +
+        `1 process ${gcCell(one)}; ${processes} processes ${gcCell(three)} (summed).`,
       '',
       callsTable(floorB, one),
       ...[floorA, one, three, floorB, floorSplit].flatMap((t, i) => t.missing.map((m) => `\n**Not delivered** (${['floor, first run', 'bot, 1 process', `bot, ${processes} processes`, 'floor, second run', 'floor, provider calls in a worker'][i]}): ${m}. Jobs/s and CPU count the delivered jobs only.`)),

@@ -140,7 +140,10 @@ export class Metrics implements ProviderMetrics {
     }
   }
 
-  /** Stops observing garbage collections for this registry (the app's stop). */
+  /**
+   * Stops observing garbage collections for this registry (the app's stop). prom-client's own
+   * observers (its GC histogram, its event-loop monitor) cannot be reached and keep running.
+   */
   close(): void {
     this.#gc?.disconnect();
   }
@@ -182,17 +185,21 @@ const GC_KINDS: Record<number, string> = {
   [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
   [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
   [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+  // V8's minor mark-sweep (GCType kGCTypeMinorMarkSweep = 2, a young-generation collection like a
+  // scavenge, used when V8 runs with --minor-ms), for which Node has no constant.
+  2: 'minor',
 };
 
 /**
  * Replaces prom-client's `nodejs_gc_duration_seconds` with one that counts every collection.
- * prom-client's (15.1.3, the latest) observes only `list.getEntries()[0]`, the first entry of
+ * prom-client's (15.1.3) observes only `list.getEntries()[0]`, the first entry of
  * each batch its PerformanceObserver is handed, and a busy event loop hands over several
  * collections at once: under load the histogram lost collections and their time (a script
  * allocating in busy turns counted 28 of 35 collections there, 160 of 176 ms).
  * https://nodejs.org/api/perf_hooks.html#class-performanceobserver: the callback receives a
  * PerformanceObserverEntryList, which may hold several entries. prom-client's observer still runs
- * (it cannot be reached to stop it), into a histogram no registry shows.
+ * (it cannot be reached to stop it), into a histogram no registry shows. collectDefaultMetrics is
+ * given no `prefix` or `labels`: with them, the name removed here and the labels would differ.
  */
 function gcDurations(registry: Registry): PerformanceObserver {
   registry.removeSingleMetric(GC_DURATION_METRIC);
@@ -206,7 +213,7 @@ function gcDurations(registry: Registry): PerformanceObserver {
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
       // A gc entry's detail: { kind, flags } (https://nodejs.org/api/perf_hooks.html#garbage-collection-gc-details).
-      const kind = GC_KINDS[((entry as PerformanceNodeEntry).detail as { kind?: number } | undefined)?.kind ?? -1];
+      const kind = GC_KINDS[(entry as PerformanceNodeEntry).detail?.kind ?? -1];
       if (kind) histogram.observe({ kind }, entry.duration / 1000);
     }
   });

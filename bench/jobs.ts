@@ -58,12 +58,13 @@ export const JOBS_BENCH_WAITING = 1_000;
 /** Bot processes sharing Redis in the scale-out run. */
 export const JOBS_BENCH_PROCESSES = 3;
 /**
- * Jobs each bot and floor process runs before the measured run (`--warmup=N`); by default as many
- * as the run has, so both are measured as a process that has run for a while, which is what a
- * bot under sustained load is. With a warm-up of 20 (the default until 2026-12-07) the measured
- * run still included V8 compiling hundreds of the job path's functions (`--trace-opt`: about a
- * millisecond per job of compile threads for the bot) and the floor's CPU per job was half as
- * much again as once warm: both then measured a freshly started process (README.md, "Jobs end to end").
+ * Jobs each runner (the floor, a bot, the bots sharing Redis) runs before its measured run
+ * (`--warmup=N`); by default as many as the run has, so both are measured as processes that have
+ * run for a while, which is what a bot under sustained load is. With a warm-up of 20 (the default
+ * until 2026-12-07) the floor's CPU per job was half as much again as once warm, and the bot's
+ * measured run still included V8 compiling many of the job path's functions (even after a warm-up
+ * of 500, `--trace-opt` counted 627 compiles in the 500 measured jobs): both then measured a
+ * freshly started process (README.md, "Jobs end to end").
  */
 const warmupJobs = (jobs: number): number => numberFlag('warmup') ?? jobs;
 /** The floor's sockets per origin (undici's default is unbounded). */
@@ -369,13 +370,13 @@ const perJobCpuWithKernel = (before: CpuWithKernel[], after: CpuWithKernel[], jo
   kernel: perJobThreads(before.map((b) => b.kernel), after.map((a) => a.kernel), jobs),
 });
 
-/** One gauge from the bot's /metrics (prom-client text format, no labels). */
 /** A bot's main-thread garbage collections so far and their seconds (nodejs_gc_duration_seconds, src/metrics.ts). */
 async function gcSoFar(baseUrl: string): Promise<{ count: number; seconds: number }> {
   const scrape = parseScrape(await (await request(`${baseUrl}/metrics`)).body.text());
   return { count: scrape.count(GC_DURATION_METRIC), seconds: scrape.sum(`${GC_DURATION_METRIC}_sum`) };
 }
 
+/** One gauge from the bot's /metrics (prom-client text format, no labels). */
 async function metric(baseUrl: string, name: string): Promise<number> {
   const text = await (await request(`${baseUrl}/metrics`)).body.text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
@@ -480,8 +481,8 @@ async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, proc
   try {
     const urls = bots.map((b) => b.ready.baseUrl);
     const warm = nextRun();
-    await sendCommands(info.teamId, urls, warm, warmupJobs(jobs) * processes);
-    const warmDone = await waitDone(fakes.child, warm, warmupJobs(jobs) * processes);
+    await sendCommands(info.teamId, urls, warm, warmupJobs(jobs));
+    const warmDone = await waitDone(fakes.child, warm, warmupJobs(jobs));
     const run = nextRun();
     const calls0 = await tally(fakes);
     const cpu0 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
@@ -709,7 +710,7 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
       ]),
       '',
       `The bots' main-thread garbage collection per job (their /metrics, nodejs_gc_duration_seconds; the results thread's own is not in it): ` +
-        `1 process ${gcCell(one)}; ${processes} processes ${gcCell(three)} (summed).`,
+        `1 process ${gcCell(one)}; ${processes} processes ${gcCell(three)} (all three's collections over all the jobs).`,
       '',
       callsTable(floorB, one),
       ...[floorA, one, three, floorB, floorSplit].flatMap((t, i) => t.missing.map((m) => `\n**Not delivered** (${['floor, first run', 'bot, 1 process', `bot, ${processes} processes`, 'floor, second run', 'floor, provider calls in a worker'][i]}): ${m}. Jobs/s and CPU count the delivered jobs only.`)),

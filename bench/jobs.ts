@@ -687,7 +687,7 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
     const gcCell = (t: Throughput) => `${t.gcPerJob!.collections.toFixed(2)} collections, ${t.gcPerJob!.ms.toFixed(2)} ms`;
     const spread = (t: Throughput) => [50, 99, 100].map((p) => percentile(t.latencies, p).toFixed(0)).join(' / ');
     return [
-      `### Jobs end to end (${jobs} /imagine commands at once, after a warm-up of ${warmupJobs(jobs)} per process; instant fake RunBlob with callbacks, fake Slack)`,
+      `### Jobs end to end (${jobs} /imagine commands at once, after a warm-up of ${warmupJobs(jobs)} jobs per runner; instant fake RunBlob with callbacks, fake Slack)`,
       '',
       '| runner | jobs/s | ratio to floor | job p50 / p99 / max ms | main-thread CPU ms/job (× the floor\'s) | process CPU ms/job, every thread (× the floor\'s) | event-loop delay p99 ms |',
       '|---|---|---|---|---|---|---|',

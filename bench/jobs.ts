@@ -451,7 +451,7 @@ interface Throughput {
   /** CPU per job by thread (summed over the processes), and its part in the kernel; `cpu.main` is the main thread's. */
   threads: CpuWithKernel;
   lagP99Ms?: number;
-  /** The bots' main-thread garbage collections per job and their time (ms), from their /metrics; summed over the processes. */
+  /** The bots' main-thread garbage collections and their time (ms) per job, from their /metrics: all the processes' over all the jobs. */
   gcPerJob?: { collections: number; ms: number };
   /** HTTP exchanges per job seen by the fakes, by Slack method / RunBlob request kind. */
   callsPerJob: Record<string, number>;
@@ -710,7 +710,7 @@ export async function runJobsBench(opts: { jobs?: number; waiting?: number; proc
       ]),
       '',
       `The bots' main-thread garbage collection per job (their /metrics, nodejs_gc_duration_seconds; the results thread's own is not in it): ` +
-        `1 process ${gcCell(one)}; ${processes} processes ${gcCell(three)} (all three's collections over all the jobs).`,
+        `1 process ${gcCell(one)}; ${processes} processes ${gcCell(three)} (all their collections over all the jobs).`,
       '',
       callsTable(floorB, one),
       ...[floorA, one, three, floorB, floorSplit].flatMap((t, i) => t.missing.map((m) => `\n**Not delivered** (${['floor, first run', 'bot, 1 process', `bot, ${processes} processes`, 'floor, second run', 'floor, provider calls in a worker'][i]}): ${m}. Jobs/s and CPU count the delivered jobs only.`)),

@@ -370,18 +370,23 @@ const perJobCpuWithKernel = (before: CpuWithKernel[], after: CpuWithKernel[], jo
   kernel: perJobThreads(before.map((b) => b.kernel), after.map((a) => a.kernel), jobs),
 });
 
-/** A bot's main-thread garbage collections so far and their seconds (nodejs_gc_duration_seconds, src/metrics.ts). */
-async function gcSoFar(baseUrl: string): Promise<{ count: number; seconds: number }> {
+/**
+ * What the bench reads from a bot's /metrics, in one scrape (which also starts a new window of
+ * prom-client's event-loop lag figures): the event-loop delay's p99, the V8 heap in use, and the
+ * main thread's garbage collections so far and their seconds (nodejs_gc_duration_seconds, src/metrics.ts).
+ */
+async function scrapeBot(baseUrl: string): Promise<{ lagP99Seconds: number; heapUsedBytes: number; gcCount: number; gcSeconds: number }> {
   const scrape = parseScrape(await (await request(`${baseUrl}/metrics`)).body.text());
-  return { count: scrape.count(GC_DURATION_METRIC), seconds: scrape.sum(`${GC_DURATION_METRIC}_sum`) };
-}
-
-/** One gauge from the bot's /metrics (prom-client text format, no labels). */
-async function metric(baseUrl: string, name: string): Promise<number> {
-  const text = await (await request(`${baseUrl}/metrics`)).body.text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  if (!line) throw new Error(`/metrics has no ${name}`);
-  return Number(line.slice(name.length + 1));
+  const gauge = (name: string) => {
+    if (!scrape.families.has(name)) throw new Error(`/metrics has no ${name}`);
+    return scrape.sum(name);
+  };
+  return {
+    lagP99Seconds: gauge('nodejs_eventloop_lag_p99_seconds'),
+    heapUsedBytes: gauge('nodejs_heap_size_used_bytes'),
+    gcCount: scrape.count(GC_DURATION_METRIC),
+    gcSeconds: scrape.sum(`${GC_DURATION_METRIC}_sum`),
+  };
 }
 
 const here = fileURLToPath(import.meta.url);
@@ -486,23 +491,21 @@ async function botThroughput(fakes: Fakes, storeUrl: (i: number) => string, proc
     const run = nextRun();
     const calls0 = await tally(fakes);
     const cpu0 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
-    await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds'))); // resets the window
-    const gc0 = await Promise.all(urls.map(gcSoFar));
+    const before = await Promise.all(urls.map(scrapeBot)); // also resets the event-loop lag window
     const t0 = Date.now();
     await sendCommands(info.teamId, urls, run, jobs);
     const done = await waitDone(fakes.child, run, jobs);
     const cpu1 = await Promise.all(bots.map((b) => threadCpuMs(b.ready.pid)));
     const calls1 = await tally(fakes);
-    const lags = await Promise.all(urls.map((u) => metric(u, 'nodejs_eventloop_lag_p99_seconds')));
-    const gc1 = await Promise.all(urls.map(gcSoFar));
-    const gcDelta = (of: 'count' | 'seconds') => gc1.reduce((n, g, i) => n + g[of] - gc0[i]![of], 0);
+    const after = await Promise.all(urls.map(scrapeBot));
+    const gcDelta = (of: 'gcCount' | 'gcSeconds') => after.reduce((n, a, i) => n + a[of] - before[i]![of], 0);
     return {
       jobsPerSecond: done.done / ((done.lastAt - t0) / 1000),
       latencies: done.latencies.sort((a, b) => a - b),
       missing: [warmDone.missing && `warm-up: ${warmDone.missing}`, done.missing].filter((m): m is string => !!m),
       threads: perJobCpuWithKernel(cpu0, cpu1, done.done),
-      lagP99Ms: Math.max(...lags) * 1000,
-      gcPerJob: { collections: gcDelta('count') / done.done, ms: (gcDelta('seconds') * 1000) / done.done },
+      lagP99Ms: Math.max(...after.map((a) => a.lagP99Seconds)) * 1000,
+      gcPerJob: { collections: gcDelta('gcCount') / done.done, ms: (gcDelta('gcSeconds') * 1000) / done.done },
       callsPerJob: perJob(calls0, calls1, done.done),
     };
   } finally {
@@ -556,7 +559,7 @@ async function memoryAtWaiting(runblobFake: ChildProcess, info: FakesInfo, waiti
   try {
     const { pid, baseUrl } = bot.ready;
     await sleep(1_000);
-    const idleHeap = await metric(baseUrl, 'nodejs_heap_size_used_bytes');
+    const idleHeap = (await scrapeBot(baseUrl)).heapUsedBytes;
     const idleRss = await procStatusBytes(pid, 'VmRSS');
     // 200/s: a steady arrival, not a burst, so the figure is what the jobs hold, not a spike in socket buffers.
     await sendCommands(info.teamId, [baseUrl], nextRun(), waiting, 200);
@@ -566,7 +569,7 @@ async function memoryAtWaiting(runblobFake: ChildProcess, info: FakesInfo, waiti
     if (held < waiting) throw new Error(`only ${held} of ${waiting} jobs reached the provider`);
     await sleep(2_000); // placeholders edited to "Generating", the engine's first polls planned
     const rss = await procStatusBytes(pid, 'VmRSS');
-    const heap = await metric(baseUrl, 'nodejs_heap_size_used_bytes');
+    const heap = (await scrapeBot(baseUrl)).heapUsedBytes;
     const cpu0 = await mainThreadCpuMs(pid);
     await sleep(WAITING_CPU_WINDOW_MS);
     const waitingCpuMsPerSecond = ((await mainThreadCpuMs(pid)) - cpu0) / (WAITING_CPU_WINDOW_MS / 1000);

@@ -606,11 +606,13 @@ describe('Slack transport rules', () => {
 
   test('a short 429 on an interactive call is waited out; a long one never makes delivery sleep or re-upload', async () => {
     h.fake.injectRateLimit('chat.postMessage', 1, 1, (a) => a.channel === 'C429');
+    // The first two attempts to show the result (its blocks carry the Delete button; the
+    // placeholder's do not) are refused for "10 minutes". Set up before the command: the job takes
+    // 150 ms, so its result may follow the placeholder within one poll of the fake.
+    h.fake.injectRateLimit('chat.update', 2, 600, (a) => a.channel === 'C429' && JSON.stringify(a.blocks ?? []).includes('imagine:delete'));
     const r = acked(await h.driver.slashCommand({ user: alice, channel: 'C429', text: 'a kite --n 2' }));
     expect(r.ackMs).toBeLessThan(1000);
     await h.fake.waitFor(() => h.fake.messagesIn('C429').find((m) => m.byBot), 5000, 'placeholder after a 1 s Retry-After');
-    // The first two attempts to show the result are refused for "10 minutes".
-    h.fake.injectRateLimit('chat.update', 2, 600, (a) => a.channel === 'C429' && JSON.stringify(a.blocks ?? []).includes('imagine:delete'));
     const started = Date.now();
     const [result] = await results('C429');
     // Retry-After said 10 minutes twice; the engine's own delivery retries got it through long before.

@@ -64,7 +64,7 @@ export const JOBS_BENCH_PROCESSES = 3;
  * until 2026-12-07) the floor's CPU per job was half as much again as once warm, and the bot's
  * measured run still included V8 compiling many of the job path's functions (even after a warm-up
  * of 500, `--trace-opt` counted 627 compiles in the 500 measured jobs): both then measured a
- * freshly started process (README.md, "Jobs end to end").
+ * freshly started process (docs/benchmarks.md, "Jobs end to end").
  */
 const warmupJobs = (jobs: number): number => numberFlag('warmup') ?? jobs;
 /** The floor's sockets per origin (undici's default is unbounded). */

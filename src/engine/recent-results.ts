@@ -1,8 +1,8 @@
 /**
  * Result images just written to disk, kept in memory for the moment between their download and
  * their delivery, so the deliverer sends the bytes it already has instead of reading the file
- * back (a stat, an open, reads and a close in libuv's thread pool per image; README.md, "A
- * result's way through the bot", measures this together with the download's batched writes).
+ * back (a stat, an open, reads and a close in libuv's thread pool per image; docs/benchmarks.md,
+ * "A result's way through the bot", measures this together with the download's batched writes).
  *
  * The file stays the source of truth: it is written and renamed into place first, a restart
  * delivers from it, and a deliverer that finds nothing here (a retry, a restart, a result larger
@@ -47,8 +47,8 @@ export class RecentResults {
    * The buffer a reserved body of `bytes` is copied into: memory of its own (never a slice of
    * Node's shared pool), so a thread can move it to another by transfer (results-thread.ts), and
    * a small kept body holds no pool alive. Not a SharedArrayBuffer: in a bot that posted bodies
-   * across threads that way, every burst of 300 results added about 170 MB that stayed (README.md,
-   * "A result's way through the bot", which gives our reading of why).
+   * across threads that way, every burst of 300 results added about 170 MB that stayed
+   * (docs/benchmarks.md, "A result's way through the bot", which gives our reading of why).
    */
   allocate(bytes: number): Buffer {
     return Buffer.allocUnsafeSlow(bytes);

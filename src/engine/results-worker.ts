@@ -5,7 +5,8 @@
  * comes back is the same JobImage, and the body's bytes, transferred (moved, not copied), into
  * this thread's RecentResults for the deliverer. A deliverer that sends a result file to an upload
  * URL (Slack's) has the thread read and POST it (`upload`, src/util/file-upload.ts): the bytes
- * never pass through the event loop. README.md "A result's way through the bot" measures both.
+ * never pass through the event loop. docs/benchmarks.md "A result's way through the bot" measures
+ * both.
  *
  * One thread per process, started by `start()` (the app does, with the bot) or at the first
  * request, below the main thread's priority (RESULTS_THREAD_NICE), and unref'd while idle: it
@@ -30,8 +31,8 @@ import { tempPathFor, type DownloadResultFn } from './results.ts';
 /**
  * The results thread's nice value on Linux (0 is the main thread's, 19 the lowest): under a full
  * CPU it gets about a tenth of a core against the main thread (the kernel's weights: 110 against
- * 1024), never starved, while acknowledgements go first. README.md "A result's way through the
- * bot" has the figures (19 measured no different).
+ * 1024), never starved, while acknowledgements go first. docs/benchmarks.md "A result's way
+ * through the bot" has the figures (19 measured no different).
  */
 export const RESULTS_THREAD_NICE = 10;
 

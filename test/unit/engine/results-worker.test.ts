@@ -127,7 +127,8 @@ describe('ResultsWorker', () => {
       expect(kept?.equals(bytes)).toBe(true);
       // An ArrayBuffer the body fills (whether it was moved or copied cannot be seen from here:
       // `npm run bench -- results` measures that). Not shared memory: posted across threads that
-      // way it was not given back while the bot ran (README.md, "A result's way through the bot").
+      // way it was not given back while the bot ran (docs/benchmarks.md, "A result's way through the
+      // bot").
       expect(kept?.buffer).toBeInstanceOf(ArrayBuffer);
       expect(kept?.buffer.byteLength).toBe(bytes.length);
     }

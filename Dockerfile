@@ -13,8 +13,8 @@ ENV NODE_ENV=production
 # V8's young generation capped at 4 MB per semi-space (the default grows to 16 MB): under a burst
 # of jobs it is much of what the resident memory grows by, not the jobs themselves (about half
 # the RSS per in-flight job of Node's defaults, within issue 13's 50 KB), and against 2 MB it
-# halves the scavenges that pushed back Discord acknowledgements in bursts. README.md
-# "Benchmarks" ("In the evening", 2026-12-07) has the side-by-side figures.
+# halves the scavenges that pushed back Discord acknowledgements in bursts. docs/benchmarks.md,
+# "Jobs end to end" ("In the evening", 2026-12-07), has the side-by-side figures.
 # `npm run bench -- jobs` reads this line; `npm start` passes the same flags (package.json), and
 # test/unit/ops/compose.test.ts checks that the two agree.
 ENV NODE_OPTIONS="--max-semi-space-size=4"

@@ -142,10 +142,14 @@ describe('/imagine with flags', () => {
     ]);
   });
 
-  test('the Web API calls of a job go through webApiFetch (undici request), not the global fetch', async () => {
+  test("the Web API calls of a job go through undici's request, not the global fetch; its messages as JSON (web-api.ts)", async () => {
     acked(await h.driver.slashCommand({ user: { id: 'UWIRE', name: 'wire' }, channel: 'CWIRE', text: 'a kite' }));
     await results('CWIRE');
-    expect(h.fake.callsTo('chat.postMessage').some((c) => c.args.channel === 'CWIRE')).toBe(true);
+    const messages = [...h.fake.callsTo('chat.postMessage'), ...h.fake.callsTo('chat.update')].filter((c) => c.args.channel === 'CWIRE');
+    expect(messages.length).toBeGreaterThanOrEqual(2);
+    for (const c of messages) expect(c.contentType).toBe('application/json; charset=utf-8');
+    const completion = h.fake.callsTo('files.completeUploadExternal').find((c) => c.args.channel_id === 'CWIRE');
+    expect(completion?.contentType).toBe('application/x-www-form-urlencoded');
     const toSlack = globalFetch.mock.calls.filter(([url]) => String(url instanceof Request ? url.url : url).startsWith(h.fake.apiUrl));
     expect(toSlack).toEqual([]);
   });

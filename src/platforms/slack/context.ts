@@ -1,12 +1,13 @@
 /**
- * What the Slack listeners and the deliverer share: the Web API client with bounded rate-limit
+ * What the Slack listeners and the deliverer share: the Web API clients with bounded rate-limit
  * waits, where a job's messages live (persisted in job.request.location so it survives
  * restarts), and one way to tell a user something privately.
  *
  * Rate limits: the WebClient is built with `rejectRateLimitedCalls: true` (its default would
- * sleep and retry for up to ~30 minutes). Interactive paths wait at most a couple of seconds for
- * a Retry-After; background delivery waits longer, then throws so the engine retries the delivery
- * with its own backoff (docs/slack.md "Posting").
+ * sleep and retry for up to ~30 minutes), and the job path's calls (web-api.ts) never retry a
+ * 429 either. Interactive paths wait at most a couple of seconds for a Retry-After; background
+ * delivery waits longer, then throws so the engine retries the delivery with its own backoff
+ * (docs/slack.md "Posting").
  */
 import { request } from 'undici';
 import { webApi } from '@slack/bolt';
@@ -19,6 +20,7 @@ import type { Metrics } from '../../metrics.ts';
 import type { AckFirst } from '../ack-first.ts';
 import type { RecentResults } from '../../engine/recent-results.ts';
 import type { FileUploader } from '../../util/file-upload.ts';
+import type { SlackWebCalls } from './web-api.ts';
 
 export type WebClient = webApi.WebClient;
 
@@ -103,7 +105,10 @@ export interface SlackContext {
   config: Config;
   engine: EngineApi;
   log: Logger;
+  /** Bolt's WebClient: every Web API call but those `web` makes. */
   client: WebClient;
+  /** A job's messages and files: chat.postMessage, chat.postEphemeral, chat.update and the two files.*External calls (web-api.ts). */
+  web: SlackWebCalls;
   botToken: string;
   tuning: SlackTuning;
   /** Keeps a background task alive until stop() and logs its failure. */
@@ -197,7 +202,7 @@ export async function inChannel<T>(ctx: SlackContext, channel: string, call: () 
 export async function tellUser(ctx: SlackContext, where: Where, text: string): Promise<void> {
   try {
     await interactive(ctx, () =>
-      ctx.client.chat.postEphemeral({ channel: where.channel, user: where.user, text, ...(where.threadTs ? { thread_ts: where.threadTs } : {}) }),
+      ctx.web.chat.postEphemeral({ channel: where.channel, user: where.user, text, ...(where.threadTs ? { thread_ts: where.threadTs } : {}) }),
     );
     return;
   } catch (err) {
@@ -219,7 +224,7 @@ export async function tellUser(ctx: SlackContext, where: Where, text: string): P
     }
   }
   try {
-    await interactive(ctx, () => ctx.client.chat.postMessage({ channel: where.user, text }));
+    await interactive(ctx, () => ctx.web.chat.postMessage({ channel: where.user, text }));
   } catch (err) {
     ctx.log.error({ err: String(err), user: where.user }, 'could not tell the user anything');
   }

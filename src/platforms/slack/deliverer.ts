@@ -110,7 +110,7 @@ export class SlackDeliverer implements Deliverer {
       const content = placeholderMessage(job, queuedEvent(job, ctx.tuning.now()));
       const post = (channel: string, threadTs: string | undefined) =>
         interactive(ctx, () =>
-          ctx.client.chat.postMessage({ channel, ...(threadTs ? { thread_ts: threadTs } : {}), ...content, unfurl_links: false, unfurl_media: false }),
+          ctx.web.chat.postMessage({ channel, ...(threadTs ? { thread_ts: threadTs } : {}), ...content, unfurl_links: false, unfurl_media: false }),
         );
       try {
         let res;
@@ -255,7 +255,7 @@ export class SlackDeliverer implements Deliverer {
     const content = resultMessage(job, ctx.engine.models);
     await inChannel(ctx, where.channel, () =>
       interactive(ctx, () =>
-        ctx.client.chat.postMessage({ channel: where.channel, ...(where.threadTs ? { thread_ts: where.threadTs } : {}), ...content, unfurl_links: false, unfurl_media: false }),
+        ctx.web.chat.postMessage({ channel: where.channel, ...(where.threadTs ? { thread_ts: where.threadTs } : {}), ...content, unfurl_links: false, unfurl_media: false }),
       ),
     );
   }
@@ -271,7 +271,7 @@ export class SlackDeliverer implements Deliverer {
     const ctx = this.#ctx;
     try {
       await inChannel(ctx, channelId, () =>
-        background(ctx, () => ctx.client.chat.postMessage({ channel: channelId, text: withoutBroadcasts(text), unfurl_links: false, unfurl_media: false })),
+        background(ctx, () => ctx.web.chat.postMessage({ channel: channelId, text: withoutBroadcasts(text), unfurl_links: false, unfurl_media: false })),
       );
     } catch (err) {
       ctx.log.warn({ err: String(err), code: slackErrorCode(err), channel: channelId }, 'could not post to the log channel');
@@ -294,7 +294,7 @@ export class SlackDeliverer implements Deliverer {
     const content = undeliverableMessage(job, reason);
     const placeholder = await this.#placeholderFor(job, loc).catch(() => undefined);
     if (placeholder) {
-      await interactive(ctx, () => ctx.client.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...content })).catch((e: unknown) =>
+      await interactive(ctx, () => ctx.web.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...content })).catch((e: unknown) =>
         ctx.log.warn({ err: String(e), jobId: job.id }, 'could not show the delivery failure in the placeholder'),
       );
     }
@@ -308,7 +308,7 @@ export class SlackDeliverer implements Deliverer {
     const ctx = this.#ctx;
     if (placeholder) {
       try {
-        await background(ctx, () => ctx.client.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...content }));
+        await background(ctx, () => ctx.web.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...content }));
         return placeholder.ts;
       } catch (err) {
         const code = slackErrorCode(err);
@@ -318,7 +318,7 @@ export class SlackDeliverer implements Deliverer {
     }
     const res = await inChannel(ctx, channel, () =>
       background(ctx, () =>
-        ctx.client.chat.postMessage({ channel, ...(threadTs ? { thread_ts: threadTs } : {}), ...content, unfurl_links: false, unfurl_media: false }),
+        ctx.web.chat.postMessage({ channel, ...(threadTs ? { thread_ts: threadTs } : {}), ...content, unfurl_links: false, unfurl_media: false }),
       ),
     );
     if (res.ts) await ctx.engine.updateLocation(job.id, { ts: res.ts }).catch(() => undefined);

@@ -19,6 +19,7 @@ import type { Logger } from '../../log.ts';
 import type { Metrics } from '../../metrics.ts';
 import { readBody, type HttpServer } from '../http/server.ts';
 import { webApiFetch } from './web-fetch.ts';
+import { createSlackWebCalls, WEB_API_RETRY, WEB_API_TIMEOUT_MS } from './web-api.ts';
 import type { RecentResults } from '../../engine/recent-results.ts';
 import type { FileUploader } from '../../util/file-upload.ts';
 import { concurrencyLimit } from '../../util/limit.ts';
@@ -65,9 +66,6 @@ export interface SlackAdapter {
   stop(): Promise<void>;
 }
 
-/** Web API calls: bounded retries for network errors, never a long sleep on 429 (handled by context.ts). */
-const WEB_API_RETRY = { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 1000 };
-const WEB_API_TIMEOUT_MS = 60_000;
 /** Downloaded reference images are kept as long as job records (buttons can reuse them for Rerun). */
 const REFERENCE_RETENTION_MS = 60 * 24 * 60 * 60 * 1000;
 const STOP_WAIT_MS = 5_000;
@@ -149,6 +147,7 @@ export async function startSlack(deps: SlackDeps): Promise<SlackAdapter> {
     engine,
     log,
     client: app.client,
+    web: createSlackWebCalls({ apiUrl: clientOptions.slackApiUrl, token, log }),
     botToken: token,
     tuning: { ...DEFAULT_TUNING, ...deps.tuning },
     track(task, what) {

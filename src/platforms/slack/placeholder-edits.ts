@@ -133,7 +133,7 @@ export class PlaceholderEdits {
       state.changePending = false;
       try {
         // Progress edits never wait on a rate limit: the next tick shows the newer state anyway.
-        await ctx.client.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...placeholderMessage(job, event) });
+        await ctx.web.chat.update({ channel: placeholder.channel, ts: placeholder.ts, ...placeholderMessage(job, event) });
         state.lastEditAt = ctx.tuning.now();
       } catch (err) {
         const retryAfter = (err as { retryAfter?: number }).retryAfter;

@@ -35,14 +35,14 @@ export async function uploadImages(
     images.map(async ({ index, image }) => {
       const filename = `imagine-${job.id.slice(0, 12)}-${index + 1}.${EXTENSION_BY_MIME[image.mime]}`;
       const content = resultContent(ctx.recentResults, image);
-      const target = await background(ctx, () => ctx.client.files.getUploadURLExternal({ filename, length: content.size, alt_text: prompt }));
+      const target = await background(ctx, () => ctx.web.files.getUploadURLExternal({ filename, length: content.size, alt_text: prompt }));
       if (!target.upload_url || !target.file_id) throw new Error('files.getUploadURLExternal gave no upload_url');
       await postToUploadUrl({ uploadUrl: target.upload_url, path: image.path, ...content, filename, mime: image.mime, token: ctx.botToken, apiUrl: slackApiUrl(ctx.config), uploader: ctx.uploadFile });
       return { id: target.file_id, title: images.length > 1 ? `${prompt} (${index + 1})` : prompt };
     }),
   );
   await inChannel(ctx, channel, () =>
-    background(ctx, () => ctx.client.files.completeUploadExternal({ files: files as [{ id: string; title: string }], channel_id: channel, ...(threadTs ? { thread_ts: threadTs } : {}) })),
+    background(ctx, () => ctx.web.files.completeUploadExternal({ files: files as [{ id: string; title: string }], channel_id: channel, ...(threadTs ? { thread_ts: threadTs } : {}) })),
   );
   return files.map((f) => f.id);
 }

@@ -10,6 +10,7 @@ import { createLogger } from '../../../../src/log.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
 import { SlackDeliverer } from '../../../../src/platforms/slack/deliverer.ts';
+import { createSlackWebCalls, WEB_API_RETRY } from '../../../../src/platforms/slack/web-api.ts';
 import { PlaceholderEdits } from '../../../../src/platforms/slack/placeholder-edits.ts';
 import { ALL_MODELS, makeJob } from './fixtures.ts';
 
@@ -23,6 +24,7 @@ async function withSlackFake(run: (h: { t: ReturnType<typeof setup>; fake: FakeS
     const t = setup();
     const client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR });
     t.ctx.client = client;
+    t.ctx.web = createSlackWebCalls({ apiUrl: fake.apiUrl, token: fake.botToken, log: t.ctx.log, retry: { ...WEB_API_RETRY, retries: 0 } });
     t.ctx.config = { SLACK_API_URL: fake.apiUrl } as SlackContext['config'];
     await run({ t, fake, client, dir });
   } finally {
@@ -48,6 +50,7 @@ function setup(tuning: Partial<SlackContext['tuning']> = {}) {
     engine: { models: ALL_MODELS, updateLocation: async (_id: string, patch: Record<string, unknown>) => void locations.push(patch), linkJob: async () => undefined } as unknown as SlackContext['engine'],
     log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
     client,
+    web: client,
     botToken: 'xoxb-test',
     tuning: { ...DEFAULT_TUNING, now: () => now, ...tuning },
     track: (t) => void tasks.push(t),

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { startFakeSlack, type FakeSlack } from '../../../fakes/slack/fake-slack.ts';
 import { createLogger } from '../../../../src/log.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
+import { createSlackWebCalls, WEB_API_RETRY } from '../../../../src/platforms/slack/web-api.ts';
 import { DEFAULT_TUNING, type SlackContext } from '../../../../src/platforms/slack/context.ts';
 import { SlackDeliverer, withoutBroadcasts } from '../../../../src/platforms/slack/deliverer.ts';
 import { SlackWorkspace, WORKSPACE_CACHE_MS } from '../../../../src/platforms/slack/workspace.ts';
@@ -46,11 +47,13 @@ afterAll(async () => {
 
 function context(): SlackContext {
   const client = new webApi.WebClient(fake.botToken, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 }, logLevel: webApi.LogLevel.ERROR, rejectRateLimitedCalls: true });
+  const log = createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } });
   return {
     config: { SLACK_API_URL: fake.apiUrl, SLACK_ADMIN_USERS: ['U0OPERATOR'] } as unknown as SlackContext['config'],
     engine: { models: ALL_MODELS } as unknown as SlackContext['engine'],
-    log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
+    log,
     client,
+    web: createSlackWebCalls({ apiUrl: fake.apiUrl, token: fake.botToken, log, retry: { ...WEB_API_RETRY, retries: 0 } }),
     botToken: fake.botToken,
     tuning: { ...DEFAULT_TUNING, now: () => now, sleep: async () => undefined },
     track: (task) => void task,

@@ -92,6 +92,8 @@ export function fakeSlack(opts: FakeOptions = {}) {
     engine,
     log: createLogger({ level: 'debug', pretty: false, destination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } }),
     client,
+    // The same recorder: it answers chat.* like both.
+    web: client,
     botToken: 'xoxb-test',
     tuning: { ...DEFAULT_TUNING, sleep: async () => undefined },
     track: (task) => void task,

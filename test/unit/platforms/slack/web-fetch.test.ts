@@ -3,42 +3,15 @@
  * Slack's Web API gives (docs/slack.md "Posting"): each case runs the real WebClient against a
  * real HTTP server once with each fetch and compares what the caller sees.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { webApi } from '@slack/bolt';
+import { json, webApiServer } from './web-api-server.ts';
 import { webApiFetch } from '../../../../src/platforms/slack/web-fetch.ts';
 
-type Answer = (req: IncomingMessage, body: string, res: ServerResponse) => void;
-const answers = new Map<string, Answer>();
-const seen: { method: string; body: string; authorization?: string | undefined; contentType?: string | undefined; }[] = [];
-let server: ReturnType<typeof createServer>;
-let apiUrl: string;
+const slack = webApiServer();
+const { answers, seen } = slack;
 
-beforeAll(async () => {
-  server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const method = req.url!.slice('/api/'.length);
-      const body = Buffer.concat(chunks).toString('utf8');
-      seen.push({ method, body, authorization: req.headers.authorization, contentType: req.headers['content-type'] });
-      const answer = answers.get(method);
-      if (answer) answer(req, body, res);
-      else json(res, 200, { ok: true });
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/`;
-});
-afterAll(() => new Promise<void>((r) => server.close(() => r())));
-
-function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
-  res.end(JSON.stringify(body));
-}
-
-const clients = (options: webApi.WebClientOptions = { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } }) => ({
+const clients = (options: webApi.WebClientOptions = { slackApiUrl: slack.apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } }) => ({
   global: new webApi.WebClient('xoxb-test', options),
   lean: new webApi.WebClient('xoxb-test', { ...options, fetch: webApiFetch }),
 });
@@ -108,7 +81,7 @@ describe('the WebClient on webApiFetch', () => {
       res.write('{"ok":true,');
       setTimeout(() => res.destroy(), 20);
     });
-    const retrying = { slackApiUrl: apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 2, minTimeout: 1, maxTimeout: 1 }, logLevel: webApi.LogLevel.ERROR };
+    const retrying = { slackApiUrl: slack.apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 2, minTimeout: 1, maxTimeout: 1 }, logLevel: webApi.LogLevel.ERROR };
     for (const client of [new webApi.WebClient('xoxb-test', retrying), new webApi.WebClient('xoxb-test', { ...retrying, fetch: webApiFetch })]) {
       seen.length = 0;
       await expect(client.chat.postMessage({ channel: 'C1', text: 'once' })).rejects.toThrow();
@@ -119,7 +92,7 @@ describe('the WebClient on webApiFetch', () => {
 
   test('a redirect is not followed by either (an HTTP error here, a request error on fetch)', async () => {
     answers.set('chat.delete', (_req, _body, res) => {
-      res.writeHead(302, { location: `${apiUrl}auth.test` });
+      res.writeHead(302, { location: `${slack.apiUrl}auth.test` });
       res.end();
     });
     const { global, lean } = clients();
@@ -135,7 +108,7 @@ describe('the WebClient on webApiFetch', () => {
 
   test('a call slower than the client timeout is aborted', async () => {
     answers.set('conversations.info', (_req, _body, res) => setTimeout(() => json(res, 200, { ok: true }), 500));
-    const options = { slackApiUrl: apiUrl, retryConfig: { retries: 0 }, timeout: 50, logLevel: webApi.LogLevel.ERROR };
+    const options = { slackApiUrl: slack.apiUrl, retryConfig: { retries: 0 }, timeout: 50, logLevel: webApi.LogLevel.ERROR };
     const got = (await bothSee((c) => c.conversations.info({ channel: 'C1' }), options)) as { code: string };
     expect(got.code).toBe(webApi.ErrorCode.RequestError);
   });

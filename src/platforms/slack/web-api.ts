@@ -1,0 +1,139 @@
+/**
+ * The Web API calls that post a job's messages and files, made directly with undici's `request`
+ * instead of through the WebClient: chat.postMessage, chat.postEphemeral and chat.update (each
+ * placeholder, edit, result and notice), files.getUploadURLExternal and
+ * files.completeUploadExternal (each result's upload). Every other call (views, conversations,
+ * users, files.info, chat.delete…) goes through Bolt's WebClient (`SlackContext.client`).
+ *
+ * Why: these calls are most of a job's Slack traffic, and the WebClient spends on each what this
+ * bot never uses. It copies and JSON-encodes the arguments, headers and answer for its debug log
+ * even with debug off, URL-encodes the JSON of the blocks, and runs every call through a queue
+ * and a retry wrapper. A heap profile of the jobs bench charged the WebClient about a third of
+ * the main thread's allocation per job; `npm run bench -- webapi` compares the CPU of a job's calls
+ * (docs/slack.md "Posting").
+ *
+ * Same behaviour as the WebClient with the bot's options (`webClientOptions` in index.ts), which
+ * the rest of the adapter relies on, and the same error classes, so `slackErrorCode`,
+ * `retryAfterMs` and every caller's handling see no difference:
+ * - an answer with `ok: false` throws WebAPIPlatformError (its `data` is the answer), never retried;
+ * - a 429 throws WebAPIRateLimitedError with its `Retry-After` seconds, never retried (the
+ *   WebClient's `rejectRateLimitedCalls: true`; context.ts decides how long to wait);
+ * - another status than 200 throws WebAPIHTTPError, and a request that fails (no connection, a
+ *   reset, the timeout) WebAPIRequestError, each retried with WEB_API_RETRY's backoff;
+ * - a body that fails half-way fails the call, outside the retries (Slack may have done it);
+ * - `response_metadata.warnings` of a successful call are logged.
+ * The chat.* methods send JSON, which Slack recommends for them
+ * (https://docs.slack.dev/apis/web-api/#posting_json); the files.* methods send the form
+ * encoding their reference pages list, as the WebClient does for every method.
+ */
+import { STATUS_CODES } from 'node:http';
+import { stringify } from 'node:querystring';
+import { webApi } from '@slack/bolt';
+import { request, type Dispatcher } from 'undici';
+import { parseRetryAfterS } from '../../providers/error-parsing.ts';
+import { sleep as realSleep, type Sleep } from '../../util/sleep.ts';
+import type { Logger } from '../../log.ts';
+
+/** Retries of a Web API call that failed before Slack answered, or answered with an HTTP error (never on 429). */
+export const WEB_API_RETRY = { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 1000 };
+/** How long a Web API call may wait for Slack's headers, then for each part of its body. */
+export const WEB_API_TIMEOUT_MS = 60_000;
+
+type WebClient = webApi.WebClient;
+
+/** The calls this module makes, with the WebClient's own types: a WebClient is one too (tests use either). */
+export interface SlackWebCalls {
+  chat: Pick<WebClient['chat'], 'postMessage' | 'postEphemeral' | 'update'>;
+  files: Pick<WebClient['files'], 'getUploadURLExternal' | 'completeUploadExternal'>;
+}
+
+export interface SlackWebCallsOptions {
+  /** The Web API base, with its trailing slash (context.ts slackApiUrl). */
+  apiUrl: string;
+  token: string;
+  log: Logger;
+  retry?: { retries: number; factor: number; minTimeout: number; maxTimeout: number };
+  timeoutMs?: number;
+  sleep?: Sleep;
+}
+
+type Encoding = 'json' | 'form';
+
+export function createSlackWebCalls(opts: SlackWebCallsOptions): SlackWebCalls {
+  const retry = opts.retry ?? WEB_API_RETRY;
+  const timeoutMs = opts.timeoutMs ?? WEB_API_TIMEOUT_MS;
+  const sleep = opts.sleep ?? realSleep;
+  const headers: Record<Encoding, Record<string, string>> = {
+    json: { authorization: `Bearer ${opts.token}`, accept: 'application/json', 'content-type': 'application/json; charset=utf-8' },
+    form: { authorization: `Bearer ${opts.token}`, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+  };
+
+  async function call<T>(method: string, args: object, encoding: Encoding): Promise<T> {
+    const url = `${opts.apiUrl}${method}`;
+    const body = encoding === 'json' ? JSON.stringify(args) : formBody(args);
+    for (let attempt = 0; ; attempt++) {
+      const retryLater = async (failure: Error) => {
+        if (attempt >= retry.retries) throw failure;
+        await sleep(Math.min(retry.maxTimeout, retry.minTimeout * retry.factor ** attempt));
+      };
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, { method: 'POST', headers: headers[encoding], body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+      } catch (err) {
+        await retryLater(new webApi.WebAPIRequestError(err instanceof Error ? err : new Error(String(err))));
+        continue;
+      }
+      if (res.statusCode === 200) return answerOf(await res.body.text(), method, opts.log) as T;
+      const text = await res.body.text().catch(() => '');
+      if (res.statusCode === 429) {
+        const retryAfter = parseRetryAfterS(headerText(res.headers['retry-after']));
+        throw retryAfter === undefined ? new Error(`Slack answered ${method} with 429 and no readable Retry-After`) : new webApi.WebAPIRateLimitedError(retryAfter);
+      }
+      await retryLater(new webApi.WebAPIHTTPError(res.statusCode, STATUS_CODES[res.statusCode] ?? '', plainHeaders(res.headers), text));
+    }
+  }
+
+  return {
+    chat: {
+      postMessage: (args) => call('chat.postMessage', args, 'json'),
+      postEphemeral: (args) => call('chat.postEphemeral', args, 'json'),
+      update: (args) => call('chat.update', args, 'json'),
+    },
+    files: {
+      getUploadURLExternal: (args) => call('files.getUploadURLExternal', args, 'form'),
+      completeUploadExternal: (args) => call('files.completeUploadExternal', args, 'form'),
+    },
+  };
+}
+
+/** A 200's answer (read outside the retries: a body cut off half-way fails the call), thrown as WebAPIPlatformError unless `ok`. */
+function answerOf(raw: string, method: string, log: Logger): webApi.WebAPICallResult {
+  let answer: webApi.WebAPICallResult;
+  try {
+    answer = JSON.parse(raw) as webApi.WebAPICallResult;
+  } catch {
+    answer = { ok: false, error: raw } as webApi.WebAPICallResult;
+  }
+  if (!answer.ok) throw new webApi.WebAPIPlatformError(answer as webApi.WebAPICallResult & { error: string });
+  const warnings = answer.response_metadata?.warnings;
+  if (warnings?.length) log.warn({ method, warnings }, 'slack answered with warnings');
+  return answer;
+}
+
+/** The form the WebClient sends, byte for byte: strings, numbers and booleans as they are, anything else as JSON; nothing for undefined or null. */
+function formBody(args: object): string {
+  const form: Record<string, string | number | boolean> = {};
+  for (const [key, value] of Object.entries(args)) {
+    if (value === undefined || value === null) continue;
+    form[key] = typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? value : JSON.stringify(value);
+  }
+  return stringify(form);
+}
+
+const headerText = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+
+function plainHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
+}

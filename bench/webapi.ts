@@ -2,10 +2,11 @@
  * `npm run bench -- webapi` (issue 13): CPU of the Slack Web API calls a job makes
  * (chat.postMessage, chat.update, files.getUploadURLExternal, files.completeUploadExternal), with
  * the bot's own messages for a one-image job (its placeholder, then its result with the buttons),
- * through the real WebClient on the global WHATWG `fetch` (its default, what the bot used before)
- * and on `webApiFetch` (undici's `request`, what the bot uses now), and as the jobs bench's floor
- * makes them (undici's `request` with a JSON body, no client: what the WebClient itself adds),
- * side by side in one run, with the bot's client options. The fake Slack runs in a child process,
+ * through the real WebClient on the global WHATWG `fetch` (its default) and on `webApiFetch`
+ * (undici's `request`: the bot's WebClient, which made these calls until 2026-12-07), through
+ * `createSlackWebCalls` (src/platforms/slack/web-api.ts: what the bot makes them with now), and as
+ * the jobs bench's floor makes them (undici's `request` with a JSON body, no retries, no errors
+ * read: what any client adds), side by side in one run, with the bot's options. The fake Slack runs in a child process,
  * so its work is billed to none; CPU is this process's, every thread (process.cpuUsage); rounds
  * alternate so machine drift hits all alike.
  *
@@ -15,6 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { webApi } from '@slack/bolt';
 import { Agent, request } from 'undici';
 import { webClientOptions } from '../src/platforms/slack/index.ts';
+import { createSlackWebCalls, type SlackWebCalls } from '../src/platforms/slack/web-api.ts';
+import { createLogger } from '../src/log.ts';
 import { placeholderMessage, queuedEvent, resultMessage } from '../src/platforms/slack/blocks.ts';
 import { MODEL_CATALOG } from '../src/engine/models.ts';
 import { makeJob } from '../test/unit/platforms/slack/fixtures.ts';
@@ -58,11 +61,16 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
     // The bot's own options (retries, timeout, rate limits), on the global fetch and on webApiFetch.
     const options = { ...webClientOptions({ SLACK_API_URL: apiUrl }), logLevel: webApi.LogLevel.ERROR };
     const viaClient = (client: webApi.WebClient): Call => (method, args) => client.apiCall(method, args);
+    const viaWeb = (web: SlackWebCalls): Call => (method, args) => {
+      const [family, name] = method.split('.') as [string, string];
+      return (web as unknown as Record<string, Record<string, (a: object) => Promise<unknown>>>)[family]![name]!(args);
+    };
     const dispatcher = new Agent();
     const headers = { authorization: `Bearer ${botToken}`, 'content-type': 'application/json; charset=utf-8' };
-    const ways: Record<'before' | 'now' | 'floor', Call> = {
-      before: viaClient(new webApi.WebClient(botToken, { ...options, fetch: globalThis.fetch })),
-      now: viaClient(new webApi.WebClient(botToken, options)),
+    const ways: Record<'globalFetch' | 'before' | 'now' | 'floor', Call> = {
+      globalFetch: viaClient(new webApi.WebClient(botToken, { ...options, fetch: globalThis.fetch })),
+      before: viaClient(new webApi.WebClient(botToken, options)),
+      now: viaWeb(createSlackWebCalls({ apiUrl: options.slackApiUrl, token: botToken, log: createLogger({ level: 'error', pretty: false, destination: { write: () => undefined } }) })),
       floor: async (method, args) => {
         const res = await request(`${apiUrl}${method}`, { method: 'POST', headers, body: JSON.stringify(args), dispatcher });
         const answer = (await res.body.json()) as Record<string, unknown>;
@@ -72,7 +80,10 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
     };
     const rounds = (call: Call, count: number) => () => cpuMsOf(count, CONCURRENCY, (i) => jobCalls(call, i));
     for (const call of Object.values(ways)) await rounds(call, jobs / 10)(); // warm-up: JIT, connections
-    const cost = await alternateRounds({ before: rounds(ways.before, jobs), now: rounds(ways.now, jobs), floor: rounds(ways.floor, jobs) }, ROUNDS);
+    const cost = await alternateRounds(
+      { globalFetch: rounds(ways.globalFetch, jobs), before: rounds(ways.before, jobs), now: rounds(ways.now, jobs), floor: rounds(ways.floor, jobs) },
+      ROUNDS,
+    );
     await dispatcher.close();
     const row = (label: string, xs: number[]) => roundsRow(label, xs, jobs);
     return [
@@ -80,11 +91,12 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
       '',
       '| calls made by | CPU per job (median of rounds) | rounds |',
       '|---|---:|---|',
-      row('the WebClient on the global fetch (before)', cost.before),
-      row("the WebClient on webApiFetch, undici's request (now)", cost.now),
+      row('the WebClient on the global fetch (its default)', cost.globalFetch),
+      row("the WebClient on webApiFetch, undici's request (before)", cost.before),
+      row('createSlackWebCalls, web-api.ts (now)', cost.now),
       row("undici's request, no client (the jobs bench's floor)", cost.floor),
       '',
-      `Ratio now / before: **${(median(cost.now) / median(cost.before)).toFixed(2)}×**; now / no client: ${(median(cost.now) / median(cost.floor)).toFixed(2)}× (what the WebClient adds: its queue, retries, argument encoding, logging).`,
+      `Ratio now / before: **${(median(cost.now) / median(cost.before)).toFixed(2)}×**; now / no client: ${(median(cost.now) / median(cost.floor)).toFixed(2)}×; before / no client: ${(median(cost.before) / median(cost.floor)).toFixed(2)}× (what the WebClient adds: its queue, retries, argument encoding, debug-log copies).`,
     ].join('\n');
   } finally {
     await stopChild(fake.child);

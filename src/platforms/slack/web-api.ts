@@ -16,30 +16,32 @@
  * the rest of the adapter relies on, and the same error classes, so `slackErrorCode`,
  * `retryAfterMs` and every caller's handling see no difference:
  * - an answer with `ok: false` throws WebAPIPlatformError (its `data` is the answer), never retried;
- * - a 429 throws WebAPIRateLimitedError with its `Retry-After` seconds, never retried (the
- *   WebClient's `rejectRateLimitedCalls: true`; context.ts decides how long to wait);
+ * - a 429 throws WebAPIRateLimitedError with its `Retry-After` seconds (read as the WebClient
+ *   reads them), never retried (the WebClient's `rejectRateLimitedCalls: true`; context.ts
+ *   decides how long to wait);
  * - another status than 200 throws WebAPIHTTPError, and a request that fails (no connection, a
  *   reset, the timeout) WebAPIRequestError, each retried with WEB_API_RETRY's backoff;
  * - a body that fails half-way fails the call, outside the retries (Slack may have done it);
- * - `response_metadata.warnings` of a successful call are logged.
- * The chat.* methods send JSON, which Slack recommends for them
- * (https://docs.slack.dev/apis/web-api/#posting_json); the files.* methods send the form
+ * - an answer's `response_metadata.warnings` and `messages` (Slack's detail of an error such as
+ *   `invalid_blocks`) are logged, and so is each failed attempt before its retry.
+ * The chat.* methods send JSON: Slack's write methods accept it, and Slack recommends it for
+ * methods with JSON arguments such as chat.postMessage
+ * (https://docs.slack.dev/apis/web-api/#posting_json). The files.* methods send the form
  * encoding their reference pages list, as the WebClient does for every method.
  */
 import { STATUS_CODES } from 'node:http';
 import { stringify } from 'node:querystring';
 import { webApi } from '@slack/bolt';
 import { request, type Dispatcher } from 'undici';
-import { parseRetryAfterS } from '../../providers/error-parsing.ts';
 import { sleep as realSleep, type Sleep } from '../../util/sleep.ts';
 import type { Logger } from '../../log.ts';
+import type { WebClient } from './context.ts';
+import { flatHeaders } from './web-fetch.ts';
 
 /** Retries of a Web API call that failed before Slack answered, or answered with an HTTP error (never on 429). */
 export const WEB_API_RETRY = { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 1000 };
 /** How long a Web API call may wait for Slack's headers, then for each part of its body. */
 export const WEB_API_TIMEOUT_MS = 60_000;
-
-type WebClient = webApi.WebClient;
 
 /** The calls this module makes, with the WebClient's own types: a WebClient is one too (tests use either). */
 export interface SlackWebCalls {
@@ -52,7 +54,7 @@ export interface SlackWebCallsOptions {
   apiUrl: string;
   token: string;
   log: Logger;
-  retry?: { retries: number; factor: number; minTimeout: number; maxTimeout: number };
+  retry?: typeof WEB_API_RETRY;
   timeoutMs?: number;
   sleep?: Sleep;
 }
@@ -74,6 +76,7 @@ export function createSlackWebCalls(opts: SlackWebCallsOptions): SlackWebCalls {
     for (let attempt = 0; ; attempt++) {
       const retryLater = async (failure: Error) => {
         if (attempt >= retry.retries) throw failure;
+        opts.log.warn({ err: failure, method, attempt: attempt + 1 }, 'slack web api call failed; retrying');
         await sleep(Math.min(retry.maxTimeout, retry.minTimeout * retry.factor ** attempt));
       };
       let res: Dispatcher.ResponseData;
@@ -84,12 +87,14 @@ export function createSlackWebCalls(opts: SlackWebCallsOptions): SlackWebCalls {
         continue;
       }
       if (res.statusCode === 200) return answerOf(await res.body.text(), method, opts.log) as T;
-      const text = await res.body.text().catch(() => '');
       if (res.statusCode === 429) {
-        const retryAfter = parseRetryAfterS(headerText(res.headers['retry-after']));
+        // Not read: the answer to a call refused says nothing more, and must not hold the caller.
+        res.body.dump().catch(() => undefined);
+        const retryAfter = retryAfterSeconds(res.headers['retry-after']);
         throw retryAfter === undefined ? new Error(`Slack answered ${method} with 429 and no readable Retry-After`) : new webApi.WebAPIRateLimitedError(retryAfter);
       }
-      await retryLater(new webApi.WebAPIHTTPError(res.statusCode, STATUS_CODES[res.statusCode] ?? '', plainHeaders(res.headers), text));
+      const text = await res.body.text().catch(() => '');
+      await retryLater(new webApi.WebAPIHTTPError(res.statusCode, STATUS_CODES[res.statusCode] ?? '', flatHeaders(res.headers), text));
     }
   }
 
@@ -114,9 +119,9 @@ function answerOf(raw: string, method: string, log: Logger): webApi.WebAPICallRe
   } catch {
     answer = { ok: false, error: raw } as webApi.WebAPICallResult;
   }
+  const { warnings, messages } = answer.response_metadata ?? {};
+  if (warnings?.length || messages?.length) log.warn({ method, warnings, messages }, 'slack answered with warnings or messages');
   if (!answer.ok) throw new webApi.WebAPIPlatformError(answer as webApi.WebAPICallResult & { error: string });
-  const warnings = answer.response_metadata?.warnings;
-  if (warnings?.length) log.warn({ method, warnings }, 'slack answered with warnings');
   return answer;
 }
 
@@ -130,10 +135,8 @@ function formBody(args: object): string {
   return stringify(form);
 }
 
-const headerText = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
-
-function plainHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
-  return out;
+/** `Retry-After` as the WebClient reads it: whole seconds (Slack sends nothing else); undefined when absent or unreadable. */
+function retryAfterSeconds(value: string | string[] | undefined): number | undefined {
+  const seconds = Number.parseInt(String(Array.isArray(value) ? value[0] : value), 10);
+  return Number.isNaN(seconds) ? undefined : seconds;
 }

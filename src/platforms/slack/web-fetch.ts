@@ -35,8 +35,7 @@ export const webApiFetch: webApi.FetchFunction = async (url, init = {}) => {
   // has already carried out).
   const body = res.body.arrayBuffer().then((b) => Buffer.from(b));
   body.catch(() => undefined);
-  const headers = new Map<string, string>();
-  for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  const headers = new Map(Object.entries(flatHeaders(res.headers)));
   return {
     ok: res.statusCode >= 200 && res.statusCode < 300,
     status: res.statusCode,
@@ -51,3 +50,10 @@ export const webApiFetch: webApi.FetchFunction = async (url, init = {}) => {
     text: async () => (await body).toString('utf8'),
   };
 };
+
+/** undici's answer headers (lower-case names; a repeated header as an array) as one string per name, repeated values joined as `fetch` joins them. */
+export function flatHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  return out;
+}

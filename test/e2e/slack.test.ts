@@ -150,6 +150,12 @@ describe('/imagine with flags', () => {
     for (const c of messages) expect(c.contentType).toBe('application/json; charset=utf-8');
     const completion = h.fake.callsTo('files.completeUploadExternal').find((c) => c.args.channel_id === 'CWIRE');
     expect(completion?.contentType).toBe('application/x-www-form-urlencoded');
+    // None of them, nor the upload URL's, came through the WebClient (which names itself).
+    const fileIds = (completion!.args.files as { id: string }[]).map((f) => f.id);
+    const uploadUrls = h.fake.callsTo('files.getUploadURLExternal').filter((c) => fileIds.includes(String(c.response.file_id)));
+    expect(uploadUrls.length).toBe(fileIds.length);
+    for (const c of [...messages, completion!, ...uploadUrls]) expect(c.userAgent ?? '').not.toMatch(/@slack:web-api/);
+    expect(h.fake.callsTo('auth.test')[0]?.userAgent).toMatch(/@slack:web-api/);
     const toSlack = globalFetch.mock.calls.filter(([url]) => String(url instanceof Request ? url.url : url).startsWith(h.fake.apiUrl));
     expect(toSlack).toEqual([]);
   });

@@ -82,6 +82,8 @@ export interface ApiCall {
   response: Json;
   at: number;
   contentType: string;
+  /** The caller's User-Agent header (the WebClient sends `@slack:web-api/<version> …`). */
+  userAgent: string | undefined;
 }
 
 export interface FakeView {
@@ -715,7 +717,7 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
     }
     const record = (status: number, response: Json) => {
       const { token: _t, ...safeArgs } = args;
-      calls.push({ method, args: safeArgs, status, response, at: now(), contentType });
+      calls.push({ method, args: safeArgs, status, response, at: now(), contentType, userAgent: req.headers['user-agent'] });
       return send(res, status, response, status === 429 ? { 'retry-after': String(response.retryAfter ?? 1) } : {});
     };
     const queue = faults.get(method) ?? [];
@@ -724,7 +726,7 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
     if (fault?.kind === 'ratelimit') {
       const body = { ok: false, error: 'ratelimited', retryAfter: fault.retryAfterSec };
       const { token: _t, ...safeArgs } = args;
-      calls.push({ method, args: safeArgs, status: 429, response: body, at: now(), contentType });
+      calls.push({ method, args: safeArgs, status: 429, response: body, at: now(), contentType, userAgent: req.headers['user-agent'] });
       return send(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(fault.retryAfterSec) });
     }
     if (method === 'apps.connections.open') {

@@ -10,7 +10,7 @@ import { createLogger } from '../../../../src/log.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
 import { SlackDeliverer } from '../../../../src/platforms/slack/deliverer.ts';
-import { createSlackWebCalls, WEB_API_RETRY } from '../../../../src/platforms/slack/web-api.ts';
+import { createSlackWebCalls, WEB_API_RETRY, type SlackWebCalls } from '../../../../src/platforms/slack/web-api.ts';
 import { PlaceholderEdits } from '../../../../src/platforms/slack/placeholder-edits.ts';
 import { ALL_MODELS, makeJob } from './fixtures.ts';
 
@@ -41,16 +41,19 @@ function setup(tuning: Partial<SlackContext['tuning']> = {}) {
     calls.push({ method, args });
     return { ok: true, ...answer };
   };
-  const client = {
+  // A job's messages go through `web`; the WebClient answers nothing here, so a message sent
+  // through it instead fails the test.
+  const web = {
     chat: { update: rec('chat.update'), postMessage: rec('chat.postMessage', { ts: '111.000001', channel: 'C1' }), postEphemeral: rec('chat.postEphemeral') },
-  } as unknown as WebClient;
+  } as unknown as SlackWebCalls;
+  const client = {} as WebClient;
   const locations: Record<string, unknown>[] = [];
   const ctx: SlackContext = {
     config: {} as SlackContext['config'],
     engine: { models: ALL_MODELS, updateLocation: async (_id: string, patch: Record<string, unknown>) => void locations.push(patch), linkJob: async () => undefined } as unknown as SlackContext['engine'],
     log: createLogger({ level: 'silent', pretty: false, destination: { write: () => undefined } }),
     client,
-    web: client,
+    web,
     botToken: 'xoxb-test',
     tuning: { ...DEFAULT_TUNING, now: () => now, ...tuning },
     track: (t) => void tasks.push(t),
@@ -252,7 +255,7 @@ describe('what the deliverer keeps for a job', () => {
 
     // A placeholder post answered with a 429 after the run let go of its job: no late post.
     let refuse!: (err: unknown) => void;
-    t.ctx.client.chat.postMessage = (() => new Promise((_resolve, reject) => (refuse = reject))) as never;
+    t.ctx.web.chat.postMessage = (() => new Promise((_resolve, reject) => (refuse = reject))) as never;
     const other = makeJob({ id: 'other', state: 'queued', request: { location: { channel: 'C1', user: 'UALICE' } } });
     const posting = t.deliverer.postPlaceholder(other, { channel: 'C1', user: 'UALICE' });
     await new Promise((resolve) => setTimeout(resolve, 10));
@@ -269,7 +272,7 @@ describe('what the deliverer keeps for a job', () => {
     const t = setup({ sleep: () => new Promise((resolve) => setTimeout(resolve, 20)) });
     let refuse!: (err: unknown) => void;
     const posted: Record<string, unknown>[] = [];
-    t.ctx.client.chat.postMessage = (async (args: Record<string, unknown>) => {
+    t.ctx.web.chat.postMessage = (async (args: Record<string, unknown>) => {
       posted.push(args);
       // The placeholder's post: Slack answers it only after the job failed, with a long Retry-After.
       if (posted.length === 1) return new Promise((_resolve, reject) => (refuse = reject));

@@ -12,6 +12,7 @@ import { createLogger } from '../../../../src/log.ts';
 import { AckFirst } from '../../../../src/platforms/ack-first.ts';
 import { DEFAULT_TUNING, type SlackContext, type WebClient } from '../../../../src/platforms/slack/context.ts';
 import type { ListenerDeps } from '../../../../src/platforms/slack/listeners/index.ts';
+import type { SlackWebCalls } from '../../../../src/platforms/slack/web-api.ts';
 import { ALL_MODELS, makeJob } from './fixtures.ts';
 
 export type Call = { method: string; args: Record<string, unknown> };
@@ -59,9 +60,12 @@ export function fakeSlack(opts: FakeOptions = {}) {
     },
     conversations: { info: rec('conversations.info', { channel: { id: 'C1' } }) },
     views: { open: rec('views.open') },
-    chat: { postEphemeral: rec('chat.postEphemeral'), postMessage: rec('chat.postMessage', { ts: '9.9' }), delete: rec('chat.delete') },
+    chat: { delete: rec('chat.delete') },
     files: { delete: rec('files.delete'), info: rec('files.info', { file: { id: 'F1', url_private: 'https://files.slack.com/F1' } }) },
   } as unknown as WebClient;
+  // Messages go through `web` (web-api.ts): the WebClient above has none to send, so a message
+  // sent through it instead fails the test.
+  const web = { chat: { postEphemeral: rec('chat.postEphemeral'), postMessage: rec('chat.postMessage', { ts: '9.9' }) } } as unknown as SlackWebCalls;
 
   const models = opts.models ?? ALL_MODELS;
   const quotaView: QuotaView = { exempt: false, limit: 20, used: 5, left: 15, resetsAt: 1_700_006_400_000, costs: { '1K': 1, '2K': 2, '4K': 4 } };
@@ -92,8 +96,7 @@ export function fakeSlack(opts: FakeOptions = {}) {
     engine,
     log: createLogger({ level: 'debug', pretty: false, destination: { write: (line: string) => void logs.push(JSON.parse(line) as Record<string, unknown>) } }),
     client,
-    // The same recorder: it answers chat.* like both.
-    web: client,
+    web,
     botToken: 'xoxb-test',
     tuning: { ...DEFAULT_TUNING, sleep: async () => undefined },
     track: (task) => void task,

@@ -30,16 +30,24 @@ function both(): { client: webApi.WebClient; web: SlackWebCalls } {
   };
 }
 
+/**
+ * The WebClient adds the answer's OAuth scopes headers to it as `response_metadata`, an empty one
+ * without them (as here); nothing in the bot reads them, and createSlackWebCalls adds none.
+ */
+function withoutAddedMetadata(answer: unknown): unknown {
+  const a = answer as { response_metadata?: object } | undefined;
+  if (!a?.response_metadata || Object.keys(a.response_metadata).length > 0) return answer;
+  const { response_metadata: _empty, ...rest } = a;
+  return rest;
+}
+
 /** What a call's caller sees: its answer, or its error's class, code and the fields callers read. */
 async function outcome(call: () => Promise<unknown>): Promise<unknown> {
   try {
-    // The WebClient adds the answer's OAuth scopes headers as `response_metadata` (an empty one
-    // without them, as here); nothing in the bot reads them.
-    const { response_metadata: _scopes, ...result } = (await call()) as Record<string, unknown>;
-    return { result };
+    return { result: withoutAddedMetadata(await call()) };
   } catch (err) {
     const e = err as Error & { code?: string; data?: unknown; retryAfter?: number; statusCode?: number; body?: unknown };
-    return { error: e.constructor.name, code: e.code, data: e.data, retryAfter: e.retryAfter, statusCode: e.statusCode, body: e.body, slackCode: slackErrorCode(err), retryAfterMs: retryAfterMs(err) };
+    return { error: e.constructor.name, code: e.code, data: withoutAddedMetadata(e.data), retryAfter: e.retryAfter, statusCode: e.statusCode, body: e.body, slackCode: slackErrorCode(err), retryAfterMs: retryAfterMs(err) };
   }
 }
 
@@ -125,14 +133,15 @@ describe('createSlackWebCalls, against the WebClient', () => {
     await new Promise<void>((r) => closed.close(() => r()));
     const url = `http://127.0.0.1:${port}/api/`;
     const client = new webApi.WebClient('xoxb-test', { ...webClientOptions({ SLACK_API_URL: url }), retryConfig: fastRetry, logLevel: webApi.LogLevel.ERROR });
-    let waits = 0;
-    const web = createSlackWebCalls({ apiUrl: url, token: 'xoxb-test', log, retry: fastRetry, sleep: async () => void waits++ });
+    // The bot's own backoff, its waits recorded instead of waited: 200 ms, then 400 ms (p-retry's, as the WebClient waits).
+    const waits: number[] = [];
+    const web = createSlackWebCalls({ apiUrl: url, token: 'xoxb-test', log, sleep: async (ms) => void waits.push(ms) });
     const expected = (await outcome(() => client.chat.postMessage({ channel: 'C1', text: 'x' }))) as { code: string };
     const got = (await outcome(() => web.chat.postMessage({ channel: 'C1', text: 'x' }))) as { code: string; error: string };
     expect(got.code).toBe(expected.code);
     expect(got.code).toBe(webApi.ErrorCode.RequestError);
     expect(got.error).toBe('WebAPIRequestError');
-    expect(waits).toBe(WEB_API_RETRY.retries);
+    expect(waits).toEqual([200, 400]);
   });
 
   test('a body cut off after the headers fails the call once: not retried, as Slack may have carried it out', async () => {
@@ -156,12 +165,38 @@ describe('createSlackWebCalls, against the WebClient', () => {
     answers.delete('chat.update');
   });
 
+  test('a 200 that is not JSON is a platform error carrying the text, as with the WebClient', async () => {
+    answers.set('chat.update', (_req, _body, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>maintenance</html>');
+    });
+    const got = (await bothSee((c) => c.chat.update({ channel: 'C1', ts: '1.2', text: 'x' }))) as { slackCode: string };
+    expect(got.slackCode).toBe('<html>maintenance</html>');
+    answers.delete('chat.update');
+  });
+
+  test('a 429 without a readable Retry-After fails at once, not as a rate limit', async () => {
+    answers.set('chat.postMessage', (_req, _body, res) => json(res, 429, { ok: false, error: 'ratelimited' }));
+    const got = (await bothSee((c) => c.chat.postMessage({ channel: 'C1', text: 'x' }))) as { error: string; retryAfterMs: unknown };
+    expect(got).toMatchObject({ error: 'Error', retryAfterMs: undefined });
+    answers.delete('chat.postMessage');
+  });
+
+  test("Slack's detail of an error (response_metadata.messages) is logged", async () => {
+    answers.set('chat.update', (_req, _body, res) => json(res, 200, { ok: false, error: 'invalid_blocks', response_metadata: { messages: ['[ERROR] must be more than 0 characters [json-pointer:/blocks/0/text/text]'] } }));
+    const { web } = both();
+    logs.length = 0;
+    await expect(web.chat.update({ channel: 'C1', ts: '1.2', text: 'x' })).rejects.toThrow(/invalid_blocks/);
+    expect(logs).toEqual([expect.objectContaining({ method: 'chat.update', messages: ['[ERROR] must be more than 0 characters [json-pointer:/blocks/0/text/text]'] })]);
+    answers.delete('chat.update');
+  });
+
   test("a successful answer's warnings are logged", async () => {
     answers.set('chat.postMessage', (_req, _body, res) => json(res, 200, { ok: true, ts: '1.2', response_metadata: { warnings: ['missing_charset'] } }));
     const { web } = both();
     logs.length = 0;
     await web.chat.postMessage({ channel: 'C1', text: 'x' });
-    expect(logs).toEqual([expect.objectContaining({ method: 'chat.postMessage', warnings: ['missing_charset'], msg: 'slack answered with warnings' })]);
+    expect(logs).toEqual([expect.objectContaining({ method: 'chat.postMessage', warnings: ['missing_charset'], msg: 'slack answered with warnings or messages' })]);
     answers.delete('chat.postMessage');
   });
 });

@@ -37,6 +37,7 @@
  *   npm run bench -- jobs        # or: node bench/jobs.ts [--jobs=N] [--waiting=N] [--warmup=N]
  *   node bench/jobs.ts --memory-with='' --memory-with='--max-semi-space-size=2'   # per NODE_OPTIONS, side by side
  *   JOBS_BENCH_CPU_PROF_DIR=/tmp/prof node bench/jobs.ts   # + a V8 CPU profile of each bot process
+ *   JOBS_BENCH_ALLOC_PROF_DIR=/tmp/alloc node bench/jobs.ts   # + what each bot's main thread allocated
  */
 import { ask, forkRole, freePort, numberFlag, percentile, procStatusBytes, shippedLog, shippedNodeOptions, sleep, standInSlackFake, startRedis, stopChild } from './processes.ts';
 import type { ChildProcess } from 'node:child_process';
@@ -174,11 +175,35 @@ async function botChild(env: BotEnv): Promise<void> {
     PORT: String(env.port),
     PUBLIC_URL: `http://127.0.0.1:${env.port}`,
   });
+  const allocations = await sampleAllocations();
   const bot = await startBot(config, { log: await shippedLog(config), engineTiming: { rateLimits: { runblob: { requests: 1_000_000, windowMs: 1_000 } } } });
   process.on('message', (m: { close?: boolean }) => {
-    if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(() => process.exit(0));
+    if (m.close) void bot.stop().then(() => rm(dataDir, { recursive: true, force: true })).then(allocations).then(() => process.exit(0));
   });
   process.send!({ ready: { baseUrl: bot.http.localUrl, pid: process.pid } });
+}
+
+/**
+ * JOBS_BENCH_ALLOC_PROF_DIR=DIR: V8's sampling heap profiler over the bot process's main thread,
+ * counting what was allocated whether or not it was collected since (the `include…CollectedBy…`
+ * flags: https://chromedevtools.github.io/devtools-protocol/tot/HeapProfiler/#method-startSampling),
+ * so the profile shows where the garbage comes from, not only what survived. Node's own
+ * `--heap-prof` keeps only what is still alive at exit. Written as DIR/alloc.<pid>.heapprofile when
+ * the bot stops (open it in Chrome DevTools, Memory tab). Returns what writes it.
+ */
+async function sampleAllocations(): Promise<() => Promise<void>> {
+  const dir = process.env.JOBS_BENCH_ALLOC_PROF_DIR;
+  if (!dir) return async () => undefined;
+  const { Session } = await import('node:inspector/promises');
+  const { writeFile, mkdir } = await import('node:fs/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 16_384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  return async () => {
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, `alloc.${process.pid}.heapprofile`), JSON.stringify(profile));
+  };
 }
 
 /** The provider's part of a floor job: create the task, read it until done, download the image. */

@@ -3,25 +3,28 @@
  * instead of through the WebClient: chat.postMessage, chat.postEphemeral and chat.update (each
  * placeholder, edit, result and notice), files.getUploadURLExternal and
  * files.completeUploadExternal (each result's upload). Every other call (views, conversations,
- * users, files.info, chat.delete…) goes through Bolt's WebClient (`SlackContext.client`).
+ * users, files.info, files.delete, chat.delete…) goes through Bolt's WebClient
+ * (`SlackContext.client`).
  *
  * Why: these calls are most of a job's Slack traffic, and the WebClient spends on each what this
  * bot never uses. It copies and JSON-encodes the arguments, headers and answer for its debug log
- * even with debug off, URL-encodes the JSON of the blocks, and runs every call through a queue
- * and a retry wrapper. A heap profile of the jobs bench charged the WebClient about a third of
- * the main thread's allocation per job; `npm run bench -- webapi` compares the CPU of a job's calls
+ * even with debug off, URL-encodes the JSON of the blocks, and runs every call through p-queue
+ * and p-retry. A heap profile of the jobs bench charged the WebClient about a third of the main
+ * thread's allocation per job; `npm run bench -- webapi` compares the CPU of a job's calls
  * (docs/slack.md "Posting").
  *
  * Same behaviour as the WebClient with the bot's options (`webClientOptions` in index.ts), which
  * the rest of the adapter relies on, and the same error classes, so `slackErrorCode`,
  * `retryAfterMs` and every caller's handling see no difference:
- * - an answer with `ok: false` throws WebAPIPlatformError (its `data` is the answer), never retried;
+ * - an answer with `ok: false` throws WebAPIPlatformError (its `data` is the answer), never
+ *   retried;
  * - a 429 throws WebAPIRateLimitedError with its `Retry-After` seconds (read as the WebClient
  *   reads them), never retried (the WebClient's `rejectRateLimitedCalls: true`; context.ts
  *   decides how long to wait);
  * - another status than 200 throws WebAPIHTTPError, and a request that fails (no connection, a
  *   reset, the timeout) WebAPIRequestError, each retried with WEB_API_RETRY's backoff;
  * - a body that fails half-way fails the call, outside the retries (Slack may have done it);
+ * - at most WEB_API_CONCURRENCY requests are under way at once, the others wait their turn;
  * - an answer's `response_metadata.warnings` and `messages` (Slack's detail of an error such as
  *   `invalid_blocks`) are logged, and so is each failed attempt before its retry.
  * The chat.* methods send JSON: Slack's write methods accept it, and Slack recommends it for
@@ -33,6 +36,7 @@ import { STATUS_CODES } from 'node:http';
 import { stringify } from 'node:querystring';
 import { webApi } from '@slack/bolt';
 import { request, type Dispatcher } from 'undici';
+import { concurrencyLimit } from '../../util/limit.ts';
 import { sleep as realSleep, type Sleep } from '../../util/sleep.ts';
 import type { Logger } from '../../log.ts';
 import type { WebClient } from './context.ts';
@@ -42,6 +46,8 @@ import { flatHeaders } from './web-fetch.ts';
 export const WEB_API_RETRY = { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 1000 };
 /** How long a Web API call may wait for Slack's headers, then for each part of its body. */
 export const WEB_API_TIMEOUT_MS = 60_000;
+/** Requests to Slack at once, the others waiting their turn: the WebClient's default (`maxRequestConcurrency`). */
+export const WEB_API_CONCURRENCY = 100;
 
 /** The calls this module makes, with the WebClient's own types: a WebClient is one too (tests use either). */
 export interface SlackWebCalls {
@@ -56,6 +62,7 @@ export interface SlackWebCallsOptions {
   log: Logger;
   retry?: typeof WEB_API_RETRY;
   timeoutMs?: number;
+  concurrency?: number;
   sleep?: Sleep;
 }
 
@@ -65,6 +72,9 @@ export function createSlackWebCalls(opts: SlackWebCallsOptions): SlackWebCalls {
   const retry = opts.retry ?? WEB_API_RETRY;
   const timeoutMs = opts.timeoutMs ?? WEB_API_TIMEOUT_MS;
   const sleep = opts.sleep ?? realSleep;
+  // Each attempt takes a slot for its exchange, as each goes through the WebClient's queue; the
+  // waits between attempts hold none.
+  const slot = concurrencyLimit(opts.concurrency ?? WEB_API_CONCURRENCY);
   const headers: Record<Encoding, Record<string, string>> = {
     json: { authorization: `Bearer ${opts.token}`, accept: 'application/json', 'content-type': 'application/json; charset=utf-8' },
     form: { authorization: `Bearer ${opts.token}`, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
@@ -74,27 +84,27 @@ export function createSlackWebCalls(opts: SlackWebCallsOptions): SlackWebCalls {
     const url = `${opts.apiUrl}${method}`;
     const body = encoding === 'json' ? JSON.stringify(args) : formBody(args);
     for (let attempt = 0; ; attempt++) {
-      const retryLater = async (failure: Error) => {
-        if (attempt >= retry.retries) throw failure;
-        opts.log.warn({ err: failure, method, attempt: attempt + 1 }, 'slack web api call failed; retrying');
-        await sleep(Math.min(retry.maxTimeout, retry.minTimeout * retry.factor ** attempt));
-      };
-      let res: Dispatcher.ResponseData;
-      try {
-        res = await request(url, { method: 'POST', headers: headers[encoding], body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-      } catch (err) {
-        await retryLater(new webApi.WebAPIRequestError(err instanceof Error ? err : new Error(String(err))));
-        continue;
-      }
-      if (res.statusCode === 200) return answerOf(await res.body.text(), method, opts.log) as T;
-      if (res.statusCode === 429) {
-        // Not read: the answer to a call refused says nothing more, and must not hold the caller.
-        res.body.dump().catch(() => undefined);
-        const retryAfter = retryAfterSeconds(res.headers['retry-after']);
-        throw retryAfter === undefined ? new Error(`Slack answered ${method} with 429 and no readable Retry-After`) : new webApi.WebAPIRateLimitedError(retryAfter);
-      }
-      const text = await res.body.text().catch(() => '');
-      await retryLater(new webApi.WebAPIHTTPError(res.statusCode, STATUS_CODES[res.statusCode] ?? '', flatHeaders(res.headers), text));
+      const exchange = await slot(async (): Promise<{ answer: string } | { failure: Error }> => {
+        let res: Dispatcher.ResponseData;
+        try {
+          res = await request(url, { method: 'POST', headers: headers[encoding], body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+        } catch (err) {
+          return { failure: new webApi.WebAPIRequestError(err instanceof Error ? err : new Error(String(err))) };
+        }
+        if (res.statusCode === 200) return { answer: await res.body.text() };
+        if (res.statusCode === 429) {
+          // Not read: the answer to a call refused says nothing more, and must not hold the caller.
+          res.body.dump().catch(() => undefined);
+          const retryAfter = retryAfterSeconds(res.headers['retry-after']);
+          throw retryAfter === undefined ? new Error(`Slack answered ${method} with 429 and no readable Retry-After`) : new webApi.WebAPIRateLimitedError(retryAfter);
+        }
+        const text = await res.body.text().catch(() => '');
+        return { failure: new webApi.WebAPIHTTPError(res.statusCode, STATUS_CODES[res.statusCode] ?? '', flatHeaders(res.headers), text) };
+      });
+      if ('answer' in exchange) return answerOf(exchange.answer, method, opts.log) as T;
+      if (attempt >= retry.retries) throw exchange.failure;
+      opts.log.warn({ err: exchange.failure, method, attempt: attempt + 1 }, 'slack web api call failed; retrying');
+      await sleep(Math.min(retry.maxTimeout, retry.minTimeout * retry.factor ** attempt));
     }
   }
 

@@ -182,6 +182,24 @@ describe('createSlackWebCalls, against the WebClient', () => {
     answers.delete('chat.postMessage');
   });
 
+  test('at most `concurrency` requests are under way at once; the others wait their turn and all are answered', async () => {
+    let open = 0;
+    let most = 0;
+    answers.set('chat.update', (_req, _body, res) => {
+      open += 1;
+      most = Math.max(most, open);
+      setTimeout(() => {
+        open -= 1;
+        json(res, 200, { ok: true, ts: '1.2' });
+      }, 20);
+    });
+    const web = createSlackWebCalls({ apiUrl: slack.apiUrl, token: 'xoxb-test', log, retry: fastRetry, concurrency: 2 });
+    const answered = await Promise.all(Array.from({ length: 6 }, () => web.chat.update({ channel: 'C1', ts: '1.2', text: 'x' })));
+    expect(answered.map((a) => a.ts)).toEqual(Array(6).fill('1.2'));
+    expect(most).toBe(2);
+    answers.delete('chat.update');
+  });
+
   test("Slack's detail of an error (response_metadata.messages) is logged", async () => {
     answers.set('chat.update', (_req, _body, res) => json(res, 200, { ok: false, error: 'invalid_blocks', response_metadata: { messages: ['[ERROR] must be more than 0 characters [json-pointer:/blocks/0/text/text]'] } }));
     const { web } = both();

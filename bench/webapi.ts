@@ -4,11 +4,11 @@
  * the bot's own messages for a one-image job (its placeholder, then its result with the buttons),
  * through the real WebClient on the global WHATWG `fetch` (its default) and on `webApiFetch`
  * (undici's `request`: the bot's WebClient, which made these calls until 2026-12-07), through
- * `createSlackWebCalls` (src/platforms/slack/web-api.ts: what the bot makes them with now), and as
- * the jobs bench's floor makes them (undici's `request` with a JSON body, no retries, no errors
- * read: what any client adds), side by side in one run, with the bot's options. The fake Slack runs in a child process,
- * so its work is billed to none; CPU is this process's, every thread (process.cpuUsage); rounds
- * alternate so machine drift hits all alike.
+ * `createSlackWebCalls` (src/platforms/slack/web-api.ts: what the bot makes them with now), and
+ * as the jobs bench's floor makes them (undici's `request` with a JSON body, no retries, only
+ * `ok` checked: what any client adds), side by side in one run, with the bot's options. The fake
+ * Slack runs in a child process, so its work is billed to none; CPU is this process's, every
+ * thread (process.cpuUsage); rounds alternate so machine drift hits all alike.
  *
  *   node bench/webapi.ts [--jobs=N]
  */

@@ -40,18 +40,16 @@ async function fakeChild(): Promise<void> {
   process.send!({ ready: { apiUrl: slack.apiUrl, botToken: slack.botToken } });
 }
 
-type Call = (method: string, args: Record<string, unknown>) => Promise<unknown>;
-
-/** A job's four Web API calls, with the bot's messages for a one-image job. */
-async function jobCalls(call: Call, i: number): Promise<void> {
+/** A job's four Web API calls through `web`, with the bot's messages for a one-image job. */
+async function jobCalls(web: SlackWebCalls, i: number): Promise<void> {
   const channel = `C${String(i % 400).padStart(4, '0')}`;
   const job = makeJob({ id: `job${String(i).padStart(10, '0')}`, request: { count: 1, prompt: `a lighthouse on a cliff at dusk ${i}` } });
-  const posted = (await call('chat.postMessage', { channel, ...placeholderMessage(job, queuedEvent(job)) })) as { ts?: string };
-  await call('chat.update', { channel, ts: String(posted.ts), ...resultMessage(job, MODEL_CATALOG) });
-  const target = (await call('files.getUploadURLExternal', { filename: `imagine-${i}.png`, length: 1024 })) as { file_id?: string };
+  const posted = await web.chat.postMessage({ channel, ...placeholderMessage(job, queuedEvent(job)) });
+  await web.chat.update({ channel, ts: String(posted.ts), ...resultMessage(job, MODEL_CATALOG) });
+  const target = await web.files.getUploadURLExternal({ filename: `imagine-${i}.png`, length: 1024 });
   // The upload itself goes to upload_url outside the WebClient (every way alike); completing a
   // file never uploaded is an error the fake answers like Slack, which costs the same to read.
-  await call('files.completeUploadExternal', { files: [{ id: String(target.file_id), title: 'a lighthouse' }], channel_id: channel }).catch(() => undefined);
+  await web.files.completeUploadExternal({ files: [{ id: String(target.file_id), title: 'a lighthouse' }], channel_id: channel }).catch(() => undefined);
 }
 
 export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> {
@@ -60,26 +58,26 @@ export async function runWebApiBench(jobs = WEBAPI_BENCH_JOBS): Promise<string> 
     const { apiUrl, botToken } = fake.ready;
     // The bot's own options (retries, timeout, rate limits), on the global fetch and on webApiFetch.
     const options = { ...webClientOptions({ SLACK_API_URL: apiUrl }), logLevel: webApi.LogLevel.ERROR };
-    const viaClient = (client: webApi.WebClient): Call => (method, args) => client.apiCall(method, args);
-    const viaWeb = (web: SlackWebCalls): Call => (method, args) => {
-      const [family, name] = method.split('.') as [string, string];
-      return (web as unknown as Record<string, Record<string, (a: object) => Promise<unknown>>>)[family]![name]!(args);
-    };
     const dispatcher = new Agent();
     const headers = { authorization: `Bearer ${botToken}`, 'content-type': 'application/json; charset=utf-8' };
-    const ways: Record<'globalFetch' | 'before' | 'now' | 'floor', Call> = {
-      globalFetch: viaClient(new webApi.WebClient(botToken, { ...options, fetch: globalThis.fetch })),
-      before: viaClient(new webApi.WebClient(botToken, options)),
-      now: viaWeb(createSlackWebCalls({ apiUrl: options.slackApiUrl, token: botToken, log: createLogger({ level: 'error', pretty: false, destination: { write: () => undefined } }) })),
-      floor: async (method, args) => {
-        const res = await request(`${apiUrl}${method}`, { method: 'POST', headers, body: JSON.stringify(args), dispatcher });
-        const answer = (await res.body.json()) as Record<string, unknown>;
-        if (!answer.ok) throw new Error(String(answer.error));
-        return answer;
+    const floorCall = (method: string) => async (args: object) => {
+      const res = await request(`${apiUrl}${method}`, { method: 'POST', headers, body: JSON.stringify(args), dispatcher });
+      const answer = (await res.body.json()) as Record<string, unknown>;
+      if (!answer.ok) throw new Error(String(answer.error));
+      return answer as never;
+    };
+    // A WebClient makes the same calls (SlackWebCalls is a part of its interface).
+    const ways: Record<'globalFetch' | 'before' | 'now' | 'floor', SlackWebCalls> = {
+      globalFetch: new webApi.WebClient(botToken, { ...options, fetch: globalThis.fetch }),
+      before: new webApi.WebClient(botToken, options),
+      now: createSlackWebCalls({ apiUrl: options.slackApiUrl, token: botToken, log: createLogger({ level: 'error', pretty: false, destination: { write: () => undefined } }) }),
+      floor: {
+        chat: { postMessage: floorCall('chat.postMessage'), postEphemeral: floorCall('chat.postEphemeral'), update: floorCall('chat.update') },
+        files: { getUploadURLExternal: floorCall('files.getUploadURLExternal'), completeUploadExternal: floorCall('files.completeUploadExternal') },
       },
     };
-    const rounds = (call: Call, count: number) => () => cpuMsOf(count, CONCURRENCY, (i) => jobCalls(call, i));
-    for (const call of Object.values(ways)) await rounds(call, jobs / 10)(); // warm-up: JIT, connections
+    const rounds = (web: SlackWebCalls, count: number) => () => cpuMsOf(count, CONCURRENCY, (i) => jobCalls(web, i));
+    for (const web of Object.values(ways)) await rounds(web, jobs / 10)(); // warm-up: JIT, connections
     const cost = await alternateRounds(
       { globalFetch: rounds(ways.globalFetch, jobs), before: rounds(ways.before, jobs), now: rounds(ways.now, jobs), floor: rounds(ways.floor, jobs) },
       ROUNDS,

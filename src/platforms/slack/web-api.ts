@@ -75,9 +75,10 @@ export function createSlackWebCalls(opts: SlackWebCallsOptions): SlackWebCalls {
   // Each attempt takes a slot for its exchange, as each goes through the WebClient's queue; the
   // waits between attempts hold none.
   const slot = concurrencyLimit(opts.concurrency ?? WEB_API_CONCURRENCY);
+  const sent = { authorization: `Bearer ${opts.token}`, accept: 'application/json' };
   const headers: Record<Encoding, Record<string, string>> = {
-    json: { authorization: `Bearer ${opts.token}`, accept: 'application/json', 'content-type': 'application/json; charset=utf-8' },
-    form: { authorization: `Bearer ${opts.token}`, accept: 'application/json', 'content-type': 'application/x-www-form-urlencoded' },
+    json: { ...sent, 'content-type': 'application/json; charset=utf-8' },
+    form: { ...sent, 'content-type': 'application/x-www-form-urlencoded' },
   };
 
   async function call<T>(method: string, args: object, encoding: Encoding): Promise<T> {

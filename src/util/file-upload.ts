@@ -7,10 +7,10 @@
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import { MiB } from './units.ts';
+import { Multipart } from './multipart.ts';
 
 /** Read from disk in pieces of this size: a 1K result in one read, not one per 64 KiB. */
 const UPLOAD_READ_BYTES = MiB;
@@ -46,10 +46,9 @@ export async function postFile(
   opts: { bytes?: Buffer | undefined; dispatcher?: Dispatcher | undefined; signal?: AbortSignal | undefined } = {},
 ): Promise<FileUploadAnswer> {
   const size = opts.bytes?.length ?? upload.size ?? (await stat(upload.path)).size;
-  const boundary = `----imagine-${randomUUID()}`;
-  const safeName = upload.filename.replace(/["\r\n]/g, '_');
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${safeName}"\r\nContent-Type: ${upload.mime}\r\n\r\n`);
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  const form = new Multipart();
+  const head = form.head({ name: 'file', filename: upload.filename, contentType: upload.mime });
+  const tail = form.tail();
   // `end` (the size is known): a read asks for what is left, not a whole piece, so a 500 KiB file
   // gets a 500 KiB buffer, and no further read and buffer to find the end of the file.
   async function* parts() {
@@ -61,7 +60,7 @@ export async function postFile(
   const body = Readable.from(opts.bytes ? [head, opts.bytes, tail] : parts());
   const res = await request(upload.url, {
     method: 'POST',
-    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length), ...upload.headers },
+    headers: { 'content-type': form.contentType, 'content-length': String(head.length + size + tail.length), ...upload.headers },
     body,
     headersTimeout: upload.timeoutMs,
     bodyTimeout: upload.timeoutMs,

@@ -27,7 +27,7 @@ import { DiscordDelivery, ORIGINALS_PATH_PREFIX } from './delivery.ts';
 import { InteractionHandler } from './interactions.ts';
 import { ReplyRefiner } from './replies.ts';
 import { DiscordMessages } from './messages.ts';
-import { discordRestAgent } from './rest-agent.ts';
+import { discordRestOptions } from './rest-request.ts';
 import { DISCORD_API_DEFAULT } from './command-json.ts';
 import { DISCORD_INTERACTIONS_PATH, HttpAnswers, discordPublicKey, mountInteractionsEndpoint } from './http-interactions.ts';
 
@@ -67,7 +67,7 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
       // mentions the bot carries its content without the Message Content intent.
       intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages],
       ...shardOptions(config.DISCORD_SHARDS),
-      rest: { api: config.DISCORD_API_URL ?? DISCORD_API_DEFAULT, agent: discordRestAgent() },
+      rest: discordRestOptions(config.DISCORD_API_URL ?? DISCORD_API_DEFAULT),
       // The bot never reads message history: keep no messages in memory.
       makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
     });

@@ -4,7 +4,9 @@
  * the bot token (`auth: false`), as Discord expects, and through a REST client of their own (see
  * interactionRestFor).
  */
-import { DiscordAPIError, REST, Routes, type RawFile } from 'discord.js';
+import { DiscordAPIError, REST, Routes } from 'discord.js';
+import { multipartBody } from '../../util/multipart.ts';
+import { multipartRequest } from './rest-request.ts';
 import { sleep } from '../../util/sleep.ts';
 import { INTERACTION_TOKEN_LIFETIME_MS, type DiscordLocation } from './location.ts';
 
@@ -19,8 +21,19 @@ export interface OutgoingFile {
   contentType: string;
 }
 
-const rawFiles = (files: readonly OutgoingFile[] | undefined): RawFile[] | undefined =>
-  files && files.length > 0 ? files.map((f) => ({ name: f.name, data: f.data, contentType: f.contentType })) : undefined;
+/**
+ * A message's request options: its JSON body, or with files one multipart body, `payload_json`
+ * then `files[n]` (docs/discord.md "Files"), each file's bytes sent as they are (rest-request.ts).
+ */
+function messageRequest(body: object, files: readonly OutgoingFile[] | undefined): { body: unknown; passThroughBody?: true; headers?: Record<string, string> } {
+  if (!files || files.length === 0) return { body };
+  return multipartRequest(
+    multipartBody([
+      { name: 'payload_json', contentType: 'application/json', data: Buffer.from(JSON.stringify(body)) },
+      ...files.map((f, n) => ({ name: `files[${n}]`, filename: f.name, contentType: f.contentType, data: f.data })),
+    ]),
+  );
+}
 
 /**
  * With HTTP interactions (http-interactions.ts) the first response is the HTTP answer, and the
@@ -87,13 +100,9 @@ export class DiscordMessages {
   }
 
   async editOriginal(loc: DiscordLocation, body: object, files?: readonly OutgoingFile[]): Promise<SentMessage> {
-    const f = rawFiles(files);
+    const request = messageRequest(body, files);
     return this.#viaWebhook(loc, async () =>
-      (await this.interactionRest.patch(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), {
-        body,
-        ...(f && { files: f }),
-        auth: false,
-      })) as SentMessage,
+      (await this.interactionRest.patch(Routes.webhookMessage(loc.applicationId, loc.interactionToken, '@original'), { ...request, auth: false })) as SentMessage,
     );
   }
 
@@ -123,8 +132,7 @@ export class DiscordMessages {
   }
 
   async postToChannel(channelId: string, body: object, files?: readonly OutgoingFile[]): Promise<SentMessage> {
-    const f = rawFiles(files);
-    return (await this.rest.post(Routes.channelMessages(channelId), { body, ...(f && { files: f }) })) as SentMessage;
+    return (await this.rest.post(Routes.channelMessages(channelId), messageRequest(body, files))) as SentMessage;
   }
 
   async editInChannel(channelId: string, messageId: string, body: object): Promise<SentMessage> {

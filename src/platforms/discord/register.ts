@@ -8,7 +8,7 @@ import { REST, Routes } from 'discord.js';
 import { configuredModels } from '../../engine/models.ts';
 import { configuredProviders, loadDotEnv, parseConfig, type Config } from '../../config.ts';
 import { DISCORD_API_DEFAULT, allCommandsJson } from './command-json.ts';
-import { discordRestAgent } from './rest-agent.ts';
+import { discordRestOptions } from './rest-request.ts';
 
 export interface RegisterResult {
   scope: 'global' | 'guild';
@@ -22,7 +22,7 @@ export async function registerCommands(config: Config, rest?: REST): Promise<Reg
   }
   const models = configuredModels(configuredProviders(config));
   if (models.length === 0) throw new Error('No image provider is configured (RUNBASE_API_KEY or RUNBLOB_API_KEY): /imagine would offer no model.');
-  const client = rest ?? new REST({ api: config.DISCORD_API_URL ?? DISCORD_API_DEFAULT, agent: discordRestAgent() }).setToken(config.DISCORD_TOKEN);
+  const client = rest ?? new REST(discordRestOptions(config.DISCORD_API_URL ?? DISCORD_API_DEFAULT)).setToken(config.DISCORD_TOKEN);
   const body = allCommandsJson(models);
   const guildId = config.DISCORD_GUILD_ID;
   const route = guildId

@@ -12,7 +12,7 @@ import { REST } from 'discord.js';
 import { captureLogger } from '../../../integration/engine-harness.ts';
 import { RESULT_UPLOADS_AT_ONCE, DiscordDelivery } from '../../../../src/platforms/discord/delivery.ts';
 import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
-import { discordRestAgent } from '../../../../src/platforms/discord/rest-agent.ts';
+import { discordRestOptions } from '../../../../src/platforms/discord/rest-request.ts';
 import type { RecordedRequest } from '../../../fakes/discord/server.ts';
 import { deferred, locationOf } from './fixtures.ts';
 import { makeJob, okTask } from '../../commands/job-fixture.ts';
@@ -59,8 +59,8 @@ describe('DiscordDelivery result uploads', () => {
     );
 
     const { log } = captureLogger();
-    // As the bot builds it (index.ts): multipart uploads need the agent of @discordjs/rest's undici.
-    const rest = new REST({ api: discord.apiUrl, agent: discordRestAgent() }).setToken(discord.token);
+    // As the bot builds it (index.ts): its requests on the bot's undici (rest-request.ts).
+    const rest = new REST(discordRestOptions(discord.apiUrl)).setToken(discord.token);
     const messages = new DiscordMessages(rest);
     const delivery = new DiscordDelivery({ engine: { models: [], updateLocation: async () => {} }, log, messages });
     try {
@@ -92,7 +92,7 @@ describe('DiscordDelivery per-job state', () => {
       makeJob({ id: `kept_${n}`, state: 'running', tasks: [task], request: { count: 1, location: locationOf(discord, interaction) } }),
     );
     const { log } = captureLogger();
-    const rest = new REST({ api: discord.apiUrl, agent: discordRestAgent() }).setToken(discord.token);
+    const rest = new REST(discordRestOptions(discord.apiUrl)).setToken(discord.token);
     const messages = new DiscordMessages(rest);
     const delivery = new DiscordDelivery({ engine: { models: [], updateLocation: async () => {} }, log, messages });
     const generating = (jobId: string): ProgressEvent => ({ jobId, state: 'running', phase: 'generating', elapsedMs: 1_000, done: 0, total: 1, changed: true });

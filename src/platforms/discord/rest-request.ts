@@ -1,0 +1,84 @@
+/**
+ * How the bot's Discord REST clients send a request: @discordjs/rest's `makeRequest` option
+ * (https://discord.js.org/docs/packages/rest/main/RESTOptions:Interface#makeRequest), on the
+ * bot's own undici `request`. @discordjs/rest keeps everything else: the routes, the per-route
+ * and global rate limits, the retries, the errors (DiscordAPIError, HTTPError).
+ *
+ * Why not its default (undici 6's `request`, which @discordjs/rest bundles):
+ * - Files. Given `files`, @discordjs/rest copies each into a Blob and builds a FormData, which
+ *   undici then encodes: about 1 ms of main-thread CPU per 560 KiB result, 6 ms per 3 MB. The bot
+ *   sends its files as a multipart body of its own instead (messages.ts: the heads, the bytes as
+ *   they are, the tail), a third of that (`npm run bench -- discordrest`). The pieces are kept
+ *   as an array and streamed anew for each attempt, so a retry sends them again.
+ * - Answers. Its default wraps undici's answer headers in a WHATWG `Headers` per response; this
+ *   reads them where undici put them (lower-case names). @discordjs/rest reads an answer's
+ *   headers with `get` and `has` only (its rate-limit headers and Content-Type).
+ * - One undici. Without an agent of its own, undici 6 took the process-wide dispatcher, which
+ *   the bot's undici 8 installs, and undici 8 refuses a FormData built by another undici: every
+ *   upload failed. Now @discordjs/rest's undici is never used.
+ *
+ * The answer's body is read as soon as its headers are in, so a 429's or a 5xx's body, which
+ * @discordjs/rest never reads, frees its connection at once. A FormData (built only by
+ * discord.js's own file uploads, which the bot does not use) goes to the global `fetch`, which
+ * encodes it.
+ */
+import { STATUS_CODES } from 'node:http';
+import { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { RESTOptions, ResponseLike } from 'discord.js';
+import type { MultipartBody } from '../../util/multipart.ts';
+
+/** How long a new connection to Discord may take. */
+const CONNECT_TIMEOUT_MS = 30_000;
+
+let agent: Dispatcher | undefined;
+const discordAgent = () => (agent ??= new Agent({ connect: { timeout: CONNECT_TIMEOUT_MS } }));
+
+type RequestInit = Parameters<RESTOptions['makeRequest']>[1];
+
+export async function discordRequest(url: string, init: RequestInit): Promise<ResponseLike> {
+  const { method = 'GET', headers: sent, body: sending, signal } = init;
+  if (sending instanceof FormData) return fetch(url, { method, headers: sent, body: sending, signal } as globalThis.RequestInit);
+  const res = await request(url, {
+    method: method as Dispatcher.HttpMethod,
+    headers: sent as Record<string, string>,
+    // Pieces (multipartRequest) as a stream of their own per attempt: a retry sends them again.
+    body: Array.isArray(sending) ? Readable.from(sending as Uint8Array[]) : ((sending ?? null) as string | null),
+    signal: signal ?? null,
+    dispatcher: discordAgent(),
+  });
+  const body = res.body.arrayBuffer().then((b) => Buffer.from(b));
+  body.catch(() => undefined);
+  const raw = res.headers;
+  const header = (name: string): string | null => {
+    const value = raw[name.toLowerCase()];
+    return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+  };
+  const headers = { get: header, has: (name: string) => raw[name.toLowerCase()] !== undefined };
+  return {
+    ok: res.statusCode >= 200 && res.statusCode < 300,
+    status: res.statusCode,
+    statusText: STATUS_CODES[res.statusCode] ?? '',
+    // Only get and has are read (above).
+    headers: headers as unknown as Headers,
+    // Read already (above); `arrayBuffer`, `json` and `text` give it.
+    body: null,
+    bodyUsed: false,
+    arrayBuffer: async () => {
+      const b = await body;
+      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+    },
+    json: async () => JSON.parse((await body).toString('utf8')) as unknown,
+    text: async () => (await body).toString('utf8'),
+  };
+}
+
+/** The options every REST client of the bot's is built with (discord.js's client's, the command registration's). */
+export function discordRestOptions(api: string): Partial<RESTOptions> {
+  return { api, makeRequest: discordRequest };
+}
+
+/** A multipart body (messages.ts) as @discordjs/rest's request options: sent as it is. */
+export function multipartRequest(body: MultipartBody): { body: Uint8Array[]; passThroughBody: true; headers: Record<string, string> } {
+  return { body: body.pieces, passThroughBody: true, headers: { 'Content-Type': body.contentType, 'Content-Length': String(body.length) } };
+}

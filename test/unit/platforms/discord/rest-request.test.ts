@@ -1,0 +1,159 @@
+/**
+ * The bot's Discord REST transport (src/platforms/discord/rest-request.ts) under the real
+ * @discordjs/rest, against a bare HTTP server: a message with files arrives as a multipart body
+ * that a standard parser (the WHATWG `Request.formData()`) reads back field by field; a retried
+ * request (429, 5xx) sends the same bytes again; the rate-limit headers and errors reach
+ * @discordjs/rest as its own transport gives them.
+ */
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DiscordAPIError, REST, Routes } from 'discord.js';
+import { discordRestOptions } from '../../../../src/platforms/discord/rest-request.ts';
+import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
+
+interface Arrived {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  at: number;
+}
+type Answer = (res: ServerResponse) => void;
+
+const arrived: Arrived[] = [];
+/** Answers for the next requests, in order; after them, a message. */
+const answers: Answer[] = [];
+const MESSAGE = { id: '200000000000000001', channel_id: '100000000000000001' };
+
+const reply = (status: number, body: unknown, headers: Record<string, string> = {}): Answer => (res) => {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+};
+
+const server = createServer((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    arrived.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks), at: Date.now() });
+    (answers.shift() ?? reply(200, MESSAGE))(res);
+  });
+});
+let api = '';
+beforeAll(async () => {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  api = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api`;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+const clients: REST[] = [];
+afterEach(() => {
+  arrived.length = 0;
+  answers.length = 0;
+  for (const rest of clients.splice(0)) {
+    rest.clearHashSweeper();
+    rest.clearHandlerSweeper();
+  }
+});
+
+/** A REST client as the bot builds it (discord/index.ts). */
+function botRest(): REST {
+  const rest = new REST(discordRestOptions(api)).setToken('bot-token');
+  clients.push(rest);
+  return rest;
+}
+
+/** The fields of a multipart request, read by the platform's own parser. */
+async function formOf(req: Arrived): Promise<FormData> {
+  return new Request('http://x/', { method: 'POST', headers: { 'content-type': req.headers['content-type']! }, body: req.body }).formData();
+}
+
+const png = (n: number, size: number) => Buffer.alloc(size, n);
+const CHANNEL = '100000000000000001';
+
+describe("the bot's Discord REST transport", () => {
+  it('sends a message with files as one multipart body a standard parser reads: payload_json, then files[n]', async () => {
+    const messages = new DiscordMessages(botRest());
+    clients.push(messages.interactionRest);
+    const body = { content: 'two images', attachments: [{ id: '0', filename: 'a.png' }, { id: '1', filename: 'b "2".webp' }] };
+    const files = [
+      { name: 'a.png', data: png(1, 70_000), contentType: 'image/png' },
+      { name: 'b "2".webp', data: png(2, 3), contentType: 'image/webp' },
+    ];
+
+    const sent = await messages.postToChannel(CHANNEL, body, files);
+
+    expect(sent).toEqual(MESSAGE);
+    const req = arrived[0]!;
+    expect(req.method).toBe('POST');
+    expect(req.url).toBe(`/api/v10/channels/${CHANNEL}/messages`);
+    expect(req.headers.authorization).toBe('Bot bot-token');
+    // Its length stated, not chunked.
+    expect(req.headers['content-length']).toBe(String(req.body.length));
+    expect(req.headers['transfer-encoding']).toBeUndefined();
+    const form = await formOf(req);
+    expect([...form.keys()]).toEqual(['payload_json', 'files[0]', 'files[1]']);
+    expect(JSON.parse(String(form.get('payload_json')))).toEqual(body);
+    const [a, b] = [form.get('files[0]') as File, form.get('files[1]') as File];
+    expect([a.name, a.type, Buffer.from(await a.arrayBuffer()).equals(files[0]!.data)]).toEqual(['a.png', 'image/png', true]);
+    // A quote would end the filename early: it is replaced.
+    expect([b.name, b.type, Buffer.from(await b.arrayBuffer()).equals(files[1]!.data)]).toEqual(['b _2_.webp', 'image/webp', true]);
+  });
+
+  it('sends the same bytes again when @discordjs/rest retries after a 429 and after a 5xx', async () => {
+    const messages = new DiscordMessages(botRest());
+    clients.push(messages.interactionRest);
+    answers.push(
+      reply(429, { message: 'You are being rate limited.', retry_after: 0.05, global: false }, { 'retry-after': '0.1', 'x-ratelimit-scope': 'user' }),
+      reply(502, { message: 'bad gateway' }),
+    );
+    const loc = { applicationId: '300000000000000001', interactionToken: 'tok', tokenExpiresAt: Date.now() + 600_000, channelId: CHANNEL, ephemeral: false, interactionId: '1', attachmentSizeLimit: 10 << 20 };
+
+    await messages.editOriginal(loc, { content: 'done' }, [{ name: 'a.png', data: png(3, 200_000), contentType: 'image/png' }]);
+
+    expect(arrived).toHaveLength(3);
+    expect(arrived.every((r) => r.url === `/api/v10${Routes.webhookMessage(loc.applicationId, 'tok', '@original')}` && r.method === 'PATCH')).toBe(true);
+    // Sent with the interaction's token, not the bot's.
+    expect(arrived[0]!.headers.authorization).toBeUndefined();
+    expect(arrived[0]!.body.length).toBeGreaterThan(200_000);
+    expect(arrived[1]!.body.equals(arrived[0]!.body) && arrived[2]!.body.equals(arrived[0]!.body)).toBe(true);
+  });
+
+  it("gives @discordjs/rest the answer's rate-limit headers: a bucket spent waits for its reset, a global 429 holds the client", async () => {
+    const rest = botRest();
+    const limited: { global: boolean }[] = [];
+    rest.on('rateLimited', (info) => limited.push({ global: info.global }));
+    answers.push(reply(200, MESSAGE, { 'x-ratelimit-limit': '1', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset-after': '0.4' }));
+
+    await rest.patch(Routes.channelMessage(CHANNEL, '1'), { body: { content: 'a' } });
+    await rest.patch(Routes.channelMessage(CHANNEL, '1'), { body: { content: 'b' } });
+    // The second waited for the bucket's reset (less @discordjs/rest's default offset of 50 ms would still be >= 300).
+    expect(arrived[1]!.at - arrived[0]!.at).toBeGreaterThanOrEqual(300);
+
+    answers.push(reply(429, { message: 'You are being rate limited.', retry_after: 0.05, global: true }, { 'retry-after': '0.1', 'x-ratelimit-global': 'true', 'x-ratelimit-scope': 'global' }));
+    await rest.get(Routes.user());
+    expect(limited).toContainEqual({ global: true });
+    expect(arrived).toHaveLength(4);
+  });
+
+  it("turns Discord's errors into @discordjs/rest's: a 4xx with its JSON code, a 204 with no body", async () => {
+    const rest = botRest();
+    answers.push(reply(403, { message: 'Missing Permissions', code: 50013 }));
+    const err = await rest.post(Routes.channelMessages(CHANNEL), { body: { content: 'x' } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DiscordAPIError);
+    expect([(err as DiscordAPIError).status, (err as DiscordAPIError).code, (err as DiscordAPIError).message]).toEqual([403, 50013, 'Missing Permissions']);
+    expect(arrived[0]!.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(arrived[0]!.body.toString())).toEqual({ content: 'x' });
+
+    answers.push((res) => res.writeHead(204).end());
+    await expect(rest.delete(Routes.channelMessage(CHANNEL, '1'))).resolves.toBeDefined();
+  });
+
+  it("still sends discord.js's own file uploads (a FormData), through the global fetch", async () => {
+    const rest = botRest();
+    await rest.post(Routes.channelMessages(CHANNEL), { body: { content: 'raw' }, files: [{ name: 'c.png', data: png(4, 1_000), contentType: 'image/png' }] });
+    const form = await formOf(arrived[0]!);
+    expect(JSON.parse(String(form.get('payload_json')))).toEqual({ content: 'raw' });
+    expect((form.get('files[0]') as File).size).toBe(1_000);
+  });
+});

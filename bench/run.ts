@@ -12,6 +12,7 @@
  *   - leases:  main-thread CPU to keep 1,000 in-flight jobs leased: per job vs one batch (issue 13)
  *   - records: CPU to write and read job records in SQLite: rowid table vs WITHOUT ROWID, and a commit per write vs group commit (issue 13)
  *   - webapi:  CPU of a job's Slack Web API calls: WebClient on the global fetch vs on undici's request (issue 13)
+ *   - discordrest: CPU of a job's Discord calls: @discordjs/rest on its own transport vs the bot's (rest-request.ts) (issue 13)
  *   - results: CPU of a result's download to disk and upload to Slack, against in memory only (issue 13)
  *   - log:     CPU per log line and per child logger of the bot's logger vs plain pino (issue 13)
  * `npm run bench -- poll` runs just one part.
@@ -24,6 +25,7 @@ import { runPeakBench } from './peak.ts';
 import { runLeasesBench } from './leases.ts';
 import { runRecordsBench } from './records.ts';
 import { runWebApiBench } from './webapi.ts';
+import { runDiscordRestBench } from './discordrest.ts';
 import { runResultsBench } from './results-io.ts';
 import { runLogBench } from './log.ts';
 
@@ -36,6 +38,7 @@ const parts: Record<string, () => Promise<string>> = {
   leases: () => runLeasesBench(),
   records: () => runRecordsBench(),
   webapi: () => runWebApiBench(),
+  discordrest: () => runDiscordRestBench(),
   results: () => runResultsBench(),
   log: () => runLogBench(),
 };

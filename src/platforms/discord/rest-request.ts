@@ -6,10 +6,11 @@
  *
  * Why not its default (undici 6's `request`, which @discordjs/rest bundles):
  * - Files. Given `files`, @discordjs/rest copies each into a Blob and builds a FormData, which
- *   undici then encodes: about 1 ms of main-thread CPU per 560 KiB result, 6 ms per 3 MB. The bot
- *   sends its files as a multipart body of its own instead (messages.ts: the heads, the bytes as
- *   they are, the tail), a third of that (`npm run bench -- discordrest`). The pieces are kept
- *   as an array and streamed anew for each attempt, so a retry sends them again.
+ *   undici then encodes. The bot sends its files as a multipart body of its own instead
+ *   (messages.ts: the heads, the bytes as they are, the tail): a job's three calls cost about
+ *   half the main thread's CPU with a 560 KiB result, a third to a sixth with an 8 MiB one
+ *   (`npm run bench -- discordrest`). The pieces are kept as an array and streamed anew for each
+ *   attempt, so a retry sends them again.
  * - Answers. Its default wraps undici's answer headers in a WHATWG `Headers` per response; this
  *   reads them where undici put them (lower-case names). @discordjs/rest reads an answer's
  *   headers with `get` and `has` only (its rate-limit headers and Content-Type).

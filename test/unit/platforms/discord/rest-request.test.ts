@@ -119,6 +119,20 @@ describe("the bot's Discord REST transport", () => {
     expect(arrived[1]!.body.equals(arrived[0]!.body) && arrived[2]!.body.equals(arrived[0]!.body)).toBe(true);
   });
 
+  it("lets @discordjs/rest's timeout abort a request and try it again, with the same bytes", async () => {
+    const rest = new REST({ ...discordRestOptions(api), timeout: 200 }).setToken('bot-token');
+    clients.push(rest);
+    // The first answer comes too late: the request is aborted, and sent again.
+    answers.push((res) => setTimeout(() => reply(200, MESSAGE)(res), 1_000));
+    const messages = new DiscordMessages(rest);
+    clients.push(messages.interactionRest);
+
+    await messages.postToChannel(CHANNEL, { content: 'late' }, [{ name: 'a.png', data: png(5, 50_000), contentType: 'image/png' }]);
+
+    expect(arrived).toHaveLength(2);
+    expect(arrived[1]!.body.equals(arrived[0]!.body)).toBe(true);
+  });
+
   it("gives @discordjs/rest the answer's rate-limit headers: a bucket spent waits for its reset, a global 429 holds the client", async () => {
     const rest = botRest();
     const limited: { global: boolean }[] = [];

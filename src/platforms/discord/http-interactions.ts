@@ -72,8 +72,9 @@ export class HttpAnswers {
     rest.post = async (route, options = {}) => {
       const id = /^\/interactions\/(\d+)\/[^/]+\/callback$/.exec(route)?.[1];
       const answer = id === undefined ? undefined : this.#waiting.get(id);
-      // Files cannot ride in the HTTP answer; the bot never sends any in a first response.
-      if (!answer || options.files?.length) return post(route, options);
+      // Files cannot ride in the HTTP answer (neither discord.js's nor a multipart body of the
+      // bot's, rest-request.ts); the bot never sends any in a first response.
+      if (!answer || options.files?.length || options.passThroughBody) return post(route, options);
       this.#waiting.delete(id!);
       await answer(options.body);
       // What the callback endpoint answers without ?with_response: 204, no body. (The webhook

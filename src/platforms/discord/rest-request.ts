@@ -48,29 +48,30 @@ export async function discordRequest(url: string, init: RequestInit): Promise<Re
     signal: signal ?? null,
     dispatcher: discordAgent(),
   });
-  const body = res.body.arrayBuffer().then((b) => Buffer.from(b));
+  const body = res.body.arrayBuffer();
   body.catch(() => undefined);
   const raw = res.headers;
   const header = (name: string): string | null => {
-    const value = raw[name.toLowerCase()];
-    return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+    const key = name.toLowerCase();
+    if (!Object.hasOwn(raw, key)) return null;
+    const value = raw[key]!;
+    return Array.isArray(value) ? value.join(', ') : value;
   };
-  const headers = { get: header, has: (name: string) => raw[name.toLowerCase()] !== undefined };
+  const headers = { get: header, has: (name: string) => Object.hasOwn(raw, name.toLowerCase()) };
+  const utf8 = async () => Buffer.from(await body).toString('utf8');
   return {
     ok: res.statusCode >= 200 && res.statusCode < 300,
     status: res.statusCode,
     statusText: STATUS_CODES[res.statusCode] ?? '',
     // Only get and has are read (above).
     headers: headers as unknown as Headers,
-    // Read already (above); `arrayBuffer`, `json` and `text` give it.
+    // Read already (above); `arrayBuffer`, `json` and `text` give it. Neither @discordjs/rest nor
+    // discord.js reads `body` or `bodyUsed` (only `rest.raw()` callers would, and the bot has none).
     body: null,
     bodyUsed: false,
-    arrayBuffer: async () => {
-      const b = await body;
-      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
-    },
-    json: async () => JSON.parse((await body).toString('utf8')) as unknown,
-    text: async () => (await body).toString('utf8'),
+    arrayBuffer: () => body,
+    json: async () => JSON.parse(await utf8()) as unknown,
+    text: utf8,
   };
 }
 

@@ -7,9 +7,9 @@
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DiscordAPIError, REST, Routes } from 'discord.js';
-import { discordRestOptions } from '../../../../src/platforms/discord/rest-request.ts';
+import { discordRequest, discordRestOptions } from '../../../../src/platforms/discord/rest-request.ts';
 import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
 
 interface Arrived {
@@ -81,8 +81,18 @@ describe("the bot's Discord REST transport", () => {
       { name: 'b "2".webp', data: png(2, 3), contentType: 'image/webp' },
     ];
 
-    const sent = await messages.postToChannel(CHANNEL, body, files);
+    // @discordjs/rest's own transport would join the pieces into one buffer (or, given `files`,
+    // copy each into a Blob): the file's bytes must go out as they are.
+    const concat = vi.spyOn(Buffer, 'concat');
+    const joined: (readonly Uint8Array[])[] = [];
+    const sent = await messages.postToChannel(CHANNEL, body, files).finally(() => {
+      joined.push(...concat.mock.calls.map(([list]) => list));
+      concat.mockRestore();
+    });
 
+    expect(joined.some((list) => list.includes(files[0]!.data))).toBe(false);
+    // Both of the bot's clients send on the bot's transport (interactionRestFor keeps it).
+    expect([messages.rest.options.makeRequest, messages.interactionRest.options.makeRequest]).toEqual([discordRequest, discordRequest]);
     expect(sent).toEqual(MESSAGE);
     const req = arrived[0]!;
     expect(req.method).toBe('POST');
@@ -160,7 +170,10 @@ describe("the bot's Discord REST transport", () => {
     expect(JSON.parse(arrived[0]!.body.toString())).toEqual({ content: 'x' });
 
     answers.push((res) => res.writeHead(204).end());
-    await expect(rest.delete(Routes.channelMessage(CHANNEL, '1'))).resolves.toBeDefined();
+    // No JSON to parse: @discordjs/rest gives the empty body's bytes.
+    const deleted = await rest.delete(Routes.channelMessage(CHANNEL, '1'));
+    expect(deleted).toBeInstanceOf(ArrayBuffer);
+    expect((deleted as ArrayBuffer).byteLength).toBe(0);
   });
 
   it("still sends discord.js's own file uploads (a FormData), through the global fetch", async () => {

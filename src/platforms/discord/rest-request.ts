@@ -12,22 +12,22 @@
  *   (`npm run bench -- discordrest`). The pieces are kept as an array and streamed anew for each
  *   attempt, so a retry sends them again.
  * - Answers. Its default wraps undici's answer headers in a WHATWG `Headers` per response; this
- *   reads them where undici put them (lower-case names). @discordjs/rest reads an answer's
+ *   reads them where undici put them (src/util/fetch-like.ts). @discordjs/rest reads an answer's
  *   headers with `get` and `has` only (its rate-limit headers and Content-Type).
  * - One undici. Without an agent of its own, undici 6 took the process-wide dispatcher, which
  *   the bot's undici 8 installs, and undici 8 refuses a FormData built by another undici: every
  *   upload failed. Now @discordjs/rest's undici is never used.
  *
- * The answer's body is read as soon as its headers are in, so a 429's or a 5xx's body, which
- * @discordjs/rest never reads, frees its connection at once. A FormData (built only by
+ * The answer's body is read as soon as its headers are in (fetch-like.ts), so a 429's or a 5xx's
+ * body, which @discordjs/rest never reads, frees its connection at once. A FormData (built only by
  * discord.js's own file uploads, which the bot does not use) goes to the global `fetch`, which
  * encodes it.
  */
-import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { RESTOptions, ResponseLike } from 'discord.js';
 import type { MultipartBody } from '../../util/multipart.ts';
+import { fetchLikeAnswer } from '../../util/fetch-like.ts';
 
 /** How long a new connection to Discord may take. */
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -48,31 +48,10 @@ export async function discordRequest(url: string, init: RequestInit): Promise<Re
     signal: signal ?? null,
     dispatcher: discordAgent(),
   });
-  const body = res.body.arrayBuffer();
-  body.catch(() => undefined);
-  const raw = res.headers;
-  const header = (name: string): string | null => {
-    const key = name.toLowerCase();
-    if (!Object.hasOwn(raw, key)) return null;
-    const value = raw[key]!;
-    return Array.isArray(value) ? value.join(', ') : value;
-  };
-  const headers = { get: header, has: (name: string) => Object.hasOwn(raw, name.toLowerCase()) };
-  const utf8 = async () => Buffer.from(await body).toString('utf8');
-  return {
-    ok: res.statusCode >= 200 && res.statusCode < 300,
-    status: res.statusCode,
-    statusText: STATUS_CODES[res.statusCode] ?? '',
-    // Only get and has are read (above).
-    headers: headers as unknown as Headers,
-    // Read already (above); `arrayBuffer`, `json` and `text` give it. Neither @discordjs/rest nor
-    // discord.js reads `body` or `bodyUsed` (only `rest.raw()` callers would, and the bot has none).
-    body: null,
-    bodyUsed: false,
-    arrayBuffer: () => body,
-    json: async () => JSON.parse(await utf8()) as unknown,
-    text: utf8,
-  };
+  // @discordjs/rest reads only `get` and `has` of the headers, and neither `body` nor `bodyUsed`
+  // (only `rest.raw()` callers would, and the bot has none).
+  const answer = fetchLikeAnswer(res);
+  return { ...answer, headers: answer.headers as unknown as Headers, body: null, bodyUsed: false };
 }
 
 /** The options every REST client of the bot's is built with (discord.js's client's, the command registration's). */

@@ -36,11 +36,11 @@ import { STATUS_CODES } from 'node:http';
 import { stringify } from 'node:querystring';
 import { webApi } from '@slack/bolt';
 import { request, type Dispatcher } from 'undici';
+import { flatHeaders } from '../../util/fetch-like.ts';
 import { concurrencyLimit } from '../../util/limit.ts';
 import { sleep as realSleep, type Sleep } from '../../util/sleep.ts';
 import type { Logger } from '../../log.ts';
 import type { WebClient } from './context.ts';
-import { flatHeaders } from './web-fetch.ts';
 
 /** Retries of a Web API call that failed before Slack answered, or answered with an HTTP error (never on 429). */
 export const WEB_API_RETRY = { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 1000 };

@@ -16,9 +16,9 @@
  * FormData, which only the WebClient's own binary uploads build) or a redirect to follow goes to
  * the global `fetch`.
  */
-import { STATUS_CODES } from 'node:http';
 import { request } from 'undici';
 import type { webApi } from '@slack/bolt';
+import { fetchLikeAnswer } from '../../util/fetch-like.ts';
 
 export const webApiFetch: webApi.FetchFunction = async (url, init = {}) => {
   const plain = (init.body === undefined || typeof init.body === 'string') && (init.redirect === undefined || init.redirect === 'error');
@@ -29,31 +29,8 @@ export const webApiFetch: webApi.FetchFunction = async (url, init = {}) => {
     ...(init.body !== undefined && { body: init.body }),
     ...(init.signal && { signal: init.signal }),
   });
-  // Read at once, so an answer the WebClient never reads (a 429's) does not wait on its
-  // connection; awaited only when the body is asked for, so a body that fails half-way fails
+  // Read at once, awaited only when asked for (fetch-like.ts): a body that fails half-way fails
   // there, outside the WebClient's retries, as with `fetch` (a retry would repeat a call Slack
   // has already carried out).
-  const body = res.body.arrayBuffer().then((b) => Buffer.from(b));
-  body.catch(() => undefined);
-  const headers = new Map(Object.entries(flatHeaders(res.headers)));
-  return {
-    ok: res.statusCode >= 200 && res.statusCode < 300,
-    status: res.statusCode,
-    statusText: STATUS_CODES[res.statusCode] ?? '',
-    url: String(url),
-    headers: { get: (name: string) => headers.get(name.toLowerCase()) ?? null, entries: () => headers.entries() },
-    arrayBuffer: async () => {
-      const b = await body;
-      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
-    },
-    json: async () => JSON.parse((await body).toString('utf8')) as unknown,
-    text: async () => (await body).toString('utf8'),
-  };
+  return { ...fetchLikeAnswer(res), url: String(url) };
 };
-
-/** undici's answer headers (lower-case names; a repeated header as an array) as one string per name, repeated values joined as `fetch` joins them. */
-export function flatHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
-  return out;
-}

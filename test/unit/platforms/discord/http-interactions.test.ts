@@ -77,6 +77,20 @@ describe('HttpAnswers', () => {
     });
     await expect(rest.post('/interactions/8/tok/callback', { body: { type: 5 } })).rejects.toThrow(/Unknown interaction/);
   });
+
+  it('sends a first response with files to Discord, never over HTTP: discord.js\'s files and a multipart body of the bot\'s', async () => {
+    const { rest, sent } = restStub();
+    const answers = new HttpAnswers(rest);
+    const bodies: unknown[] = [];
+    answers.wait('9', async (body) => void bodies.push(body));
+    answers.wait('10', async (body) => void bodies.push(body));
+
+    await rest.post('/interactions/9/tok/callback', { body: { type: 4 }, files: [{ name: 'a.png', data: Buffer.alloc(1) }] });
+    await rest.post('/interactions/10/tok/callback', { body: [Buffer.from('--b\r\n')], passThroughBody: true });
+
+    expect(sent.map((s) => s.route)).toEqual(['/interactions/9/tok/callback', '/interactions/10/tok/callback']);
+    expect(bodies).toEqual([]);
+  });
 });
 
 describe('the interactions endpoint', () => {

@@ -2,8 +2,8 @@
  * The bot's Discord REST transport (src/platforms/discord/rest-request.ts) under the real
  * @discordjs/rest, against a bare HTTP server: a message with files arrives as a multipart body
  * that a standard parser (the WHATWG `Request.formData()`) reads back field by field; a retried
- * request (429, 5xx) sends the same bytes again; the rate-limit headers and errors reach
- * @discordjs/rest as its own transport gives them.
+ * request (429, 5xx, timeout, reset connection) sends the same bytes again; a caller's abort ends
+ * the call; the rate-limit headers and errors reach @discordjs/rest as its own transport gives them.
  */
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -141,6 +141,37 @@ describe("the bot's Discord REST transport", () => {
 
     expect(arrived).toHaveLength(2);
     expect(arrived[1]!.body.equals(arrived[0]!.body)).toBe(true);
+  });
+
+  it('sends the same bytes again after the connection is reset mid-request (ECONNRESET, which @discordjs/rest retries)', async () => {
+    const messages = new DiscordMessages(botRest());
+    clients.push(messages.interactionRest);
+    // The whole body arrives, then the connection is reset (TCP RST) instead of answered.
+    answers.push((res) => res.socket!.resetAndDestroy());
+
+    const sent = await messages.postToChannel(CHANNEL, { content: 'reset' }, [{ name: 'a.png', data: png(6, 120_000), contentType: 'image/png' }]);
+
+    expect(sent).toEqual(MESSAGE);
+    expect(arrived).toHaveLength(2);
+    expect(arrived[0]!.body.length).toBeGreaterThan(120_000);
+    expect(arrived[1]!.body.equals(arrived[0]!.body)).toBe(true);
+  });
+
+  it("ends a request its caller aborts at once, with @discordjs/rest's AbortError", async () => {
+    const rest = botRest();
+    // Answered only after the test is over: the abort, not the answer, must end the call.
+    answers.push((res) => setTimeout(() => reply(200, MESSAGE)(res), 2_000).unref());
+    const caller = new AbortController();
+    const started = Date.now();
+
+    const call = rest.post(Routes.channelMessages(CHANNEL), { body: { content: 'never mind' }, signal: caller.signal }).catch((e: unknown) => e);
+    setTimeout(() => caller.abort(), 100);
+    const err = await call;
+
+    expect((err as Error).name).toBe('AbortError');
+    expect(Date.now() - started).toBeLessThan(1_000);
+    // Sent once: @discordjs/rest's retries of an aborted request stop before the network.
+    expect(arrived.length).toBeLessThanOrEqual(1);
   });
 
   it("gives @discordjs/rest the answer's rate-limit headers: a bucket spent waits for its reset, a global 429 holds the client", async () => {

@@ -13,11 +13,14 @@ import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 
 /** undici's answer headers (lower-case names, a repeated header as an array) as one string per name, repeated values joined as `fetch` joins them. */
-export function flatHeaders(headers: IncomingHttpHeaders): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
-  return out;
+function joinedHeaders(headers: IncomingHttpHeaders): Map<string, string> {
+  const byName = new Map<string, string>();
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) byName.set(name, Array.isArray(value) ? value.join(', ') : value);
+  return byName;
 }
+
+/** joinedHeaders as a plain object (what the WebClient's errors carry). */
+export const flatHeaders = (headers: IncomingHttpHeaders): Record<string, string> => Object.fromEntries(joinedHeaders(headers));
 
 /** What the clients read of a WHATWG `Headers`: `get` and `has` (any case), and `entries`. */
 export interface AnswerHeaders {
@@ -40,7 +43,7 @@ export function fetchLikeAnswer(res: Dispatcher.ResponseData): FetchLikeAnswer {
   const body = res.body.arrayBuffer();
   body.catch(() => undefined);
   const text = async () => Buffer.from(await body).toString('utf8');
-  const byName = new Map(Object.entries(flatHeaders(res.headers)));
+  const byName = joinedHeaders(res.headers);
   return {
     ok: res.statusCode >= 200 && res.statusCode < 300,
     status: res.statusCode,

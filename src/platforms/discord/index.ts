@@ -27,7 +27,7 @@ import { DiscordDelivery, ORIGINALS_PATH_PREFIX } from './delivery.ts';
 import { InteractionHandler } from './interactions.ts';
 import { ReplyRefiner } from './replies.ts';
 import { DiscordMessages } from './messages.ts';
-import { discordRestOptions } from './rest-request.ts';
+import { discordRestOptions, sendCallbacksDirectly } from './rest-request.ts';
 import { DISCORD_API_DEFAULT } from './command-json.ts';
 import { DISCORD_INTERACTIONS_PATH, HttpAnswers, discordPublicKey, mountInteractionsEndpoint } from './http-interactions.ts';
 
@@ -61,8 +61,8 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
   const log = deps.log.child({ platform: 'discord' });
   if (!config.DISCORD_TOKEN) throw new Error('startDiscord needs DISCORD_TOKEN');
 
-  const newClient = () =>
-    new Client({
+  const newClient = () => {
+    const client = new Client({
       // GuildMessages: replies mentioning the bot (replies.ts); not privileged, and a message that
       // mentions the bot carries its content without the Message Content intent.
       intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages],
@@ -71,6 +71,9 @@ export async function startDiscord(deps: DiscordDeps): Promise<DiscordAdapter> {
       // The bot never reads message history: keep no messages in memory.
       makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
     });
+    sendCallbacksDirectly(client.rest);
+    return client;
+  };
   // The client whose REST every answer, edit and upload goes through (and, in HTTP mode, that
   // builds the interactions from HTTP requests without ever logging in).
   const client = newClient();

@@ -9,7 +9,7 @@ import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'nod
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DiscordAPIError, REST, Routes } from 'discord.js';
-import { discordRequest, discordRestOptions } from '../../../../src/platforms/discord/rest-request.ts';
+import { discordRequest, discordRestOptions, sendCallbacksDirectly } from '../../../../src/platforms/discord/rest-request.ts';
 import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
 
 interface Arrived {
@@ -213,5 +213,92 @@ describe("the bot's Discord REST transport", () => {
     const form = await formOf(arrived[0]!);
     expect(JSON.parse(String(form.get('payload_json')))).toEqual({ content: 'raw' });
     expect((form.get('files[0]') as File).size).toBe(1_000);
+  });
+});
+
+describe('interaction callbacks, sent straight to Discord (sendCallbacksDirectly)', () => {
+  /** The bot's client REST (discord/index.ts): callbacks go around @discordjs/rest's queue. */
+  function clientRest(opts: { offset?: number } = {}): REST {
+    const rest = new REST({ ...discordRestOptions(api), ...opts }).setToken('bot-token');
+    sendCallbacksDirectly(rest);
+    clients.push(rest);
+    return rest;
+  }
+  const ID = '400000000000000001';
+  const route = Routes.interactionCallback(ID, 'itok');
+  /** What discord.js's deferReply posts (InteractionResponses.js). */
+  const defer = { body: { type: 5, data: { flags: 64 } }, auth: false, query: new URLSearchParams({ with_response: 'false' }) } as const;
+  const noContent: Answer = (res) => res.writeHead(204).end();
+
+  it("sends a defer as one request that @discordjs/rest's queue never sees, and answers as @discordjs/rest does", async () => {
+    const rest = clientRest();
+    answers.push(noContent);
+
+    const answered = await rest.post(route, defer);
+
+    expect(arrived).toHaveLength(1);
+    expect([arrived[0]!.method, arrived[0]!.url]).toEqual(['POST', `/api/v10${route}?with_response=false`]);
+    expect(JSON.parse(arrived[0]!.body.toString())).toEqual({ type: 5, data: { flags: 64 } });
+    expect(arrived[0]!.headers['content-type']).toBe('application/json');
+    expect(arrived[0]!.headers['user-agent']).toMatch(/^DiscordBot \(https:\/\/discord\.js\.org, /);
+    // The interaction's token in the path is the proof: no bot token.
+    expect(arrived[0]!.headers.authorization).toBeUndefined();
+    // No handler made for the route: the call went around the queue.
+    expect(rest.handlers.size).toBe(0);
+    // A 204 gives the empty body's bytes, as @discordjs/rest's own answer would.
+    expect(answered).toBeInstanceOf(ArrayBuffer);
+    expect((answered as ArrayBuffer).byteLength).toBe(0);
+
+    // With ?with_response=true Discord answers the callback's resource as JSON.
+    answers.push(reply(200, { interaction: { id: ID, type: 2 }, resource: { type: 5 } }));
+    const withResponse = await rest.post(route, { ...defer, query: new URLSearchParams({ with_response: 'true' }) });
+    expect(withResponse).toEqual({ interaction: { id: ID, type: 2 }, resource: { type: 5 } });
+  });
+
+  it("throws Discord's 4xx as @discordjs/rest's DiscordAPIError, without sending it again", async () => {
+    const rest = clientRest();
+    answers.push(reply(404, { message: 'Unknown interaction', code: 10062 }));
+
+    const err = await rest.post(route, defer).catch((e: unknown) => e);
+
+    expect(err).toBeInstanceOf(DiscordAPIError);
+    expect([(err as DiscordAPIError).status, (err as DiscordAPIError).code, (err as DiscordAPIError).message, (err as DiscordAPIError).method]).toEqual([404, 10062, 'Unknown interaction', 'POST']);
+    expect((err as DiscordAPIError).requestBody.json).toEqual(defer.body);
+    expect(arrived).toHaveLength(1);
+  });
+
+  it('waits out a 429 (Retry-After, plus the rate-limit offset) before sending it again', async () => {
+    const rest = clientRest({ offset: 50 });
+    answers.push(reply(429, { message: 'You are being rate limited.', retry_after: 0.3, global: false }, { 'retry-after': '0.3', 'x-ratelimit-scope': 'user' }), noContent);
+
+    await rest.post(route, defer);
+
+    expect(arrived).toHaveLength(2);
+    expect(arrived[1]!.at - arrived[0]!.at).toBeGreaterThanOrEqual(340);
+    expect(arrived[1]!.body.equals(arrived[0]!.body)).toBe(true);
+  });
+
+  it('sends it again after a 5xx and after a connection reset, as @discordjs/rest retries those', async () => {
+    const rest = clientRest();
+    answers.push(reply(502, { message: 'bad gateway' }), (res) => res.socket!.resetAndDestroy(), noContent);
+
+    await rest.post(route, defer);
+
+    expect(arrived).toHaveLength(3);
+    expect(arrived.every((r) => r.url === `/api/v10${route}?with_response=false` && r.body.equals(arrived[0]!.body))).toBe(true);
+  });
+
+  it('leaves every other call to @discordjs/rest: other routes, and a callback with files or a bot token', async () => {
+    const rest = clientRest();
+    await rest.post(Routes.channelMessages(CHANNEL), { body: { content: 'x' } });
+    answers.push(noContent);
+    await rest.post(route, { ...defer, files: [{ name: 'a.png', data: png(1, 100), contentType: 'image/png' }] });
+    answers.push(noContent);
+    await rest.post(route, { body: defer.body });
+
+    expect(arrived).toHaveLength(3);
+    expect(arrived[1]!.headers['content-type']).toMatch(/^multipart\/form-data/);
+    expect(arrived[2]!.headers.authorization).toBe('Bot bot-token');
+    expect(rest.handlers.size).toBe(2);
   });
 });

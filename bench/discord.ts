@@ -82,8 +82,8 @@ interface ClientProbe {
   cpuMs: number;
   /** Garbage-collection pauses while probed, by kind (perf_hooks 'gc' entries): count, total and longest ms. */
   gc: Record<string, { count: number; totalMs: number; maxMs: number }>;
-  /** Per acknowledged interaction id: interactionCreate emitted, callback queued on REST, other REST requests in flight then. */
-  acks: Record<string, { emittedAt: number; queuedAt: number; restBusy: number }>;
+  /** Per acknowledged interaction id: interactionCreate emitted, deferReply called, other REST requests in flight then. */
+  acks: Record<string, { emittedAt: number; deferAt: number; restBusy: number }>;
 }
 type ToClient = { close: true } | { probe: 'start' } | { probe: 'stop' } | { profile: 'start' } | { profile: 'stop'; file: string };
 type FromClient = { ready: Record<string, never> } | { started: true } | { probe: ClientProbe } | { profiled: string };
@@ -99,26 +99,28 @@ function eldRecorder(): { reset(): void; read(): EldStats } {
 
 /**
  * Installed identically in the bot and the bare client, before discord.js is used: timestamps
- * interactionCreate and the callback's REST call, counts the REST calls in flight at that moment,
- * and answers probe / profile requests from the parent.
+ * interactionCreate and the call of deferReply (the bot sends the callback past @discordjs/rest's
+ * queue, rest-request.ts, so the queue cannot time it in both), counts the other REST calls in
+ * flight at that moment, and answers probe / profile requests from the parent.
  */
 async function installClientProbe(): Promise<void> {
   const require = createRequire(import.meta.url);
   // discord.js is CommonJS and requires @discordjs/rest's CommonJS build: patch those very classes.
   const { REST } = require('@discordjs/rest') as { REST: { prototype: { queueRequest(r: { fullRoute: string }): Promise<unknown> } } };
-  const { Client } = require('discord.js') as { Client: { prototype: { emit(event: string, ...args: unknown[]): boolean } } };
+  type Patchable = { prototype: Record<string, (this: { id: string }, ...args: unknown[]) => unknown> };
+  const { Client, CommandInteraction } = require('discord.js') as { Client: { prototype: { emit(event: string, ...args: unknown[]): boolean } }; CommandInteraction: Patchable };
   const emitted = new Map<string, number>();
   let acks: ClientProbe['acks'] = {};
   let restBusy = 0;
+  const deferReply = CommandInteraction.prototype.deferReply!;
+  CommandInteraction.prototype.deferReply = function (this: { id: string }, ...args: unknown[]) {
+    acks[this.id] = { emittedAt: emitted.get(this.id) ?? NaN, deferAt: absNow(), restBusy };
+    emitted.delete(this.id);
+    return deferReply.apply(this, args);
+  };
   const queue = REST.prototype.queueRequest;
   REST.prototype.queueRequest = function (this: unknown, request: { fullRoute: string }) {
-    const callback = /^\/interactions\/(\d+)\/[^/]+\/callback$/.exec(request.fullRoute);
-    if (callback) {
-      const id = callback[1]!;
-      acks[id] = { emittedAt: emitted.get(id) ?? NaN, queuedAt: absNow(), restBusy };
-      emitted.delete(id);
-      return queue.call(this, request);
-    }
+    if (/^\/interactions\/\d+\/[^/]+\/callback$/.test(request.fullRoute)) return queue.call(this, request);
     restBusy += 1;
     const p = queue.call(this, request);
     void p.then(
@@ -342,16 +344,16 @@ function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
   const p = (xs: number[]) => `${percentile(xs, 50).toFixed(1)} / ${percentile(xs, 99).toFixed(1)}`;
   const row = (name: string, bursts: BurstDiag[]) => {
     const toEmit: number[] = [];
-    const emitToQueue: number[] = [];
-    const queueToFake: number[] = [];
+    const emitToDefer: number[] = [];
+    const deferToFake: number[] = [];
     const busy: number[] = [];
     for (const b of bursts) {
       for (const t of b.times) {
         const c = b.client.acks[t.id];
         if (!c) continue;
         toEmit.push(c.emittedAt - t.dispatchedAt);
-        emitToQueue.push(c.queuedAt - c.emittedAt);
-        queueToFake.push(t.ackedAt - c.queuedAt);
+        emitToDefer.push(c.deferAt - c.emittedAt);
+        deferToFake.push(t.ackedAt - c.deferAt);
         busy.push(c.restBusy);
       }
     }
@@ -366,10 +368,10 @@ function diagnosticsTable(diag: Record<'bot' | 'bare', BurstDiag[]>): string {
         gc.set(kind, { count: all.count + k.count, totalMs: all.totalMs + k.totalMs, maxMs: Math.max(all.maxMs, k.maxMs) });
       }
     const gcText = [...gc].map(([kind, k]) => `${kind} ${k.count}× ${k.totalMs.toFixed(0)} ms (max ${k.maxMs.toFixed(1)})`).join('; ') || 'none';
-    return `| ${name} | ${p(sorted(toEmit))} | ${p(sorted(emitToQueue))} | ${p(sorted(queueToFake))} | ${percentile(sorted(busy), 50)} / ${sorted(busy).at(-1) ?? NaN} | ${eldP99.toFixed(1)} / ${eldMax.toFixed(1)} | ${cpu} | ${gcText} | ${fakesEld.toFixed(1)} |`;
+    return `| ${name} | ${p(sorted(toEmit))} | ${p(sorted(emitToDefer))} | ${p(sorted(deferToFake))} | ${percentile(sorted(busy), 50)} / ${sorted(busy).at(-1) ?? NaN} | ${eldP99.toFixed(1)} / ${eldMax.toFixed(1)} | ${cpu} | ${gcText} | ${fakesEld.toFixed(1)} |`;
   };
   return [
-    '| client | dispatch → interactionCreate p50 / p99 ms | interactionCreate → callback queued p50 / p99 ms | queued → at fake Discord p50 / p99 ms | other REST calls in flight at ack p50 / max | event-loop delay p99 / max ms | CPU ms per burst | GC pauses while measured (perf_hooks) | fakes event-loop delay max ms |',
+    '| client | dispatch → interactionCreate p50 / p99 ms | interactionCreate → deferReply called p50 / p99 ms | deferReply → callback at fake Discord p50 / p99 ms | other REST calls in flight at ack p50 / max | event-loop delay p99 / max ms | CPU ms per burst | GC pauses while measured (perf_hooks) | fakes event-loop delay max ms |',
     '|---|---|---|---|---|---|---|---|---|',
     row('imagine bot', diag.bot),
     row('bare discord.js', diag.bare),

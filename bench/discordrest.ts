@@ -5,7 +5,8 @@
  * - @discordjs/rest on its own transport (undici 6's `request`, the files as a FormData): the
  *   bot until 2026-12-08;
  * - the bot now: @discordjs/rest on `discordRequest` (src/platforms/discord/rest-request.ts),
- *   the files as a multipart body of its own (DiscordMessages, messages.ts);
+ *   the files as a multipart body of its own (DiscordMessages, messages.ts), the callback sent
+ *   past @discordjs/rest's queue (`sendCallbacksDirectly`, since later on 2026-12-08);
  * - no client: undici's `request` with the same bodies, no rate limits, no retries (the floor).
  * Twice: with the fake RunBlob's 1K PNG (560 KiB), and with a file of 8 MiB (a 4K result fitted
  * under Discord's 10 MiB, src/platforms/discord/fit-upload.ts). The answering server runs in a
@@ -20,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
 import { REST, Routes, type RESTOptions } from 'discord.js';
 import { Agent, request } from 'undici';
-import { discordRestOptions } from '../src/platforms/discord/rest-request.ts';
+import { discordRestOptions, sendCallbacksDirectly } from '../src/platforms/discord/rest-request.ts';
 import { DiscordMessages } from '../src/platforms/discord/messages.ts';
 import { NO_MENTIONS, placeholderComponentsJson, progressContent, resultBody } from '../src/platforms/discord/render.ts';
 import type { UploadFile } from '../src/platforms/discord/fit-upload.ts';
@@ -96,7 +97,10 @@ export async function runDiscordRestBench(jobs = DISCORD_REST_BENCH_JOBS): Promi
       return r;
     };
     const before = rest({ api, agent: bundledUndiciAgent() });
-    const now = new DiscordMessages(rest(discordRestOptions(api)));
+    // The client's REST as the bot builds it (discord/index.ts).
+    const botRest = rest(discordRestOptions(api));
+    sendCallbacksDirectly(botRest);
+    const now = new DiscordMessages(botRest);
     clients.push(now.interactionRest);
     const floorAgent = new Agent();
     const floorCall = async (method: 'POST' | 'PATCH', path: string, headers: Record<string, string>, body: string | Uint8Array[]) => {
@@ -150,7 +154,7 @@ export async function runDiscordRestBench(jobs = DISCORD_REST_BENCH_JOBS): Promi
           '| calls made by | main thread per job (median) | every thread | main thread, each round |',
           '|---|---:|---:|---|',
           row("@discordjs/rest on its own transport, files as a FormData (before)", cost.before),
-          row('@discordjs/rest on discordRequest, files as multipart pieces (now)', cost.now),
+          row('@discordjs/rest on discordRequest, files as multipart pieces, the callback past its queue (now)', cost.now),
           row("undici's request, no client (floor)", cost.floor),
           '',
           `Main thread, now / before: **${(per(cost.now, 'main') / per(cost.before, 'main')).toFixed(2)}×**; now / no client: ${(per(cost.now, 'main') / per(cost.floor, 'main')).toFixed(2)}×.`,

@@ -32,7 +32,7 @@ async function requestFor(input: CommandInput): Promise<Omit<ImagineRequestInput
 function discordInput(values: Record<string, string | number>): CommandInput {
   const i = {
     user: { id: 'u1', username: 'ada', globalName: null },
-    options: { get: (n: string) => (n in values ? { name: n, value: values[n] } : null), getAttachment: () => null },
+    options: { data: Object.entries(values).map(([name, value]) => ({ name, value })), getAttachment: () => null },
   } as unknown as ChatInputCommandInteraction;
   return commandInputOf(i, imagine);
 }

@@ -12,11 +12,12 @@ import { configuredModels, type ModelSpec } from '../../../../src/engine/models.
 import type { ImagineRequestInput } from '../../../../src/engine/request.ts';
 import { QuotaExceededError } from '../../../../src/engine/errors.ts';
 import { sentenceFor } from '../../../../src/errors.ts';
-import { COMMAND_NAMES } from '../../../../commands/index.ts';
+import { COMMAND_NAMES, imagine } from '../../../../commands/index.ts';
 import { createLogger } from '../../../../src/log.ts';
-import { InteractionHandler } from '../../../../src/platforms/discord/interactions.ts';
+import { InteractionHandler, commandInputOf } from '../../../../src/platforms/discord/interactions.ts';
 import type { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
 import { makeJob } from '../../commands/job-fixture.ts';
+import { startWithClient } from '../../../fakes/discord/test-client.ts';
 
 const models = configuredModels(new Set(['runbase', 'runblob']));
 const runblobStandard = models.find((m) => m.key === 'runblob-standard') as ModelSpec;
@@ -53,7 +54,7 @@ function slashCommand(calls: Call[], name: string, values: Record<string, string
     isButton: () => false,
     isStringSelectMenu: () => false,
     options: {
-      get: (n: string) => (n in values ? { name: n, value: values[n] } : null),
+      data: Object.entries(values).map(([n, value]) => ({ name: n, value })),
       getAttachment: () => null,
     },
   } as unknown as Interaction;
@@ -210,5 +211,32 @@ describe('Discord dispatcher', () => {
     await handler(engine, calls).handle(button(calls, 'imagine:rerun:job_gone'));
     expect(calls.map((c) => c[0])).toEqual(['deferReply', 'deleteOriginal', 'followUp']);
     expect(calls[2]?.[1]).toMatchObject({ content: `⚠️ ${sentenceFor('JOB_NOT_FOUND', {})}` });
+  });
+});
+
+describe('commandInputOf, on the interaction discord.js builds from a real payload', () => {
+  it('reads the options the user gave, and the reference images in the declared order whatever order they were filled in', async () => {
+    const { discord, seen } = await startWithClient();
+    const file = (filename: string) => ({ filename, data: Buffer.from(filename), contentType: 'image/png' });
+    await discord.sendCommand({
+      name: 'imagine',
+      options: [
+        { name: 'ratio', type: 3, value: '16:9' },
+        { name: 'prompt', type: 3, value: 'a lighthouse' },
+        { name: 'count', type: 4, value: 2 },
+      ],
+      // Filled in last-first: Discord sends them in that order.
+      attachments: { image3: file('c.png'), image: file('a.png'), image2: file('b.png') },
+    });
+    await discord.waitFor(() => seen.length === 1, 5_000, 'the interaction');
+    const i = seen[0]!;
+    if (!i.isChatInputCommand()) throw new Error('not a slash command');
+
+    const input = commandInputOf(i, imagine);
+
+    expect(input.options).toEqual({ ratio: '16:9', prompt: 'a lighthouse', count: 2 });
+    expect(input.refs.map((r) => r.name)).toEqual(['a.png', 'b.png', 'c.png']);
+    expect(input.refs.every((r) => r.kind === 'url' && r.url.startsWith(discord.cdnUrl))).toBe(true);
+    expect(input.requester).toMatchObject({ platform: 'discord', userId: i.user.id });
   });
 });

@@ -22,6 +22,7 @@ import type { Logger } from '../../log.ts';
 import { readBody, type HttpServer } from '../http/server.ts';
 import type { AckFirst } from '../ack-first.ts';
 import { ExpiringMap } from '../../util/expiring-map.ts';
+import { CALLBACK_ROUTE } from './rest-request.ts';
 
 export const DISCORD_INTERACTIONS_PATH = '/discord/interactions';
 /** Interactions are small JSON documents (a click carries its message: still a few KiB). */
@@ -70,7 +71,7 @@ export class HttpAnswers {
   constructor(rest: REST) {
     const post = rest.post.bind(rest);
     rest.post = async (route, options = {}) => {
-      const id = /^\/interactions\/(\d+)\/[^/]+\/callback$/.exec(route)?.[1];
+      const id = CALLBACK_ROUTE.exec(route)?.[1];
       const answer = id === undefined ? undefined : this.#waiting.get(id);
       // Files cannot ride in the HTTP answer (neither discord.js's nor a multipart body of the
       // bot's, rest-request.ts); the bot never sends any in a first response.

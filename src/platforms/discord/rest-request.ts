@@ -2,7 +2,8 @@
  * How the bot's Discord REST clients send a request: @discordjs/rest's `makeRequest` option
  * (https://discord.js.org/docs/packages/rest/main/RESTOptions:Interface#makeRequest), on the
  * bot's own undici `request`. @discordjs/rest keeps everything else: the routes, the per-route
- * and global rate limits, the retries, the errors (DiscordAPIError, HTTPError).
+ * and global rate limits, the retries, the errors (DiscordAPIError, HTTPError). Only interaction
+ * callbacks skip its queue (sendCallbacksDirectly, below), with the same handling of failures.
  *
  * Why not its default (undici 6's `request`, which @discordjs/rest bundles):
  * - Files. Given `files`, @discordjs/rest copies each into a Blob and builds a FormData, which
@@ -23,12 +24,13 @@
  * discord.js's own file uploads, which the bot does not use) goes to the global `fetch`, which
  * encodes it.
  */
+import { STATUS_CODES } from 'node:http';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { DefaultUserAgent, DiscordAPIError, type REST, type RESTOptions, type ResponseLike } from 'discord.js';
+import { DefaultUserAgent, DiscordAPIError, HTTPError, type REST, type RESTOptions, type ResponseLike } from 'discord.js';
 import type { MultipartBody } from '../../util/multipart.ts';
 import { fetchLikeAnswer } from '../../util/fetch-like.ts';
+import { sleep } from '../../util/sleep.ts';
 
 /** How long a new connection to Discord may take. */
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -65,71 +67,98 @@ export function multipartRequest(body: MultipartBody): { body: Uint8Array[]; pas
   return { body: body.pieces, passThroughBody: true, headers: { 'Content-Type': body.contentType, 'Content-Length': String(body.length) } };
 }
 
-/** An interaction's first response (Routes.interactionCallback), the route @discordjs/rest gives its burst handler. */
-const CALLBACK_ROUTE = /^\/interactions\/\d+\/[^/]+\/callback$/;
+/** An interaction's first response (Routes.interactionCallback); the interaction's id is group 1. */
+export const CALLBACK_ROUTE = /^\/interactions\/(\d+)\/[^/]+\/callback$/;
+/** The bucket @discordjs/rest files callbacks under (what a rate-limit offset function is given). */
+const CALLBACK_BUCKET = '/interactions/:id/:token/callback';
 
 /**
  * Interaction callbacks (the acknowledgements: defer, deferred update, reply, modal) sent from
- * `rest.post` straight to Discord, one undici request each, instead of through @discordjs/rest's
- * queue. That queue gives them a burst handler anyway: no bucket to wait for, and no global limit
- * ("Interaction endpoints are not bound to the bot's Global Rate Limit",
- * https://discord.com/developers/docs/topics/rate-limits#global-rate-limit; docs/discord.md
- * "Rate limits and errors"). What it adds on the way out is CPU: the route's hashing, the
- * request's resolution, the fetch-like answer, for each callback before the next interaction of a
- * burst is read. A throwaway script (500 callbacks at once against a local server in the same
- * process, ten rounds alternating) measured about half the process's CPU per callback this way;
- * docs/benchmarks.md ("Discord: acknowledgement latency") what it does to a burst's acks.
+ * `rest.post` straight to Discord, without @discordjs/rest's queue. That queue gives them a burst
+ * handler anyway, with no bucket to wait for, and Discord does not count them against the global
+ * limit (docs/discord.md "Rate limits and errors"), so what the queue added was CPU (the route's
+ * hashing, the request's resolution, the fetch-like answer) before the next interaction of a
+ * burst is read: docs/benchmarks.md, "Discord: acknowledgement latency".
  *
- * Only the success is handled here. The rest stays @discordjs/rest's, as its burst handler would
- * do it: a 4xx with Discord's JSON error throws its DiscordAPIError; a 429 waits the Retry-After
- * (plus the client's rate-limit offset), then hands the call to @discordjs/rest, which sends it
- * again and handles what follows; a 5xx, an answer that is not JSON, a timeout or a connection
- * error hand it over at once, as its handler retries those. Calls with files, extra headers or a
- * bot token (discord.js sends callbacks without one) go to @discordjs/rest as before.
+ * What goes wrong is handled as @discordjs/rest's burst handler handles it (BurstHandler,
+ * makeNetworkRequest, handleErrors), so the bot's Discord calls keep one policy: each attempt
+ * ends after the client's `timeout`; a timed-out attempt, a reset connection and a 5xx are tried
+ * again up to the client's `retries` times, then throw (the error, or HTTPError); a 429 waits its
+ * Retry-After plus the client's rate-limit offset and is tried again; any other 4xx throws
+ * DiscordAPIError with Discord's error. Calls with files, extra headers or a bot token (discord.js
+ * sends callbacks without one), and a client that rejects rate-limited calls, keep
+ * @discordjs/rest's way.
  *
  * Installed on the client's REST before the HTTP interactions endpoint wraps it (HttpAnswers),
  * so a callback for an interaction waiting on its HTTP request is still answered over HTTP.
  */
 export function sendCallbacksDirectly(rest: REST): void {
+  const { api, version, timeout, offset, retries: maxRetries, userAgentAppendix, rejectOnRateLimit } = rest.options;
+  if (rejectOnRateLimit) return;
   const post = rest.post.bind(rest);
-  const { api, version, timeout, offset, userAgentAppendix } = rest.options;
   const userAgent = `${DefaultUserAgent} ${userAgentAppendix}`.trim();
   rest.post = async (route, options = {}) => {
     const plain = options.auth === false && options.body !== undefined && !options.files?.length && !options.passThroughBody && !options.headers && !options.reason && options.versioned !== false;
     if (!plain || !CALLBACK_ROUTE.test(route)) return post(route, options);
     const query = options.query?.toString();
     const url = `${api}/v${version}${route}${query ? `?${query}` : ''}`;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await request(url, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', 'User-Agent': userAgent },
-        body: JSON.stringify(options.body),
-        signal: options.signal ?? null,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        dispatcher: discordAgent(),
-      });
-    } catch {
-      // A timeout or a connection error: @discordjs/rest tries again, as its handler would. (A
-      // caller's abort ends there with its AbortError, before the network.)
-      return post(route, options);
+    const body = JSON.stringify(options.body);
+    const sent = { body: options.body, files: undefined };
+    for (let retries = 0; ; ) {
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await callbackAttempt(url, body, userAgent, timeout, options.signal);
+      } catch (err) {
+        // @discordjs/rest's shouldRetry: an attempt aborted (its timeout) or a reset connection.
+        const again = err instanceof Error && (err.name === 'AbortError' || (err as { code?: unknown }).code === 'ECONNRESET' || err.message.includes('ECONNRESET'));
+        if (again && retries !== maxRetries && !options.signal?.aborted) {
+          retries += 1;
+          continue;
+        }
+        throw err;
+      }
+      const status = res.statusCode;
+      const json = String(res.headers['content-type'] ?? '').startsWith('application/json');
+      if (status === 429) {
+        await res.body.dump();
+        const retryAfter = res.headers['retry-after'];
+        const offsetMs = Math.max(0, typeof offset === 'function' ? offset(CALLBACK_BUCKET) : offset);
+        await sleep(retryAfter ? Number(retryAfter) * 1000 + offsetMs : 0, options.signal);
+        continue;
+      }
+      if (status >= 500 && status < 600) {
+        await res.body.dump();
+        if (retries !== maxRetries) {
+          retries += 1;
+          continue;
+        }
+        throw new HTTPError(status, STATUS_CODES[status] ?? '', 'POST', url, sent);
+      }
+      const answer = json ? await res.body.json() : await res.body.arrayBuffer();
+      if (status < 400) return answer;
+      const data = answer as ConstructorParameters<typeof DiscordAPIError>[0];
+      throw new DiscordAPIError(data, 'code' in data ? data.code : data.error, status, 'POST', url, sent);
     }
-    const status = res.statusCode;
-    const json = String(res.headers['content-type'] ?? '').startsWith('application/json');
-    if (status >= 200 && status < 300) return json ? res.body.json() : res.body.arrayBuffer();
-    if (status === 429) {
-      await res.body.dump();
-      const retryAfterMs = Number(res.headers['retry-after']) * 1000;
-      const offsetMs = typeof offset === 'function' ? offset('/interactions/:id/:token/callback') : offset;
-      if (Number.isFinite(retryAfterMs) && retryAfterMs > 0) await sleep(retryAfterMs + offsetMs, undefined, options.signal ? { signal: options.signal } : {}).catch(() => undefined);
-      return post(route, options);
-    }
-    if (status >= 400 && status < 500 && json) {
-      const data = (await res.body.json()) as ConstructorParameters<typeof DiscordAPIError>[0];
-      throw new DiscordAPIError(data, 'code' in data ? data.code : data.error, status, 'POST', url, { body: options.body, files: undefined });
-    }
-    await res.body.dump();
-    return post(route, options);
   };
+}
+
+/** One POST of a callback, aborted after `timeoutMs` or when `signal` aborts (as @discordjs/rest's makeNetworkRequest does). */
+async function callbackAttempt(url: string, body: string, userAgent: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<Dispatcher.ResponseData> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  const abort = () => controller.abort();
+  if (signal?.aborted) controller.abort();
+  else signal?.addEventListener('abort', abort, { once: true });
+  try {
+    return await request(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'User-Agent': userAgent },
+      body,
+      signal: controller.signal,
+      dispatcher: discordAgent(),
+    });
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', abort);
+  }
 }

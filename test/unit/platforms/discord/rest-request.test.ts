@@ -8,7 +8,7 @@
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { DiscordAPIError, REST, Routes } from 'discord.js';
+import { DiscordAPIError, HTTPError, REST, Routes } from 'discord.js';
 import { discordRequest, discordRestOptions, sendCallbacksDirectly } from '../../../../src/platforms/discord/rest-request.ts';
 import { DiscordMessages } from '../../../../src/platforms/discord/messages.ts';
 
@@ -218,17 +218,20 @@ describe("the bot's Discord REST transport", () => {
 
 describe('interaction callbacks, sent straight to Discord (sendCallbacksDirectly)', () => {
   /** The bot's client REST (discord/index.ts): callbacks go around @discordjs/rest's queue. */
-  function clientRest(opts: { offset?: number } = {}): REST {
+  function clientRest(opts: { offset?: number; timeout?: number } = {}): REST {
     const rest = new REST({ ...discordRestOptions(api), ...opts }).setToken('bot-token');
     sendCallbacksDirectly(rest);
     clients.push(rest);
     return rest;
   }
+  /** No handler made for any route: every call went around @discordjs/rest's queue. */
+  const wentAround = (rest: REST) => expect(rest.handlers.size).toBe(0);
   const ID = '400000000000000001';
   const route = Routes.interactionCallback(ID, 'itok');
   /** What discord.js's deferReply posts (InteractionResponses.js). */
   const defer = { body: { type: 5, data: { flags: 64 } }, auth: false, query: new URLSearchParams({ with_response: 'false' }) } as const;
   const noContent: Answer = (res) => res.writeHead(204).end();
+  const sameRequests = () => arrived.every((r) => r.url === `/api/v10${route}?with_response=false` && r.body.equals(arrived[0]!.body));
 
   it("sends a defer as one request that @discordjs/rest's queue never sees, and answers as @discordjs/rest does", async () => {
     const rest = clientRest();
@@ -243,8 +246,7 @@ describe('interaction callbacks, sent straight to Discord (sendCallbacksDirectly
     expect(arrived[0]!.headers['user-agent']).toMatch(/^DiscordBot \(https:\/\/discord\.js\.org, /);
     // The interaction's token in the path is the proof: no bot token.
     expect(arrived[0]!.headers.authorization).toBeUndefined();
-    // No handler made for the route: the call went around the queue.
-    expect(rest.handlers.size).toBe(0);
+    wentAround(rest);
     // A 204 gives the empty body's bytes, as @discordjs/rest's own answer would.
     expect(answered).toBeInstanceOf(ArrayBuffer);
     expect((answered as ArrayBuffer).byteLength).toBe(0);
@@ -255,16 +257,22 @@ describe('interaction callbacks, sent straight to Discord (sendCallbacksDirectly
     expect(withResponse).toEqual({ interaction: { id: ID, type: 2 }, resource: { type: 5 } });
   });
 
-  it("throws Discord's 4xx as @discordjs/rest's DiscordAPIError, without sending it again", async () => {
+  it("throws a 4xx as @discordjs/rest's DiscordAPIError, sent once: Discord's JSON error, or a proxy's page", async () => {
     const rest = clientRest();
     answers.push(reply(404, { message: 'Unknown interaction', code: 10062 }));
-
     const err = await rest.post(route, defer).catch((e: unknown) => e);
-
     expect(err).toBeInstanceOf(DiscordAPIError);
     expect([(err as DiscordAPIError).status, (err as DiscordAPIError).code, (err as DiscordAPIError).message, (err as DiscordAPIError).method]).toEqual([404, 10062, 'Unknown interaction', 'POST']);
     expect((err as DiscordAPIError).requestBody.json).toEqual(defer.body);
     expect(arrived).toHaveLength(1);
+
+    answers.push((res) => res.writeHead(413, { 'content-type': 'text/html' }).end('<html>Request Entity Too Large</html>'));
+    const page = await rest.post(route, defer).catch((e: unknown) => e);
+    expect(page).toBeInstanceOf(DiscordAPIError);
+    expect((page as DiscordAPIError).status).toBe(413);
+    expect((page as DiscordAPIError).rawError).toBeInstanceOf(ArrayBuffer);
+    expect(arrived).toHaveLength(2);
+    wentAround(rest);
   });
 
   it('waits out a 429 (Retry-After, plus the rate-limit offset) before sending it again', async () => {
@@ -275,17 +283,44 @@ describe('interaction callbacks, sent straight to Discord (sendCallbacksDirectly
 
     expect(arrived).toHaveLength(2);
     expect(arrived[1]!.at - arrived[0]!.at).toBeGreaterThanOrEqual(340);
-    expect(arrived[1]!.body.equals(arrived[0]!.body)).toBe(true);
+    expect(sameRequests()).toBe(true);
+    wentAround(rest);
   });
 
-  it('sends it again after a 5xx and after a connection reset, as @discordjs/rest retries those', async () => {
+  it("sends it again after a 5xx and a reset connection, and gives up after @discordjs/rest's retries with its HTTPError", async () => {
     const rest = clientRest();
     answers.push(reply(502, { message: 'bad gateway' }), (res) => res.socket!.resetAndDestroy(), noContent);
-
     await rest.post(route, defer);
-
     expect(arrived).toHaveLength(3);
-    expect(arrived.every((r) => r.url === `/api/v10${route}?with_response=false` && r.body.equals(arrived[0]!.body))).toBe(true);
+    expect(sameRequests()).toBe(true);
+
+    arrived.length = 0;
+    answers.push(...Array.from({ length: 4 }, () => reply(503, { message: 'unavailable' })));
+    const err = await rest.post(route, defer).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HTTPError);
+    expect((err as HTTPError).status).toBe(503);
+    // The first attempt and @discordjs/rest's default of 3 retries.
+    expect(arrived).toHaveLength(4);
+    wentAround(rest);
+  });
+
+  it("ends an attempt after the client's timeout and sends it again; a caller's abort ends it at once", async () => {
+    const rest = clientRest({ timeout: 200 });
+    answers.push((res) => setTimeout(() => noContent(res), 1_000));
+    await rest.post(route, defer);
+    expect(arrived).toHaveLength(2);
+    expect(sameRequests()).toBe(true);
+
+    arrived.length = 0;
+    answers.push((res) => setTimeout(() => noContent(res), 2_000).unref());
+    const caller = new AbortController();
+    const started = Date.now();
+    const call = rest.post(route, { ...defer, signal: caller.signal }).catch((e: unknown) => e);
+    setTimeout(() => caller.abort(), 100);
+    expect(((await call) as Error).name).toBe('AbortError');
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(arrived.length).toBeLessThanOrEqual(1);
+    wentAround(rest);
   });
 
   it('leaves every other call to @discordjs/rest: other routes, and a callback with files or a bot token', async () => {

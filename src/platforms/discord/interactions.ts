@@ -118,17 +118,17 @@ export function locationOf(i: Interaction, ephemeral: boolean): DiscordLocation 
 
 /**
  * What a slash command's options hold. The values are read from the options the user gave
- * (`i.options.data`: Discord sends only those, usually a few of /imagine's 16), not by asking for
- * each declared one; the reference images in the command's own declaration order (image, then
- * image2…), whatever order they were filled in. (A burst's sampling heap profile counted 4.3 KB
- * per interaction in the walk over every declared option, about a tenth of what the bot then
- * allocated before its defer: docs/benchmarks.md, "What changed, release by release".)
+ * (`i.options.data`: Discord sends only those), not by asking discord.js for each declared one,
+ * which cost a search and its garbage per option on every command (docs/benchmarks.md, "What
+ * changed, release by release"); the reference images in the command's own declaration order
+ * (image, then image2…), whatever order they were filled in. Commands have no subcommands
+ * (command-json.ts declares none): with one, `data` would hold it, its options inside.
  */
 export function commandInputOf(i: ChatInputCommandInteraction, command: Command): CommandInput {
   const options: Record<string, unknown> = {};
   let attachments = false;
   for (const given of i.options.data) {
-    const def = command.options[given.name];
+    const def = Object.hasOwn(command.options, given.name) ? command.options[given.name] : undefined;
     if (def?.type === 'attachment') attachments = true;
     else if (def && given.value !== undefined) options[given.name] = given.value;
   }

@@ -120,7 +120,9 @@ async function installClientProbe(): Promise<void> {
   };
   const queue = REST.prototype.queueRequest;
   REST.prototype.queueRequest = function (this: unknown, request: { fullRoute: string }) {
-    if (/^\/interactions\/\d+\/[^/]+\/callback$/.test(request.fullRoute)) return queue.call(this, request);
+    // A callback, told as @discordjs/rest's generateRouteData tells it (the bare client's process
+    // loads nothing of the bot's: not even its route pattern).
+    if (request.fullRoute.startsWith('/interactions/') && request.fullRoute.endsWith('/callback')) return queue.call(this, request);
     restBusy += 1;
     const p = queue.call(this, request);
     void p.then(

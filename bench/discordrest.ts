@@ -50,7 +50,7 @@ async function answeringChild(): Promise<void> {
   const server = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
-      if (req.url!.endsWith('/callback')) return void res.writeHead(204).end();
+      if (req.url!.split('?')[0]!.endsWith('/callback')) return void res.writeHead(204).end();
       res.writeHead(200, { 'content-type': 'application/json', 'x-ratelimit-limit': '5', 'x-ratelimit-remaining': '4', 'x-ratelimit-reset-after': '1', 'x-ratelimit-bucket': 'bench' });
       res.end(message);
     });
@@ -85,6 +85,8 @@ function bodiesFor(i: number, data: Buffer): JobBodies {
 
 const token = (i: number) => `aW50ZXJhY3Rpb246${String(i).padStart(12, '0')}${'x'.repeat(120)}`;
 const interactionId = (i: number) => String(400000000000000000n + BigInt(i));
+/** What discord.js's deferReply adds to the callback's URL (InteractionResponses.js). */
+const DEFER_QUERY = new URLSearchParams({ with_response: 'false' });
 
 export async function runDiscordRestBench(jobs = DISCORD_REST_BENCH_JOBS): Promise<string> {
   const child = await forkRole<{ api: string }>(here, 'answer');
@@ -112,20 +114,20 @@ export async function runDiscordRestBench(jobs = DISCORD_REST_BENCH_JOBS): Promi
     type Way = (i: number, b: JobBodies) => Promise<void>;
     const ways: Record<'before' | 'now' | 'floor', Way> = {
       before: async (i, b) => {
-        await before.post(Routes.interactionCallback(interactionId(i), token(i)), { body: { type: 5 }, auth: false });
+        await before.post(Routes.interactionCallback(interactionId(i), token(i)), { body: { type: 5 }, auth: false, query: DEFER_QUERY });
         const original = Routes.webhookMessage(APPLICATION_ID, token(i), '@original');
         await before.patch(original, { body: b.placeholder, auth: false });
         await before.patch(original, { body: b.result, files: [{ name: b.file.name, data: b.file.data, contentType: b.file.contentType }], auth: false });
       },
       now: async (i, b) => {
-        await now.rest.post(Routes.interactionCallback(interactionId(i), token(i)), { body: { type: 5 }, auth: false });
+        await now.rest.post(Routes.interactionCallback(interactionId(i), token(i)), { body: { type: 5 }, auth: false, query: DEFER_QUERY });
         const loc = { applicationId: APPLICATION_ID, interactionToken: token(i), interactionId: interactionId(i), tokenExpiresAt: Date.now() + 900_000, channelId: '100000000000000001', ephemeral: false, attachmentSizeLimit: 10 * MiB };
         await now.editOriginal(loc, b.placeholder);
         await now.editOriginal(loc, b.result, [b.file]);
       },
       floor: async (i, b) => {
         const json = { 'content-type': 'application/json' };
-        await floorCall('POST', Routes.interactionCallback(interactionId(i), token(i)), json, JSON.stringify({ type: 5 }));
+        await floorCall('POST', `${Routes.interactionCallback(interactionId(i), token(i))}?${DEFER_QUERY}`, json, JSON.stringify({ type: 5 }));
         const original = Routes.webhookMessage(APPLICATION_ID, token(i), '@original');
         await floorCall('PATCH', original, json, JSON.stringify(b.placeholder));
         const form = multipartBody([
